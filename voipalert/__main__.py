@@ -1,0 +1,3 @@
+from voipalert.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The ``voipalert`` command line (also ``python -m voipalert``).
+
+Each command group lives in its own module with an ``add_parser(subparsers)`` function; this
+module only wires them, sets logging up once, and turns a ``ConfigError`` into a clear
+message and exit status 2 (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from voipalert import __version__
+from voipalert.cli import config_cmd
+from voipalert.errors import ConfigError
+from voipalert.logs import setup_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# Only commands that exist are listed: a command is added here in the change that builds it.
+COMMAND_MODULES = (config_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voipalert",
+        description="Turn technical events into phone calls through your own SIP PBX.",
+    )
+    parser.add_argument("--version", action="version", version=f"voipalert {__version__}")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML configuration file (default: $VOIPALERT_CONFIG, else ./voipalert.toml)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="human-readable lines (default) or JSON lines",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_format, args.log_level)
+    try:
+        status: int = args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"voipalert: configuration error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        logging.getLogger("voipalert").info("interrupted")
+        return 130
+    return status

@@ -1,0 +1,118 @@
+"""Logging, set up once per process.
+
+Records carry the alert and call they belong to. The ids live in context variables, so a
+task started for a call (and every task it starts) stamps its records without passing a
+logger around: asyncio copies the context into each new task.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Final, Literal, TextIO
+
+LogFormat = Literal["text", "json"]
+
+_alert_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("alert_id", default=None)
+_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
+
+# LogRecord attributes that are not "extra" fields given by the caller.
+_STANDARD_ATTRS: Final = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "alert_id", "call_id", "taskName"}
+)
+
+
+@contextmanager
+def log_context(*, alert_id: str | int | None = None, call_id: str | None = None) -> Iterator[None]:
+    """Stamp every record logged inside the block (and in tasks started from it)."""
+    tokens: list[tuple[contextvars.ContextVar[str | None], contextvars.Token[str | None]]] = []
+    if alert_id is not None:
+        tokens.append((_alert_id, _alert_id.set(str(alert_id))))
+    if call_id is not None:
+        tokens.append((_call_id, _call_id.set(call_id)))
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.alert_id = _alert_id.get()
+        record.call_id = _call_id.get()
+        return True
+
+
+def _printable(value: object) -> str:
+    # Values in log lines may come from outside (alert text, SIP headers): never let them
+    # forge a new log line.
+    return str(value).replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0")
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-27 20:41:07.123 INFO  voipalert.sip [alert=12 call=ab3f] message key=value``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        ids = []
+        if getattr(record, "alert_id", None):
+            ids.append(f"alert={record.alert_id}")
+        if getattr(record, "call_id", None):
+            ids.append(f"call={record.call_id}")
+        context = f" [{' '.join(ids)}]" if ids else ""
+        extras = "".join(
+            f" {key}={_printable(value)}"
+            for key, value in vars(record).items()
+            if key not in _STANDARD_ATTRS
+        )
+        line = (
+            f"{stamp}.{int(record.msecs):03d} {record.levelname:<5} {record.name}{context} "
+            f"{_printable(record.getMessage())}{extras}"
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("alert_id", "call_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS:
+                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(
+    fmt: LogFormat = "text", level: str | int = "INFO", stream: TextIO | None = None
+) -> None:
+    """Install one handler on the root logger, replacing any earlier one of ours."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(_ContextFilter())
+    handler.set_name("voipalert")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "voipalert"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
