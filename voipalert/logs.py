@@ -62,10 +62,12 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%d %H:%M:%S")
         ids = []
-        if getattr(record, "alert_id", None):
-            ids.append(f"alert={record.alert_id}")
-        if getattr(record, "call_id", None):
-            ids.append(f"call={record.call_id}")
+        alert_id = getattr(record, "alert_id", None)
+        call_id = getattr(record, "call_id", None)
+        if alert_id:
+            ids.append(f"alert={alert_id}")
+        if call_id:
+            ids.append(f"call={call_id}")
         context = f" [{' '.join(ids)}]" if ids else ""
         extras = "".join(
             f" {key}={_printable(value)}"

@@ -83,9 +83,7 @@ class SipSettings(_Section):
     )
     display_name: str = "voipalert"
     transport: Literal["udp", "tcp", "tls"] = "udp"
-    local_host: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(
-        "127.0.0.1"
-    )
+    local_host: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
     advertised_host: ipaddress.IPv4Address | ipaddress.IPv6Address | None = Field(
         default=None,
         description="address put in Via/Contact/SDP when it differs from local_host (NAT)",
@@ -114,12 +112,13 @@ class SipSettings(_Section):
 
 
 Codec = Literal["PCMU", "PCMA"]
+_DEFAULT_CODECS: Final[tuple[Codec, ...]] = ("PCMU", "PCMA")
 
 
 class MediaSettings(_Section):
     rtp_port_min: Port = 16384
     rtp_port_max: Port = 16999
-    codecs: list[Codec] = Field(default_factory=lambda: ["PCMU", "PCMA"], min_length=1)
+    codecs: list[Codec] = Field(default_factory=lambda: list(_DEFAULT_CODECS), min_length=1)
     telephone_event_payload_type: int = Field(default=101, ge=96, le=127)
 
     @field_validator("codecs")
