@@ -1,2 +1,64 @@
-"""Shared pytest configuration. Fixtures for real peers live beside the tests that use them
-(``tests/testbed_fixtures.py`` for the SIP testbed)."""
+"""Shared pytest fixtures.
+
+The SIP testbed (sip-testbed/testbed.py: Kamailio + baresip phone bots on loopback) is
+started once per session for the tests that ask for it. Its programs come from Debian's
+packages; where they are missing the tests are skipped with the install command, except in
+CI (``CI`` set), where a missing peer is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+from testbed import DEFAULT_BOTS, INSTALL_HINT, BotSpec, Testbed, missing_programs, start
+
+TestbedFactory = Callable[[Sequence[BotSpec]], Testbed]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test that uses the testbed carries the marker, so `-m "not testbed"` works
+    # without anyone having to remember to add it.
+    for item in items:
+        if {"testbed", "testbed_factory"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.testbed)
+
+
+def _require_programs() -> None:
+    missing = missing_programs()
+    if not missing:
+        return
+    message = f"SIP testbed programs missing ({', '.join(missing)}); install: {INSTALL_HINT}"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """The default testbed: Kamailio plus one bot per mode (see sip-testbed/README.md)."""
+    _require_programs()
+    tb = start(bots=DEFAULT_BOTS, watch_pid=os.getpid())
+    try:
+        yield tb
+    finally:
+        tb.stop()
+
+
+@pytest.fixture
+def testbed_factory() -> Iterator[TestbedFactory]:
+    """Start a testbed with bots of the test's choosing; every one is stopped afterwards."""
+    _require_programs()
+    started: list[Testbed] = []
+
+    def factory(bots: Sequence[BotSpec]) -> Testbed:
+        tb = start(bots=bots, watch_pid=os.getpid())
+        started.append(tb)
+        return tb
+
+    try:
+        yield factory
+    finally:
+        for tb in started:
+            tb.stop()
