@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from voipalert.errors import ConfigError
+from voipalert.settings import Settings, config_path, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests own their environment and working directory: no stray VOIPALERT_* or
+    # ./voipalert.toml from the developer's shell.
+    for name in list(os.environ):
+        if name.startswith("VOIPALERT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "conf.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    settings = load_settings()
+    assert settings.sip.registrar is None
+    assert settings.http.port == 8080
+    assert str(settings.http.host) == "127.0.0.1"
+    assert settings.database.path == Path("voipalert.db")
+    assert settings.tts.voice == "en_US-joe-medium"
+
+
+def test_file_then_environment_overlay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(
+        tmp_path,
+        '[sip]\nregistrar = "sip:pbx.example.com"\nusername = "alerts"\nlocal_port = 5070\n'
+        '[media]\ncodecs = ["PCMA"]\n',
+    )
+    monkeypatch.setenv("VOIPALERT_SIP__REGISTRAR", "sip:127.0.0.1:5070")
+    monkeypatch.setenv("VOIPALERT_HTTP__PORT", "9090")
+    settings = load_settings(path)
+    assert settings.sip.registrar == "sip:127.0.0.1:5070"  # environment wins
+    assert settings.sip.username == "alerts"  # file value kept
+    assert settings.sip.local_port == 5070
+    assert settings.http.port == 9090
+    assert settings.media.codecs == ["PCMA"]
+
+
+def test_file_location_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_path(None, {}) is None
+    (tmp_path / "voipalert.toml").write_text("[http]\nport = 8181\n")
+    assert config_path(None, {}) == Path("voipalert.toml")
+    assert load_settings().http.port == 8181
+    other = write(tmp_path, "[http]\nport = 8282\n")
+    monkeypatch.setenv("VOIPALERT_CONFIG", str(other))
+    assert load_settings().http.port == 8282
+    explicit = tmp_path / "explicit.toml"
+    explicit.write_text("[http]\nport = 8383\n")
+    assert load_settings(explicit).http.port == 8383
+
+
+def test_secrets_never_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOIPALERT_SIP__USERNAME", "alerts")
+    monkeypatch.setenv("VOIPALERT_SIP__PASSWORD", "hunter2-very-secret")
+    settings = load_settings()
+    assert settings.sip.password is not None
+    assert settings.sip.password.get_secret_value() == "hunter2-very-secret"
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "expected"),
+    [
+        ("VOIPALERT_SIP__LOCAL_PORT", "70000", "sip.local_port"),
+        ("VOIPALERT_SIP__LOCAL_PORT", "abc", "sip.local_port"),
+        ("VOIPALERT_SIP__REGISTRAR", "http://pbx", "sip.registrar"),
+        ("VOIPALERT_SIP__REGISTRAR", "sip:pbx:99999", "sip.registrar"),
+        ("VOIPALERT_SIP__TRANSPORT", "sctp", "sip.transport"),
+        ("VOIPALERT_HTTP__PORT", "0", "http.port"),
+        ("VOIPALERT_MEDIA__CODECS", '["G729"]', "media.codecs"),
+        ("VOIPALERT_SIP__ADVERTISED_HOST", "0.0.0.0", "sip"),
+    ],
+)
+def test_bad_values_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert len(info.value.problems) == 1
+    problem = info.value.problems[0]
+    assert problem.startswith(expected), problem
+    assert "\n" not in problem
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sip]\nregistar = "sip:pbx"\n')
+    with pytest.raises(ConfigError, match=r"sip\.registar .*unknown key"):
+        load_settings(path)
+
+
+def test_broken_toml_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sip]\nregistrar = sip:pbx\n")
+    with pytest.raises(ConfigError, match=r"not valid TOML.*line 2"):
+        load_settings(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_rtp_range_needs_a_pair() -> None:
+    with pytest.raises(ValueError, match="rtp_port_max"):
+        Settings(media={"rtp_port_min": 20000, "rtp_port_max": 20000})  # type: ignore[arg-type]
+
+
+def test_password_without_username(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOIPALERT_SIP__PASSWORD", "x")
+    with pytest.raises(ConfigError, match="username"):
+        load_settings()
