@@ -36,10 +36,14 @@ def test_version() -> None:
 
 
 def test_help_lists_only_commands_that_exist() -> None:
+    import argparse
+
     from voipalert.cli import build_parser
 
     parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    commands = set(subparsers.choices)
+    assert "config" in commands
     result = run("--help")
     assert result.returncode == 0
     for name in commands:
