@@ -138,7 +138,7 @@ class Call:
             self._send_bye(now)
 
     def handle_timer(self, now: float) -> None:
-        if self._cancel is None and now >= self.ring_deadline:
+        if self.next_deadline() is not None and now >= self.ring_deadline:
             self.hang_up(now, CancelReason.RING_TIMEOUT)
 
     def remote_bye(self, request: Request) -> None:
