@@ -16,7 +16,7 @@ from voipalert.sip.events import SipEvent
 from voipalert.sip.headers import HeaderInput
 from voipalert.sip.message import Request, Response, response_to
 from voipalert.sip.parser import parse_message
-from voipalert.sip.uri import SipUri
+from voipalert.sip.uri import SipUri, Uri
 
 PROXY = ("192.0.2.10", 5060)
 OUR_HOST = "192.0.2.1"
@@ -112,3 +112,9 @@ def _is(message: Request | Response, wanted: str | int) -> bool:
     if isinstance(wanted, int):
         return isinstance(message, Response) and message.status == wanted
     return isinstance(message, Request) and message.method == wanted
+
+
+def sip(uri: Uri) -> SipUri:
+    """Narrow a parsed URI to a SIP URI (what every URI in these tests is)."""
+    assert isinstance(uri, SipUri), uri
+    return uri

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from tests.sip.peer import CHALLENGE, OUR_HOST, PROXY, SDP_ANSWER, Peer, ua_config
+from tests.sip.peer import CHALLENGE, OUR_HOST, PROXY, SDP_ANSWER, Peer, sip, ua_config
 from voipalert.sip.call import outcome_for_status
 from voipalert.sip.events import (
     CallAnswered,
@@ -57,8 +57,8 @@ def test_invite_carries_an_sdp_offer_and_identity() -> None:
     _, invite = start_call(peer)
     assert invite.uri == TARGET
     assert invite.to.tag is None and invite.from_.tag is not None
-    assert invite.from_.uri.host == "192.0.2.10"  # our AoR domain, not our IP
-    assert invite.contacts[0].uri.host == OUR_HOST
+    assert sip(invite.from_.uri).host == "192.0.2.10"  # our AoR domain, not our IP
+    assert sip(invite.contacts[0].uri).host == OUR_HOST
     assert invite.content_type == "application/sdp"
     body = invite.body.decode()
     assert "m=audio 16384 RTP/AVP 0 8 101" in body
@@ -133,7 +133,7 @@ def test_answer_ack_follows_the_2xx_contact_and_record_route() -> None:
 
 def test_every_2xx_retransmission_is_acked_again() -> None:
     peer = Peer()
-    _, invite, ok = answered_call(peer)
+    _, _invite, ok = answered_call(peer)
     first = peer.take_one("ACK")
     for _ in range(3):
         peer.deliver(ok)
@@ -339,7 +339,7 @@ def test_tcp_calls_never_retransmit() -> None:
     peer = Peer(ua_config(transport="tcp"))
     _, invite = start_call(peer, ring_timeout=60)
     assert invite.via.transport == "TCP"
-    assert invite.contacts[0].uri.get_param("transport") == "tcp"
+    assert sip(invite.contacts[0].uri).get_param("transport") == "tcp"
     peer.advance(31)
     assert peer.take() == []
     peer.advance(2)
