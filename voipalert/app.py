@@ -1,0 +1,52 @@
+"""The composition root: builds each component's own config from the settings.
+
+Cores never see pydantic settings (STYLE.md §3); this module maps them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from voipalert import __version__
+from voipalert.settings import Settings
+from voipalert.sip.config import UAConfig
+from voipalert.sip.uri import SipUri
+
+
+def _ip_literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def ua_config(settings: Settings) -> UAConfig:
+    """The user agent's config: our identity, where we listen and whom we trust."""
+    sip = settings.sip
+    registrar = SipUri.parse(sip.registrar, "[sip] registrar") if sip.registrar else None
+    proxy = SipUri.parse(sip.outbound_proxy, "[sip] outbound_proxy") if sip.outbound_proxy else None
+    advertised = str(sip.advertised_host or sip.local_host)
+    domain = sip.domain or (registrar.host if registrar else advertised)
+    # Out-of-dialog requests are answered only from the PBX we register with (its proxy
+    # included); without a registrar anyone may probe us (and is rate-limited).
+    peers = {u.host for u in (registrar, proxy) if u is not None}
+    trusted = {ip for host in peers if (ip := _ip_literal(host)) is not None}
+    return UAConfig(
+        user=sip.username or "voipalert",
+        domain=domain,
+        local_host=advertised,
+        local_port=sip.local_port,
+        transport=sip.transport,
+        display_name=sip.display_name or None,
+        auth_username=sip.auth_username,
+        password=sip.password.get_secret_value() if sip.password else None,
+        registrar=registrar,
+        outbound_proxy=proxy,
+        register_expires=sip.register_expires,
+        user_agent=f"voipalert/{__version__}",
+        trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
+    )
+
+
+def sip_bind(settings: Settings) -> tuple[str, int]:
+    return (str(settings.sip.local_host), settings.sip.local_port)

@@ -1,0 +1,89 @@
+"""``voipalert sip register``: register once with the configured registrar and report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+
+from voipalert.app import sip_bind, ua_config
+from voipalert.net.sip_transport import SipEndpoint
+from voipalert.settings import load_settings
+from voipalert.sip.agent import UserAgent
+from voipalert.sip.config import UAConfig
+from voipalert.sip.dialog import Address
+from voipalert.sip.events import (
+    RegistrationChanged,
+    RegistrationState,
+    RegistrationStatus,
+    SipEvent,
+)
+
+WAIT_SECONDS = 45.0  # longer than Timer F (32 s), so a silent registrar is reported
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sip = subparsers.add_parser("sip", help="SIP diagnostics")
+    actions = sip.add_subparsers(dest="sip_command", metavar="ACTION", required=True)
+    register = actions.add_parser(
+        "register",
+        help="register with [sip] registrar, print the outcome, then un-register "
+        "(exit 0 on success, 1 on failure)",
+    )
+    register.add_argument(
+        "--keep", action="store_true", help="leave the binding in place (no un-REGISTER)"
+    )
+    register.set_defaults(func=run_register)
+
+
+def run_register(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    return asyncio.run(_register(ua_config(settings), sip_bind(settings), keep=args.keep))
+
+
+async def _register(config: UAConfig, bind: Address, *, keep: bool) -> int:
+    if config.registrar is None:
+        print("no [sip] registrar is configured: voipalert calls targets directly")
+        return 1
+    outcome: asyncio.Queue[RegistrationStatus] = asyncio.Queue()
+
+    def on_event(event: SipEvent) -> None:
+        if isinstance(event, RegistrationChanged):
+            outcome.put_nowait(event.status)
+
+    agent = UserAgent(config, rng=secrets.SystemRandom())
+    endpoint = SipEndpoint(agent, bind, on_event)
+    await endpoint.start()
+    loop = asyncio.get_running_loop()
+    try:
+        endpoint.act(agent.register)
+        wanted = {RegistrationState.REGISTERED, RegistrationState.FAILING}
+        status = await _final(outcome, wanted, WAIT_SECONDS)
+        if status is None or status.state is not RegistrationState.REGISTERED:
+            detail = "no answer" if status is None else f"{status.last_status} {status.last_reason}"
+            print(f"registration with {config.registrar} failed: {detail}")
+            return 1
+        granted = round((status.expires_at or loop.time()) - loop.time())
+        print(
+            f"registered sip:{config.user}@{config.domain} with {config.registrar}: "
+            f"{status.last_status} {status.last_reason}, granted expiry {granted} s"
+        )
+        if not keep:
+            endpoint.act(agent.unregister)
+            await _final(outcome, {RegistrationState.UNREGISTERED}, 10.0)
+        return 0
+    finally:
+        await endpoint.close()
+
+
+async def _final(
+    queue: asyncio.Queue[RegistrationStatus], states: set[RegistrationState], seconds: float
+) -> RegistrationStatus | None:
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                status = await queue.get()
+                if status.state in states:
+                    return status
+    except TimeoutError:
+        return None

@@ -1,0 +1,377 @@
+"""One outbound call: INVITE → (digest) → 1xx → 2xx + ACK → BYE, or CANCEL, as one machine.
+
+RFC 3261 §13.2 (UAC INVITE), §9.1 (CANCEL), §15.1.1 (BYE), §12 (dialogs) and §22 (digest),
+with the outcome rules of SIP-CHECKLIST §4.5. Every call ends with exactly one
+``CallEnded`` event carrying a ``CallOutcome`` — never an exception.
+
+States: CALLING (INVITE sent) → RINGING (a provisional arrived, so CANCEL is allowed) →
+CONFIRMED (2xx ACKed) → ENDING (our BYE sent) → ENDED. A cancel requested before any
+provisional waits for one (or for Timer B): §9.1 forbids CANCEL before a 1xx.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Final
+
+from voipalert.sip import digest
+from voipalert.sip.address import NameAddr
+from voipalert.sip.core import AgentServices, TxFailure
+from voipalert.sip.dialog import (
+    Dialog,
+    Envelope,
+    address_of,
+    build_request,
+    cancel_for,
+    new_branch,
+    new_tag,
+    our_aor,
+    our_contact,
+)
+from voipalert.sip.errors import RemoteProtocolError
+from voipalert.sip.events import (
+    CallAnswered,
+    CallEnded,
+    CallId,
+    CallOutcome,
+    CallRinging,
+)
+from voipalert.sip.headers import HeaderInput
+from voipalert.sip.message import Request, Response
+from voipalert.sip.sdp import LocalMedia, MediaParams, parse_answer
+from voipalert.sip.uri import SipUri
+
+MAX_INVITE_AUTH_ROUNDS: Final = 2  # the challenge, then one stale=true renewal
+SDP: Final = "application/sdp"
+
+
+class CallState(Enum):
+    CALLING = "calling"
+    RINGING = "ringing"
+    CONFIRMED = "confirmed"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+class CancelReason(Enum):
+    RING_TIMEOUT = "ring timeout"
+    LOCAL = "cancelled"
+
+
+_OUTCOMES: Final = {
+    **dict.fromkeys((486, 600), CallOutcome.BUSY),
+    **dict.fromkeys((603, 607, 608), CallOutcome.DECLINED),
+    **dict.fromkeys((404, 410, 480, 484, 604), CallOutcome.UNREACHABLE),
+    **dict.fromkeys((408, 487), CallOutcome.NO_ANSWER),
+    **dict.fromkeys((401, 403, 407), CallOutcome.REJECTED),
+}
+
+
+def outcome_for_status(status: int) -> CallOutcome:
+    """The escalation outcome of a final non-2xx (SIP-CHECKLIST §4.5 table); codes not in
+    the table take their class's meaning (§8.1.3.2): 4xx rejected, 6xx declined, and 3xx
+    (redirects are not followed) or 5xx failed."""
+    if status in _OUTCOMES:
+        return _OUTCOMES[status]
+    if 400 <= status < 500:
+        return CallOutcome.REJECTED
+    if status >= 600:
+        return CallOutcome.DECLINED
+    return CallOutcome.FAILED
+
+
+class Call:
+    def __init__(
+        self,
+        agent: AgentServices,
+        call_id: CallId,
+        target: SipUri,
+        media: LocalMedia,
+        *,
+        ring_deadline: float,
+    ) -> None:
+        self._agent = agent
+        config = agent.config
+        self.call_id = call_id
+        self.target = target
+        self.local_media = media
+        self.ring_deadline = ring_deadline
+        self.state = CallState.CALLING
+        self.remote_media: MediaParams | None = None
+        self.dialog: Dialog | None = None
+        self._from = NameAddr(uri=our_aor(config), display_name=config.display_name)
+        self._from = self._from.with_tag(new_tag(agent.rng))
+        self._cseq = agent.rng.randint(1, 2**20)
+        self._counter = digest.NonceCounter()
+        self._auth_rounds = 0
+        self._auth: tuple[HeaderInput, ...] = ()
+        self._invite: Request | None = None
+        self._ack: Request | None = None
+        self._cancel: CancelReason | None = None
+        self._cancel_sent = False
+        self._bye: Request | None = None
+        self._bye_extra: tuple[HeaderInput, ...] = ()
+        self._late_answer: CallOutcome | None = None
+        self._media_failure: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.state is CallState.ENDED
+
+    def next_deadline(self) -> float | None:
+        if self.state in (CallState.CALLING, CallState.RINGING) and self._cancel is None:
+            return self.ring_deadline
+        return None
+
+    # ---------------------------------------------------------------- commands
+
+    def start(self, now: float) -> None:
+        self._send_invite(now)
+
+    def hang_up(self, now: float, reason: CancelReason = CancelReason.LOCAL) -> None:
+        """CANCEL while ringing (as soon as allowed), BYE once answered."""
+        if self.state in (CallState.CALLING, CallState.RINGING):
+            if self._cancel is None:
+                self._cancel = reason
+            self._maybe_cancel(now)
+        elif self.state is CallState.CONFIRMED:
+            self._send_bye(now)
+
+    def handle_timer(self, now: float) -> None:
+        if self.next_deadline() is not None and now >= self.ring_deadline:
+            self.hang_up(now, CancelReason.RING_TIMEOUT)
+
+    def remote_bye(self, request: Request) -> None:
+        """The callee hung up (their BYE, already answered 200 by the agent)."""
+        if self.state in (CallState.CONFIRMED, CallState.ENDING):
+            self._end(
+                CallOutcome.ANSWERED, None, "callee hung up", _reason_header(request),
+                answered=True, by="remote",
+            )  # fmt: skip
+
+    def set_media(self, media: MediaParams) -> None:
+        self.remote_media = media
+
+    # ---------------------------------------------------------------- TxUser
+
+    def on_response(self, request: Request, response: Response, now: float) -> None:
+        method = request.method
+        if method == "INVITE" and request is self._invite:
+            self._invite_response(request, response, now)
+        elif method == "BYE" and request is self._bye and response.status >= 200:
+            if response.status in (401, 407) and self._retry_bye(request, response, now):
+                return
+            self._end_after_bye()
+        # CANCEL responses change nothing: the INVITE's 487 (or 200) decides.
+
+    def on_failure(self, request: Request, failure: TxFailure, now: float) -> None:
+        if request.method == "INVITE" and request is self._invite:
+            if self._cancel is not None:
+                self._end(self._cancelled_outcome(), failure.status, f"{self._cancel.value}")
+            else:
+                # Timer B with no response at all, or the next hop refused the packet.
+                self._end(CallOutcome.UNREACHABLE, failure.status, f"no response ({failure.value})")
+        elif request.method == "BYE" and request is self._bye:
+            self._end_after_bye()  # §15.1.1: a BYE without answer still ends the call
+
+    # ---------------------------------------------------------------- INVITE
+
+    def _send_invite(self, now: float) -> None:
+        config = self._agent.config
+        self._cseq += 1
+        route: tuple[NameAddr, ...] = ()
+        if config.outbound_proxy is not None:
+            route = (NameAddr(uri=config.outbound_proxy.with_param("lr")),)
+        envelope = Envelope(
+            self._from, NameAddr(uri=self.target), self.call_id, self._cseq,
+            new_branch(self._agent.rng), route,
+        )  # fmt: skip
+        invite = build_request(
+            config, "INVITE", self.target, envelope, contact=our_contact(config),
+            extra=self._auth, body=self.local_media.sdp(), content_type=SDP,
+        )  # fmt: skip
+        self._invite = invite
+        hop = config.outbound_proxy or self.target
+        self._agent.send_request(invite, address_of(hop, config.transport), self, now)
+
+    def _invite_response(self, invite: Request, response: Response, now: float) -> None:
+        status = response.status
+        if status < 200:
+            self._provisional(response, now)
+        elif status < 300:
+            self._success(invite, response, now)
+        elif status in (401, 407) and self._cancel is None:
+            self._challenged(invite, response, now)
+        elif self.state in (CallState.CALLING, CallState.RINGING):
+            if self._cancel is not None and status == 487:
+                self._end(self._cancelled_outcome(), status, self._cancel.value)
+            else:
+                self._end(outcome_for_status(status), status, response.reason,
+                          _reason_header(response))  # fmt: skip
+
+    def _provisional(self, response: Response, now: float) -> None:
+        if self.state is CallState.CALLING:
+            self.state = CallState.RINGING
+        if response.status > 100:
+            early = bool(response.body) and response.content_type == SDP
+            self._agent.emit(CallRinging(self.call_id, response.status, response.reason, early))
+        self._maybe_cancel(now)
+
+    def _challenged(self, invite: Request, response: Response, now: float) -> None:
+        config = self._agent.config
+        stale = digest.is_stale(response)
+        if (
+            config.password is None
+            or self._auth_rounds >= MAX_INVITE_AUTH_ROUNDS
+            or (self._auth_rounds and not stale)
+        ):
+            self._end(CallOutcome.REJECTED, response.status, "authentication failed")
+            return
+        self._auth_rounds += 1
+        credentials = digest.DigestCredentials(config.auth_username or config.user, config.password)
+        try:
+            self._auth = digest.authorization_headers(
+                response, credentials, method="INVITE", uri=invite.uri,
+                rng=self._agent.rng, counter=self._counter,
+            )  # fmt: skip
+        except RemoteProtocolError as exc:
+            self._end(CallOutcome.REJECTED, response.status, str(exc))
+            return
+        # Same Call-ID and From tag, CSeq + 1, a new branch (pyVoIP #167, #69/#216).
+        self.state = CallState.CALLING
+        self._send_invite(now)
+
+    def _success(self, invite: Request, response: Response, now: float) -> None:
+        to_tag = response.to.tag
+        if self.dialog is not None:
+            if to_tag == self.dialog.remote_tag and self._ack is not None:
+                self._send_ack(self._ack, now)  # §13.2.2.4: ACK every retransmitted 2xx
+            else:
+                self._ack_and_bye_fork(invite, response, now)
+            return
+        try:
+            self.dialog = Dialog.from_2xx(invite, response)
+        except RemoteProtocolError as exc:
+            self._end(CallOutcome.FAILED, response.status, f"unusable 2xx: {exc}")
+            return
+        self._ack = self.dialog.request(
+            self._agent.config, "ACK", new_branch(self._agent.rng),
+            cseq=invite.cseq.seq, extra=self._auth,
+        )  # fmt: skip
+        self._send_ack(self._ack, now)
+        if self._cancel is not None:
+            # The 200-after-CANCEL race (§9.1): ACK it, then hang up at once.
+            self.state = CallState.CONFIRMED
+            self._late_answer = self._cancelled_outcome()
+            self._send_bye(now)
+            return
+        try:
+            self.remote_media = parse_answer(response.body, codecs=self.local_media.codecs)
+        except RemoteProtocolError as exc:
+            self.state = CallState.CONFIRMED
+            self._media_failure = f"unusable SDP answer: {exc}"
+            self._send_bye(now, reason='SIP;cause=488;text="Not Acceptable Here"')
+            return
+        self.state = CallState.CONFIRMED
+        self._agent.emit(CallAnswered(self.call_id, self.remote_media))
+
+    def _ack_and_bye_fork(self, invite: Request, response: Response, now: float) -> None:
+        """A 2xx from a second fork (another To tag): ACK it and BYE it (§13.2.2.4)."""
+        try:
+            fork = Dialog.from_2xx(invite, response)
+        except RemoteProtocolError:
+            return
+        branch = new_branch(self._agent.rng)
+        ack = fork.request(self._agent.config, "ACK", branch, cseq=invite.cseq.seq)
+        self._send_ack_via(fork, ack, now)
+        bye = fork.request(self._agent.config, "BYE", new_branch(self._agent.rng))
+        hop = fork.next_hop(self._agent.config.transport)
+        self._agent.send_request(bye, hop, None, now)
+
+    def _send_ack(self, ack: Request, now: float) -> None:
+        assert self.dialog is not None
+        self._send_ack_via(self.dialog, ack, now)
+
+    def _send_ack_via(self, dialog: Dialog, ack: Request, now: float) -> None:
+        self._agent.send_request(ack, dialog.next_hop(self._agent.config.transport), None, now)
+
+    # ---------------------------------------------------------------- CANCEL and BYE
+
+    def _maybe_cancel(self, now: float) -> None:
+        if (
+            self._cancel is not None
+            and not self._cancel_sent
+            and self.state is CallState.RINGING
+            and self._invite is not None
+        ):
+            self._cancel_sent = True
+            cancel = cancel_for(self._invite)
+            config = self._agent.config
+            hop = config.outbound_proxy or self.target
+            self._agent.send_request(cancel, address_of(hop, config.transport), self, now)
+
+    def _cancelled_outcome(self) -> CallOutcome:
+        if self._cancel is CancelReason.RING_TIMEOUT:
+            return CallOutcome.NO_ANSWER
+        return CallOutcome.CANCELLED
+
+    def _send_bye(self, now: float, reason: str | None = None) -> None:
+        assert self.dialog is not None
+        if self.state is CallState.ENDING:
+            return
+        self.state = CallState.ENDING
+        self._bye_extra = (("Reason", reason),) if reason else ()
+        bye = self.dialog.request(
+            self._agent.config, "BYE", new_branch(self._agent.rng), extra=self._bye_extra
+        )
+        self._bye = bye
+        self._agent.send_request(bye, self.dialog.next_hop(self._agent.config.transport), self, now)
+
+    def _retry_bye(self, bye: Request, response: Response, now: float) -> bool:
+        config = self._agent.config
+        if (
+            config.password is None
+            or bye.headers.get("Authorization")
+            or bye.headers.get("Proxy-Authorization")
+        ):
+            return False
+        assert self.dialog is not None
+        credentials = digest.DigestCredentials(config.auth_username or config.user, config.password)
+        try:
+            auth = digest.authorization_headers(
+                response, credentials, method="BYE", uri=bye.uri,
+                rng=self._agent.rng, counter=self._counter,
+            )  # fmt: skip
+        except RemoteProtocolError:
+            return False
+        retry = self.dialog.request(
+            config, "BYE", new_branch(self._agent.rng), extra=(*self._bye_extra, *auth)
+        )
+        self._bye = retry
+        self._agent.send_request(retry, self.dialog.next_hop(config.transport), self, now)
+        return True
+
+    def _end_after_bye(self) -> None:
+        if self._late_answer is not None:
+            assert self._cancel is not None
+            reason = f"answered after {self._cancel.value}; hung up at once"
+            self._end(self._late_answer, 200, reason)
+        elif self._media_failure is not None:
+            self._end(CallOutcome.FAILED, 488, self._media_failure, answered=True, by="local")
+        else:
+            self._end(CallOutcome.ANSWERED, 200, "we hung up", answered=True, by="local")
+
+    def _end(
+        self, outcome: CallOutcome, status: int | None, reason: str,
+        reason_header: str | None = None, *, answered: bool = False, by: str | None = None,
+    ) -> None:  # fmt: skip
+        if self.state is CallState.ENDED:
+            return
+        self.state = CallState.ENDED
+        event = CallEnded(self.call_id, outcome, status, reason, reason_header, answered, by)
+        self._agent.emit(event)
+
+
+def _reason_header(message: Request | Response) -> str | None:
+    values = message.headers.get_all("Reason")
+    return ", ".join(values) if values else None

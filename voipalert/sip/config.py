@@ -1,0 +1,48 @@
+"""The user agent's own configuration (aioquic style: the core owns its config type).
+
+``app.py`` maps the pydantic settings onto this; the core never reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from voipalert.sip.timers import TimerConfig
+from voipalert.sip.uri import SipUri
+
+Transport = Literal["udp", "tcp", "tls"]
+DEFAULT_PORTS: Final[dict[str, int]] = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UAConfig:
+    user: str
+    """The user part of our address-of-record (the From user, the Contact user)."""
+    domain: str
+    """The domain of our address-of-record (may differ from the proxy host on trunks)."""
+    local_host: str
+    """The address we advertise in Via and Contact: reachable by the PBX, never 0.0.0.0."""
+    local_port: int
+    transport: Transport = "udp"
+    display_name: str | None = None
+    auth_username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    registrar: SipUri | None = None
+    outbound_proxy: SipUri | None = None
+    register_expires: int = 600
+    user_agent: str = "voipalert"
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    trusted_hosts: frozenset[str] | None = None
+    """Hosts whose out-of-dialog requests we answer; None answers anyone (no registrar)."""
+    unsolicited_per_second: float = 10.0
+    """Rate limit for out-of-dialog requests (scanners); beyond it they are dropped."""
+    max_server_transactions: int = 512
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+    @property
+    def via_transport(self) -> str:
+        return self.transport.upper()
