@@ -213,3 +213,21 @@ def test_out_of_dialog_floods_are_rate_limited() -> None:
     answered = [m for m in peer.take() if isinstance(m, Response)]
     assert len(answered) == 10  # the burst (5 s worth), then nothing
     assert peer.ua.stats["rate_limited"] == 40
+
+
+def test_reinvite_without_sdp_offers_ours_and_takes_the_answer_from_the_ack() -> None:
+    peer = Peer()
+    reinvite = in_dialog(
+        peer, "INVITE", branch="z9hG4bKre2", extra=[("Contact", "<sip:alice@192.0.2.20:5161>")]
+    )
+    response = answer(peer, reinvite)
+    assert response.status == 200 and b"m=audio 16384 RTP/AVP 0 8 101" in response.body
+    moved = SDP_ANSWER.replace(b"40000", b"42000")
+    ack = request(
+        "ACK", branch="z9hG4bKack3", call_id=reinvite.call_id,
+        from_=reinvite.headers.get("From") or "", to=response.headers.get("To") or "",
+        cseq=50, extra=[("Content-Type", "application/sdp")], body=moved,
+    )  # fmt: skip
+    peer.deliver(ack)
+    changed = peer.last(CallMediaChanged)
+    assert isinstance(changed, CallMediaChanged) and changed.media.port == 42000

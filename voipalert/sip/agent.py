@@ -34,7 +34,7 @@ from voipalert.sip.events import (
 from voipalert.sip.message import Request, Response, response_to
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration
-from voipalert.sip.sdp import LocalMedia, answer_offer
+from voipalert.sip.sdp import LocalMedia, answer_offer, parse_answer
 from voipalert.sip.transaction import (
     Transaction,
     TxAction,
@@ -428,6 +428,15 @@ class UserAgent:
             self.stats["stray_ack"] += 1
             return
         self._retransmit.pop(call.call_id, None)
+        if request.body and request.content_type == "application/sdp":
+            # The answer to the offer we put in our 2xx to a body-less re-INVITE.
+            try:
+                media = parse_answer(request.body, codecs=call.local_media.codecs)
+            except RemoteProtocolError:
+                self.stats["bad_sdp"] += 1
+                return
+            call.set_media(media)
+            self.emit(CallMediaChanged(call.call_id, media))
 
     def _call_in_dialog(self, request: Request) -> Call | None:
         call_id = request.call_id
