@@ -6,8 +6,10 @@ Cores never see pydantic settings (STYLE.md §3); this module maps them.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 
 from voipalert import __version__
+from voipalert.net.sip_transport import client_tls_context
 from voipalert.settings import Settings
 from voipalert.sip.config import UAConfig
 from voipalert.sip.uri import SipUri
@@ -50,3 +52,9 @@ def ua_config(settings: Settings) -> UAConfig:
 
 def sip_bind(settings: Settings) -> tuple[str, int]:
     return (str(settings.sip.local_host), settings.sip.local_port)
+
+
+def sip_tls(settings: Settings) -> ssl.SSLContext | None:
+    if settings.sip.transport != "tls":
+        return None
+    return client_tls_context(settings.sip.tls_ca_file, settings.sip.tls_verify)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import ssl
 
-from voipalert.app import sip_bind, ua_config
+from voipalert.app import sip_bind, sip_tls, ua_config
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.settings import load_settings
 from voipalert.sip.agent import UserAgent
@@ -38,10 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_register(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    return asyncio.run(_register(ua_config(settings), sip_bind(settings), keep=args.keep))
+    config, bind, tls = ua_config(settings), sip_bind(settings), sip_tls(settings)
+    return asyncio.run(_register(config, bind, tls, keep=args.keep))
 
 
-async def _register(config: UAConfig, bind: Address, *, keep: bool) -> int:
+async def _register(
+    config: UAConfig, bind: Address, tls: ssl.SSLContext | None, *, keep: bool
+) -> int:
     if config.registrar is None:
         print("no [sip] registrar is configured: voipalert calls targets directly")
         return 1
@@ -52,7 +56,7 @@ async def _register(config: UAConfig, bind: Address, *, keep: bool) -> int:
             outcome.put_nowait(event.status)
 
     agent = UserAgent(config, rng=secrets.SystemRandom())
-    endpoint = SipEndpoint(agent, bind, on_event)
+    endpoint = SipEndpoint(agent, bind, on_event, tls=tls)
     await endpoint.start()
     loop = asyncio.get_running_loop()
     try:

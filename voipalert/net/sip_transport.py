@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from voipalert.sip.agent import Outbound, UserAgent
@@ -56,10 +58,13 @@ class SipEndpoint:
 
     def __init__(
         self, agent: UserAgent, bind: Address, on_event: EventHandler,
-        trace: WireTrace = log_wire,
+        trace: WireTrace = log_wire, tls: ssl.SSLContext | None = None,
     ) -> None:  # fmt: skip
         self.agent = agent
         self._trace = trace
+        self._tls = tls
+        if agent.config.transport == "tls" and tls is None:
+            raise ValueError("transport tls needs an SSL context (see client_tls_context)")
         self._bind = bind
         self._on_event = on_event
         self._loop = asyncio.get_running_loop()
@@ -85,6 +90,10 @@ class SipEndpoint:
             self._udp, _ = await self._loop.create_datagram_endpoint(
                 lambda: _DatagramProtocol(self), local_addr=(host, port)
             )
+        elif self.transport_name == "tls":
+            # No TLS listener: we have no server certificate. The PBX reaches us over the
+            # connection we registered on (Asterisk does this; RFC 5626 flows).
+            pass
         else:
             self._server = await self._loop.create_server(
                 lambda: _StreamProtocol(self, None), host, port
@@ -197,8 +206,9 @@ class SipEndpoint:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 _, protocol = await self._loop.create_connection(
-                    lambda: _StreamProtocol(self, key), destination[0], destination[1]
-                )
+                    lambda: _StreamProtocol(self, key), destination[0], destination[1],
+                    ssl=self._tls, server_hostname=key[0] if self._tls else None,
+                )  # fmt: skip
         except (OSError, TimeoutError) as exc:
             log.warning("SIP connection to %s:%s failed: %s", *destination, exc)
             self._queued.pop(key, None)
@@ -286,3 +296,16 @@ class _StreamProtocol(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+
+def client_tls_context(ca_file: Path | None, verify: bool = True) -> ssl.SSLContext:
+    """TLS for SIP (RFC 3261 §26.3.1, SIP-CHECKLIST §4.11): the system CA store or a
+    private CA bundle (self-hosted PBXs), certificate and host name checked, TLS 1.2 or
+    newer. ``verify=False`` is for a lab only and is logged as such."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        log.warning("SIP TLS certificate verification is OFF: use this in a lab only")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

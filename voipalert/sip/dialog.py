@@ -57,8 +57,9 @@ def our_contact(config: UAConfig, expires: int | None = None) -> NameAddr:
     params: tuple[tuple[str, str | None], ...] = ()
     if config.transport != "udp":
         params = (("transport", config.transport),)
+    # sip: with ;transport=tls rather than sips: (RFC 5630 prefers sips:, but a sips:
+    # Contact obliges every hop to TLS, which PBXs with a plain-UDP phone side refuse).
     uri = SipUri(
-        scheme="sips" if config.transport == "tls" else "sip",
         user=config.user,
         host=config.local_host,
         port=config.local_port,
