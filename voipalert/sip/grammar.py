@@ -106,14 +106,19 @@ def check_component(text: str, allowed: frozenset[str], what: str) -> None:
         raise LocalProtocolError(f"{what}: {problem} in {text!r}")
 
 
-def parse_delta_seconds(text: str, what: str) -> int:
-    """delta-seconds: 1*DIGIT, at most 2**32-1 (RFC 3261 §20.19, §20.33)."""
+def parse_uint(text: str, what: str, maximum: int) -> int:
+    """1*DIGIT with surrounding whitespace allowed, at most ``maximum``."""
     text = text.strip(" \t")
     if not text.isascii() or not text.isdigit():
-        raise RemoteProtocolError(f"{what}: {text!r} is not a number of seconds")
-    if len(text) > 10 or int(text) > MAX_DELTA_SECONDS:
-        raise RemoteProtocolError(f"{what}: {text} is larger than 2**32-1")
+        raise RemoteProtocolError(f"{what}: {text[:40]!r} is not a non-negative integer")
+    if len(text) > len(str(maximum)) or int(text) > maximum:
+        raise RemoteProtocolError(f"{what}: {text[:40]} is larger than {maximum}")
     return int(text)
+
+
+def parse_delta_seconds(text: str, what: str) -> int:
+    """delta-seconds: 1*DIGIT, at most 2**32-1 (RFC 3261 §20.19, §20.33)."""
+    return parse_uint(text, what, MAX_DELTA_SECONDS)
 
 
 class Scanner:

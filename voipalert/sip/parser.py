@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from voipalert.sip.errors import RemoteProtocolError
-from voipalert.sip.grammar import is_control, is_token, parse_delta_seconds
+from voipalert.sip.grammar import MAX_DELTA_SECONDS, is_control, is_token, parse_uint
 from voipalert.sip.headers import Headers
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri, parse_uri
@@ -79,7 +79,7 @@ class HeaderBlock:
             raise RemoteProtocolError(f"Content-Length appears {len(values)} times")
         if not values:
             return None
-        return parse_delta_seconds(values[0], "Content-Length")
+        return parse_uint(values[0], "Content-Length", MAX_DELTA_SECONDS)
 
     def build(self, body: bytes) -> Request | Response:
         if isinstance(self.start, RequestLine):
@@ -239,10 +239,11 @@ def _validate_headers(message: Request | Response) -> None:
         count = message.headers.count(name)
         if count > 1:
             raise RemoteProtocolError(f"{name} appears {count} times (it is single-valued)")
-    _ = (message.vias, message.from_, message.to, message.call_id, message.max_forwards)
-    _ = message.contacts
+    # CSeq first: RFC 4475 §3.1.2.4 expects its error to be the one reported.
     cseq = message.cseq
     if isinstance(message, Request) and cseq.method != message.method:
         raise RemoteProtocolError(
             f"CSeq method {cseq.method} does not match the request method {message.method}"
         )
+    _ = (message.vias, message.from_, message.to, message.call_id, message.max_forwards)
+    _ = message.contacts

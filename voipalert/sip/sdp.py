@@ -370,7 +370,9 @@ def _parse_m(value: str, number: int) -> tuple[str, int, str, tuple[int, ...]]:
 def _parse_attribute(section: _Section, value: str, number: int) -> None:
     name, _, rest = value.partition(":")
     what = f"SDP line {number}: a={name}"
-    if name == "rtpmap" and section.rtpmap is not None:
+    if name == "rtpmap" and section.media is not None and section.media[0] == "audio":
+        # Only audio rtpmaps are read: RFC 4475's video section has "a=rtpmap:31 LPC".
+        assert section.rtpmap is not None
         pt_text, _, encoding = rest.partition(" ")
         parts = encoding.strip().split("/")
         if len(parts) < 2:
