@@ -223,7 +223,9 @@ class Reason:
         check_token(self.protocol, "Reason protocol")
         out = self.protocol
         if self.cause is not None:
-            out += f";cause={int(self.cause)}"
+            if self.cause < 0:
+                raise LocalProtocolError(f"Reason cause {self.cause} is negative")
+            out += f";cause={self.cause}"
         if self.text is not None:
             out += f";text={quote(self.text, 'Reason text')}"
         return out + format_params(self.params, "Reason")

@@ -14,6 +14,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable
 from itertools import pairwise
@@ -41,6 +42,9 @@ def is_token(text: str) -> bool:
     return bool(text) and all(ch in TOKEN_CHARS for ch in text)
 
 
+CONTROL_CHARS: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def is_control(ch: str) -> bool:
     """True for the characters no header value may carry unescaped (CR, LF, NUL, ...)."""
     return (ch < " " and ch != "\t") or ch == "\x7f"
@@ -48,12 +52,12 @@ def is_control(ch: str) -> bool:
 
 def check_text(text: str, what: str) -> None:
     """Refuse control characters (except HTAB) in text we are about to put on the wire."""
-    for index, ch in enumerate(text):
-        if is_control(ch):
-            raise LocalProtocolError(
-                f"{what} contains control character {ch!r} at index {index}; refusing to "
-                "serialize it (it could inject a header)"
-            )
+    found = CONTROL_CHARS.search(text)
+    if found is not None:
+        raise LocalProtocolError(
+            f"{what} contains control character {found.group()!r} at index {found.start()}; "
+            "refusing to serialize it (it could inject a header)"
+        )
 
 
 def check_token(text: str, what: str) -> None:

@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from voipalert.sip.errors import RemoteProtocolError
-from voipalert.sip.grammar import MAX_DELTA_SECONDS, is_control, is_token, parse_uint
+from voipalert.sip.grammar import (
+    CONTROL_CHARS,
+    MAX_DELTA_SECONDS,
+    is_control,
+    is_token,
+    parse_uint,
+)
 from voipalert.sip.headers import Headers
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri, parse_uri
@@ -134,9 +140,9 @@ def parse_header_block(head: bytes) -> HeaderBlock:
 
 
 def _parse_start_line(line: str) -> tuple[RequestLine | StatusLine, str | None]:
-    for ch in line:
-        if is_control(ch):
-            raise RemoteProtocolError(f"control character {ch!r} in the start line")
+    found = CONTROL_CHARS.search(line)
+    if found is not None:
+        raise RemoteProtocolError(f"control character {found.group()!r} in the start line")
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
@@ -194,6 +200,8 @@ def _parse_fields(lines: list[str]) -> list[tuple[str, str]]:
 def _check_value(name: str, value: str) -> None:
     """Control characters may appear only as a quoted-pair inside a quoted string
     (RFC 3261 §25.1; RFC 4475 §3.1.1.2 has BEL, NUL and DEL escaped in a display name)."""
+    if CONTROL_CHARS.search(value) is None:
+        return
     in_quotes = escaped = False
     for index, ch in enumerate(value):
         if escaped:

@@ -18,7 +18,8 @@ Public API:
 * ``answer_offer(local, offer) -> SdpAnswer(body, local, remote)`` — our answer to a
   re-INVITE's offer: same session id, the offered codecs we support, the offerer's
   telephone-event number, the mirrored direction; ``o=`` version + 1 only when the SDP differs
-  from the one ``local`` describes (RFC 3264 §8).
+  from the one ``local`` describes (RFC 3264 §8). An unusable offer (port 0, no common codec)
+  raises ``RemoteProtocolError``: answer the re-INVITE with 488.
 """
 
 from __future__ import annotations
