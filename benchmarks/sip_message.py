@@ -2,7 +2,8 @@
 
 Run from the repository root: /tmp/venv/bin/python -m benchmarks.sip_message
 Prints messages per second for parse_message (with its header validation) and serialize()
-on the golden INVITE-with-SDP and its 200 OK, plus a stream framer pass.
+on the golden INVITE-with-SDP and its 200 OK, a stream framer pass, and the cost of a peer
+trickling a 60 KB message one byte per TCP segment.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def main() -> None:
             while framer.next_event() is not None:
                 pass
     rate("StreamFramer, 1400-byte segments", ROUNDS, time.perf_counter() - start)
+    # A peer trickling one byte per segment must cost linear, not quadratic, CPU.
+    big = invite.replace(b"Content-Length: 234", b"Content-Length: 60234") + b"x" * 60_000
+    start = time.perf_counter()
+    for byte in range(len(big)):
+        framer.feed(big[byte : byte + 1])
+        framer.next_event()
+    elapsed = time.perf_counter() - start
+    print(f"{'StreamFramer, 60 KB one byte at a time':<38} {elapsed * 1e3:>10,.1f} ms total")
 
 
 if __name__ == "__main__":

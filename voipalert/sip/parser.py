@@ -8,8 +8,8 @@ Public API:
   failed, the error carries the message parsed so far in ``partial`` and the response a UAS
   should answer with in ``status_hint`` (400, or 505 for another SIP version).
 * ``MAX_MESSAGE_BYTES``, ``MAX_HEADER_COUNT``, ``MAX_LINE_CHARS`` — the hard caps.
-* ``parse_header_block(head) -> HeaderBlock`` and ``split_head(data)`` — the first half of
-  the parser, used by the stream framer to read Content-Length before the body arrives.
+* ``parse_header_block(head) -> HeaderBlock`` — the first half of the parser; the stream
+  framer uses it to read Content-Length before the body arrives.
 
 What the parser accepts and why:
 
