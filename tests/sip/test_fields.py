@@ -40,6 +40,7 @@ def test_via_ipv6_and_edits() -> None:
         ("SIP/2.0/UDP host;;", "parameter name"),
         ("SIP/2.0/UDP host:99999", "bad port"),
         ("SIP/2.0/UDP [::1", "unterminated IPv6"),
+        ("SIP/2.0/UDP [::1%a b]", "IPv6 zone"),
         ("SIP/2.0/UDP host junk", "unexpected text"),
         ("SIP/2.0/UDP h;rport=x", "bad port"),
     ],

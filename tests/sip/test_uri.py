@@ -48,6 +48,7 @@ def test_parse_and_format(text: str, expected: SipUri | AbsoluteUri) -> None:
         ("sip:a@h:", "bad port"),
         ("sip:a@[::1", "bad host and port"),
         ("sip:a@[zz::1]", "bad IPv6"),
+        ("sip:a@[fe80::1%25eth0]", "IPv6 zone"),
         ("sip:a@300.1.2.3", "bad IPv4"),
         ("sip:a@h..com", "bad host"),
         ("sip:a@h;", "empty URI parameter"),

@@ -121,6 +121,9 @@ def _local_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         ip = ipaddress.ip_address(address)
     except ValueError:
         raise LocalProtocolError(f"media address {address!r} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # ipaddress accepts any text after '%', CR and LF included: never let it through.
+        raise LocalProtocolError(f"media address {address!r} has an IPv6 zone")
     if ip.is_unspecified:
         raise LocalProtocolError(f"refusing to advertise the unspecified address {address}")
     return ip
@@ -346,6 +349,8 @@ def _parse_c(value: str, number: int) -> str:
     address = fields[2].split("/", 1)[0]
     try:
         ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+            raise ValueError("zone")
     except ValueError:
         # RFC 8866 allows a fully qualified domain name here.
         if not address or set(address) - _HOST_CHARS:

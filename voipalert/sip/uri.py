@@ -64,9 +64,12 @@ def parse_host(text: str, what: str) -> str:
         if not text.endswith("]"):
             raise RemoteProtocolError(f"{what}: unterminated IPv6 reference {text!r}")
         try:
-            ipaddress.IPv6Address(text[1:-1])
+            address = ipaddress.IPv6Address(text[1:-1])
         except ValueError:
             raise RemoteProtocolError(f"{what}: bad IPv6 address {text!r}") from None
+        if address.scope_id is not None:
+            # SIP's IPv6reference has no zone; ipaddress would accept any text after '%'.
+            raise RemoteProtocolError(f"{what}: IPv6 zone in {text!r}")
         return text
     labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
     if not text or any(not label or set(label) - HOSTNAME_CHARS for label in labels):
