@@ -91,3 +91,17 @@ def test_params_are_checked_on_format() -> None:
 def test_generated_display_names_round_trip(display: str | None, tag: str) -> None:
     address = NameAddr(SipUri(user="u", host="example.com"), display, (("tag", tag),))
     assert NameAddr.parse(address.format()) == address
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(' \t;,=:"<>\\%@.?sipa1\x00é')), max_size=40))
+def test_random_text_raises_nothing_but_remote_protocol_error(text: str) -> None:
+    try:
+        address = NameAddr.parse(text)
+    except RemoteProtocolError:
+        return
+    for name in ("tag", "expires"):
+        try:
+            getattr(address, name)
+        except RemoteProtocolError:
+            pass

@@ -5,6 +5,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voipalert.sip import RemoteProtocolError, Response, SipUri, parse_message
 from voipalert.sip.digest import (
@@ -336,3 +338,15 @@ def test_nonce_counter_forgets_old_nonces() -> None:
     for index in range(40):
         counter.next(f"n{index}")
     assert counter.next("a") == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list(' \t,="\\aDigestrlmnoc\x00é')), max_size=60))
+def test_random_challenges_raise_nothing_but_remote_protocol_error(text: str) -> None:
+    try:
+        challenges = parse_challenges(text)
+    except RemoteProtocolError:
+        return
+    chosen = choose_challenge(challenges)
+    if chosen is not None:
+        build_authorization(chosen, MUFASA, method="INVITE", uri="sip:a@h", cnonce="c", nc=1)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voipalert.sip import CSeq, LocalProtocolError, Reason, RemoteProtocolError, Via
 from voipalert.sip.fields import parse_retry_after
@@ -99,3 +101,22 @@ def test_retry_after_and_status_helpers() -> None:
     assert reason_phrase(499) == "Bad Request"
     assert reason_phrase(701) == "Unknown"
     assert status_class(487) == 400
+
+
+_header_text = st.text(alphabet=st.sampled_from(list(' \t;,=:"<>/\\[]%@.0123456789abcSIPUDz\x00é')))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_header_text)
+def test_random_values_raise_nothing_but_remote_protocol_error(text: str) -> None:
+    for parse in (Via.parse, CSeq.parse, Reason.parse, parse_retry_after):
+        try:
+            value = parse(text)
+        except RemoteProtocolError:
+            continue
+        if isinstance(value, Via):
+            for name in ("branch", "rport", "received", "sent_by"):
+                try:
+                    getattr(value, name)
+                except RemoteProtocolError:
+                    pass

@@ -147,6 +147,30 @@ def test_extra_datagram_bytes_after_the_body_are_discarded() -> None:
     assert parse_message(MINIMAL + b"X").body == b""
 
 
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        (b"Max-Forwards", b"9" * 5000),
+        (b"Content-Length", b"9" * 5000),
+        (b"CSeq", b"9" * 5000 + b" OPTIONS"),
+        (b"Expires", b"9" * 5000),
+    ],
+)
+def test_huge_numbers_are_remote_errors_not_int_conversion_errors(
+    header: bytes, value: bytes
+) -> None:
+    """Python refuses int() on more than 4300 digits with a bare ValueError."""
+    data = MINIMAL.replace(b"Call-ID: c1", b"Call-ID: c1\r\n" + header + b": " + value)
+    data = data.replace(b"CSeq: 1 OPTIONS\r\n", b"") if header == b"CSeq" else data
+    try:
+        message = parse_message(data)
+    except RemoteProtocolError as exc:
+        assert header.decode() in str(exc)
+        return
+    with pytest.raises(RemoteProtocolError, match=header.decode()):
+        _ = message.expires
+
+
 def test_max_forwards_and_single_valued_headers() -> None:
     assert parse_message(MINIMAL + b"").max_forwards is None
     with_mf = MINIMAL.replace(b"Call-ID: c1", b"Call-ID: c1\r\nMax-Forwards: 256")
@@ -169,6 +193,15 @@ def test_random_bytes_raise_nothing_but_remote_protocol_error(data: bytes) -> No
         pass
 
 
+INSERTIONS = [
+    *(bytes([c]) for c in b' :;,"<>\x00%\\=@\xc3'),
+    b"\r\n",
+    b"\r\n ",
+    b"0" * 30,
+    b"9" * 5000,
+]
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(st.sampled_from(CORPUS)))
@@ -178,10 +211,7 @@ def mutated(draw: st.DrawFn) -> bytes:
         if kind == "flip" and data:
             data[position] = draw(st.integers(0, 255))
         elif kind == "insert":
-            data[position:position] = draw(
-                st.sampled_from([b"\r\n", b" ", b":", b";", b",", b'"', b"<", b">", b"\x00",
-                                 b"%", b"\\", b"\r\n ", b"=", b"@", b"\xc3", b"0" * 30])
-            )  # fmt: skip
+            data[position:position] = draw(st.sampled_from(INSERTIONS))
         elif kind == "delete" and data:
             del data[position : position + draw(st.integers(1, 8))]
         elif kind == "truncate":

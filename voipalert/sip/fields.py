@@ -170,7 +170,7 @@ class CSeq:
         digits = scanner.take_while(frozenset("0123456789"))
         if not digits:
             raise scanner.error("expected a sequence number")
-        if len(digits) > 10 or int(digits) > MAX_CSEQ:
+        if len(digits.lstrip("0")) > 10 or int(digits) > MAX_CSEQ:
             raise RemoteProtocolError(f"CSeq: {digits} is not below 2**31 (RFC 3261 §8.1.1.5)")
         before = scanner.pos
         scanner.skip_ws()

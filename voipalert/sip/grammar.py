@@ -115,7 +115,9 @@ def parse_uint(text: str, what: str, maximum: int) -> int:
     text = text.strip(" \t")
     if not text.isascii() or not text.isdigit():
         raise RemoteProtocolError(f"{what}: {text[:40]!r} is not a non-negative integer")
-    if len(text) > len(str(maximum)) or int(text) > maximum:
+    # Leading zeros are allowed ("0068", RFC 4475 §3.1.1.1); the length check keeps int()
+    # away from huge digit strings (Python refuses more than 4300 digits).
+    if len(text.lstrip("0")) > len(str(maximum)) or int(text) > maximum:
         raise RemoteProtocolError(f"{what}: {text[:40]} is larger than {maximum}")
     return int(text)
 

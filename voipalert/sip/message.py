@@ -107,9 +107,8 @@ class Message:
         value = self._single("Max-Forwards")
         if value is None:
             return None
-        if not value.isascii() or not value.isdigit() or int(value) > MAX_MAX_FORWARDS:
-            raise RemoteProtocolError(f"Max-Forwards: {value!r} is not 0-255 (§20.22)")
-        return int(value)
+        # RFC 3261 §20.22: 0-255.
+        return parse_uint(value, "Max-Forwards", MAX_MAX_FORWARDS)
 
     @property
     def content_length(self) -> int | None:

@@ -329,7 +329,8 @@ def _check_audio(
 
 
 def _number(text: str, low: int, high: int, what: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 20 or not low <= int(text) <= high:
+    digits_ok = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= 20
+    if not digits_ok or not low <= int(text) <= high:
         raise RemoteProtocolError(f"{what}: {text[:40]!r} is not a number in {low}-{high}")
     return int(text)
 

@@ -83,7 +83,9 @@ def parse_host(text: str, what: str) -> str:
 
 
 def parse_port(text: str, what: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > MAX_PORT:
+    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > 5:
+        raise RemoteProtocolError(f"{what}: bad port {text!r}")
+    if int(text) > MAX_PORT:
         raise RemoteProtocolError(f"{what}: bad port {text!r}")
     return int(text)
 
