@@ -3,7 +3,8 @@
 The message layer is re-exported here: ``parse_message``, ``Request``, ``Response``,
 ``response_to``, ``Headers``, ``SipUri``, ``AbsoluteUri``, ``NameAddr``, ``Via``, ``CSeq``,
 ``Reason`` and the errors. Digest authentication is in ``voipalert.sip.digest``, SDP in
-``voipalert.sip.sdp`` and TCP/TLS framing in ``voipalert.sip.framing``.
+``voipalert.sip.sdp``, TCP/TLS framing in ``voipalert.sip.framing``, branch/tag/Call-ID
+minting in ``voipalert.sip.ids`` and reason phrases in ``voipalert.sip.status``.
 """
 
 from voipalert.sip.address import NameAddr

@@ -22,7 +22,7 @@ from voipalert.sip import uas
 from voipalert.sip.call import Call, CallState
 from voipalert.sip.config import UAConfig
 from voipalert.sip.core import TxFailure, TxUser
-from voipalert.sip.dialog import Address, ack_for_failure, new_call_id, new_tag, our_contact
+from voipalert.sip.dialog import Address, ack_for_failure, our_contact
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import (
     CallId,
@@ -31,6 +31,7 @@ from voipalert.sip.events import (
     RegistrationStatus,
     SipEvent,
 )
+from voipalert.sip.ids import new_call_id, new_tag
 from voipalert.sip.message import Request, Response, response_to
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration

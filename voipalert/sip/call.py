@@ -23,8 +23,6 @@ from voipalert.sip.dialog import (
     address_of,
     build_request,
     cancel_for,
-    new_branch,
-    new_tag,
     our_aor,
     our_contact,
 )
@@ -37,6 +35,7 @@ from voipalert.sip.events import (
     CallRinging,
 )
 from voipalert.sip.headers import HeaderInput
+from voipalert.sip.ids import new_branch, new_tag
 from voipalert.sip.message import Request, Response
 from voipalert.sip.sdp import LocalMedia, MediaParams, parse_answer
 from voipalert.sip.uri import SipUri

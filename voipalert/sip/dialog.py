@@ -1,7 +1,6 @@
-"""Building requests: identifiers, out-of-dialog requests, and dialogs (RFC 3261 §8.1, §12).
+"""Building requests: out-of-dialog requests, ACK and CANCEL, and dialogs (RFC 3261 §8.1, §12).
 
-Identifiers come from the caller's RNG (``secrets.SystemRandom()`` in production): Call-ID
-with 128 random bits, tags with 64, branches ``z9hG4bK`` + 64 bits, new for every
+Identifiers come from ``voipalert.sip.ids`` with the caller's RNG: a new branch for every
 transaction, the authenticated retry and the 2xx ACK included (SIP-CHECKLIST §4.2; a fixed
 or counter-based branch is what broke pyVoIP on Fritz!Box, #167).
 """
@@ -15,7 +14,7 @@ from dataclasses import dataclass, replace
 from voipalert.sip.address import NameAddr
 from voipalert.sip.config import DEFAULT_PORTS, UAConfig
 from voipalert.sip.errors import RemoteProtocolError
-from voipalert.sip.fields import BRANCH_MAGIC_COOKIE, CSeq, Via
+from voipalert.sip.fields import CSeq, Via
 from voipalert.sip.headers import HeaderInput
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri
@@ -24,18 +23,6 @@ Address = tuple[str, int]
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
 MAX_FORWARDS = "70"
 AUTH_HEADERS = ("authorization", "proxy-authorization")
-
-
-def new_branch(rng: random.Random) -> str:
-    return f"{BRANCH_MAGIC_COOKIE}{rng.getrandbits(64):016x}"
-
-
-def new_tag(rng: random.Random) -> str:
-    return f"{rng.getrandbits(64):016x}"
-
-
-def new_call_id(rng: random.Random) -> str:
-    return f"{rng.getrandbits(128):032x}"
 
 
 def new_cseq(rng: random.Random) -> int:

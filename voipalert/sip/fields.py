@@ -170,7 +170,7 @@ class CSeq:
         digits = scanner.take_while(frozenset("0123456789"))
         if not digits:
             raise scanner.error("expected a sequence number")
-        if len(digits) > 10 or int(digits) > MAX_CSEQ:
+        if len(digits.lstrip("0")) > 10 or int(digits) > MAX_CSEQ:
             raise RemoteProtocolError(f"CSeq: {digits} is not below 2**31 (RFC 3261 §8.1.1.5)")
         before = scanner.pos
         scanner.skip_ws()
@@ -223,7 +223,9 @@ class Reason:
         check_token(self.protocol, "Reason protocol")
         out = self.protocol
         if self.cause is not None:
-            out += f";cause={int(self.cause)}"
+            if self.cause < 0:
+                raise LocalProtocolError(f"Reason cause {self.cause} is negative")
+            out += f";cause={self.cause}"
         if self.text is not None:
             out += f";text={quote(self.text, 'Reason text')}"
         return out + format_params(self.params, "Reason")

@@ -22,15 +22,17 @@ TCP segments is rare, and a missed ping only costs the peer one keep-alive).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.message import Request, Response
-from voipalert.sip.parser import MAX_MESSAGE_BYTES, parse_header_block, parse_message, split_head
+from voipalert.sip.parser import MAX_MESSAGE_BYTES, parse_header_block, parse_message
 
 PING: Final = b"\r\n\r\n"
 PONG: Final = b"\r\n"
+_HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +49,16 @@ def is_keepalive(datagram: bytes) -> bool:
 class StreamFramer:
     """Framing state for one connection. Pure: bytes in, messages out."""
 
-    __slots__ = ("_buffer", "_error", "_max")
+    __slots__ = ("_buffer", "_error", "_max", "_message_size", "_scanned")
 
     def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self._buffer = bytearray()
         self._max = max_message_bytes
         self._error: RemoteProtocolError | None = None
+        # Work already done on the message at the head of the buffer, so that a peer that
+        # trickles bytes cannot make every feed rescan or reparse it (quadratic CPU).
+        self._scanned = 0
+        self._message_size: int | None = None
 
     @property
     def broken(self) -> bool:
@@ -82,6 +88,7 @@ class StreamFramer:
             return None
         data = bytes(self._buffer[:end])
         del self._buffer[:end]
+        self._scanned, self._message_size = 0, None
         return parse_message(data)
 
     def _keepalive(self) -> KeepAlive | None:
@@ -102,18 +109,19 @@ class StreamFramer:
         return None
 
     def _message_end(self) -> int | None:
-        bounds = split_head(bytes(self._buffer))
-        if bounds is None:
-            self._check_size(len(self._buffer))
-            return None
-        start, head_end, body_start = bounds
-        block = parse_header_block(bytes(self._buffer[start:head_end]))
-        length = block.content_length
-        if length is None:
-            raise RemoteProtocolError("Content-Length is mandatory on streams (RFC 3261 §18.3)")
-        end = body_start + length
-        self._check_size(end)
-        return end if len(self._buffer) >= end else None
+        if self._message_size is None:
+            match = _HEAD_END.search(self._buffer, max(self._scanned - 3, 0))
+            if match is None:
+                self._scanned = len(self._buffer)
+                self._check_size(len(self._buffer))
+                return None
+            block = parse_header_block(bytes(self._buffer[: match.start()]))
+            length = block.content_length
+            if length is None:
+                raise RemoteProtocolError("Content-Length is mandatory on streams (RFC 3261 §18.3)")
+            self._message_size = match.end() + length
+            self._check_size(self._message_size)
+        return self._message_size if len(self._buffer) >= self._message_size else None
 
     def _check_size(self, size: int) -> None:
         if size > self._max:

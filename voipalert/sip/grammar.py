@@ -14,6 +14,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable
 from itertools import pairwise
@@ -41,6 +42,9 @@ def is_token(text: str) -> bool:
     return bool(text) and all(ch in TOKEN_CHARS for ch in text)
 
 
+CONTROL_CHARS: Final = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def is_control(ch: str) -> bool:
     """True for the characters no header value may carry unescaped (CR, LF, NUL, ...)."""
     return (ch < " " and ch != "\t") or ch == "\x7f"
@@ -48,12 +52,12 @@ def is_control(ch: str) -> bool:
 
 def check_text(text: str, what: str) -> None:
     """Refuse control characters (except HTAB) in text we are about to put on the wire."""
-    for index, ch in enumerate(text):
-        if is_control(ch):
-            raise LocalProtocolError(
-                f"{what} contains control character {ch!r} at index {index}; refusing to "
-                "serialize it (it could inject a header)"
-            )
+    found = CONTROL_CHARS.search(text)
+    if found is not None:
+        raise LocalProtocolError(
+            f"{what} contains control character {found.group()!r} at index {found.start()}; "
+            "refusing to serialize it (it could inject a header)"
+        )
 
 
 def check_token(text: str, what: str) -> None:
@@ -106,14 +110,21 @@ def check_component(text: str, allowed: frozenset[str], what: str) -> None:
         raise LocalProtocolError(f"{what}: {problem} in {text!r}")
 
 
-def parse_delta_seconds(text: str, what: str) -> int:
-    """delta-seconds: 1*DIGIT, at most 2**32-1 (RFC 3261 §20.19, §20.33)."""
+def parse_uint(text: str, what: str, maximum: int) -> int:
+    """1*DIGIT with surrounding whitespace allowed, at most ``maximum``."""
     text = text.strip(" \t")
     if not text.isascii() or not text.isdigit():
-        raise RemoteProtocolError(f"{what}: {text!r} is not a number of seconds")
-    if len(text) > 10 or int(text) > MAX_DELTA_SECONDS:
-        raise RemoteProtocolError(f"{what}: {text} is larger than 2**32-1")
+        raise RemoteProtocolError(f"{what}: {text[:40]!r} is not a non-negative integer")
+    # Leading zeros are allowed ("0068", RFC 4475 §3.1.1.1); the length check keeps int()
+    # away from huge digit strings (Python refuses more than 4300 digits).
+    if len(text.lstrip("0")) > len(str(maximum)) or int(text) > maximum:
+        raise RemoteProtocolError(f"{what}: {text[:40]} is larger than {maximum}")
     return int(text)
+
+
+def parse_delta_seconds(text: str, what: str) -> int:
+    """delta-seconds: 1*DIGIT, at most 2**32-1 (RFC 3261 §20.19, §20.33)."""
+    return parse_uint(text, what, MAX_DELTA_SECONDS)
 
 
 class Scanner:

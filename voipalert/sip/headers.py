@@ -71,12 +71,13 @@ def _as_text(value: str | Formattable) -> str:
 class Headers:
     """An immutable sequence of ``(name, value)`` header fields."""
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_fields", "_keys")
 
     def __init__(self, fields: Iterable[HeaderInput] = ()) -> None:
         self._fields: tuple[tuple[str, str], ...] = tuple(
             (name, _as_text(value)) for name, value in fields
         )
+        self._keys = tuple(header_key(name) for name, _ in self._fields)
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._fields)
@@ -102,22 +103,25 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         key = header_key(name)
-        for field_name, value in self._fields:
-            if header_key(field_name) == key:
-                return value
+        for index, field_key in enumerate(self._keys):
+            if field_key == key:
+                return self._fields[index][1]
         return None
 
     def get_all(self, name: str) -> tuple[str, ...]:
         key = header_key(name)
-        return tuple(value for field_name, value in self._fields if header_key(field_name) == key)
+        return tuple(
+            field[1]
+            for field, field_key in zip(self._fields, self._keys, strict=True)
+            if field_key == key
+        )
 
     def values(self, name: str) -> tuple[str, ...]:
         """Every element of a list-valued header, across all its lines, in order."""
         return tuple(item for line in self.get_all(name) for item in split_list(line, name))
 
     def count(self, name: str) -> int:
-        key = header_key(name)
-        return sum(1 for field_name, _ in self._fields if header_key(field_name) == key)
+        return self._keys.count(header_key(name))
 
     def appended(self, name: str, value: str | Formattable) -> Headers:
         return Headers((*self._fields, (name, _as_text(value))))
@@ -125,10 +129,7 @@ class Headers:
     def prepended(self, name: str, value: str | Formattable) -> Headers:
         """Insert before the first field called ``name`` (a new top Via), else at the top."""
         key = header_key(name)
-        index = next(
-            (i for i, (field_name, _) in enumerate(self._fields) if header_key(field_name) == key),
-            0,
-        )
+        index = self._keys.index(key) if key in self._keys else 0
         new = (name, _as_text(value))
         return Headers((*self._fields[:index], new, *self._fields[index:]))
 

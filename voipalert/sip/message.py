@@ -32,11 +32,13 @@ from voipalert.sip.address import NameAddr
 from voipalert.sip.errors import LocalProtocolError, RemoteProtocolError
 from voipalert.sip.fields import CSeq, Reason, Via, parse_retry_after
 from voipalert.sip.grammar import (
+    MAX_DELTA_SECONDS,
     WORD_CHARS,
     check_text,
     check_token,
     is_token,
     parse_delta_seconds,
+    parse_uint,
     split_list,
 )
 from voipalert.sip.headers import Formattable, HeaderInput, Headers, header_key
@@ -105,16 +107,15 @@ class Message:
         value = self._single("Max-Forwards")
         if value is None:
             return None
-        if not value.isascii() or not value.isdigit() or int(value) > MAX_MAX_FORWARDS:
-            raise RemoteProtocolError(f"Max-Forwards: {value!r} is not 0-255 (§20.22)")
-        return int(value)
+        # RFC 3261 §20.22: 0-255.
+        return parse_uint(value, "Max-Forwards", MAX_MAX_FORWARDS)
 
     @property
     def content_length(self) -> int | None:
         value = self._single("Content-Length")
         if value is None:
             return None
-        return parse_delta_seconds(value, "Content-Length")
+        return parse_uint(value, "Content-Length", MAX_DELTA_SECONDS)
 
     @property
     def content_type(self) -> str | None:

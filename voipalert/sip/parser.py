@@ -8,8 +8,8 @@ Public API:
   failed, the error carries the message parsed so far in ``partial`` and the response a UAS
   should answer with in ``status_hint`` (400, or 505 for another SIP version).
 * ``MAX_MESSAGE_BYTES``, ``MAX_HEADER_COUNT``, ``MAX_LINE_CHARS`` — the hard caps.
-* ``parse_header_block(head) -> HeaderBlock`` and ``split_head(data)`` — the first half of
-  the parser, used by the stream framer to read Content-Length before the body arrives.
+* ``parse_header_block(head) -> HeaderBlock`` — the first half of the parser; the stream
+  framer uses it to read Content-Length before the body arrives.
 
 What the parser accepts and why:
 
@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from voipalert.sip.errors import RemoteProtocolError
-from voipalert.sip.grammar import is_control, is_token, parse_delta_seconds
+from voipalert.sip.grammar import (
+    CONTROL_CHARS,
+    MAX_DELTA_SECONDS,
+    is_control,
+    is_token,
+    parse_uint,
+)
 from voipalert.sip.headers import Headers
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri, parse_uri
@@ -79,7 +85,7 @@ class HeaderBlock:
             raise RemoteProtocolError(f"Content-Length appears {len(values)} times")
         if not values:
             return None
-        return parse_delta_seconds(values[0], "Content-Length")
+        return parse_uint(values[0], "Content-Length", MAX_DELTA_SECONDS)
 
     def build(self, body: bytes) -> Request | Response:
         if isinstance(self.start, RequestLine):
@@ -134,9 +140,9 @@ def parse_header_block(head: bytes) -> HeaderBlock:
 
 
 def _parse_start_line(line: str) -> tuple[RequestLine | StatusLine, str | None]:
-    for ch in line:
-        if is_control(ch):
-            raise RemoteProtocolError(f"control character {ch!r} in the start line")
+    found = CONTROL_CHARS.search(line)
+    if found is not None:
+        raise RemoteProtocolError(f"control character {found.group()!r} in the start line")
     if line[:4].upper() == "SIP/":
         version, _, rest = line.partition(" ")
         code, _, reason = rest.partition(" ")
@@ -194,6 +200,8 @@ def _parse_fields(lines: list[str]) -> list[tuple[str, str]]:
 def _check_value(name: str, value: str) -> None:
     """Control characters may appear only as a quoted-pair inside a quoted string
     (RFC 3261 §25.1; RFC 4475 §3.1.1.2 has BEL, NUL and DEL escaped in a display name)."""
+    if CONTROL_CHARS.search(value) is None:
+        return
     in_quotes = escaped = False
     for index, ch in enumerate(value):
         if escaped:
@@ -239,10 +247,11 @@ def _validate_headers(message: Request | Response) -> None:
         count = message.headers.count(name)
         if count > 1:
             raise RemoteProtocolError(f"{name} appears {count} times (it is single-valued)")
-    _ = (message.vias, message.from_, message.to, message.call_id, message.max_forwards)
-    _ = message.contacts
+    # CSeq first: RFC 4475 §3.1.2.4 expects its error to be the one reported.
     cseq = message.cseq
     if isinstance(message, Request) and cseq.method != message.method:
         raise RemoteProtocolError(
             f"CSeq method {cseq.method} does not match the request method {message.method}"
         )
+    _ = (message.vias, message.from_, message.to, message.call_id, message.max_forwards)
+    _ = message.contacts

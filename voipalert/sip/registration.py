@@ -24,16 +24,14 @@ from voipalert.sip.dialog import (
     Envelope,
     address_of,
     build_request,
-    new_branch,
-    new_call_id,
     new_cseq,
-    new_tag,
     our_aor,
     our_contact,
 )
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import RegistrationChanged, RegistrationState, RegistrationStatus
 from voipalert.sip.headers import HeaderInput
+from voipalert.sip.ids import new_branch, new_call_id, new_tag
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri
 

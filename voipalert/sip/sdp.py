@@ -18,7 +18,8 @@ Public API:
 * ``answer_offer(local, offer) -> SdpAnswer(body, local, remote)`` — our answer to a
   re-INVITE's offer: same session id, the offered codecs we support, the offerer's
   telephone-event number, the mirrored direction; ``o=`` version + 1 only when the SDP differs
-  from the one ``local`` describes (RFC 3264 §8).
+  from the one ``local`` describes (RFC 3264 §8). An unusable offer (port 0, no common codec)
+  raises ``RemoteProtocolError``: answer the re-INVITE with 488.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def _local_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         ip = ipaddress.ip_address(address)
     except ValueError:
         raise LocalProtocolError(f"media address {address!r} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # ipaddress accepts any text after '%', CR and LF included: never let it through.
+        raise LocalProtocolError(f"media address {address!r} has an IPv6 zone")
     if ip.is_unspecified:
         raise LocalProtocolError(f"refusing to advertise the unspecified address {address}")
     return ip
@@ -325,7 +329,8 @@ def _check_audio(
 
 
 def _number(text: str, low: int, high: int, what: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 20 or not low <= int(text) <= high:
+    digits_ok = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= 20
+    if not digits_ok or not low <= int(text) <= high:
         raise RemoteProtocolError(f"{what}: {text[:40]!r} is not a number in {low}-{high}")
     return int(text)
 
@@ -345,6 +350,8 @@ def _parse_c(value: str, number: int) -> str:
     address = fields[2].split("/", 1)[0]
     try:
         ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+            raise ValueError("zone")
     except ValueError:
         # RFC 8866 allows a fully qualified domain name here.
         if not address or set(address) - _HOST_CHARS:
@@ -370,7 +377,9 @@ def _parse_m(value: str, number: int) -> tuple[str, int, str, tuple[int, ...]]:
 def _parse_attribute(section: _Section, value: str, number: int) -> None:
     name, _, rest = value.partition(":")
     what = f"SDP line {number}: a={name}"
-    if name == "rtpmap" and section.rtpmap is not None:
+    if name == "rtpmap" and section.media is not None and section.media[0] == "audio":
+        # Only audio rtpmaps are read: RFC 4475's video section has "a=rtpmap:31 LPC".
+        assert section.rtpmap is not None
         pt_text, _, encoding = rest.partition(" ")
         parts = encoding.strip().split("/")
         if len(parts) < 2:

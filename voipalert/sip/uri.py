@@ -64,9 +64,12 @@ def parse_host(text: str, what: str) -> str:
         if not text.endswith("]"):
             raise RemoteProtocolError(f"{what}: unterminated IPv6 reference {text!r}")
         try:
-            ipaddress.IPv6Address(text[1:-1])
+            address = ipaddress.IPv6Address(text[1:-1])
         except ValueError:
             raise RemoteProtocolError(f"{what}: bad IPv6 address {text!r}") from None
+        if address.scope_id is not None:
+            # SIP's IPv6reference has no zone; ipaddress would accept any text after '%'.
+            raise RemoteProtocolError(f"{what}: IPv6 zone in {text!r}")
         return text
     labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
     if not text or any(not label or set(label) - HOSTNAME_CHARS for label in labels):
@@ -80,7 +83,9 @@ def parse_host(text: str, what: str) -> str:
 
 
 def parse_port(text: str, what: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > MAX_PORT:
+    if not text.isascii() or not text.isdigit() or len(text.lstrip("0")) > 5:
+        raise RemoteProtocolError(f"{what}: bad port {text!r}")
+    if int(text) > MAX_PORT:
         raise RemoteProtocolError(f"{what}: bad port {text!r}")
     return int(text)
 
@@ -99,8 +104,6 @@ def _split_host_port(text: str, what: str) -> tuple[str, int | None]:
 
 
 def _parse_params(text: str, what: str) -> UriParams:
-    if not text:
-        return ()
     params: list[tuple[str, str | None]] = []
     for item in text.split(";"):
         name, eq, value = item.partition("=")
@@ -161,16 +164,6 @@ class SipUri:
             return f"tel:{self.user}{params}"
         if scheme not in SIP_SCHEMES:
             raise LocalProtocolError(f"URI scheme {self.scheme!r} is not sip, sips or tel")
-        userinfo = ""
-        if self.user is not None:
-            check_component(self.user, USER_CHARS, "URI user")
-            if not self.user:
-                raise LocalProtocolError("URI user is empty")
-            userinfo = self.user
-            if self.password is not None:
-                check_component(self.password, PASSWORD_CHARS, "URI password")
-                userinfo += f":{self.password}"
-            userinfo += "@"
         check_text(self.host, "URI host")
         try:
             parse_host(self.host, "URI host")
@@ -182,7 +175,21 @@ class SipUri:
                 raise LocalProtocolError(f"URI port {self.port} out of range")
             port = f":{self.port}"
         headers = "&".join(_format_header(name, value) for name, value in self.headers)
-        return f"{scheme}:{userinfo}{self.host}{port}{params}{'?' + headers if headers else ''}"
+        query = f"?{headers}" if headers else ""
+        return f"{scheme}:{self._userinfo()}{self.host}{port}{params}{query}"
+
+    def _userinfo(self) -> str:
+        if self.user is None:
+            if self.password is not None:
+                raise LocalProtocolError("URI password without a user")
+            return ""
+        check_component(self.user, USER_CHARS, "URI user")
+        if not self.user:
+            raise LocalProtocolError("URI user is empty")
+        if self.password is None:
+            return f"{self.user}@"
+        check_component(self.password, PASSWORD_CHARS, "URI password")
+        return f"{self.user}:{self.password}@"
 
     def __str__(self) -> str:
         return self.format()
@@ -293,11 +300,12 @@ def parse_uri(text: str, what: str = "URI") -> Uri:
     if lowered in SIP_SCHEMES:
         return _parse_sip(lowered, rest, what)
     if lowered == "tel":
-        number, _, params = rest.partition(";")
+        number, semi, params = rest.partition(";")
         if not number:
             raise RemoteProtocolError(f"{what}: tel URI without a number")
         check_escapes(number, TEL_CHARS, what)
-        return SipUri(scheme="tel", user=number, host="", params=_parse_params(params, what))
+        parsed = _parse_params(params, what) if semi else ()
+        return SipUri(scheme="tel", user=number, host="", params=parsed)
     if not rest:
         raise RemoteProtocolError(f"{what}: empty {scheme}: URI")
     check_escapes(rest, URIC_CHARS, what)
@@ -317,7 +325,7 @@ def _parse_sip(scheme: str, rest: str, what: str) -> SipUri:
         if password is not None:
             check_escapes(password, PASSWORD_CHARS, what)
     rest, question, header_text = rest.partition("?")
-    host_port, _, param_text = rest.partition(";")
+    host_port, semi, param_text = rest.partition(";")
     host, port = _split_host_port(host_port, what)
     return SipUri(
         scheme=scheme,
@@ -325,7 +333,7 @@ def _parse_sip(scheme: str, rest: str, what: str) -> SipUri:
         password=password,
         host=host,
         port=port,
-        params=_parse_params(param_text, what) if ";" in rest else (),
+        params=_parse_params(param_text, what) if semi else (),
         headers=_parse_headers(header_text, what) if question else (),
     )
 
