@@ -30,6 +30,7 @@ from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.db import Database, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
+from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
 
@@ -66,12 +67,12 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore):
+class Store(EscalationStore, TokenStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
-        super().__init__(db, clock)
+        EscalationStore.__init__(self, db, clock)
 
     @classmethod
     async def open(cls, path: Path | str, clock: Clock, config: StoreConfig | None = None) -> Store:
