@@ -165,9 +165,16 @@ def _layer(r: Reader, node: Node, path: str, people: set[str]) -> Layer | None:
     start = r.day(items.get("start"), join(path, "start"))
     handoff = r.time_of_day(items.get("handoff"), join(path, "handoff"))
     windows = _each(r, items.get("windows"), join(path, "windows"), _window)
-    if None in (name, members, length, unit, start, handoff) or None in windows:
+    if (
+        name is None
+        or members is None
+        or length is None
+        or unit is None
+        or start is None
+        or handoff is None
+        or None in windows
+    ):
         return None
-    assert name and members and length and unit and start and handoff is not None
     return Layer(
         name,
         tuple(PersonName(m) for m in members),

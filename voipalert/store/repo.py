@@ -298,7 +298,8 @@ class Store(EscalationStore, TokenStore):
         """Alerts matching ``filters``, newest first, one page at a time."""
         filters, page = filters or AlertFilter(), page or Page()
         limit = max(1, min(page.limit, MAX_PAGE_SIZE))
-        where, params = ["1"], []  # type: tuple[list[str], list[object]]
+        where: list[str] = ["1"]
+        params: list[object] = []
         if filters.statuses:
             where.append("a.status IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(sorted(s.value for s in filters.statuses)))
