@@ -11,6 +11,7 @@ rendered again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Final
 
 from voipalert.tts.audio import Int16Array
 from voipalert.tts.config import TELEPHONE_RATE_HZ
-from voipalert.tts.wav import atomic_write, encode_wav, read_wav
+from voipalert.tts.wav import atomic_write, decode_wav, encode_wav
 
 _log = logging.getLogger(__name__)
 
@@ -69,28 +70,31 @@ class PromptCache:
     def get(self, key: str) -> Int16Array | None:
         path = self._path(key)
         try:
-            pcm, rate = read_wav(path)
-            if rate != TELEPHONE_RATE_HZ or len(pcm) == 0:
-                raise ValueError(f"{rate} Hz, {len(pcm)} samples")
+            data = path.read_bytes()
         except FileNotFoundError:
             with self._lock:
                 self._forget(key)
             return None
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            _log.warning("cannot read cached prompt %s: %s", path, exc)
+            return None
+        try:
+            pcm, rate = decode_wav(data)
+            if rate != TELEPHONE_RATE_HZ or len(pcm) == 0:
+                raise ValueError(f"{rate} Hz, {len(pcm)} samples")
+        except ValueError as exc:
             _log.warning("dropping damaged cached prompt %s: %s", path, exc)
             with self._lock:
                 self._forget(key)
             path.unlink(missing_ok=True)
             return None
-        try:
-            os.utime(path)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            os.utime(path)  # the LRU order survives a restart
         with self._lock:
             index = self._scan()
-            if key not in index:
-                index[key] = path.stat().st_size
-                self._total += index[key]
+            if key not in index:  # written by another process
+                index[key] = len(data)
+                self._total += len(data)
             index.move_to_end(key)
         return pcm
 

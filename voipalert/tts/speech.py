@@ -83,7 +83,7 @@ class Speech:
 
     async def phrase(self, key: str, *, language: str, **fields: object) -> Prompt:
         """A catalog phrase ("goodbye", "already_acknowledged" with name=...) as a prompt."""
-        text = load_catalog(language).say(key, self.limits, **fields)
+        text = load_catalog(language).render(key, fields, self.limits)
         return await self.say(text, language=language)
 
     def problems(self, languages: Sequence[str]) -> list[str]:

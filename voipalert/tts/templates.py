@@ -130,13 +130,15 @@ class Catalog:
         self.language = language
         self.phrases = dict(phrases)
 
-    def say(self, key: str, limits: TextLimits | None = None, **fields: object) -> str:
+    def say(self, key: str, **fields: object) -> str:
         """A phrase with its placeholders filled (field values are sanitised)."""
+        return self.render(key, fields, TextLimits())
+
+    def render(self, key: str, fields: Mapping[str, object], limits: TextLimits) -> str:
         template = self.phrases.get(key)
         if template is None:
             raise KeyError(f"no phrase {key!r} in the {self.language} catalog")
-        safe = sanitise_fields(fields, limits or TextLimits())
-        return clean_text(template.render(safe))
+        return clean_text(template.render(sanitise_fields(fields, limits)))
 
     def fallback(self, fields: Mapping[str, object], limits: TextLimits) -> str:
         """ "Alert: <summary>" from the first usable summary-like field, else a plain notice."""
@@ -145,8 +147,8 @@ class Catalog:
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 summary = speakable(value, limits.max_field_chars)
                 if summary:
-                    return self.say("fallback", limits, summary=summary)
-        return self.say("fallback_unknown", limits)
+                    return self.render("fallback", {"summary": summary}, limits)
+        return self.render("fallback_unknown", {}, limits)
 
 
 def parse_catalog(text: str, language: str, *, source: str) -> Catalog:

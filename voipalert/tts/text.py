@@ -15,7 +15,7 @@ from typing import Final
 
 ELLIPSIS: Final = "…"
 # Tags like <speak>, </b>, <break time="9s"/>, <!-- x -->; a lone "<" or "a < b" survives.
-_TAG: Final = re.compile(r"<\s*[/!?]?\s*[A-Za-z][^<>]{0,500}>|<!--.*?-->", re.DOTALL)
+_TAG: Final = re.compile(r"<[/!?]?[A-Za-z][^<>]{0,500}>|<!--.*?-->", re.DOTALL)
 _WHITESPACE: Final = re.compile(r"\s+")
 # Terminal escape sequences (ANSI CSI/OSC) pasted from logs: drop them whole, not just ESC.
 _ANSI: Final = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]{0,500}(?:\x07|\x1b\\)?)")
@@ -36,7 +36,9 @@ def _strip_controls(text: str) -> str:
 def clean_text(text: str) -> str:
     """NFKC, entities decoded, tags and phoneme brackets removed, controls dropped,
     whitespace collapsed."""
-    text = _ANSI.sub("", unicodedata.normalize("NFKC", text))
+    # NFKC folds look-alikes (fullwidth letters, "℃") but would turn our own "…" into "...".
+    parts = (unicodedata.normalize("NFKC", part) for part in text.split(ELLIPSIS))
+    text = _ANSI.sub("", ELLIPSIS.join(parts))
     text = html.unescape(text)
     text = _TAG.sub(" ", text)
     text = text.replace("[", " ").replace("]", " ")
@@ -53,7 +55,8 @@ def truncate_spoken(text: str, max_chars: int) -> str:
         return ELLIPSIS[:max_chars]
     cut = text[: max_chars - 1]
     space = cut.rfind(" ")
-    if space >= max_chars * 2 // 3:
+    ends_a_word = text[max_chars - 1].isspace()
+    if not ends_a_word and space >= max_chars * 2 // 3:
         cut = cut[:space]
     return cut.rstrip(" ,;:-") + ELLIPSIS
 

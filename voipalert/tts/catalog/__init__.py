@@ -21,7 +21,6 @@ def available_languages() -> tuple[str, ...]:
     )
 
 
-@functools.cache
 def load_catalog(language: str) -> Catalog:
     """The catalog for a language (``fr_FR`` uses ``fr``), or ``TemplateConfigError``."""
     primary = primary_language(language)
@@ -32,5 +31,10 @@ def load_catalog(language: str) -> Catalog:
                 f"(available: {', '.join(available_languages())})"
             ]
         )
+    return _load(primary)
+
+
+@functools.cache
+def _load(primary: str) -> Catalog:
     resource = resources.files(__package__).joinpath(f"{primary}.toml")
     return parse_catalog(resource.read_text("utf-8"), primary, source=f"catalog/{primary}.toml")
