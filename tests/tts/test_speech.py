@@ -9,6 +9,7 @@ from tests.tts.voice_dirs import make_voice_dir
 from voipalert.tts.config import TtsConfig
 from voipalert.tts.errors import BrokenVoiceError, NoVoiceForLanguageError
 from voipalert.tts.speech import Speech
+from voipalert.tts.templates import compile_template
 
 
 @pytest.fixture
@@ -46,6 +47,26 @@ async def test_catalog_phrases_render_in_each_language(speech: Speech) -> None:
     assert speech.renderer.synth_count == 2
     await speech.phrase("already_acknowledged", language="en", name="Alice")
     assert speech.renderer.synth_count == 2  # a repeated phrase is a cache hit
+
+
+async def test_an_alert_template_is_rendered_and_pronounced(speech: Speech) -> None:
+    template = compile_template("disk", "{{ severity }}: {{ host }} disk at {{ usage }}", "en")
+    prompt, rendered = await speech.alert(
+        template, {"severity": "Critical", "host": "SRV-DB-01", "usage": "95 %"}
+    )
+    assert rendered.text == "Critical: SRV-DB-01 disk at 95 %"
+    assert prompt.text == "Critical: S R V D B zero one disk at 95 percent"
+
+
+async def test_a_failing_alert_template_says_the_fallback(
+    speech: Speech, caplog: pytest.LogCaptureFixture
+) -> None:
+    template = compile_template("disk", "{{ host }} est arrêté", "fr")
+    prompt, rendered = await speech.alert(template, {"summary": "Pompe 3 arrêtée"})
+    assert rendered.fallback
+    assert prompt.text == "Alerte : Pompe 3 arrêtée"
+    assert prompt.voice_id == "fr_FR-test-medium"
+    assert "template disk (fr): 'host' is undefined; saying the fallback" in caplog.text
 
 
 def test_start_up_check_names_languages_without_a_voice(speech: Speech) -> None:

@@ -71,6 +71,21 @@ def supported_languages() -> tuple[str, ...]:
     return tuple(sorted(LEXICONS))
 
 
+def _join(segments: list[_Segment]) -> str:
+    """Concatenate, with a space where a rewrite and a letter or digit touch
+    ("R&D" → "R and D") but none before punctuation ("95 %." → "95 percent.")."""
+    out = ""
+    previous_rewritten = False
+    for text, rewritten in segments:
+        if not text:
+            continue
+        if out and (rewritten or previous_rewritten) and out[-1].isalnum() and text[0].isalnum():
+            out += " "
+        out += text
+        previous_rewritten = rewritten
+    return out
+
+
 class Pronouncer:
     """Pronunciation rules for one language, plus the site's own entries."""
 
@@ -239,7 +254,7 @@ class Pronouncer:
                 if spoken is None:
                     continue
                 result.append((text[position : match.start()], False))
-                result.append((f" {spoken.strip()} ", True))
+                result.append((_SPACES.sub(" ", spoken).strip(), True))
                 changes.append(Change(match[0], _SPACES.sub(" ", spoken).strip(), name))
                 position = match.end()
             result.append((text[position:], False))
@@ -254,9 +269,7 @@ class Pronouncer:
             segments = self._apply(segments, self._site_pattern, self._site_entry, "site", changes)
         for name, pattern, rule in self._rules:
             segments = self._apply(segments, pattern, rule, name, changes)
-        spoken = _SPACES.sub(" ", "".join(text for text, _ in segments)).strip()
-        # A rewrite put spaces around itself; do not leave one before punctuation.
-        spoken = re.sub(r" ([,.;:!?)])", r"\1", spoken)
+        spoken = _SPACES.sub(" ", _join(segments)).strip()
         changes.sort(key=lambda change: cleaned.find(change.original))
         return Explanation(spoken, tuple(changes))
 

@@ -6,7 +6,8 @@ pool (or the cache) → 8 kHz level-normalised PCM.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from voipalert.tts.cache import PromptCache
@@ -17,8 +18,10 @@ from voipalert.tts.inventory import ChecksumCache, load_inventory
 from voipalert.tts.prompt import Prompt
 from voipalert.tts.pronounce import Explanation, Pronouncer
 from voipalert.tts.render import Renderer
-from voipalert.tts.templates import TextLimits
+from voipalert.tts.templates import MessageTemplate, RenderedText, TextLimits, render_message
 from voipalert.tts.voices import Voice, VoiceInventory, primary_language
+
+_log = logging.getLogger(__name__)
 
 CHECKSUMS_FILE = "checksums.json"
 PROMPTS_DIR = "prompts"
@@ -85,6 +88,17 @@ class Speech:
         """A catalog phrase ("goodbye", "already_acknowledged" with name=...) as a prompt."""
         text = load_catalog(language).render(key, fields, self.limits)
         return await self.say(text, language=language)
+
+    async def alert(
+        self, template: MessageTemplate, fields: Mapping[str, object]
+    ) -> tuple[Prompt, RenderedText]:
+        """An alert's message in the template's language; when the template fails, the
+        catalog's fallback sentence is said and the problem is logged and returned."""
+        catalog = load_catalog(template.language)
+        rendered = render_message(template, fields, catalog, self.limits)
+        if rendered.problem is not None:
+            _log.warning("%s; saying the fallback sentence instead", rendered.problem)
+        return await self.say(rendered.text, language=template.language), rendered
 
     def problems(self, languages: Sequence[str]) -> list[str]:
         """Start-up check: each language needs a voice, a catalog and pronunciation rules."""
