@@ -56,6 +56,11 @@ def test_say_writes_the_8khz_prompt_and_reuses_the_cache(tmp_path: Path) -> None
     assert "from the cache" in second.stdout
     assert (tmp_path / "again.wav").read_bytes() == (tmp_path / "alert.wav").read_bytes()
 
+    (tmp_path / "a-directory.wav").mkdir()
+    unwritable = voipalert(tmp_path, TEXT, "-o", "a-directory.wav")
+    assert unwritable.returncode == 1
+    assert "voipalert say: cannot write a-directory.wav" in unwritable.stderr
+
 
 def test_explain_prints_the_spoken_form(tmp_path: Path) -> None:
     result = voipalert(tmp_path, "--explain", "Kx3: SRV-DB-01 at 80 °C")

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 from voipalert.settings import load_settings
+from voipalert.tts.config import TtsConfig
 from voipalert.tts.errors import NoVoiceForLanguageError, RenderError, VoiceNotFoundError
 from voipalert.tts.prompt import Prompt
 from voipalert.tts.pronounce import Pronouncer, supported_languages
-from voipalert.tts.speech import Speech
+from voipalert.tts.speech import Speech, pronouncer_for
 from voipalert.tts.wav import write_wav
 
 EXIT_FAILURE = 1
@@ -58,27 +59,31 @@ async def _render(speech: Speech, text: str, language: str | None, voice: str | 
         return await speech.say(text, language=language, voice_id=voice)
 
 
+def _speak(config: TtsConfig, args: argparse.Namespace) -> Prompt | int:
+    if args.explain and args.voice is None:
+        return _explain(pronouncer_for(config, args.lang or "en"), args.text)
+    speech = Speech.open(config)
+    voice = speech.voice_for(args.lang, args.voice)
+    language = args.lang or voice.primary_language
+    if args.explain:
+        return _explain(speech.pronouncer(language), args.text)
+    return asyncio.run(_render(speech, args.text, language, voice.id))
+
+
 def run_say(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    config = settings.tts.to_config()
+    config = load_settings(args.config).tts.to_config()
     if not args.explain and not args.output:
         print("voipalert say: give -o FILE.wav (or --explain)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        if args.explain and args.voice is None:
-            language = args.lang or "en"
-            site = {**config.pronunciations, **config.pronunciations_by_language.get(language, {})}
-            return _explain(Pronouncer(language, site), args.text)
-        speech = Speech.open(config)
-        voice = speech.voice_for(args.lang, args.voice)
-        language = args.lang or voice.primary_language
-        if args.explain:
-            return _explain(speech.pronouncer(language), args.text)
-        prompt = asyncio.run(_render(speech, args.text, language, voice.id))
-        write_wav(args.output, prompt.pcm, prompt.sample_rate)
+        prompt = _speak(config, args)
     except (VoiceNotFoundError, NoVoiceForLanguageError, RenderError, ValueError) as exc:
         print(f"voipalert say: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if isinstance(prompt, int):
+        return prompt
+    try:
+        write_wav(args.output, prompt.pcm, prompt.sample_rate)
     except OSError as exc:
         print(f"voipalert say: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
         return EXIT_FAILURE

@@ -27,6 +27,13 @@ CHECKSUMS_FILE = "checksums.json"
 PROMPTS_DIR = "prompts"
 
 
+def pronouncer_for(config: TtsConfig, language: str) -> Pronouncer:
+    """The rules for a language with the site's entries (per-language ones win)."""
+    primary = primary_language(language)
+    site = {**config.pronunciations, **config.pronunciations_by_language.get(primary, {})}
+    return Pronouncer(primary, site)
+
+
 class Speech:
     def __init__(self, config: TtsConfig, inventory: VoiceInventory, renderer: Renderer) -> None:
         self.config = config
@@ -65,11 +72,7 @@ class Speech:
         primary = primary_language(language)
         pronouncer = self._pronouncers.get(primary)
         if pronouncer is None:
-            site = {
-                **self.config.pronunciations,
-                **self.config.pronunciations_by_language.get(primary, {}),
-            }
-            pronouncer = Pronouncer(primary, site)
+            pronouncer = pronouncer_for(self.config, primary)
             self._pronouncers[primary] = pronouncer
         return pronouncer
 
