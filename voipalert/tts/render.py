@@ -33,6 +33,7 @@ _log = logging.getLogger(__name__)
 
 # A bound on the work one request can cause (a 10-second alert is ~150 characters).
 MAX_TEXT_CHARS: Final = 4000
+WARM_UP_TEXT: Final = "Ready."
 
 
 def engine_versions() -> dict[str, str]:
@@ -168,12 +169,19 @@ class Renderer:
         pcm, from_cache = await asyncio.shield(task)
         return Prompt(np.array(pcm, dtype=np.int16), text, voice.id, key, from_cache)
 
+    def _warm_up(self, voice: Voice) -> None:
+        # onnxruntime's first run of a session is several times slower than the next ones
+        # (allocation, kernel selection): pay it at start-up, not on the first alert.
+        piper_voice = self._load(voice)
+        for _ in piper_voice.synthesize(WARM_UP_TEXT, self._synthesis_config()):
+            pass
+
     async def preload(self, *voice_ids: str) -> None:
-        """Load voices now (at start-up) rather than at the first alert."""
+        """Load and warm voices now (at start-up) rather than at the first alert."""
         loop = asyncio.get_running_loop()
         for voice_id in voice_ids or (self._inventory.default_id,):
             voice = self._inventory.get(voice_id)
-            await loop.run_in_executor(self._pool, self._load, voice)
+            await loop.run_in_executor(self._pool, self._warm_up, voice)
 
     async def aclose(self) -> None:
         """Cancel renders in progress, then wait for the worker threads to finish."""
