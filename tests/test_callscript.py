@@ -1,0 +1,96 @@
+"""The call script, walked with explicit time: what is said, what each key does."""
+
+from __future__ import annotations
+
+from voipalert.callscript import (
+    ACKNOWLEDGED,
+    GOODBYE,
+    GREETING,
+    INVALID_KEY,
+    MENU,
+    MESSAGE,
+    NO_ACKNOWLEDGEMENT,
+    CallScript,
+    HangUp,
+    Phase,
+    Play,
+    ScriptConfig,
+    ScriptResult,
+)
+
+
+def test_answer_greets_then_says_the_message_and_the_menu() -> None:
+    script = CallScript()
+    assert script.answered(0.0) == [Play((GREETING, MESSAGE, *MENU))]
+    assert script.answered(0.1) == []  # a second 2xx does not restart anything
+
+
+def test_ack_key_interrupts_thanks_and_hangs_up() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    assert script.digit("1", 2.0) == [Play((ACKNOWLEDGED, GOODBYE))]
+    assert script.digit("1", 2.1) == []  # a redundant key while closing changes nothing
+    assert script.playback_finished(4.0) == [
+        HangUp(),
+        ScriptResult(acknowledged=True, digit="1", digits_heard=("1",), repetitions=1),
+    ]
+    assert script.phase is Phase.DONE
+
+
+def test_repeat_key_says_the_message_again() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.playback_finished(10.0)
+    assert script.digit("0", 11.0) == [Play((MESSAGE, *MENU))]
+
+
+def test_other_keys_get_a_reminder() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    assert script.digit("7", 1.0) == [Play((INVALID_KEY,))]
+    assert script.digit("#", 2.0) == [Play((INVALID_KEY,))]
+    script.playback_finished(5.0)
+    assert script.next_deadline() == 8.0
+
+
+def test_no_key_repeats_then_ends_unacknowledged() -> None:
+    script = CallScript(ScriptConfig(repetitions=2, pause_seconds=3.0))
+    script.answered(0.0)
+    assert script.playback_finished(10.0) == []
+    assert script.next_deadline() == 13.0
+    assert script.handle_timer(12.9) == []
+    assert script.handle_timer(13.0) == [Play((MESSAGE, *MENU))]
+    assert script.next_deadline() is None  # speaking: no timer until the playback ends
+    script.playback_finished(20.0)
+    assert script.handle_timer(23.0) == [Play((NO_ACKNOWLEDGEMENT, GOODBYE))]
+    assert script.digit("1", 23.5) == []  # too late: it is saying goodbye
+    actions = script.playback_finished(25.0)
+    assert actions[0] == HangUp()
+    result = actions[1]
+    assert isinstance(result, ScriptResult)
+    assert not result.acknowledged and result.repetitions == 2
+
+
+def test_keys_before_the_answer_do_not_count() -> None:
+    # Early media (183) can carry tones: only the answered call listens for keys.
+    script = CallScript()
+    assert script.digit("1", 0.0) == []
+    script.answered(1.0)
+    assert script.digit("1", 2.0) == [Play((ACKNOWLEDGED, GOODBYE))]
+
+
+def test_a_stuck_repeat_key_cannot_hold_the_line() -> None:
+    script = CallScript(ScriptConfig(max_repeat_requests=2))
+    script.answered(0.0)
+    assert script.digit("0", 1.0) == [Play((MESSAGE, *MENU))]
+    assert script.digit("0", 2.0) == [Play((MESSAGE, *MENU))]
+    assert script.digit("0", 3.0) == [Play((INVALID_KEY,))]
+
+
+def test_callee_hanging_up_gives_the_result_so_far() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.digit("5", 1.0)
+    (result,) = script.hung_up(2.0)
+    assert result == ScriptResult(False, None, ("5",), 1)
+    assert script.hung_up(3.0) == []

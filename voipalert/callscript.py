@@ -1,0 +1,151 @@
+"""The call script: what a callee hears and what each key does, as a sans-IO machine.
+
+The same script runs for every call (escalation, mass alert, ``voipalert call``):
+
+1. On answer: the greeting, the message, then "press 1 to acknowledge, 0 to hear the
+   message again".
+2. A key interrupts speech at once. The ack key → "acknowledged, thank you", goodbye, hang
+   up, acknowledged. The repeat key → the message again. Any other key → a short reminder.
+3. No key: after a pause the message is repeated, up to ``repetitions`` times in all; then
+   "no acknowledgement received", goodbye, hang up — answered without acknowledgement, so
+   the escalation goes on (an answering machine never acknowledges: only a key does).
+
+Inputs carry ``now``; outputs are ``Play`` (the prompts to speak, replacing whatever is
+playing), ``HangUp`` and, once, the ``ScriptResult``. The adapter plays the prompts,
+reports ``playback_finished`` and calls ``handle_timer`` at ``next_deadline()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+GREETING: Final = "greeting"
+MESSAGE: Final = "message"
+PRESS_TO_ACKNOWLEDGE: Final = "press_to_acknowledge"
+PRESS_TO_REPEAT: Final = "press_to_repeat"
+INVALID_KEY: Final = "invalid_key"
+ACKNOWLEDGED: Final = "acknowledged"
+NO_ACKNOWLEDGEMENT: Final = "no_acknowledgement"
+GOODBYE: Final = "goodbye"
+MENU: Final = (PRESS_TO_ACKNOWLEDGE, PRESS_TO_REPEAT)
+
+
+class Phase(Enum):
+    WAITING = "waiting for the answer"
+    SPEAKING = "speaking"
+    LISTENING = "listening for a key"
+    CLOSING = "saying goodbye"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptConfig:
+    ack_digit: str = "1"
+    repeat_digit: str = "0"
+    repetitions: int = 3
+    """How many times the message is said when nobody presses a key."""
+    pause_seconds: float = 3.0
+    """Silence after each menu, listening for a key, before the message is said again."""
+    max_repeat_requests: int = 10
+    """Keys that ask to repeat, at most (a stuck key must not hold the line forever)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptResult:
+    acknowledged: bool
+    digit: str | None
+    digits_heard: tuple[str, ...]
+    repetitions: int
+
+
+Action = Play | HangUp | ScriptResult
+
+
+class CallScript:
+    def __init__(self, config: ScriptConfig | None = None) -> None:
+        self.config = config or ScriptConfig()
+        self.phase = Phase.WAITING
+        self._said = 0
+        self._repeat_requests = 0
+        self._listen_until: float | None = None
+        self._digits: list[str] = []
+        self._ack_digit: str | None = None
+
+    def next_deadline(self) -> float | None:
+        return self._listen_until if self.phase is Phase.LISTENING else None
+
+    def answered(self, now: float) -> list[Action]:
+        if self.phase is not Phase.WAITING:
+            return []
+        self._said = 1
+        self.phase = Phase.SPEAKING
+        return [Play((GREETING, MESSAGE, *MENU))]
+
+    def digit(self, key: str, now: float) -> list[Action]:
+        if self.phase not in (Phase.SPEAKING, Phase.LISTENING):
+            return []  # before the answer (early media) or while closing: not ours to act on
+        self._digits.append(key)
+        self._listen_until = None
+        if key == self.config.ack_digit:
+            self._ack_digit = key
+            return self._close(ACKNOWLEDGED)
+        self.phase = Phase.SPEAKING
+        if (
+            key == self.config.repeat_digit
+            and self._repeat_requests < self.config.max_repeat_requests
+        ):
+            self._repeat_requests += 1
+            return [Play((MESSAGE, *MENU))]
+        return [Play((INVALID_KEY,))]
+
+    def playback_finished(self, now: float) -> list[Action]:
+        if self.phase is Phase.CLOSING:
+            self.phase = Phase.DONE
+            return [HangUp(), self._result()]
+        if self.phase is Phase.SPEAKING:
+            self.phase = Phase.LISTENING
+            self._listen_until = now + self.config.pause_seconds
+        return []
+
+    def handle_timer(self, now: float) -> list[Action]:
+        if self.phase is not Phase.LISTENING or self._listen_until is None:
+            return []
+        if now < self._listen_until:
+            return []
+        self._listen_until = None
+        if self._said < self.config.repetitions:
+            self._said += 1
+            self.phase = Phase.SPEAKING
+            return [Play((MESSAGE, *MENU))]
+        return self._close(NO_ACKNOWLEDGEMENT)
+
+    def hung_up(self, now: float) -> list[Action]:
+        """The callee hung up (or the call broke): the result as it stands."""
+        if self.phase is Phase.DONE:
+            return []
+        self.phase = Phase.DONE
+        return [self._result()]
+
+    def _close(self, phrase: str) -> list[Action]:
+        self.phase = Phase.CLOSING
+        return [Play((phrase, GOODBYE))]
+
+    def _result(self) -> ScriptResult:
+        return ScriptResult(
+            acknowledged=self._ack_digit is not None,
+            digit=self._ack_digit,
+            digits_heard=tuple(self._digits),
+            repetitions=self._said,
+        )
