@@ -8,6 +8,7 @@ from voipalert.media.errors import LocalProtocolError, RemoteProtocolError
 from voipalert.media.rfc4733 import (
     EventDigit,
     EventReceiver,
+    EventSender,
     TelephoneEvent,
     event_code,
 )
@@ -136,3 +137,45 @@ def test_event_code_mapping() -> None:
         event_code("E")
     with pytest.raises(LocalProtocolError):
         TelephoneEvent(17, False, 0, 0).serialize()
+
+
+def test_event_sender_grows_the_duration_then_ends_three_times() -> None:
+    sender = EventSender(event_code("#"), slots=5)
+    blocks = []
+    while not sender.done:
+        blocks.append(sender.next_block(0, 160))
+    assert [(b.first, b.end, b.duration) for b in blocks] == [
+        (True, False, 160),
+        (False, False, 320),
+        (False, False, 480),
+        (False, False, 640),
+        (False, True, 800),
+        (False, True, 800),
+        (False, True, 800),
+    ]
+
+
+def test_event_sender_counts_skipped_slots_as_time() -> None:
+    sender = EventSender(1, slots=6)
+    assert sender.next_block(0, 160).duration == 160
+    assert sender.next_block(2, 160).duration == 640
+    assert sender.next_block(0, 160).duration == 800
+    assert sender.next_block(0, 160).end is True
+
+
+def test_event_sender_round_trips_through_the_receiver() -> None:
+    sender = EventSender(9, slots=3)
+    rx = EventReceiver()
+    digits = []
+    while not sender.done:
+        b = sender.next_block(0, 160)
+        payload = TelephoneEvent(9, b.end, 10, b.duration).serialize()
+        digits.append(rx.receive(SSRC, 777, payload))
+    assert [d.char for d in digits if d is not None] == ["9"]
+
+
+def test_event_sender_refuses_bad_arguments() -> None:
+    with pytest.raises(LocalProtocolError):
+        EventSender(17, 3)
+    with pytest.raises(LocalProtocolError):
+        EventSender(1, 0)

@@ -135,3 +135,45 @@ class EventReceiver:
         # §2.5.1.3: a new segment starts where the previous one ends. A real new press
         # always starts later than the last duration we saw, so equality is a continuation.
         return gap == MAX_DURATION or (not previous.ended and gap == previous.longest)
+
+
+@dataclass(frozen=True, slots=True)
+class EventBlock:
+    """What the next packet of an outgoing event says."""
+
+    first: bool
+    end: bool
+    duration: int
+
+
+class EventSender:
+    """The packets of one outgoing key press, one per ptime slot (RFC 4733 §2.5.1).
+
+    The first packet carries the marker bit; the duration grows by one slot per packet
+    (counting slots skipped after a stall, since it measures time); after ``slots`` slots
+    the end packet goes out three times with the final duration (§2.5.1.4). The caller
+    sends every packet with the RTP timestamp of the first slot.
+    """
+
+    END_REPEATS: Final = 3
+
+    def __init__(self, code: int, slots: int) -> None:
+        if not 0 <= code <= MAX_EVENT or slots < 1:
+            raise LocalProtocolError("event code 0-16 and at least one slot")
+        self.code = code
+        self.slots = slots
+        self.start_ts: int | None = None
+        self._elapsed = 0
+        self._ends = 0
+
+    @property
+    def done(self) -> bool:
+        return self._ends >= self.END_REPEATS
+
+    def next_block(self, skipped: int, samples_per_slot: int) -> EventBlock:
+        first = self._elapsed == 0
+        self._elapsed += 1 + (0 if first else skipped)
+        if self._elapsed < self.slots:
+            return EventBlock(first, False, min(MAX_DURATION, self._elapsed * samples_per_slot))
+        self._ends += 1
+        return EventBlock(first, True, min(MAX_DURATION, self.slots * samples_per_slot))
