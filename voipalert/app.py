@@ -9,9 +9,11 @@ import ipaddress
 import ssl
 
 from voipalert import __version__
+from voipalert.calls import MediaConfig
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.settings import Settings
 from voipalert.sip.config import UAConfig
+from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
 
 
@@ -58,3 +60,15 @@ def sip_tls(settings: Settings) -> ssl.SSLContext | None:
     if settings.sip.transport != "tls":
         return None
     return client_tls_context(settings.sip.tls_ca_file, settings.sip.tls_verify)
+
+
+def media_config(settings: Settings) -> MediaConfig:
+    sip, media = settings.sip, settings.media
+    return MediaConfig(
+        bind_host=str(sip.local_host),
+        advertised_host=str(sip.advertised_host or sip.local_host),
+        port_min=media.rtp_port_min,
+        port_max=media.rtp_port_max,
+        codecs=tuple(Codec[name] for name in media.codecs),
+        telephone_event_pt=media.telephone_event_payload_type,
+    )
