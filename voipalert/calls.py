@@ -26,7 +26,15 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from voipalert.callscript import Action, CallScript, HangUp, Play, ScriptConfig, ScriptResult
+from voipalert.callscript import (
+    GOODBYE,
+    Action,
+    CallScript,
+    HangUp,
+    Play,
+    ScriptConfig,
+    ScriptResult,
+)
 from voipalert.domain.alert import AttemptOutcome
 from voipalert.media.dtmf import DtmfSource
 from voipalert.media.playout import PlayEnd
@@ -116,6 +124,8 @@ class Phone:
         self._ports = RtpPortAllocator(media.bind_host, media.port_min, media.port_max)
         self._queues: dict[CallId, asyncio.Queue[SipEvent]] = {}
         self._registration_changed = asyncio.Event()
+        self.closing = False
+        """Set at shutdown: calls cut short say goodbye rather than "handled elsewhere"."""
 
     @property
     def registration(self) -> RegistrationStatus | None:
@@ -157,9 +167,11 @@ class Phone:
 
     def _on_event(self, event: SipEvent) -> None:
         if isinstance(event, RegistrationChanged):
-            log.info(
-                "registration %s (%s %s)", event.status.state.value,
-                event.status.last_status, event.status.last_reason,
+            status = event.status
+            level = logging.WARNING if status.state is RegistrationState.FAILING else logging.INFO
+            log.log(
+                level, "registration %s (%s %s)", status.state.value, status.last_status,
+                status.last_reason,
             )  # fmt: skip
             self._registration_changed.set()
             return
@@ -255,7 +267,8 @@ class _Call:
         if self.session is not None and self.result is None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(HANDLED_PHRASE_MAX_SECONDS):
-                    await self.session.play(await self.prompts(HANDLED_ELSEWHERE))
+                    phrase = GOODBYE if self.phone.closing else HANDLED_ELSEWHERE
+                    await self.session.play(await self.prompts(phrase))
         self._send_hang_up()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(HANG_UP_GRACE_SECONDS):

@@ -13,7 +13,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from voipalert.app import media_config, sip_bind, sip_tls, ua_config
+from voipalert.app.config import media_config, sip_bind, sip_tls, ua_config
 from voipalert.calls import CallReport, Phone
 from voipalert.callscript import ScriptConfig
 from voipalert.domain.alert import AttemptOutcome

@@ -1,4 +1,4 @@
-"""The composition root: builds each component's own config from the settings.
+"""Each component's own config, built from the settings.
 
 Cores never see pydantic settings (STYLE.md §3); this module maps them.
 """
@@ -10,11 +10,14 @@ import ssl
 
 from voipalert import __version__
 from voipalert.calls import MediaConfig
+from voipalert.engine import EngineConfig
 from voipalert.net.sip_transport import client_tls_context
+from voipalert.notify import AckMenu
 from voipalert.settings import Settings
 from voipalert.sip.config import UAConfig
 from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
+from voipalert.store.db import StoreConfig
 
 
 def _ip_literal(host: str) -> str | None:
@@ -72,3 +75,20 @@ def media_config(settings: Settings) -> MediaConfig:
         codecs=tuple(Codec[name] for name in media.codecs),
         telephone_event_pt=media.telephone_event_payload_type,
     )
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    engine = settings.engine
+    return EngineConfig(
+        max_concurrent_calls=engine.max_concurrent_calls,
+        tick_timeout_seconds=engine.tick_timeout_seconds,
+        slow_tick_seconds=engine.slow_tick_seconds,
+        idle_poll_seconds=engine.idle_poll_seconds,
+        mass_ring_timeout_seconds=engine.mass_ring_timeout_seconds,
+        ack_menu=AckMenu(ack_digit=engine.ack_digit),
+    )
+
+
+def store_config(settings: Settings) -> StoreConfig:
+    database = settings.database
+    return StoreConfig(busy_timeout_ms=database.busy_timeout_ms, synchronous=database.synchronous)
