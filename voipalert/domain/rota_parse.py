@@ -1,0 +1,453 @@
+"""A rota file (YAML or TOML) to a validated ``Rota``, or a ``RotaError`` listing every
+problem with its line and reason. See ``deploy/rota.example.yaml`` for the format."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Final, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from voipalert.domain.errors import RotaError
+from voipalert.domain.rota import (
+    Contact,
+    ContactKind,
+    EscalationPolicy,
+    Layer,
+    Override,
+    Person,
+    PersonName,
+    PolicyName,
+    Rota,
+    Route,
+    Schedule,
+    ScheduleName,
+    ShiftUnit,
+    Step,
+    Target,
+    TargetKind,
+    Team,
+    TeamName,
+    Window,
+)
+from voipalert.domain.rota_read import Reader, join
+from voipalert.domain.rota_source import Node, load_toml, load_yaml
+
+RotaFormat = Literal["yaml", "toml"]
+FORMAT_VERSION: Final = 1
+
+NAME: Final = re.compile(r"[^\W_][\w .'@-]{0,63}")
+LANGUAGE: Final = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2,4})?")
+# Contact addresses end up in a SIP request line: no whitespace, quotes or angle brackets.
+CONTACT_PATTERNS: Final = {
+    ContactKind.SIP: (
+        re.compile(r"sips?:[^\s<>\"'\\]{1,250}"),
+        "a SIP URI like sip:alice@pbx.example.com",
+    ),
+    ContactKind.EXTENSION: (re.compile(r"[A-Za-z0-9*#+._-]{1,32}"), "a PBX extension like 201"),
+    ContactKind.NUMBER: (re.compile(r"\+?[0-9]{2,20}"), "a phone number like +33612345678"),
+}
+WEEKDAYS: Final = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+
+T = TypeVar("T")
+
+
+def _each(
+    r: Reader, node: Node | None, path: str, build: Callable[[Reader, Node, str], T | None]
+) -> list[T | None]:
+    return [build(r, item, join(path, i)) for i, item in enumerate(r.sequence(node, path))]
+
+
+def _contact(r: Reader, node: Node, path: str) -> Contact | None:
+    kinds = [k.value for k in ContactKind]
+    items = r.mapping(node, path, (), kinds)
+    if items is None:
+        return None
+    if len(items) != 1:
+        r.fail(node, path, f"give exactly one of: {', '.join(kinds)}")
+        return None
+    ((key, value),) = items.items()
+    if key not in kinds:
+        return None
+    kind = ContactKind(key)
+    pattern, what = CONTACT_PATTERNS[kind]
+    text = r.text(value, join(path, key))
+    if text is None:
+        return None
+    if kind is ContactKind.NUMBER:
+        text = re.sub(r"[\s().-]", "", text)  # "+33 6 12-34" is a number too
+    if pattern.fullmatch(text) is None:
+        r.fail(value, join(path, key), f"{text!r} is not {what}")
+        return None
+    return Contact(kind, text)
+
+
+def _person(r: Reader, node: Node, path: str) -> Person | None:
+    items = r.mapping(node, path, ("name", "contacts"), ("language",))
+    if items is None:
+        return None
+    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
+    language = "en"
+    if "language" in items:
+        language = (
+            r.text(
+                items["language"], join(path, "language"), LANGUAGE, "a language code like en or fr"
+            )
+            or ""
+        )
+    contacts = _each(r, items.get("contacts"), join(path, "contacts"), _contact)
+    if "contacts" in items and items["contacts"].value == []:
+        r.fail(items["contacts"], join(path, "contacts"), "a person needs at least one contact")
+    if name is None or not language or None in contacts or not contacts:
+        return None
+    return Person(PersonName(name), language, tuple(c for c in contacts if c is not None))
+
+
+def _names(r: Reader, node: Node | None, path: str, known: set[str], what: str) -> list[str] | None:
+    if node is None:
+        return None
+    names: list[str] = []
+    for i, item in enumerate(r.sequence(node, path)):
+        name = r.text(item, join(path, i))
+        if name is not None and name not in known:
+            r.fail(item, join(path, i), f"no {what} named {name!r}")
+        elif name is not None:
+            names.append(name)
+    if isinstance(node.value, list) and not node.value:
+        r.fail(node, path, "must not be empty")
+    return names if len(names) == len(r.sequence(node, path)) and names else None
+
+
+def _team(r: Reader, node: Node, path: str, people: set[str]) -> Team | None:
+    items = r.mapping(node, path, ("name", "members"))
+    if items is None:
+        return None
+    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
+    members = _names(r, items.get("members"), join(path, "members"), people, "person")
+    if name is None or members is None:
+        return None
+    return Team(TeamName(name), tuple(PersonName(m) for m in members))
+
+
+def _window(r: Reader, node: Node, path: str) -> Window | None:
+    items = r.mapping(node, path, ("days", "from", "to"))
+    if items is None:
+        return None
+    days: set[int] = set()
+    for i, day in enumerate(r.sequence(items.get("days"), join(path, "days"))):
+        text = str(day.raw if day.raw is not None else day.value).strip().lower()[:3]
+        if text not in WEEKDAYS:
+            r.fail(
+                day,
+                join(join(path, "days"), i),
+                "expected a weekday: mon, tue, wed, thu, fri, sat or sun",
+            )
+            return None
+        days.add(WEEKDAYS[text])
+    start = r.time_of_day(items.get("from"), join(path, "from"))
+    end = r.time_of_day(items.get("to"), join(path, "to"))
+    if start is None or end is None or not days:
+        return None
+    return Window(frozenset(days), start, end)
+
+
+def _layer(r: Reader, node: Node, path: str, people: set[str]) -> Layer | None:
+    keys = ("name", "members", "shift_length", "shift_unit", "start", "handoff")
+    items = r.mapping(node, path, keys, ("windows",))
+    if items is None:
+        return None
+    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
+    members = _names(r, items.get("members"), join(path, "members"), people, "person")
+    length = r.integer(items.get("shift_length"), join(path, "shift_length"), minimum=1)
+    unit_text = r.text(items.get("shift_unit"), join(path, "shift_unit"))
+    units = {u.value: u for u in ShiftUnit}
+    unit = units.get(unit_text) if unit_text is not None else None
+    if unit_text is not None and unit is None:
+        r.fail(items.get("shift_unit"), join(path, "shift_unit"), "expected hours, days or weeks")
+    start = r.day(items.get("start"), join(path, "start"))
+    handoff = r.time_of_day(items.get("handoff"), join(path, "handoff"))
+    windows = _each(r, items.get("windows"), join(path, "windows"), _window)
+    if None in (name, members, length, unit, start, handoff) or None in windows:
+        return None
+    assert name and members and length and unit and start and handoff is not None
+    return Layer(
+        name,
+        tuple(PersonName(m) for m in members),
+        length,
+        unit,
+        start,
+        handoff,
+        tuple(w for w in windows if w is not None),
+    )
+
+
+def _schedule(
+    r: Reader, node: Node, path: str, people: set[str], zones: dict[str, ZoneInfo | None]
+) -> Schedule | None:
+    items = r.mapping(node, path, ("name", "time_zone", "layers"))
+    if items is None:
+        return None
+    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
+    zone = r.zone(items.get("time_zone"), join(path, "time_zone"))
+    if name is not None:
+        zones[name] = zone
+    layers_path = join(path, "layers")
+    layers = [
+        _layer(r, item, join(layers_path, i), people)
+        for i, item in enumerate(r.sequence(items.get("layers"), layers_path))
+    ]
+    _unique(r, items.get("layers"), layers_path)
+    if name is None or zone is None or None in layers:
+        return None
+    return Schedule(ScheduleName(name), zone.key, _valid(layers))
+
+
+def _unique(r: Reader, node: Node | None, path: str) -> set[str]:
+    """The ``name`` values of a list of mappings, reporting duplicates."""
+    seen: set[str] = set()
+    for i, item in enumerate(
+        r.sequence(node, path) if node is not None and isinstance(node.value, list) else []
+    ):
+        if not isinstance(item.value, dict) or "name" not in item.value:
+            continue
+        name_node = item.value["name"]
+        name = str(name_node.raw if name_node.raw is not None else name_node.value).strip()
+        if name in seen:
+            r.fail(name_node, join(join(path, i), "name"), f"duplicate name {name!r}")
+        seen.add(name)
+    return seen
+
+
+def _override(
+    r: Reader, node: Node, path: str, zones: dict[str, ZoneInfo | None], people: set[str]
+) -> Override | None:
+    items = r.mapping(node, path, ("schedule", "person", "start", "end"), ("replaces",))
+    if items is None:
+        return None
+    schedule = r.text(items.get("schedule"), join(path, "schedule"))
+    if schedule is not None and schedule not in zones:
+        r.fail(items.get("schedule"), join(path, "schedule"), f"no schedule named {schedule!r}")
+    zone = zones.get(schedule or "")
+    refs = [
+        r.text(items.get(k), join(path, k)) if k in items else "" for k in ("person", "replaces")
+    ]
+    for key, ref in zip(("person", "replaces"), refs, strict=True):
+        if ref and ref not in people:
+            r.fail(items.get(key), join(path, key), f"no person named {ref!r}")
+    start = r.instant(items.get("start"), join(path, "start"), zone)
+    end = r.instant(items.get("end"), join(path, "end"), zone)
+    if start is not None and end is not None and end <= start:
+        r.fail(items.get("end"), join(path, "end"), "must be after start")
+        return None
+    person, replaces = refs
+    if (
+        not schedule
+        or schedule not in zones
+        or not person
+        or person not in people
+        or start is None
+        or end is None
+    ):
+        return None
+    if replaces and replaces not in people:
+        return None
+    return Override(
+        ScheduleName(schedule),
+        PersonName(person),
+        start,
+        end,
+        PersonName(replaces) if replaces else None,
+    )
+
+
+def _target(r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]) -> Target | None:
+    kinds = [k.value for k in TargetKind]
+    items = r.mapping(node, path, (), kinds)
+    if items is None:
+        return None
+    if len(items) != 1:
+        r.fail(node, path, f"give exactly one of: {', '.join(kinds)}")
+        return None
+    ((key, value),) = items.items()
+    if key not in kinds:
+        return None
+    name = r.text(value, join(path, key))
+    if name is not None and name not in known[TargetKind(key)]:
+        r.fail(value, join(path, key), f"no {key} named {name!r}")
+        return None
+    return Target(TargetKind(key), name) if name is not None else None
+
+
+def _step(r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]) -> Step | None:
+    items = r.mapping(node, path, ("targets", "timeout"), ("ring_timeout",))
+    if items is None:
+        return None
+    targets = [
+        _target(r, item, join(join(path, "targets"), i), known)
+        for i, item in enumerate(r.sequence(items.get("targets"), join(path, "targets")))
+    ]
+    if "targets" in items and items["targets"].value == []:
+        r.fail(items["targets"], join(path, "targets"), "a step needs at least one target")
+    timeout = r.duration(items.get("timeout"), join(path, "timeout"), minimum=1)
+    ring = (
+        r.duration(items.get("ring_timeout"), join(path, "ring_timeout"), minimum=5)
+        if "ring_timeout" in items
+        else 30
+    )
+    if not targets or None in targets or timeout is None or ring is None:
+        return None
+    return Step(tuple(t for t in targets if t is not None), timeout, ring)
+
+
+def _policy(
+    r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]
+) -> EscalationPolicy | None:
+    items = r.mapping(node, path, ("name", "steps"), ("repeat", "repeat_delay"))
+    if items is None:
+        return None
+    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
+    steps = [
+        _step(r, item, join(join(path, "steps"), i), known)
+        for i, item in enumerate(r.sequence(items.get("steps"), join(path, "steps")))
+    ]
+    if "steps" in items and items["steps"].value == []:
+        r.fail(items["steps"], join(path, "steps"), "a policy needs at least one step")
+    repeat = r.integer(items.get("repeat"), join(path, "repeat")) if "repeat" in items else 0
+    delay = (
+        r.duration(items.get("repeat_delay"), join(path, "repeat_delay"))
+        if "repeat_delay" in items
+        else 0
+    )
+    if name is None or not steps or None in steps or repeat is None or delay is None:
+        return None
+    return EscalationPolicy(
+        PolicyName(name), tuple(s for s in steps if s is not None), repeat, delay
+    )
+
+
+def _route_match(r: Reader, node: Node | None, path: str) -> dict[str, object] | None:
+    if node is None:
+        return {}
+    items = r.mapping(node, path, (), ("source", "severity", "subject", "labels"))
+    if items is None:
+        return None
+    found: dict[str, object] = {
+        k: r.text(items.get(k), join(path, k))
+        for k in ("source", "severity", "subject")
+        if k in items
+    }
+    if isinstance(found.get("subject"), str):
+        try:
+            re.compile(str(found["subject"]))
+        except re.error as exc:
+            r.fail(
+                items["subject"], join(path, "subject"), f"not a valid regular expression: {exc}"
+            )
+            return None
+    labels: list[tuple[str, str]] = []
+    if "labels" in items:
+        label_items = r.mapping(items["labels"], join(path, "labels"), (), any_keys=True)
+        for key, value in (label_items or {}).items():
+            text = r.text(value, join(join(path, "labels"), key))
+            if text is not None:
+                labels.append((key, text))
+    found["labels"] = tuple(labels)
+    return found if None not in found.values() else None
+
+
+def _route(r: Reader, node: Node, path: str, policies: set[str], teams: set[str]) -> Route | None:
+    items = r.mapping(node, path, ("name",), ("policy", "team", "default", "match"))
+    if items is None:
+        return None
+    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
+    refs: dict[str, str | None] = {}
+    for key, known in (("policy", policies), ("team", teams)):
+        refs[key] = r.text(items.get(key), join(path, key)) if key in items else None
+        if refs[key] is not None and refs[key] not in known:
+            r.fail(items.get(key), join(path, key), f"no {key} named {refs[key]!r}")
+            return None
+    if refs["policy"] is None and refs["team"] is None:
+        r.fail(node, path, "a route needs a policy, a team or both")
+        return None
+    default = (
+        r.boolean(items.get("default"), join(path, "default")) if "default" in items else False
+    )
+    match = _route_match(r, items.get("match"), join(path, "match"))
+    if name is None or default is None or match is None:
+        return None
+    labels = match.pop("labels", ())
+    assert isinstance(labels, tuple)
+    policy, team = refs["policy"], refs["team"]
+    return Route(
+        name,
+        policy=PolicyName(policy) if policy else None,
+        team=TeamName(team) if team else None,
+        default=default,
+        labels=labels,
+        **{k: str(v) for k, v in match.items()},
+    )
+
+
+def _valid(items: Iterable[T | None]) -> tuple[T, ...]:
+    return tuple(x for x in items if x is not None)
+
+
+def build_rota(root: Node, filename: str = "rota") -> Rota:
+    """Validate a located tree into a ``Rota``; raise ``RotaError`` with every problem."""
+    r = Reader()
+    sections = ("teams", "schedules", "overrides", "policies", "routes", "version")
+    top = r.mapping(root, "", ("people",), sections)
+    if top is None:
+        raise RotaError(r.problems, filename)
+    if "version" in top and r.integer(top["version"], "version") not in (None, FORMAT_VERSION):
+        r.fail(
+            top["version"], "version", f"this voipalert reads rota format version {FORMAT_VERSION}"
+        )
+    people = _each(r, top.get("people"), "people", _person)
+    person_names = _unique(r, top.get("people"), "people")
+    teams = _each(r, top.get("teams"), "teams", lambda r, n, p: _team(r, n, p, person_names))
+    team_names = _unique(r, top.get("teams"), "teams")
+    zones: dict[str, ZoneInfo | None] = {}
+    schedules = _each(
+        r,
+        top.get("schedules"),
+        "schedules",
+        lambda r, n, p: _schedule(r, n, p, person_names, zones),
+    )
+    schedule_names = _unique(r, top.get("schedules"), "schedules")
+    overrides = _each(
+        r,
+        top.get("overrides"),
+        "overrides",
+        lambda r, n, p: _override(r, n, p, zones, person_names),
+    )
+    known = {
+        TargetKind.SCHEDULE: schedule_names,
+        TargetKind.PERSON: person_names,
+        TargetKind.TEAM: team_names,
+    }
+    policies = _each(r, top.get("policies"), "policies", lambda r, n, p: _policy(r, n, p, known))
+    policy_names = _unique(r, top.get("policies"), "policies")
+    routes = _each(
+        r, top.get("routes"), "routes", lambda r, n, p: _route(r, n, p, policy_names, team_names)
+    )
+    _unique(r, top.get("routes"), "routes")
+    if r.problems:
+        raise RotaError(r.problems, filename)
+    return Rota(
+        people=_valid(people),
+        teams=_valid(teams),
+        schedules=_valid(schedules),
+        overrides=_valid(overrides),
+        policies=_valid(policies),
+        routes=_valid(routes),
+    )
+
+
+def parse_rota(text: str, fmt: RotaFormat = "yaml", filename: str = "rota") -> Rota:
+    """Parse and validate rota text; ``RotaError`` names the line and reason of each problem."""
+    try:
+        root = load_yaml(text) if fmt == "yaml" else load_toml(text)
+    except RotaError as exc:
+        raise RotaError(exc.problems, filename) from None
+    return build_rota(root, filename)

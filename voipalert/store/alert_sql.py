@@ -1,0 +1,187 @@
+"""Alert, attempt and audit rows: conversions and the statements both the trigger side and
+the engine share. Every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import aiosqlite
+
+from voipalert.domain.alert import (
+    Alert,
+    AlertId,
+    AlertKind,
+    AlertStatus,
+    Attempt,
+    AttemptId,
+    AttemptKey,
+    AttemptOutcome,
+    AttemptState,
+    Position,
+    Severity,
+)
+from voipalert.domain.rota import Contact, ContactKind, PersonName, PolicyName, TeamName
+from voipalert.store.db import from_db, from_db_opt, to_db
+
+ALERT_SELECT: Final = (
+    "SELECT a.*, p.name AS policy_name, t.name AS team_name FROM alerts a "
+    "LEFT JOIN policies p ON p.id = a.policy_id LEFT JOIN teams t ON t.id = a.team_id"
+)
+# Alerts that still want calls placed: open escalations, and mass alerts until resolved.
+WANTS_CALLS: Final = "(status = 'triggered' OR (kind = 'mass' AND status = 'acknowledged'))"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    alert_id: AlertId | None
+    attempt_id: AttemptId | None
+    detail: Mapping[str, object]
+
+
+def alert_from_row(row: aiosqlite.Row) -> Alert:
+    return Alert(
+        id=AlertId(row["id"]),
+        kind=AlertKind(row["kind"]),
+        status=AlertStatus(row["status"]),
+        severity=Severity(row["severity"]),
+        summary=row["summary"],
+        source=row["source"],
+        dedup_key=row["dedup_key"],
+        fields=json.loads(row["fields"]),
+        labels=json.loads(row["labels"]),
+        policy=PolicyName(row["policy_name"]) if row["policy_name"] else None,
+        team=TeamName(row["team_name"]) if row["team_name"] else None,
+        occurrences=row["occurrences"],
+        created_at=from_db(row["created_at"]),
+        last_seen_at=from_db(row["last_seen_at"]),
+        position=Position(row["esc_repeat"], row["esc_step"], from_db(row["esc_since"])),
+        acked_by=row["acked_by"],
+        acked_via=row["acked_via"],
+        acked_at=from_db_opt(row["acked_at"]),
+        ack_attempt=AttemptId(row["ack_attempt_id"]) if row["ack_attempt_id"] else None,
+        resolved_by=row["resolved_by"],
+        resolved_at=from_db_opt(row["resolved_at"]),
+        closed_at=from_db_opt(row["closed_at"]),
+        close_reason=row["close_reason"],
+    )
+
+
+def attempt_from_row(row: aiosqlite.Row) -> Attempt:
+    return Attempt(
+        id=AttemptId(row["id"]),
+        key=AttemptKey(
+            AlertId(row["alert_id"]),
+            row["esc_repeat"],
+            row["esc_step"],
+            PersonName(row["person_name"]),
+            row["attempt_no"],
+        ),
+        contact_index=row["contact_index"],
+        contact=Contact(ContactKind(row["contact_kind"]), row["contact_address"]),
+        language=row["language"],
+        ring_timeout_seconds=row["ring_timeout_seconds"],
+        state=AttemptState(row["state"]),
+        created_at=from_db(row["created_at"]),
+        outcome=AttemptOutcome(row["outcome"]) if row["outcome"] else None,
+        sip_status=row["sip_status"],
+        sip_reason=row["sip_reason"],
+        digit=row["digit"],
+        started_at=from_db_opt(row["started_at"]),
+        answered_at=from_db_opt(row["answered_at"]),
+        ended_at=from_db_opt(row["ended_at"]),
+        detail=row["detail"],
+    )
+
+
+def audit_from_row(row: aiosqlite.Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        at=from_db(row["at"]),
+        actor=row["actor"],
+        action=row["action"],
+        alert_id=AlertId(row["alert_id"]) if row["alert_id"] is not None else None,
+        attempt_id=AttemptId(row["attempt_id"]) if row["attempt_id"] is not None else None,
+        detail=json.loads(row["detail"]),
+    )
+
+
+async def audit(
+    conn: aiosqlite.Connection,
+    now: datetime,
+    actor: str,
+    action: str,
+    *,
+    alert_id: int | None = None,
+    attempt_id: int | None = None,
+    **detail: object,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor, action, alert_id, attempt_id, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (to_db(now), actor, action, alert_id, attempt_id, json.dumps(detail, default=str)),
+    )
+
+
+async def fetch_alert(conn: aiosqlite.Connection, alert_id: int) -> Alert | None:
+    rows = list(await conn.execute_fetchall(f"{ALERT_SELECT} WHERE a.id = ?", (alert_id,)))
+    return alert_from_row(rows[0]) if rows else None
+
+
+async def fetch_attempts(conn: aiosqlite.Connection, alert_id: int) -> list[Attempt]:
+    rows = await conn.execute_fetchall(
+        "SELECT * FROM attempts WHERE alert_id = ? ORDER BY id", (alert_id,)
+    )
+    return [attempt_from_row(r) for r in rows]
+
+
+async def cancel_pending(
+    conn: aiosqlite.Connection, alert_id: int, now: datetime, actor: str, reason: str
+) -> list[AttemptId]:
+    """Cancel the attempts not dialled yet; the engine cancels those in flight."""
+    rows = await conn.execute_fetchall(
+        "UPDATE attempts SET state = 'cancelled', outcome = 'cancelled', ended_at = ?, "
+        "detail = ? WHERE alert_id = ? AND state = 'pending' RETURNING id",
+        (to_db(now), reason, alert_id),
+    )
+    ids = [AttemptId(r["id"]) for r in rows]
+    for attempt_id in ids:
+        await audit(
+            conn,
+            now,
+            actor,
+            "attempt.cancelled",
+            alert_id=alert_id,
+            attempt_id=attempt_id,
+            reason=reason,
+        )
+    return ids
+
+
+async def cancel_live(
+    conn: aiosqlite.Connection, ids: list[AttemptId], now: datetime, reason: str
+) -> list[AttemptId]:
+    rows = await conn.execute_fetchall(
+        "UPDATE attempts SET state = 'cancelled', outcome = 'cancelled', ended_at = ?, detail = ? "
+        "WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'in_flight') "
+        "RETURNING id, alert_id",
+        (to_db(now), reason, json.dumps(ids)),
+    )
+    for row in rows:
+        await audit(
+            conn,
+            now,
+            "engine",
+            "attempt.cancelled",
+            alert_id=row["alert_id"],
+            attempt_id=row["id"],
+            reason=reason,
+        )
+    return [AttemptId(r["id"]) for r in rows]

@@ -1,0 +1,132 @@
+"""The one SQLite connection: pragmas, migrations, and short serialized transactions.
+
+SQLite has one writer even in WAL mode, so the store owns exactly one connection and runs
+one transaction at a time on it (an ``asyncio.Lock``): statements of two coroutines never
+interleave inside a transaction. Each store method is one short transaction with no network
+wait inside it (GoAlert commits before it sends). aiosqlite runs the statements of a
+connection in order on its own thread, so even when the awaiting task is cancelled mid-way
+the ``ROLLBACK`` queued by the cancel still runs before the next transaction's ``BEGIN``.
+
+Migrations are the numbered files ``schema/NNNN_name.sql``; each one runs in its own
+transaction together with ``PRAGMA user_version = NNNN``, so a database is always at exactly
+one schema version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Final, Literal
+
+import aiosqlite
+
+from voipalert.store.errors import StoreError
+
+_MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    busy_timeout_ms: int = 5000
+    # FULL: a commit is on disk before it returns, so "202 accepted" survives a power cut.
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+def to_db(instant: datetime) -> str:
+    """UTC text with fixed width, so text order is time order."""
+    if instant.tzinfo is None:
+        raise ValueError("the store only keeps aware datetimes")
+    return instant.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_db(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def from_db_opt(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) for every migration shipped, in order."""
+    found = []
+    for entry in resources.files("voipalert.store").joinpath("schema").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path | str, config: StoreConfig | None = None) -> Database:
+        config = config or StoreConfig()
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"open database {path}: {exc}") from exc
+        conn.row_factory = aiosqlite.Row
+        db = cls(conn)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await conn.execute(f"PRAGMA synchronous = {config.synchronous}")
+            async with conn.execute("PRAGMA journal_mode = WAL") as cursor:
+                row = await cursor.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise StoreError(f"open database {path}: cannot switch to WAL mode")
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def _migrate(self) -> None:
+        async with self._conn.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        current = int(row[0]) if row else 0
+        available = migrations()
+        latest = available[-1][0] if available else 0
+        if current > latest:
+            raise StoreError(
+                f"database schema version {current} is newer than this voipalert ({latest})"
+            )
+        for version, name, sql in available:
+            if version <= current:
+                continue
+            try:
+                await self._conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+                )
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    await self._conn.rollback()
+                raise StoreError(f"apply migration {name}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction, alone on the connection. Writers take the write lock at BEGIN
+        (IMMEDIATE), so a busy database is waited for there, not half-way through."""
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._conn
+                await self._conn.commit()
+            except BaseException:
+                # A no-op when COMMIT already ran; undoes the work (or a failed COMMIT) else.
+                await self._conn.rollback()
+                raise

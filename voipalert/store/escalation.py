@@ -1,0 +1,296 @@
+"""The engine's statements: load what needs work, commit call intents before dialling,
+record outcomes, move escalations on, and recover after a crash.
+
+Every change is conditional on the state the engine planned from (``WHERE state =
+'pending'``, ``WHERE esc_step = ?``...), so an ack or resolve that lands between the plan and
+the write wins, and the engine simply re-plans.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from voipalert.clock import Clock
+from voipalert.domain.alert import (
+    Alert,
+    AlertId,
+    AlertKind,
+    Attempt,
+    AttemptId,
+    AttemptOutcome,
+    AttemptResult,
+    Position,
+)
+from voipalert.domain.policy import PlaceCall
+from voipalert.store import alert_sql
+from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS
+from voipalert.store.db import Database, to_db
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    attempt: AttemptId
+    alert: AlertId
+
+
+class EscalationStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def engine_snapshot(self) -> list[tuple[Alert, list[Attempt]]]:
+        """Every alert the engine still has work for, with all its attempts (one read)."""
+        async with self._db.transaction(write=False) as conn:
+            alerts = [
+                alert_sql.alert_from_row(r)
+                for r in await conn.execute_fetchall(
+                    f"{ALERT_SELECT} WHERE a.engine_active = 1 ORDER BY a.id"
+                )
+            ]
+            rows = await conn.execute_fetchall(
+                "SELECT * FROM attempts WHERE alert_id IN "
+                "(SELECT id FROM alerts WHERE engine_active = 1) ORDER BY alert_id, id"
+            )
+        attempts: dict[int, list[Attempt]] = {}
+        for row in rows:
+            attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
+        return [(alert, attempts.get(alert.id, [])) for alert in alerts]
+
+    async def record_intent(self, call: PlaceCall) -> Attempt | None:
+        """Commit the intent to make ``call`` (state pending). None when that key exists
+        already or the alert no longer wants calls: then nothing may be dialled."""
+        now = self._clock.now_utc()
+        key = call.key
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "INSERT INTO attempts (alert_id, esc_repeat, esc_step, person_name, "
+                    "attempt_no, person_id, contact_index, contact_kind, contact_address, "
+                    "language, ring_timeout_seconds, state, created_at) "
+                    "SELECT ?, ?, ?, ?, ?, (SELECT id FROM people WHERE name = ?), ?, ?, ?, ?, ?, "
+                    "'pending', ? WHERE EXISTS "
+                    f"(SELECT 1 FROM alerts WHERE id = ? AND {WANTS_CALLS}) "
+                    "ON CONFLICT DO NOTHING RETURNING *",
+                    (
+                        key.alert,
+                        key.repeat,
+                        key.step,
+                        key.person,
+                        key.number,
+                        key.person,
+                        call.contact_index,
+                        call.contact.kind.value,
+                        call.contact.address,
+                        call.person.language,
+                        call.ring_timeout_seconds,
+                        to_db(now),
+                        key.alert,
+                    ),
+                )
+            )
+            if not rows:
+                return None
+            attempt = alert_sql.attempt_from_row(rows[0])
+            await alert_sql.audit(
+                conn,
+                now,
+                "engine",
+                "attempt.intent",
+                alert_id=key.alert,
+                attempt_id=attempt.id,
+                key=str(key),
+            )
+            return attempt
+
+    async def start_attempt(self, attempt_id: AttemptId) -> bool:
+        """pending → in_flight, just before dialling; False means do not dial (it was
+        cancelled, or its alert was handled meanwhile)."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE attempts SET state = 'in_flight', started_at = ? "
+                    "WHERE id = ? AND state = 'pending' AND EXISTS "
+                    f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}) "
+                    "RETURNING alert_id",
+                    (to_db(now), attempt_id),
+                )
+            )
+            if rows:
+                await alert_sql.audit(
+                    conn,
+                    now,
+                    "engine",
+                    "attempt.dialling",
+                    alert_id=rows[0]["alert_id"],
+                    attempt_id=attempt_id,
+                )
+            return bool(rows)
+
+    async def finish_attempt(self, attempt_id: AttemptId, result: AttemptResult) -> bool:
+        """in_flight → done with ``result``. A key press acknowledges the alert through this
+        attempt (and cancels calls not dialled yet). Returns whether it acknowledged."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
+                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ? "
+                    "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
+                    (
+                        result.outcome.value,
+                        result.sip_status,
+                        result.sip_reason,
+                        result.digit,
+                        to_db(result.answered_at) if result.answered_at else None,
+                        to_db(result.ended_at),
+                        result.detail,
+                        attempt_id,
+                    ),
+                )
+            )
+            if not rows:
+                return False
+            alert_id, person = rows[0]["alert_id"], rows[0]["person_name"]
+            await alert_sql.audit(
+                conn,
+                now,
+                "engine",
+                "attempt.ended",
+                alert_id=alert_id,
+                attempt_id=attempt_id,
+                outcome=result.outcome.value,
+                sip_status=result.sip_status,
+                digit=result.digit,
+            )
+            if result.outcome is not AttemptOutcome.ACKNOWLEDGED:
+                return False
+            acked = list(
+                await conn.execute_fetchall(
+                    "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = 'call', "
+                    "acked_at = ?, ack_attempt_id = ? WHERE id = ? AND status = 'triggered' "
+                    "RETURNING kind",
+                    (person, to_db(now), attempt_id, alert_id),
+                )
+            )
+            if not acked:
+                return False
+            await alert_sql.audit(
+                conn,
+                now,
+                person,
+                "alert.acknowledged",
+                alert_id=alert_id,
+                attempt_id=attempt_id,
+                via="call",
+            )
+            if acked[0]["kind"] == AlertKind.ESCALATION.value:
+                await alert_sql.cancel_pending(conn, alert_id, now, "engine", "acknowledged")
+            return True
+
+    async def cancel_attempts(self, ids: list[AttemptId], reason: str) -> list[AttemptId]:
+        """Mark live attempts cancelled (their call tasks are cancelled by the engine)."""
+        async with self._db.transaction(write=True) as conn:
+            return await alert_sql.cancel_live(conn, ids, self._clock.now_utc(), reason)
+
+    async def interrupt_in_flight(self) -> list[Attempt]:
+        """At start-up: attempts a dead process left in flight become interrupted (they may
+        have rung; they are never dialled again) and their alerts are re-evaluated."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
+                "detail = 'the process ended during the call' "
+                "WHERE state = 'in_flight' RETURNING *",
+                (to_db(now),),
+            )
+            attempts = [alert_sql.attempt_from_row(r) for r in rows]
+            for attempt in attempts:
+                await alert_sql.audit(
+                    conn,
+                    now,
+                    "engine",
+                    "attempt.interrupted",
+                    alert_id=attempt.key.alert,
+                    attempt_id=attempt.id,
+                )
+            await conn.execute(
+                "UPDATE alerts SET engine_active = 1 WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted({a.key.alert for a in attempts})),),
+            )
+            return attempts
+
+    async def advance_escalation(
+        self, alert_id: AlertId, expected: Position, to: Position, reason: str
+    ) -> bool:
+        """Move a triggered alert to the next step (or pass), if it is still where the plan
+        saw it."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE alerts SET esc_repeat = ?, esc_step = ?, esc_since = ? "
+                    "WHERE id = ? AND status = 'triggered' "
+                    "AND esc_repeat = ? AND esc_step = ? AND esc_since = ? "
+                    "RETURNING id",
+                    (
+                        to.repeat,
+                        to.step,
+                        to_db(to.since),
+                        alert_id,
+                        expected.repeat,
+                        expected.step,
+                        to_db(expected.since),
+                    ),
+                )
+            )
+            if rows:
+                await alert_sql.audit(
+                    conn,
+                    now,
+                    "engine",
+                    "escalation.advanced",
+                    alert_id=alert_id,
+                    repeat=to.repeat,
+                    step=to.step,
+                    since=to_db(to.since),
+                    reason=reason,
+                )
+            return bool(rows)
+
+    async def close_unacknowledged(self, alert_id: AlertId, reason: str) -> bool:
+        """Give up on a triggered alert nobody acknowledged (policy exhausted)."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE alerts SET status = 'closed_unacknowledged', closed_at = ?, "
+                    "close_reason = ? WHERE id = ? AND status = 'triggered' RETURNING id",
+                    (to_db(now), reason, alert_id),
+                )
+            )
+            if rows:
+                await alert_sql.audit(
+                    conn,
+                    now,
+                    "engine",
+                    "alert.closed_unacknowledged",
+                    alert_id=alert_id,
+                    reason=reason,
+                )
+            return bool(rows)
+
+    async def settle(self, alert_id: AlertId) -> bool:
+        """The engine has nothing more to do for this alert: stop loading it each tick."""
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE alerts SET engine_active = 0 WHERE id = ? AND engine_active = 1 "
+                    "AND NOT (kind = 'escalation' AND status = 'triggered') "
+                    "AND NOT EXISTS (SELECT 1 FROM attempts WHERE alert_id = alerts.id "
+                    "AND state IN ('pending', 'in_flight')) RETURNING id",
+                    (alert_id,),
+                )
+            )
+            return bool(rows)

@@ -1,0 +1,326 @@
+"""The store's public face for the trigger side (webhooks, API, e-mail, CLI): the rota,
+alerts and their history. Each method is one short transaction and returns domain values.
+
+After a method that changes what should be called (a new alert, an ack, a resolve), the
+caller wakes the engine; the engine's own statements live in ``store.escalation``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from voipalert.clock import Clock
+from voipalert.domain.alert import (
+    Alert,
+    AlertDetail,
+    AlertId,
+    AlertKind,
+    AlertStatus,
+    AttemptId,
+    NewAlert,
+)
+from voipalert.domain.rota import Rota
+from voipalert.domain.routing import route
+from voipalert.store import alert_sql, rota_sql
+from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
+from voipalert.store.db import Database, StoreConfig, to_db
+from voipalert.store.errors import AlertNotFound, UnknownReference
+from voipalert.store.escalation import EscalationStore
+
+MAX_PAGE_SIZE: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    statuses: frozenset[AlertStatus] = frozenset()  # empty: any
+    since: datetime | None = None  # created at or after
+    team: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Newest first; pass the previous page's ``next_before_id`` to get the next one."""
+
+    limit: int = 50
+    before_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    alerts: tuple[Alert, ...]
+    next_before_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """The alert after an ack or resolve; ``changed`` is False when it was already past that
+    state (an ack of a resolved alert, a second resolve)."""
+
+    alert: Alert
+    changed: bool
+    cancelled_attempts: tuple[AttemptId, ...] = field(default=())
+
+
+class Store(EscalationStore):
+    """voipalert's database. Open with ``await Store.open(path, clock)``; close with
+    ``await store.close()`` (or ``async with``)."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        super().__init__(db, clock)
+
+    @classmethod
+    async def open(cls, path: Path | str, clock: Clock, config: StoreConfig | None = None) -> Store:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        return cls(await Database.open(path, config), clock)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- rota
+
+    async def replace_rota(self, rota: Rota, actor: str = "cli", source: str = "") -> None:
+        """Replace the whole rota in one transaction: all of it or nothing."""
+        async with self._db.transaction(write=True) as conn:
+            await rota_sql.save_rota(conn, rota)
+            await alert_sql.audit(
+                conn,
+                self._clock.now_utc(),
+                actor,
+                "rota.imported",
+                source=source,
+                people=len(rota.people),
+                schedules=len(rota.schedules),
+                policies=len(rota.policies),
+            )
+
+    async def load_rota(self) -> Rota:
+        async with self._db.transaction(write=False) as conn:
+            return await rota_sql.load_rota(conn)
+
+    async def rota_version(self) -> int:
+        """A counter bumped by every import (also by another process's)."""
+        async with self._db.transaction(write=False) as conn:
+            return await rota_sql.rota_version(conn)
+
+    # ---------------------------------------------------------------- alerts
+
+    async def _resolve_targets(
+        self, new: NewAlert, rota: Rota
+    ) -> tuple[str | None, str | None, str]:
+        if new.policy is not None or new.team is not None:
+            if new.policy is not None and rota.policy(new.policy) is None:
+                raise UnknownReference(f"no escalation policy named {new.policy!r}")
+            if new.team is not None and rota.team(new.team) is None:
+                raise UnknownReference(f"no team named {new.team!r}")
+            return new.policy, new.team, "given"
+        chosen = route(
+            rota.routes,
+            source=new.source,
+            severity=new.severity.value,
+            summary=new.summary,
+            labels=new.labels,
+        )
+        if chosen is None:
+            return None, None, "no route"
+        return chosen.policy, chosen.team, chosen.name
+
+    async def create_or_join_alert(self, new: NewAlert) -> tuple[Alert, bool]:
+        """Store a new alert, or count a repeat of an open alert with the same dedup key.
+        Returns the alert and whether it was created. Committed when this returns."""
+        if new.kind is AlertKind.MASS and new.team is None:
+            raise UnknownReference("a mass alert needs a team")
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            if new.dedup_key is not None:
+                rows = list(
+                    await conn.execute_fetchall(
+                        "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ? "
+                        "WHERE dedup_key = ? AND status IN ('triggered', 'acknowledged') "
+                        "RETURNING id",
+                        (to_db(now), new.dedup_key),
+                    )
+                )
+                if rows:
+                    await alert_sql.audit(
+                        conn, now, new.source, "alert.repeated", alert_id=rows[0]["id"]
+                    )
+                    alert = await alert_sql.fetch_alert(conn, rows[0]["id"])
+                    assert alert is not None
+                    return alert, False
+            rota = await rota_sql.load_rota(conn)
+            policy, team, how = await self._resolve_targets(new, rota)
+            cursor = await conn.execute(
+                "INSERT INTO alerts (kind, status, severity, summary, source, dedup_key, fields, "
+                "labels, policy_id, team_id, created_at, last_seen_at, esc_since) VALUES "
+                "(?, 'triggered', ?, ?, ?, ?, ?, ?, (SELECT id FROM policies WHERE name = ?), "
+                "(SELECT id FROM teams WHERE name = ?), ?, ?, ?)",
+                (
+                    new.kind.value,
+                    new.severity.value,
+                    new.summary,
+                    new.source,
+                    new.dedup_key,
+                    json.dumps(dict(new.fields), default=str),
+                    json.dumps(dict(new.labels)),
+                    policy,
+                    team,
+                    to_db(now),
+                    to_db(now),
+                    to_db(now),
+                ),
+            )
+            alert_id = cursor.lastrowid
+            assert alert_id is not None
+            await alert_sql.audit(
+                conn,
+                now,
+                new.source,
+                "alert.created",
+                alert_id=alert_id,
+                route=how,
+                policy=policy,
+                team=team,
+            )
+            alert = await alert_sql.fetch_alert(conn, alert_id)
+            assert alert is not None
+            return alert, True
+
+    async def ack_alert(
+        self, alert_id: int, by: str, via: str, attempt_id: int | None = None
+    ) -> Transition:
+        """Acknowledge a triggered alert (from outside: ``via`` is "api", "email", ...).
+        Calls not dialled yet are cancelled here; the woken engine cancels those in flight
+        (a mass alert goes on calling the others)."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = ?, "
+                    "acked_at = ?, ack_attempt_id = ?, engine_active = 1 "
+                    "WHERE id = ? AND status = 'triggered' RETURNING kind",
+                    (by, via, to_db(now), attempt_id, alert_id),
+                )
+            )
+            cancelled: list[AttemptId] = []
+            if rows:
+                await alert_sql.audit(
+                    conn,
+                    now,
+                    by,
+                    "alert.acknowledged",
+                    alert_id=alert_id,
+                    attempt_id=attempt_id,
+                    via=via,
+                )
+                if rows[0]["kind"] == AlertKind.ESCALATION.value:
+                    cancelled = await alert_sql.cancel_pending(
+                        conn, alert_id, now, by, "acknowledged"
+                    )
+            alert = await alert_sql.fetch_alert(conn, alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert {alert_id}")
+        return Transition(alert, bool(rows), tuple(cancelled))
+
+    async def resolve_alert(self, alert_id: int, by: str) -> Transition:
+        """Resolve an alert (the problem is gone): every call not yet made is cancelled, and
+        the woken engine cancels those in flight."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE alerts SET status = 'resolved', resolved_by = ?, resolved_at = ?, "
+                    "engine_active = 1 WHERE id = ? AND status != 'resolved' RETURNING id",
+                    (by, to_db(now), alert_id),
+                )
+            )
+            cancelled: list[AttemptId] = []
+            if rows:
+                await alert_sql.audit(conn, now, by, "alert.resolved", alert_id=alert_id)
+                cancelled = await alert_sql.cancel_pending(conn, alert_id, now, by, "resolved")
+            alert = await alert_sql.fetch_alert(conn, alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert {alert_id}")
+        return Transition(alert, bool(rows), tuple(cancelled))
+
+    async def resolve_by_dedup_key(self, dedup_key: str, by: str) -> Transition | None:
+        """Resolve the open alert with this dedup key (Alertmanager "resolved"), if any."""
+        async with self._db.transaction(write=False) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT id FROM alerts WHERE dedup_key = ? "
+                    "AND status IN ('triggered', 'acknowledged')",
+                    (dedup_key,),
+                )
+            )
+        if not rows:
+            return None
+        return await self.resolve_alert(rows[0]["id"], by)
+
+    async def get_alert(self, alert_id: int) -> Alert | None:
+        async with self._db.transaction(write=False) as conn:
+            return await alert_sql.fetch_alert(conn, alert_id)
+
+    async def get_alert_with_attempts(self, alert_id: int) -> AlertDetail | None:
+        """The alert and every attempt (person, contact, times, outcome, SIP status, digit)."""
+        async with self._db.transaction(write=False) as conn:
+            alert = await alert_sql.fetch_alert(conn, alert_id)
+            if alert is None:
+                return None
+            return AlertDetail(alert, tuple(await alert_sql.fetch_attempts(conn, alert_id)))
+
+    async def list_alerts(
+        self, filters: AlertFilter | None = None, page: Page | None = None
+    ) -> AlertPage:
+        """Alerts matching ``filters``, newest first, one page at a time."""
+        filters, page = filters or AlertFilter(), page or Page()
+        limit = max(1, min(page.limit, MAX_PAGE_SIZE))
+        where, params = ["1"], []  # type: tuple[list[str], list[object]]
+        if filters.statuses:
+            where.append("a.status IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(s.value for s in filters.statuses)))
+        if filters.since is not None:
+            where.append("a.created_at >= ?")
+            params.append(to_db(filters.since))
+        if filters.team is not None:
+            where.append("t.name = ?")
+            params.append(filters.team)
+        if filters.source is not None:
+            where.append("a.source = ?")
+            params.append(filters.source)
+        if page.before_id is not None:
+            where.append("a.id < ?")
+            params.append(page.before_id)
+        sql = f"{ALERT_SELECT} WHERE {' AND '.join(where)} ORDER BY a.id DESC LIMIT ?"
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(sql, (*params, limit + 1))
+        alerts = [alert_sql.alert_from_row(r) for r in rows]
+        more = len(alerts) > limit
+        alerts = alerts[:limit]
+        return AlertPage(tuple(alerts), alerts[-1].id if more and alerts else None)
+
+    async def audit_trail(
+        self, alert_id: AlertId | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        """Audit entries, oldest first: of one alert, or of everything."""
+        async with self._db.transaction(write=False) as conn:
+            if alert_id is None:
+                rows = await conn.execute_fetchall(
+                    "SELECT * FROM audit_log ORDER BY id LIMIT ?", (limit,)
+                )
+            else:
+                rows = await conn.execute_fetchall(
+                    "SELECT * FROM audit_log WHERE alert_id = ? ORDER BY id LIMIT ?",
+                    (alert_id, limit),
+                )
+        return [alert_sql.audit_from_row(r) for r in rows]
