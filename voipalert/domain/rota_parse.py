@@ -124,6 +124,9 @@ def _team(r: Reader, node: Node, path: str, people: set[str]) -> Team | None:
         return None
     name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
     members = _names(r, items.get("members"), join(path, "members"), people, "person")
+    if members is not None and len(set(members)) != len(members):
+        r.fail(items.get("members"), join(path, "members"), "a person can be in a team once")
+        return None
     if name is None or members is None:
         return None
     return Team(TeamName(name), tuple(PersonName(m) for m in members))

@@ -50,9 +50,10 @@ def _yaml_node(node: yaml.Node, constructor: SafeConstructor, problems: list[Rot
         return Node([_yaml_node(item, constructor, problems) for item in node.value], line)
     try:
         value = constructor.construct_object(node, deep=True)
-    except (ConstructorError, ValueError) as exc:
-        problems.append(RotaProblem(line, "", f"unreadable value {node.value!r}: {exc}"))
-        value = None
+    except (ConstructorError, ValueError):
+        # "2026-13-01" looks like a date to YAML but is none: keep the text, and let the
+        # field's reader say what it expected.
+        value = str(node.value)
     return Node(value, line, raw=str(node.value))
 
 
@@ -145,6 +146,7 @@ def load_toml(text: str) -> Node:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
-        line = int(found.group(1)) if found else None
+        # "at end of document" has no line number: the last line is where it ended.
+        line = int(found.group(1)) if found else max(1, len(text.splitlines()))
         raise RotaError([RotaProblem(line, "", f"not valid TOML: {exc}")]) from None
     return _toml_node(data, (), _TomlLines(text))

@@ -118,15 +118,21 @@ class Database:
         await self._conn.close()
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(
+        self, *, write: bool, what: str = "database"
+    ) -> AsyncIterator[aiosqlite.Connection]:
         """One transaction, alone on the connection. Writers take the write lock at BEGIN
-        (IMMEDIATE), so a busy database is waited for there, not half-way through."""
+        (IMMEDIATE), so a busy database is waited for there, not half-way through. SQLite
+        errors come out as ``StoreError`` saying ``what`` was being done."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
-                yield self._conn
-                await self._conn.commit()
-            except BaseException:
-                # A no-op when COMMIT already ran; undoes the work (or a failed COMMIT) else.
-                await self._conn.rollback()
-                raise
+                await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield self._conn
+                    await self._conn.commit()
+                except BaseException:
+                    # A no-op when COMMIT already ran; undoes the work or a failed COMMIT.
+                    await self._conn.rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{what}: {exc}") from exc

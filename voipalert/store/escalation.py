@@ -221,6 +221,29 @@ class EscalationStore:
             )
             return attempts
 
+    async def interrupt_attempt(self, attempt_id: AttemptId) -> bool:
+        """An attempt in flight that no running call owns any more: interrupted."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
+                    "detail = 'the call task ended without an outcome' "
+                    "WHERE id = ? AND state = 'in_flight' RETURNING alert_id",
+                    (to_db(now), attempt_id),
+                )
+            )
+            if rows:
+                await alert_sql.audit(
+                    conn,
+                    now,
+                    "engine",
+                    "attempt.interrupted",
+                    alert_id=rows[0]["alert_id"],
+                    attempt_id=attempt_id,
+                )
+            return bool(rows)
+
     async def advance_escalation(
         self, alert_id: AlertId, expected: Position, to: Position, reason: str
     ) -> bool:

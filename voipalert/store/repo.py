@@ -91,7 +91,7 @@ class Store(EscalationStore):
 
     async def replace_rota(self, rota: Rota, actor: str = "cli", source: str = "") -> None:
         """Replace the whole rota in one transaction: all of it or nothing."""
-        async with self._db.transaction(write=True) as conn:
+        async with self._db.transaction(write=True, what="import rota") as conn:
             await rota_sql.save_rota(conn, rota)
             await alert_sql.audit(
                 conn,

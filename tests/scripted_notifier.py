@@ -1,0 +1,81 @@
+"""A scripted stand-in for the phone, for engine tests that run without SIP (issue 6 is
+tested without SIP; the end-to-end tests plug the real phone in). Each person's calls get
+the next result of their script; ``Hold`` blocks a call until its gate opens or the call is
+cancelled, which is how tests keep a call "ringing"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from voipalert.notify import Notification, NotifyOutcome, NotifyResult
+
+_TYPICAL: dict[NotifyOutcome, NotifyResult] = {
+    r.outcome: r
+    for r in (
+        NotifyResult(NotifyOutcome.ACKNOWLEDGED, 200, "OK", "1", 4.0, 12.0),
+        NotifyResult(NotifyOutcome.ANSWERED_NO_ACK, 200, "OK", None, 3.0, 40.0),
+        NotifyResult(NotifyOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0),
+        NotifyResult(NotifyOutcome.BUSY, 486, "Busy Here", None, 0.2),
+        NotifyResult(NotifyOutcome.DECLINED, 603, "Decline", None, 5.0),
+        NotifyResult(NotifyOutcome.UNREACHABLE, 480, "Temporarily Unavailable"),
+        NotifyResult(NotifyOutcome.FAILED, 503, "Service Unavailable"),
+    )
+}
+
+
+def result(outcome: NotifyOutcome) -> NotifyResult:
+    """A result as a real call with that outcome would report it (typical SIP status)."""
+    return _TYPICAL.get(outcome, NotifyResult(outcome))
+
+
+ACK = result(NotifyOutcome.ACKNOWLEDGED)
+NO_ANSWER = result(NotifyOutcome.NO_ANSWER)
+BUSY = result(NotifyOutcome.BUSY)
+ANSWERED_NO_ACK = result(NotifyOutcome.ANSWERED_NO_ACK)
+
+
+@dataclass
+class Hold:
+    """Keep the call going until ``gate`` is set, then end it with ``then``."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    then: NotifyResult = NO_ANSWER
+
+
+class ScriptedNotifier:
+    def __init__(
+        self,
+        script: Mapping[str, Sequence[NotifyResult | Hold]] | None = None,
+        default: NotifyResult = NO_ANSWER,
+    ) -> None:
+        self.script: dict[str, list[NotifyResult | Hold]] = {
+            person: list(steps) for person, steps in (script or {}).items()
+        }
+        self.default = default
+        self.calls: list[Notification] = []
+        self.cancelled: list[Notification] = []
+        self.active = 0
+        self.max_active = 0
+
+    def calls_to(self, person: str) -> list[Notification]:
+        return [n for n in self.calls if n.person == person]
+
+    async def notify(self, notification: Notification) -> NotifyResult:
+        self.calls.append(notification)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        steps = self.script.get(notification.person, [])
+        step = steps.pop(0) if steps else self.default
+        try:
+            if isinstance(step, Hold):
+                await step.gate.wait()
+                return step.then
+            await asyncio.sleep(0)
+            return step
+        except asyncio.CancelledError:
+            self.cancelled.append(notification)
+            raise
+        finally:
+            self.active -= 1

@@ -1,0 +1,167 @@
+"""``voipalert rota import|export`` and ``voipalert oncall``: the rota as text, and the
+what-if question "who is (or will be) on call then?".
+
+``rota import`` validates the whole file first (every problem with its line and reason) and
+then replaces the rota in one transaction: all of it or nothing. Exit status: 0 imported,
+1 rejected (the database is unchanged). ``oncall`` exits 1 when a schedule has nobody on
+call at that instant (a gap), so it can run from a monitoring script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from voipalert.clock import SystemClock
+from voipalert.domain.errors import RotaError
+from voipalert.domain.oncall import OnCall, resolve_local, who_is_on_call
+from voipalert.domain.rota import Rota, Schedule
+from voipalert.domain.rota_dump import dump_rota
+from voipalert.domain.rota_parse import RotaFormat, parse_rota
+from voipalert.settings import load_settings
+from voipalert.store import Store
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_GAP = 1
+EXIT_USAGE = 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rota = subparsers.add_parser("rota", help="import or export the rota (people, schedules...)")
+    actions = rota.add_subparsers(dest="rota_command", metavar="ACTION", required=True)
+    imp = actions.add_parser(
+        "import", help="validate a rota file (YAML, or TOML if it ends in .toml) and load it"
+    )
+    imp.add_argument("file", type=Path, metavar="FILE")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="only validate; leave the database alone"
+    )
+    imp.set_defaults(func=run_import)
+    exp = actions.add_parser("export", help="print the stored rota as YAML (re-importable)")
+    exp.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead")
+    exp.set_defaults(func=run_export)
+
+    oncall = subparsers.add_parser("oncall", help="who is (or will be) on call")
+    oncall.add_argument(
+        "--at",
+        metavar="ISO-TIME",
+        help="instant to ask about, e.g. 2026-03-29T02:45 (no offset: each schedule's local "
+        "time; first occurrence when ambiguous) or 2026-03-29T00:45Z; default: now",
+    )
+    oncall.add_argument("--schedule", metavar="NAME", help="only this schedule")
+    oncall.set_defaults(func=run_oncall)
+
+
+async def _with_store(database: Path) -> Store:
+    return await Store.open(database, SystemClock())
+
+
+async def _replace(database: Path, rota: Rota, source: str) -> None:
+    store = await _with_store(database)
+    try:
+        await store.replace_rota(rota, actor="cli", source=source)
+    finally:
+        await store.close()
+
+
+async def _load(database: Path) -> Rota:
+    store = await _with_store(database)
+    try:
+        return await store.load_rota()
+    finally:
+        await store.close()
+
+
+def run_import(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"voipalert: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_REJECTED
+    fmt: RotaFormat = "toml" if path.suffix.lower() == ".toml" else "yaml"
+    try:
+        rota = parse_rota(text, fmt, filename=str(path))
+    except RotaError as exc:
+        for problem in exc.problems:
+            print(problem.describe(str(path)), file=sys.stderr)
+        count = len(exc.problems)
+        print(
+            f"voipalert: {path}: rota rejected ({count} problem{'s' * (count != 1)}); "
+            "the database is unchanged",
+            file=sys.stderr,
+        )
+        return EXIT_REJECTED
+    summary = (
+        f"{len(rota.people)} people, {len(rota.teams)} teams, {len(rota.schedules)} schedules, "
+        f"{len(rota.overrides)} overrides, {len(rota.policies)} policies, {len(rota.routes)} routes"
+    )
+    if args.dry_run:
+        print(f"{path}: valid ({summary}); not imported (--dry-run)")
+        return EXIT_OK
+    database = load_settings(args.config).database.path
+    asyncio.run(_replace(database, rota, str(path)))
+    print(f"{path}: imported into {database} ({summary})")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    rota = asyncio.run(_load(load_settings(args.config).database.path))
+    text = dump_rota(rota)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _instant(text: str | None, schedule: Schedule) -> datetime:
+    if text is None:
+        return SystemClock().now_utc()
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is not None:
+        return value
+    return resolve_local(value.date(), value.time(), ZoneInfo(schedule.time_zone))
+
+
+def _describe(schedule: Schedule, at: datetime, answer: OnCall) -> str:
+    zone = ZoneInfo(schedule.time_zone)
+
+    def local(instant: datetime) -> str:
+        return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+    if answer.person is None:
+        return f"{schedule.name}: at {local(at)}: nobody on call (gap)"
+    source = (
+        f"override of {answer.override.replaces}"
+        if answer.override and answer.override.replaces
+        else ("override" if answer.override else f"layer {answer.layer}")
+    )
+    span = (
+        f", {local(answer.since)} → {local(answer.until)}" if answer.since and answer.until else ""
+    )
+    return f"{schedule.name}: at {local(at)}: {answer.person} ({source}{span})"
+
+
+def run_oncall(args: argparse.Namespace) -> int:
+    rota = asyncio.run(_load(load_settings(args.config).database.path))
+    schedules = [s for s in rota.schedules if args.schedule in (None, s.name)]
+    if args.schedule is not None and not schedules:
+        print(f"voipalert: no schedule named {args.schedule!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        instants = [_instant(args.at, s) for s in schedules]
+    except ValueError:
+        print(f"voipalert: --at: not an ISO date-time: {args.at!r}", file=sys.stderr)
+        return EXIT_USAGE
+    gap = False
+    for schedule, at in zip(schedules, instants, strict=True):
+        answer = who_is_on_call(schedule, rota.overrides_for(schedule.name), at)
+        gap = gap or answer.gap
+        print(_describe(schedule, at, answer))
+    return EXIT_GAP if gap else EXIT_OK

@@ -1,0 +1,321 @@
+"""The escalation engine: a level-triggered loop over the store.
+
+Each tick loads every alert that still needs work, asks the pure planner what to do at
+``now``, and does it: persist a step change, commit each call's intent (a unique key) and
+only then start the call, cancel calls of alerts handled meanwhile, close exhausted alerts.
+``wake()`` only shortens the wait before the next tick, so a lost wake-up costs at most
+``idle_poll_seconds``, and a restart re-plans from the database (GoAlert's model; STYLE.md
+pitfall 20).
+
+Calls run as tasks of the engine's TaskGroup, at most ``max_concurrent_calls`` dialling at
+once; a call task never raises (a notifier bug is recorded as FAILED). Each tick runs under
+``asyncio.timeout``; one alert that fails to reconcile is logged and the others go on; a tick
+slower than ``slow_tick_seconds`` is logged (pitfall 10).
+
+At start-up, attempts left in flight by a dead process become ``interrupted`` (never
+re-dialled under the same key) and their alerts are re-planned; attempts committed but never
+dialled (``pending``) are dialled now, under their own key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from voipalert.clock import Clock
+from voipalert.domain.alert import (
+    Alert,
+    Attempt,
+    AttemptId,
+    AttemptOutcome,
+    AttemptResult,
+    AttemptState,
+    Position,
+)
+from voipalert.domain.policy import (
+    Action,
+    AdvanceStep,
+    AwaitCalls,
+    CancelCalls,
+    CloseUnacknowledged,
+    PlaceCall,
+    Settled,
+    WaitUntil,
+    plan,
+)
+from voipalert.domain.rota import Rota
+from voipalert.logs import log_context
+from voipalert.notify import AckMenu, Notification, Notifier, NotifyResult
+from voipalert.store import Store
+
+log = logging.getLogger("voipalert.engine")
+
+MIN_WAIT_SECONDS: Final = 0.001
+ERROR_BACKOFF_SECONDS: Final = 1.0
+
+Renderer = Callable[[Alert, str], tuple[str, Mapping[str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    max_concurrent_calls: int = 8  # the PBX's channel limit is the real bound
+    tick_timeout_seconds: float = 30.0
+    slow_tick_seconds: float = 2.0
+    idle_poll_seconds: float = 30.0  # longest wait between ticks without a wake-up
+    mass_ring_timeout_seconds: int = 45
+    ack_menu: AckMenu = field(default_factory=AckMenu)
+
+
+@dataclass(slots=True)
+class _Applied:
+    position: Position
+    due: datetime | None = None
+    cancelled: set[AttemptId] = field(default_factory=set)
+
+
+def render_plain(alert: Alert, language: str) -> tuple[str, Mapping[str, str]]:
+    """A language-neutral fallback; the speech work supplies per-language templates."""
+    fields = {k: str(v) for k, v in alert.fields.items()}
+    fields |= {
+        "alert_id": str(alert.id),
+        "summary": alert.summary,
+        "severity": alert.severity.value,
+        "source": alert.source,
+    }
+    return f"{alert.severity.value}: {alert.summary}", fields
+
+
+class Engine:
+    """Run with ``await engine.run()`` inside the application's TaskGroup; stop by
+    cancelling that task. Call ``wake()`` after storing or changing an alert."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        clock: Clock,
+        config: EngineConfig | None = None,
+        render: Renderer = render_plain,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._clock = clock
+        self._config = config or EngineConfig()
+        self._render = render
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self._config.max_concurrent_calls)
+        self._calls: dict[AttemptId, asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._rota: tuple[int, Rota] | None = None
+        self.ticks = 0  # completed ticks, for tests and metrics
+
+    def wake(self) -> None:
+        """Tick again now rather than at the next planned time."""
+        self._wake.set()
+
+    @property
+    def calls_in_progress(self) -> int:
+        return len(self._calls)
+
+    async def run(self) -> None:
+        interrupted = await self._store.interrupt_in_flight()
+        for attempt in interrupted:
+            log.warning("call %s was in flight when the process ended: interrupted", attempt.key)
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            try:
+                while True:
+                    self._wake.clear()
+                    due = await self._guarded_tick()
+                    await self._sleep_until(due)
+            finally:
+                self._group = None
+
+    async def _guarded_tick(self) -> datetime | None:
+        started = self._clock.monotonic()
+        due: datetime | None
+        try:
+            async with asyncio.timeout(self._config.tick_timeout_seconds):
+                due = await self.tick()
+        except TimeoutError:
+            log.error("engine tick exceeded %.1f s: abandoned", self._config.tick_timeout_seconds)
+            due = self._clock.now_utc() + timedelta(seconds=ERROR_BACKOFF_SECONDS)
+        except Exception:
+            log.exception("engine tick failed")
+            due = self._clock.now_utc() + timedelta(seconds=ERROR_BACKOFF_SECONDS)
+        self.ticks += 1
+        elapsed = self._clock.monotonic() - started
+        if elapsed > self._config.slow_tick_seconds:
+            log.warning("slow engine tick: %.2f s", elapsed, extra={"tick_seconds": elapsed})
+        return due
+
+    async def _sleep_until(self, due: datetime | None) -> None:
+        timeout = self._config.idle_poll_seconds
+        if due is not None:
+            remaining = (due - self._clock.now_utc()).total_seconds()
+            timeout = min(timeout, max(remaining, MIN_WAIT_SECONDS))
+        try:
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+
+    async def _current_rota(self) -> Rota:
+        version = await self._store.rota_version()
+        if self._rota is None or self._rota[0] != version:
+            self._rota = (version, await self._store.load_rota())
+        return self._rota[1]
+
+    async def tick(self) -> datetime | None:
+        """One reconciliation pass; returns when the next one is due (None: on a wake-up)."""
+        now = self._clock.now_utc()
+        rota = await self._current_rota()
+        due: datetime | None = None
+        for alert, attempts in await self._store.engine_snapshot():
+            with log_context(alert_id=alert.id):
+                try:
+                    wait = await self._reconcile(alert, attempts, rota, now)
+                except Exception:
+                    log.exception("alert %s could not be reconciled; the others go on", alert.id)
+                    wait = now + timedelta(seconds=ERROR_BACKOFF_SECONDS)
+            if wait is not None and (due is None or wait < due):
+                due = wait
+        return due
+
+    async def _reconcile(
+        self, alert: Alert, attempts: Sequence[Attempt], rota: Rota, now: datetime
+    ) -> datetime | None:
+        actions = plan(
+            alert,
+            rota,
+            attempts,
+            now,
+            mass_ring_timeout_seconds=self._config.mass_ring_timeout_seconds,
+        )
+        applied = await self._apply(alert, actions)
+        for attempt in attempts:
+            if attempt.id in self._calls or attempt.id in applied.cancelled:
+                continue
+            if attempt.state is AttemptState.PENDING:
+                self._start_call(alert, attempt)  # committed before a crash, never dialled
+            elif attempt.state is AttemptState.IN_FLIGHT:
+                # No task of ours owns it: its task died without recording an outcome.
+                await self._store.interrupt_attempt(attempt.id)
+                self.wake()
+        return applied.due
+
+    async def _apply(self, alert: Alert, actions: Sequence[Action]) -> _Applied:
+        applied = _Applied(alert.position)
+        for action in actions:
+            match action:
+                case AdvanceStep():
+                    if not await self._advance(alert, action, applied):
+                        break
+                case PlaceCall():
+                    await self._place(alert, action)
+                case CancelCalls():
+                    await self._cancel(action, applied)
+                case WaitUntil(at):
+                    applied.due = at
+                case CloseUnacknowledged(reason):
+                    await self._close(alert, reason)
+                case Settled():
+                    await self._store.settle(alert.id)
+                case AwaitCalls():
+                    pass
+        return applied
+
+    async def _advance(self, alert: Alert, action: AdvanceStep, applied: _Applied) -> bool:
+        to = action.position
+        if not await self._store.advance_escalation(alert.id, applied.position, to, action.reason):
+            self.wake()  # changed under us (an ack, a resolve): plan again
+            return False
+        log.info("alert %s: pass %d step %d (%s)", alert.id, to.repeat, to.step, action.reason)
+        applied.position = to
+        return True
+
+    async def _place(self, alert: Alert, action: PlaceCall) -> None:
+        # The intent is committed before the dial; an existing key means it was made already.
+        attempt = await self._store.record_intent(action)
+        if attempt is not None:
+            self._start_call(alert, attempt)
+
+    async def _close(self, alert: Alert, reason: str) -> None:
+        if await self._store.close_unacknowledged(alert.id, reason):
+            log.warning("alert %s closed unacknowledged: %s", alert.id, reason)
+            self.wake()
+
+    async def _cancel(self, action: CancelCalls, applied: _Applied) -> None:
+        # Recorded first, so the cancelled task's late result cannot overwrite it.
+        await self._store.cancel_attempts(list(action.attempts), action.reason)
+        for attempt_id in action.attempts:
+            applied.cancelled.add(attempt_id)
+            task = self._calls.get(attempt_id)
+            if task is not None:
+                task.cancel()
+
+    def _start_call(self, alert: Alert, attempt: Attempt) -> None:
+        if self._group is None:
+            raise RuntimeError("calls are started only while Engine.run() is running")
+        try:
+            text, fields = self._render(alert, attempt.language)
+        except Exception:
+            log.exception("rendering alert %s failed; using the plain message", alert.id)
+            text, fields = render_plain(alert, attempt.language)
+        notification = Notification(
+            alert_id=alert.id,
+            attempt_id=attempt.id,
+            attempt_key=str(attempt.key),
+            person=attempt.key.person,
+            contact=attempt.contact,
+            language=attempt.language,
+            text=text,
+            fields=fields,
+            menu=self._config.ack_menu,
+            ring_timeout_seconds=attempt.ring_timeout_seconds,
+        )
+        self._calls[attempt.id] = self._group.create_task(
+            self._call(attempt, notification), name=f"call {attempt.key}"
+        )
+
+    async def _call(self, attempt: Attempt, notification: Notification) -> None:
+        try:
+            with log_context(alert_id=attempt.key.alert, call_id=str(attempt.key)):
+                async with self._slots:
+                    if not await self._store.start_attempt(attempt.id):
+                        return
+                    started = self._clock.now_utc()
+                    log.info("calling %s (%s)", attempt.key.person, attempt.contact.kind.value)
+                    try:
+                        result = await self._notifier.notify(notification)
+                    except Exception as exc:
+                        log.exception("notifier failed")
+                        result = NotifyResult(
+                            AttemptOutcome.FAILED, detail=f"notifier error: {exc!r}"
+                        )
+                    log.info("call ended: %s", result.outcome.value)
+                    await self._store.finish_attempt(attempt.id, self._result(result, started))
+        except Exception:
+            # The store failed: the attempt stays in flight and the next tick interrupts it.
+            log.exception("call %s: outcome not recorded", attempt.key)
+        finally:
+            self._calls.pop(attempt.id, None)
+            self.wake()
+
+    def _result(self, result: NotifyResult, started: datetime) -> AttemptResult:
+        answered = None
+        if result.ring_seconds is not None and result.talk_seconds is not None:
+            answered = started + timedelta(seconds=result.ring_seconds)
+        return AttemptResult(
+            outcome=result.outcome,
+            ended_at=self._clock.now_utc(),
+            sip_status=result.sip_status,
+            sip_reason=result.sip_reason,
+            digit=result.digit,
+            answered_at=answered,
+            detail=result.detail,
+        )

@@ -1,0 +1,66 @@
+"""The call port: what the engine asks a phone to do, and what it reports back.
+
+The engine builds a ``Notification`` (who, which contact, the rendered message, the ack
+menu) and awaits ``Notifier.notify``. The real implementation places a SIP call and runs the
+call script; tests plug in a scripted notifier. This module does not import the alert types
+(STYLE.md §3): a notification carries plain values.
+
+The contract of ``notify``:
+
+- Every expected end of a call is a ``NotifyResult`` value (busy, no answer, answered without
+  a key...), never an exception. An exception means a bug; the engine records it as
+  ``FAILED`` and goes on.
+- It gives up ringing after ``ring_timeout_seconds`` (``NO_ANSWER``).
+- Only a key press of ``menu.ack_digit`` is ``ACKNOWLEDGED``; an answer without it is
+  ``ANSWERED_NO_ACK``.
+- When its task is cancelled (the alert was acknowledged elsewhere or resolved) it hangs up
+  (CANCEL or BYE) in a ``finally`` and lets ``CancelledError`` propagate; the engine has
+  already recorded the attempt as cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from voipalert.domain.alert import AlertId, AttemptId, AttemptOutcome
+from voipalert.domain.rota import Contact
+
+NotifyOutcome = AttemptOutcome
+"""ACKNOWLEDGED, ANSWERED_NO_ACK, NO_ANSWER, BUSY, DECLINED, UNREACHABLE, FAILED, CANCELLED."""
+
+
+@dataclass(frozen=True, slots=True)
+class AckMenu:
+    ack_digit: str = "1"
+    repeat_digit: str = "0"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    alert_id: AlertId
+    attempt_id: AttemptId
+    attempt_key: str  # unique: a notifier may use it to make its own side idempotent
+    person: str
+    contact: Contact
+    language: str
+    text: str  # the rendered message, in ``language``
+    fields: Mapping[str, str] = field(default_factory=dict)  # for templates
+    menu: AckMenu = field(default_factory=AckMenu)
+    ring_timeout_seconds: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyResult:
+    outcome: NotifyOutcome
+    sip_status: int | None = None  # final SIP response status (486 busy, 603 declined...)
+    sip_reason: str | None = None
+    digit: str | None = None  # the key that acknowledged
+    ring_seconds: float | None = None  # dial to answer, or to giving up
+    talk_seconds: float | None = None  # answer to hang-up
+    detail: str | None = None
+
+
+class Notifier(Protocol):
+    async def notify(self, notification: Notification) -> NotifyResult: ...
