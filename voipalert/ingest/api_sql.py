@@ -9,7 +9,6 @@ targets tables of migration 0001 (``api_tokens``, ``meta``, ``alerts``, ``attemp
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,31 +61,33 @@ class ApiTables:
     ) -> TokenRecord:
         now = self._clock.now_utc()
         text = " ".join(sorted(s.value for s in scopes))
-        try:
-            async with self._db.transaction(write=True) as conn:
-                await conn.execute(
-                    "INSERT INTO api_tokens (name, token_sha256, scopes, created_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (name, token_sha256, text, to_db(now)),
-                )
-                await conn.execute(
-                    "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, 'cli', "
-                    "'token.created', json_object('name', ?, 'scopes', ?))",
-                    (to_db(now), name, text),
-                )
-        except sqlite3.IntegrityError as exc:
-            raise TokenExists(f"a token named {name!r} already exists") from exc
+        async with self._db.transaction(write=True, what="create API token") as conn:
+            taken = list(
+                await conn.execute_fetchall("SELECT 1 FROM api_tokens WHERE name = ?", (name,))
+            )
+            if taken:
+                raise TokenExists(f"a token named {name!r} already exists")
+            await conn.execute(
+                "INSERT INTO api_tokens (name, token_sha256, scopes, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (name, token_sha256, text, to_db(now)),
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, 'cli', "
+                "'token.created', json_object('name', ?, 'scopes', ?))",
+                (to_db(now), name, text),
+            )
         return TokenRecord(name, token_sha256, scopes, now)
 
     async def list_tokens(self) -> list[TokenRecord]:
-        async with self._db.transaction(write=False) as conn:
+        async with self._db.transaction(write=False, what="list API tokens") as conn:
             rows = await conn.execute_fetchall("SELECT * FROM api_tokens ORDER BY name")
         return [_token(r) for r in rows]
 
     async def revoke_token(self, name: str) -> bool:
         """False when there is no such live token."""
         now = to_db(self._clock.now_utc())
-        async with self._db.transaction(write=True) as conn:
+        async with self._db.transaction(write=True, what="revoke API token") as conn:
             rows = list(
                 await conn.execute_fetchall(
                     "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL "
@@ -104,7 +105,7 @@ class ApiTables:
 
     async def use_token(self, token_sha256: str) -> TokenRecord | None:
         """The live token with this hash, stamping its last use; None if unknown or revoked."""
-        async with self._db.transaction(write=True) as conn:
+        async with self._db.transaction(write=True, what="look up API token") as conn:
             rows = list(
                 await conn.execute_fetchall(
                     "UPDATE api_tokens SET last_used_at = ? "
@@ -115,7 +116,7 @@ class ApiTables:
         return _token(rows[0]) if rows else None
 
     async def live_tokens(self) -> list[TokenRecord]:
-        async with self._db.transaction(write=False) as conn:
+        async with self._db.transaction(write=False, what="list API tokens") as conn:
             rows = await conn.execute_fetchall(
                 "SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY id"
             )
@@ -123,7 +124,7 @@ class ApiTables:
 
     async def probe_writable(self) -> None:
         """Commit one small write (``StoreError``, or sqlite3's, when the disk refuses)."""
-        async with self._db.transaction(write=True) as conn:
+        async with self._db.transaction(write=True, what="readiness probe") as conn:
             await conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('ready_probe_at', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -131,7 +132,7 @@ class ApiTables:
             )
 
     async def counts(self) -> Counts:
-        async with self._db.transaction(write=False) as conn:
+        async with self._db.transaction(write=False, what="count alerts and calls") as conn:
             alerts = await conn.execute_fetchall(
                 "SELECT status, count(*) AS n FROM alerts GROUP BY status"
             )
@@ -144,7 +145,7 @@ class ApiTables:
         self, after: datetime, limit: int = 10_000
     ) -> list[FinishedCall]:
         """Dialled calls that ended after ``after``, oldest end first."""
-        async with self._db.transaction(write=False) as conn:
+        async with self._db.transaction(write=False, what="read finished calls") as conn:
             rows = await conn.execute_fetchall(
                 "SELECT outcome, started_at, answered_at, ended_at FROM attempts "
                 "WHERE ended_at > ? AND started_at IS NOT NULL AND outcome IS NOT NULL "
