@@ -117,19 +117,22 @@ class ImapPoller:
                 await self._logout(client)
 
     async def _logout(self, client: Any) -> None:
+        # aioimaplib connects in a task of its own: never leave it behind, and only say
+        # LOGOUT on a connection that is up (else it would wait for its timeout).
+        connecting = client._client_task
+        if not connecting.done():
+            connecting.cancel()
+            return
+        if connecting.cancelled() or connecting.exception() is not None:
+            return
         try:
-            async with asyncio.timeout(5):
-                await client.logout()
+            if client.protocol.state in ("NONAUTH", "AUTH", "SELECTED"):
+                async with asyncio.timeout(5):
+                    await client.logout()
         except (aioimaplib.AioImapException, OSError, TimeoutError):
-            pass  # the connection is gone either way
+            pass  # the connection is going away either way
         finally:
-            # aioimaplib connects in a task of its own: never leave it behind.
-            connecting = client._client_task
-            if not connecting.done():
-                connecting.cancel()
-            elif not connecting.cancelled() and connecting.exception() is None:
-                transport = connecting.result()[0]
-                transport.close()
+            connecting.result()[0].close()
 
     async def _fetch(self, client: Any, uid: str) -> bytes | Rejected:
         """The raw message, or why it is not fetched."""
