@@ -418,3 +418,42 @@ async def test_watchdog_logs_slow_ticks(tmp_path: Path, caplog: pytest.LogCaptur
 
 async def _ticks(engine: Engine, n: int) -> bool:
     return engine.ticks >= n
+
+
+async def test_ack_from_outside_cancels_the_ringing_call(harness: Harness) -> None:
+    harness.notifier.script = {"alice": [Hold(then=ANSWERED_NO_ACK)]}
+    alert = await harness.trigger()
+    await eventually(lambda: _count(harness, 1), "alice dialled")
+    transition = await harness.store.ack_alert(alert.id, by="token:noc", via="api")
+    assert transition.changed
+    harness.engine.wake()
+    await eventually(lambda: _count_cancelled(harness, 1), "call cancelled")
+    await harness.advance(3600)
+    await settle(harness)
+    attempts = await harness.attempts(alert)
+    assert summary(attempts) == [(0, 0, "alice", 1, "cancelled", "cancelled")]
+    fresh = await harness.alert(alert)
+    assert (fresh.status, fresh.acked_by, fresh.acked_via) == (
+        AlertStatus.ACKNOWLEDGED,
+        "token:noc",
+        "api",
+    )
+    assert len(harness.notifier.calls) == 1
+
+
+async def test_resolve_cancels_calls_waiting_for_a_line_before_they_are_dialled(
+    harness: Harness,
+) -> None:
+    harness.notifier.script = {p: [Hold()] for p in ("alice", "bob", "carol", "dave", "erin")}
+    alert = await harness.trigger("evacuate hall B", kind=AlertKind.MASS, team="ops")
+    await eventually(lambda: _count(harness, 2), "two lines busy")
+    await settle(harness)
+    transition = await harness.store.resolve_alert(alert.id, by="api")
+    assert len(transition.cancelled_attempts) == 3  # never dialled: cancelled in the resolve
+    harness.engine.wake()
+    await eventually(lambda: _count_cancelled(harness, 2), "ringing calls cancelled")
+    await settle(harness)
+    attempts = await harness.attempts(alert)
+    assert {a.state for a in attempts} == {AttemptState.CANCELLED}
+    assert len(harness.notifier.calls) == 2, "the three waiting calls were never dialled"
+    assert harness.engine.calls_in_progress == 0

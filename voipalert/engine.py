@@ -198,7 +198,10 @@ class Engine:
         )
         applied = await self._apply(alert, actions)
         for attempt in attempts:
-            if attempt.id in self._calls or attempt.id in applied.cancelled:
+            task = self._calls.get(attempt.id)
+            if task is not None and attempt.state is AttemptState.CANCELLED:
+                task.cancel()  # recorded cancelled, but a timed-out tick left it running
+            if task is not None or attempt.id in applied.cancelled:
                 continue
             if attempt.state is AttemptState.PENDING:
                 self._start_call(alert, attempt)  # committed before a crash, never dialled

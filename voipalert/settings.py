@@ -318,6 +318,33 @@ class HooksSettings(_Section):
 
 class DatabaseSettings(_Section):
     path: Path = Path("voipalert.db")
+    busy_timeout_ms: int = Field(
+        default=5000, ge=0, description="how long a write waits for another writer"
+    )
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL",
+        description="FULL: every commit is on disk before the trigger gets its 202; NORMAL "
+        "is faster but a power cut may lose the last alerts",
+    )
+
+
+class EngineSettings(_Section):
+    max_concurrent_calls: int = Field(
+        default=8, ge=1, description="calls dialled at once; at most the PBX's channel count"
+    )
+    tick_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="an escalation pass taking longer is abandoned"
+    )
+    slow_tick_seconds: float = Field(
+        default=2.0, gt=0, description="an escalation pass taking longer is logged"
+    )
+    idle_poll_seconds: float = Field(
+        default=30.0, gt=0, description="longest wait between passes without a wake-up"
+    )
+    mass_ring_timeout_seconds: int = Field(
+        default=45, ge=5, description="how long each phone rings in a mass alert"
+    )
+    ack_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = "1"
 
 
 class Settings(BaseSettings):
@@ -340,6 +367,7 @@ class Settings(BaseSettings):
     routes: list[RouteSettings] = Field(default_factory=list)
     hooks: HooksSettings = HooksSettings()
     database: DatabaseSettings = DatabaseSettings()
+    engine: EngineSettings = EngineSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -31,9 +31,8 @@ from voipalert.domain.rota import (
 from voipalert.ingest.api_sql import ApiTables
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
-from voipalert.ingest.tokens import Scope, generate_token, hash_token
 from voipalert.ingest.webhook import build_app, start_http
-from voipalert.store import Store
+from voipalert.store import Scope, Store
 
 TOKEN_SCOPES: Mapping[str, frozenset[Scope]] = {
     "trigger": frozenset({Scope.TRIGGER}),
@@ -121,8 +120,7 @@ async def make_api(store: Store, tmp_path: Path) -> AsyncIterator[ApiFactory]:
     tables = ApiTables(store, clock)
     tokens: dict[str, str] = {}
     for name, scopes in TOKEN_SCOPES.items():
-        tokens[name] = generate_token()
-        await tables.create_token(name, hash_token(tokens[name]), scopes)
+        _, tokens[name] = await store.create_api_token(name, scopes)
 
     async def factory(config: IngestConfig | None = None) -> Api:
         holder: dict[str, Api] = {}

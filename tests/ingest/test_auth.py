@@ -3,38 +3,38 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
 from tests.ingest.conftest import Api, ApiFactory
 from voipalert.clock import SystemClock
+from voipalert.ingest.auth import grants
 from voipalert.ingest.config import HttpConfig, IngestConfig
-from voipalert.ingest.tokens import (
-    Scope,
-    generate_token,
-    grants,
-    hash_token,
-    sign,
-    signature_matches,
-)
+from voipalert.ingest.tokens import sign, signature_matches, signing_secret
+from voipalert.store import Scope
 
 ALERTS = "/api/v1/alerts"
 AM = "/api/v1/hooks/alertmanager"
 FIRING = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "X"}}]}
 
 
-def test_tokens_are_random_and_only_their_hash_is_kept() -> None:
-    first, second = generate_token(), generate_token()
-    assert first != second and first.startswith("va_") and len(first) > 40
-    assert hash_token(first) == hash_token(first) != hash_token(second)
-    assert len(hash_token(first)) == 64
+async def test_the_store_keeps_only_the_signing_secret(api: Api) -> None:
+    # What the store keeps for a token is its SHA-256: the signing secret, never the token.
+    conn = sqlite3.connect(f"file:{api.db_path}?mode=ro", uri=True)
+    try:
+        kept = dict(conn.execute("SELECT name, token_sha256 FROM api_tokens").fetchall())
+    finally:
+        conn.close()
+    assert kept["trigger"] == signing_secret(api.tokens["trigger"])
+    assert api.tokens["trigger"] not in kept.values() and len(kept["trigger"]) == 64
     assert grants(frozenset({Scope.ADMIN}), Scope.READ)
     assert not grants(frozenset({Scope.TRIGGER}), Scope.READ)
 
 
 def test_signatures() -> None:
     body = b'{"a": 1}'
-    secret = hash_token("va_x")
+    secret = signing_secret("va_x")
     good = sign(secret, body)
     assert signature_matches(secret, body, good, None)
     assert signature_matches(secret, body, "sha256=" + good.upper(), None)
@@ -102,7 +102,7 @@ async def test_scopes(api: Api, token: str, method: str, path: str, expected: in
 async def test_revoked_token_stops_working(make_api: ApiFactory) -> None:
     api = await make_api(IngestConfig(http=HttpConfig(token_cache_seconds=0)))
     assert (await api.call("GET", ALERTS, token="reader"))[0] == 200
-    assert await api.tables.revoke_token("reader")
+    assert await api.store.revoke_api_token("reader")
     status, reply, _ = await api.call("GET", ALERTS, token="reader")
     assert status == 401 and "revoked" in reply["message"]
     (record,) = [t for t in await api.tables.list_tokens() if t.name == "reader"]
@@ -114,7 +114,7 @@ async def test_revocation_reaches_a_caching_server_within_the_cache_time(
 ) -> None:
     api = await make_api(IngestConfig(http=HttpConfig(token_cache_seconds=0.2)))
     assert (await api.call("GET", ALERTS, token="reader"))[0] == 200
-    await api.tables.revoke_token("reader")
+    await api.store.revoke_api_token("reader")
     import asyncio
 
     await asyncio.sleep(0.3)
@@ -122,7 +122,7 @@ async def test_revocation_reaches_a_caching_server_within_the_cache_time(
 
 
 def signed(api: Api, body: bytes, token: str = "trigger", **headers: str) -> dict[str, str]:
-    signature = sign(hash_token(api.tokens[token]), body, headers.get("X-Voipalert-Timestamp"))
+    signature = sign(signing_secret(api.tokens[token]), body, headers.get("X-Voipalert-Timestamp"))
     return {"X-Voipalert-Signature": f"sha256={signature}", **headers}
 
 
@@ -131,7 +131,7 @@ async def test_hmac_signed_webhook_is_accepted(api: Api) -> None:
     status, reply, _ = await api.call("POST", AM, token=None, data=body, headers=signed(api, body))
     assert status == 202, reply
     # Grafana's own header name works too, with its plain hex form.
-    grafana_sig = sign(hash_token(api.tokens["monitor"]), body)
+    grafana_sig = sign(signing_secret(api.tokens["monitor"]), body)
     status, _, _ = await api.call(
         "POST", AM, token=None, data=body, headers={"X-Grafana-Alerting-Signature": grafana_sig}
     )

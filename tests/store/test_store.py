@@ -25,7 +25,15 @@ from voipalert.domain.alert import (
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import PolicyName, Step, TeamName
 from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import AlertFilter, AlertNotFound, Page, Store, StoreError, UnknownReference
+from voipalert.store import (
+    AlertFilter,
+    AlertNotFound,
+    Page,
+    Scope,
+    Store,
+    StoreError,
+    UnknownReference,
+)
 from voipalert.store.db import migrations
 
 ROTA = """
@@ -273,3 +281,24 @@ async def test_interrupted_and_advanced(store: Store) -> None:
     assert await store.close_unacknowledged(alert.id, "exhausted")
     assert await store.settle(alert.id)
     assert await store.engine_snapshot() == []
+
+
+async def test_api_tokens_are_kept_hashed(store: Store, tmp_path: Path) -> None:
+    token, secret = await store.create_api_token("grafana", frozenset({Scope.TRIGGER}))
+    assert secret.startswith("va_") and len(secret) > 40
+    conn = raw(tmp_path / "voipalert.db")
+    stored = conn.execute("SELECT token_sha256 FROM api_tokens").fetchone()[0]
+    conn.close()
+    assert secret not in stored and len(stored) == 64
+    found = await store.verify_api_token(secret)
+    assert found is not None and (found.name, found.scopes) == (
+        "grafana",
+        frozenset({Scope.TRIGGER}),
+    )
+    assert found.last_used_at == START
+    assert await store.verify_api_token(secret + "x") is None
+    with pytest.raises(StoreError, match="UNIQUE"):
+        await store.create_api_token("grafana", frozenset({Scope.READ}))
+    assert await store.revoke_api_token("grafana")
+    assert await store.verify_api_token(secret) is None
+    assert token.id == found.id

@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 from voipalert.clock import SystemClock
-from voipalert.ingest.api_sql import ApiTables, TokenExists
-from voipalert.ingest.tokens import TOKEN_NAME, Scope, TokenRecord, generate_token, hash_token
+from voipalert.ingest.api_sql import ApiTables
+from voipalert.ingest.tokens import TOKEN_NAME, signing_secret
 from voipalert.settings import load_settings
-from voipalert.store import Store
+from voipalert.store import ApiToken, Scope, Store, StoreError
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -55,20 +56,32 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     revoke.set_defaults(func=run_revoke)
 
 
-async def _run(database: Path, action: Callable[[ApiTables], Awaitable[T]]) -> T:
-    clock = SystemClock()
-    store = await Store.open(database, clock)
+async def _run(database: Path, action: Callable[[Store], Awaitable[T]]) -> T:
+    store = await Store.open(database, SystemClock())
     try:
-        return await action(ApiTables(store, clock))
+        return await action(store)
     finally:
         await store.close()
+
+
+async def _create(store: Store, name: str, scopes: frozenset[Scope]) -> str | None:
+    """The new token's secret, or None when the name is taken."""
+    if any(t.name == name for t in await ApiTables(store, SystemClock()).list_tokens()):
+        return None
+    try:
+        _, secret = await store.create_api_token(name, scopes)
+    except StoreError as exc:
+        if isinstance(exc.__cause__, sqlite3.IntegrityError):  # created meanwhile
+            return None
+        raise
+    return secret
 
 
 def _database(args: argparse.Namespace) -> Path:
     return load_settings(args.config).database.path
 
 
-def _record_json(record: TokenRecord) -> dict[str, object]:
+def _record_json(record: ApiToken) -> dict[str, object]:
     return {
         "name": record.name,
         "scopes": sorted(s.value for s in record.scopes),
@@ -87,13 +100,14 @@ def run_create(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     scopes = frozenset(Scope(s) for s in args.scope)
-    secret = generate_token()
-    digest = hash_token(secret)
-    try:
-        asyncio.run(_run(_database(args), lambda t: t.create_token(name, digest, scopes)))
-    except TokenExists as exc:
-        print(f"voipalert: {exc}; revoke it or pick another name", file=sys.stderr)
+    secret = asyncio.run(_run(_database(args), lambda store: _create(store, name, scopes)))
+    if secret is None:
+        print(
+            f"voipalert: a token named {name!r} already exists; revoke it or pick another name",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
+    digest = signing_secret(secret)
     scope_text = " ".join(sorted(s.value for s in scopes))
     if args.json:
         print(
@@ -118,7 +132,9 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    records = asyncio.run(_run(_database(args), lambda t: t.list_tokens()))
+    records = asyncio.run(
+        _run(_database(args), lambda store: ApiTables(store, SystemClock()).list_tokens())
+    )
     if args.json:
         print(json.dumps([_record_json(r) for r in records], indent=2))
         return EXIT_OK
@@ -136,7 +152,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     name: str = args.name
-    if not asyncio.run(_run(_database(args), lambda t: t.revoke_token(name))):
+    if not asyncio.run(_run(_database(args), lambda store: store.revoke_api_token(name))):
         print(f"voipalert: no active token named {name!r}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"token {name} revoked")

@@ -12,7 +12,8 @@ picks up where the dead process stopped. Rules:
   ends without a key press (answered without a key, no answer after the ring timeout, busy,
   declined, unreachable, failed) moves to that person's next contact at once.
 - The step ends when every one of its people has run out of contacts, or when its timeout
-  passes (calls still in flight go on and may still acknowledge). Then the next step starts at
+  passes (calls still in flight go on and may still acknowledge; calls still waiting for a
+  free line are cancelled). Then the next step starts at
   once; after the last step the policy repeats ``repeat_count`` times, each pass starting
   ``repeat_delay_seconds`` later; after that the alert is closed unacknowledged (once its last
   calls have ended).
@@ -165,7 +166,7 @@ def _calls_for(
     *,
     answered_finishes: bool,
 ) -> tuple[list[PlaceCall], list[AttemptId]]:
-    here = [a for a in attempts if (a.key.repeat, a.key.step) == (position.repeat, position.step)]
+    here = [a for a in attempts if _at(a, position)]
     calls: list[PlaceCall] = []
     for person in people:
         progress = _progress(person, here, answered_finishes=answered_finishes)
@@ -178,6 +179,10 @@ def _calls_for(
         calls.append(PlaceCall(key, person, progress.next_contact, contact, ring_timeout_seconds))
     live = [a.id for a in here if a.state.is_live]
     return calls, live
+
+
+def _at(attempt: Attempt, position: Position) -> bool:
+    return (attempt.key.repeat, attempt.key.step) == (position.repeat, position.step)
 
 
 def _wind_down(alert: Alert, attempts: Sequence[Attempt]) -> tuple[Action, ...]:
@@ -222,12 +227,19 @@ def _plan_escalation(
             if now >= deadline and (calls or live)
             else "no acknowledgement"
         )
+        # Calls of this step still waiting for a free line are pointless now.
+        stale = tuple(
+            a.id for a in attempts if _at(a, position) and a.state is AttemptState.PENDING
+        )
+        if stale:
+            actions.append(CancelCalls(stale, "the step ended before a line was free"))
         following = _next_position(policy, position, now)
         if following is None:
             break
         actions.append(AdvanceStep(following, reason))
         position = following
-    still_live = tuple(a.id for a in attempts if a.state.is_live)
+    cancelled = {i for a in actions if isinstance(a, CancelCalls) for i in a.attempts}
+    still_live = tuple(a.id for a in attempts if a.state.is_live and a.id not in cancelled)
     if still_live:
         return (*actions, AwaitCalls(still_live))
     return (*actions, CloseUnacknowledged("escalation policy exhausted"))

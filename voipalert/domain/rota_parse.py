@@ -12,31 +12,26 @@ from voipalert.domain.errors import RotaError
 from voipalert.domain.rota import (
     Contact,
     ContactKind,
-    EscalationPolicy,
     Layer,
     Override,
     Person,
     PersonName,
-    PolicyName,
     Rota,
-    Route,
     Schedule,
     ScheduleName,
     ShiftUnit,
-    Step,
-    Target,
     TargetKind,
     Team,
     TeamName,
     Window,
 )
-from voipalert.domain.rota_read import Reader, join
+from voipalert.domain.rota_parse_policy import policy, route
+from voipalert.domain.rota_read import NAME, Reader, join
 from voipalert.domain.rota_source import Node, load_toml, load_yaml
 
 RotaFormat = Literal["yaml", "toml"]
 FORMAT_VERSION: Final = 1
 
-NAME: Final = re.compile(r"[^\W_][\w .'@-]{0,63}")
 LANGUAGE: Final = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2,4})?")
 # Contact addresses end up in a SIP request line: no whitespace, quotes or angle brackets.
 CONTACT_PATTERNS: Final = {
@@ -170,9 +165,16 @@ def _layer(r: Reader, node: Node, path: str, people: set[str]) -> Layer | None:
     start = r.day(items.get("start"), join(path, "start"))
     handoff = r.time_of_day(items.get("handoff"), join(path, "handoff"))
     windows = _each(r, items.get("windows"), join(path, "windows"), _window)
-    if None in (name, members, length, unit, start, handoff) or None in windows:
+    if (
+        name is None
+        or members is None
+        or length is None
+        or unit is None
+        or start is None
+        or handoff is None
+        or None in windows
+    ):
         return None
-    assert name and members and length and unit and start and handoff is not None
     return Layer(
         name,
         tuple(PersonName(m) for m in members),
@@ -263,134 +265,6 @@ def _override(
     )
 
 
-def _target(r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]) -> Target | None:
-    kinds = [k.value for k in TargetKind]
-    items = r.mapping(node, path, (), kinds)
-    if items is None:
-        return None
-    if len(items) != 1:
-        r.fail(node, path, f"give exactly one of: {', '.join(kinds)}")
-        return None
-    ((key, value),) = items.items()
-    if key not in kinds:
-        return None
-    name = r.text(value, join(path, key))
-    if name is not None and name not in known[TargetKind(key)]:
-        r.fail(value, join(path, key), f"no {key} named {name!r}")
-        return None
-    return Target(TargetKind(key), name) if name is not None else None
-
-
-def _step(r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]) -> Step | None:
-    items = r.mapping(node, path, ("targets", "timeout"), ("ring_timeout",))
-    if items is None:
-        return None
-    targets = [
-        _target(r, item, join(join(path, "targets"), i), known)
-        for i, item in enumerate(r.sequence(items.get("targets"), join(path, "targets")))
-    ]
-    if "targets" in items and items["targets"].value == []:
-        r.fail(items["targets"], join(path, "targets"), "a step needs at least one target")
-    timeout = r.duration(items.get("timeout"), join(path, "timeout"), minimum=1)
-    ring = (
-        r.duration(items.get("ring_timeout"), join(path, "ring_timeout"), minimum=5)
-        if "ring_timeout" in items
-        else 30
-    )
-    if not targets or None in targets or timeout is None or ring is None:
-        return None
-    return Step(tuple(t for t in targets if t is not None), timeout, ring)
-
-
-def _policy(
-    r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]
-) -> EscalationPolicy | None:
-    items = r.mapping(node, path, ("name", "steps"), ("repeat", "repeat_delay"))
-    if items is None:
-        return None
-    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
-    steps = [
-        _step(r, item, join(join(path, "steps"), i), known)
-        for i, item in enumerate(r.sequence(items.get("steps"), join(path, "steps")))
-    ]
-    if "steps" in items and items["steps"].value == []:
-        r.fail(items["steps"], join(path, "steps"), "a policy needs at least one step")
-    repeat = r.integer(items.get("repeat"), join(path, "repeat")) if "repeat" in items else 0
-    delay = (
-        r.duration(items.get("repeat_delay"), join(path, "repeat_delay"))
-        if "repeat_delay" in items
-        else 0
-    )
-    if name is None or not steps or None in steps or repeat is None or delay is None:
-        return None
-    return EscalationPolicy(
-        PolicyName(name), tuple(s for s in steps if s is not None), repeat, delay
-    )
-
-
-def _route_match(r: Reader, node: Node | None, path: str) -> dict[str, object] | None:
-    if node is None:
-        return {}
-    items = r.mapping(node, path, (), ("source", "severity", "subject", "labels"))
-    if items is None:
-        return None
-    found: dict[str, object] = {
-        k: r.text(items.get(k), join(path, k))
-        for k in ("source", "severity", "subject")
-        if k in items
-    }
-    if isinstance(found.get("subject"), str):
-        try:
-            re.compile(str(found["subject"]))
-        except re.error as exc:
-            r.fail(
-                items["subject"], join(path, "subject"), f"not a valid regular expression: {exc}"
-            )
-            return None
-    labels: list[tuple[str, str]] = []
-    if "labels" in items:
-        label_items = r.mapping(items["labels"], join(path, "labels"), (), any_keys=True)
-        for key, value in (label_items or {}).items():
-            text = r.text(value, join(join(path, "labels"), key))
-            if text is not None:
-                labels.append((key, text))
-    found["labels"] = tuple(labels)
-    return found if None not in found.values() else None
-
-
-def _route(r: Reader, node: Node, path: str, policies: set[str], teams: set[str]) -> Route | None:
-    items = r.mapping(node, path, ("name",), ("policy", "team", "default", "match"))
-    if items is None:
-        return None
-    name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
-    refs: dict[str, str | None] = {}
-    for key, known in (("policy", policies), ("team", teams)):
-        refs[key] = r.text(items.get(key), join(path, key)) if key in items else None
-        if refs[key] is not None and refs[key] not in known:
-            r.fail(items.get(key), join(path, key), f"no {key} named {refs[key]!r}")
-            return None
-    if refs["policy"] is None and refs["team"] is None:
-        r.fail(node, path, "a route needs a policy, a team or both")
-        return None
-    default = (
-        r.boolean(items.get("default"), join(path, "default")) if "default" in items else False
-    )
-    match = _route_match(r, items.get("match"), join(path, "match"))
-    if name is None or default is None or match is None:
-        return None
-    labels = match.pop("labels", ())
-    assert isinstance(labels, tuple)
-    policy, team = refs["policy"], refs["team"]
-    return Route(
-        name,
-        policy=PolicyName(policy) if policy else None,
-        team=TeamName(team) if team else None,
-        default=default,
-        labels=labels,
-        **{k: str(v) for k, v in match.items()},
-    )
-
-
 def _valid(items: Iterable[T | None]) -> tuple[T, ...]:
     return tuple(x for x in items if x is not None)
 
@@ -429,10 +303,10 @@ def build_rota(root: Node, filename: str = "rota") -> Rota:
         TargetKind.PERSON: person_names,
         TargetKind.TEAM: team_names,
     }
-    policies = _each(r, top.get("policies"), "policies", lambda r, n, p: _policy(r, n, p, known))
+    policies = _each(r, top.get("policies"), "policies", lambda r, n, p: policy(r, n, p, known))
     policy_names = _unique(r, top.get("policies"), "policies")
     routes = _each(
-        r, top.get("routes"), "routes", lambda r, n, p: _route(r, n, p, policy_names, team_names)
+        r, top.get("routes"), "routes", lambda r, n, p: route(r, n, p, policy_names, team_names)
     )
     _unique(r, top.get("routes"), "routes")
     if r.problems:

@@ -16,6 +16,7 @@ from voipalert.domain.rota_source import Node
 _DURATION: Final = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS: Final = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME: Final = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+NAME: Final = re.compile(r"[^\W_][\w .'@-]{0,63}")
 
 
 def join(path: str, key: str | int) -> str:

@@ -1,4 +1,6 @@
-"""Statements the trigger side needs that the store does not offer (yet).
+"""Statements the trigger side needs that the store does not offer (yet): the token list
+and the signing keys (the store has create, verify and revoke), the readiness probe, and the
+counts behind ``/metrics``.
 
 TO MOVE INTO ``voipalert/store``: this module only exists because the store package belongs
 to another branch while this one is built. It reaches the store's single connection through
@@ -13,16 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from voipalert.clock import Clock
-from voipalert.ingest.tokens import Scope, TokenRecord
-from voipalert.store import Store, StoreError
+from voipalert.store import ApiToken, Scope, Store
 from voipalert.store.db import from_db, from_db_opt, to_db
 
 
-class TokenExists(StoreError, ValueError):
-    """A token with that name exists (revoked ones too: names are never reused)."""
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A live token that may sign webhook bodies (``ingest.tokens``)."""
+
+    name: str
+    scopes: frozenset[Scope]
+    secret: str  # the stored SHA-256 of the token
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,89 +42,42 @@ class FinishedCall:
     setup_seconds: float  # dial to answer, or to the end when never answered
 
 
-def _token(row: aiosqlite.Row) -> TokenRecord:
-    return TokenRecord(
-        name=row["name"],
-        token_sha256=row["token_sha256"],
-        scopes=Scope.parse_many(row["scopes"]),
-        created_at=from_db(row["created_at"]),
-        last_used_at=from_db_opt(row["last_used_at"]),
-        revoked_at=from_db_opt(row["revoked_at"]),
-    )
+def _scopes(text: str) -> frozenset[Scope]:
+    known = {s.value for s in Scope}
+    return frozenset(Scope(word) for word in text.split() if word in known)
 
 
 class ApiTables:
-    """API tokens, the readiness probe and the figures behind ``/metrics``."""
+    """Token listing and signing keys, the readiness probe, the figures behind ``/metrics``."""
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self._db = store._db  # see the module docstring
         self._clock = clock
 
-    async def create_token(
-        self, name: str, token_sha256: str, scopes: frozenset[Scope]
-    ) -> TokenRecord:
-        now = self._clock.now_utc()
-        text = " ".join(sorted(s.value for s in scopes))
-        async with self._db.transaction(write=True, what="create API token") as conn:
-            taken = list(
-                await conn.execute_fetchall("SELECT 1 FROM api_tokens WHERE name = ?", (name,))
-            )
-            if taken:
-                raise TokenExists(f"a token named {name!r} already exists")
-            await conn.execute(
-                "INSERT INTO api_tokens (name, token_sha256, scopes, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                (name, token_sha256, text, to_db(now)),
-            )
-            await conn.execute(
-                "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, 'cli', "
-                "'token.created', json_object('name', ?, 'scopes', ?))",
-                (to_db(now), name, text),
-            )
-        return TokenRecord(name, token_sha256, scopes, now)
-
-    async def list_tokens(self) -> list[TokenRecord]:
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, by name (never their secrets)."""
         async with self._db.transaction(write=False, what="list API tokens") as conn:
             rows = await conn.execute_fetchall("SELECT * FROM api_tokens ORDER BY name")
-        return [_token(r) for r in rows]
-
-    async def revoke_token(self, name: str) -> bool:
-        """False when there is no such live token."""
-        now = to_db(self._clock.now_utc())
-        async with self._db.transaction(write=True, what="revoke API token") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL "
-                    "RETURNING id",
-                    (now, name),
-                )
+        return [
+            ApiToken(
+                r["id"],
+                r["name"],
+                _scopes(r["scopes"]),
+                from_db(r["created_at"]),
+                from_db_opt(r["last_used_at"]),
+                from_db_opt(r["revoked_at"]),
             )
-            if rows:
-                await conn.execute(
-                    "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, 'cli', "
-                    "'token.revoked', json_object('name', ?))",
-                    (now, name),
-                )
-        return bool(rows)
+            for r in rows
+        ]
 
-    async def use_token(self, token_sha256: str) -> TokenRecord | None:
-        """The live token with this hash, stamping its last use; None if unknown or revoked."""
-        async with self._db.transaction(write=True, what="look up API token") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE api_tokens SET last_used_at = ? "
-                    "WHERE token_sha256 = ? AND revoked_at IS NULL RETURNING *",
-                    (to_db(self._clock.now_utc()), token_sha256),
-                )
-            )
-        return _token(rows[0]) if rows else None
-
-    async def live_tokens(self) -> list[TokenRecord]:
-        async with self._db.transaction(write=False, what="list API tokens") as conn:
+    async def signing_keys(self) -> list[SigningKey]:
+        """The live tokens, with the digest each one signs with."""
+        async with self._db.transaction(write=False, what="list signing keys") as conn:
             rows = await conn.execute_fetchall(
-                "SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY id"
+                "SELECT name, scopes, token_sha256 FROM api_tokens WHERE revoked_at IS NULL "
+                "ORDER BY id"
             )
-        return [_token(r) for r in rows]
+        return [SigningKey(r["name"], _scopes(r["scopes"]), r["token_sha256"]) for r in rows]
 
     async def probe_writable(self) -> None:
         """Commit one small write (``StoreError``, or sqlite3's, when the disk refuses)."""

@@ -20,15 +20,21 @@ from typing import Final, Literal
 from aiohttp import web
 
 from voipalert.clock import Clock
-from voipalert.ingest.api_sql import ApiTables
+from voipalert.ingest.api_sql import ApiTables, SigningKey
 from voipalert.ingest.config import HttpConfig
 from voipalert.ingest.http_errors import ApiError
 from voipalert.ingest.http_io import read_body
-from voipalert.ingest.tokens import Scope, TokenRecord, grants, hash_token, signature_matches
+from voipalert.ingest.tokens import signature_matches, signing_secret
+from voipalert.store import ApiToken, Scope, Store
 
 CACHE_MAX_ENTRIES: Final = 4096
 _BEARER: Final = re.compile(r"^Bearer +([\x21-\x7e]{1,256}) *$", re.IGNORECASE)
 _CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="voipalert"'}
+
+
+def grants(scopes: frozenset[Scope], needed: Scope) -> bool:
+    """``admin`` grants every scope."""
+    return needed in scopes or Scope.ADMIN in scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,28 +51,31 @@ def _unauthorized(message: str) -> ApiError:
 
 
 class Authenticator:
-    def __init__(self, tables: ApiTables, config: HttpConfig, clock: Clock) -> None:
+    def __init__(self, store: Store, tables: ApiTables, config: HttpConfig, clock: Clock) -> None:
+        self._store = store
         self._tables = tables
         self._config = config
         self._clock = clock
-        self._by_hash: dict[str, tuple[float, TokenRecord | None]] = {}
-        self._live: tuple[float, list[TokenRecord]] | None = None
+        # Keyed by the token's digest, so no token is kept in memory.
+        self._by_hash: dict[str, tuple[float, ApiToken | None]] = {}
+        self._live: tuple[float, list[SigningKey]] | None = None
 
-    async def _token(self, digest: str) -> TokenRecord | None:
+    async def _token(self, token: str) -> ApiToken | None:
         now = self._clock.monotonic()
+        digest = signing_secret(token)
         cached = self._by_hash.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await self._tables.use_token(digest)
+        record = await self._store.verify_api_token(token)
         if len(self._by_hash) >= CACHE_MAX_ENTRIES:
             self._by_hash.clear()  # bounded: random tokens cannot grow it without limit
         self._by_hash[digest] = (now + self._config.token_cache_seconds, record)
         return record
 
-    async def _live_tokens(self) -> list[TokenRecord]:
+    async def _signing_keys(self) -> list[SigningKey]:
         now = self._clock.monotonic()
         if self._live is None or self._live[0] <= now:
-            tokens = await self._tables.live_tokens()
+            tokens = await self._tables.signing_keys()
             self._live = (now + self._config.token_cache_seconds, tokens)
         return self._live[1]
 
@@ -89,12 +98,13 @@ class Authenticator:
         self._check_timestamp(timestamp)
         body = await read_body(request, self._config.max_body_bytes)
         stamp = timestamp.strip() if timestamp is not None else None
-        for token in await self._live_tokens():
-            # Every candidate is checked, so the time taken does not tell which one matched.
-            if grants(token.scopes, Scope.TRIGGER) and signature_matches(
-                token.token_sha256, body, signature, stamp
-            ):
-                return Principal(token.name, frozenset({Scope.TRIGGER}), "signature")
+        matched: SigningKey | None = None
+        for key in await self._signing_keys():
+            # Every key is tried, so the time taken does not tell which one matched.
+            if signature_matches(key.secret, body, signature, stamp) and matched is None:
+                matched = key
+        if matched is not None and grants(matched.scopes, Scope.TRIGGER):
+            return Principal(matched.name, frozenset({Scope.TRIGGER}), "signature")
         raise _unauthorized("the body signature matches no token")
 
     async def authenticate(
@@ -106,7 +116,7 @@ class Authenticator:
             match = _BEARER.match(header)
             if match is None:
                 raise _unauthorized("the Authorization header must be 'Bearer <token>'")
-            record = await self._token(hash_token(match.group(1)))
+            record = await self._token(match.group(1))
             if record is None:
                 raise _unauthorized("unknown or revoked token")
             principal = Principal(record.name, record.scopes, "bearer")

@@ -24,7 +24,7 @@ from voipalert.ingest.schemas import (
     HookAction,
     HookOut,
 )
-from voipalert.ingest.tokens import Scope
+from voipalert.store import Scope
 
 
 async def _commit_all(request: web.Request, events: Sequence[Event]) -> web.Response:

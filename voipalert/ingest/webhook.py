@@ -58,8 +58,7 @@ from voipalert.ingest.schemas import (
     alert_detail_out,
     alert_out,
 )
-from voipalert.ingest.tokens import Scope
-from voipalert.store import AlertFilter, AlertNotFound, Page, Store, UnknownReference
+from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
 from voipalert.store.repo import MAX_PAGE_SIZE
 
 log = logging.getLogger("voipalert.http")
@@ -257,7 +256,7 @@ def build_app(
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
     app[METRICS] = app_metrics
-    app[AUTH] = Authenticator(tables, config.http, clock)
+    app[AUTH] = Authenticator(store, tables, config.http, clock)
     app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
     app[OPENAPI] = json.dumps(build_openapi(config.http)).encode()
     routes = [

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+import aiosqlite
+
 from voipalert.clock import Clock
 from voipalert.domain.alert import (
     Alert,
@@ -23,13 +25,14 @@ from voipalert.domain.alert import (
     AttemptId,
     NewAlert,
 )
-from voipalert.domain.rota import Rota
+from voipalert.domain.rota import Rota, Route
 from voipalert.domain.routing import route
 from voipalert.store import alert_sql, rota_sql
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.db import Database, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
+from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
 
@@ -66,12 +69,13 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore):
+class Store(EscalationStore, TokenStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
-        super().__init__(db, clock)
+        EscalationStore.__init__(self, db, clock)
+        self._routes: tuple[int, tuple[Route, ...]] | None = None
 
     @classmethod
     async def open(cls, path: Path | str, clock: Clock, config: StoreConfig | None = None) -> Store:
@@ -116,16 +120,26 @@ class Store(EscalationStore):
     # ---------------------------------------------------------------- alerts
 
     async def _resolve_targets(
-        self, new: NewAlert, rota: Rota
+        self, conn: aiosqlite.Connection, new: NewAlert
     ) -> tuple[str | None, str | None, str]:
         if new.policy is not None or new.team is not None:
-            if new.policy is not None and rota.policy(new.policy) is None:
+            rows = await conn.execute_fetchall(
+                "SELECT EXISTS (SELECT 1 FROM policies WHERE name = ?) AS policy, "
+                "EXISTS (SELECT 1 FROM teams WHERE name = ?) AS team",
+                (new.policy, new.team),
+            )
+            found = next(iter(rows))
+            if new.policy is not None and not found["policy"]:
                 raise UnknownReference(f"no escalation policy named {new.policy!r}")
-            if new.team is not None and rota.team(new.team) is None:
+            if new.team is not None and not found["team"]:
                 raise UnknownReference(f"no team named {new.team!r}")
             return new.policy, new.team, "given"
+        # Routes change only with an import (maybe by another process): cache per version.
+        version = await rota_sql.rota_version(conn)
+        if self._routes is None or self._routes[0] != version:
+            self._routes = (version, tuple(await rota_sql.load_routes(conn)))
         chosen = route(
-            rota.routes,
+            self._routes[1],
             source=new.source,
             severity=new.severity.value,
             summary=new.summary,
@@ -158,8 +172,7 @@ class Store(EscalationStore):
                     alert = await alert_sql.fetch_alert(conn, rows[0]["id"])
                     assert alert is not None
                     return alert, False
-            rota = await rota_sql.load_rota(conn)
-            policy, team, how = await self._resolve_targets(new, rota)
+            policy, team, how = await self._resolve_targets(conn, new)
             cursor = await conn.execute(
                 "INSERT INTO alerts (kind, status, severity, summary, source, dedup_key, fields, "
                 "labels, policy_id, team_id, created_at, last_seen_at, esc_since) VALUES "
@@ -285,7 +298,8 @@ class Store(EscalationStore):
         """Alerts matching ``filters``, newest first, one page at a time."""
         filters, page = filters or AlertFilter(), page or Page()
         limit = max(1, min(page.limit, MAX_PAGE_SIZE))
-        where, params = ["1"], []  # type: tuple[list[str], list[object]]
+        where: list[str] = ["1"]
+        params: list[object] = []
         if filters.statuses:
             where.append("a.status IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(sorted(s.value for s in filters.statuses)))

@@ -318,7 +318,7 @@ async def _load_policies(conn: aiosqlite.Connection) -> list[EscalationPolicy]:
     ]
 
 
-async def _load_routes(conn: aiosqlite.Connection) -> list[Route]:
+async def load_routes(conn: aiosqlite.Connection) -> list[Route]:
     rows = await conn.execute_fetchall(
         "SELECT r.*, p.name AS policy, t.name AS team FROM routes r "
         "LEFT JOIN policies p ON p.id = r.policy_id LEFT JOIN teams t ON t.id = r.team_id "
@@ -375,5 +375,5 @@ async def load_rota(conn: aiosqlite.Connection) -> Rota:
         schedules=tuple(await _load_schedules(conn, names)),
         overrides=tuple(overrides),
         policies=tuple(await _load_policies(conn)),
-        routes=tuple(await _load_routes(conn)),
+        routes=tuple(await load_routes(conn)),
     )

@@ -1,0 +1,99 @@
+"""Store and engine throughput on a real SQLite file.
+
+    python benchmarks/bench_store.py [N]
+
+Prints: alerts stored per second through ``create_or_join_alert`` (each one its own
+committed transaction, synchronous=FULL and NORMAL), and how long one engine pass takes to
+re-plan N open alerts that are all waiting (the cost of level-triggering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from voipalert.clock import FakeClock
+from voipalert.domain.alert import NewAlert
+from voipalert.domain.rota_parse import parse_rota
+from voipalert.engine import Engine, EngineConfig
+from voipalert.notify import Notification, NotifyOutcome, NotifyResult
+from voipalert.store import Store, StoreConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class _RingsForever:
+    """Every call rings until cancelled: alerts stay mid-escalation, the steady state."""
+
+    async def notify(self, notification: Notification) -> NotifyResult:
+        await asyncio.Event().wait()
+        return NotifyResult(NotifyOutcome.FAILED)
+
+
+async def _insert_rate(directory: Path, n: int, synchronous: str) -> float:
+    config = StoreConfig(synchronous="FULL" if synchronous == "FULL" else "NORMAL")
+    store = await Store.open(directory / f"insert-{synchronous}.db", FakeClock(), config)
+    await store.replace_rota(parse_rota((ROOT / "deploy" / "rota.example.yaml").read_text()))
+    started = time.perf_counter()
+    for i in range(n):
+        await store.create_or_join_alert(NewAlert(f"disk {i} full", dedup_key=f"k{i}"))
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return n / elapsed
+
+
+async def _wait_ticks(engine: Engine, target: int) -> None:
+    for _ in range(600_000):
+        if engine.ticks >= target:
+            return
+        await asyncio.sleep(0.001)
+    raise RuntimeError("the engine stopped ticking")
+
+
+async def _tick_cost(directory: Path, n: int) -> tuple[float, float]:
+    """(first pass: plan and commit n intents; later pass: re-plan n waiting alerts), s."""
+    clock = FakeClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
+    store = await Store.open(directory / "tick.db", clock)
+    await store.replace_rota(parse_rota((ROOT / "deploy" / "rota.example.yaml").read_text()))
+    for i in range(n):
+        await store.create_or_join_alert(NewAlert(f"alert {i}"))
+    config = EngineConfig(idle_poll_seconds=3600, tick_timeout_seconds=3600, slow_tick_seconds=3600)
+    engine = Engine(store, _RingsForever(), clock, config)
+    started = time.perf_counter()
+    task = asyncio.create_task(engine.run())
+    await _wait_ticks(engine, 1)
+    first = time.perf_counter() - started
+    passes = 5
+    started = time.perf_counter()
+    for _ in range(passes):
+        target = engine.ticks + 1
+        engine.wake()
+        await _wait_ticks(engine, target)
+    steady = (time.perf_counter() - started) / passes
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await store.close()
+    return first, steady
+
+
+async def main(n: int) -> None:
+    print(f"cpu_count={os.cpu_count()} python={sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        for mode in ("FULL", "NORMAL"):
+            rate = await _insert_rate(directory, n, mode)
+            print(f"create_or_join_alert synchronous={mode}: {rate:,.0f} alerts/s (n={n})")
+        first, steady = await _tick_cost(directory, n)
+        print(f"engine first pass, {n} new alerts (plan + commit each intent): {first:.2f} s")
+        print(f"engine pass re-planning {n} alerts mid-escalation: {steady * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
