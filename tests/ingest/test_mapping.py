@@ -68,7 +68,7 @@ def test_paths_index_lists() -> None:
         ("just text", "summary"),
         ({"monitor": {"name": "n", "id": [1]}}, "dedup_key"),
         ({"monitor": {"name": "n", "tags": "a,b"}}, "labels"),
-        ({"heartbeat": {"status": "up"}, "monitor": {"name": "n"}}, "dedup_key"),
+        ({"heartbeat": {"status": "up"}, "monitor": {"tags": [1]}}, "labels"),
     ],
 )
 def test_documents_that_do_not_fit_name_the_field(document: object, field: str) -> None:
@@ -81,3 +81,8 @@ def test_unknown_severity_word_falls_back_to_the_default() -> None:
     mapping = GenericMapping(summary="s", severity="sev", default_severity=Severity.WARNING)
     event = map_document({"s": "x", "sev": "mauve"}, mapping)
     assert isinstance(event, NewAlert) and event.severity is Severity.WARNING
+
+
+def test_a_resolve_without_a_key_closes_nothing() -> None:
+    # Legitimate (a sender may not know the key), so not an error: it matches no alert.
+    assert map_document({"heartbeat": {"status": "up"}}, UPTIME) == Resolve("", "generic:uptime")

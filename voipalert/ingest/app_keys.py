@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -24,4 +25,4 @@ CONFIG = web.AppKey("config", IngestConfig)
 CLOCK = web.AppKey("clock", Clock)
 WAKE: web.AppKey[Callable[[], None]] = web.AppKey("wake")
 SIP_STATE: web.AppKey[Callable[[], SipState]] = web.AppKey("sip_state")
-OPENAPI = web.AppKey("openapi", bytes)
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from voipalert.domain.alert import NewAlert, Severity
 from voipalert.domain.rota import PolicyName, TeamName
@@ -108,10 +108,11 @@ def _dedup_key(document: object, mapping: GenericMapping) -> str | None:
 def map_document(document: object, mapping: GenericMapping) -> Event:
     """The event the document stands for, or ``MappingError`` naming what is missing."""
     key = _dedup_key(document, mapping)
+    labels = _labels(document, mapping)  # checked for a resolve too: the schema says so
     if _is_resolved(document, mapping):
-        if key is None:
-            raise MappingError("dedup_key", "a resolved event needs a dedup key to close")
-        return Resolve(key, mapping.source)
+        # Without a key a "resolved" names nothing to close: an empty key matches no alert,
+        # so the sender hears "not_open" rather than an error for a legitimate message.
+        return Resolve(key or "", mapping.source)
     summary = clean_text(_scalar_text(lookup(document, mapping.summary)) or "", MAX_SUMMARY_CHARS)
     if not summary:
         raise MappingError("summary", f"no text at {mapping.summary!r}")
@@ -126,7 +127,68 @@ def map_document(document: object, mapping: GenericMapping) -> Event:
         source=mapping.source,
         dedup_key=key,
         fields={"body": body},
-        labels=_labels(document, mapping),
+        labels=labels,
         team=TeamName(mapping.team) if mapping.team else None,
         policy=PolicyName(mapping.policy) if mapping.policy else None,
     )
+
+
+# ------------------------------------------------------------------ the document's schema
+
+_SCALAR_TEXT: Final[dict[str, Any]] = {
+    "anyOf": [{"type": "string", "pattern": "[^\\x00-\\x20\\x7f]"}, {"type": "number"}]
+}
+
+
+def _insert(tree: dict[str, Any], path: str, leaf: dict[str, Any], required: bool) -> None:
+    parts = path.split(".")
+    node = tree
+    for part in parts[:-1]:
+        if part.isdigit():
+            return  # list indexes: the document schema stops constraining here
+        child = node.setdefault(part, {"children": {}, "required": False})
+        child["required"] = child["required"] or required
+        node = child["children"]
+    if parts[-1].isdigit():
+        return
+    node[parts[-1]] = {"leaf": leaf, "required": required, "children": {}}
+
+
+def _render(tree: dict[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    required = []
+    for name, node in tree.items():
+        if "leaf" in node:
+            properties[name] = node["leaf"]
+        elif node["required"]:
+            properties[name] = _render(node["children"])
+        else:
+            # An optional branch that is not an object is simply not there for the lookup.
+            properties[name] = {"anyOf": [{"not": {"type": "object"}}, _render(node["children"])]}
+        if node["required"]:
+            required.append(name)
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = sorted(required)
+    return schema
+
+
+def document_schema(mapping: GenericMapping) -> dict[str, Any]:
+    """The JSON schema of the documents this mapping accepts (for the OpenAPI document):
+    the summary's path must hold text or a number; the dedup key's, when present, a scalar;
+    the labels', when present, an object."""
+    tree: dict[str, Any] = {}
+    if mapping.dedup_key is not None:
+        _insert(tree, mapping.dedup_key, {"type": ["string", "number", "null"]}, False)
+    if mapping.labels is not None:
+        _insert(tree, mapping.labels, {"type": "object"}, False)
+    if mapping.resolved is None:
+        _insert(tree, mapping.summary, _SCALAR_TEXT, True)
+        return _render(tree)
+    # A resolved event needs no summary: require it only when the flag is not "resolved".
+    flag_values = [*mapping.resolved_values, True]
+    resolved_tree: dict[str, Any] = {}
+    _insert(resolved_tree, mapping.resolved, {"enum": flag_values}, True)
+    summary_tree: dict[str, Any] = {}
+    _insert(summary_tree, mapping.summary, _SCALAR_TEXT, True)
+    return {**_render(tree), "anyOf": [_render(resolved_tree), _render(summary_tree)]}

@@ -7,6 +7,7 @@ schemathesis against the live server to hold it to that.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -16,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from voipalert import __version__
 from voipalert.domain.alert import AlertStatus
 from voipalert.ingest.config import HttpConfig
+from voipalert.ingest.mapping import document_schema
 from voipalert.ingest.schemas import (
     DB_ID_MAX,
     MAX_NAME_CHARS,
@@ -202,19 +204,7 @@ def _alert_paths() -> dict[str, Any]:
 
 def _hook_paths(config: HttpConfig) -> dict[str, Any]:
     accepted = {202: _json(HookOut, "every alert of the payload is committed")}
-    name_schema: dict[str, Any] = {"type": "string"}
-    if config.generic_hooks:
-        name_schema["enum"] = sorted(config.generic_hooks)
-    generic = _operation(
-        "postGenericHook",
-        "Any JSON document, mapped to an alert by the hook's configured paths",
-        _responses(accepted, (400, 401, 403, 404, 413, 422, 503)),
-        scope="trigger",
-        signed=True,
-        body={},
-        parameters=[{"name": "name", "in": "path", "required": True, "schema": name_schema}],
-    )
-    return {
+    paths: dict[str, Any] = {
         "/api/v1/hooks/alertmanager": {
             "post": _operation(
                 "postAlertmanager",
@@ -235,8 +225,57 @@ def _hook_paths(config: HttpConfig) -> dict[str, Any]:
                 body=_ref(GrafanaPayload),
             )
         },
-        "/api/v1/hooks/generic/{name}": {"post": generic},
     }
+    # Each configured generic hook is its own path, its body described by its mapping.
+    for name, mapping in sorted(config.generic_hooks.items()):
+        paths[f"/api/v1/hooks/generic/{name}"] = {
+            "post": _operation(
+                f"postGeneric_{name}",
+                f"Generic webhook {name!r}: JSON mapped to an alert by its configured paths",
+                _responses(accepted, _TRIGGER_ERRORS),
+                scope="trigger",
+                signed=True,
+                body=document_schema(mapping),
+            )
+        }
+    name_schema: dict[str, Any] = {"type": "string"}
+    if config.generic_hooks:
+        name_schema["not"] = {"enum": sorted(config.generic_hooks)}
+    paths["/api/v1/hooks/generic/{name}"] = {
+        "post": _operation(
+            "postGeneric",
+            "Generic webhook by name: 404 unless [hooks.generic.NAME] configures it (the "
+            "configured ones are listed above with their own body schema)",
+            _responses(accepted, (400, 401, 403, 404, 413, 422, 503)),
+            scope="trigger",
+            signed=True,
+            body={},
+            parameters=[{"name": "name", "in": "path", "required": True, "schema": name_schema}],
+        )
+    }
+    return paths
+
+
+def with_targets(document: dict[str, Any], teams: list[str], policies: list[str]) -> dict[str, Any]:
+    """The document with the rota's team and policy names as the only values ``AlertIn``
+    takes (the rota can change while the server runs, so this is done per request)."""
+    copy: dict[str, Any] = json.loads(json.dumps(document))
+    properties = copy["components"]["schemas"]["AlertIn"]["properties"]
+    for field, names in (("team", teams), ("policy", policies)):
+        choices: list[dict[str, Any]] = [{"type": "null"}]
+        if names:
+            choices.insert(0, {"type": "string", "enum": sorted(names)})
+        properties[field] = {**properties[field], "anyOf": choices}
+    # A mass alert calls a whole team: it needs one.
+    copy["components"]["schemas"]["AlertIn"]["if"] = {
+        "properties": {"kind": {"const": "mass"}},
+        "required": ["kind"],
+    }
+    copy["components"]["schemas"]["AlertIn"]["then"] = {
+        "properties": {"team": {"type": "string"}},
+        "required": ["team"],
+    }
+    return copy
 
 
 def _probe_paths() -> dict[str, Any]:

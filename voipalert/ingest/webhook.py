@@ -44,7 +44,7 @@ from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
-from voipalert.ingest.openapi import build_openapi
+from voipalert.ingest.openapi import build_openapi, with_targets
 from voipalert.ingest.schemas import (
     DB_ID_MAX,
     MAX_NAME_CHARS,
@@ -226,7 +226,11 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+    rota = await request.app[STORE].load_rota()
+    document = with_targets(
+        request.app[OPENAPI], [t.name for t in rota.teams], [p.name for p in rota.policies]
+    )
+    return web.Response(body=json.dumps(document).encode(), content_type="application/json")
 
 
 # ------------------------------------------------------------------ app
@@ -258,7 +262,7 @@ def build_app(
     app[METRICS] = app_metrics
     app[AUTH] = Authenticator(store, tables, config.http, clock)
     app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
-    app[OPENAPI] = json.dumps(build_openapi(config.http)).encode()
+    app[OPENAPI] = build_openapi(config.http)
     routes = [
         web.post(f"{API}/alerts", create_alert),
         web.get(f"{API}/alerts", list_alerts, allow_head=False),
