@@ -191,6 +191,22 @@ async def test_mail_stays_unread_until_its_alert_is_committed(
             blocker.execute("ROLLBACK")
             blocker.close()
         assert len(await mailbox.unseen_subjects()) == 1  # not marked: nothing was stored
+        # The running loop survives the same failure and picks the message up afterwards.
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        failures = _FailureSeen()
+        logger = logging.getLogger("voipalert.imap")
+        logger.addHandler(failures)
+        try:
+            async with asyncio.TaskGroup() as group:
+                task = group.create_task(poller.run())
+                async with asyncio.timeout(10):
+                    await failures.seen.wait()
+                blocker.execute("ROLLBACK")
+                task.cancel()
+        finally:
+            logger.removeHandler(failures)
+            blocker.close()
         assert (await poller.poll_once()).committed == 1
         assert await mailbox.unseen_subjects() == []
         assert len((await store.list_alerts()).alerts) == 1

@@ -72,8 +72,9 @@ class ImapPoller:
         self._refused: set[tuple[bytes, str]] = set()  # (UIDVALIDITY, UID) already logged
 
     async def run(self) -> None:
-        """Poll every ``poll_interval_seconds`` until cancelled; a failed poll is logged and
-        retried at the next interval."""
+        """Poll every ``poll_interval_seconds`` until cancelled. A failed poll (server down,
+        refused login, database busy) is logged and retried at the next interval: the poller
+        never takes the application down with it."""
         while True:
             try:
                 result = await self.poll_once()
@@ -84,6 +85,8 @@ class ImapPoller:
                     )
             except (ImapError, aioimaplib.AioImapException, OSError, TimeoutError) as exc:
                 log.warning("IMAP poll failed: %s", exc, extra={"host": self._config.host})
+            except Exception:
+                log.exception("IMAP poll failed", extra={"host": self._config.host})
             await asyncio.sleep(self._config.poll_interval_seconds)
 
     def _client(self) -> Any:
