@@ -92,3 +92,13 @@ async def test_schemathesis_finds_nothing_against_the_live_server(
     assert "passed" in report and "failed" not in report.split("SUMMARY")[-1], report
     # It really exercised the API: alerts were created through it.
     assert (await api.store.list_alerts()).alerts
+
+
+def test_signatures_can_be_switched_off() -> None:
+    from voipalert.ingest.openapi import build_openapi
+
+    doc = build_openapi(HttpConfig(signature_headers=()))
+    assert "signature" not in doc["components"]["securitySchemes"]
+    assert doc["paths"]["/api/v1/hooks/grafana"]["post"]["security"] == [{"bearer": []}]
+    signed = build_openapi(HttpConfig())
+    assert {"signature": []} in signed["paths"]["/api/v1/hooks/grafana"]["post"]["security"]

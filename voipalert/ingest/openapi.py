@@ -318,7 +318,7 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
         + [(m, "serialization") for m in _RESPONSE_MODELS],
         ref_template=REF,
     )
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "voipalert",
@@ -329,15 +329,22 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"},
-                "signature": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": config.signature_headers[0],
-                    "description": "hex HMAC-SHA256 of the body (or of 'timestamp:body' with "
-                    "the Unix time in " + ", ".join(config.timestamp_headers) + ") keyed "
-                    "with the token's signing secret; grants the trigger scope only",
-                },
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"}
             },
         },
     }
+    if config.signature_headers:
+        document["components"]["securitySchemes"]["signature"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": config.signature_headers[0],
+            "description": "hex HMAC-SHA256 of the body (or of 'timestamp:body' with the Unix "
+            "time in " + ", ".join(config.timestamp_headers) + ") keyed with the token's "
+            "signing secret; grants the trigger scope only",
+        }
+    else:  # signatures switched off: bearer tokens only
+        for item in document["paths"].values():
+            for op in item.values():
+                if "security" in op:
+                    op["security"] = [{"bearer": []}]
+    return document
