@@ -124,3 +124,108 @@ def test_password_without_username(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOIPALERT_SIP__PASSWORD", "x")
     with pytest.raises(ConfigError, match="username"):
         load_settings()
+
+
+# ---------------------------------------------------------------- trigger side
+
+
+INGEST_TOML = """
+[http]
+max_body_bytes = 65536
+require_signature_timestamp = true
+default_severity = "error"
+
+[smtp]
+allowed_senders = ["@monitor.example.org"]
+recipients = ["Oncall@Alerts.example.org"]
+allowed_networks = ["10.0.0.0/8"]
+
+[[smtp.rules]]
+name = "backup"
+subject = "^Backup job (?P<job>\\\\S+) FAILED"
+dedup_key = "backup/{job}"
+team = "storage"
+
+[[smtp.rules]]
+name = "nagios"
+sender = "^nagios@"
+monitoring = true
+team = "ops"
+
+[imap]
+enabled = true
+host = "imap.example.org"
+username = "alerts"
+password = "imap-secret"
+move_to = "Processed"
+
+[[routes]]
+name = "db"
+team = "dba"
+policy = "dba-default"
+subject = "(?i)database"
+labels = { env = "prod" }
+
+[[routes]]
+name = "rest"
+team = "ops"
+default = true
+
+[hooks.generic.uptime]
+summary = "monitor.name"
+dedup_key = "monitor.id"
+resolved = "heartbeat.status"
+resolved_values = ["1", "UP"]
+"""
+
+
+def test_trigger_sections_map_onto_the_ingest_config(tmp_path: Path) -> None:
+    from voipalert.domain.alert import Severity
+    from voipalert.settings import ingest_config
+
+    config = ingest_config(load_settings(write(tmp_path, INGEST_TOML)))
+    assert config.http.max_body_bytes == 65536 and config.http.require_signature_timestamp
+    assert config.http.default_severity is Severity.ERROR
+    backup, nagios = config.email_rules
+    assert backup.subject is not None and backup.subject.search("Backup job vm FAILED")
+    assert backup.dedup_key == "backup/{job}" and backup.team == "storage"
+    assert nagios.monitoring and nagios.sender is not None
+    assert config.smtp.recipients == ("oncall@alerts.example.org",)
+    assert [str(n) for n in config.smtp.allowed_networks] == ["10.0.0.0/8"]
+    assert config.imap is not None and config.imap.password == "imap-secret"
+    assert config.imap.move_to == "Processed"
+    db, rest = config.routes
+    assert db.labels == (("env", "prod"),) and db.subject == "(?i)database"
+    assert rest.default and rest.policy is None
+    uptime = config.http.generic_hooks["uptime"]
+    assert uptime.source == "generic:uptime" and uptime.resolved_values == ("1", "up")
+
+
+def test_trigger_defaults() -> None:
+    from voipalert.settings import ingest_config
+
+    config = ingest_config(load_settings())
+    assert config.imap is None and config.routes == () and config.email_rules == ()
+    assert [str(n) for n in config.smtp.allowed_networks] == ["127.0.0.0/8", "::1/128"]
+    assert config.http.signature_headers[0] == "X-Voipalert-Signature"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[[smtp.rules]]\nname = "x"\nsubject = "(unclosed"\n', "smtp.rules.0.subject"),
+        ('[[routes]]\nname = "x"\n', "routes.0"),
+        ('[[routes]]\nname = "x"\nteam = "t"\nsubject = "*"\n', "routes.0.subject"),
+        ("[imap]\nenabled = true\n", "imap"),
+        ('[hooks.generic."bad name"]\nsummary = "a"\n', "hooks.generic"),
+        ('[hooks.generic.x]\nseverity = "s"\n', "hooks.generic.x.summary"),
+        ("[http]\nmax_body_bytes = 10\n", "http.max_body_bytes"),
+        ('[http]\nsignature_headers = ["Bad Header"]\n', "http.signature_headers.0"),
+        ('[smtp]\nallowed_networks = ["10.0.0.1/33"]\n', "smtp.allowed_networks.0"),
+    ],
+)
+def test_trigger_config_errors_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text))
+    assert any(problem.startswith(key) for problem in caught.value.problems), caught.value.problems
+    assert "imap-secret" not in str(caught.value)

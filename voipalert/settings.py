@@ -32,7 +32,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from voipalert.domain.alert import Severity
+from voipalert.domain.rota import PolicyName, Route, TeamName
 from voipalert.errors import ConfigError
+from voipalert.ingest.config import LOOPBACK, HttpConfig, ImapConfig, IngestConfig, SmtpConfig
+from voipalert.ingest.email_parse import EmailRule, RuleAction
+from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES, GenericMapping
 from voipalert.tts.config import RenderConfig, TtsConfig
 from voipalert.tts.pronounce import supported_languages
 
@@ -62,6 +67,19 @@ def _check_sip_uri(value: str | None) -> str | None:
     if port is not None and not 1 <= int(port) <= 65535:
         raise ValueError(f"port {port} out of range 1-65535 in {value!r}")
     return value
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+HookName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 class _Section(BaseModel):
@@ -239,6 +257,60 @@ class TtsSettings(_Section):
 class HttpSettings(_Section):
     host: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
     port: Port = 8080
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, le=64 * 1_048_576, description="larger bodies get 413"
+    )
+    signature_headers: list[HeaderName] = Field(
+        default_factory=lambda: ["X-Voipalert-Signature", "X-Grafana-Alerting-Signature"],
+        description="headers that may carry an HMAC-SHA256 body signature, for webhook "
+        "senders that cannot send 'Authorization: Bearer' (first present wins)",
+    )
+    timestamp_headers: list[HeaderName] = Field(
+        default_factory=lambda: ["X-Voipalert-Timestamp"],
+        description="headers that may carry the Unix time signed with the body "
+        "(Grafana: the contact point's 'Timestamp Header')",
+    )
+    signature_max_age_seconds: int = Field(
+        default=300, ge=1, description="a signed timestamp further from now is refused"
+    )
+    require_signature_timestamp: bool = Field(
+        default=False, description="refuse signatures without a timestamp (replay protection)"
+    )
+    token_cache_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="a revoked token stops working within this time"
+    )
+    default_severity: Severity = Field(
+        default=Severity.CRITICAL,
+        description="for webhook alerts without a recognisable severity label",
+    )
+
+
+class EmailRuleSettings(_Section):
+    """One ``[[smtp.rules]]`` entry (the IMAP poller uses the same rules)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    sender: str | None = Field(default=None, description="regex searched in the sender")
+    recipient: str | None = Field(default=None, description="regex searched in each recipient")
+    subject: str | None = Field(default=None, description="regex searched in the subject")
+    body: str | None = Field(default=None, description="regex searched in the text body")
+    action: Literal["trigger", "resolve"] = "trigger"
+    severity: Severity | None = Field(
+        default=None, description='default: the "severity" group, else critical'
+    )
+    summary: str | None = Field(
+        default=None, description='template, "{group}" replaced; default: the subject'
+    )
+    dedup_key: str | None = Field(default=None, description='template, e.g. "{host}/{service}"')
+    team: str | None = None
+    policy: str | None = None
+    source: str = Field(default="email", pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+    monitoring: bool = Field(
+        default=False,
+        description="parse with the built-in Nagios/Icinga/Zabbix parser; the rule adds its "
+        "team, policy and source",
+    )
+
+    _regexes = field_validator("sender", "recipient", "subject", "body")(_check_regex)
 
 
 class SmtpSettings(_Section):
@@ -246,6 +318,95 @@ class SmtpSettings(_Section):
     host: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
     port: Port = 2525
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
+    hostname: str = Field(default="voipalert", description="name in the SMTP greeting")
+    allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=lambda: list(LOOPBACK),
+        description="clients outside these networks are refused",
+    )
+    allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='envelope senders accepted: "user@host" or "@domain"; empty: any',
+    )
+    recipients: list[str] = Field(
+        default_factory=list, description="the dedicated addresses accepted; empty: any"
+    )
+    builtin_rules: bool = Field(
+        default=True,
+        description="after the configured rules, read Nagios/Icinga/Zabbix PROBLEM and "
+        "RECOVERY subjects",
+    )
+    rules: list[EmailRuleSettings] = Field(default_factory=list)
+
+
+class ImapSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 993
+    tls: bool = Field(default=True, description="IMAPS; false only for a loopback server")
+    username: str | None = None
+    password: SecretStr | None = None
+    mailbox: str = "INBOX"
+    poll_interval_seconds: float = Field(default=60.0, ge=1)
+    move_to: str | None = Field(
+        default=None, description="folder for processed mail; default: mark it seen and leave it"
+    )
+    allowed_senders: list[str] = Field(
+        default_factory=list, description='From addresses accepted: "user@host" or "@domain"'
+    )
+    max_message_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @model_validator(mode="after")
+    def _check_account(self) -> ImapSettings:
+        if self.enabled and (self.username is None or self.password is None):
+            raise ValueError("an enabled IMAP poller needs username and password")
+        return self
+
+
+class RouteSettings(_Section):
+    """One ``[[routes]]`` entry: tried before the rota's own routes."""
+
+    name: str = Field(min_length=1, max_length=100)
+    team: str | None = None
+    policy: str | None = None
+    source: str | None = None
+    severity: Severity | None = None
+    subject: str | None = Field(default=None, description="regex searched in the summary")
+    labels: dict[str, str] = Field(default_factory=dict)
+    default: bool = False
+
+    _subject = field_validator("subject")(_check_regex)
+
+    @model_validator(mode="after")
+    def _check_target(self) -> RouteSettings:
+        if self.team is None and self.policy is None:
+            raise ValueError("a route needs a team, a policy or both")
+        return self
+
+
+class GenericHookSettings(_Section):
+    """``[hooks.generic.NAME]``: where POST /api/v1/hooks/generic/NAME finds each part."""
+
+    summary: str = Field(description="dotted path to the text, e.g. alert.title")
+    severity: str | None = None
+    dedup_key: str | None = None
+    resolved: str | None = Field(default=None, description="path to the resolved flag")
+    resolved_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RESOLVED_VALUES),
+        description="values (lower case) at the resolved path that mean resolved",
+    )
+    labels: str | None = Field(default=None, description="path to an object of labels")
+    source: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$",
+        description='default: "generic:NAME"',
+    )
+    default_severity: Severity = Severity.CRITICAL
+    team: str | None = None
+    policy: str | None = None
+
+
+class HooksSettings(_Section):
+    generic: dict[HookName, GenericHookSettings] = Field(default_factory=dict)
 
 
 class DatabaseSettings(_Section):
@@ -279,6 +440,17 @@ class EngineSettings(_Section):
     ack_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = "1"
 
 
+class CallSettings(_Section):
+    """The call script every alert call follows."""
+
+    repetitions: int = Field(
+        default=3, ge=1, le=10, description="times the message is said when nobody presses a key"
+    )
+    pause_seconds: float = Field(
+        default=3.0, ge=0.5, le=30, description="silence after each menu, listening for a key"
+    )
+
+
 class Settings(BaseSettings):
     """Everything voipalert can be told. Each section is one ``[table]`` in the TOML file."""
 
@@ -295,8 +467,12 @@ class Settings(BaseSettings):
     tts: TtsSettings = TtsSettings()
     http: HttpSettings = HttpSettings()
     smtp: SmtpSettings = SmtpSettings()
+    imap: ImapSettings = ImapSettings()
+    routes: list[RouteSettings] = Field(default_factory=list)
+    hooks: HooksSettings = HooksSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
+    call: CallSettings = CallSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -368,3 +544,100 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, secrets replaced by ``**********``."""
     return settings.model_dump(mode="json", exclude_none=False)
+
+
+# ---------------------------------------------------------------- mapping onto the cores
+
+
+def _email_rule(rule: EmailRuleSettings) -> EmailRule:
+    def compiled(pattern: str | None) -> re.Pattern[str] | None:
+        return re.compile(pattern) if pattern is not None else None
+
+    return EmailRule(
+        name=rule.name,
+        sender=compiled(rule.sender),
+        recipient=compiled(rule.recipient),
+        subject=compiled(rule.subject),
+        body=compiled(rule.body),
+        action=RuleAction(rule.action),
+        severity=rule.severity,
+        summary=rule.summary,
+        dedup_key=rule.dedup_key,
+        team=rule.team,
+        policy=rule.policy,
+        source=rule.source,
+        monitoring=rule.monitoring,
+    )
+
+
+def _route(route: RouteSettings) -> Route:
+    return Route(
+        name=route.name,
+        policy=PolicyName(route.policy) if route.policy else None,
+        team=TeamName(route.team) if route.team else None,
+        source=route.source,
+        severity=route.severity.value if route.severity else None,
+        subject=route.subject,
+        labels=tuple(sorted(route.labels.items())),
+        default=route.default,
+    )
+
+
+def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
+    return GenericMapping(
+        summary=hook.summary,
+        severity=hook.severity,
+        dedup_key=hook.dedup_key,
+        resolved=hook.resolved,
+        resolved_values=tuple(v.lower() for v in hook.resolved_values),
+        labels=hook.labels,
+        source=hook.source or f"generic:{name}",
+        default_severity=hook.default_severity,
+        team=hook.team,
+        policy=hook.policy,
+    )
+
+
+def _imap(imap: ImapSettings) -> ImapConfig | None:
+    if not imap.enabled or imap.username is None or imap.password is None:
+        return None
+    return ImapConfig(
+        host=imap.host,
+        port=imap.port,
+        username=imap.username,
+        password=imap.password.get_secret_value(),
+        tls=imap.tls,
+        mailbox=imap.mailbox,
+        poll_interval_seconds=imap.poll_interval_seconds,
+        move_to=imap.move_to,
+        allowed_senders=tuple(imap.allowed_senders),
+        max_message_bytes=imap.max_message_bytes,
+    )
+
+
+def ingest_config(settings: Settings) -> IngestConfig:
+    """The trigger side's configuration (HTTP API, webhooks, e-mail, routes)."""
+    http, smtp = settings.http, settings.smtp
+    return IngestConfig(
+        routes=tuple(_route(r) for r in settings.routes),
+        http=HttpConfig(
+            max_body_bytes=http.max_body_bytes,
+            signature_headers=tuple(http.signature_headers),
+            timestamp_headers=tuple(http.timestamp_headers),
+            signature_max_age_seconds=http.signature_max_age_seconds,
+            require_signature_timestamp=http.require_signature_timestamp,
+            token_cache_seconds=http.token_cache_seconds,
+            generic_hooks={n: _generic(n, h) for n, h in settings.hooks.generic.items()},
+            default_severity=http.default_severity,
+        ),
+        email_rules=tuple(_email_rule(r) for r in smtp.rules),
+        builtin_email_parser=smtp.builtin_rules,
+        smtp=SmtpConfig(
+            hostname=smtp.hostname,
+            max_message_bytes=smtp.max_message_bytes,
+            allowed_networks=tuple(smtp.allowed_networks),
+            allowed_senders=tuple(smtp.allowed_senders),
+            recipients=tuple(r.lower() for r in smtp.recipients),
+        ),
+        imap=_imap(settings.imap),
+    )

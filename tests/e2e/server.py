@@ -65,7 +65,8 @@ routes:
 
 def team_rota(testbed: Testbed, bots: list[str]) -> str:
     people = "".join(
-        f"  - name: {bot}-person\n    language: en\n    contacts:\n      - sip: {testbed.uri(bot)}\n"
+        f"  - name: {bot}-person\n    language: en\n"
+        f"    contacts:\n      - sip: {testbed.uri(bot)}\n"
         for bot in bots
     )
     members = ", ".join(f"{bot}-person" for bot in bots)
@@ -99,12 +100,16 @@ class Server:
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
-    async def start(self) -> None:
+    def spawn(self) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "voipalert", "serve"], env=self.env, cwd=self.directory,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
+        return self.process
+
+    async def start(self) -> None:
+        self.process = self.spawn()
         async with asyncio.timeout(60):
             while not await self._healthy():
                 if self.process.poll() is not None:
@@ -134,9 +139,10 @@ class Server:
 
     async def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.token}"}
-        async with aiohttp.ClientSession() as http, http.request(
-            method, self.url + path, json=body, headers=headers
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, self.url + path, json=body, headers=headers) as response,
+        ):
             return response.status, await response.json()
 
     async def alert(self, alert_id: int) -> dict[str, Any]:

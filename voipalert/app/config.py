@@ -10,6 +10,7 @@ import ssl
 
 from voipalert import __version__
 from voipalert.calls import MediaConfig
+from voipalert.callscript import ScriptConfig
 from voipalert.engine import EngineConfig
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import AckMenu
@@ -92,3 +93,11 @@ def engine_config(settings: Settings) -> EngineConfig:
 def store_config(settings: Settings) -> StoreConfig:
     database = settings.database
     return StoreConfig(busy_timeout_ms=database.busy_timeout_ms, synchronous=database.synchronous)
+
+
+def script_config(settings: Settings) -> ScriptConfig:
+    return ScriptConfig(
+        ack_digit=settings.engine.ack_digit,
+        repetitions=settings.call.repetitions,
+        pause_seconds=settings.call.pause_seconds,
+    )

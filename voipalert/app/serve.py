@@ -28,6 +28,7 @@ from aiohttp import web
 from voipalert.app.config import (
     engine_config,
     media_config,
+    script_config,
     sip_bind,
     sip_tls,
     store_config,
@@ -204,7 +205,9 @@ async def _check_languages(store: Store, speech: Speech) -> None:
 async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
     ua = ua_config(settings)
     bind = sip_bind(settings)
-    phone = Phone(ua, bind, media_config(settings), tls=sip_tls(settings))
+    phone = Phone(
+        ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings)
+    )
     try:
         await phone.start(register=ua.registrar is not None)
     except OSError as exc:

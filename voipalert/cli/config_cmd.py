@@ -26,6 +26,32 @@ def _toml_line(key: str, value: Any) -> str:
     return f"{key} = {json.dumps(value, ensure_ascii=False)}"
 
 
+def _is_table(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _table_lines(name: str, values: dict[str, Any], array: bool = False) -> list[str]:
+    """``[name]`` (or ``[[name]]``) with its plain keys, then its sub-tables, recursively."""
+    lines = ["", f"[[{name}]]" if array else f"[{name}]"]
+    nested: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if _is_table(value) or _is_table_array(value):
+            nested.append((key, value))
+        else:
+            lines.append(_toml_line(key, value))
+    for key, value in nested:
+        if _is_table_array(value):
+            for item in value:
+                lines += _table_lines(f"{name}.{key}", item, array=True)
+        else:
+            lines += _table_lines(f"{name}.{key}", value)
+    return lines
+
+
 def run_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     effective = masked_dump(settings)
@@ -35,7 +61,11 @@ def run_check(args: argparse.Namespace) -> int:
     source = config_path(args.config)
     print(f"# configuration OK; file: {source if source else '(none: defaults + environment)'}")
     for section, values in effective.items():
-        print(f"\n[{section}]")
-        for key, value in values.items():
-            print(_toml_line(key, value))
+        if _is_table(values):
+            print("\n".join(_table_lines(section, values)))
+        elif _is_table_array(values):
+            for item in values:
+                print("\n".join(_table_lines(section, item, array=True)))
+        else:
+            print(f"\n{_toml_line(section, values)}")
     return 0

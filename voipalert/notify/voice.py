@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
 from voipalert.calls import CallReport, Phone
-from voipalert.callscript import MESSAGE, ScriptConfig
+from voipalert.callscript import MESSAGE
 from voipalert.domain.rota import Contact, ContactKind
 from voipalert.logs import log_context
 from voipalert.notify import Notification, NotifyOutcome, NotifyResult
@@ -92,7 +93,9 @@ class VoiceNotifier:
             return NotifyResult(NotifyOutcome.FAILED, detail=f"bad contact: {exc}")
         fields: dict[str, object] = {"summary": n.text, **n.fields}
         prompts = SpokenPrompts(self._speech, n.language, fields)
-        script = ScriptConfig(ack_digit=n.menu.ack_digit, repeat_digit=n.menu.repeat_digit)
+        script = replace(
+            self._phone.script, ack_digit=n.menu.ack_digit, repeat_digit=n.menu.repeat_digit
+        )
         try:
             with log_context(alert_id=n.alert_id, call_id=n.attempt_key):
                 report = await self._phone.call(

@@ -1,0 +1,119 @@
+"""Statements the trigger side needs that the store does not offer (yet): the token list
+and the signing keys (the store has create, verify and revoke), the readiness probe, and the
+counts behind ``/metrics``.
+
+TO MOVE INTO ``voipalert/store``: this module only exists because the store package belongs
+to another branch while this one is built. It reaches the store's single connection through
+``Store._db`` and uses the store's own ``transaction()``, so it keeps the store's rules (one
+writer, short transactions, nothing awaited on the network inside one). Every statement here
+targets tables of migration 0001 (``api_tokens``, ``meta``, ``alerts``, ``attempts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from voipalert.clock import Clock
+from voipalert.store import ApiToken, Scope, Store
+from voipalert.store.db import from_db, from_db_opt, to_db
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A live token that may sign webhook bodies (``ingest.tokens``)."""
+
+    name: str
+    scopes: frozenset[Scope]
+    secret: str  # the stored SHA-256 of the token
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    alerts_by_status: Mapping[str, int]
+    attempts_by_outcome: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCall:
+    outcome: str
+    ended_at: datetime
+    setup_seconds: float  # dial to answer, or to the end when never answered
+
+
+def _scopes(text: str) -> frozenset[Scope]:
+    known = {s.value for s in Scope}
+    return frozenset(Scope(word) for word in text.split() if word in known)
+
+
+class ApiTables:
+    """Token listing and signing keys, the readiness probe, the figures behind ``/metrics``."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._db = store._db  # see the module docstring
+        self._clock = clock
+
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, by name (never their secrets)."""
+        async with self._db.transaction(write=False, what="list API tokens") as conn:
+            rows = await conn.execute_fetchall("SELECT * FROM api_tokens ORDER BY name")
+        return [
+            ApiToken(
+                r["id"],
+                r["name"],
+                _scopes(r["scopes"]),
+                from_db(r["created_at"]),
+                from_db_opt(r["last_used_at"]),
+                from_db_opt(r["revoked_at"]),
+            )
+            for r in rows
+        ]
+
+    async def signing_keys(self) -> list[SigningKey]:
+        """The live tokens, with the digest each one signs with."""
+        async with self._db.transaction(write=False, what="list signing keys") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT name, scopes, token_sha256 FROM api_tokens WHERE revoked_at IS NULL "
+                "ORDER BY id"
+            )
+        return [SigningKey(r["name"], _scopes(r["scopes"]), r["token_sha256"]) for r in rows]
+
+    async def probe_writable(self) -> None:
+        """Commit one small write (``StoreError``, or sqlite3's, when the disk refuses)."""
+        async with self._db.transaction(write=True, what="readiness probe") as conn:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('ready_probe_at', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (to_db(self._clock.now_utc()),),
+            )
+
+    async def counts(self) -> Counts:
+        async with self._db.transaction(write=False, what="count alerts and calls") as conn:
+            alerts = await conn.execute_fetchall(
+                "SELECT status, count(*) AS n FROM alerts GROUP BY status"
+            )
+            attempts = await conn.execute_fetchall(
+                "SELECT coalesce(outcome, state) AS o, count(*) AS n FROM attempts GROUP BY o"
+            )
+        return Counts({r["status"]: r["n"] for r in alerts}, {r["o"]: r["n"] for r in attempts})
+
+    async def calls_finished_after(
+        self, after: datetime, limit: int = 10_000
+    ) -> list[FinishedCall]:
+        """Dialled calls that ended after ``after``, oldest end first."""
+        async with self._db.transaction(write=False, what="read finished calls") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT outcome, started_at, answered_at, ended_at FROM attempts "
+                "WHERE ended_at > ? AND started_at IS NOT NULL AND outcome IS NOT NULL "
+                "ORDER BY ended_at LIMIT ?",
+                (to_db(after), limit),
+            )
+        calls = []
+        for row in rows:
+            started = from_db(row["started_at"])
+            ended = from_db(row["ended_at"])
+            answered = from_db_opt(row["answered_at"])
+            setup = ((answered or ended) - started).total_seconds()
+            calls.append(FinishedCall(row["outcome"], ended, max(0.0, setup)))
+        return calls

@@ -1,0 +1,28 @@
+"""The typed keys of the HTTP app's state (aiohttp ``web.AppKey``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from voipalert.clock import Clock
+from voipalert.ingest.api_sql import ApiTables
+from voipalert.ingest.auth import Authenticator
+from voipalert.ingest.config import IngestConfig
+from voipalert.ingest.health import SipState
+from voipalert.ingest.intake import Intake
+from voipalert.ingest.metrics import IngestMetrics
+from voipalert.store import Store
+
+STORE = web.AppKey("store", Store)
+TABLES = web.AppKey("tables", ApiTables)
+INTAKE = web.AppKey("intake", Intake)
+AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", IngestMetrics)
+CONFIG = web.AppKey("config", IngestConfig)
+CLOCK = web.AppKey("clock", Clock)
+WAKE: web.AppKey[Callable[[], None]] = web.AppKey("wake")
+SIP_STATE: web.AppKey[Callable[[], SipState]] = web.AppKey("sip_state")
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

@@ -1,0 +1,75 @@
+"""The trigger side's own configuration (pure: no I/O).
+
+Like aioquic's ``QuicConfiguration``, the ingest package owns these frozen dataclasses; the
+composition root fills them from ``voipalert.settings`` (``settings.ingest_config``), so
+nothing here reads files or the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from voipalert.domain.alert import Severity
+from voipalert.domain.rota import Route
+from voipalert.ingest.email_parse import EmailRule
+from voipalert.ingest.mapping import GenericMapping
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: Final[tuple[IpNetwork, ...]] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    max_body_bytes: int = 1_048_576
+    # Where a body signature may come (the first one present is checked) and where its
+    # optional Unix timestamp is (Grafana: "Timestamp Header"); see ingest.tokens.
+    signature_headers: tuple[str, ...] = ("X-Voipalert-Signature", "X-Grafana-Alerting-Signature")
+    timestamp_headers: tuple[str, ...] = ("X-Voipalert-Timestamp",)
+    signature_max_age_seconds: int = 300
+    require_signature_timestamp: bool = False
+    # A revoked token keeps working at most this long in a running server.
+    token_cache_seconds: float = 5.0
+    generic_hooks: Mapping[str, GenericMapping] = field(default_factory=dict)
+    default_severity: Severity = Severity.CRITICAL
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    hostname: str = "voipalert"
+    max_message_bytes: int = 1_048_576
+    allowed_networks: tuple[IpNetwork, ...] = LOOPBACK
+    allowed_senders: tuple[str, ...] = ()  # empty: any sender from an allowed network
+    recipients: tuple[str, ...] = ()  # empty: any recipient
+
+
+@dataclass(frozen=True, slots=True)
+class ImapConfig:
+    host: str
+    port: int
+    username: str
+    password: str
+    tls: bool = True
+    mailbox: str = "INBOX"
+    poll_interval_seconds: float = 60.0
+    move_to: str | None = None  # None: mark processed messages \Seen and leave them
+    allowed_senders: tuple[str, ...] = ()
+    max_message_bytes: int = 1_048_576
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """``routes`` are tried before the rota's own routes (see ``ingest.intake``)."""
+
+    routes: tuple[Route, ...] = ()
+    http: HttpConfig = HttpConfig()
+    email_rules: tuple[EmailRule, ...] = ()
+    builtin_email_parser: bool = True
+    smtp: SmtpConfig = SmtpConfig()
+    imap: ImapConfig | None = None

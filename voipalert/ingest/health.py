@@ -1,0 +1,54 @@
+"""Liveness and readiness.
+
+``/healthz`` only says the process answers. ``/readyz`` says whether it can do its job: the
+database takes a write, and the SIP side can place calls (registered, or configured to call
+targets directly). The SIP state comes from a callable the composition root passes in, so
+this package needs nothing from the SIP stack.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from voipalert.ingest.api_sql import ApiTables
+from voipalert.store import StoreError
+
+log = logging.getLogger("voipalert.http")
+
+
+class SipState(enum.StrEnum):
+    REGISTERED = "registered"
+    REGISTERING = "registering"
+    FAILED = "failed"  # registration refused or the registrar unreachable
+    NOT_CONFIGURED = "not_configured"  # no registrar: targets are called directly
+
+    @property
+    def can_call(self) -> bool:
+        return self in (SipState.REGISTERED, SipState.NOT_CONFIGURED)
+
+
+SipStateSource = Callable[[], SipState]
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    database: str  # "ok" or why not
+    sip: SipState
+
+    @property
+    def ready(self) -> bool:
+        return self.database == "ok" and self.sip.can_call
+
+
+async def check_readiness(tables: ApiTables, sip_state: SipStateSource) -> Readiness:
+    try:
+        await tables.probe_writable()
+        database = "ok"
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        log.warning("readiness: database not writable: %s", exc)
+        database = f"not writable: {type(exc).__name__}"
+    return Readiness(database, sip_state())

@@ -1,0 +1,114 @@
+"""Commit an event, then wake the engine: the step every trigger edge shares.
+
+Routing: an alert that names its team or policy goes there. Otherwise the routes of the
+configuration (``[[routes]]``) are tried first; when none of them (and no default among them)
+matches, the alert is stored without a target and the store applies the rota's own routes.
+
+An alert is never lost to a routing mistake of the configuration: when a configured route or
+e-mail rule names a team or policy the rota does not have, the error is logged and the alert
+is stored for the rota's routes to place. Only a sender that named a missing target itself
+(the REST API) is refused, with ``UnknownReference``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from voipalert.domain.alert import Alert, NewAlert
+from voipalert.domain.rota import Route
+from voipalert.domain.routing import route
+from voipalert.ingest.convert import Event, Resolve
+from voipalert.logs import log_context
+from voipalert.store import Store, UnknownReference
+
+log = logging.getLogger("voipalert.ingest")
+
+
+class Outcome(enum.StrEnum):
+    CREATED = "created"
+    JOINED = "joined"  # a repeat of an open alert's dedup key, counted on it
+    RESOLVED = "resolved"
+    NOT_OPEN = "not_open"  # a resolve for a key with no open alert: nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    outcome: Outcome
+    dedup_key: str | None
+    alert: Alert | None
+
+
+Observer = Callable[[str, Outcome], None]
+
+
+class Intake:
+    def __init__(
+        self,
+        store: Store,
+        wake: Callable[[], None],
+        routes: Sequence[Route] = (),
+        observe: Observer | None = None,
+    ) -> None:
+        self._store = store
+        self._wake = wake
+        self._routes = tuple(routes)
+        self._observe = observe
+
+    def _routed(self, new: NewAlert) -> NewAlert:
+        if new.policy is not None or new.team is not None or not self._routes:
+            return new
+        chosen = route(
+            self._routes,
+            source=new.source,
+            severity=new.severity.value,
+            summary=new.summary,
+            labels=new.labels,
+        )
+        if chosen is None:
+            return new
+        return dataclasses.replace(new, policy=chosen.policy, team=chosen.team)
+
+    async def _create(self, new: NewAlert, sender_chose_target: bool) -> tuple[Alert, bool]:
+        routed = self._routed(new)
+        try:
+            return await self._store.create_or_join_alert(routed)
+        except UnknownReference:
+            if sender_chose_target or (routed.policy is None and routed.team is None):
+                raise
+            log.error(
+                "configured target does not exist in the rota; storing the alert for the "
+                "rota's routes",
+                extra={"team": routed.team, "policy": routed.policy, "source": new.source},
+            )
+            return await self._store.create_or_join_alert(
+                dataclasses.replace(new, policy=None, team=None)
+            )
+
+    async def submit(self, event: Event, *, sender_chose_target: bool = False) -> Committed:
+        """Commit ``event``; when this returns it is on disk and the engine is woken."""
+        if isinstance(event, Resolve):
+            transition = await self._store.resolve_by_dedup_key(event.dedup_key, event.source)
+            if transition is None:
+                committed = Committed(Outcome.NOT_OPEN, event.dedup_key, None)
+            else:
+                committed = Committed(Outcome.RESOLVED, event.dedup_key, transition.alert)
+                self._wake()
+            source = event.source
+        else:
+            alert, created = await self._create(event, sender_chose_target)
+            committed = Committed(
+                Outcome.CREATED if created else Outcome.JOINED, event.dedup_key, alert
+            )
+            if created:
+                self._wake()
+            source = event.source
+        if committed.alert is not None:
+            with log_context(alert_id=committed.alert.id):
+                log.info("alert %s", committed.outcome.value, extra={"source": source})
+        if self._observe is not None:
+            self._observe(source, committed.outcome)
+        return committed

@@ -1,0 +1,110 @@
+"""Prometheus metrics, one registry per app (never the process-global one, so two apps in one
+process — tests, or a future second listener — never collide).
+
+Counts of alerts by state and calls by outcome are read from the database at each scrape,
+so they are right after a restart and whichever process placed the calls. The call set-up
+histogram is fed the same way: each scrape observes the calls that ended since the previous
+one (from the app's start, so a restart does not replay history into it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from voipalert.clock import Clock
+from voipalert.domain.alert import AlertStatus, AttemptOutcome
+from voipalert.ingest.api_sql import ApiTables, Counts
+from voipalert.ingest.health import SipState
+from voipalert.ingest.intake import Outcome
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+TRIGGER_BUCKETS_SECONDS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+CALL_SETUP_BUCKETS_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+_LIVE_STATES: Final = ("pending", "in_flight")
+_ENDED: Final = (*(o.value for o in AttemptOutcome), "interrupted")
+
+
+class _StoreCollector(Collector):
+    """Figures from the last ``refresh``: alerts by state, calls by outcome, SIP state."""
+
+    def __init__(self) -> None:
+        self.counts = Counts({}, {})
+        self.sip = SipState.NOT_CONFIGURED
+
+    def collect(self) -> Iterator[Metric]:
+        alerts = GaugeMetricFamily("voipalert_alerts", "Alerts by state", labels=["state"])
+        for status in AlertStatus:
+            alerts.add_metric([status.value], self.counts.alerts_by_status.get(status.value, 0))
+        yield alerts
+        calls = CounterMetricFamily(
+            "voipalert_calls", "Call attempts that ended, by outcome", labels=["outcome"]
+        )
+        for outcome in _ENDED:
+            calls.add_metric([outcome], self.counts.attempts_by_outcome.get(outcome, 0))
+        yield calls
+        live = GaugeMetricFamily(
+            "voipalert_calls_live", "Call attempts committed or dialling", labels=["state"]
+        )
+        for state in _LIVE_STATES:
+            live.add_metric([state], self.counts.attempts_by_outcome.get(state, 0))
+        yield live
+        sip = GaugeMetricFamily(
+            "voipalert_sip_registration",
+            "1 for the current SIP registration state",
+            labels=["state"],
+        )
+        for state in SipState:
+            sip.add_metric([state.value], 1.0 if state is self.sip else 0.0)
+        yield sip
+
+
+class IngestMetrics:
+    def __init__(self, clock: Clock) -> None:
+        self.registry = CollectorRegistry()
+        self._store = _StoreCollector()
+        self.registry.register(self._store)
+        self._calls_seen_until = clock.now_utc()
+        self.triggers = Counter(
+            "voipalert_triggers",
+            "Events committed, by source and outcome",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "voipalert_triggers_rejected",
+            "Trigger requests and e-mails refused, by edge and reason",
+            ["edge", "reason"],
+            registry=self.registry,
+        )
+        self.trigger_seconds = Histogram(
+            "voipalert_trigger_seconds",
+            "From request (or message) received to committed and the engine woken",
+            ["edge"],
+            buckets=TRIGGER_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self.call_setup_seconds = Histogram(
+            "voipalert_call_setup_seconds",
+            "From dialling to answer (or to the end, when never answered), by outcome",
+            ["outcome"],
+            buckets=CALL_SETUP_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+
+    def observe_committed(self, source: str, outcome: Outcome) -> None:
+        self.triggers.labels(source=source, outcome=outcome.value).inc()
+
+    async def refresh(self, tables: ApiTables, sip: SipState) -> None:
+        self._store.counts = await tables.counts()
+        self._store.sip = sip
+        for call in await tables.calls_finished_after(self._calls_seen_until):
+            self.call_setup_seconds.labels(outcome=call.outcome).observe(call.setup_seconds)
+            self._calls_seen_until = max(self._calls_seen_until, call.ended_at)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,350 @@
+"""The OpenAPI 3.1 document served at ``/api/v1/openapi.json``.
+
+Request and response bodies are the JSON schemas of the pydantic models the handlers use, so
+the document describes exactly what the server validates and returns; the tests run
+schemathesis against the live server to hold it to that.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from voipalert import __version__
+from voipalert.domain.alert import AlertStatus
+from voipalert.ingest.config import HttpConfig
+from voipalert.ingest.mapping import document_schema
+from voipalert.ingest.schemas import (
+    DB_ID_MAX,
+    MAX_NAME_CHARS,
+    AcceptedOut,
+    AlertDetailOut,
+    AlertIn,
+    AlertListOut,
+    AlertmanagerPayload,
+    ErrorOut,
+    GrafanaPayload,
+    HealthOut,
+    HookOut,
+    ReadyOut,
+    TransitionOut,
+)
+from voipalert.store.repo import MAX_PAGE_SIZE
+
+REF: Final = "#/components/schemas/{model}"
+_REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    AlertIn,
+    AlertmanagerPayload,
+    GrafanaPayload,
+)
+_RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    AcceptedOut,
+    AlertDetailOut,
+    AlertListOut,
+    ErrorOut,
+    HealthOut,
+    HookOut,
+    ReadyOut,
+    TransitionOut,
+)
+_ERRORS: Final = {
+    400: "the body is not JSON",
+    401: "no credentials, or unknown ones",
+    403: "the token lacks the scope this operation needs",
+    404: "no such alert, hook or path",
+    409: "the alert is past the state asked for",
+    413: "the body is over the size limit",
+    422: "the JSON does not fit the schema; `details` names each field and why",
+    503: "the database is unavailable; retry later",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ref(model)}},
+        **extra,
+    }
+
+
+def _responses(ok: dict[int, dict[str, Any]], errors: Sequence[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {str(status): spec for status, spec in ok.items()}
+    for status in errors:
+        spec = _json(ErrorOut, _ERRORS[status])
+        if status == 401:
+            spec["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}}
+        if status == 503:
+            spec["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+        out[str(status)] = spec
+    return out
+
+
+def _operation(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    scope: str | None = None,
+    signed: bool = False,
+    body: dict[str, Any] | None = None,
+    parameters: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
+    if scope is not None:
+        op["description"] = f"Needs a token with the `{scope}` scope (or `admin`)."
+        op["security"] = [{"bearer": []}, {"signature": []}] if signed else [{"bearer": []}]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if parameters:
+        op["parameters"] = list(parameters)
+    return op
+
+
+_ALERT_ID: Final = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": DB_ID_MAX},
+}
+_TRIGGER_ERRORS: Final = (400, 401, 403, 413, 422, 503)
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": schema, "description": description}
+
+    return [
+        {
+            **query(
+                "status",
+                {"type": "array", "items": {"enum": [s.value for s in AlertStatus]}},
+                "repeat to allow several states; none: any",
+            ),
+            "style": "form",
+            "explode": True,
+        },
+        query("since", {"type": "string", "format": "date-time"}, "created at or after (RFC 3339)"),
+        query("team", {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}, "team name"),
+        query("source", {"type": "string", "minLength": 1, "maxLength": 64}, "e.g. alertmanager"),
+        query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": 50},
+            "page size",
+        ),
+        query(
+            "before_id",
+            {"type": "integer", "minimum": 1, "maximum": DB_ID_MAX},
+            "the previous page's next_before_id",
+        ),
+    ]
+
+
+def _alert_paths() -> dict[str, Any]:
+    accepted = _json(
+        AcceptedOut,
+        "committed: the alert is on disk (a repeated dedup key joined the open alert)",
+        headers={"Location": {"schema": {"type": "string"}, "required": True}},
+    )
+    transition = {200: _json(TransitionOut, "the alert after the change")}
+    return {
+        "/api/v1/alerts": {
+            "post": _operation(
+                "createAlert",
+                "Create an alert (or join the open one with the same dedup key)",
+                _responses({202: accepted}, _TRIGGER_ERRORS),
+                scope="trigger",
+                signed=True,
+                body=_ref(AlertIn),
+            ),
+            "get": _operation(
+                "listAlerts",
+                "List alerts, newest first",
+                _responses({200: _json(AlertListOut, "one page")}, (401, 403, 422, 503)),
+                scope="read",
+                parameters=_list_parameters(),
+            ),
+        },
+        "/api/v1/alerts/{id}": {
+            "get": _operation(
+                "getAlert",
+                "An alert with every call attempt",
+                _responses({200: _json(AlertDetailOut, "the alert")}, (401, 403, 404, 503)),
+                scope="read",
+                parameters=[_ALERT_ID],
+            )
+        },
+        "/api/v1/alerts/{id}/ack": {
+            "post": _operation(
+                "acknowledgeAlert",
+                "Acknowledge: stop calling (the audit log records the token's name)",
+                _responses(transition, (401, 403, 404, 409, 503)),
+                scope="admin",
+                parameters=[_ALERT_ID],
+            )
+        },
+        "/api/v1/alerts/{id}/resolve": {
+            "post": _operation(
+                "resolveAlert",
+                "Resolve: the problem is gone; pending calls are cancelled",
+                _responses(transition, (401, 403, 404, 503)),
+                scope="admin",
+                parameters=[_ALERT_ID],
+            )
+        },
+    }
+
+
+def _hook_paths(config: HttpConfig) -> dict[str, Any]:
+    accepted = {202: _json(HookOut, "every alert of the payload is committed")}
+    paths: dict[str, Any] = {
+        "/api/v1/hooks/alertmanager": {
+            "post": _operation(
+                "postAlertmanager",
+                "Prometheus Alertmanager webhook (version 4): keyed by fingerprint",
+                _responses(accepted, _TRIGGER_ERRORS),
+                scope="trigger",
+                signed=True,
+                body=_ref(AlertmanagerPayload),
+            )
+        },
+        "/api/v1/hooks/grafana": {
+            "post": _operation(
+                "postGrafana",
+                "Grafana alerting webhook contact point",
+                _responses(accepted, _TRIGGER_ERRORS),
+                scope="trigger",
+                signed=True,
+                body=_ref(GrafanaPayload),
+            )
+        },
+    }
+    # Each configured generic hook is its own path, its body described by its mapping.
+    for name, mapping in sorted(config.generic_hooks.items()):
+        paths[f"/api/v1/hooks/generic/{name}"] = {
+            "post": _operation(
+                f"postGeneric_{name}",
+                f"Generic webhook {name!r}: JSON mapped to an alert by its configured paths",
+                _responses(accepted, _TRIGGER_ERRORS),
+                scope="trigger",
+                signed=True,
+                body=document_schema(mapping),
+            )
+        }
+    name_schema: dict[str, Any] = {"type": "string"}
+    if config.generic_hooks:
+        name_schema["not"] = {"enum": sorted(config.generic_hooks)}
+    paths["/api/v1/hooks/generic/{name}"] = {
+        "post": _operation(
+            "postGeneric",
+            "Generic webhook by name: 404 unless [hooks.generic.NAME] configures it (the "
+            "configured ones are listed above with their own body schema)",
+            _responses(accepted, (400, 401, 403, 404, 413, 422, 503)),
+            scope="trigger",
+            signed=True,
+            body={},
+            parameters=[{"name": "name", "in": "path", "required": True, "schema": name_schema}],
+        )
+    }
+    return paths
+
+
+def with_targets(document: dict[str, Any], teams: list[str], policies: list[str]) -> dict[str, Any]:
+    """The document with the rota's team and policy names as the only values ``AlertIn``
+    takes (the rota can change while the server runs, so this is done per request)."""
+    copy: dict[str, Any] = json.loads(json.dumps(document))
+    properties = copy["components"]["schemas"]["AlertIn"]["properties"]
+    for field, names in (("team", teams), ("policy", policies)):
+        choices: list[dict[str, Any]] = [{"type": "null"}]
+        if names:
+            choices.insert(0, {"type": "string", "enum": sorted(names)})
+        properties[field] = {**properties[field], "anyOf": choices}
+    # A mass alert calls a whole team: it needs one.
+    copy["components"]["schemas"]["AlertIn"]["if"] = {
+        "properties": {"kind": {"const": "mass"}},
+        "required": ["kind"],
+    }
+    copy["components"]["schemas"]["AlertIn"]["then"] = {
+        "properties": {"team": {"type": "string"}},
+        "required": ["team"],
+    }
+    return copy
+
+
+def _probe_paths() -> dict[str, Any]:
+    text = {
+        "description": "Prometheus text format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/healthz": {
+            "get": _operation(
+                "health", "The process answers", _responses({200: _json(HealthOut, "alive")}, ())
+            )
+        },
+        "/readyz": {
+            "get": _operation(
+                "ready",
+                "The database takes writes and SIP can place calls",
+                _responses({200: _json(ReadyOut, "ready"), 503: _json(ReadyOut, "not ready")}, ()),
+            )
+        },
+        "/metrics": {"get": _operation("metrics", "Prometheus metrics", {"200": text})},
+        "/api/v1/openapi.json": {
+            "get": _operation(
+                "openapi",
+                "This document",
+                {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            )
+        },
+    }
+
+
+def build_openapi(config: HttpConfig) -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in _REQUEST_MODELS]
+        + [(m, "serialization") for m in _RESPONSE_MODELS],
+        ref_template=REF,
+    )
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "voipalert",
+            "version": __version__,
+            "description": "Triggers, alert history and acknowledgement for voipalert.",
+        },
+        "paths": {**_alert_paths(), **_hook_paths(config), **_probe_paths()},
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API token"}
+            },
+        },
+    }
+    if config.signature_headers:
+        document["components"]["securitySchemes"]["signature"] = {
+            "type": "apiKey",
+            "in": "header",
+            "name": config.signature_headers[0],
+            "description": "hex HMAC-SHA256 of the body (or of 'timestamp:body' with the Unix "
+            "time in " + ", ".join(config.timestamp_headers) + ") keyed with the token's "
+            "signing secret; grants the trigger scope only",
+        }
+    else:  # signatures switched off: bearer tokens only
+        for item in document["paths"].values():
+            for op in item.values():
+                if "security" in op:
+                    op["security"] = [{"bearer": []}]
+    return document

@@ -1,0 +1,311 @@
+"""The HTTP API: alerts, webhooks, probes and metrics, as one aiohttp application.
+
+Handlers are thin (STYLE.md rule 8): authenticate, validate into an event, commit it through
+the intake (which wakes the engine), reply. ``202`` therefore means the alert is on disk.
+Nothing here dials, and no handler waits on anything but the database.
+
+``build_app`` makes the application; ``run_http`` serves it until cancelled, for the
+composition root's TaskGroup (``voipalert serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Final
+
+from aiohttp import web
+
+from voipalert.clock import Clock
+from voipalert.domain.alert import AlertStatus
+from voipalert.ingest import hooks
+from voipalert.ingest.api_sql import ApiTables
+from voipalert.ingest.app_keys import (
+    AUTH,
+    CLOCK,
+    CONFIG,
+    INTAKE,
+    METRICS,
+    OPENAPI,
+    SIP_STATE,
+    STORE,
+    TABLES,
+    WAKE,
+)
+from voipalert.ingest.auth import Authenticator
+from voipalert.ingest.config import IngestConfig
+from voipalert.ingest.convert import from_alert_in
+from voipalert.ingest.health import SipState, check_readiness
+from voipalert.ingest.http_errors import ApiError, error_middleware
+from voipalert.ingest.http_io import json_response, read_model
+from voipalert.ingest.intake import Intake
+from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
+from voipalert.ingest.openapi import build_openapi, with_targets
+from voipalert.ingest.schemas import (
+    DB_ID_MAX,
+    MAX_NAME_CHARS,
+    AcceptedOut,
+    AlertIn,
+    AlertListOut,
+    ErrorDetail,
+    HealthOut,
+    ReadyOut,
+    TransitionOut,
+    alert_detail_out,
+    alert_out,
+)
+from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
+from voipalert.store.repo import MAX_PAGE_SIZE
+
+log = logging.getLogger("voipalert.http")
+
+API: Final = "/api/v1"
+# RFC 3339 date-time, as JSON Schema's "date-time" format means it.
+_RFC3339: Final = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:(?P<sec>\d{2})(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _alert_id(request: web.Request) -> int:
+    value = int(request.match_info["id"])  # the route only matches digits
+    if not 1 <= value <= DB_ID_MAX:
+        raise ApiError(404, f"no alert {value}")
+    return value
+
+
+# ------------------------------------------------------------------ alerts
+
+
+async def create_alert(request: web.Request) -> web.Response:
+    await request.app[AUTH].authenticate(request, Scope.TRIGGER, allow_signature=True)
+    with request.app[METRICS].trigger_seconds.labels(edge="api").time():
+        alert_in = await read_model(request, AlertIn, request.app[CONFIG].http.max_body_bytes)
+        try:
+            committed = await request.app[INTAKE].submit(
+                from_alert_in(alert_in), sender_chose_target=True
+            )
+        except UnknownReference as exc:
+            field = "policy" if "policy" in str(exc) else "team"
+            raise ApiError(
+                422, str(exc), details=[ErrorDetail(field=field, reason=str(exc))]
+            ) from None
+    alert = committed.alert
+    assert alert is not None  # a trigger always yields its alert
+    body = AcceptedOut(
+        id=alert.id,
+        status=alert.status,
+        created=committed.outcome.value == "created",
+        occurrences=alert.occurrences,
+    )
+    return json_response(body, 202, {"Location": f"{API}/alerts/{alert.id}"})
+
+
+def _query_int(query: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return None
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise _query_error(name, f"expected an integer from {low} to {high}")
+    return int(raw)
+
+
+def _query_text(query: Mapping[str, str], name: str, max_chars: int) -> str | None:
+    raw = query.get(name)
+    if raw is not None and not 1 <= len(raw) <= max_chars:
+        raise _query_error(name, f"expected 1 to {max_chars} characters")
+    return raw
+
+
+def _query_error(name: str, reason: str) -> ApiError:
+    return ApiError(
+        422, f"bad query parameter {name!r}", details=[ErrorDetail(field=name, reason=reason)]
+    )
+
+
+def _since(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    match = _RFC3339.match(raw)
+    if match is None:
+        raise _query_error("since", "expected an RFC 3339 date-time with its offset")
+    if match.group("sec") == "60":  # a leap second: Python has none, take the second before
+        raw = raw[: match.start("sec")] + "59" + raw[match.end("sec") :]
+    try:
+        return datetime.fromisoformat(raw.upper())
+    except ValueError:
+        raise _query_error("since", "not a real date and time") from None
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    await request.app[AUTH].authenticate(request, Scope.READ)
+    query = request.query
+    statuses = set()
+    for raw in query.getall("status", []):
+        try:
+            statuses.add(AlertStatus(raw))
+        except ValueError:
+            raise _query_error("status", f"one of {', '.join(AlertStatus)}") from None
+    filters = AlertFilter(
+        statuses=frozenset(statuses),
+        since=_since(query.get("since")),
+        team=_query_text(query, "team", MAX_NAME_CHARS),
+        source=_query_text(query, "source", 64),
+    )
+    page = Page(
+        limit=_query_int(query, "limit", 1, MAX_PAGE_SIZE) or 50,
+        before_id=_query_int(query, "before_id", 1, DB_ID_MAX),
+    )
+    result = await request.app[STORE].list_alerts(filters, page)
+    body = AlertListOut(
+        alerts=[alert_out(a) for a in result.alerts], next_before_id=result.next_before_id
+    )
+    return json_response(body)
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    await request.app[AUTH].authenticate(request, Scope.READ)
+    alert_id = _alert_id(request)
+    detail = await request.app[STORE].get_alert_with_attempts(alert_id)
+    if detail is None:
+        raise ApiError(404, f"no alert {alert_id}")
+    return json_response(alert_detail_out(detail))
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    principal = await request.app[AUTH].authenticate(request, Scope.ADMIN)
+    alert_id = _alert_id(request)
+    try:
+        transition = await request.app[STORE].ack_alert(alert_id, by=principal.name, via="api")
+    except AlertNotFound:
+        raise ApiError(404, f"no alert {alert_id}") from None
+    status = transition.alert.status
+    if not transition.changed and status is not AlertStatus.ACKNOWLEDGED:
+        raise ApiError(409, f"alert {alert_id} is {status.value}: nothing to acknowledge")
+    if transition.changed:
+        request.app[WAKE]()
+    return json_response(
+        TransitionOut(changed=transition.changed, alert=alert_out(transition.alert))
+    )
+
+
+async def resolve_alert(request: web.Request) -> web.Response:
+    principal = await request.app[AUTH].authenticate(request, Scope.ADMIN)
+    alert_id = _alert_id(request)
+    try:
+        transition = await request.app[STORE].resolve_alert(alert_id, by=principal.name)
+    except AlertNotFound:
+        raise ApiError(404, f"no alert {alert_id}") from None
+    if transition.changed:
+        request.app[WAKE]()
+    return json_response(
+        TransitionOut(changed=transition.changed, alert=alert_out(transition.alert))
+    )
+
+
+# ------------------------------------------------------------------ probes
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response(HealthOut(status="ok"))
+
+
+async def readyz(request: web.Request) -> web.Response:
+    readiness = await check_readiness(request.app[TABLES], request.app[SIP_STATE])
+    body = ReadyOut(ready=readiness.ready, database=readiness.database, sip=readiness.sip.value)
+    return json_response(body, 200 if readiness.ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    await app[METRICS].refresh(app[TABLES], app[SIP_STATE]())
+    return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    rota = await request.app[STORE].load_rota()
+    document = with_targets(
+        request.app[OPENAPI], [t.name for t in rota.teams], [p.name for p in rota.policies]
+    )
+    return web.Response(body=json.dumps(document).encode(), content_type="application/json")
+
+
+# ------------------------------------------------------------------ app
+
+
+def build_app(
+    store: Store,
+    *,
+    wake: Callable[[], None],
+    sip_state: Callable[[], SipState],
+    config: IngestConfig,
+    clock: Clock,
+) -> web.Application:
+    """The HTTP API over ``store``. ``wake`` is the engine's (called after each commit that
+    changes what should be called); ``sip_state`` reports registration for ``/readyz`` and
+    ``/metrics``. The app's ``INTAKE`` and ``METRICS`` are there for the e-mail edges to
+    share."""
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=config.http.max_body_bytes
+    )
+    tables = ApiTables(store, clock)
+    app_metrics = IngestMetrics(clock)
+    app[STORE] = store
+    app[TABLES] = tables
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[WAKE] = wake
+    app[SIP_STATE] = sip_state
+    app[METRICS] = app_metrics
+    app[AUTH] = Authenticator(store, tables, config.http, clock)
+    app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
+    app[OPENAPI] = build_openapi(config.http)
+    routes = [
+        web.post(f"{API}/alerts", create_alert),
+        web.get(f"{API}/alerts", list_alerts, allow_head=False),
+        web.get(f"{API}/alerts/{{id:[0-9]+}}", get_alert, allow_head=False),
+        web.post(f"{API}/alerts/{{id:[0-9]+}}/ack", ack_alert),
+        web.post(f"{API}/alerts/{{id:[0-9]+}}/resolve", resolve_alert),
+        web.post(f"{API}/hooks/alertmanager", hooks.alertmanager),
+        web.post(f"{API}/hooks/grafana", hooks.grafana),
+        web.post(f"{API}/hooks/generic/{{name}}", hooks.generic),
+        web.get(f"{API}/openapi.json", openapi, allow_head=False),
+        web.get("/healthz", healthz, allow_head=False),
+        web.get("/readyz", readyz, allow_head=False),
+        web.get("/metrics", metrics, allow_head=False),
+    ]
+    app.add_routes(routes)
+    return app
+
+
+async def start_http(
+    app: web.Application, host: str, port: int, shutdown_timeout: float = 5.0
+) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner (``await runner.cleanup()`` stops it) and the bound
+    port (useful with ``port=0``). A port already taken raises ``OSError`` here."""
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = int(runner.addresses[0][1]) if runner.addresses else port
+    log.info("HTTP API listening", extra={"host": host, "port": bound})
+    return runner, bound
+
+
+async def run_http(app: web.Application, host: str, port: int) -> None:
+    """Serve ``app`` on ``host:port`` until cancelled (a task of the app's TaskGroup), then
+    close every connection, giving requests in progress a few seconds to finish."""
+    runner, _ = await start_http(app, host, port)
+    try:
+        await asyncio.Event().wait()  # only cancellation ends this
+    finally:
+        await runner.cleanup()
