@@ -191,11 +191,13 @@ async def running_server(
     env |= {f"VOIPALERT_{k.upper()}": v for k, v in settings.items()}
     server = Server(directory, env, int(env["VOIPALERT_HTTP__PORT"]))
     (directory / "rota.yaml").write_text(rota)
-    imported = server.cli("rota", "import", "rota.yaml")
+    imported = await asyncio.to_thread(server.cli, "rota", "import", "rota.yaml")
     assert imported.returncode == 0, imported.stdout + imported.stderr
-    created = server.cli("token", "create", "e2e", "--scope", "admin", "--json")
+    created = await asyncio.to_thread(
+        server.cli, "token", "create", "e2e", "--scope", "admin", "--json"
+    )
     assert created.returncode == 0, created.stderr
-    server.token = json.loads(created.stdout)["secret"]
+    server.token = json.loads(created.stdout)["token"]
     await server.start()
     try:
         yield server
