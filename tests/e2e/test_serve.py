@@ -69,7 +69,7 @@ async def test_inband_key_acknowledges_through_the_goertzel_path(
 async def test_no_answer_then_the_next_person_acknowledges(
     testbed: Testbed, tmp_path: Path, cache: Path
 ) -> None:
-    rota = rota_yaml(testbed, "noanswer", "ack", ring=4)
+    rota = rota_yaml(testbed, "noanswer", "ack", ring=5)
     async with running_server(testbed, rota, tmp_path, cache) as s:
         alert = await s.wait_alert(await post_alert(s), "acknowledged", 90)
         assert attempts_by_person(alert) == [
