@@ -78,9 +78,14 @@ def sip_state(phone: Phone) -> SipState:
     }.get(status.state, SipState.FAILED)
 
 
-async def serve(settings: Settings, on_ready: Callable[[Running], None] | None = None) -> int:
+async def serve(
+    settings: Settings,
+    on_ready: Callable[[Running], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or until ``stop`` is set, for an embedding caller)."""
     clock = SystemClock()
-    stop = asyncio.Event()
+    stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -17,6 +17,7 @@ from voipalert import __version__
 from voipalert.cli import (
     call_cmd,
     config_cmd,
+    demo_cmd,
     dtmf_cmd,
     rota_cmd,
     say_cmd,
@@ -32,7 +33,17 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 # Only commands that exist are listed: a command is added here in the change that builds it.
-COMMAND_MODULES = (serve_cmd, config_cmd, sip_cmd, call_cmd, say_cmd, dtmf_cmd, rota_cmd, token_cmd)
+COMMAND_MODULES = (
+    serve_cmd,
+    demo_cmd,
+    config_cmd,
+    sip_cmd,
+    call_cmd,
+    say_cmd,
+    dtmf_cmd,
+    rota_cmd,
+    token_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
