@@ -39,6 +39,7 @@ from voipalert.domain.alert import AttemptOutcome
 from voipalert.media.dtmf import DtmfSource
 from voipalert.media.playout import PlayEnd
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
+from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
@@ -116,8 +117,10 @@ class Phone:
         tls: ssl.SSLContext | None = None,
         script: ScriptConfig | None = None,
         rng: random.Random | None = None,
+        pacer: RtpPacer | None = None,
     ) -> None:
         self.agent = UserAgent(ua, rng=rng or secrets.SystemRandom())
+        self.pacer = pacer
         self.endpoint = SipEndpoint(self.agent, bind, self._on_event, tls=tls)
         self.media = media
         self.script = script or ScriptConfig()
@@ -279,7 +282,9 @@ class _Call:
 
     async def _talk(self, media: MediaParams) -> CallEnded | None:
         """Run the script until it hangs up or the callee does; the CallEnded if seen."""
-        session = self.session = await RtpSession.open(self._rtp_config(media), ports=self.ports)
+        session = self.session = await RtpSession.open(
+            self._rtp_config(media), ports=self.ports, pacer=self.phone.pacer
+        )
         script = CallScript(self.script_config)
         await self._apply(script.answered(self.loop.time()))
         digit_task = asyncio.ensure_future(session.next_digit())
