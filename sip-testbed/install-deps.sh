@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Debian/Ubuntu packages the SIP testbed and the test suite need: Kamailio (registrar +
-# proxy), baresip (phone bots), multimon-ng (an independent DTMF decoder used as a
-# cross-check), sox, dovecot-imapd (the IMAP server the e-mail poller's tests run against),
-# and python3-venv for the project's virtual environment.
+# Debian/Ubuntu packages of the SIP testbed (and so of `voipalert demo`): Kamailio (registrar
+# + proxy), baresip (phone bots), and python3-venv for the project's virtual environment.
+# With --tests, also what the test suite needs: multimon-ng (an independent DTMF decoder used
+# as a cross-check), sox, and dovecot-imapd (the IMAP server the e-mail poller's tests run
+# against; the tests start their own instance, on loopback).
 set -euo pipefail
-packages=(kamailio baresip-core multimon-ng sox dovecot-imapd python3-venv iproute2 procps
-          ca-certificates)
+packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
+if [[ "${1:-}" == "--tests" ]]; then
+    packages+=(multimon-ng sox dovecot-imapd openssl)
+fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)
 else

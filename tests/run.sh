@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--install" ]]; then
     shift
-    bash sip-testbed/install-deps.sh
+    bash sip-testbed/install-deps.sh --tests
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || { echo "voipalert needs Python 3.11 or newer" >&2; exit 1; }
     [[ -x .venv/bin/python ]] || python3 -m venv .venv

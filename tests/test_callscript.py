@@ -94,3 +94,17 @@ def test_callee_hanging_up_gives_the_result_so_far() -> None:
     (result,) = script.hung_up(2.0)
     assert result == ScriptResult(False, None, ("5",), 1)
     assert script.hung_up(3.0) == []
+
+
+def test_every_prompt_the_call_uses_is_in_both_catalogs() -> None:
+    from voipalert import callscript
+    from voipalert.calls import HANDLED_ELSEWHERE
+    from voipalert.tts.catalog import load_catalog
+
+    used = {
+        value
+        for name, value in vars(callscript).items()
+        if name.isupper() and isinstance(value, str)
+    } | {HANDLED_ELSEWHERE}
+    for language in ("en", "fr"):
+        assert used <= set(load_catalog(language).phrases), language

@@ -440,6 +440,17 @@ class EngineSettings(_Section):
     ack_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = "1"
 
 
+class CallSettings(_Section):
+    """The call script every alert call follows."""
+
+    repetitions: int = Field(
+        default=3, ge=1, le=10, description="times the message is said when nobody presses a key"
+    )
+    pause_seconds: float = Field(
+        default=3.0, ge=0.5, le=30, description="silence after each menu, listening for a key"
+    )
+
+
 class Settings(BaseSettings):
     """Everything voipalert can be told. Each section is one ``[table]`` in the TOML file."""
 
@@ -461,6 +472,7 @@ class Settings(BaseSettings):
     hooks: HooksSettings = HooksSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
+    call: CallSettings = CallSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ REQUIRED = {
     "resolved",
     "no_acknowledgement",
     "goodbye",
+    "handled_elsewhere",
     "fallback",
     "fallback_unknown",
 }

@@ -14,7 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voipalert import __version__
-from voipalert.cli import config_cmd, rota_cmd, say_cmd, sip_cmd, token_cmd
+from voipalert.cli import (
+    call_cmd,
+    config_cmd,
+    demo_cmd,
+    dtmf_cmd,
+    rota_cmd,
+    say_cmd,
+    serve_cmd,
+    sip_cmd,
+    token_cmd,
+)
 from voipalert.errors import ConfigError
 from voipalert.logs import setup_logging
 
@@ -23,7 +33,17 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 # Only commands that exist are listed: a command is added here in the change that builds it.
-COMMAND_MODULES = (config_cmd, sip_cmd, say_cmd, rota_cmd, token_cmd)
+COMMAND_MODULES = (
+    serve_cmd,
+    demo_cmd,
+    config_cmd,
+    sip_cmd,
+    call_cmd,
+    say_cmd,
+    dtmf_cmd,
+    rota_cmd,
+    token_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import ssl
 
-from voipalert.app import sip_bind, sip_tls, ua_config
+from voipalert.app.config import sip_bind, sip_tls, ua_config
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.settings import load_settings
 from voipalert.sip.agent import UserAgent

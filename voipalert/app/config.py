@@ -1,4 +1,4 @@
-"""The composition root: builds each component's own config from the settings.
+"""Each component's own config, built from the settings.
 
 Cores never see pydantic settings (STYLE.md §3); this module maps them.
 """
@@ -9,10 +9,16 @@ import ipaddress
 import ssl
 
 from voipalert import __version__
+from voipalert.calls import MediaConfig
+from voipalert.callscript import ScriptConfig
+from voipalert.engine import EngineConfig
 from voipalert.net.sip_transport import client_tls_context
+from voipalert.notify import AckMenu
 from voipalert.settings import Settings
 from voipalert.sip.config import UAConfig
+from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
+from voipalert.store.db import StoreConfig
 
 
 def _ip_literal(host: str) -> str | None:
@@ -58,3 +64,40 @@ def sip_tls(settings: Settings) -> ssl.SSLContext | None:
     if settings.sip.transport != "tls":
         return None
     return client_tls_context(settings.sip.tls_ca_file, settings.sip.tls_verify)
+
+
+def media_config(settings: Settings) -> MediaConfig:
+    sip, media = settings.sip, settings.media
+    return MediaConfig(
+        bind_host=str(sip.local_host),
+        advertised_host=str(sip.advertised_host or sip.local_host),
+        port_min=media.rtp_port_min,
+        port_max=media.rtp_port_max,
+        codecs=tuple(Codec[name] for name in media.codecs),
+        telephone_event_pt=media.telephone_event_payload_type,
+    )
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    engine = settings.engine
+    return EngineConfig(
+        max_concurrent_calls=engine.max_concurrent_calls,
+        tick_timeout_seconds=engine.tick_timeout_seconds,
+        slow_tick_seconds=engine.slow_tick_seconds,
+        idle_poll_seconds=engine.idle_poll_seconds,
+        mass_ring_timeout_seconds=engine.mass_ring_timeout_seconds,
+        ack_menu=AckMenu(ack_digit=engine.ack_digit),
+    )
+
+
+def store_config(settings: Settings) -> StoreConfig:
+    database = settings.database
+    return StoreConfig(busy_timeout_ms=database.busy_timeout_ms, synchronous=database.synchronous)
+
+
+def script_config(settings: Settings) -> ScriptConfig:
+    return ScriptConfig(
+        ack_digit=settings.engine.ack_digit,
+        repetitions=settings.call.repetitions,
+        pause_seconds=settings.call.pause_seconds,
+    )

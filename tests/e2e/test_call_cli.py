@@ -1,0 +1,160 @@
+"""``voipalert call`` against the testbed's phone bots: the whole phone path of one call
+(registration, INVITE with digest, RTP both ways, the call script, the three DTMF paths).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from numpy.typing import NDArray
+from testbed import Testbed
+
+from tests.cli.test_main import run
+from tests.net.sip_harness import free_port
+
+
+@pytest.fixture(scope="module")
+def prompt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prompt-cache")
+
+
+def call(
+    testbed: Testbed, bot: str, cache: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    env = {
+        "VOIPALERT_SIP__REGISTRAR": testbed.registrar,
+        "VOIPALERT_SIP__USERNAME": "voipalert",
+        "VOIPALERT_SIP__PASSWORD": testbed.users["voipalert"],
+        "VOIPALERT_SIP__LOCAL_PORT": str(free_port()),
+        "VOIPALERT_TTS__CACHE_DIR": str(cache),
+    }
+    result = run(
+        "--log-level", "WARNING", "call", testbed.uri(bot),
+        "--message", "Disk full on server SRV-DB-01", "--json", *extra, env=env,
+    )  # fmt: skip
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout + result.stderr
+    return result, json.loads(lines[0])
+
+
+def test_rfc4733_key_acknowledges(testbed: Testbed, prompt_cache: Path) -> None:
+    result, report = call(testbed, "ack", prompt_cache)
+    assert report["outcome"] == "acknowledged", report
+    assert report["digit"] == "1" and report["digit_source"] == "rfc4733"
+    assert report["sip_status"] == 200
+    assert result.returncode == 0
+
+
+def test_inband_tones_acknowledge_through_the_goertzel_path(
+    testbed: Testbed, prompt_cache: Path
+) -> None:
+    result, report = call(testbed, "inband", prompt_cache)
+    assert report["outcome"] == "acknowledged", report
+    assert report["digit"] == "1" and report["digit_source"] == "inband"
+    assert result.returncode == 0
+
+
+def test_voicemail_is_answered_without_ack_and_hears_our_speech(
+    testbed: Testbed, prompt_cache: Path
+) -> None:
+    before = set(testbed.recordings("voicemail"))
+    result, report = call(testbed, "voicemail", prompt_cache, "--repetitions", "1")
+    assert report["outcome"] == "answered_no_ack", report
+    assert report["digit"] is None
+    assert result.returncode == 1
+    new = [p for p in testbed.recordings("voicemail") if p not in before]
+    assert len(new) == 1
+    heard, rate = soundfile.read(new[0], dtype="int16")
+    assert rate == 8000
+    sent = [
+        p for p in testbed.recordings("voicemail", kind="enc") if p.stem[:-4] == new[0].stem[:-4]
+    ]
+    assert sent  # the bot's own outgoing audio exists too (it played its beep)
+    # The bot heard speech, not silence: a level well above the line noise.
+    level = float(np.sqrt(np.mean(heard.astype(np.float64) ** 2)))
+    assert level > 300, level
+    # Each voiced 200 ms of the greeting is found in what the bot heard, nearly exactly
+    # (G.711 costs little; a slot skipped under load shifts the rest, hence per window).
+    scores = _window_correlations(heard, _render_reference(prompt_cache))
+    assert len(scores) >= 8
+    assert float(np.median(scores)) > 0.95, scores
+    assert sum(score > 0.8 for score in scores) >= 0.8 * len(scores), scores
+
+
+def _render_reference(cache: Path) -> NDArray[np.int16]:
+    """The greeting as a call plays it, rendered by `voipalert say` from the same cache."""
+    out = cache.parent / "greeting.wav"
+    result = run(
+        "say", "Hello. This is an alert call from voipalert.", "-o", str(out),
+        env={"VOIPALERT_TTS__CACHE_DIR": str(cache)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pcm, _ = soundfile.read(out, dtype="int16")
+    return np.asarray(pcm, dtype=np.int16)
+
+
+def _window_correlations(
+    heard: NDArray[np.int16], reference: NDArray[np.int16], window: int = 1600
+) -> list[float]:
+    level = np.sqrt(np.mean(reference.astype(np.float64) ** 2))
+    scores = []
+    for start in range(0, len(reference) - window + 1, window):
+        piece = reference[start : start + window]
+        if np.sqrt(np.mean(piece.astype(np.float64) ** 2)) > 0.3 * level:
+            scores.append(_peak_correlation(heard, piece))
+    return scores
+
+
+def _peak_correlation(signal: NDArray[np.int16], reference: NDArray[np.int16]) -> float:
+    """Normalised cross-correlation peak of ``reference`` inside ``signal`` (1.0 = exact)."""
+    x = signal.astype(np.float64)
+    y = reference.astype(np.float64)
+    n = len(x) + len(y)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(y, size)), size)[: len(x)]
+    energy = np.convolve(x**2, np.ones(len(y)), mode="full")[len(y) - 1 : len(y) - 1 + len(x)]
+    best = int(np.argmax(corr))
+    return float(corr[best] / np.sqrt(energy[best] * np.sum(y**2) + 1e-9))
+
+
+def test_never_answered_is_no_answer_after_the_ring_timeout(
+    testbed: Testbed, prompt_cache: Path
+) -> None:
+    _, report = call(testbed, "noanswer", prompt_cache, "--ring-timeout", "3")
+    assert report["outcome"] == "no_answer"
+    assert report["sip_status"] == 487
+
+
+@pytest.mark.parametrize(
+    ("bot", "outcome", "status"), [("busy", "busy", 486), ("offline", "unreachable", 404)]
+)
+def test_busy_and_unreachable(
+    testbed: Testbed, prompt_cache: Path, bot: str, outcome: str, status: int
+) -> None:
+    result, report = call(testbed, bot, prompt_cache)
+    assert (report["outcome"], report["sip_status"]) == (outcome, status)
+    assert result.returncode == 1
+
+
+def test_text_output_says_what_happened(testbed: Testbed, prompt_cache: Path) -> None:
+    env = {
+        "VOIPALERT_SIP__REGISTRAR": testbed.registrar,
+        "VOIPALERT_SIP__USERNAME": "voipalert",
+        "VOIPALERT_SIP__PASSWORD": testbed.users["voipalert"],
+        "VOIPALERT_SIP__LOCAL_PORT": str(free_port()),
+        "VOIPALERT_TTS__CACHE_DIR": str(prompt_cache),
+    }
+    result = run("--log-level", "WARNING", "call", testbed.uri("busy"), "--message", "x", env=env)
+    assert "outcome: busy" in result.stdout
+    assert "sip: 486" in result.stdout
+
+
+def test_a_target_that_is_not_dialable_is_refused() -> None:
+    result = run("call", "not a number!", "--message", "x")
+    assert result.returncode == 1
+    assert "cannot call" in result.stderr

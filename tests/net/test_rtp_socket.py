@@ -1,0 +1,272 @@
+"""RTP sessions over real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from tests.media.dtmf_signals import dtmf, silence, to_pcm
+from voipalert.media import g711
+from voipalert.media.dtmf import DtmfSource
+from voipalert.media.playout import PlayEnd
+from voipalert.media.receiver import AudioFrame, DropReason
+from voipalert.media.rfc4733 import TelephoneEvent
+from voipalert.media.rtp import RtpPacket, seq_diff, ts_diff
+from voipalert.net.ports import RtpPortAllocator, RtpPorts
+from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.rtp_socket import RtpSession, RtpSessionClosedError, RtpSessionConfig
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+def allocator() -> Iterator[RtpPortAllocator]:
+    alloc = RtpPortAllocator(HOST, 42000, 42999)
+    yield alloc
+
+
+def _raw_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((HOST, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(2048))
+        except BlockingIOError:
+            return out
+
+
+def _config(
+    local: RtpPorts, remote: tuple[str, int], codec: g711.Codec = "PCMU"
+) -> RtpSessionConfig:
+    return RtpSessionConfig(
+        local_port=local.port,
+        remote_addr=remote,
+        codec=codec,
+        payload_type=g711.STATIC_PAYLOAD_TYPE[codec],
+        telephone_event_pt=101,
+    )
+
+
+class Pair:
+    """Two sessions sending to each other; B records the audio it receives."""
+
+    def __init__(self, a: RtpSession, b: RtpSession, heard: list[NDArray[np.int16]]) -> None:
+        self.a, self.b, self.heard = a, b, heard
+
+
+@pytest.fixture
+async def pair(allocator: RtpPortAllocator) -> AsyncIterator[Pair]:
+    pa, pb = allocator.allocate(), allocator.allocate()
+    heard: list[NDArray[np.int16]] = []
+
+    def record(frame: AudioFrame) -> None:
+        heard.append(frame.pcm)
+
+    a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa, rng=random.Random(1))
+    b = await RtpSession.open(
+        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_audio=record
+    )
+    try:
+        yield Pair(a, b, heard)
+    finally:
+        await a.close()
+        await b.close()
+        allocator.release(pa)
+        allocator.release(pb)
+
+
+def _chirp(seconds: float) -> NDArray[np.int16]:
+    t = np.arange(int(seconds * 8000)) / 8000
+    return to_pcm(8000 * np.sin(2 * np.pi * (300 * t + 700 * t**2)))
+
+
+async def test_audio_arrives_intact(pair: Pair) -> None:
+    prompt = _chirp(1.0)
+    done = pair.a.play(prompt)
+    async with asyncio.timeout(5):
+        assert await done == PlayEnd.FINISHED
+        await asyncio.sleep(0.1)
+    heard = np.concatenate(pair.heard).astype(np.float64)
+    sent = g711.round_trip("PCMU", prompt).astype(np.float64)
+    corr = np.correlate(heard, sent, "valid")
+    lag = int(np.argmax(corr))
+    segment = heard[lag : lag + sent.size]
+    normalised = corr[lag] / np.sqrt(np.dot(segment, segment) * np.dot(sent, sent))
+    assert normalised > 0.999
+    assert lag % 160 == 0  # frame-aligned: nothing lost, nothing duplicated
+    np.testing.assert_array_equal(segment, sent)
+    assert pair.b.receiver_stats.lost == 0
+    assert pair.b.remote == pair.a.local_address
+
+
+async def test_rfc4733_digit_from_one_is_detected_by_the_other(pair: Pair) -> None:
+    pair.a.send_digit("5", duration_ms=120)
+    async with asyncio.timeout(3):
+        digit = await pair.b.next_digit()
+    assert (digit.char, digit.source) == ("5", DtmfSource.RFC4733)
+    await asyncio.sleep(0.2)  # the end packets arrive: still one key press
+    assert pair.a.stats.events_sent == 1
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await pair.b.next_digit()
+
+
+async def test_inband_tones_sent_as_audio_are_detected(pair: Pair) -> None:
+    tones = np.concatenate(
+        [silence(0.1), dtmf("7", 0.08), silence(0.1), dtmf("#", 0.08), silence(0.1)]
+    )
+    _ = pair.a.play(to_pcm(tones))
+    async with asyncio.timeout(3):
+        first = await pair.b.next_digit()
+        second = await pair.b.next_digit()
+    assert [(d.char, d.source) for d in (first, second)] == [
+        ("7", DtmfSource.INBAND),
+        ("#", DtmfSource.INBAND),
+    ]
+
+
+async def test_a_key_press_interrupts_the_prompt(pair: Pair) -> None:
+    long_prompt = pair.b.play(_chirp(10.0))
+    background = pair.b.play(_chirp(10.0), interrupt_on_digit=False)
+    assert await long_prompt == PlayEnd.REPLACED
+    pair.a.send_digit("1")
+    async with asyncio.timeout(3):
+        await pair.b.next_digit()
+    assert not background.done()  # this one asked not to be interrupted
+    foreground = pair.b.play(_chirp(10.0))
+    pair.a.send_digit("2")
+    async with asyncio.timeout(3):
+        assert await foreground == PlayEnd.INTERRUPTED
+
+
+async def test_sip_info_and_rfc4733_for_the_same_press_count_once(pair: Pair) -> None:
+    pair.b.digit_received("9")
+    pair.a.send_digit("9")
+    async with asyncio.timeout(3):
+        digit = await pair.b.next_digit()
+    assert digit.source == DtmfSource.SIP_INFO
+    await asyncio.sleep(0.3)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await pair.b.next_digit()
+
+
+async def test_garbage_and_strangers_are_dropped_and_counted(pair: Pair) -> None:
+    await asyncio.sleep(0.1)  # B has heard A: the source is fixed
+    stranger = _raw_socket()
+    try:
+        target = pair.b.local_address
+        for garbage in (b"", b"\x00" * 5, b"\xff" * 40, b"\x80\x00"):
+            stranger.sendto(garbage, target)
+        event = TelephoneEvent(1, False, 10, 160).serialize()
+        forged = RtpPacket(101, 1, 0, 0x1234, event, marker=True).serialize()
+        audio = RtpPacket(0, 2, 160, 0x1234, b"\x00" * 160).serialize()
+        for datagram in (forged, audio, forged):
+            stranger.sendto(datagram, target)
+        await asyncio.sleep(0.2)
+    finally:
+        stranger.close()
+    stats = pair.b.receiver_stats
+    assert stats.dropped(DropReason.MALFORMED) == 4
+    assert stats.dropped(DropReason.WRONG_SOURCE) == 3
+    with pytest.raises(TimeoutError):  # the forged key press never arrives
+        async with asyncio.timeout(0.1):
+            await pair.b.next_digit()
+
+
+async def test_latching_follows_the_far_end_behind_nat(allocator: RtpPortAllocator) -> None:
+    pa, pb = allocator.allocate(), allocator.allocate()
+    decoy = _raw_socket()  # the address "in the SDP", where nothing answers for B
+    try:
+        a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa)
+        b = await RtpSession.open(_config(pb, decoy.getsockname()), ports=pb)
+        async with a, b:
+            await asyncio.sleep(0.15)
+            assert b.remote == a.local_address  # latched after two packets
+            before = a.receiver_stats.packets
+            await asyncio.sleep(0.1)
+            assert a.receiver_stats.packets > before  # B now sends where A really is
+            assert len(_drain(decoy)) >= 1  # B sent to the SDP address until then
+    finally:
+        decoy.close()
+        allocator.release(pa)
+        allocator.release(pb)
+
+
+async def test_socket_errors_are_counted_not_raised(allocator: RtpPortAllocator) -> None:
+    # Linux reports no ICMP error on an unconnected UDP socket, but sendto itself can
+    # fail; port 0 (an SDP "rejected stream" sent to by mistake) gives EINVAL every time.
+    pa = allocator.allocate()
+    try:
+        async with await RtpSession.open(_config(pa, (HOST, 0)), ports=pa) as session:
+            await asyncio.sleep(0.2)
+            assert session.stats.transport_errors >= 5
+            assert session.last_error is not None
+            assert not session.closed
+            assert session.stats.packets >= 5  # the pacer kept going
+    finally:
+        allocator.release(pa)
+
+
+async def test_close_releases_every_waiter(pair: Pair) -> None:
+    playing = pair.a.play(_chirp(5.0))
+    waiter = asyncio.ensure_future(pair.a.next_digit())
+    await asyncio.sleep(0.05)
+    await pair.a.close()
+    assert await playing == PlayEnd.STOPPED
+    with pytest.raises(RtpSessionClosedError):
+        await waiter
+    with pytest.raises(RtpSessionClosedError):
+        _ = pair.a.play(_chirp(1.0))
+    await pair.a.close()  # idempotent
+
+
+async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator) -> None:
+    loop = asyncio.get_running_loop()
+    lateness: list[float] = []
+    pacer = RtpPacer(loop, on_lateness=lateness.append)
+    sink = _raw_socket()
+    pa = allocator.allocate()
+    try:
+        async with await RtpSession.open(
+            _config(pa, sink.getsockname()), ports=pa, pacer=pacer, rng=random.Random(3)
+        ) as session:
+            await asyncio.sleep(0.2)
+            end = time.perf_counter() + 0.110
+            while time.perf_counter() < end:  # block the loop: a 110 ms stall
+                pass
+            await asyncio.sleep(0.2)
+        packets = [RtpPacket.parse(d) for d in _drain(sink)]
+    finally:
+        sink.close()
+        allocator.release(pa)
+    steps = [
+        (seq_diff(b.sequence_number, a.sequence_number), ts_diff(b.timestamp, a.timestamp))
+        for a, b in itertools.pairwise(packets)
+    ]
+    assert all(seq == 1 for seq, _ in steps)  # nothing lost on loopback, nothing repeated
+    assert all(ts % 160 == 0 and ts >= 160 for _, ts in steps)
+    stall = max(range(len(steps)), key=lambda i: steps[i][1])
+    assert steps[stall][1] >= 5 * 160  # the 110 ms stall: 5 or 6 slots in one step
+    assert packets[stall + 1].marker is True  # the receiver may re-sync its jitter buffer
+    skipped = sum(ts // 160 - 1 for _, ts in steps)
+    assert pacer.skipped_slots == skipped == session.stats.skipped_slots
+    # Time kept counting: the timestamps span the run's duration in samples.
+    span = ts_diff(packets[-1].timestamp, packets[0].timestamp) / 8000
+    assert span == pytest.approx(0.51, abs=0.06)
+    # Never a burst: every packet is sent for the current slot, never for a past one.
+    assert max(lateness) < 0.020

@@ -1,0 +1,235 @@
+"""``voipalert serve``: the main job, one process, one TaskGroup (STYLE.md rule 6).
+
+Start-up, in the order that lets each check say clearly what is wrong:
+
+1. the voices (a missing or broken voice is a configuration error, exit 2);
+2. the database (migrations applied), then the languages of the rota against the voices;
+3. the SIP socket (a port already taken stops the start) and the registration, which only
+   warns when it fails: ``/readyz`` reports it and calls are still tried;
+4. HTTP (and SMTP when enabled), whose ports are checked the same way;
+5. the engine, in the TaskGroup, with the IMAP poller when one is configured.
+
+SIGTERM or SIGINT: stop accepting (HTTP, SMTP), stop the engine — calls in progress hear
+"goodbye" and get a BYE within seconds, their attempts are re-planned at the next start —
+un-register, close the database; exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from voipalert.app.config import (
+    engine_config,
+    media_config,
+    script_config,
+    sip_bind,
+    sip_tls,
+    store_config,
+    ua_config,
+)
+from voipalert.calls import Phone
+from voipalert.clock import SystemClock
+from voipalert.engine import Engine
+from voipalert.errors import ConfigError, VoipAlertError
+from voipalert.ingest.app_keys import INTAKE, METRICS
+from voipalert.ingest.config import IngestConfig
+from voipalert.ingest.health import SipState
+from voipalert.ingest.imap import ImapPoller
+from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
+from voipalert.ingest.webhook import build_app, start_http
+from voipalert.notify.voice import VoiceNotifier
+from voipalert.settings import Settings, ingest_config
+from voipalert.sip.events import RegistrationState
+from voipalert.store import Store
+from voipalert.tts.speech import Speech
+
+log = logging.getLogger("voipalert.serve")
+REGISTRATION_WAIT_SECONDS = 5.0
+
+
+class StartupError(VoipAlertError):
+    """Something outside the configuration stops the start (a port taken...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What a started server listens on (for the log line, tests and the demo)."""
+
+    http_port: int
+    sip: str
+    registration: str
+
+
+def sip_state(phone: Phone) -> SipState:
+    status = phone.registration
+    if status is None:
+        return SipState.NOT_CONFIGURED
+    return {
+        RegistrationState.REGISTERED: SipState.REGISTERED,
+        RegistrationState.REGISTERING: SipState.REGISTERING,
+        RegistrationState.UNREGISTERING: SipState.REGISTERING,
+    }.get(status.state, SipState.FAILED)
+
+
+async def serve(
+    settings: Settings,
+    on_ready: Callable[[Running], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or until ``stop`` is set, for an embedding caller)."""
+    clock = SystemClock()
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with AsyncExitStack() as stack:
+            speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
+            stack.push_async_callback(speech.aclose)
+            store = await Store.open(settings.database.path, clock, store_config(settings))
+            stack.push_async_callback(store.close)
+            await _check_languages(store, speech)
+            await speech.renderer.preload()
+            phone = await _start_phone(settings, stack)
+            engine = Engine(
+                store, VoiceNotifier(phone, speech, ua_config(settings).domain), clock,
+                engine_config(settings),
+            )  # fmt: skip
+            config = ingest_config(settings)
+            app = build_app(
+                store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
+                clock=clock,
+            )  # fmt: skip
+            edges = _Edges()
+            stack.push_async_callback(edges.close)
+            http_port = await _start_http(settings, app, edges)
+            await _start_smtp(settings, app, config, edges)
+            running = Running(http_port, _sip_text(settings), await _registration(phone))
+            log.info(
+                "voipalert ready: HTTP on %s:%s, SIP %s, registration %s",
+                settings.http.host, http_port, running.sip, running.registration,
+            )  # fmt: skip
+            if on_ready is not None:
+                on_ready(running)
+            async with asyncio.TaskGroup() as group:
+                engine_task = group.create_task(engine.run(), name="engine")
+                imap_task = None
+                if config.imap is not None:
+                    poller = ImapPoller(
+                        app[INTAKE], config.imap, config.email_rules,
+                        builtin_rules=config.builtin_email_parser, metrics=app[METRICS],
+                    )  # fmt: skip
+                    imap_task = group.create_task(poller.run(), name="imap")
+                await stop.wait()
+                log.info("stopping: no new alerts; ending calls in progress")
+                await edges.close()
+                phone.closing = True
+                engine_task.cancel()
+                if imap_task is not None:
+                    imap_task.cancel()
+            log.info("stopped")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+class _Edges:
+    """The listeners that take alerts in: closed first at shutdown, exactly once."""
+
+    def __init__(self) -> None:
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    def add(self, closer: Callable[[], Awaitable[None]]) -> None:
+        self._closers.append(closer)
+
+    async def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for closer in reversed(closers):
+            await closer()
+
+
+async def _start_http(settings: Settings, app: web.Application, edges: _Edges) -> int:
+    host, port = str(settings.http.host), settings.http.port
+    try:
+        runner, bound = await start_http(app, host, port)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc} ([http] port)"
+        ) from None
+    edges.add(runner.cleanup)
+    return bound
+
+
+async def _start_smtp(
+    settings: Settings, app: web.Application, config: IngestConfig, edges: _Edges
+) -> None:
+    if not settings.smtp.enabled:
+        return
+    host, port = str(settings.smtp.host), settings.smtp.port
+    handler = AlertSmtpHandler(
+        app[INTAKE], config.smtp, config.email_rules,
+        builtin_rules=config.builtin_email_parser, metrics=app[METRICS],
+    )  # fmt: skip
+    try:
+        server = await start_smtp(handler, host, port, config.smtp)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen for SMTP on {host}:{port}: {exc.strerror or exc} ([smtp] port)"
+        ) from None
+
+    async def close_smtp() -> None:
+        server.close()
+        await server.wait_closed()
+
+    edges.add(close_smtp)
+
+
+def _sip_text(settings: Settings) -> str:
+    sip = settings.sip
+    return f"{sip.transport} {sip.local_host}:{sip.local_port}"
+
+
+async def _check_languages(store: Store, speech: Speech) -> None:
+    rota = await store.load_rota()
+    languages = sorted({person.language for person in rota.people} | {"en"})
+    problems = speech.problems(languages)
+    if problems:
+        # DESIGN: a person whose language has no installed voice is a configuration error
+        # reported at start-up, not a garbled call.
+        raise ConfigError(problems)
+
+
+async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
+    ua = ua_config(settings)
+    bind = sip_bind(settings)
+    phone = Phone(
+        ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings)
+    )
+    try:
+        await phone.start(register=ua.registrar is not None)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot use SIP {settings.sip.transport} port {bind[0]}:{bind[1]}: "
+            f"{exc.strerror or exc} ([sip] local_host / local_port)"
+        ) from None
+    stack.push_async_callback(phone.stop)
+    return phone
+
+
+async def _registration(phone: Phone) -> str:
+    if phone.registration is None:
+        return "not configured (calls go straight to their targets)"
+    status = await phone.wait_registered(REGISTRATION_WAIT_SECONDS)
+    if status is not None and status.state is RegistrationState.REGISTERED:
+        return "registered"
+    detail = "no answer yet" if status is None else f"{status.last_status} {status.last_reason}"
+    log.warning("SIP registration is not working (%s): /readyz says so; retrying", detail)
+    return f"failing ({detail})"

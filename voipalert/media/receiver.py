@@ -1,0 +1,294 @@
+"""What to do with each datagram arriving on a call's RTP port (sans-IO).
+
+Rules (SIP-CHECKLIST §4.7, RFC 3550):
+
+* Anything that does not parse as RTP, or carries a payload type we did not negotiate, is
+  dropped and counted; nothing a datagram holds can raise out of ``receive``.
+* Media is accepted only from one source. Before anything arrived that is the address of
+  the SDP answer. A packet from that address fixes the source at once; with ``latching`` on,
+  a packet from another address (the far end behind NAT) fixes it only after
+  ``PROBATION_PACKETS`` audio packets in sequence with one SSRC and a plausible length
+  (RFC 3550 A.1's probation, and "only if SSRC, PT and length are consistent"). The source
+  is fixed once; afterwards every other address is "wrong source". ``set_remote`` (a
+  re-INVITE) starts over.
+* Per SSRC: RFC 3550 A.1 sequence tracking (cycles, loss), A.8 interarrival jitter on audio
+  packets. A new SSRC from the source (re-INVITE, a PBX bridging another leg) resets it.
+* Audio goes to the caller decoded, but only packets that advance the sequence: a late or
+  duplicated packet would splice old audio into the in-band detector's input.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from voipalert.media import g711
+from voipalert.media.errors import RemoteProtocolError
+from voipalert.media.g711 import Codec
+from voipalert.media.rfc4733 import EventDigit, EventReceiver
+from voipalert.media.rtp import SEQ_MOD, RtpPacket, seq_diff
+
+Address = tuple[str, int]
+
+PROBATION_PACKETS: Final = 2
+MAX_DROPOUT: Final = 3000  # RFC 3550 A.1
+MAX_MISORDER: Final = 100
+# Plausible G.711 frames for latching: 10 ms steps up to 60 ms (RFC 3551 §4.5).
+_FRAME_STEP: Final = 80
+_MAX_FRAME: Final = 480
+
+
+class DropReason(enum.Enum):
+    MALFORMED = "malformed"
+    WRONG_SOURCE = "wrong-source"
+    UNKNOWN_PAYLOAD_TYPE = "unknown-payload-type"
+    BAD_EVENT = "bad-telephone-event"
+    PROBATION = "probation"
+    LATE = "late-or-duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """Decoded audio of one packet that advanced the sequence."""
+
+    pcm: NDArray[np.int16]
+    ssrc: int
+    sequence_number: int
+    timestamp: int
+    lost_before: int  # packets missing between the previous audio frame and this one
+
+
+@dataclass(frozen=True, slots=True)
+class DigitReceived:
+    """An RFC 4733 key press (reported once per event)."""
+
+    digit: EventDigit
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLatched:
+    """Media comes from ``address``: send there from now on (symmetric RTP, RFC 4961)."""
+
+    address: Address
+
+
+@dataclass(frozen=True, slots=True)
+class PacketDropped:
+    reason: DropReason
+
+
+ReceiveEvent = AudioFrame | DigitReceived | SourceLatched | PacketDropped
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverConfig:
+    codec: Codec
+    payload_type: int
+    telephone_event_pt: int | None
+    remote: Address | None
+    latching: bool = True
+    clock_rate: int = g711.SAMPLE_RATE_HZ
+
+
+@dataclass(slots=True)
+class ReceiverStats:
+    """Counters for the audit trail and metrics; ``jitter`` is in timestamp units."""
+
+    packets: int = 0
+    octets: int = 0
+    expected: int = 0
+    lost: int = 0
+    jitter: float = 0.0
+    ssrc_changes: int = 0
+    drops: dict[DropReason, int] = field(default_factory=dict)
+
+    def dropped(self, reason: DropReason) -> int:
+        return self.drops.get(reason, 0)
+
+    @property
+    def jitter_ms(self) -> float:
+        return self.jitter / g711.SAMPLE_RATE_HZ * 1000
+
+
+@dataclass(slots=True)
+class _Sequence:
+    """RFC 3550 A.1 state of one SSRC."""
+
+    base: int
+    max_seq: int
+    cycles: int = 0
+    bad_seq: int = SEQ_MOD + 1
+    received: int = 1
+    transit: float | None = None
+
+    def update(self, seq: int) -> bool:
+        """Count ``seq``; True when it advances the sequence (new audio for the detector)."""
+        delta = (seq - self.max_seq) % SEQ_MOD
+        if 0 < delta < MAX_DROPOUT:
+            if seq < self.max_seq:
+                self.cycles += SEQ_MOD
+            self.max_seq = seq
+            self.received += 1
+            return True
+        if delta <= SEQ_MOD - MAX_MISORDER and delta != 0:
+            if seq == self.bad_seq:
+                # Two packets in a row after a big jump: the sender restarted. Resync.
+                self.base = self.max_seq = seq
+                self.cycles, self.received, self.bad_seq = 0, 1, SEQ_MOD + 1
+                self.transit = None
+                return True
+            self.bad_seq = (seq + 1) % SEQ_MOD
+            return False
+        self.received += 1  # duplicate or reordered: counted, not replayed
+        return False
+
+    @property
+    def expected(self) -> int:
+        return self.cycles + self.max_seq - self.base + 1
+
+
+class RtpReceiver:
+    """Validates, filters and accounts the packets of one call's incoming RTP stream."""
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config
+        self.stats = ReceiverStats()
+        self.events = EventReceiver()
+        self._remote = config.remote
+        self._source: Address | None = None
+        self._candidate: tuple[Address, int, int] | None = None  # address, ssrc, next seq
+        self._candidate_count = 0
+        self._ssrc: int | None = None
+        self._seq: _Sequence | None = None
+        self._lost_base = 0  # loss of previous SSRCs
+        self._expected_base = 0
+
+    @property
+    def source(self) -> Address | None:
+        """The address media is accepted from, once fixed."""
+        return self._source
+
+    def set_remote(self, remote: Address | None) -> None:
+        """New SDP answer (re-INVITE): media may come from somewhere else now."""
+        self._remote, self._source, self._candidate = remote, None, None
+
+    def receive(self, data: bytes, src: Address, now: float) -> list[ReceiveEvent]:
+        """One datagram from ``src`` at monotonic time ``now`` (seconds)."""
+        try:
+            packet = RtpPacket.parse(data)
+        except RemoteProtocolError:
+            return [self._drop(DropReason.MALFORMED)]
+        cfg = self.config
+        is_audio = packet.payload_type == cfg.payload_type
+        is_event = (
+            cfg.telephone_event_pt is not None and packet.payload_type == cfg.telephone_event_pt
+        )
+        if not (is_audio or is_event):
+            return [self._drop(DropReason.UNKNOWN_PAYLOAD_TYPE)]
+        out: list[ReceiveEvent] = []
+        if self._source != src:
+            verdict = self._admit(packet, src, is_audio)
+            if isinstance(verdict, PacketDropped):
+                self._count(verdict.reason)
+                return [verdict]
+            if verdict is not None:
+                out.append(verdict)
+        advanced, lost = self._account(packet)
+        self.stats.packets += 1
+        self.stats.octets += len(packet.payload)
+        if is_event:
+            return out + self._event(packet)
+        return [*out, self._audio(packet, now, advanced, lost)]
+
+    def _audio(
+        self, packet: RtpPacket, now: float, advanced: bool, lost: int
+    ) -> AudioFrame | PacketDropped:
+        if not packet.payload:
+            return self._drop(DropReason.MALFORMED)
+        self._jitter(packet, now)
+        if not advanced:
+            return self._drop(DropReason.LATE)
+        pcm = g711.decode(self.config.codec, packet.payload)
+        return AudioFrame(pcm, packet.ssrc, packet.sequence_number, packet.timestamp, lost)
+
+    def _admit(self, packet: RtpPacket, src: Address, is_audio: bool) -> ReceiveEvent | None:
+        """Decide about a packet from an address that is not (yet) the source."""
+        if self._source is not None:
+            return PacketDropped(DropReason.WRONG_SOURCE)
+        if src == self._remote:
+            self._source = src
+            return None
+        if not self.config.latching:
+            return PacketDropped(DropReason.WRONG_SOURCE)
+        plausible = (
+            is_audio
+            and 0 < len(packet.payload) <= _MAX_FRAME
+            and len(packet.payload) % _FRAME_STEP == 0
+        )
+        if not plausible:
+            return PacketDropped(DropReason.PROBATION)
+        seq = packet.sequence_number
+        candidate = self._candidate
+        if candidate is not None and candidate == (src, packet.ssrc, seq):
+            self._candidate_count += 1
+        else:
+            self._candidate_count = 1
+        self._candidate = (src, packet.ssrc, (seq + 1) % SEQ_MOD)
+        if self._candidate_count < PROBATION_PACKETS:
+            return PacketDropped(DropReason.PROBATION)
+        self._source, self._candidate = src, None
+        return SourceLatched(src)
+
+    def _account(self, packet: RtpPacket) -> tuple[bool, int]:
+        """RFC 3550 A.1 bookkeeping; (advances the sequence, packets lost just before)."""
+        seq = packet.sequence_number
+        if self._ssrc != packet.ssrc or self._seq is None:
+            if self._seq is not None:
+                self.stats.ssrc_changes += 1
+                self.events.forget(self._ssrc if self._ssrc is not None else 0)
+                self._expected_base += self._seq.expected
+                self._lost_base += self._seq.expected - self._seq.received
+            self._ssrc = packet.ssrc
+            self._seq = _Sequence(base=seq, max_seq=seq)
+            self._publish_loss()
+            return True, 0
+        previous = self._seq.max_seq
+        advanced = self._seq.update(seq)
+        self._publish_loss()
+        if not advanced:
+            return False, 0
+        return True, max(0, seq_diff(seq, previous) - 1)
+
+    def _publish_loss(self) -> None:
+        assert self._seq is not None
+        self.stats.expected = self._expected_base + self._seq.expected
+        self.stats.lost = self._lost_base + self._seq.expected - self._seq.received
+
+    def _jitter(self, packet: RtpPacket, now: float) -> None:
+        # RFC 3550 A.8: J += (|D| - J) / 16, in timestamp units, audio packets only
+        # (RFC 4733 packets carry the event's start time, not their sampling time).
+        assert self._seq is not None
+        transit = now * self.config.clock_rate - packet.timestamp
+        if self._seq.transit is not None:
+            d = abs(transit - self._seq.transit)
+            if d < 1 << 31:  # not across a timestamp wrap
+                self.stats.jitter += (d - self.stats.jitter) / 16
+        self._seq.transit = transit
+
+    def _event(self, packet: RtpPacket) -> list[ReceiveEvent]:
+        try:
+            digit = self.events.receive(packet.ssrc, packet.timestamp, packet.payload)
+        except RemoteProtocolError:
+            return [self._drop(DropReason.BAD_EVENT)]
+        return [] if digit is None else [DigitReceived(digit)]
+
+    def _drop(self, reason: DropReason) -> PacketDropped:
+        self._count(reason)
+        return PacketDropped(reason)
+
+    def _count(self, reason: DropReason) -> None:
+        self.stats.drops[reason] = self.stats.drops.get(reason, 0) + 1

@@ -1,0 +1,112 @@
+"""RTP/RTCP port pairs from the configured range (RFC 3550 §11: RTP on an even port, RTCP on
+the next one).
+
+The allocator binds both sockets before the port goes into an SDP offer, so nothing can take
+it in between, and holds them until the call releases them. A port another process holds
+fails with EADDRINUSE and the next even port is tried. ``SO_REUSEADDR`` is never set: on a
+UDP socket it would let two calls share a port and split the packets between them (bpo-37228,
+the reason asyncio dropped ``reuse_address`` for UDP). The search starts after the last
+port handed out, so a port just released is not reused at once and stray late packets of
+the previous call do not land in the next one.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+
+from voipalert.errors import VoipAlertError
+
+
+class PortRangeExhaustedError(VoipAlertError, OSError):
+    """No free even/odd port pair is left in the configured range."""
+
+
+@dataclass(slots=True)
+class RtpPorts:
+    """A bound RTP socket on an even port and its RTCP socket on the next one."""
+
+    host: str
+    port: int
+    rtp: socket.socket
+    rtcp: socket.socket
+    closed: bool = field(default=False)
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.port + 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.rtp.close()
+            self.rtcp.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class RtpPortAllocator:
+    """Hands out RTP/RTCP port pairs between ``port_min`` and ``port_max`` (inclusive)."""
+
+    def __init__(self, host: str, port_min: int, port_max: int) -> None:
+        ipaddress.ip_address(host)  # an address, never a name: no DNS on this path
+        first = port_min + (port_min % 2)
+        if not 0 < first < port_max <= 65535:
+            raise ValueError(f"no even/odd port pair in {port_min}-{port_max}")
+        self.host = host
+        self._ports = list(range(first, port_max, 2))  # even p with p + 1 <= port_max
+        self._next = 0
+        self._held: set[int] = set()
+
+    @property
+    def in_use(self) -> int:
+        return len(self._held)
+
+    def allocate(self) -> RtpPorts:
+        """Bind the next free pair; ``PortRangeExhaustedError`` when none is left."""
+        for _ in range(len(self._ports)):
+            port = self._ports[self._next]
+            self._next = (self._next + 1) % len(self._ports)
+            if port in self._held:
+                continue
+            pair = self._try(port)
+            if pair is not None:
+                self._held.add(port)
+                return pair
+        raise PortRangeExhaustedError(
+            errno.EADDRINUSE,
+            f"no free RTP port pair in {self._ports[0]}-{self._ports[-1] + 1} on {self.host}",
+        )
+
+    def release(self, ports: RtpPorts) -> None:
+        """Close the pair and make its port available again (idempotent)."""
+        ports.close()
+        self._held.discard(ports.port)
+
+    def _try(self, port: int) -> RtpPorts | None:
+        try:
+            rtp = _bind(self.host, port)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return None
+            raise
+        try:
+            rtcp = _bind(self.host, port + 1)
+        except OSError as exc:
+            rtp.close()
+            if exc.errno == errno.EADDRINUSE:
+                return None
+            raise
+        return RtpPorts(self.host, port, rtp, rtcp)

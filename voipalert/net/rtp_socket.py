@@ -1,0 +1,407 @@
+"""One call's RTP session on an asyncio datagram socket.
+
+* Symmetric RTP (RFC 4961): packets leave from the socket they arrive on, to the address of
+  the SDP answer until the far end's media fixes the source (``media.receiver`` decides,
+  latching per SIP-CHECKLIST §4.7); from then on to that source.
+* Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; a stall skips
+  slots and never bursts; the RTP timestamp keeps counting sampling time.
+* A play queue: the prompt, then G.711 silence until the call ends (PBX media timeouts hang
+  up silent calls). A key press stops the prompt at the next slot.
+* Received audio is decoded for the in-band detector; RFC 4733 events, in-band tones and SIP
+  INFO digits (``digit_received``) merge in one ``DtmfCollector``.
+* Hostile datagrams are dropped and counted (``receiver_stats``); ICMP errors arrive in
+  ``error_received`` and are counted, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from voipalert.errors import VoipAlertError
+from voipalert.media.dtmf import Digit, DtmfCollector, DtmfSource
+from voipalert.media.g711 import SAMPLE_RATE_HZ, Codec
+from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
+from voipalert.media.packetizer import Packetizer
+from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
+from voipalert.media.receiver import (
+    Address,
+    AudioFrame,
+    DigitReceived,
+    ReceiverConfig,
+    ReceiverStats,
+    RtpReceiver,
+    SourceLatched,
+)
+from voipalert.media.rfc4733 import EventSender, TelephoneEvent, event_code
+from voipalert.net.ports import RtpPorts
+from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
+
+log = logging.getLogger("voipalert.net.rtp")
+
+MAX_QUEUED_DIGITS: Final = 64
+
+
+class RtpSessionClosedError(VoipAlertError, ConnectionError):
+    """The session ended (closed, or its socket failed) while something waited on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpSessionConfig:
+    """What the SDP exchange decided (the SIP layer maps its ``MediaParams`` onto this)."""
+
+    local_port: int
+    remote_addr: Address
+    codec: Codec
+    payload_type: int
+    telephone_event_pt: int | None
+    ptime_ms: int = 20
+    local_host: str = "127.0.0.1"
+    latching: bool = True
+    inband_dtmf: bool = True
+    dtmf_window_s: float = 0.5
+
+
+@dataclass(slots=True)
+class SenderStats:
+    packets: int = 0
+    octets: int = 0
+    skipped_slots: int = 0
+    events_sent: int = 0
+    transport_errors: int = 0
+    rtcp_packets_received: int = 0
+
+
+def _normalise(addr: tuple[object, ...]) -> Address:
+    host, port = str(addr[0]), int(str(addr[1]))
+    try:
+        host = ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass  # a name from the SDP: compared as written
+    return host, port
+
+
+class RtpSession:
+    """The media half of one call. Create with ``await RtpSession.open(config)``."""
+
+    def __init__(
+        self,
+        config: RtpSessionConfig,
+        *,
+        pacer: RtpPacer,
+        rng: random.Random,
+        detector: DetectorConfig | None = None,
+        on_audio: Callable[[AudioFrame], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_audio = on_audio
+        self._loop = asyncio.get_running_loop()
+        self._pacer = pacer
+        samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
+        self._packetizer = Packetizer(config.payload_type, rng=rng, samples_per_frame=samples)
+        self._queue = PlayQueue(config.codec, samples)
+        self._dest = _normalise(config.remote_addr)
+        self._receiver = RtpReceiver(
+            ReceiverConfig(
+                codec=config.codec,
+                payload_type=config.payload_type,
+                telephone_event_pt=config.telephone_event_pt,
+                remote=self._dest,
+                latching=config.latching,
+            )
+        )
+        self._detector = DtmfDetector(detector) if config.inband_dtmf else None
+        self._collector = DtmfCollector(window_s=config.dtmf_window_s)
+        self._digits: deque[Digit] = deque(maxlen=MAX_QUEUED_DIGITS)
+        self._waiters: deque[asyncio.Future[Digit]] = deque()
+        self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
+        self._event: EventSender | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._closed = False
+        self.stats = SenderStats()
+        self.last_error: OSError | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        config: RtpSessionConfig,
+        *,
+        ports: RtpPorts | None = None,
+        pacer: RtpPacer | None = None,
+        rng: random.Random | None = None,
+        detector: DetectorConfig | None = None,
+        on_audio: Callable[[AudioFrame], None] | None = None,
+    ) -> Self:
+        """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
+
+        Sending starts at once. The sockets are closed by ``close``; give the ports back
+        to their allocator afterwards. ``on_audio`` sees every decoded audio frame
+        (recording, diagnostics)."""
+        if ports is not None and ports.port != config.local_port:
+            raise ValueError(f"ports {ports.port} do not match local_port {config.local_port}")
+        session = cls(
+            config,
+            pacer=pacer if pacer is not None else shared_pacer(),
+            rng=rng if rng is not None else random.SystemRandom(),
+            detector=detector,
+            on_audio=on_audio,
+        )
+        loop = session._loop
+        if ports is not None:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtpProtocol(session), sock=ports.rtp
+            )
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtpProtocol(session), local_addr=(config.local_host, config.local_port)
+            )
+        session._transport = transport
+        try:
+            if ports is not None:
+                rtcp, _ = await loop.create_datagram_endpoint(
+                    lambda: _RtcpSink(session), sock=ports.rtcp
+                )
+            else:
+                rtcp, _ = await loop.create_datagram_endpoint(
+                    lambda: _RtcpSink(session),
+                    local_addr=(config.local_host, config.local_port + 1),
+                )
+        except BaseException:
+            transport.close()
+            raise
+        session._rtcp = rtcp
+        session._pacer.add(session, ptime=config.ptime_ms / 1000)
+        return session
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def remote(self) -> Address:
+        """Where packets go now (the SDP address, or the latched source)."""
+        return self._dest
+
+    @property
+    def local_address(self) -> Address:
+        assert self._transport is not None
+        return _normalise(self._transport.get_extra_info("sockname"))
+
+    @property
+    def receiver_stats(self) -> ReceiverStats:
+        return self._receiver.stats
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------ playing
+
+    def play(
+        self,
+        pcm: NDArray[np.int16],
+        *,
+        repeat: int = 1,
+        gap_s: float = 0.0,
+        interrupt_on_digit: bool = True,
+    ) -> asyncio.Future[PlayEnd]:
+        """Play 8 kHz ``pcm`` from the next slot on, replacing what was playing. The
+        future tells how it ended; with ``interrupt_on_digit`` a key press stops it."""
+        self._check_open()
+        gap_frames = round(gap_s * 1000 / self.config.ptime_ms)
+        item, replaced = self._queue.play(pcm, repeat=repeat, gap_frames=gap_frames)
+        future: asyncio.Future[PlayEnd] = self._loop.create_future()
+        self._plays[item] = (future, interrupt_on_digit)
+        self._ended(replaced)
+        return future
+
+    def stop_playing(self) -> None:
+        """Silence from the next slot on."""
+        self._ended(self._queue.stop(PlayEnd.STOPPED))
+
+    def _ended(self, ended: PlayEnded | None) -> None:
+        if ended is None:
+            return
+        future, _ = self._plays.pop(ended.item, (None, False))
+        if future is not None and not future.done():
+            future.set_result(ended.how)
+
+    # ------------------------------------------------------------------ digits
+
+    async def next_digit(self) -> Digit:
+        """The next key press from any path (RFC 4733, in-band, SIP INFO)."""
+        if self._digits:
+            return self._digits.popleft()
+        self._check_open()
+        waiter: asyncio.Future[Digit] = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def digit_received(self, char: str, source: DtmfSource = DtmfSource.SIP_INFO) -> None:
+        """A key press the signalling saw (SIP INFO ``application/dtmf-relay``)."""
+        self._key(char, source)
+
+    def _key(self, char: str, source: DtmfSource) -> None:
+        digit = self._collector.add(char, source, self._loop.time())
+        if digit is None:
+            return
+        playing = self._queue.playing
+        if playing is not None and self._plays.get(playing, (None, False))[1]:
+            self._ended(self._queue.stop(PlayEnd.INTERRUPTED))
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(digit)
+                return
+        self._digits.append(digit)
+
+    def send_digit(self, char: str, duration_ms: int = 100) -> None:
+        """Send a key press as RFC 4733 events in the next slots (audio pauses meanwhile)."""
+        self._check_open()
+        if self.config.telephone_event_pt is None:
+            raise ValueError("no telephone-event payload type was negotiated")
+        slots = max(1, round(duration_ms / self.config.ptime_ms))
+        self._event = EventSender(event_code(char), slots)
+
+    def set_remote(self, remote: Address) -> None:
+        """A re-INVITE moved the far end's media."""
+        self._dest = _normalise(remote)
+        self._receiver.set_remote(self._dest)
+
+    # ------------------------------------------------------------------ pacing
+
+    def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
+        """Called by the pacer at ``start + slot * ptime``."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        if skipped:
+            self._packetizer.skip(skipped)
+            self.stats.skipped_slots += skipped
+        payload, ended = self._queue.next_frame(skipped)
+        event = self._event
+        if event is None:
+            data = self._packetizer.build(payload)
+        else:
+            data = self._event_packet(event, skipped)
+        transport.sendto(data, self._dest)
+        self.stats.packets += 1
+        self.stats.octets += len(data) - 12
+        self._ended(ended)
+
+    def _event_packet(self, event: EventSender, skipped: int) -> bytes:
+        pt = self.config.telephone_event_pt
+        assert pt is not None
+        if event.start_ts is None:
+            event.start_ts = self._packetizer.next_timestamp
+        step = self._packetizer.samples_per_frame
+        block = event.next_block(skipped, step)
+        if event.done:
+            self._event = None
+            self.stats.events_sent += 1
+        payload = TelephoneEvent(event.code, block.end, 10, block.duration).serialize()
+        return self._packetizer.build(
+            payload, payload_type=pt, timestamp=event.start_ts, marker=block.first
+        )
+
+    # ------------------------------------------------------------------ datagrams
+
+    def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
+        now = self._loop.time()
+        for event in self._receiver.receive(data, _normalise(addr), now):
+            if isinstance(event, AudioFrame):
+                if self._on_audio is not None:
+                    self._on_audio(event)
+                if self._detector is not None:
+                    for tone in self._detector.feed(event.pcm):
+                        if isinstance(tone, ToneStarted):
+                            self._key(tone.char, DtmfSource.INBAND)
+            elif isinstance(event, DigitReceived):
+                self._key(event.digit.char, DtmfSource.RFC4733)
+            elif isinstance(event, SourceLatched):
+                log.info("RTP source latched to %s:%d", *event.address)
+                self._dest = event.address
+
+    def _error(self, exc: OSError) -> None:
+        # Linux reports no ICMP errors on an unconnected UDP socket; what arrives here are
+        # send errors. Counted, logged once, never fatal: the far end may come back.
+        self.stats.transport_errors += 1
+        level = logging.WARNING if self.last_error is None else logging.DEBUG
+        self.last_error = exc
+        log.log(level, "RTP send to %s:%d failed: %s", *self._dest, exc)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if not self._closed:
+            log.warning("RTP socket closed under the session: %s", exc)
+            self._shutdown()
+
+    # ------------------------------------------------------------------ closing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RtpSessionClosedError("the RTP session is closed")
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        self._pacer.remove(self)
+        self._ended(self._queue.stop(PlayEnd.STOPPED))
+        for future, _ in self._plays.values():
+            if not future.done():
+                future.set_result(PlayEnd.STOPPED)
+        self._plays.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RtpSessionClosedError("the RTP session closed"))
+
+    async def close(self) -> None:
+        """Stop sending, close both sockets, release every waiter (idempotent)."""
+        if not self._closed:
+            self._shutdown()
+        for transport in (self._transport, self._rtcp):
+            if transport is not None:
+                transport.close()
+        await asyncio.sleep(0)  # let connection_lost run
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, session: RtpSession) -> None:
+        self._session = session
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self._session._datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self._session._error(exc if isinstance(exc, OSError) else OSError(str(exc)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._session._lost(exc)
+
+
+class _RtcpSink(asyncio.DatagramProtocol):
+    """Reads RTCP on port + 1 so it does not pile up; its content is not acted on yet."""
+
+    def __init__(self, session: RtpSession) -> None:
+        self._session = session
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self._session.stats.rtcp_packets_received += 1
+
+    def error_received(self, exc: Exception) -> None:
+        self._session.stats.transport_errors += 1

@@ -1,0 +1,122 @@
+"""The real notifier: a phone call that speaks the alert and waits for the ack key.
+
+``VoiceNotifier`` turns a ``Notification`` into a SIP target, starts rendering the message
+while the phone rings (so the callee never waits for synthesis — DESIGN "Trigger to
+INVITE"), runs the call script through the ``Phone`` and maps its report onto a
+``NotifyResult``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from voipalert.calls import CallReport, Phone
+from voipalert.callscript import MESSAGE
+from voipalert.domain.rota import Contact, ContactKind
+from voipalert.logs import log_context
+from voipalert.notify import Notification, NotifyOutcome, NotifyResult
+from voipalert.sip.errors import RemoteProtocolError
+from voipalert.sip.uri import SipUri
+from voipalert.tts.speech import Speech
+
+log = logging.getLogger("voipalert.notify")
+PHRASE_FIELDS: Final = ("name",)
+
+
+def target_uri(contact: Contact | str, domain: str) -> SipUri:
+    """Where to call a contact: a SIP URI as given, an extension at our domain, a number
+    through the trunk (``user=phone``, RFC 3261 §19.1.1). Raises ``ValueError``."""
+    if isinstance(contact, str):
+        kind = ContactKind.SIP if ":" in contact else (
+            ContactKind.NUMBER if contact.startswith("+") else ContactKind.EXTENSION
+        )  # fmt: skip
+        contact = Contact(kind, contact)
+    address = contact.address.strip()
+    if contact.kind is ContactKind.SIP:
+        try:
+            return SipUri.parse(address, "contact")
+        except RemoteProtocolError as exc:
+            raise ValueError(str(exc)) from None
+    user = address.replace(" ", "").replace("-", "")
+    if not user or not all(c.isdigit() or c in "+*#" for c in user):
+        raise ValueError(f"{contact.kind.value} {address!r} is not a dialable number")
+    params: tuple[tuple[str, str | None], ...] = ()
+    if contact.kind is ContactKind.NUMBER:
+        params = (("user", "phone"),)
+    return SipUri(user=user.replace("#", "%23"), host=domain, params=params)
+
+
+class SpokenPrompts:
+    """The prompts of one call in one language. The message starts rendering at once, in
+    the speech worker, while the INVITE goes out; fixed phrases come from the cache."""
+
+    def __init__(self, speech: Speech, language: str, fields: Mapping[str, object]) -> None:
+        self._speech = speech
+        self._language = language
+        self._fields = dict(fields)
+        self._message = asyncio.ensure_future(
+            speech.phrase(MESSAGE, language=language, **self._fields)
+        )
+
+    async def __call__(self, key: str) -> NDArray[np.int16]:
+        if key == MESSAGE:
+            return (await asyncio.shield(self._message)).pcm
+        extra = {k: self._fields[k] for k in PHRASE_FIELDS if k in self._fields}
+        return (await self._speech.phrase(key, language=self._language, **extra)).pcm
+
+    async def close(self) -> None:
+        if not self._message.done():
+            self._message.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._message
+
+
+class VoiceNotifier:
+    def __init__(self, phone: Phone, speech: Speech, domain: str) -> None:
+        self._phone = phone
+        self._speech = speech
+        self._domain = domain
+
+    async def notify(self, notification: Notification) -> NotifyResult:
+        n = notification
+        try:
+            target = target_uri(n.contact, self._domain)
+        except ValueError as exc:
+            return NotifyResult(NotifyOutcome.FAILED, detail=f"bad contact: {exc}")
+        fields: dict[str, object] = {"summary": n.text, **n.fields}
+        prompts = SpokenPrompts(self._speech, n.language, fields)
+        script = replace(
+            self._phone.script, ack_digit=n.menu.ack_digit, repeat_digit=n.menu.repeat_digit
+        )
+        try:
+            with log_context(alert_id=n.alert_id, call_id=n.attempt_key):
+                report = await self._phone.call(
+                    target, prompts, ring_timeout=n.ring_timeout_seconds, script=script,
+                    progress=lambda step: log.info("%s: %s", n.person, step),
+                )  # fmt: skip
+        finally:
+            await prompts.close()
+        return notify_result(report)
+
+
+def notify_result(report: CallReport) -> NotifyResult:
+    detail = report.sip_reason
+    if report.digit_source:
+        detail = f"{detail}; key {report.digit} by {report.digit_source}"
+    return NotifyResult(
+        outcome=report.outcome,
+        sip_status=report.sip_status,
+        sip_reason=report.sip_reason,
+        digit=report.digit,
+        ring_seconds=report.ring_seconds,
+        talk_seconds=report.talk_seconds,
+        detail=detail,
+    )
