@@ -213,11 +213,13 @@ async def test_socket_errors_are_counted_not_raised(allocator: RtpPortAllocator)
     pa = allocator.allocate()
     try:
         async with await RtpSession.open(_config(pa, (HOST, 0)), ports=pa) as session:
-            await asyncio.sleep(0.2)
-            assert session.stats.transport_errors >= 5
+            await asyncio.sleep(0.1)
+            errors = session.stats.transport_errors
+            assert errors >= 2
             assert session.last_error is not None
+            await asyncio.sleep(0.1)
+            assert session.stats.transport_errors > errors  # the pacer kept going
             assert not session.closed
-            assert session.stats.packets >= 5  # the pacer kept going
     finally:
         allocator.release(pa)
 

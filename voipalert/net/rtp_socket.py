@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import logging
 import random
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from voipalert.media.receiver import (
     SourceLatched,
 )
 from voipalert.media.rfc4733 import EventSender, TelephoneEvent, event_code
-from voipalert.net.ports import RtpPorts
+from voipalert.net.ports import RtpPorts, bind_udp
 from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
 
 log = logging.getLogger("voipalert.net.rtp")
@@ -77,6 +78,7 @@ class SenderStats:
     octets: int = 0
     skipped_slots: int = 0
     events_sent: int = 0
+    send_dropped: int = 0
     transport_errors: int = 0
     rtcp_packets_received: int = 0
 
@@ -126,6 +128,7 @@ class RtpSession:
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
         self._event: EventSender | None = None
         self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
         self.stats = SenderStats()
@@ -157,27 +160,29 @@ class RtpSession:
             on_audio=on_audio,
         )
         loop = session._loop
-        if ports is not None:
+        if ports is None:
+            ports = RtpPorts(
+                config.local_host,
+                config.local_port,
+                bind_udp(config.local_host, config.local_port),
+                bind_udp(config.local_host, config.local_port + 1),
+            )
+        try:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _RtpProtocol(session), sock=ports.rtp
             )
-        else:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(session), local_addr=(config.local_host, config.local_port)
-            )
+        except BaseException:
+            ports.close()
+            raise
         session._transport = transport
+        session._sock = ports.rtp
         try:
-            if ports is not None:
-                rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtcpSink(session), sock=ports.rtcp
-                )
-            else:
-                rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtcpSink(session),
-                    local_addr=(config.local_host, config.local_port + 1),
-                )
+            rtcp, _ = await loop.create_datagram_endpoint(
+                lambda: _RtcpSink(session), sock=ports.rtcp
+            )
         except BaseException:
             transport.close()
+            ports.close()
             raise
         session._rtcp = rtcp
         session._pacer.add(session, ptime=config.ptime_ms / 1000)
@@ -288,22 +293,30 @@ class RtpSession:
 
     def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
         """Called by the pacer at ``start + slot * ptime``."""
-        transport = self._transport
-        if transport is None or self._closed:
+        sock = self._sock
+        if sock is None or self._closed:
             return
         if skipped:
             self._packetizer.skip(skipped)
             self.stats.skipped_slots += skipped
         payload, ended = self._queue.next_frame(skipped)
         event = self._event
-        if event is None:
-            data = self._packetizer.build(payload)
+        data = (
+            self._packetizer.build(payload) if event is None else self._event_packet(event, skipped)
+        )
+        try:
+            # Straight to the socket: a real-time packet that cannot leave now is dropped,
+            # not queued behind the next one (what the transport's buffer would do).
+            sock.sendto(data, self._dest)
+        except BlockingIOError:
+            self.stats.send_dropped += 1
+        except OSError as exc:
+            self._error(exc)
         else:
-            data = self._event_packet(event, skipped)
-        transport.sendto(data, self._dest)
-        self.stats.packets += 1
-        self.stats.octets += len(data) - 12
-        self._ended(ended)
+            self.stats.packets += 1
+            self.stats.octets += len(data) - 12
+        if ended is not None:
+            self._ended(ended)
 
     def _event_packet(self, event: EventSender, skipped: int) -> bytes:
         pt = self.config.telephone_event_pt

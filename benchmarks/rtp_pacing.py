@@ -1,0 +1,236 @@
+"""RTP pacing: send lateness and CPU for N concurrent streams on loopback.
+
+    python -m benchmarks.rtp_pacing [--streams 10 100 500] [--seconds 10] [--echo]
+
+Each stream is a real ``RtpSession`` (own socket pair from the allocator, G.711 prompt on
+repeat) paced by the loop's shared ``RtpPacer``. A separate sink process drains the
+packets (with ``--echo`` it sends each one back, so every session also receives, decodes
+and runs the in-band detector: a full-duplex call). Lateness is ``send time - deadline``
+per packet; CPU is this process's user+system time over wall time (100 % = one core).
+
+Three schedules: "balanced" (what the pacer does: each new stream's phase goes into the
+least loaded millisecond of the 20 ms cycle), "random" (phases uniformly random, as if the
+pacer did not balance and calls started at random times) and "aligned" (every stream's slot
+on the same instant: the worst case, forced; each tick then sends all N packets in a row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from voipalert.net.ports import RtpPortAllocator, RtpPorts
+from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+
+HOST = "127.0.0.1"
+PTIME = 0.020
+
+SINK = r"""
+import socket, sys, select, time
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+sock.bind(("127.0.0.1", 0))
+sock.setblocking(False)
+print(sock.getsockname()[1], flush=True)
+echo = sys.argv[1] == "echo"
+count = 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    # Drain every 2 ms instead of sleeping in select() on the socket: a process blocked on
+    # the socket would be woken by every packet, and that wakeup would be charged to the
+    # sender's sendto(). A NIC does not need waking; this keeps loopback closer to it.
+    time.sleep(0.002)
+    while True:
+        try:
+            data, addr = sock.recvfrom(2048)
+        except BlockingIOError:
+            break
+        count += 1
+        if echo:
+            sock.sendto(data, addr)
+print(count, flush=True)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    streams: int
+    schedule: str
+    echo: bool
+    packets: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    skipped: int
+    cpu_percent: float
+    preempted: int  # involuntary context switches: other processes took the CPU
+    sink_packets: int
+
+
+def _cpu() -> tuple[float, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, usage.ru_nivcsw
+
+
+class Sink:
+    """The far ends: a separate process that drains (or echoes) every packet."""
+
+    def __init__(self, echo: bool) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SINK, "echo" if echo else "drain"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def stop(self) -> int:
+        """Packets it received."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("stop\n")
+        self.process.stdin.flush()
+        count = int(self.process.stdout.readline() or 0)
+        self.process.wait(timeout=5)
+        return count
+
+
+async def _run(streams: int, seconds: float, schedule: str, echo: bool, sink_port: int) -> Result:
+    loop = asyncio.get_running_loop()
+    lateness: list[float] = []
+    pacer = RtpPacer(loop, on_lateness=lateness.append)
+    allocator = RtpPortAllocator(HOST, 30000, 30000 + 4 * streams + 100)
+    rng = np.random.default_rng(1)
+    prompt = (rng.normal(0, 3000, 8000 * 3)).astype(np.int16)
+    sessions: list[RtpSession] = []
+    held: list[RtpPorts] = []
+    try:
+        for _ in range(streams):
+            ports = allocator.allocate()
+            held.append(ports)
+            config = RtpSessionConfig(
+                local_port=ports.port,
+                remote_addr=(HOST, sink_port),
+                codec="PCMU",
+                payload_type=0,
+                telephone_event_pt=101,
+            )
+            session = await RtpSession.open(config, ports=ports, pacer=pacer, rng=random.Random())
+            _ = session.play(prompt, repeat=1000)
+            sessions.append(session)
+        start = loop.time() + 0.1
+        spread = random.Random(2)
+        for session in sessions if schedule != "balanced" else ():
+            # Re-seat every stream on the schedule under test ("balanced" keeps the
+            # phases the pacer chose).
+            pacer.remove(session)
+            offset = 0.0 if schedule == "aligned" else spread.uniform(0, PTIME)
+            pacer.add(session, ptime=PTIME, start=start + offset)
+        await asyncio.sleep(1.0)  # warm-up
+        lateness.clear()
+        skipped_before = pacer.skipped_slots
+        (cpu0, switches0), wall0 = _cpu(), time.perf_counter()
+        await asyncio.sleep(seconds)
+        cpu1, switches1 = _cpu()
+        cpu = (cpu1 - cpu0) / (time.perf_counter() - wall0) * 100
+        late = np.array(lateness) * 1000
+        skipped = pacer.skipped_slots - skipped_before
+    finally:
+        for session in sessions:
+            await session.close()
+        for ports in held:
+            allocator.release(ports)
+    return Result(
+        streams=streams,
+        schedule=schedule,
+        echo=echo,
+        packets=late.size,
+        p50_ms=float(np.percentile(late, 50)),
+        p99_ms=float(np.percentile(late, 99)),
+        p999_ms=float(np.percentile(late, 99.9)),
+        max_ms=float(late.max()),
+        skipped=skipped,
+        cpu_percent=cpu,
+        preempted=switches1 - switches0,
+        sink_packets=0,
+    )
+
+
+_HEADER = (
+    f"{'streams':>7} {'schedule':>9} {'duplex':>6} {'packets':>8} {'p50 ms':>7} {'p99 ms':>7} "
+    f"{'p99.9 ms':>8} {'max ms':>7} {'skipped':>7} {'CPU %':>6} {'preempt':>7} {'sink':>8}"
+)
+
+
+def _row(r: Result, label: str = "") -> str:
+    return (
+        f"{r.streams:>7} {r.schedule:>9} {'yes' if r.echo else 'no':>6} {r.packets:>8} "
+        f"{r.p50_ms:>7.3f} {r.p99_ms:>7.3f} {r.p999_ms:>8.3f} {r.max_ms:>7.2f} "
+        f"{r.skipped:>7} {r.cpu_percent:>6.1f} {r.preempted:>7} {r.sink_packets:>8}{label}"
+    )
+
+
+def _median(results: list[Result]) -> Result:
+    def med(name: str) -> float:
+        return float(np.median([getattr(r, name) for r in results]))
+
+    first = results[0]
+    return Result(
+        streams=first.streams,
+        schedule=first.schedule,
+        echo=first.echo,
+        packets=int(med("packets")),
+        p50_ms=med("p50_ms"),
+        p99_ms=med("p99_ms"),
+        p999_ms=med("p999_ms"),
+        max_ms=med("max_ms"),
+        skipped=int(med("skipped")),
+        cpu_percent=med("cpu_percent"),
+        preempted=int(med("preempted")),
+        sink_packets=int(med("sink_packets")),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per row; prints the median")
+    parser.add_argument("--echo", action="store_true", help="also receive (full duplex)")
+    parser.add_argument(
+        "--schedule", choices=("balanced", "random", "aligned", "all"), default="all"
+    )
+    args = parser.parse_args()
+    every = ("balanced", "random", "aligned")
+    schedules = every if args.schedule == "all" else (args.schedule,)
+    print(f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; {args.seconds} s")
+    print("preempt = involuntary context switches (other processes wanted the CPU)")
+    print(_HEADER)
+    for streams in args.streams:
+        for schedule in schedules:
+            results = []
+            for _ in range(args.repeat):
+                sink = Sink(args.echo)
+                try:
+                    r = asyncio.run(_run(streams, args.seconds, schedule, args.echo, sink.port))
+                finally:
+                    received = sink.stop()
+                results.append(dataclasses.replace(r, sink_packets=received))
+                if args.repeat > 1:
+                    print(_row(results[-1], "  (run)"), flush=True)
+            print(_row(_median(results), "  median" if args.repeat > 1 else ""), flush=True)
+
+
+if __name__ == "__main__":
+    main()
