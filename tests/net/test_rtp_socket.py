@@ -272,3 +272,27 @@ async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator)
     assert span == pytest.approx(0.51, abs=0.06)
     # Never a burst: every packet is sent for the current slot, never for a past one.
     assert max(lateness) < 0.020
+
+
+async def test_hold_stops_sending_and_time_keeps_counting(allocator: RtpPortAllocator) -> None:
+    sink = _raw_socket()
+    pa = allocator.allocate()
+    try:
+        async with await RtpSession.open(
+            _config(pa, sink.getsockname()), ports=pa, rng=random.Random(4)
+        ) as session:
+            await asyncio.sleep(0.1)
+            session.set_sending(False)
+            await asyncio.sleep(0.01)
+            held_at = len(_drain(sink))
+            await asyncio.sleep(0.2)
+            assert _drain(sink) == []  # nothing while on hold
+            session.set_sending(True)
+            await asyncio.sleep(0.1)
+        after = [RtpPacket.parse(d) for d in _drain(sink)]
+    finally:
+        sink.close()
+        allocator.release(pa)
+    assert held_at >= 3 and len(after) >= 3
+    assert after[0].marker is True  # first packet after the hold
+    assert all(not p.marker for p in after[1:])

@@ -131,6 +131,7 @@ class RtpSession:
         self._sock: socket.socket | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
+        self._sending = True
         self.stats = SenderStats()
         self.last_error: OSError | None = None
 
@@ -289,6 +290,12 @@ class RtpSession:
         self._dest = _normalise(remote)
         self._receiver.set_remote(self._dest)
 
+    def set_sending(self, enabled: bool) -> None:
+        """Hold (``a=sendonly``/``inactive``, ``c=0.0.0.0``: RFC 3264 §8.4) stops sending;
+        the slots go on, so the RTP timestamp keeps counting and the first packet after
+        the hold carries the marker bit."""
+        self._sending = enabled
+
     # ------------------------------------------------------------------ pacing
 
     def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
@@ -300,6 +307,10 @@ class RtpSession:
             self._packetizer.skip(skipped)
             self.stats.skipped_slots += skipped
         payload, ended = self._queue.next_frame(skipped)
+        if not self._sending:
+            self._packetizer.skip(1)
+            self._ended(ended)
+            return
         event = self._event
         data = (
             self._packetizer.build(payload) if event is None else self._event_packet(event, skipped)
