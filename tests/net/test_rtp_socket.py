@@ -296,3 +296,22 @@ async def test_hold_stops_sending_and_time_keeps_counting(allocator: RtpPortAllo
     assert held_at >= 3 and len(after) >= 3
     assert after[0].marker is True  # first packet after the hold
     assert all(not p.marker for p in after[1:])
+
+
+async def test_open_on_a_configured_port_and_fail_cleanly(allocator: RtpPortAllocator) -> None:
+    probe = allocator.allocate()
+    port = probe.port
+    allocator.release(probe)
+    config = _config(probe, (HOST, 9))
+    async with await RtpSession.open(config) as session:
+        assert session.local_address == (HOST, port)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind((HOST, port + 1))  # someone holds the RTCP port
+    try:
+        with pytest.raises(OSError):
+            await RtpSession.open(config)
+    finally:
+        blocker.close()
+    again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    again.bind((HOST, port))  # the RTP port was not leaked
+    again.close()

@@ -58,6 +58,17 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def bind_pair(host: str, port: int) -> RtpPorts:
+    """Bind ``port`` and ``port + 1`` (an explicitly configured pair, no search)."""
+    rtp = bind_udp(host, port)
+    try:
+        rtcp = bind_udp(host, port + 1)
+    except BaseException:
+        rtp.close()
+        raise
+    return RtpPorts(host, port, rtp, rtcp)
+
+
 class RtpPortAllocator:
     """Hands out RTP/RTCP port pairs between ``port_min`` and ``port_max`` (inclusive)."""
 

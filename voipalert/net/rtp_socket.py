@@ -44,7 +44,7 @@ from voipalert.media.receiver import (
     SourceLatched,
 )
 from voipalert.media.rfc4733 import EventSender, TelephoneEvent, event_code
-from voipalert.net.ports import RtpPorts, bind_udp
+from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
 
 log = logging.getLogger("voipalert.net.rtp")
@@ -160,34 +160,28 @@ class RtpSession:
             detector=detector,
             on_audio=on_audio,
         )
-        loop = session._loop
         if ports is None:
-            ports = RtpPorts(
-                config.local_host,
-                config.local_port,
-                bind_udp(config.local_host, config.local_port),
-                bind_udp(config.local_host, config.local_port + 1),
-            )
+            ports = bind_pair(config.local_host, config.local_port)
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(session), sock=ports.rtp
-            )
+            await session._attach(ports)
         except BaseException:
+            for transport in (session._transport, session._rtcp):
+                if transport is not None:
+                    transport.close()
             ports.close()
             raise
-        session._transport = transport
-        session._sock = ports.rtp
-        try:
-            rtcp, _ = await loop.create_datagram_endpoint(
-                lambda: _RtcpSink(session), sock=ports.rtcp
-            )
-        except BaseException:
-            transport.close()
-            ports.close()
-            raise
-        session._rtcp = rtcp
         session._pacer.add(session, ptime=config.ptime_ms / 1000)
         return session
+
+    async def _attach(self, ports: RtpPorts) -> None:
+        loop = self._loop
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _RtpProtocol(self), sock=ports.rtp
+        )
+        self._sock = ports.rtp
+        self._rtcp, _ = await loop.create_datagram_endpoint(
+            lambda: _RtcpSink(self), sock=ports.rtcp
+        )
 
     async def __aenter__(self) -> Self:
         return self
