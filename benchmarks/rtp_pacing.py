@@ -12,6 +12,10 @@ Three schedules: "balanced" (what the pacer does: each new stream's phase goes i
 least loaded millisecond of the 20 ms cycle), "random" (phases uniformly random, as if the
 pacer did not balance and calls started at random times) and "aligned" (every stream's slot
 on the same instant: the worst case, forced; each tick then sends all N packets in a row).
+
+A baseline row first: the lateness of an empty 1 ms asyncio timer, i.e. what the machine's
+scheduler gives any process right now. ``--rt`` runs the sender with SCHED_RR, as Asterisk
+does with ``-p`` for its media (needs CAP_SYS_NICE; systemd: ``CPUSchedulingPolicy=rr``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from voipalert.net.ports import RtpPortAllocator, RtpPorts
+from voipalert.net.ports import RtpPortAllocator
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 
@@ -106,37 +110,45 @@ class Sink:
         return count
 
 
+async def _open_sessions(
+    streams: int, sink_port: int, pacer: RtpPacer, allocator: RtpPortAllocator
+) -> list[RtpSession]:
+    prompt = np.random.default_rng(1).normal(0, 3000, 8000 * 3).astype(np.int16)
+    sessions = []
+    for _ in range(streams):
+        ports = allocator.allocate()
+        config = RtpSessionConfig(
+            local_port=ports.port,
+            remote_addr=(HOST, sink_port),
+            codec="PCMU",
+            payload_type=0,
+            telephone_event_pt=101,
+        )
+        session = await RtpSession.open(config, ports=ports, pacer=pacer, rng=random.Random())
+        _ = session.play(prompt, repeat=1000)
+        sessions.append(session)
+    return sessions
+
+
+def _reseat(sessions: list[RtpSession], pacer: RtpPacer, schedule: str, start: float) -> None:
+    """Put every stream on the schedule under test ("balanced" keeps the pacer's phases)."""
+    if schedule == "balanced":
+        return
+    spread = random.Random(2)
+    for session in sessions:
+        pacer.remove(session)
+        offset = 0.0 if schedule == "aligned" else spread.uniform(0, PTIME)
+        pacer.add(session, ptime=PTIME, start=start + offset)
+
+
 async def _run(streams: int, seconds: float, schedule: str, echo: bool, sink_port: int) -> Result:
     loop = asyncio.get_running_loop()
     lateness: list[float] = []
     pacer = RtpPacer(loop, on_lateness=lateness.append)
     allocator = RtpPortAllocator(HOST, 30000, 30000 + 4 * streams + 100)
-    rng = np.random.default_rng(1)
-    prompt = (rng.normal(0, 3000, 8000 * 3)).astype(np.int16)
-    sessions: list[RtpSession] = []
-    held: list[RtpPorts] = []
+    sessions = await _open_sessions(streams, sink_port, pacer, allocator)
     try:
-        for _ in range(streams):
-            ports = allocator.allocate()
-            held.append(ports)
-            config = RtpSessionConfig(
-                local_port=ports.port,
-                remote_addr=(HOST, sink_port),
-                codec="PCMU",
-                payload_type=0,
-                telephone_event_pt=101,
-            )
-            session = await RtpSession.open(config, ports=ports, pacer=pacer, rng=random.Random())
-            _ = session.play(prompt, repeat=1000)
-            sessions.append(session)
-        start = loop.time() + 0.1
-        spread = random.Random(2)
-        for session in sessions if schedule != "balanced" else ():
-            # Re-seat every stream on the schedule under test ("balanced" keeps the
-            # phases the pacer chose).
-            pacer.remove(session)
-            offset = 0.0 if schedule == "aligned" else spread.uniform(0, PTIME)
-            pacer.add(session, ptime=PTIME, start=start + offset)
+        _reseat(sessions, pacer, schedule, loop.time() + 0.1)
         await asyncio.sleep(1.0)  # warm-up
         lateness.clear()
         skipped_before = pacer.skipped_slots
@@ -149,8 +161,6 @@ async def _run(streams: int, seconds: float, schedule: str, echo: bool, sink_por
     finally:
         for session in sessions:
             await session.close()
-        for ports in held:
-            allocator.release(ports)
     return Result(
         streams=streams,
         schedule=schedule,
@@ -202,6 +212,36 @@ def _median(results: list[Result]) -> Result:
     )
 
 
+async def _baseline(seconds: float) -> tuple[float, float, float]:
+    """Lateness of an empty 1 ms timer: what this machine's scheduler alone gives."""
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    start = loop.time() + 0.05
+    ticks = int(seconds * 1000)
+    done = loop.create_future()
+
+    def tick() -> None:
+        late.append(loop.time() - (start + len(late) * 0.001))
+        if len(late) < ticks:
+            loop.call_at(start + len(late) * 0.001, tick)
+        elif not done.done():
+            done.set_result(None)
+
+    loop.call_at(start, tick)
+    await done
+    ms = np.array(late) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), float(ms.max())
+
+
+def _realtime() -> str:
+    """Run as a real-time process (what Asterisk's -p does for its media threads)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+    except (OSError, AttributeError) as exc:
+        return f"real-time scheduling refused ({exc}); running as a normal process"
+    return "SCHED_RR priority 10 (real-time)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[10, 100, 500])
@@ -209,12 +249,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per row; prints the median")
     parser.add_argument("--echo", action="store_true", help="also receive (full duplex)")
     parser.add_argument(
+        "--rt", action="store_true", help="run the sender with SCHED_RR (like Asterisk -p)"
+    )
+    parser.add_argument(
         "--schedule", choices=("balanced", "random", "aligned", "all"), default="all"
     )
     args = parser.parse_args()
     every = ("balanced", "random", "aligned")
     schedules = every if args.schedule == "all" else (args.schedule,)
     print(f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; {args.seconds} s")
+    print(f"load average {os.getloadavg()[0]:.2f}; scheduling: ", end="")
+    print(_realtime() if args.rt else "normal (SCHED_OTHER)")
+    p50, p99, worst = asyncio.run(_baseline(min(args.seconds, 5.0)))
+    print(f"baseline, empty 1 ms asyncio timer: p50 {p50:.3f} ms, p99 {p99:.3f} ms, ", end="")
+    print(f"max {worst:.2f} ms")
     print("preempt = involuntary context switches (other processes wanted the CPU)")
     print(_HEADER)
     for streams in args.streams:
