@@ -154,7 +154,10 @@ async def test_a_key_press_interrupts_the_prompt(pair: Pair) -> None:
 
 
 async def test_sip_info_and_rfc4733_for_the_same_press_count_once(pair: Pair) -> None:
-    pair.b.digit_received("9")
+    assert pair.b.digit_received("9") is True
+    for junk in ("", "10", "E", "\r\n"):
+        assert pair.b.digit_received(junk) is False
+    assert pair.b.stats.bad_info_digits == 4
     pair.a.send_digit("9")
     async with asyncio.timeout(3):
         digit = await pair.b.next_digit()

@@ -16,21 +16,18 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import socket
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, Self
 
 import numpy as np
 from numpy.typing import NDArray
 
-from voipalert.errors import VoipAlertError
 from voipalert.media.dtmf import Digit, DtmfCollector, DtmfSource
-from voipalert.media.g711 import SAMPLE_RATE_HZ, Codec
+from voipalert.media.g711 import SAMPLE_RATE_HZ
 from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
 from voipalert.media.packetizer import Packetizer
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
@@ -43,53 +40,21 @@ from voipalert.media.receiver import (
     RtpReceiver,
     SourceLatched,
 )
-from voipalert.media.rfc4733 import EventSender, TelephoneEvent, event_code
+from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
 from voipalert.net.ports import RtpPorts, bind_pair
+from voipalert.net.rtp_config import (
+    RtpSessionClosedError,
+    RtpSessionConfig,
+    SenderStats,
+    normalise_address,
+)
 from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
 
 log = logging.getLogger("voipalert.net.rtp")
 
 MAX_QUEUED_DIGITS: Final = 64
 
-
-class RtpSessionClosedError(VoipAlertError, ConnectionError):
-    """The session ended (closed, or its socket failed) while something waited on it."""
-
-
-@dataclass(frozen=True, slots=True)
-class RtpSessionConfig:
-    """What the SDP exchange decided (the SIP layer maps its ``MediaParams`` onto this)."""
-
-    local_port: int
-    remote_addr: Address
-    codec: Codec
-    payload_type: int
-    telephone_event_pt: int | None
-    ptime_ms: int = 20
-    local_host: str = "127.0.0.1"
-    latching: bool = True
-    inband_dtmf: bool = True
-    dtmf_window_s: float = 0.5
-
-
-@dataclass(slots=True)
-class SenderStats:
-    packets: int = 0
-    octets: int = 0
-    skipped_slots: int = 0
-    events_sent: int = 0
-    send_dropped: int = 0
-    transport_errors: int = 0
-    rtcp_packets_received: int = 0
-
-
-def _normalise(addr: tuple[object, ...]) -> Address:
-    host, port = str(addr[0]), int(str(addr[1]))
-    try:
-        host = ipaddress.ip_address(host).compressed
-    except ValueError:
-        pass  # a name from the SDP: compared as written
-    return host, port
+__all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
 
 class RtpSession:
@@ -111,7 +76,7 @@ class RtpSession:
         samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
         self._packetizer = Packetizer(config.payload_type, rng=rng, samples_per_frame=samples)
         self._queue = PlayQueue(config.codec, samples)
-        self._dest = _normalise(config.remote_addr)
+        self._dest = normalise_address(config.remote_addr)
         self._receiver = RtpReceiver(
             ReceiverConfig(
                 codec=config.codec,
@@ -197,7 +162,7 @@ class RtpSession:
     @property
     def local_address(self) -> Address:
         assert self._transport is not None
-        return _normalise(self._transport.get_extra_info("sockname"))
+        return normalise_address(self._transport.get_extra_info("sockname"))
 
     @property
     def receiver_stats(self) -> ReceiverStats:
@@ -253,9 +218,14 @@ class RtpSession:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
 
-    def digit_received(self, char: str, source: DtmfSource = DtmfSource.SIP_INFO) -> None:
-        """A key press the signalling saw (SIP INFO ``application/dtmf-relay``)."""
+    def digit_received(self, char: str, source: DtmfSource = DtmfSource.SIP_INFO) -> bool:
+        """A key press the signalling saw (SIP INFO ``application/dtmf-relay``). Text that
+        is not a DTMF key comes from the far end: it is counted and ignored (False)."""
+        if len(char) != 1 or char.upper() not in DTMF_CHARS:
+            self.stats.bad_info_digits += 1
+            return False
         self._key(char, source)
+        return True
 
     def _key(self, char: str, source: DtmfSource) -> None:
         digit = self._collector.add(char, source, self._loop.time())
@@ -281,7 +251,7 @@ class RtpSession:
 
     def set_remote(self, remote: Address) -> None:
         """A re-INVITE moved the far end's media."""
-        self._dest = _normalise(remote)
+        self._dest = normalise_address(remote)
         self._receiver.set_remote(self._dest)
 
     def set_sending(self, enabled: bool) -> None:
@@ -342,7 +312,7 @@ class RtpSession:
 
     def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
         now = self._loop.time()
-        for event in self._receiver.receive(data, _normalise(addr), now):
+        for event in self._receiver.receive(data, normalise_address(addr), now):
             if isinstance(event, AudioFrame):
                 if self._on_audio is not None:
                     self._on_audio(event)
@@ -403,7 +373,12 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self._session = session
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._session._datagram(data, addr)
+        try:
+            self._session._datagram(data, addr)
+        except Exception:
+            # Parsing already drops bad packets; this is the last line: one datagram must
+            # never end the call's media (pyVoIP's receiver thread died on one).
+            log.exception("RTP datagram from %s could not be handled; dropped", addr[:2])
 
     def error_received(self, exc: Exception) -> None:
         self._session._error(exc if isinstance(exc, OSError) else OSError(str(exc)))
