@@ -19,16 +19,15 @@ import asyncio
 import logging
 import random
 import socket
-from collections import deque
 from collections.abc import Callable
 from typing import Final, Self
 
 import numpy as np
 from numpy.typing import NDArray
 
-from voipalert.media.dtmf import Digit, DtmfCollector, DtmfSource
+from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.g711 import SAMPLE_RATE_HZ
-from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
+from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
 from voipalert.media.receiver import (
@@ -48,11 +47,12 @@ from voipalert.net.rtp_config import (
     SenderStats,
     normalise_address,
 )
+from voipalert.net.rtp_dtmf import DigitInbox
 from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
 
 log = logging.getLogger("voipalert.net.rtp")
 
-MAX_QUEUED_DIGITS: Final = 64
+MAX_CACHED_ADDRESSES: Final = 16
 
 __all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
@@ -86,10 +86,13 @@ class RtpSession:
                 latching=config.latching,
             )
         )
-        self._detector = DtmfDetector(detector) if config.inband_dtmf else None
-        self._collector = DtmfCollector(window_s=config.dtmf_window_s)
-        self._digits: deque[Digit] = deque(maxlen=MAX_QUEUED_DIGITS)
-        self._waiters: deque[asyncio.Future[Digit]] = deque()
+        self._inbox = DigitInbox(
+            self._loop,
+            inband=config.inband_dtmf,
+            window_s=config.dtmf_window_s,
+            detector=detector,
+        )
+        self._addresses: dict[tuple[object, ...], Address] = {}
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
         self._event: EventSender | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -207,16 +210,7 @@ class RtpSession:
 
     async def next_digit(self) -> Digit:
         """The next key press from any path (RFC 4733, in-band, SIP INFO)."""
-        if self._digits:
-            return self._digits.popleft()
-        self._check_open()
-        waiter: asyncio.Future[Digit] = self._loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+        return await self._inbox.next()
 
     def digit_received(self, char: str, source: DtmfSource = DtmfSource.SIP_INFO) -> bool:
         """A key press the signalling saw (SIP INFO ``application/dtmf-relay``). Text that
@@ -228,18 +222,13 @@ class RtpSession:
         return True
 
     def _key(self, char: str, source: DtmfSource) -> None:
-        digit = self._collector.add(char, source, self._loop.time())
-        if digit is None:
-            return
+        if self._inbox.key(char, source, self._loop.time()) is not None:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
         playing = self._queue.playing
         if playing is not None and self._plays.get(playing, (None, False))[1]:
             self._ended(self._queue.stop(PlayEnd.INTERRUPTED))
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(digit)
-                return
-        self._digits.append(digit)
 
     def send_digit(self, char: str, duration_ms: int = 100) -> None:
         """Send a key press as RFC 4733 events in the next slots (audio pauses meanwhile)."""
@@ -312,14 +301,17 @@ class RtpSession:
 
     def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
         now = self._loop.time()
-        for event in self._receiver.receive(data, normalise_address(addr), now):
+        source = self._addresses.get(addr)
+        if source is None:
+            if len(self._addresses) >= MAX_CACHED_ADDRESSES:
+                self._addresses.clear()  # a flood of strangers: start over
+            source = self._addresses[addr] = normalise_address(addr)
+        for event in self._receiver.receive(data, source, now):
             if isinstance(event, AudioFrame):
                 if self._on_audio is not None:
                     self._on_audio(event)
-                if self._detector is not None:
-                    for tone in self._detector.feed(event.pcm):
-                        if isinstance(tone, ToneStarted):
-                            self._key(tone.char, DtmfSource.INBAND)
+                if self._inbox.audio(event.pcm, now):
+                    self._interrupt()
             elif isinstance(event, DigitReceived):
                 self._key(event.digit.char, DtmfSource.RFC4733)
             elif isinstance(event, SourceLatched):
@@ -353,10 +345,7 @@ class RtpSession:
             if not future.done():
                 future.set_result(PlayEnd.STOPPED)
         self._plays.clear()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(RtpSessionClosedError("the RTP session closed"))
+        self._inbox.close()
 
     async def close(self) -> None:
         """Stop sending, close both sockets, release every waiter (idempotent)."""
