@@ -111,7 +111,7 @@ class Sink:
 
 
 async def _open_sessions(
-    streams: int, sink_port: int, pacer: RtpPacer, allocator: RtpPortAllocator
+    streams: int, sink_port: int, pacer: RtpPacer, allocator: RtpPortAllocator, inband: bool
 ) -> list[RtpSession]:
     prompt = np.random.default_rng(1).normal(0, 3000, 8000 * 3).astype(np.int16)
     sessions = []
@@ -123,6 +123,7 @@ async def _open_sessions(
             codec="PCMU",
             payload_type=0,
             telephone_event_pt=101,
+            inband_dtmf=inband,
         )
         session = await RtpSession.open(config, ports=ports, pacer=pacer, rng=random.Random())
         _ = session.play(prompt, repeat=1000)
@@ -141,12 +142,14 @@ def _reseat(sessions: list[RtpSession], pacer: RtpPacer, schedule: str, start: f
         pacer.add(session, ptime=PTIME, start=start + offset)
 
 
-async def _run(streams: int, seconds: float, schedule: str, echo: bool, sink_port: int) -> Result:
+async def _run(
+    streams: int, seconds: float, schedule: str, echo: bool, sink_port: int, inband: bool = True
+) -> Result:
     loop = asyncio.get_running_loop()
     lateness: list[float] = []
     pacer = RtpPacer(loop, on_lateness=lateness.append)
     allocator = RtpPortAllocator(HOST, 30000, 30000 + 4 * streams + 100)
-    sessions = await _open_sessions(streams, sink_port, pacer, allocator)
+    sessions = await _open_sessions(streams, sink_port, pacer, allocator, inband)
     try:
         _reseat(sessions, pacer, schedule, loop.time() + 0.1)
         await asyncio.sleep(1.0)  # warm-up
@@ -252,6 +255,9 @@ def main() -> None:
         "--rt", action="store_true", help="run the sender with SCHED_RR (like Asterisk -p)"
     )
     parser.add_argument(
+        "--no-inband", action="store_true", help="with --echo: no in-band DTMF detector"
+    )
+    parser.add_argument(
         "--schedule", choices=("balanced", "random", "aligned", "all"), default="all"
     )
     args = parser.parse_args()
@@ -263,6 +269,9 @@ def main() -> None:
     p50, p99, worst = asyncio.run(_baseline(min(args.seconds, 5.0)))
     print(f"baseline, empty 1 ms asyncio timer: p50 {p50:.3f} ms, p99 {p99:.3f} ms, ", end="")
     print(f"max {worst:.2f} ms")
+    if args.echo:
+        detector = "off" if args.no_inband else "on"
+        print(f"duplex: each packet comes back; in-band DTMF detector on received audio {detector}")
     print("preempt = involuntary context switches (other processes wanted the CPU)")
     print(_HEADER)
     for streams in args.streams:
@@ -271,7 +280,16 @@ def main() -> None:
             for _ in range(args.repeat):
                 sink = Sink(args.echo)
                 try:
-                    r = asyncio.run(_run(streams, args.seconds, schedule, args.echo, sink.port))
+                    r = asyncio.run(
+                        _run(
+                            streams,
+                            args.seconds,
+                            schedule,
+                            args.echo,
+                            sink.port,
+                            inband=not args.no_inband,
+                        )
+                    )
                 finally:
                     received = sink.stop()
                 results.append(dataclasses.replace(r, sink_packets=received))

@@ -116,7 +116,8 @@ class RtpSession:
     ) -> Self:
         """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
 
-        Sending starts at once. The sockets are closed by ``close``; give the ports back
+        The first packet leaves within one ptime (the pacer picks the least busy phase of
+        the cycle). The sockets are closed by ``close``; give the ports back
         to their allocator afterwards. ``on_audio`` sees every decoded audio frame
         (recording, diagnostics)."""
         if ports is not None and ports.port != config.local_port:
