@@ -23,18 +23,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import os
 import random
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from voipalert.net.ports import RtpPortAllocator
-from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.rtp_pacer import PacedStream, RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 
 HOST = "127.0.0.1"
@@ -85,6 +87,41 @@ class Result:
 def _cpu() -> tuple[float, int]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime, usage.ru_nivcsw
+
+
+class TaskPerStreamPacer(RtpPacer):
+    """The alternative design, for comparison: one asyncio task per stream, each sleeping
+    until its own next deadline (still deadline-based, still skipping after a stall)."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, *, on_lateness: Callable[[float], None]
+    ) -> None:
+        super().__init__(loop, on_lateness=on_lateness)
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._late = on_lateness
+
+    def add(self, stream: PacedStream, *, ptime: float, start: float | None = None) -> float:
+        loop = asyncio.get_running_loop()
+        begin = loop.time() if start is None else start
+        self._tasks[id(stream)] = loop.create_task(self._pace(stream, ptime, begin))
+        return begin
+
+    def remove(self, stream: PacedStream) -> None:
+        task = self._tasks.pop(id(stream), None)
+        if task is not None:
+            task.cancel()
+
+    async def _pace(self, stream: PacedStream, ptime: float, start: float) -> None:
+        loop = asyncio.get_running_loop()
+        slot = 0
+        while True:
+            await asyncio.sleep(max(0.0, start + slot * ptime - loop.time()))
+            due = max(slot, math.floor((loop.time() - start) / ptime + 1e-9))
+            self.skipped_slots += due - slot
+            deadline = start + due * ptime
+            stream.on_slot(due, due - slot, deadline)
+            self._late(loop.time() - deadline)
+            slot = due + 1
 
 
 class Sink:
@@ -143,11 +180,21 @@ def _reseat(sessions: list[RtpSession], pacer: RtpPacer, schedule: str, start: f
 
 
 async def _run(
-    streams: int, seconds: float, schedule: str, echo: bool, sink_port: int, inband: bool = True
+    streams: int,
+    seconds: float,
+    schedule: str,
+    echo: bool,
+    sink_port: int,
+    inband: bool = True,
+    pacing: str = "shared",
 ) -> Result:
     loop = asyncio.get_running_loop()
     lateness: list[float] = []
-    pacer = RtpPacer(loop, on_lateness=lateness.append)
+    pacer = (
+        TaskPerStreamPacer(loop, on_lateness=lateness.append)
+        if pacing == "task"
+        else RtpPacer(loop, on_lateness=lateness.append)
+    )
     allocator = RtpPortAllocator(HOST, 30000, 30000 + 4 * streams + 100)
     sessions = await _open_sessions(streams, sink_port, pacer, allocator, inband)
     try:
@@ -258,6 +305,12 @@ def main() -> None:
         "--no-inband", action="store_true", help="with --echo: no in-band DTMF detector"
     )
     parser.add_argument(
+        "--pacing",
+        choices=("shared", "task"),
+        default="shared",
+        help="the shared RtpPacer (default) or, for comparison, one asyncio task per stream",
+    )
+    parser.add_argument(
         "--schedule", choices=("balanced", "random", "aligned", "all"), default="all"
     )
     args = parser.parse_args()
@@ -265,7 +318,8 @@ def main() -> None:
     schedules = every if args.schedule == "all" else (args.schedule,)
     print(f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; {args.seconds} s")
     print(f"load average {os.getloadavg()[0]:.2f}; scheduling: ", end="")
-    print(_realtime() if args.rt else "normal (SCHED_OTHER)")
+    print(_realtime() if args.rt else "normal (SCHED_OTHER)", end="")
+    print(f"; pacing: {'one task per stream' if args.pacing == 'task' else 'shared RtpPacer'}")
     p50, p99, worst = asyncio.run(_baseline(min(args.seconds, 5.0)))
     print(f"baseline, empty 1 ms asyncio timer: p50 {p50:.3f} ms, p99 {p99:.3f} ms, ", end="")
     print(f"max {worst:.2f} ms")
@@ -288,6 +342,7 @@ def main() -> None:
                             args.echo,
                             sink.port,
                             inband=not args.no_inband,
+                            pacing=args.pacing,
                         )
                     )
                 finally:
