@@ -7,7 +7,7 @@ import itertools
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -61,6 +61,15 @@ def _config(
     )
 
 
+async def _eventually(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds (polled every 10 ms, at most 3 s)."""
+    for _ in range(300):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
 class Pair:
     """Two sessions sending to each other; B records the audio it receives."""
 
@@ -102,15 +111,23 @@ async def test_audio_arrives_intact(pair: Pair) -> None:
         await asyncio.sleep(0.1)
     heard = np.concatenate(pair.heard).astype(np.float64)
     sent = g711.round_trip("PCMU", prompt).astype(np.float64)
-    corr = np.correlate(heard, sent, "valid")
-    lag = int(np.argmax(corr))
-    segment = heard[lag : lag + sent.size]
-    normalised = corr[lag] / np.sqrt(np.dot(segment, segment) * np.dot(sent, sent))
-    assert normalised > 0.999
-    assert lag % 160 == 0  # frame-aligned: nothing lost, nothing duplicated
-    np.testing.assert_array_equal(segment, sent)
     assert pair.b.receiver_stats.lost == 0
     assert pair.b.remote == pair.a.local_address
+    if pair.a.stats.skipped_slots == 0:
+        corr = np.correlate(heard, sent, "valid")
+        lag = int(np.argmax(corr))
+        segment = heard[lag : lag + sent.size]
+        normalised = corr[lag] / np.sqrt(np.dot(segment, segment) * np.dot(sent, sent))
+        assert normalised > 0.999
+        assert lag % 160 == 0  # frame-aligned: nothing lost, nothing duplicated
+        np.testing.assert_array_equal(segment, sent)
+    else:
+        # A loaded machine stalled the sender: the skipped slots' audio is gone (never
+        # bursted late), every frame that did go out arrived intact and in order.
+        frames = {sent[i : i + 160].tobytes(): i // 160 for i in range(0, sent.size, 160)}
+        got = [frames.get(f.astype(np.float64).tobytes()) for f in pair.heard]
+        order = [i for i in got if i is not None]
+        assert order == sorted(order) and len(order) >= sent.size // 160 - 10
 
 
 async def test_rfc4733_digit_from_one_is_detected_by_the_other(pair: Pair) -> None:
@@ -198,11 +215,9 @@ async def test_latching_follows_the_far_end_behind_nat(allocator: RtpPortAllocat
         a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa)
         b = await RtpSession.open(_config(pb, decoy.getsockname()), ports=pb)
         async with a, b:
-            await asyncio.sleep(0.15)
-            assert b.remote == a.local_address  # latched after two packets
+            await _eventually(lambda: b.remote == a.local_address)  # latched after 2 packets
             before = a.receiver_stats.packets
-            await asyncio.sleep(0.1)
-            assert a.receiver_stats.packets > before  # B now sends where A really is
+            await _eventually(lambda: a.receiver_stats.packets > before)  # B sends to A now
             assert len(_drain(decoy)) >= 1  # B sent to the SDP address until then
     finally:
         decoy.close()
@@ -216,12 +231,10 @@ async def test_socket_errors_are_counted_not_raised(allocator: RtpPortAllocator)
     pa = allocator.allocate()
     try:
         async with await RtpSession.open(_config(pa, (HOST, 0)), ports=pa) as session:
-            await asyncio.sleep(0.1)
+            await _eventually(lambda: session.stats.transport_errors >= 2)
             errors = session.stats.transport_errors
-            assert errors >= 2
             assert session.last_error is not None
-            await asyncio.sleep(0.1)
-            assert session.stats.transport_errors > errors  # the pacer kept going
+            await _eventually(lambda: session.stats.transport_errors > errors)  # still going
             assert not session.closed
     finally:
         allocator.release(pa)
@@ -250,11 +263,13 @@ async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator)
         async with await RtpSession.open(
             _config(pa, sink.getsockname()), ports=pa, pacer=pacer, rng=random.Random(3)
         ) as session:
+            began = loop.time()
             await asyncio.sleep(0.2)
             end = time.perf_counter() + 0.110
             while time.perf_counter() < end:  # block the loop: a 110 ms stall
                 pass
             await asyncio.sleep(0.2)
+            ran = loop.time() - began
         packets = [RtpPacket.parse(d) for d in _drain(sink)]
     finally:
         sink.close()
@@ -272,7 +287,7 @@ async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator)
     assert pacer.skipped_slots == skipped == session.stats.skipped_slots
     # Time kept counting: the timestamps span the run's duration in samples.
     span = ts_diff(packets[-1].timestamp, packets[0].timestamp) / 8000
-    assert span == pytest.approx(0.51, abs=0.06)
+    assert span == pytest.approx(ran, abs=0.045)
     # Never a burst: every packet is sent for the current slot, never for a past one.
     assert max(lateness) < 0.020
 

@@ -22,7 +22,6 @@ import heapq
 import itertools
 import logging
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -70,6 +69,10 @@ class RtpPacer:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
 
     def add(self, stream: PacedStream, *, ptime: float, start: float | None = None) -> float:
         """Start pacing ``stream``; returns when its slot 0 is due. Without ``start`` the
@@ -158,15 +161,17 @@ class RtpPacer:
         return True
 
 
-_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RtpPacer] = (
-    weakref.WeakKeyDictionary()
-)
+# Keyed by id(loop). A pacer refers to its loop, so a WeakKeyDictionary would never let go;
+# closed loops are pruned instead (a loop's id can only be reused after it is freed).
+_SHARED: dict[int, RtpPacer] = {}
 
 
 def shared_pacer() -> RtpPacer:
     """The running loop's pacer, created on first use."""
     loop = asyncio.get_running_loop()
-    pacer = _SHARED.get(loop)
+    for key in [k for k, p in _SHARED.items() if p.loop.is_closed()]:
+        del _SHARED[key]
+    pacer = _SHARED.get(id(loop))
     if pacer is None:
-        pacer = _SHARED[loop] = RtpPacer(loop)
+        pacer = _SHARED[id(loop)] = RtpPacer(loop)
     return pacer
