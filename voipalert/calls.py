@@ -90,6 +90,8 @@ class MediaConfig:
     port_max: int
     codecs: tuple[Codec, ...] = (Codec.PCMU, Codec.PCMA)
     telephone_event_pt: int = 101
+    latching: bool = True
+    inband_dtmf: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +367,8 @@ class _Call:
             telephone_event_pt=media.telephone_event_pt,
             ptime_ms=media.ptime_ms or 20,
             local_host=self.phone.media.bind_host,
+            latching=self.phone.media.latching,
+            inband_dtmf=self.phone.media.inband_dtmf,
         )
 
     # ------------------------------------------------------------ the outcome

@@ -140,6 +140,16 @@ class MediaSettings(_Section):
     rtp_port_max: Port = 16999
     codecs: list[Codec] = Field(default_factory=lambda: list(_DEFAULT_CODECS), min_length=1)
     telephone_event_payload_type: int = Field(default=101, ge=96, le=127)
+    latching: bool = Field(
+        default=True,
+        description="send RTP to where the far end's media really comes from when it differs "
+        "from the SDP address (NAT); decided once, after two consistent packets",
+    )
+    inband_dtmf: bool = Field(
+        default=True,
+        description="also listen for DTMF tones in the received audio (PBXs with in-band "
+        "DTMF, or no telephone-event in the SDP answer)",
+    )
 
     @field_validator("codecs")
     @classmethod

@@ -289,3 +289,13 @@ def test_keypad_layout() -> None:
     assert keypad_index("0") == (3, 1)
     with pytest.raises(ValueError, match="not a DTMF key"):
         keypad_index("E")
+
+
+def test_a_lost_packet_inside_a_tone_does_not_split_it() -> None:
+    # The receiver splices the audio around a lost packet (it feeds only what arrived).
+    rng = np.random.default_rng(9)
+    for key in KEYS:
+        pcm = _lone_tone(key, rng, seconds=0.3, row_dbm0=-20, snr_db=20)
+        start = 400 + 160 * 8
+        spliced = np.concatenate((pcm[:start], pcm[start + 160 :]))
+        assert _keys(spliced) == key

@@ -7,7 +7,7 @@ import itertools
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -61,6 +61,15 @@ def _config(
     )
 
 
+async def _eventually(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition`` holds (polled every 10 ms, at most 3 s)."""
+    for _ in range(300):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
 class Pair:
     """Two sessions sending to each other; B records the audio it receives."""
 
@@ -102,15 +111,23 @@ async def test_audio_arrives_intact(pair: Pair) -> None:
         await asyncio.sleep(0.1)
     heard = np.concatenate(pair.heard).astype(np.float64)
     sent = g711.round_trip("PCMU", prompt).astype(np.float64)
-    corr = np.correlate(heard, sent, "valid")
-    lag = int(np.argmax(corr))
-    segment = heard[lag : lag + sent.size]
-    normalised = corr[lag] / np.sqrt(np.dot(segment, segment) * np.dot(sent, sent))
-    assert normalised > 0.999
-    assert lag % 160 == 0  # frame-aligned: nothing lost, nothing duplicated
-    np.testing.assert_array_equal(segment, sent)
     assert pair.b.receiver_stats.lost == 0
     assert pair.b.remote == pair.a.local_address
+    if pair.a.stats.skipped_slots == 0:
+        corr = np.correlate(heard, sent, "valid")
+        lag = int(np.argmax(corr))
+        segment = heard[lag : lag + sent.size]
+        normalised = corr[lag] / np.sqrt(np.dot(segment, segment) * np.dot(sent, sent))
+        assert normalised > 0.999
+        assert lag % 160 == 0  # frame-aligned: nothing lost, nothing duplicated
+        np.testing.assert_array_equal(segment, sent)
+    else:
+        # A loaded machine stalled the sender: the skipped slots' audio is gone (never
+        # bursted late), every frame that did go out arrived intact and in order.
+        frames = {sent[i : i + 160].tobytes(): i // 160 for i in range(0, sent.size, 160)}
+        got = [frames.get(f.astype(np.float64).tobytes()) for f in pair.heard]
+        order = [i for i in got if i is not None]
+        assert order == sorted(order) and len(order) >= sent.size // 160 - 10
 
 
 async def test_rfc4733_digit_from_one_is_detected_by_the_other(pair: Pair) -> None:
@@ -154,7 +171,10 @@ async def test_a_key_press_interrupts_the_prompt(pair: Pair) -> None:
 
 
 async def test_sip_info_and_rfc4733_for_the_same_press_count_once(pair: Pair) -> None:
-    pair.b.digit_received("9")
+    assert pair.b.digit_received("9") is True
+    for junk in ("", "10", "E", "\r\n"):
+        assert pair.b.digit_received(junk) is False
+    assert pair.b.stats.bad_info_digits == 4
     pair.a.send_digit("9")
     async with asyncio.timeout(3):
         digit = await pair.b.next_digit()
@@ -195,11 +215,9 @@ async def test_latching_follows_the_far_end_behind_nat(allocator: RtpPortAllocat
         a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa)
         b = await RtpSession.open(_config(pb, decoy.getsockname()), ports=pb)
         async with a, b:
-            await asyncio.sleep(0.15)
-            assert b.remote == a.local_address  # latched after two packets
+            await _eventually(lambda: b.remote == a.local_address)  # latched after 2 packets
             before = a.receiver_stats.packets
-            await asyncio.sleep(0.1)
-            assert a.receiver_stats.packets > before  # B now sends where A really is
+            await _eventually(lambda: a.receiver_stats.packets > before)  # B sends to A now
             assert len(_drain(decoy)) >= 1  # B sent to the SDP address until then
     finally:
         decoy.close()
@@ -213,11 +231,11 @@ async def test_socket_errors_are_counted_not_raised(allocator: RtpPortAllocator)
     pa = allocator.allocate()
     try:
         async with await RtpSession.open(_config(pa, (HOST, 0)), ports=pa) as session:
-            await asyncio.sleep(0.2)
-            assert session.stats.transport_errors >= 5
+            await _eventually(lambda: session.stats.transport_errors >= 2)
+            errors = session.stats.transport_errors
             assert session.last_error is not None
+            await _eventually(lambda: session.stats.transport_errors > errors)  # still going
             assert not session.closed
-            assert session.stats.packets >= 5  # the pacer kept going
     finally:
         allocator.release(pa)
 
@@ -245,11 +263,13 @@ async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator)
         async with await RtpSession.open(
             _config(pa, sink.getsockname()), ports=pa, pacer=pacer, rng=random.Random(3)
         ) as session:
+            began = loop.time()
             await asyncio.sleep(0.2)
             end = time.perf_counter() + 0.110
             while time.perf_counter() < end:  # block the loop: a 110 ms stall
                 pass
             await asyncio.sleep(0.2)
+            ran = loop.time() - began
         packets = [RtpPacket.parse(d) for d in _drain(sink)]
     finally:
         sink.close()
@@ -267,6 +287,49 @@ async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator)
     assert pacer.skipped_slots == skipped == session.stats.skipped_slots
     # Time kept counting: the timestamps span the run's duration in samples.
     span = ts_diff(packets[-1].timestamp, packets[0].timestamp) / 8000
-    assert span == pytest.approx(0.51, abs=0.06)
+    assert span == pytest.approx(ran, abs=0.045)
     # Never a burst: every packet is sent for the current slot, never for a past one.
     assert max(lateness) < 0.020
+
+
+async def test_hold_stops_sending_and_time_keeps_counting(allocator: RtpPortAllocator) -> None:
+    sink = _raw_socket()
+    pa = allocator.allocate()
+    try:
+        async with await RtpSession.open(
+            _config(pa, sink.getsockname()), ports=pa, rng=random.Random(4)
+        ) as session:
+            await asyncio.sleep(0.1)
+            session.set_sending(False)
+            await asyncio.sleep(0.01)
+            held_at = len(_drain(sink))
+            await asyncio.sleep(0.2)
+            assert _drain(sink) == []  # nothing while on hold
+            session.set_sending(True)
+            await asyncio.sleep(0.1)
+        after = [RtpPacket.parse(d) for d in _drain(sink)]
+    finally:
+        sink.close()
+        allocator.release(pa)
+    assert held_at >= 3 and len(after) >= 3
+    assert after[0].marker is True  # first packet after the hold
+    assert all(not p.marker for p in after[1:])
+
+
+async def test_open_on_a_configured_port_and_fail_cleanly(allocator: RtpPortAllocator) -> None:
+    probe = allocator.allocate()
+    port = probe.port
+    allocator.release(probe)
+    config = _config(probe, (HOST, 9))
+    async with await RtpSession.open(config) as session:
+        assert session.local_address == (HOST, port)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind((HOST, port + 1))  # someone holds the RTCP port
+    try:
+        with pytest.raises(OSError):
+            await RtpSession.open(config)
+    finally:
+        blocker.close()
+    again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    again.bind((HOST, port))  # the RTP port was not leaked
+    again.close()

@@ -75,6 +75,8 @@ def media_config(settings: Settings) -> MediaConfig:
         port_max=media.rtp_port_max,
         codecs=tuple(Codec[name] for name in media.codecs),
         telephone_event_pt=media.telephone_event_payload_type,
+        latching=media.latching,
+        inband_dtmf=media.inband_dtmf,
     )
 
 

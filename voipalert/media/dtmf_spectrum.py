@@ -198,9 +198,14 @@ class WindowAnalyser:
         self._purity_bins = config.min_purity * _PRETEST_SLACK / (_POWER_SCALE * WINDOW)
         self._min_total = 2 * self._min_power * WINDOW * _PRETEST_SLACK
 
-    def analyse(self, samples: NDArray[np.float64], energy: NDArray[np.float64]) -> WindowHits:
+    def analyse(
+        self, samples: NDArray[np.float64], energy: NDArray[np.float64], sounding: int = -1
+    ) -> WindowHits:
         """``samples`` holds the chunk preceded by the 3 sub-blocks before it; ``energy``
-        the power of each of those sub-blocks. Window ``i`` starts at sample ``40 i``."""
+        the power of each of those sub-blocks. Window ``i`` starts at sample ``40 i``.
+
+        ``sounding`` is the digit already reported and still heard: windows that continue
+        it skip the talk-off guard, which only has to stop a key from being reported."""
         n = energy.size - WINDOW_SUB_BLOCKS + 1
         total = np.convolve(energy, np.ones(WINDOW_SUB_BLOCKS), "valid")
         if total.max() < self._min_total:
@@ -217,7 +222,9 @@ class WindowAnalyser:
         candidates = np.flatnonzero(passed)
         if candidates.size == 0:
             return _NO_HITS
-        return self._examine(candidates, bins[candidates], total[candidates], energy, frames)
+        return self._examine(
+            candidates, bins[candidates], total[candidates], energy, frames, sounding
+        )
 
     def _examine(
         self,
@@ -226,6 +233,7 @@ class WindowAnalyser:
         total: NDArray[np.float64],
         energy: NDArray[np.float64],
         frames: NDArray[np.float64],
+        sounding: int,
     ) -> WindowHits:
         cfg = self.config
         k = windows.size
@@ -245,16 +253,18 @@ class WindowAnalyser:
             & ((row_pow + col_pow) * WINDOW >= cfg.min_purity * total)
             & (sub.min(axis=1) >= cfg.min_sub_block_ratio * sub.max(axis=1))
         )
-        keep = np.flatnonzero(ok)
-        if keep.size:
-            row_hz = np.array(ROW_HZ)[row[keep]] * (1 + row_off[keep])
-            col_hz = np.array(COLUMN_HZ)[col[keep]] * (1 + col_off[keep])
-            margin, peakiness = _guard(frames[windows[keep]], row_hz, col_hz)
+        digit = _CODE_FROM_CELL[row * 4 + col]
+        guard = np.flatnonzero(ok & (digit != sounding))
+        if guard.size:
+            row_hz = np.array(ROW_HZ)[row[guard]] * (1 + row_off[guard])
+            col_hz = np.array(COLUMN_HZ)[col[guard]] * (1 + col_off[guard])
+            margin, peakiness = _guard(frames[windows[guard]], row_hz, col_hz)
             discrete = (margin < cfg.discrete_guard_db) & (peakiness >= cfg.discrete_peak_db)
-            keep = keep[(margin >= cfg.min_guard_db) & ~discrete]
+            ok[guard[(margin < cfg.min_guard_db) | discrete]] = False
+        keep = np.flatnonzero(ok)
         return WindowHits(
             window=tuple(windows[keep].tolist()),
-            digit=tuple(_CODE_FROM_CELL[row[keep] * 4 + col[keep]].tolist()),
+            digit=tuple(digit[keep].tolist()),
             row_offset=tuple(row_off[keep].tolist()),
             col_offset=tuple(col_off[keep].tolist()),
         )

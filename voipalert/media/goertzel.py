@@ -94,7 +94,7 @@ class DtmfDetector:
         self._tail_samples = samples[blocks * SUB_BLOCK :]
         first = self._sub_index - WINDOW_SUB_BLOCKS + 1  # sub-block where window 0 starts
         self._sub_index += blocks
-        hits = self._analyser.analyse(samples, energy)
+        hits = self._analyser.analyse(samples, energy, self._active)
         events: list[ToneEvent] = []
         if not hits.window:
             self._misses_only(blocks, events)

@@ -43,7 +43,9 @@ class PlayQueue:
         self.codec = codec
         self.frame_bytes = samples_per_frame  # G.711: one byte per sample
         self.silence: Final = bytes([g711.SILENCE_BYTE[codec]]) * samples_per_frame
-        self._audio = b""
+        # One repetition is prompt + gap; the last one has no gap. Repeats are not copied.
+        self._unit = b""
+        self._total = 0
         self._pos = 0
         self._item = 0
         self._current: int | None = None
@@ -66,12 +68,11 @@ class PlayQueue:
         if pcm.size == 0:
             raise LocalProtocolError("nothing to play")
         encoded = g711.encode(self.codec, pcm)
-        short = -len(encoded) % self.frame_bytes
-        one = encoded + self.silence[:short]
-        gap = self.silence * gap_frames
+        one = encoded + self.silence[: -len(encoded) % self.frame_bytes]
         replaced = self.stop(PlayEnd.REPLACED)
         self._item += 1
-        self._audio = (one + gap) * (repeat - 1) + one
+        self._unit = one + self.silence * gap_frames
+        self._total = len(self._unit) * (repeat - 1) + len(one)
         self._pos = 0
         self._current = self._item
         return self._item, replaced
@@ -81,7 +82,7 @@ class PlayQueue:
         if self._current is None:
             return None
         ended = PlayEnded(self._current, how)
-        self._current, self._audio, self._pos = None, b"", 0
+        self._current, self._unit, self._total, self._pos = None, b"", 0, 0
         return ended
 
     def next_frame(self, skipped: int = 0) -> tuple[bytes, PlayEnded | None]:
@@ -90,12 +91,10 @@ class PlayQueue:
         if self._current is None:
             return self.silence, None
         self._pos += skipped * self.frame_bytes
-        if self._pos >= len(self._audio):
-            return self.silence, self._finish()
-        frame = self._audio[self._pos : self._pos + self.frame_bytes]
+        if self._pos >= self._total:
+            return self.silence, self.stop(PlayEnd.FINISHED)
+        offset = self._pos % len(self._unit)
+        frame = self._unit[offset : offset + self.frame_bytes]
         self._pos += self.frame_bytes
-        ended = self._finish() if self._pos >= len(self._audio) else None
+        ended = self.stop(PlayEnd.FINISHED) if self._pos >= self._total else None
         return frame, ended
-
-    def _finish(self) -> PlayEnded | None:
-        return self.stop(PlayEnd.FINISHED)

@@ -45,7 +45,8 @@ class RtpPorts:
             self.rtcp.close()
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to ``host:port`` (never with SO_REUSEADDR)."""
     family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -55,6 +56,17 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def bind_pair(host: str, port: int) -> RtpPorts:
+    """Bind ``port`` and ``port + 1`` (an explicitly configured pair, no search)."""
+    rtp = bind_udp(host, port)
+    try:
+        rtcp = bind_udp(host, port + 1)
+    except BaseException:
+        rtp.close()
+        raise
+    return RtpPorts(host, port, rtp, rtcp)
 
 
 class RtpPortAllocator:
@@ -97,13 +109,13 @@ class RtpPortAllocator:
 
     def _try(self, port: int) -> RtpPorts | None:
         try:
-            rtp = _bind(self.host, port)
+            rtp = bind_udp(self.host, port)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 return None
             raise
         try:
-            rtcp = _bind(self.host, port + 1)
+            rtcp = bind_udp(self.host, port + 1)
         except OSError as exc:
             rtp.close()
             if exc.errno == errno.EADDRINUSE:

@@ -16,21 +16,18 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
-from collections import deque
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, Self
 
 import numpy as np
 from numpy.typing import NDArray
 
-from voipalert.errors import VoipAlertError
-from voipalert.media.dtmf import Digit, DtmfCollector, DtmfSource
-from voipalert.media.g711 import SAMPLE_RATE_HZ, Codec
-from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
+from voipalert.media.dtmf import Digit, DtmfSource
+from voipalert.media.g711 import SAMPLE_RATE_HZ
+from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
 from voipalert.media.receiver import (
@@ -42,52 +39,22 @@ from voipalert.media.receiver import (
     RtpReceiver,
     SourceLatched,
 )
-from voipalert.media.rfc4733 import EventSender, TelephoneEvent, event_code
-from voipalert.net.ports import RtpPorts
+from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
+from voipalert.net.ports import RtpPorts, bind_pair
+from voipalert.net.rtp_config import (
+    RtpSessionClosedError,
+    RtpSessionConfig,
+    SenderStats,
+    normalise_address,
+)
+from voipalert.net.rtp_dtmf import DigitInbox
 from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
 
 log = logging.getLogger("voipalert.net.rtp")
 
-MAX_QUEUED_DIGITS: Final = 64
+MAX_CACHED_ADDRESSES: Final = 16
 
-
-class RtpSessionClosedError(VoipAlertError, ConnectionError):
-    """The session ended (closed, or its socket failed) while something waited on it."""
-
-
-@dataclass(frozen=True, slots=True)
-class RtpSessionConfig:
-    """What the SDP exchange decided (the SIP layer maps its ``MediaParams`` onto this)."""
-
-    local_port: int
-    remote_addr: Address
-    codec: Codec
-    payload_type: int
-    telephone_event_pt: int | None
-    ptime_ms: int = 20
-    local_host: str = "127.0.0.1"
-    latching: bool = True
-    inband_dtmf: bool = True
-    dtmf_window_s: float = 0.5
-
-
-@dataclass(slots=True)
-class SenderStats:
-    packets: int = 0
-    octets: int = 0
-    skipped_slots: int = 0
-    events_sent: int = 0
-    transport_errors: int = 0
-    rtcp_packets_received: int = 0
-
-
-def _normalise(addr: tuple[object, ...]) -> Address:
-    host, port = str(addr[0]), int(str(addr[1]))
-    try:
-        host = ipaddress.ip_address(host).compressed
-    except ValueError:
-        pass  # a name from the SDP: compared as written
-    return host, port
+__all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
 
 class RtpSession:
@@ -109,7 +76,7 @@ class RtpSession:
         samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
         self._packetizer = Packetizer(config.payload_type, rng=rng, samples_per_frame=samples)
         self._queue = PlayQueue(config.codec, samples)
-        self._dest = _normalise(config.remote_addr)
+        self._dest = normalise_address(config.remote_addr)
         self._receiver = RtpReceiver(
             ReceiverConfig(
                 codec=config.codec,
@@ -119,15 +86,20 @@ class RtpSession:
                 latching=config.latching,
             )
         )
-        self._detector = DtmfDetector(detector) if config.inband_dtmf else None
-        self._collector = DtmfCollector(window_s=config.dtmf_window_s)
-        self._digits: deque[Digit] = deque(maxlen=MAX_QUEUED_DIGITS)
-        self._waiters: deque[asyncio.Future[Digit]] = deque()
+        self._inbox = DigitInbox(
+            self._loop,
+            inband=config.inband_dtmf,
+            window_s=config.dtmf_window_s,
+            detector=detector,
+        )
+        self._addresses: dict[tuple[object, ...], Address] = {}
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
         self._event: EventSender | None = None
         self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
+        self._sending = True
         self.stats = SenderStats()
         self.last_error: OSError | None = None
 
@@ -144,7 +116,8 @@ class RtpSession:
     ) -> Self:
         """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
 
-        Sending starts at once. The sockets are closed by ``close``; give the ports back
+        The first packet leaves within one ptime (the pacer picks the least busy phase of
+        the cycle). The sockets are closed by ``close``; give the ports back
         to their allocator afterwards. ``on_audio`` sees every decoded audio frame
         (recording, diagnostics)."""
         if ports is not None and ports.port != config.local_port:
@@ -156,32 +129,28 @@ class RtpSession:
             detector=detector,
             on_audio=on_audio,
         )
-        loop = session._loop
-        if ports is not None:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(session), sock=ports.rtp
-            )
-        else:
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtpProtocol(session), local_addr=(config.local_host, config.local_port)
-            )
-        session._transport = transport
+        if ports is None:
+            ports = bind_pair(config.local_host, config.local_port)
         try:
-            if ports is not None:
-                rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtcpSink(session), sock=ports.rtcp
-                )
-            else:
-                rtcp, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtcpSink(session),
-                    local_addr=(config.local_host, config.local_port + 1),
-                )
+            await session._attach(ports)
         except BaseException:
-            transport.close()
+            for transport in (session._transport, session._rtcp):
+                if transport is not None:
+                    transport.close()
+            ports.close()
             raise
-        session._rtcp = rtcp
         session._pacer.add(session, ptime=config.ptime_ms / 1000)
         return session
+
+    async def _attach(self, ports: RtpPorts) -> None:
+        loop = self._loop
+        self._transport, _ = await loop.create_datagram_endpoint(
+            lambda: _RtpProtocol(self), sock=ports.rtp
+        )
+        self._sock = ports.rtp
+        self._rtcp, _ = await loop.create_datagram_endpoint(
+            lambda: _RtcpSink(self), sock=ports.rtcp
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -197,7 +166,7 @@ class RtpSession:
     @property
     def local_address(self) -> Address:
         assert self._transport is not None
-        return _normalise(self._transport.get_extra_info("sockname"))
+        return normalise_address(self._transport.get_extra_info("sockname"))
 
     @property
     def receiver_stats(self) -> ReceiverStats:
@@ -242,34 +211,25 @@ class RtpSession:
 
     async def next_digit(self) -> Digit:
         """The next key press from any path (RFC 4733, in-band, SIP INFO)."""
-        if self._digits:
-            return self._digits.popleft()
-        self._check_open()
-        waiter: asyncio.Future[Digit] = self._loop.create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+        return await self._inbox.next()
 
-    def digit_received(self, char: str, source: DtmfSource = DtmfSource.SIP_INFO) -> None:
-        """A key press the signalling saw (SIP INFO ``application/dtmf-relay``)."""
+    def digit_received(self, char: str, source: DtmfSource = DtmfSource.SIP_INFO) -> bool:
+        """A key press the signalling saw (SIP INFO ``application/dtmf-relay``). Text that
+        is not a DTMF key comes from the far end: it is counted and ignored (False)."""
+        if len(char) != 1 or char.upper() not in DTMF_CHARS:
+            self.stats.bad_info_digits += 1
+            return False
         self._key(char, source)
+        return True
 
     def _key(self, char: str, source: DtmfSource) -> None:
-        digit = self._collector.add(char, source, self._loop.time())
-        if digit is None:
-            return
+        if self._inbox.key(char, source, self._loop.time()) is not None:
+            self._interrupt()
+
+    def _interrupt(self) -> None:
         playing = self._queue.playing
         if playing is not None and self._plays.get(playing, (None, False))[1]:
             self._ended(self._queue.stop(PlayEnd.INTERRUPTED))
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(digit)
-                return
-        self._digits.append(digit)
 
     def send_digit(self, char: str, duration_ms: int = 100) -> None:
         """Send a key press as RFC 4733 events in the next slots (audio pauses meanwhile)."""
@@ -281,29 +241,47 @@ class RtpSession:
 
     def set_remote(self, remote: Address) -> None:
         """A re-INVITE moved the far end's media."""
-        self._dest = _normalise(remote)
+        self._dest = normalise_address(remote)
         self._receiver.set_remote(self._dest)
+
+    def set_sending(self, enabled: bool) -> None:
+        """Hold (``a=sendonly``/``inactive``, ``c=0.0.0.0``: RFC 3264 §8.4) stops sending;
+        the slots go on, so the RTP timestamp keeps counting and the first packet after
+        the hold carries the marker bit."""
+        self._sending = enabled
 
     # ------------------------------------------------------------------ pacing
 
     def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
         """Called by the pacer at ``start + slot * ptime``."""
-        transport = self._transport
-        if transport is None or self._closed:
+        sock = self._sock
+        if sock is None or self._closed:
             return
         if skipped:
             self._packetizer.skip(skipped)
             self.stats.skipped_slots += skipped
         payload, ended = self._queue.next_frame(skipped)
+        if not self._sending:
+            self._packetizer.skip(1)
+            self._ended(ended)
+            return
         event = self._event
-        if event is None:
-            data = self._packetizer.build(payload)
+        data = (
+            self._packetizer.build(payload) if event is None else self._event_packet(event, skipped)
+        )
+        try:
+            # Straight to the socket: a real-time packet that cannot leave now is dropped,
+            # not queued behind the next one (what the transport's buffer would do).
+            sock.sendto(data, self._dest)
+        except BlockingIOError:
+            self.stats.send_dropped += 1
+        except OSError as exc:
+            self._error(exc)
         else:
-            data = self._event_packet(event, skipped)
-        transport.sendto(data, self._dest)
-        self.stats.packets += 1
-        self.stats.octets += len(data) - 12
-        self._ended(ended)
+            self.stats.packets += 1
+            self.stats.octets += len(data) - 12
+        if ended is not None:
+            self._ended(ended)
 
     def _event_packet(self, event: EventSender, skipped: int) -> bytes:
         pt = self.config.telephone_event_pt
@@ -324,14 +302,17 @@ class RtpSession:
 
     def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
         now = self._loop.time()
-        for event in self._receiver.receive(data, _normalise(addr), now):
+        source = self._addresses.get(addr)
+        if source is None:
+            if len(self._addresses) >= MAX_CACHED_ADDRESSES:
+                self._addresses.clear()  # a flood of strangers: start over
+            source = self._addresses[addr] = normalise_address(addr)
+        for event in self._receiver.receive(data, source, now):
             if isinstance(event, AudioFrame):
                 if self._on_audio is not None:
                     self._on_audio(event)
-                if self._detector is not None:
-                    for tone in self._detector.feed(event.pcm):
-                        if isinstance(tone, ToneStarted):
-                            self._key(tone.char, DtmfSource.INBAND)
+                if self._inbox.audio(event.pcm, now):
+                    self._interrupt()
             elif isinstance(event, DigitReceived):
                 self._key(event.digit.char, DtmfSource.RFC4733)
             elif isinstance(event, SourceLatched):
@@ -365,10 +346,7 @@ class RtpSession:
             if not future.done():
                 future.set_result(PlayEnd.STOPPED)
         self._plays.clear()
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(RtpSessionClosedError("the RTP session closed"))
+        self._inbox.close()
 
     async def close(self) -> None:
         """Stop sending, close both sockets, release every waiter (idempotent)."""
@@ -385,7 +363,12 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self._session = session
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._session._datagram(data, addr)
+        try:
+            self._session._datagram(data, addr)
+        except Exception:
+            # Parsing already drops bad packets; this is the last line: one datagram must
+            # never end the call's media (pyVoIP's receiver thread died on one).
+            log.exception("RTP datagram from %s could not be handled; dropped", addr[:2])
 
     def error_received(self, exc: Exception) -> None:
         self._session._error(exc if isinstance(exc, OSError) else OSError(str(exc)))

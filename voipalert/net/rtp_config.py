@@ -1,0 +1,51 @@
+"""The plain values of an RTP session: its configuration, counters and errors."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from voipalert.errors import VoipAlertError
+from voipalert.media.g711 import Codec
+from voipalert.media.receiver import Address
+
+
+class RtpSessionClosedError(VoipAlertError, ConnectionError):
+    """The session ended (closed, or its socket failed) while something waited on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpSessionConfig:
+    """What the SDP exchange decided (the SIP layer maps its ``MediaParams`` onto this)."""
+
+    local_port: int
+    remote_addr: Address
+    codec: Codec
+    payload_type: int
+    telephone_event_pt: int | None
+    ptime_ms: int = 20
+    local_host: str = "127.0.0.1"
+    latching: bool = True
+    inband_dtmf: bool = True
+    dtmf_window_s: float = 0.5
+
+
+@dataclass(slots=True)
+class SenderStats:
+    packets: int = 0
+    octets: int = 0
+    skipped_slots: int = 0
+    events_sent: int = 0
+    send_dropped: int = 0
+    bad_info_digits: int = 0
+    transport_errors: int = 0
+    rtcp_packets_received: int = 0
+
+
+def normalise_address(addr: tuple[object, ...]) -> Address:
+    host, port = str(addr[0]), int(str(addr[1]))
+    try:
+        host = ipaddress.ip_address(host).compressed
+    except ValueError:
+        pass  # a name from the SDP: compared as written
+    return host, port
