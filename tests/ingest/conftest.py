@@ -28,11 +28,11 @@ from voipalert.domain.rota import (
     Team,
     TeamName,
 )
-from voipalert.ingest.api_sql import ApiTables
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.store import Scope, Store
+from voipalert.store.api_tables import ApiTables
 
 TOKEN_SCOPES: Mapping[str, frozenset[Scope]] = {
     "trigger": frozenset({Scope.TRIGGER}),

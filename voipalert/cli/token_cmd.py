@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from voipalert.clock import SystemClock
-from voipalert.ingest.api_sql import ApiTables
 from voipalert.ingest.tokens import TOKEN_NAME, signing_secret
 from voipalert.settings import load_settings
 from voipalert.store import ApiToken, Scope, Store, StoreError
+from voipalert.store.api_tables import ApiTables
 
 EXIT_OK = 0
 EXIT_REFUSED = 1

@@ -8,13 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from voipalert.clock import Clock
-from voipalert.ingest.api_sql import ApiTables
 from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.intake import Intake
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.store import Store
+from voipalert.store.api_tables import ApiTables
 
 STORE = web.AppKey("store", Store)
 TABLES = web.AppKey("tables", ApiTables)

@@ -20,12 +20,12 @@ from typing import Final, Literal
 from aiohttp import web
 
 from voipalert.clock import Clock
-from voipalert.ingest.api_sql import ApiTables, SigningKey
 from voipalert.ingest.config import HttpConfig
 from voipalert.ingest.http_errors import ApiError
 from voipalert.ingest.http_io import read_body
 from voipalert.ingest.tokens import signature_matches, signing_secret
 from voipalert.store import ApiToken, Scope, Store
+from voipalert.store.api_tables import ApiTables, SigningKey
 
 CACHE_MAX_ENTRIES: Final = 4096
 _BEARER: Final = re.compile(r"^Bearer +([\x21-\x7e]{1,256}) *$", re.IGNORECASE)

@@ -14,8 +14,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from voipalert.ingest.api_sql import ApiTables
 from voipalert.store import StoreError
+from voipalert.store.api_tables import ApiTables
 
 log = logging.getLogger("voipalert.http")
 

@@ -18,9 +18,9 @@ from prometheus_client.registry import Collector
 
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
-from voipalert.ingest.api_sql import ApiTables, Counts
 from voipalert.ingest.health import SipState
 from voipalert.ingest.intake import Outcome
+from voipalert.store.api_tables import ApiTables, Counts
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 TRIGGER_BUCKETS_SECONDS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)

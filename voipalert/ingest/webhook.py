@@ -23,7 +23,6 @@ from aiohttp import web
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus
 from voipalert.ingest import hooks
-from voipalert.ingest.api_sql import ApiTables
 from voipalert.ingest.app_keys import (
     AUTH,
     CLOCK,
@@ -59,6 +58,7 @@ from voipalert.ingest.schemas import (
     alert_out,
 )
 from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
+from voipalert.store.api_tables import ApiTables
 from voipalert.store.repo import MAX_PAGE_SIZE
 
 log = logging.getLogger("voipalert.http")

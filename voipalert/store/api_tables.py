@@ -1,12 +1,9 @@
-"""Statements the trigger side needs that the store does not offer (yet): the token list
-and the signing keys (the store has create, verify and revoke), the readiness probe, and the
-counts behind ``/metrics``.
-
-TO MOVE INTO ``voipalert/store``: this module only exists because the store package belongs
-to another branch while this one is built. It reaches the store's single connection through
-``Store._db`` and uses the store's own ``transaction()``, so it keeps the store's rules (one
-writer, short transactions, nothing awaited on the network inside one). Every statement here
-targets tables of migration 0001 (``api_tokens``, ``meta``, ``alerts``, ``attempts``).
+"""The statements behind the HTTP API's own needs: the token list and the signing keys
+(``tokens.py`` creates, verifies and revokes), the readiness probe, and the counts behind
+``/metrics``. They use the store's single connection and its ``transaction()``, so the
+store's rules hold (one writer, short transactions, nothing awaited on the network inside
+one). Every statement targets tables of migration 0001 (``api_tokens``, ``meta``,
+``alerts``, ``attempts``).
 """
 
 from __future__ import annotations
@@ -51,7 +48,7 @@ class ApiTables:
     """Token listing and signing keys, the readiness probe, the figures behind ``/metrics``."""
 
     def __init__(self, store: Store, clock: Clock) -> None:
-        self._db = store._db  # see the module docstring
+        self._db = store._db  # same package: the store's one connection
         self._clock = clock
 
     async def list_tokens(self) -> list[ApiToken]:
