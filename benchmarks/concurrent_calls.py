@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import soundfile
 
+from tests.audio_match import window_correlations
 from voipalert.app.demo import find_testbed, testbed_ports
 from voipalert.calls import MediaConfig, Phone
 from voipalert.callscript import ScriptConfig
@@ -107,26 +108,8 @@ def _clean_score(testbed: Any, bot: str, speech: Speech) -> float:
     if not recordings or _GREETING is None:
         return 0.0
     heard, _ = soundfile.read(recordings[-1], dtype="int16")
-    scores = _windows(np.asarray(heard, dtype=np.float64), _GREETING.astype(np.float64))
+    scores = window_correlations(heard, _GREETING)
     return float(np.median(scores)) if scores else 0.0
-
-
-def _windows(heard: Any, reference: Any, window: int = 1600) -> list[float]:
-    level = np.sqrt(np.mean(reference**2))
-    out = []
-    for start in range(0, len(reference) - window + 1, window):
-        piece = reference[start : start + window]
-        if np.sqrt(np.mean(piece**2)) > 0.3 * level:
-            out.append(_peak(heard, piece))
-    return out
-
-
-def _peak(x: Any, y: Any) -> float:
-    size = 1 << (len(x) + len(y) - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(y, size)), size)[: len(x)]
-    energy = np.convolve(x**2, np.ones(len(y)), mode="full")[len(y) - 1 : len(y) - 1 + len(x)]
-    best = int(np.argmax(corr))
-    return float(corr[best] / np.sqrt(energy[best] * np.sum(y**2) + 1e-9))
 
 
 async def main_async(sizes: list[int]) -> None:

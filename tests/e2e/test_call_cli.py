@@ -14,6 +14,7 @@ import soundfile
 from numpy.typing import NDArray
 from testbed import Testbed
 
+from tests.audio_match import window_correlations
 from tests.cli.test_main import run
 from tests.net.sip_harness import free_port
 
@@ -23,16 +24,20 @@ def prompt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("prompt-cache")
 
 
-def call(
-    testbed: Testbed, bot: str, cache: Path, *extra: str
-) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
-    env = {
+def call_env(testbed: Testbed, cache: Path) -> dict[str, str]:
+    return {
         "VOIPALERT_SIP__REGISTRAR": testbed.registrar,
         "VOIPALERT_SIP__USERNAME": "voipalert",
         "VOIPALERT_SIP__PASSWORD": testbed.users["voipalert"],
         "VOIPALERT_SIP__LOCAL_PORT": str(free_port()),
         "VOIPALERT_TTS__CACHE_DIR": str(cache),
     }
+
+
+def call(
+    testbed: Testbed, bot: str, cache: Path, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
+    env = call_env(testbed, cache)
     result = run(
         "--log-level", "WARNING", "call", testbed.uri(bot),
         "--message", "Disk full on server SRV-DB-01", "--json", *extra, env=env,
@@ -80,7 +85,7 @@ def test_voicemail_is_answered_without_ack_and_hears_our_speech(
     assert level > 300, level
     # Each voiced 200 ms of the greeting is found in what the bot heard, nearly exactly
     # (G.711 costs little; a slot skipped under load shifts the rest, hence per window).
-    scores = _window_correlations(heard, _render_reference(prompt_cache))
+    scores = window_correlations(heard, _render_reference(prompt_cache))
     assert len(scores) >= 8
     assert float(np.median(scores)) > 0.95, scores
     assert sum(score > 0.8 for score in scores) >= 0.8 * len(scores), scores
@@ -96,30 +101,6 @@ def _render_reference(cache: Path) -> NDArray[np.int16]:
     assert result.returncode == 0, result.stderr
     pcm, _ = soundfile.read(out, dtype="int16")
     return np.asarray(pcm, dtype=np.int16)
-
-
-def _window_correlations(
-    heard: NDArray[np.int16], reference: NDArray[np.int16], window: int = 1600
-) -> list[float]:
-    level = np.sqrt(np.mean(reference.astype(np.float64) ** 2))
-    scores = []
-    for start in range(0, len(reference) - window + 1, window):
-        piece = reference[start : start + window]
-        if np.sqrt(np.mean(piece.astype(np.float64) ** 2)) > 0.3 * level:
-            scores.append(_peak_correlation(heard, piece))
-    return scores
-
-
-def _peak_correlation(signal: NDArray[np.int16], reference: NDArray[np.int16]) -> float:
-    """Normalised cross-correlation peak of ``reference`` inside ``signal`` (1.0 = exact)."""
-    x = signal.astype(np.float64)
-    y = reference.astype(np.float64)
-    n = len(x) + len(y)
-    size = 1 << (n - 1).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(x, size) * np.conj(np.fft.rfft(y, size)), size)[: len(x)]
-    energy = np.convolve(x**2, np.ones(len(y)), mode="full")[len(y) - 1 : len(y) - 1 + len(x)]
-    best = int(np.argmax(corr))
-    return float(corr[best] / np.sqrt(energy[best] * np.sum(y**2) + 1e-9))
 
 
 def test_never_answered_is_no_answer_after_the_ring_timeout(
@@ -142,13 +123,7 @@ def test_busy_and_unreachable(
 
 
 def test_text_output_says_what_happened(testbed: Testbed, prompt_cache: Path) -> None:
-    env = {
-        "VOIPALERT_SIP__REGISTRAR": testbed.registrar,
-        "VOIPALERT_SIP__USERNAME": "voipalert",
-        "VOIPALERT_SIP__PASSWORD": testbed.users["voipalert"],
-        "VOIPALERT_SIP__LOCAL_PORT": str(free_port()),
-        "VOIPALERT_TTS__CACHE_DIR": str(prompt_cache),
-    }
+    env = call_env(testbed, prompt_cache)
     result = run("--log-level", "WARNING", "call", testbed.uri("busy"), "--message", "x", env=env)
     assert "outcome: busy" in result.stdout
     assert "sip: 486" in result.stdout
