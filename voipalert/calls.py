@@ -19,6 +19,7 @@ import logging
 import random
 import secrets
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -68,6 +69,7 @@ PromptSource = Callable[[str], Awaitable[NDArray[np.int16]]]
 ProgressHook = Callable[[str], None]
 
 HANG_UP_GRACE_SECONDS: Final = 4.0
+FINISHED_CALLS_REMEMBERED: Final = 1024
 HANDLED_ELSEWHERE: Final = "handled_elsewhere"
 HANDLED_PHRASE_MAX_SECONDS: Final = 5.0
 PROMPT_GAP_SECONDS: Final = 0.25
@@ -128,6 +130,9 @@ class Phone:
         self.script = script or ScriptConfig()
         self._ports = RtpPortAllocator(media.bind_host, media.port_min, media.port_max)
         self._queues: dict[CallId, asyncio.Queue[SipEvent]] = {}
+        # Calls whose task has returned: a late event for one (a retransmitted 2xx's
+        # re-ACK, the 200 to our BYE) must not create a queue nobody will ever read.
+        self._finished: deque[CallId] = deque(maxlen=FINISHED_CALLS_REMEMBERED)
         self._registration_changed = asyncio.Event()
         self.closing = False
         """Set at shutdown: calls cut short say goodbye rather than "handled elsewhere"."""
@@ -180,8 +185,12 @@ class Phone:
             )  # fmt: skip
             self._registration_changed.set()
             return
+        if event.call_id in self._finished:
+            return
         queue = self._queues.get(event.call_id)
         if queue is None:
+            # An event can precede the call's own registration of its queue: the INVITE's
+            # transport may fail inside agent.invite(), before the call id is returned.
             queue = self._queues[event.call_id] = asyncio.Queue()
         queue.put_nowait(event)
 
@@ -203,6 +212,7 @@ class Phone:
             self._ports.release(ports)
             if call.call_id is not None:
                 self._queues.pop(call.call_id, None)
+                self._finished.append(call.call_id)
 
 
 class _Call:
