@@ -180,8 +180,8 @@ resolved_values = ["1", "UP"]
 
 
 def test_trigger_sections_map_onto_the_ingest_config(tmp_path: Path) -> None:
+    from voipalert.app.config import ingest_config
     from voipalert.domain.alert import Severity
-    from voipalert.settings import ingest_config
 
     config = ingest_config(load_settings(write(tmp_path, INGEST_TOML)))
     assert config.http.max_body_bytes == 65536 and config.http.require_signature_timestamp
@@ -202,7 +202,7 @@ def test_trigger_sections_map_onto_the_ingest_config(tmp_path: Path) -> None:
 
 
 def test_trigger_defaults() -> None:
-    from voipalert.settings import ingest_config
+    from voipalert.app.config import ingest_config
 
     config = ingest_config(load_settings())
     assert config.imap is None and config.routes == () and config.email_rules == ()

@@ -6,15 +6,26 @@ Cores never see pydantic settings (STYLE.md §3); this module maps them.
 from __future__ import annotations
 
 import ipaddress
+import re
 import ssl
 
 from voipalert import __version__
 from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
+from voipalert.domain.rota import PolicyName, Route, TeamName
 from voipalert.engine import EngineConfig
+from voipalert.ingest.config import HttpConfig, ImapConfig, IngestConfig, SmtpConfig
+from voipalert.ingest.email_parse import EmailRule, RuleAction
+from voipalert.ingest.mapping import GenericMapping
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import AckMenu
-from voipalert.settings import Settings
+from voipalert.settings import (
+    EmailRuleSettings,
+    GenericHookSettings,
+    ImapSettings,
+    RouteSettings,
+    Settings,
+)
 from voipalert.sip.config import UAConfig
 from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
@@ -102,4 +113,101 @@ def script_config(settings: Settings) -> ScriptConfig:
         ack_digit=settings.engine.ack_digit,
         repetitions=settings.call.repetitions,
         pause_seconds=settings.call.pause_seconds,
+    )
+
+
+# ---------------------------------------------------------------- triggers
+
+
+def _email_rule(rule: EmailRuleSettings) -> EmailRule:
+    def compiled(pattern: str | None) -> re.Pattern[str] | None:
+        return re.compile(pattern) if pattern is not None else None
+
+    return EmailRule(
+        name=rule.name,
+        sender=compiled(rule.sender),
+        recipient=compiled(rule.recipient),
+        subject=compiled(rule.subject),
+        body=compiled(rule.body),
+        action=RuleAction(rule.action),
+        severity=rule.severity,
+        summary=rule.summary,
+        dedup_key=rule.dedup_key,
+        team=rule.team,
+        policy=rule.policy,
+        source=rule.source,
+        monitoring=rule.monitoring,
+    )
+
+
+def _route(route: RouteSettings) -> Route:
+    return Route(
+        name=route.name,
+        policy=PolicyName(route.policy) if route.policy else None,
+        team=TeamName(route.team) if route.team else None,
+        source=route.source,
+        severity=route.severity.value if route.severity else None,
+        subject=route.subject,
+        labels=tuple(sorted(route.labels.items())),
+        default=route.default,
+    )
+
+
+def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
+    return GenericMapping(
+        summary=hook.summary,
+        severity=hook.severity,
+        dedup_key=hook.dedup_key,
+        resolved=hook.resolved,
+        resolved_values=tuple(v.lower() for v in hook.resolved_values),
+        labels=hook.labels,
+        source=hook.source or f"generic:{name}",
+        default_severity=hook.default_severity,
+        team=hook.team,
+        policy=hook.policy,
+    )
+
+
+def _imap(imap: ImapSettings) -> ImapConfig | None:
+    if not imap.enabled or imap.username is None or imap.password is None:
+        return None
+    return ImapConfig(
+        host=imap.host,
+        port=imap.port,
+        username=imap.username,
+        password=imap.password.get_secret_value(),
+        tls=imap.tls,
+        mailbox=imap.mailbox,
+        poll_interval_seconds=imap.poll_interval_seconds,
+        move_to=imap.move_to,
+        allowed_senders=tuple(imap.allowed_senders),
+        max_message_bytes=imap.max_message_bytes,
+    )
+
+
+def ingest_config(settings: Settings) -> IngestConfig:
+    """The trigger side's configuration (HTTP API, webhooks, e-mail, routes)."""
+    http, smtp = settings.http, settings.smtp
+    return IngestConfig(
+        routes=tuple(_route(r) for r in settings.routes),
+        http=HttpConfig(
+            max_body_bytes=http.max_body_bytes,
+            signature_headers=tuple(http.signature_headers),
+            timestamp_headers=tuple(http.timestamp_headers),
+            signature_max_age_seconds=http.signature_max_age_seconds,
+            require_signature_timestamp=http.require_signature_timestamp,
+            token_cache_seconds=http.token_cache_seconds,
+            generic_hooks={n: _generic(n, h) for n, h in settings.hooks.generic.items()},
+            default_severity=http.default_severity,
+        ),
+        email_rules=tuple(_email_rule(r) for r in smtp.rules),
+        builtin_email_parser=smtp.builtin_rules,
+        smtp=SmtpConfig(
+            hostname=smtp.hostname,
+            max_message_bytes=smtp.max_message_bytes,
+            allowed_networks=tuple(smtp.allowed_networks),
+            allowed_senders=tuple(smtp.allowed_senders),
+            recipients=tuple(r.lower() for r in smtp.recipients),
+        ),
+        imap=_imap(settings.imap),
     )

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from voipalert.app.config import (
     engine_config,
+    ingest_config,
     media_config,
     script_config,
     sip_bind,
@@ -45,7 +46,7 @@ from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier
-from voipalert.settings import Settings, ingest_config
+from voipalert.settings import Settings
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
 from voipalert.tts.speech import Speech

@@ -1,7 +1,7 @@
 """The trigger side's own configuration (pure: no I/O).
 
 Like aioquic's ``QuicConfiguration``, the ingest package owns these frozen dataclasses; the
-composition root fills them from ``voipalert.settings`` (``settings.ingest_config``), so
+composition root fills them from ``voipalert.settings`` (``app.config.ingest_config``), so
 nothing here reads files or the environment.
 """
 

@@ -1,22 +1,9 @@
-"""Configuration: a TOML file overlaid by ``VOIPALERT_*`` environment variables.
-
-Where the file comes from, first match wins: ``--config FILE``, the ``VOIPALERT_CONFIG``
-variable, ``./voipalert.toml`` when it exists; with none of them only the defaults and the
-environment apply. Nested keys use ``__`` in the environment, so
-``VOIPALERT_SIP__REGISTRAR=sip:127.0.0.1:5070`` sets ``[sip] registrar``.
-
-This module is the composition root's view of the configuration (STYLE.md §3): the cores
-never import it; ``app.py`` maps these models onto each component's own config dataclass.
-Secrets are ``SecretStr``: they print as ``**********`` in ``repr``, logs and
-``config check``.
-"""
+"""The ``[section]`` models of the configuration, one pydantic model each."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -26,24 +13,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voipalert.domain.alert import Severity
-from voipalert.domain.rota import PolicyName, Route, TeamName
-from voipalert.errors import ConfigError
-from voipalert.ingest.config import LOOPBACK, HttpConfig, ImapConfig, IngestConfig, SmtpConfig
-from voipalert.ingest.email_parse import EmailRule, RuleAction
-from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES, GenericMapping
+from voipalert.ingest.config import LOOPBACK
+from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES
 from voipalert.tts.config import RenderConfig, TtsConfig
 from voipalert.tts.pronounce import supported_languages
-
-ENV_PREFIX: Final = "VOIPALERT_"
-CONFIG_ENV_VAR: Final = "VOIPALERT_CONFIG"
-DEFAULT_CONFIG_FILE: Final = Path("voipalert.toml")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -458,196 +436,4 @@ class CallSettings(_Section):
     )
     pause_seconds: float = Field(
         default=3.0, ge=0.5, le=30, description="silence after each menu, listening for a key"
-    )
-
-
-class Settings(BaseSettings):
-    """Everything voipalert can be told. Each section is one ``[table]`` in the TOML file."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        case_sensitive=False,
-        extra="forbid",
-        frozen=True,
-    )
-
-    sip: SipSettings = SipSettings()
-    media: MediaSettings = MediaSettings()
-    tts: TtsSettings = TtsSettings()
-    http: HttpSettings = HttpSettings()
-    smtp: SmtpSettings = SmtpSettings()
-    imap: ImapSettings = ImapSettings()
-    routes: list[RouteSettings] = Field(default_factory=list)
-    hooks: HooksSettings = HooksSettings()
-    database: DatabaseSettings = DatabaseSettings()
-    engine: EngineSettings = EngineSettings()
-    call: CallSettings = CallSettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file's contents arrive as init arguments; the environment overlays them.
-        return (env_settings, init_settings)
-
-
-def config_path(explicit: Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Which configuration file applies: ``--config``, then $VOIPALERT_CONFIG, then
-    ./voipalert.toml when it exists."""
-    env = os.environ if environ is None else environ
-    if explicit is not None:
-        return explicit
-    if env.get(CONFIG_ENV_VAR):
-        return Path(env[CONFIG_ENV_VAR])
-    if DEFAULT_CONFIG_FILE.is_file():
-        return DEFAULT_CONFIG_FILE
-    return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: configuration file not found"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read configuration file: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-
-
-def _describe(error: Mapping[str, Any], from_file: Path | None) -> str:
-    loc = [str(part) for part in error["loc"]]
-    key = ".".join(loc) if loc else "(top level)"
-    env_name = ENV_PREFIX + "__".join(part.upper() for part in loc)
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key"
-    where = f" (in {from_file} or ${env_name})" if from_file else f" (${env_name})"
-    got = ""
-    if error["type"] not in ("missing", "extra_forbidden", "value_error") and not isinstance(
-        error.get("input"), dict | SecretStr
-    ):
-        got = f"; got {error.get('input')!r}"
-        if "password" in key or "secret" in key or "token" in key:
-            got = ""
-    return f"{key}{where}: {message}{got}"
-
-
-def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Load and validate the configuration, or raise ``ConfigError`` with one line per
-    problem, each naming the key."""
-    chosen = config_path(path, environ)
-    data = _read_toml(chosen) if chosen is not None else {}
-    try:
-        return Settings(**data)
-    except ValidationError as exc:
-        raise ConfigError([_describe(err, chosen) for err in exc.errors()]) from None
-
-
-def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective configuration as plain data, secrets replaced by ``**********``."""
-    return settings.model_dump(mode="json", exclude_none=False)
-
-
-# ---------------------------------------------------------------- mapping onto the cores
-
-
-def _email_rule(rule: EmailRuleSettings) -> EmailRule:
-    def compiled(pattern: str | None) -> re.Pattern[str] | None:
-        return re.compile(pattern) if pattern is not None else None
-
-    return EmailRule(
-        name=rule.name,
-        sender=compiled(rule.sender),
-        recipient=compiled(rule.recipient),
-        subject=compiled(rule.subject),
-        body=compiled(rule.body),
-        action=RuleAction(rule.action),
-        severity=rule.severity,
-        summary=rule.summary,
-        dedup_key=rule.dedup_key,
-        team=rule.team,
-        policy=rule.policy,
-        source=rule.source,
-        monitoring=rule.monitoring,
-    )
-
-
-def _route(route: RouteSettings) -> Route:
-    return Route(
-        name=route.name,
-        policy=PolicyName(route.policy) if route.policy else None,
-        team=TeamName(route.team) if route.team else None,
-        source=route.source,
-        severity=route.severity.value if route.severity else None,
-        subject=route.subject,
-        labels=tuple(sorted(route.labels.items())),
-        default=route.default,
-    )
-
-
-def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
-    return GenericMapping(
-        summary=hook.summary,
-        severity=hook.severity,
-        dedup_key=hook.dedup_key,
-        resolved=hook.resolved,
-        resolved_values=tuple(v.lower() for v in hook.resolved_values),
-        labels=hook.labels,
-        source=hook.source or f"generic:{name}",
-        default_severity=hook.default_severity,
-        team=hook.team,
-        policy=hook.policy,
-    )
-
-
-def _imap(imap: ImapSettings) -> ImapConfig | None:
-    if not imap.enabled or imap.username is None or imap.password is None:
-        return None
-    return ImapConfig(
-        host=imap.host,
-        port=imap.port,
-        username=imap.username,
-        password=imap.password.get_secret_value(),
-        tls=imap.tls,
-        mailbox=imap.mailbox,
-        poll_interval_seconds=imap.poll_interval_seconds,
-        move_to=imap.move_to,
-        allowed_senders=tuple(imap.allowed_senders),
-        max_message_bytes=imap.max_message_bytes,
-    )
-
-
-def ingest_config(settings: Settings) -> IngestConfig:
-    """The trigger side's configuration (HTTP API, webhooks, e-mail, routes)."""
-    http, smtp = settings.http, settings.smtp
-    return IngestConfig(
-        routes=tuple(_route(r) for r in settings.routes),
-        http=HttpConfig(
-            max_body_bytes=http.max_body_bytes,
-            signature_headers=tuple(http.signature_headers),
-            timestamp_headers=tuple(http.timestamp_headers),
-            signature_max_age_seconds=http.signature_max_age_seconds,
-            require_signature_timestamp=http.require_signature_timestamp,
-            token_cache_seconds=http.token_cache_seconds,
-            generic_hooks={n: _generic(n, h) for n, h in settings.hooks.generic.items()},
-            default_severity=http.default_severity,
-        ),
-        email_rules=tuple(_email_rule(r) for r in smtp.rules),
-        builtin_email_parser=smtp.builtin_rules,
-        smtp=SmtpConfig(
-            hostname=smtp.hostname,
-            max_message_bytes=smtp.max_message_bytes,
-            allowed_networks=tuple(smtp.allowed_networks),
-            allowed_senders=tuple(smtp.allowed_senders),
-            recipients=tuple(r.lower() for r in smtp.recipients),
-        ),
-        imap=_imap(settings.imap),
     )
