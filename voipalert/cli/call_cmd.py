@@ -19,6 +19,7 @@ from voipalert.callscript import ScriptConfig
 from voipalert.domain.alert import AttemptOutcome
 from voipalert.notify.voice import SpokenPrompts, target_uri
 from voipalert.settings import Settings, load_settings
+from voipalert.sip.events import RegistrationState
 from voipalert.tts.speech import Speech
 
 REGISTER_WAIT_SECONDS = 10.0
@@ -68,7 +69,7 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
         await phone.start(register=ua.registrar is not None)
         if ua.registrar is not None:
             status = await phone.wait_registered(REGISTER_WAIT_SECONDS)
-            if status is None or status.state.value != "registered":
+            if status is None or status.state is not RegistrationState.REGISTERED:
                 detail = (
                     "no answer" if status is None else f"{status.last_status} {status.last_reason}"
                 )
