@@ -22,18 +22,20 @@ from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
 from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult
+from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
 from voipalert.store import Store, StoreConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 class _RingsForever:
-    """Every call rings until cancelled: alerts stay mid-escalation, the steady state."""
+    """Every call rings until asked to stop: alerts stay mid-escalation, the steady state."""
 
-    async def notify(self, notification: Notification) -> NotifyResult:
-        await asyncio.Event().wait()
-        return NotifyResult(NotifyOutcome.FAILED)
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
+        stopped = asyncio.Event()
+        stop.subscribe(lambda _: stopped.set())
+        await stopped.wait()
+        return NotifyResult(NotifyOutcome.CANCELLED)
 
 
 async def _insert_rate(directory: Path, n: int, synchronous: str) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import AttemptOutcome
 from voipalert.engine import Engine, EngineConfig
-from voipalert.notify import Notification, NotifyResult
+from voipalert.notify import Notification, NotifyResult, StopRequest
 from voipalert.store import Store
 
 
@@ -28,7 +28,7 @@ class RecordingScriptedNotifier:
         self._dials = dials
         self._script = script
 
-    async def notify(self, notification: Notification) -> NotifyResult:
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
         line = json.dumps({"key": notification.attempt_key, "person": notification.person})
         fd = os.open(self._dials, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:

@@ -1,7 +1,9 @@
 """A scripted stand-in for the phone, for engine tests that run without SIP (issue 6 is
 tested without SIP; the end-to-end tests plug the real phone in). Each person's calls get
 the next result of their script; ``Hold`` blocks a call until its gate opens or the call is
-cancelled, which is how tests keep a call "ringing"."""
+asked to stop, which is how tests keep a call "ringing". A stop request ends a held call as
+the real phone does: ``CANCELLED`` (recorded in ``cancelled``), and each stop reason is kept in
+``stops``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult
+from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopReason, StopRequest
 
 _TYPICAL: dict[NotifyOutcome, NotifyResult] = {
     r.outcome: r
@@ -56,21 +58,38 @@ class ScriptedNotifier:
         self.default = default
         self.calls: list[Notification] = []
         self.cancelled: list[Notification] = []
+        self.stops: list[tuple[str, StopReason]] = []
         self.active = 0
         self.max_active = 0
 
     def calls_to(self, person: str) -> list[Notification]:
         return [n for n in self.calls if n.person == person]
 
-    async def notify(self, notification: Notification) -> NotifyResult:
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
         self.calls.append(notification)
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         steps = self.script.get(notification.person, [])
         step = steps.pop(0) if steps else self.default
+        stopped = asyncio.Event()
+
+        def on_stop(reason: StopReason) -> None:
+            self.stops.append((notification.person, reason))
+            stopped.set()
+
+        stop.subscribe(on_stop)
         try:
             if isinstance(step, Hold):
-                await step.gate.wait()
+                gate = asyncio.ensure_future(step.gate.wait())
+                halt = asyncio.ensure_future(stopped.wait())
+                try:
+                    await asyncio.wait({gate, halt}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    gate.cancel()
+                    halt.cancel()
+                if stop.reason is not None and not step.gate.is_set():
+                    self.cancelled.append(notification)
+                    return NotifyResult(NotifyOutcome.CANCELLED, 487, "Request Terminated")
                 return step.then
             await asyncio.sleep(0)
             return step

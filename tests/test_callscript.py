@@ -6,6 +6,7 @@ from voipalert.callscript import (
     ACKNOWLEDGED,
     GOODBYE,
     GREETING,
+    HANDLED_ELSEWHERE,
     INVALID_KEY,
     MENU,
     MESSAGE,
@@ -16,6 +17,8 @@ from voipalert.callscript import (
     Play,
     ScriptConfig,
     ScriptResult,
+    StopReason,
+    StopRequest,
 )
 
 
@@ -98,13 +101,79 @@ def test_callee_hanging_up_gives_the_result_so_far() -> None:
 
 def test_every_prompt_the_call_uses_is_in_both_catalogs() -> None:
     from voipalert import callscript
-    from voipalert.calls import HANDLED_ELSEWHERE
     from voipalert.tts.catalog import load_catalog
 
     used = {
         value
         for name, value in vars(callscript).items()
         if name.isupper() and isinstance(value, str)
-    } | {HANDLED_ELSEWHERE}
+    }
+    assert callscript.HANDLED_ELSEWHERE in used
     for language in ("en", "fr"):
         assert used <= set(load_catalog(language).phrases), language
+
+
+# ------------------------------------------------------------------ stop requests
+
+
+def test_stop_while_ringing_hangs_up_at_once() -> None:
+    script = CallScript()
+    assert script.stop(StopReason.HANDLED, 1.0) == [
+        HangUp(),
+        ScriptResult(False, None, (), 0, stopped=StopReason.HANDLED),
+    ]
+    assert script.answered(1.5) == []  # a 2xx racing the CANCEL starts nothing
+
+
+def test_stop_while_speaking_says_handled_elsewhere_then_hangs_up() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    assert script.stop(StopReason.HANDLED, 2.0) == [Play((HANDLED_ELSEWHERE,))]
+    assert script.digit("1", 2.5) == []  # the alert is handled: a key no longer acknowledges
+    assert script.stop(StopReason.SHUTDOWN, 2.6) == []  # the first reason stands
+    (hang_up, result) = script.playback_finished(5.0)
+    assert hang_up == HangUp()
+    assert result == ScriptResult(False, None, (), 1, stopped=StopReason.HANDLED)
+
+
+def test_shutdown_says_goodbye() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.playback_finished(10.0)  # listening
+    assert script.stop(StopReason.SHUTDOWN, 11.0) == [Play((GOODBYE,))]
+    assert script.next_deadline() == 11.0 + ScriptConfig().max_closing_seconds
+
+
+def test_a_stop_after_the_key_keeps_the_acknowledgement() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.digit("1", 2.0)
+    assert script.stop(StopReason.HANDLED, 2.1) == []
+    (_, result) = script.playback_finished(4.0)
+    assert isinstance(result, ScriptResult)
+    assert result.acknowledged and result.stopped is None
+
+
+def test_closing_is_bounded_when_the_last_phrase_never_ends() -> None:
+    script = CallScript(ScriptConfig(max_closing_seconds=5.0))
+    script.answered(0.0)
+    script.stop(StopReason.HANDLED, 1.0)
+    assert script.handle_timer(5.9) == []
+    assert script.next_deadline() == 6.0
+    assert script.handle_timer(6.0) == [
+        HangUp(),
+        ScriptResult(False, None, (), 1, stopped=StopReason.HANDLED),
+    ]
+    assert script.playback_finished(6.5) == []
+
+
+def test_stop_request_first_reason_wins_and_listeners_run_once() -> None:
+    request = StopRequest()
+    heard: list[StopReason] = []
+    request.subscribe(heard.append)
+    assert request.request(StopReason.HANDLED)
+    assert not request.request(StopReason.SHUTDOWN)
+    assert not request.request(StopReason.HANDLED)
+    request.subscribe(heard.append)  # a late subscriber hears the reason at once
+    assert heard == [StopReason.HANDLED, StopReason.HANDLED]
+    assert request.reason is StopReason.HANDLED

@@ -30,7 +30,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
-from voipalert.notify import Notification, NotifyResult
+from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
 from voipalert.store import Store
 
 ROTA = """
@@ -162,7 +162,8 @@ async def test_ack_on_step_one(harness: Harness) -> None:
     assert attempts[0].answered_at is not None and attempts[0].ring_timeout_seconds == 30
     assert [n.person for n in harness.notifier.calls] == ["alice"]
     call = harness.notifier.calls[0]
-    assert call.text == "critical: database down" and call.language == "en"
+    assert call.fields["summary"] == "database down" and call.language == "en"
+    assert call.fields["severity"] == "critical" and call.fields["alert_id"] == str(alert.id)
     assert call.attempt_key == str(attempts[0].key) and call.contact.address == "201"
     actions = [e.action for e in await harness.store.audit_trail(alert.id)]
     # The intent is committed before the dial, the outcome after.
@@ -362,10 +363,10 @@ async def _store_status(store: Store, alert: Alert, status: AlertStatus) -> bool
 class _BrokenForOneAlert(ScriptedNotifier):
     """Fault injection: the phone raises (a bug) for alerts about the boiler."""
 
-    async def notify(self, notification: Notification) -> NotifyResult:
-        if "boiler" in notification.text:
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
+        if "boiler" in notification.fields["summary"]:
             raise RuntimeError("notifier bug")
-        return await super().notify(notification)
+        return await super().notify(notification, stop)
 
 
 async def test_a_failing_alert_does_not_stop_the_others(tmp_path: Path) -> None:
@@ -457,3 +458,87 @@ async def test_resolve_cancels_calls_waiting_for_a_line_before_they_are_dialled(
     assert {a.state for a in attempts} == {AttemptState.CANCELLED}
     assert len(harness.notifier.calls) == 2, "the three waiting calls were never dialled"
     assert harness.engine.calls_in_progress == 0
+
+
+# ------------------------------------------------------------------ stop requests, shutdown
+
+
+async def test_a_cancelled_call_is_asked_to_stop_once_and_keeps_its_facts(
+    harness: Harness,
+) -> None:
+    ringing = Hold()
+    harness.notifier.script = {"alice": [ringing]}
+    alert = await harness.trigger()
+    await eventually(lambda: _count(harness, 1), "alice dialled")
+    await harness.store.ack_alert(alert.id, by="ops-token", via="api")
+    await harness.store.resolve_alert(alert.id, by="ops-token")
+    for _ in range(3):  # every later tick sees the cancelled attempt again
+        await settle(harness)
+    await eventually(lambda: _count_cancelled(harness, 1), "call stopped")
+    await settle(harness)
+    assert harness.notifier.stops == [("alice", StopReason.HANDLED)]
+    (attempt,) = await harness.attempts(alert)
+    assert (attempt.state, attempt.outcome) == (AttemptState.CANCELLED, AttemptOutcome.CANCELLED)
+    assert attempt.sip_status == 487  # what the call reported, filled in after the cancel
+    assert harness.engine.calls_in_progress == 0
+
+
+class _KeyAlreadyPressed(ScriptedNotifier):
+    """The callee pressed the key; the call is saying "acknowledged, goodbye" when the stop
+    arrives, so it ends acknowledged a little later (as the real call script does)."""
+
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
+        self.calls.append(notification)
+        stopped = asyncio.Event()
+        stop.subscribe(lambda reason: stopped.set())
+        await stopped.wait()
+        await asyncio.sleep(0.05)
+        return ACK
+
+
+async def test_shutdown_waits_for_calls_and_a_key_pressed_before_still_acknowledges(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(START)
+    store = await Store.open(tmp_path / "voipalert.db", clock)
+    await store.replace_rota(parse_rota(ROTA))
+    notifier = _KeyAlreadyPressed()
+    engine = Engine(store, notifier, clock, EngineConfig(idle_poll_seconds=3600))
+    task = asyncio.create_task(engine.run())
+    try:
+        alert, _ = await store.create_or_join_alert(NewAlert("database down"))
+        engine.wake()
+        await eventually(lambda: _has_calls(notifier, 1), "alice dialled")
+        await engine.shutdown(grace=5)
+        detail = await store.get_alert_with_attempts(alert.id)
+        assert detail is not None
+        (attempt,) = detail.attempts
+        assert (attempt.state, attempt.outcome) == (AttemptState.DONE, AttemptOutcome.ACKNOWLEDGED)
+        assert detail.alert.status is AlertStatus.ACKNOWLEDGED
+        assert engine.calls_in_progress == 0
+        await store.create_or_join_alert(NewAlert("pump stopped", dedup_key="pump"))
+        engine.wake()
+        await asyncio.sleep(0.2)
+        assert len(notifier.calls) == 1, "no call starts once the shutdown began"
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+async def _has_calls(notifier: ScriptedNotifier, n: int) -> bool:
+    return len(notifier.calls) >= n
+
+
+async def test_shutdown_records_an_unacknowledged_call_interrupted_with_its_facts(
+    harness: Harness,
+) -> None:
+    harness.notifier.script = {"alice": [Hold()]}
+    alert = await harness.trigger()
+    await eventually(lambda: _count(harness, 1), "alice dialled")
+    await harness.engine.shutdown(grace=5)
+    (attempt,) = await harness.attempts(alert)
+    assert attempt.state is AttemptState.INTERRUPTED
+    assert attempt.sip_status == 487 and "stopped during the call" in (attempt.detail or "")
+    assert harness.notifier.stops == [("alice", StopReason.SHUTDOWN)]

@@ -1,14 +1,26 @@
 """The phone: one SIP user agent and the RTP sessions of its calls (STYLE.md §3 ``calls``).
 
-``Phone.call(target, prompts, ring_timeout=...)`` places one call and runs the call script
-on it (``voipalert.callscript``): it returns a ``CallReport`` for every way a call can end —
-acknowledged, answered without a key, busy, no answer... — and never raises for those.
-Cancelling the task hangs up (CANCEL while ringing, BYE once answered) before the
-``CancelledError`` propagates.
+``Phone.call(target, prompts, ring_timeout=..., stop=...)`` places one call and runs the call
+script on it (``voipalert.callscript``): it returns a ``CallReport`` for every way a call can
+end — acknowledged, answered without a key, busy, no answer, stopped because the alert was
+handled elsewhere or the service is stopping — and never raises for those.
 
-Per call, one loop waits on whatever comes first: the signalling (answered, media moved,
-a SIP INFO key, the callee's BYE), a key from the RTP session (RFC 4733 or in-band), the end
-of the prompt being played, or the script's listening timer.
+How a call is built, and why (docs/call-lifecycle.md has the whole story):
+
+* **One inbox, one reader.** Everything that can happen to a call — a SIP event, a key from
+  the RTP session, the end of a prompt, the script's timer, a stop request — is put into the
+  call's own queue; one loop reads it and feeds the sans-IO ``CallScript``. No two waits race.
+* **One TaskGroup per call** owns its helper task (the digit pump). It ends with the call.
+* **One owner per resource.** ``_CallMedia`` holds the call's RTP ports from before the
+  INVITE (the port is in the SDP offer) and its ``RtpSession`` after the answer, and releases
+  them in one place, in order: the session's transports first (which removes the sockets
+  from the event loop), the ports after. Closing a raw socket the loop still watches lets
+  the kernel hand its descriptor number to the next accepted HTTP connection, which the loop
+  then never reads.
+* **Stopping is a request, not a cancellation.** ``StopRequest.request(reason)`` is
+  idempotent and safe from any task: an ack, a resolve and a shutdown may all arrive at once.
+  A hard cancellation of the task still releases everything: the release runs to completion
+  even if the task is cancelled again meanwhile, and the CancelledError is re-raised after.
 """
 
 from __future__ import annotations
@@ -21,25 +33,27 @@ import secrets
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, field
+from typing import Final, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from voipalert.callscript import (
-    GOODBYE,
     Action,
     CallScript,
     HangUp,
     Play,
     ScriptConfig,
     ScriptResult,
+    StopReason,
+    StopRequest,
 )
 from voipalert.domain.alert import AttemptOutcome
-from voipalert.media.dtmf import DtmfSource
+from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.playout import PlayEnd
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
+from voipalert.net.rtp_config import RtpSessionClosedError
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 from voipalert.net.sip_transport import SipEndpoint
@@ -69,9 +83,9 @@ PromptSource = Callable[[str], Awaitable[NDArray[np.int16]]]
 ProgressHook = Callable[[str], None]
 
 HANG_UP_GRACE_SECONDS: Final = 4.0
+"""After our BYE or CANCEL, how long the signalling may take to finish."""
+RELEASE_TIMEOUT_SECONDS: Final = HANG_UP_GRACE_SECONDS + 2.0
 FINISHED_CALLS_REMEMBERED: Final = 1024
-HANDLED_ELSEWHERE: Final = "handled_elsewhere"
-HANDLED_PHRASE_MAX_SECONDS: Final = 5.0
 PROMPT_GAP_SECONDS: Final = 0.25
 _SIP_TO_ATTEMPT: Final = {
     CallOutcome.NO_ANSWER: AttemptOutcome.NO_ANSWER,
@@ -82,6 +96,27 @@ _SIP_TO_ATTEMPT: Final = {
     CallOutcome.FAILED: AttemptOutcome.FAILED,
     CallOutcome.CANCELLED: AttemptOutcome.CANCELLED,
 }
+T = TypeVar("T")
+
+
+async def run_to_completion(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even when the caller is cancelled meanwhile, once or many
+    times; then re-raise the cancellation. Only for bounded clean-up (its own timeouts make
+    sure it ends): a second cancellation must not leave a socket open or a call half-up."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise  # the work itself was cancelled: nothing left to wait for
+            cancelled = True
+            continue
+        break
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +139,20 @@ class CallReport:
     digit: str | None = None
     digit_source: str | None = None
     ring_seconds: float | None = None
+    """Dial to answer; dial to the end for a call never answered."""
     talk_seconds: float | None = None
+    """Answer to the end of our media (None: never answered)."""
     reason_header: str | None = None
     repetitions: int = 0
+    duration_seconds: float = 0.0
+    """Dial to the end of the call: our last RTP packet, or the final SIP answer."""
+    stopped: StopReason | None = None
+    """Set when the call was asked to stop (handled elsewhere, shutdown) before its end."""
+    hung_up_by: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.talk_seconds is not None
 
 
 class Phone:
@@ -129,13 +175,11 @@ class Phone:
         self.media = media
         self.script = script or ScriptConfig()
         self._ports = RtpPortAllocator(media.bind_host, media.port_min, media.port_max)
-        self._queues: dict[CallId, asyncio.Queue[SipEvent]] = {}
+        self._calls: dict[CallId, _Call] = {}
         # Calls whose task has returned: a late event for one (a retransmitted 2xx's
-        # re-ACK, the 200 to our BYE) must not create a queue nobody will ever read.
+        # re-ACK, the 200 to our BYE) is dropped, not queued for nobody.
         self._finished: deque[CallId] = deque(maxlen=FINISHED_CALLS_REMEMBERED)
         self._registration_changed = asyncio.Event()
-        self.closing = False
-        """Set at shutdown: calls cut short say goodbye rather than "handled elsewhere"."""
 
     @property
     def registration(self) -> RegistrationStatus | None:
@@ -144,6 +188,10 @@ class Phone:
     @property
     def active_calls(self) -> int:
         return self.agent.active_calls
+
+    @property
+    def rtp_ports_in_use(self) -> int:
+        return self._ports.in_use
 
     async def start(self, *, register: bool = True) -> None:
         await self.endpoint.start()
@@ -180,19 +228,39 @@ class Phone:
             status = event.status
             level = logging.WARNING if status.state is RegistrationState.FAILING else logging.INFO
             log.log(
-                level, "registration %s (%s %s)", status.state.value, status.last_status,
-                status.last_reason,
+                level, "registration %s%s", status.state.value, _last_answer(status),
+                extra={"registration": status.state.value, "sip_status": status.last_status},
             )  # fmt: skip
             self._registration_changed.set()
             return
-        if event.call_id in self._finished:
-            return
-        queue = self._queues.get(event.call_id)
-        if queue is None:
-            # An event can precede the call's own registration of its queue: the INVITE's
-            # transport may fail inside agent.invite(), before the call id is returned.
-            queue = self._queues[event.call_id] = asyncio.Queue()
-        queue.put_nowait(event)
+        call = self._calls.get(event.call_id)
+        if call is not None:
+            call.post(event)
+        # else: a late event of a finished call (the 200 to our BYE...), or of a call id
+        # never ours: nothing waits for it.
+
+    def _dial(self, call: _Call, target: SipUri, ring_timeout: float) -> CallId:
+        media = self.media
+        local = new_local_media(
+            media.advertised_host, call.media.ports.port, rng=random.Random(),
+            codecs=media.codecs, dtmf_payload_type=media.telephone_event_pt,
+        )  # fmt: skip
+
+        def invite(now: float) -> CallId:
+            call_id = self.agent.invite(target, local, now, ring_timeout=ring_timeout)
+            # Registered before the endpoint dispatches the INVITE's first events (a
+            # transport failure is reported inside this very command).
+            self._calls[call_id] = call
+            return call_id
+
+        return CallId(str(self.endpoint.act(invite)))
+
+    def _hang_up(self, call_id: CallId) -> None:
+        self.endpoint.act(lambda now: self.agent.hang_up(call_id, now))
+
+    def _forget(self, call_id: CallId) -> None:
+        self._calls.pop(call_id, None)
+        self._finished.append(call_id)
 
     async def call(
         self,
@@ -202,164 +270,267 @@ class Phone:
         ring_timeout: float,
         script: ScriptConfig | None = None,
         progress: ProgressHook | None = None,
+        stop: StopRequest | None = None,
     ) -> CallReport:
-        ports = self._ports.allocate()
-        call = _Call(self, ports, prompts, progress or (lambda _: None))
-        call.script_config = script or self.script
+        call = _Call(
+            self, _CallMedia(self, self._ports.allocate()), prompts,
+            progress or (lambda _: None), script or self.script, stop or StopRequest(),
+        )  # fmt: skip
+        return await call.run(target, ring_timeout)
+
+
+def _last_answer(status: RegistrationStatus) -> str:
+    """`` (401 Unauthorized)``, `` (timeout)`` or nothing: never "(None )"."""
+    parts = [str(status.last_status)] if status.last_status is not None else []
+    if status.last_reason:
+        parts.append(status.last_reason)
+    return f" ({' '.join(parts)})" if parts else ""
+
+
+# ------------------------------------------------------------------ one call's resources
+
+
+class _CallMedia:
+    """The RTP ports of one call (bound before the offer) and its session (after the
+    answer). ``close`` is the only place either is released."""
+
+    def __init__(self, phone: Phone, ports: RtpPorts) -> None:
+        self._phone = phone
+        self.ports = ports
+        self.session: RtpSession | None = None
+        self.closed_at: float | None = None
+        self._released = False
+
+    async def open(self, config: RtpSessionConfig) -> RtpSession:
+        if self._released:
+            raise RtpSessionClosedError("the call's media was released")
+        self.session = await RtpSession.open(config, ports=self.ports, pacer=self._phone.pacer)
+        return self.session
+
+    def stop_sending(self, now: float) -> None:
+        """Our audio ends now (the call is over for the callee): the pacer lets go of it
+        at once, before the signalling has finished."""
+        if self.closed_at is None:
+            self.closed_at = now
+        if self.session is not None:
+            self.session.halt()
+
+    async def close(self, now: float) -> None:
+        if self._released:
+            return
+        self.stop_sending(now)
         try:
-            return await call.run(target, ring_timeout)
+            if self.session is not None:
+                # Transports first: they take the sockets out of the event loop.
+                await self.session.close()
         finally:
-            self._ports.release(ports)
-            if call.call_id is not None:
-                self._queues.pop(call.call_id, None)
-                self._finished.append(call.call_id)
+            self._released = True
+            self._phone._ports.release(self.ports)
+
+
+# ------------------------------------------------------------------ one call
+
+
+@dataclass(frozen=True, slots=True)
+class _Tick:
+    """The script's timer is due."""
+
+
+@dataclass(frozen=True, slots=True)
+class _PlayDone:
+    future: asyncio.Future[PlayEnd]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    reason: StopReason
+
+
+_Input = SipEvent | Digit | _Tick | _PlayDone | _Stop
+
+
+@dataclass(slots=True)
+class _Timeline:
+    started: float
+    answered: float | None = None
+    ended: float | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    ended: CallEnded | None = None
+    result: ScriptResult | None = None
+    hang_up_sent: bool = False
+    digit_source: str | None = None
+    stopped: StopReason | None = None
+    playing: asyncio.Future[PlayEnd] | None = None
+    timer: asyncio.TimerHandle | None = None
+    pumps: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class _Call:
     def __init__(
-        self, phone: Phone, ports: RtpPorts, prompts: PromptSource, progress: ProgressHook
+        self,
+        phone: Phone,
+        media: _CallMedia,
+        prompts: PromptSource,
+        progress: ProgressHook,
+        script: ScriptConfig,
+        stop: StopRequest,
     ) -> None:
         self.phone = phone
-        self.ports = ports
+        self.media = media
         self.prompts = prompts
         self.progress = progress
         self.loop = asyncio.get_running_loop()
+        self.inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self.script = CallScript(script)
+        self.stop_request = stop
         self.call_id: CallId | None = None
-        self.session: RtpSession | None = None
-        self.result: ScriptResult | None = None
-        self.started = self.loop.time()
-        self.answered_at: float | None = None
-        self.playing: asyncio.Future[PlayEnd] | None = None
-        self.digit_source: str | None = None
-        self.script_config = phone.script
+        self.time = _Timeline(self.loop.time())
+        self.state = _State()
 
-    @property
-    def events(self) -> asyncio.Queue[SipEvent]:
-        assert self.call_id is not None
-        return self.phone._queues.setdefault(self.call_id, asyncio.Queue())
+    def post(self, item: _Input) -> None:
+        self.inbox.put_nowait(item)
 
     async def run(self, target: SipUri, ring_timeout: float) -> CallReport:
-        media = self.phone.media
-        local = new_local_media(
-            media.advertised_host, self.ports.port, rng=random.Random(),
-            codecs=media.codecs, dtmf_payload_type=media.telephone_event_pt,
-        )  # fmt: skip
-        agent = self.phone.agent
-        self.call_id = CallId(str(self.phone.endpoint.act(
-            lambda now: agent.invite(target, local, now, ring_timeout=ring_timeout)
-        )))  # fmt: skip
-        self.progress(f"calling {target}")
-        ended: CallEnded | None = None
         try:
-            ended = await self._signalling()
+            self.call_id = self.phone._dial(self, target, ring_timeout)
+            self.progress(f"calling {target}")
+            self.stop_request.subscribe(lambda reason: self.post(_Stop(reason)))
+            async with asyncio.TaskGroup() as group:
+                await self._until_ended(group)
+                self._stop_pumps()
         finally:
-            if ended is None:
-                await self._hang_up_and_wait()
-            if self.session is not None:
-                await self.session.close()
-        return self._report(ended)
+            await run_to_completion(self._release())
+        return self._report()
 
-    async def _signalling(self) -> CallEnded:
-        while True:
-            event = await self.events.get()
-            if isinstance(event, CallRinging):
-                self.progress("early media" if event.early_media else "ringing")
-            elif isinstance(event, CallAnswered):
-                self.answered_at = self.loop.time()
-                self.progress("answered")
-                ended = await self._talk(event.media)
-                if ended is not None:
-                    return ended
-            elif isinstance(event, CallEnded):
-                return event
+    async def _until_ended(self, group: asyncio.TaskGroup) -> None:
+        state = self.state
+        # Until the call ends, or we hang up: then ``_release`` gives the signalling a
+        # bounded grace to finish.
+        while state.ended is None and not state.hang_up_sent:
+            item = await self.inbox.get()
+            now = self.loop.time()
+            if isinstance(item, CallEnded):
+                state.ended = item
+                self._finish(self.script.hung_up(now))
+            elif isinstance(item, CallAnswered):
+                await self._answered(item.media, group)
+            elif isinstance(item, _Stop):
+                if state.stopped is None:
+                    state.stopped = item.reason
+                await self._apply(self.script.stop(item.reason, now))
+            else:
+                await self._in_call(item, now)
+            self._arm_timer()
 
-    async def _hang_up_and_wait(self) -> None:
-        """Cancelled (alert handled elsewhere) or failed: CANCEL while ringing; once
-        answered, a short "handled by someone else" first, then BYE. Either way the
-        signalling gets a few seconds to finish so the PBX does not keep a half-call."""
-        if self.call_id is None:
-            return
-        if self.session is not None and self.result is None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(HANDLED_PHRASE_MAX_SECONDS):
-                    phrase = GOODBYE if self.phone.closing else HANDLED_ELSEWHERE
-                    await self.session.play(await self.prompts(phrase))
-        self._send_hang_up()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(HANG_UP_GRACE_SECONDS):
-                while not isinstance(await self.events.get(), CallEnded):
-                    pass
+    async def _answered(self, media: MediaParams, group: asyncio.TaskGroup) -> None:
+        self.time.answered = self.loop.time()
+        self.progress("answered")
+        if self.state.hang_up_sent:
+            return  # a 2xx after our CANCEL: the agent ACKs and BYEs it (RFC 3261 §9.1)
+        session = await self.media.open(self._rtp_config(media))
+        self.state.pumps.append(group.create_task(self._pump_digits(session), name="digits"))
+        await self._apply(self.script.answered(self.loop.time()))
 
-    # ------------------------------------------------------------ the answered call
+    async def _in_call(self, item: _Input, now: float) -> None:
+        session = self.media.session
+        if isinstance(item, CallRinging):
+            self.progress("early media" if item.early_media else "ringing")
+        elif isinstance(item, CallMediaChanged) and session is not None:
+            session.set_remote((item.media.address, item.media.port))
+        elif isinstance(item, DigitReceived) and session is not None:
+            session.digit_received(item.digit, DtmfSource.SIP_INFO)
+        elif isinstance(item, Digit):
+            if self.state.result is None and self.state.stopped is None:
+                self.state.digit_source = item.source.value
+            await self._apply(self.script.digit(item.char, now))
+        elif isinstance(item, _PlayDone):
+            if item.future is self.state.playing:
+                self.state.playing = None
+                await self._apply(self.script.playback_finished(now))
+        elif isinstance(item, _Tick):
+            deadline = self.script.next_deadline()
+            if deadline is not None and now >= deadline:
+                await self._apply(self.script.handle_timer(now))
 
-    async def _talk(self, media: MediaParams) -> CallEnded | None:
-        """Run the script until it hangs up or the callee does; the CallEnded if seen."""
-        session = self.session = await RtpSession.open(
-            self._rtp_config(media), ports=self.ports, pacer=self.phone.pacer
-        )
-        script = CallScript(self.script_config)
-        await self._apply(script.answered(self.loop.time()))
-        digit_task = asyncio.ensure_future(session.next_digit())
-        signal_task = asyncio.ensure_future(self.events.get())
-        try:
-            while self.result is None:
-                waits: set[asyncio.Future[Any]] = {digit_task, signal_task}
-                if self.playing is not None:
-                    waits.add(self.playing)
-                deadline = script.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
-                done, _ = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
-                now = self.loop.time()
-                if signal_task in done:
-                    event = signal_task.result()
-                    if isinstance(event, CallEnded):
-                        self._finish(script.hung_up(now))
-                        return event
-                    self._signal_in_call(event)
-                    signal_task = asyncio.ensure_future(self.events.get())
-                if digit_task in done:
-                    digit = digit_task.result()
-                    self.digit_source = digit.source.value
-                    digit_task = asyncio.ensure_future(session.next_digit())
-                    await self._apply(script.digit(digit.char, now))
-                elif self.playing is not None and self.playing in done:
-                    self.playing = None
-                    await self._apply(script.playback_finished(now))
-                elif not done:
-                    await self._apply(script.handle_timer(now))
-            return None
-        finally:
-            for task in (digit_task, signal_task):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    async def _pump_digits(self, session: RtpSession) -> None:
+        with contextlib.suppress(RtpSessionClosedError):
+            while True:
+                self.post(await session.next_digit())
 
-    def _finish(self, actions: Sequence[Action]) -> None:
-        for action in actions:
-            if isinstance(action, ScriptResult) and self.result is None:
-                self.result = action
+    def _stop_pumps(self) -> None:
+        for task in self.state.pumps:
+            task.cancel()
 
-    def _signal_in_call(self, event: SipEvent) -> None:
-        assert self.session is not None
-        if isinstance(event, CallMediaChanged):
-            self.session.set_remote((event.media.address, event.media.port))
-        elif isinstance(event, DigitReceived):
-            self.session.digit_received(event.digit, DtmfSource.SIP_INFO)
+    def _arm_timer(self) -> None:
+        state = self.state
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        deadline = self.script.next_deadline()
+        if deadline is not None and state.ended is None:
+            state.timer = self.loop.call_at(deadline, self.post, _Tick())
 
     async def _apply(self, actions: Sequence[Action]) -> None:
         for action in actions:
             if isinstance(action, Play):
-                pcm = await self._pcm(action.prompts)
-                assert self.session is not None
-                self.playing = self.session.play(pcm)
+                await self._play(action.prompts)
             elif isinstance(action, HangUp):
                 self._send_hang_up()
-        self._finish(actions)
+            elif isinstance(action, ScriptResult):
+                self._finish([action])
+
+    async def _play(self, keys: Sequence[str]) -> None:
+        session = self.media.session
+        if session is None:
+            return
+        pcm = await self._pcm(keys)
+        if session.closed:
+            return  # hung up while the prompt was being made
+        playing = self.state.playing = session.play(pcm)
+        playing.add_done_callback(lambda f: self.post(_PlayDone(f)))
+
+    def _finish(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, ScriptResult) and self.state.result is None:
+                self.state.result = action
 
     def _send_hang_up(self) -> None:
-        assert self.call_id is not None
-        call_id = self.call_id
-        self.phone.endpoint.act(lambda now: self.phone.agent.hang_up(call_id, now))
+        """BYE once answered, CANCEL while ringing (the agent picks); our audio stops now."""
+        if self.state.hang_up_sent or self.call_id is None:
+            return
+        self.state.hang_up_sent = True
+        self.media.stop_sending(self.loop.time())
+        self.phone._hang_up(self.call_id)
+
+    async def _release(self) -> None:
+        """Whatever happened (normal end, error, cancellation): the call is hung up, its
+        media closed and its ports returned, once."""
+        self._stop_pumps()
+        if self.state.timer is not None:
+            self.state.timer.cancel()
+        try:
+            if self.call_id is not None and self.state.ended is None:
+                self._send_hang_up()
+                await self._wait_ended()
+        finally:
+            await self.media.close(self.loop.time())
+            if self.call_id is not None:
+                self.phone._forget(self.call_id)
+            if self.time.ended is None:
+                self.time.ended = self.media.closed_at or self.loop.time()
+
+    async def _wait_ended(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANG_UP_GRACE_SECONDS):
+                while self.state.ended is None:
+                    item = await self.inbox.get()
+                    if isinstance(item, CallEnded):
+                        self.state.ended = item
+        if self.state.ended is None:
+            log.warning("call %s: no final answer to our hang-up; released anyway", self.call_id)
 
     async def _pcm(self, keys: Sequence[str]) -> NDArray[np.int16]:
         gap = np.zeros(int(PROMPT_GAP_SECONDS * 8000), dtype=np.int16)
@@ -370,7 +541,7 @@ class _Call:
 
     def _rtp_config(self, media: MediaParams) -> RtpSessionConfig:
         return RtpSessionConfig(
-            local_port=self.ports.port,
+            local_port=self.media.ports.port,
             remote_addr=(media.address, media.port),
             codec="PCMA" if media.codec is Codec.PCMA else "PCMU",
             payload_type=media.payload_type,
@@ -383,25 +554,37 @@ class _Call:
 
     # ------------------------------------------------------------ the outcome
 
-    def _report(self, ended: CallEnded | None) -> CallReport:
-        now = self.loop.time()
-        ring = (self.answered_at or now) - self.started
-        talk = None if self.answered_at is None else now - self.answered_at
-        if ended is None:
-            return CallReport(AttemptOutcome.CANCELLED, None, "cancelled", ring_seconds=ring)
-        if ended.answered or ended.outcome is CallOutcome.ANSWERED:
-            result = self.result
-            acked = result is not None and result.acknowledged
-            return CallReport(
-                AttemptOutcome.ACKNOWLEDGED if acked else AttemptOutcome.ANSWERED_NO_ACK,
-                ended.status, ended.reason,
-                digit=result.digit if result else None,
-                digit_source=self.digit_source if acked else None,
-                ring_seconds=ring, talk_seconds=talk, reason_header=ended.reason_header,
-                repetitions=result.repetitions if result else 0,
-            )  # fmt: skip
-        outcome = _SIP_TO_ATTEMPT.get(ended.outcome, AttemptOutcome.FAILED)
+    def _report(self) -> CallReport:
+        t, state = self.time, self.state
+        end = t.ended if t.ended is not None else self.loop.time()
+        if self.media.closed_at is not None:
+            end = min(end, self.media.closed_at)
+        answered = t.answered is not None
+        ring = (t.answered if t.answered is not None else end) - t.started
+        talk = None if t.answered is None else max(0.0, end - t.answered)
+        ended, result = state.ended, state.result
+        acked = result is not None and result.acknowledged
+        if acked:
+            outcome = AttemptOutcome.ACKNOWLEDGED
+        elif state.stopped is not None:
+            outcome = AttemptOutcome.CANCELLED
+        elif answered or (ended is not None and ended.answered):
+            outcome = AttemptOutcome.ANSWERED_NO_ACK
+        elif ended is None:
+            outcome = AttemptOutcome.FAILED
+        else:
+            outcome = _SIP_TO_ATTEMPT.get(ended.outcome, AttemptOutcome.FAILED)
         return CallReport(
-            outcome, ended.status, ended.reason, ring_seconds=ring,
-            reason_header=ended.reason_header,
-        )  # fmt: skip
+            outcome,
+            200 if answered else (ended.status if ended else None),
+            ended.reason if ended else "no final SIP answer to our hang-up",
+            digit=result.digit if acked and result else None,
+            digit_source=state.digit_source if acked else None,
+            ring_seconds=ring,
+            talk_seconds=talk,
+            reason_header=ended.reason_header if ended else None,
+            repetitions=result.repetitions if result else 0,
+            duration_seconds=end - t.started,
+            stopped=state.stopped,
+            hung_up_by=ended.hung_up_by if ended else None,
+        )

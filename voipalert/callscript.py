@@ -9,6 +9,11 @@ The same script runs for every call (escalation, mass alert, ``voipalert call``)
 3. No key: after a pause the message is repeated, up to ``repetitions`` times in all; then
    "no acknowledgement received", goodbye, hang up — answered without acknowledgement, so
    the escalation goes on (an answering machine never acknowledges: only a key does).
+4. Asked to stop (``stop``: the alert was handled elsewhere, or the service is stopping):
+   "handled by someone else" or "goodbye", then hang up. A key already accepted stays
+   accepted: a stop that arrives while the callee hears "acknowledged" changes nothing.
+   Closing is bounded: if the last phrase never finishes, ``handle_timer`` hangs up at
+   ``max_closing_seconds``.
 
 Inputs carry ``now``; outputs are ``Play`` (the prompts to speak, replacing whatever is
 playing), ``HangUp`` and, once, the ``ScriptResult``. The adapter plays the prompts,
@@ -17,8 +22,9 @@ reports ``playback_finished`` and calls ``handle_timer`` at ``next_deadline()``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Final
 
 GREETING: Final = "greeting"
@@ -29,7 +35,42 @@ INVALID_KEY: Final = "invalid_key"
 ACKNOWLEDGED: Final = "acknowledged"
 NO_ACKNOWLEDGEMENT: Final = "no_acknowledgement"
 GOODBYE: Final = "goodbye"
+HANDLED_ELSEWHERE: Final = "handled_elsewhere"
 MENU: Final = (PRESS_TO_ACKNOWLEDGE, PRESS_TO_REPEAT)
+
+
+class StopReason(StrEnum):
+    """Why a call is asked to end before its script does."""
+
+    HANDLED = "handled_elsewhere"  # acknowledged by someone else, or resolved
+    SHUTDOWN = "shutdown"  # the service is stopping
+
+
+class StopRequest:
+    """Asks one call to end. The first reason wins; asking again (an ack, then a resolve,
+    then a shutdown, in any order and at any time) changes nothing, so every cancel path
+    may simply call ``request``. Listeners run once, synchronously."""
+
+    def __init__(self) -> None:
+        self.reason: StopReason | None = None
+        self._listeners: list[Callable[[StopReason], None]] = []
+
+    def request(self, reason: StopReason) -> bool:
+        """True when this call made the request (False: it had been made already)."""
+        if self.reason is not None:
+            return False
+        self.reason = reason
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener(reason)
+        return True
+
+    def subscribe(self, listener: Callable[[StopReason], None]) -> None:
+        """``listener(reason)`` once the stop is requested (at once if it already was)."""
+        if self.reason is not None:
+            listener(self.reason)
+        else:
+            self._listeners.append(listener)
 
 
 class Phase(Enum):
@@ -50,6 +91,8 @@ class ScriptConfig:
     """Silence after each menu, listening for a key, before the message is said again."""
     max_repeat_requests: int = 10
     """Keys that ask to repeat, at most (a stuck key must not hold the line forever)."""
+    max_closing_seconds: float = 8.0
+    """The last phrase ("acknowledged, goodbye", "handled elsewhere") is cut after this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +111,7 @@ class ScriptResult:
     digit: str | None
     digits_heard: tuple[str, ...]
     repetitions: int
+    stopped: StopReason | None = None
 
 
 Action = Play | HangUp | ScriptResult
@@ -82,9 +126,13 @@ class CallScript:
         self._listen_until: float | None = None
         self._digits: list[str] = []
         self._ack_digit: str | None = None
+        self._close_by: float | None = None
+        self._stopped: StopReason | None = None
 
     def next_deadline(self) -> float | None:
-        return self._listen_until if self.phase is Phase.LISTENING else None
+        if self.phase is Phase.LISTENING:
+            return self._listen_until
+        return self._close_by if self.phase is Phase.CLOSING else None
 
     def answered(self, now: float) -> list[Action]:
         if self.phase is not Phase.WAITING:
@@ -100,7 +148,7 @@ class CallScript:
         self._listen_until = None
         if key == self.config.ack_digit:
             self._ack_digit = key
-            return self._close(ACKNOWLEDGED)
+            return self._close(now, ACKNOWLEDGED, GOODBYE)
         self.phase = Phase.SPEAKING
         if (
             key == self.config.repeat_digit
@@ -119,7 +167,21 @@ class CallScript:
             self._listen_until = now + self.config.pause_seconds
         return []
 
+    def stop(self, reason: StopReason, now: float) -> list[Action]:
+        """The call is to end now: a last phrase, then hang up (nothing once closing)."""
+        if self.phase in (Phase.CLOSING, Phase.DONE):
+            return []
+        self._stopped = reason
+        self._listen_until = None
+        if self.phase is Phase.WAITING:
+            self.phase = Phase.DONE
+            return [HangUp(), self._result()]
+        return self._close(now, HANDLED_ELSEWHERE if reason is StopReason.HANDLED else GOODBYE)
+
     def handle_timer(self, now: float) -> list[Action]:
+        if self.phase is Phase.CLOSING and self._close_by is not None and now >= self._close_by:
+            self.phase = Phase.DONE
+            return [HangUp(), self._result()]
         if self.phase is not Phase.LISTENING or self._listen_until is None:
             return []
         if now < self._listen_until:
@@ -129,7 +191,7 @@ class CallScript:
             self._said += 1
             self.phase = Phase.SPEAKING
             return [Play((MESSAGE, *MENU))]
-        return self._close(NO_ACKNOWLEDGEMENT)
+        return self._close(now, NO_ACKNOWLEDGEMENT, GOODBYE)
 
     def hung_up(self, now: float) -> list[Action]:
         """The callee hung up (or the call broke): the result as it stands."""
@@ -138,9 +200,10 @@ class CallScript:
         self.phase = Phase.DONE
         return [self._result()]
 
-    def _close(self, phrase: str) -> list[Action]:
+    def _close(self, now: float, *phrases: str) -> list[Action]:
         self.phase = Phase.CLOSING
-        return [Play((phrase, GOODBYE))]
+        self._close_by = now + self.config.max_closing_seconds
+        return [Play(phrases)]
 
     def _result(self) -> ScriptResult:
         return ScriptResult(
@@ -148,4 +211,5 @@ class CallScript:
             digit=self._ack_digit,
             digits_heard=tuple(self._digits),
             repetitions=self._said,
+            stopped=self._stopped,
         )

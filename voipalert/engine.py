@@ -15,13 +15,20 @@ slower than ``slow_tick_seconds`` is logged (pitfall 10).
 At start-up, attempts left in flight by a dead process become ``interrupted`` (never
 re-dialled under the same key) and their alerts are re-planned; attempts committed but never
 dialled (``pending``) are dialled now, under their own key.
+
+A call is never cancelled as a task: the engine asks it to stop (``StopRequest``, idempotent:
+an ack, a resolve and a shutdown may all ask at once), the call says its last phrase, hangs
+up, releases its media and returns a result with the facts (answered or not, SIP status,
+when it ended), which is stored on the attempt — also on one already recorded ``cancelled``.
+``shutdown()`` asks every call to end and waits for them, so a key pressed just before a
+SIGTERM still acknowledges.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -49,15 +56,21 @@ from voipalert.domain.policy import (
 )
 from voipalert.domain.rota import Rota
 from voipalert.logs import log_context
-from voipalert.notify import AckMenu, Notification, Notifier, NotifyResult
+from voipalert.notify import (
+    AckMenu,
+    Notification,
+    Notifier,
+    NotifyResult,
+    StopReason,
+    StopRequest,
+)
 from voipalert.store import Store
 
 log = logging.getLogger("voipalert.engine")
 
 MIN_WAIT_SECONDS: Final = 0.001
 ERROR_BACKOFF_SECONDS: Final = 1.0
-
-Renderer = Callable[[Alert, str], tuple[str, Mapping[str, str]]]
+SHUTDOWN_GRACE_SECONDS: Final = 20.0  # under the unit's TimeoutStopSec
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +90,16 @@ class _Applied:
     cancelled: set[AttemptId] = field(default_factory=set)
 
 
-def render_plain(alert: Alert, language: str) -> tuple[str, Mapping[str, str]]:
-    """A language-neutral fallback; the speech work supplies per-language templates."""
+@dataclass(slots=True)
+class _Running:
+    """A call in progress: its task and the one way to ask it to end."""
+
+    task: asyncio.Task[None]
+    stop: StopRequest
+
+
+def alert_fields(alert: Alert) -> dict[str, str]:
+    """What the notifier's templates may say about an alert (the words are theirs)."""
     fields = {k: str(v) for k, v in alert.fields.items()}
     fields |= {
         "alert_id": str(alert.id),
@@ -86,7 +107,7 @@ def render_plain(alert: Alert, language: str) -> tuple[str, Mapping[str, str]]:
         "severity": alert.severity.value,
         "source": alert.source,
     }
-    return f"{alert.severity.value}: {alert.summary}", fields
+    return fields
 
 
 class Engine:
@@ -99,16 +120,15 @@ class Engine:
         notifier: Notifier,
         clock: Clock,
         config: EngineConfig | None = None,
-        render: Renderer = render_plain,
     ) -> None:
         self._store = store
         self._notifier = notifier
         self._clock = clock
         self._config = config or EngineConfig()
-        self._render = render
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(self._config.max_concurrent_calls)
-        self._calls: dict[AttemptId, asyncio.Task[None]] = {}
+        self._calls: dict[AttemptId, _Running] = {}
+        self._stopping = False
         self._group: asyncio.TaskGroup | None = None
         self._rota: tuple[int, Rota] | None = None
         self.ticks = 0  # completed ticks, for tests and metrics
@@ -120,6 +140,21 @@ class Engine:
     @property
     def calls_in_progress(self) -> int:
         return len(self._calls)
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Start no more calls; ask every call in progress to say goodbye and hang up, and
+        wait up to ``grace`` seconds for their results to be stored. Then cancel ``run``.
+        A call that acknowledged is stored as such; the others become ``interrupted``
+        and are re-planned at the next start."""
+        self._stopping = True
+        running = list(self._calls.values())
+        for call in running:
+            call.stop.request(StopReason.SHUTDOWN)
+        if running:
+            log.info("waiting for %d call(s) to end", len(running))
+            _, late = await asyncio.wait([c.task for c in running], timeout=grace)
+            if late:
+                log.warning("%d call(s) still running after %.0f s: cut", len(late), grace)
 
     async def run(self) -> None:
         interrupted = await self._store.interrupt_in_flight()
@@ -198,10 +233,12 @@ class Engine:
         )
         applied = await self._apply(alert, actions)
         for attempt in attempts:
-            task = self._calls.get(attempt.id)
-            if task is not None and attempt.state is AttemptState.CANCELLED:
-                task.cancel()  # recorded cancelled, but a timed-out tick left it running
-            if task is not None or attempt.id in applied.cancelled:
+            running = self._calls.get(attempt.id)
+            if running is not None and attempt.state is AttemptState.CANCELLED:
+                # Recorded cancelled (by an ack or resolve from outside, or a tick that timed
+                # out): asking again is harmless, the first reason stands.
+                running.stop.request(StopReason.HANDLED)
+            if running is not None or attempt.id in applied.cancelled:
                 continue
             if attempt.state is AttemptState.PENDING:
                 self._start_call(alert, attempt)  # committed before a crash, never dialled
@@ -242,6 +279,8 @@ class Engine:
         return True
 
     async def _place(self, alert: Alert, action: PlaceCall) -> None:
+        if self._stopping:
+            return  # planned again at the next start
         # The intent is committed before the dial; an existing key means it was made already.
         attempt = await self._store.record_intent(action)
         if attempt is not None:
@@ -257,18 +296,15 @@ class Engine:
         await self._store.cancel_attempts(list(action.attempts), action.reason)
         for attempt_id in action.attempts:
             applied.cancelled.add(attempt_id)
-            task = self._calls.get(attempt_id)
-            if task is not None:
-                task.cancel()
+            running = self._calls.get(attempt_id)
+            if running is not None and running.stop.request(StopReason.HANDLED):
+                log.info("call %s: asked to stop (%s)", attempt_id, action.reason)
 
     def _start_call(self, alert: Alert, attempt: Attempt) -> None:
         if self._group is None:
             raise RuntimeError("calls are started only while Engine.run() is running")
-        try:
-            text, fields = self._render(alert, attempt.language)
-        except Exception:
-            log.exception("rendering alert %s failed; using the plain message", alert.id)
-            text, fields = render_plain(alert, attempt.language)
+        if self._stopping:
+            return
         notification = Notification(
             alert_id=alert.id,
             attempt_id=attempt.id,
@@ -276,32 +312,35 @@ class Engine:
             person=attempt.key.person,
             contact=attempt.contact,
             language=attempt.language,
-            text=text,
-            fields=fields,
+            fields=alert_fields(alert),
             menu=self._config.ack_menu,
             ring_timeout_seconds=attempt.ring_timeout_seconds,
         )
-        self._calls[attempt.id] = self._group.create_task(
-            self._call(attempt, notification), name=f"call {attempt.key}"
+        stop = StopRequest()
+        task = self._group.create_task(
+            self._call(attempt, notification, stop), name=f"call {attempt.key}"
         )
+        self._calls[attempt.id] = _Running(task, stop)
 
-    async def _call(self, attempt: Attempt, notification: Notification) -> None:
+    async def _call(self, attempt: Attempt, notification: Notification, stop: StopRequest) -> None:
         try:
             with log_context(alert_id=attempt.key.alert, call_id=str(attempt.key)):
                 async with self._slots:
-                    if not await self._store.start_attempt(attempt.id):
+                    if stop.reason is not None or not await self._store.start_attempt(attempt.id):
                         return
                     started = self._clock.now_utc()
-                    log.info("calling %s (%s)", attempt.key.person, attempt.contact.kind.value)
+                    log.info(
+                        "calling %s (%s)", attempt.key.person, attempt.contact.kind.value,
+                        extra={"person": attempt.key.person},
+                    )  # fmt: skip
                     try:
-                        result = await self._notifier.notify(notification)
+                        result = await self._notifier.notify(notification, stop)
                     except Exception as exc:
                         log.exception("notifier failed")
                         result = NotifyResult(
                             AttemptOutcome.FAILED, detail=f"notifier error: {exc!r}"
                         )
-                    log.info("call ended: %s", result.outcome.value)
-                    await self._store.finish_attempt(attempt.id, self._result(result, started))
+                    await self._record(attempt, result, started, stop.reason)
         except Exception:
             # The store failed: the attempt stays in flight and the next tick interrupts it.
             log.exception("call %s: outcome not recorded", attempt.key)
@@ -309,13 +348,32 @@ class Engine:
             self._calls.pop(attempt.id, None)
             self.wake()
 
+    async def _record(
+        self, attempt: Attempt, result: NotifyResult, started: datetime, stopped: StopReason | None
+    ) -> None:
+        outcome = self._result(result, started)
+        log.info(
+            "call to %s ended: %s (SIP %s, %.1f s)%s", attempt.key.person, result.outcome.value,
+            result.sip_status, (outcome.ended_at - started).total_seconds(),
+            f", stopped: {stopped.value}" if stopped else "",
+            extra={"person": attempt.key.person, "outcome": result.outcome.value,
+                   "sip_status": result.sip_status},
+        )  # fmt: skip
+        if stopped is StopReason.SHUTDOWN and result.outcome is not AttemptOutcome.ACKNOWLEDGED:
+            await self._store.interrupt_attempt(attempt.id, outcome)
+        else:
+            await self._store.finish_attempt(attempt.id, outcome)
+
     def _result(self, result: NotifyResult, started: datetime) -> AttemptResult:
         answered = None
         if result.ring_seconds is not None and result.talk_seconds is not None:
             answered = started + timedelta(seconds=result.ring_seconds)
+        ended = self._clock.now_utc()
+        if result.duration_seconds is not None:
+            ended = started + timedelta(seconds=result.duration_seconds)
         return AttemptResult(
             outcome=result.outcome,
-            ended_at=self._clock.now_utc(),
+            ended_at=ended,
             sip_status=result.sip_status,
             sip_reason=result.sip_reason,
             digit=result.digit,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -301,6 +302,50 @@ async def test_ack_and_resolve_are_audited_with_the_token_name(api: Api) -> None
     for verb in ("ack", "resolve"):
         status, reply, _ = await api.call("POST", f"{ALERTS}/424242/{verb}")
         assert status == 404
+
+
+async def test_ack_may_name_the_person_and_both_are_audited_and_logged(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, body, _ = await api.call("POST", ALERTS, token="trigger", json={"summary": "x"})
+    alert_id = body["id"]
+    with caplog.at_level(logging.INFO, logger="voipalert.http"):
+        status, reply, _ = await api.call(
+            "POST", f"{ALERTS}/{alert_id}/ack", token="admin", json={"by": "alice"}
+        )
+    assert status == 200 and reply["alert"]["acknowledged_by"] == "alice"
+    (entry,) = [
+        e for e in await api.store.audit_trail(alert_id) if e.action == "alert.acknowledged"
+    ]
+    assert entry.actor == "alice" and entry.detail["token"] == "admin"
+    (line,) = [r for r in caplog.records if "acknowledged through the API" in r.getMessage()]
+    assert "alice (token admin)" in line.getMessage()
+    assert (line.__dict__["token"], line.__dict__["person"]) == ("admin", "alice")
+    with caplog.at_level(logging.INFO, logger="voipalert.http"):
+        await api.call("POST", f"{ALERTS}/{alert_id}/resolve", token="admin")
+    assert any("resolved through the API by token admin" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"by": "mallory"}, "by"),  # not in the rota: nobody may be made to own an incident
+        ({"by": ""}, "by"),
+        ({"by": "x" * 101}, "by"),
+        ({"by": "alice", "extra": 1}, "extra"),
+    ],
+)
+async def test_ack_refuses_a_person_outside_the_rota(
+    api: Api, body: dict[str, object], field: str
+) -> None:
+    _, created, _ = await api.call("POST", ALERTS, token="trigger", json={"summary": "x"})
+    status, reply, _ = await api.call(
+        "POST", f"{ALERTS}/{created['id']}/ack", token="admin", json=body
+    )
+    assert status == 422, reply
+    assert field in str(reply["details"])
+    detail = await api.store.get_alert(created["id"])
+    assert detail is not None and detail.status.value == "triggered"  # nothing changed
 
 
 async def test_unknown_routes_and_methods_are_json(api: Api) -> None:

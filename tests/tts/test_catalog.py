@@ -34,6 +34,8 @@ def test_both_catalogs_have_exactly_the_same_keys_and_placeholders() -> None:
     assert catalog_differences(fr, en) == []
     assert en.phrases["already_acknowledged"].fields == {"name"}
     assert fr.phrases["message"].fields == {"severity", "summary"}
+    assert en.phrases["press_to_acknowledge"].fields == {"ack_key"}
+    assert fr.phrases["invalid_key"].fields == {"ack_key", "repeat_key"}
 
 
 def test_differences_are_reported() -> None:
@@ -49,6 +51,7 @@ def test_every_phrase_renders_and_is_speakable(language: str) -> None:
     catalog = load_catalog(language)
     pronouncer = Pronouncer(language)
     fields = {"name": "Alice <b>Martin</b>", "severity": "critical", "summary": "SRV-DB-01 down"}
+    fields |= {"ack_key": "1", "repeat_key": "0"}
     for key in catalog.phrases:
         text = catalog.say(key, **fields)
         assert text and "<" not in text, key
@@ -82,3 +85,28 @@ def test_unknown_language_and_broken_catalogs() -> None:
         parse_catalog("a = 1", "xx", source="x.toml")
     with pytest.raises(TemplateConfigError, match="syntax error"):
         parse_catalog('a = "{{ oops"', "xx", source="x.toml")
+
+
+@pytest.mark.parametrize(
+    ("language", "ack", "repeat", "expected"),
+    [
+        ("en", "5", "0", ("Press 5 to acknowledge.", "Press 0 to hear the message again.")),
+        ("en", "#", "*", ("Press hash to acknowledge.", "Press star to hear the message again.")),
+        ("fr", "7", "9", ("Appuyez sur 7 pour acquitter l'alerte.",
+                          "Appuyez sur 9 pour réécouter le message.")),
+        ("fr", "*", "#", ("Appuyez sur étoile pour acquitter l'alerte.",
+                          "Appuyez sur dièse pour réécouter le message.")),
+    ],
+)  # fmt: skip
+def test_the_menu_says_the_configured_keys(
+    language: str, ack: str, repeat: str, expected: tuple[str, str]
+) -> None:
+    from voipalert.notify.voice import menu_fields
+
+    catalog = load_catalog(language)
+    menu = menu_fields(ack, repeat, language)
+    said = (catalog.say("press_to_acknowledge", **menu), catalog.say("press_to_repeat", **menu))
+    assert said == expected
+    invalid = catalog.say("invalid_key", **menu)
+    assert menu["ack_key"] in invalid and menu["repeat_key"] in invalid
+    assert "1" not in invalid or ack == "1"

@@ -99,7 +99,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         slow_tick_seconds=engine.slow_tick_seconds,
         idle_poll_seconds=engine.idle_poll_seconds,
         mass_ring_timeout_seconds=engine.mass_ring_timeout_seconds,
-        ack_menu=AckMenu(ack_digit=engine.ack_digit),
+        ack_menu=AckMenu(ack_digit=engine.ack_digit, repeat_digit=engine.repeat_digit),
     )
 
 
@@ -111,6 +111,7 @@ def store_config(settings: Settings) -> StoreConfig:
 def script_config(settings: Settings) -> ScriptConfig:
     return ScriptConfig(
         ack_digit=settings.engine.ack_digit,
+        repeat_digit=settings.engine.repeat_digit,
         repetitions=settings.call.repetitions,
         pause_seconds=settings.call.pause_seconds,
     )

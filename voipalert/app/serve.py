@@ -131,7 +131,7 @@ async def serve(
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 await edges.close()
-                phone.closing = True
+                await engine.shutdown()
                 engine_task.cancel()
                 if imap_task is not None:
                     imap_task.cancel()

@@ -11,13 +11,12 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
-from voipalert.app.config import media_config, sip_bind, sip_tls, ua_config
+from voipalert.app.config import media_config, script_config, sip_bind, sip_tls, ua_config
 from voipalert.calls import CallReport, Phone
-from voipalert.callscript import ScriptConfig
 from voipalert.domain.alert import AttemptOutcome
-from voipalert.notify.voice import SpokenPrompts, target_uri
+from voipalert.notify.voice import SpokenPrompts, menu_fields, target_uri
 from voipalert.settings import Settings, load_settings
 from voipalert.sip.events import RegistrationState
 from voipalert.tts.speech import Speech
@@ -60,10 +59,10 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
         return None
     say = (lambda text: None) if args.json else print
     speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
+    script = replace(script_config(settings), repetitions=args.repetitions)
     phone = Phone(
-        ua, sip_bind(settings), media_config(settings), tls=sip_tls(settings),
-        script=ScriptConfig(repetitions=args.repetitions),
-    )  # fmt: skip
+        ua, sip_bind(settings), media_config(settings), tls=sip_tls(settings), script=script
+    )
     try:
         await speech.renderer.preload()
         await phone.start(register=ua.registrar is not None)
@@ -74,7 +73,8 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
                     "no answer" if status is None else f"{status.last_status} {status.last_reason}"
                 )
                 say(f"warning: not registered ({detail}); calling anyway")
-        prompts = SpokenPrompts(speech, args.lang, {"summary": args.message})
+        menu = menu_fields(script.ack_digit, script.repeat_digit, args.lang)
+        prompts = SpokenPrompts(speech, args.lang, {"summary": args.message}, menu)
         try:
             return await phone.call(target, prompts, ring_timeout=args.ring_timeout, progress=say)
         finally:

@@ -22,6 +22,7 @@ from voipalert.ingest.schemas import (
     DB_ID_MAX,
     MAX_NAME_CHARS,
     AcceptedOut,
+    AckIn,
     AlertDetailOut,
     AlertIn,
     AlertListOut,
@@ -38,6 +39,7 @@ from voipalert.store.repo import MAX_PAGE_SIZE
 REF: Final = "#/components/schemas/{model}"
 _REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
     AlertIn,
+    AckIn,
     AlertmanagerPayload,
     GrafanaPayload,
 )
@@ -95,6 +97,7 @@ def _operation(
     scope: str | None = None,
     signed: bool = False,
     body: dict[str, Any] | None = None,
+    optional_body: bool = False,
     parameters: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": op_id, "summary": summary, "responses": responses}
@@ -102,7 +105,10 @@ def _operation(
         op["description"] = f"Needs a token with the `{scope}` scope (or `admin`)."
         op["security"] = [{"bearer": []}, {"signature": []}] if signed else [{"bearer": []}]
     if body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        op["requestBody"] = {
+            "required": not optional_body,
+            "content": {"application/json": {"schema": body}},
+        }
     if parameters:
         op["parameters"] = list(parameters)
     return op
@@ -184,10 +190,13 @@ def _alert_paths() -> dict[str, Any]:
         "/api/v1/alerts/{id}/ack": {
             "post": _operation(
                 "acknowledgeAlert",
-                "Acknowledge: stop calling (the audit log records the token's name)",
-                _responses(transition, (401, 403, 404, 409, 503)),
+                "Acknowledge: stop calling (the audit log records the token's name and, "
+                "when given, the person who takes the incident)",
+                _responses(transition, (400, 401, 403, 404, 409, 413, 422, 503)),
                 scope="admin",
                 parameters=[_ALERT_ID],
+                body=_ref(AckIn),
+                optional_body=True,
             )
         },
         "/api/v1/alerts/{id}/resolve": {
@@ -256,12 +265,24 @@ def _hook_paths(config: HttpConfig) -> dict[str, Any]:
     return paths
 
 
-def with_targets(document: dict[str, Any], teams: list[str], policies: list[str]) -> dict[str, Any]:
-    """The document with the rota's team and policy names as the only values ``AlertIn``
-    takes (the rota can change while the server runs, so this is done per request)."""
+def with_targets(
+    document: dict[str, Any],
+    teams: list[str],
+    policies: list[str],
+    people: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The document with the rota's team, policy and people names as the only values
+    ``AlertIn`` and ``AckIn`` take (the rota can change while the server runs, so this is
+    done per request)."""
     copy: dict[str, Any] = json.loads(json.dumps(document))
-    properties = copy["components"]["schemas"]["AlertIn"]["properties"]
-    for field, names in (("team", teams), ("policy", policies)):
+    schemas = copy["components"]["schemas"]
+    named = (
+        ("AlertIn", "team", teams),
+        ("AlertIn", "policy", policies),
+        ("AckIn", "by", list(people)),
+    )
+    for model, field, names in named:
+        properties = schemas[model]["properties"]
         choices: list[dict[str, Any]] = [{"type": "null"}]
         if names:
             choices.insert(0, {"type": "string", "enum": sorted(names)})

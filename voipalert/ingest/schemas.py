@@ -64,6 +64,18 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AckIn(_In):
+    """The optional body of an acknowledgement made through the API."""
+
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="the person (a rota name) who takes the incident; without it the "
+        "acknowledgement is recorded under the token's name",
+    )
+
+
 class AlertIn(_In):
     """A new alert, as ``POST /api/v1/alerts`` takes it."""
 

@@ -48,6 +48,7 @@ from voipalert.ingest.schemas import (
     DB_ID_MAX,
     MAX_NAME_CHARS,
     AcceptedOut,
+    AckIn,
     AlertIn,
     AlertListOut,
     ErrorDetail,
@@ -57,6 +58,7 @@ from voipalert.ingest.schemas import (
     alert_detail_out,
     alert_out,
 )
+from voipalert.logs import log_context
 from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
 from voipalert.store.api_tables import ApiTables
 from voipalert.store.repo import MAX_PAGE_SIZE
@@ -175,17 +177,37 @@ async def get_alert(request: web.Request) -> web.Response:
     return json_response(alert_detail_out(detail))
 
 
+async def _ack_person(request: web.Request) -> str | None:
+    """The rota person named in the optional ``{"by": ...}`` body (422 if unknown)."""
+    if not request.body_exists:
+        return None
+    person = (await read_model(request, AckIn, request.app[CONFIG].http.max_body_bytes)).by
+    if person is None:
+        return None
+    rota = await request.app[STORE].load_rota()
+    if person not in {p.name for p in rota.people}:
+        reason = "not a person of the rota"
+        raise ApiError(
+            422, f"{person!r}: {reason}", details=[ErrorDetail(field="by", reason=reason)]
+        )
+    return person
+
+
 async def ack_alert(request: web.Request) -> web.Response:
     principal = await request.app[AUTH].authenticate(request, Scope.ADMIN)
     alert_id = _alert_id(request)
+    person = await _ack_person(request)
     try:
-        transition = await request.app[STORE].ack_alert(alert_id, by=principal.name, via="api")
+        transition = await request.app[STORE].ack_alert(
+            alert_id, by=person or principal.name, via="api", token=principal.name
+        )
     except AlertNotFound:
         raise ApiError(404, f"no alert {alert_id}") from None
     status = transition.alert.status
     if not transition.changed and status is not AlertStatus.ACKNOWLEDGED:
         raise ApiError(409, f"alert {alert_id} is {status.value}: nothing to acknowledge")
     if transition.changed:
+        _audit("acknowledged", alert_id, principal.name, person, request)
         request.app[WAKE]()
     return json_response(
         TransitionOut(changed=transition.changed, alert=alert_out(transition.alert))
@@ -200,10 +222,21 @@ async def resolve_alert(request: web.Request) -> web.Response:
     except AlertNotFound:
         raise ApiError(404, f"no alert {alert_id}") from None
     if transition.changed:
+        _audit("resolved", alert_id, principal.name, None, request)
         request.app[WAKE]()
     return json_response(
         TransitionOut(changed=transition.changed, alert=alert_out(transition.alert))
     )
+
+
+def _audit(what: str, alert_id: int, token: str, person: str | None, request: web.Request) -> None:
+    """One line per state change made from outside: who (token, person), from where."""
+    by = f"{person} (token {token})" if person else f"token {token}"
+    with log_context(alert_id=alert_id):
+        log.info(
+            "alert %s %s through the API by %s from %s", alert_id, what, by, request.remote,
+            extra={"action": what, "token": token, "person": person, "remote": request.remote},
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------ probes
@@ -228,7 +261,10 @@ async def metrics(request: web.Request) -> web.Response:
 async def openapi(request: web.Request) -> web.Response:
     rota = await request.app[STORE].load_rota()
     document = with_targets(
-        request.app[OPENAPI], [t.name for t in rota.teams], [p.name for p in rota.policies]
+        request.app[OPENAPI],
+        [t.name for t in rota.teams],
+        [p.name for p in rota.policies],
+        [p.name for p in rota.people],
     )
     return web.Response(body=json.dumps(document).encode(), content_type="application/json")
 

@@ -348,6 +348,12 @@ class RtpSession:
         self._plays.clear()
         self._inbox.close()
 
+    def halt(self) -> None:
+        """Stop sending now and release every waiter; the sockets stay open until
+        ``close`` (idempotent)."""
+        if not self._closed:
+            self._shutdown()
+
     async def close(self) -> None:
         """Stop sending, close both sockets, release every waiter (idempotent)."""
         if not self._closed:

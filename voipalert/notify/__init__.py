@@ -1,8 +1,10 @@
 """The call port: what the engine asks a phone to do, and what it reports back.
 
-The engine builds a ``Notification`` (who, which contact, the rendered message, the ack
-menu) and awaits ``Notifier.notify``. The real implementation places a SIP call and runs the
-call script; tests plug in a scripted notifier. This module does not import the alert types
+The engine builds a ``Notification`` (who, which contact, the alert's fields, the ack menu)
+and awaits ``Notifier.notify``. The words are made by the notifier, in the callee's language
+(for the voice: the speech catalog's ``message`` template); the engine renders no text.
+The real implementation places a SIP call and runs the call script; tests plug in a
+scripted notifier. This module does not import the alert types
 (STYLE.md §3): a notification carries plain values.
 
 The contract of ``notify``:
@@ -13,9 +15,12 @@ The contract of ``notify``:
 - It gives up ringing after ``ring_timeout_seconds`` (``NO_ANSWER``).
 - Only a key press of ``menu.ack_digit`` is ``ACKNOWLEDGED``; an answer without it is
   ``ANSWERED_NO_ACK``.
-- When its task is cancelled (the alert was acknowledged elsewhere or resolved) it hangs up
-  (CANCEL or BYE) in a ``finally`` and lets ``CancelledError`` propagate; the engine has
-  already recorded the attempt as cancelled.
+- ``stop.request(reason)`` (the alert was handled elsewhere, or the service is stopping)
+  ends the call early: CANCEL while ringing, a last phrase and BYE once answered; the result
+  is then ``CANCELLED`` with the facts of the call (answered or not, SIP status, duration),
+  or ``ACKNOWLEDGED`` when the key had been pressed before. Requests are idempotent.
+- When its task is cancelled outright it still hangs up and releases everything before the
+  ``CancelledError`` propagates.
 """
 
 from __future__ import annotations
@@ -24,8 +29,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from voipalert.callscript import StopReason, StopRequest
 from voipalert.domain.alert import AlertId, AttemptId, AttemptOutcome
 from voipalert.domain.rota import Contact
+
+__all__ = [
+    "AckMenu",
+    "Notification",
+    "Notifier",
+    "NotifyOutcome",
+    "NotifyResult",
+    "StopReason",
+    "StopRequest",
+]
 
 NotifyOutcome = AttemptOutcome
 """ACKNOWLEDGED, ANSWERED_NO_ACK, NO_ANSWER, BUSY, DECLINED, UNREACHABLE, FAILED, CANCELLED."""
@@ -45,8 +61,7 @@ class Notification:
     person: str
     contact: Contact
     language: str
-    text: str  # the rendered message, in ``language``
-    fields: Mapping[str, str] = field(default_factory=dict)  # for templates
+    fields: Mapping[str, str] = field(default_factory=dict)  # summary, severity... for templates
     menu: AckMenu = field(default_factory=AckMenu)
     ring_timeout_seconds: int = 30
 
@@ -58,9 +73,10 @@ class NotifyResult:
     sip_reason: str | None = None
     digit: str | None = None  # the key that acknowledged
     ring_seconds: float | None = None  # dial to answer, or to giving up
-    talk_seconds: float | None = None  # answer to hang-up
+    talk_seconds: float | None = None  # answer to the end of our media
     detail: str | None = None
+    duration_seconds: float | None = None  # dial to the end (None: unknown, use the clock)
 
 
 class Notifier(Protocol):
-    async def notify(self, notification: Notification) -> NotifyResult: ...
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult: ...

@@ -22,13 +22,30 @@ from voipalert.calls import CallReport, Phone
 from voipalert.callscript import MESSAGE
 from voipalert.domain.rota import Contact, ContactKind
 from voipalert.logs import log_context
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult
+from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.uri import SipUri
 from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.notify")
 PHRASE_FIELDS: Final = ("name",)
+KEY_NAMES: Final = {
+    "en": {"*": "star", "#": "hash"},
+    "fr": {"*": "étoile", "#": "dièse"},
+}
+
+
+def key_name(key: str, language: str) -> str:
+    """How a phone key is said in a prompt ("press star", "appuyez sur dièse")."""
+    return KEY_NAMES.get(language, KEY_NAMES["en"]).get(key, key)
+
+
+def menu_fields(ack_digit: str, repeat_digit: str, language: str) -> dict[str, str]:
+    """The catalog's menu placeholders: the configured keys, as the voice says them."""
+    return {
+        "ack_key": key_name(ack_digit, language),
+        "repeat_key": key_name(repeat_digit, language),
+    }
 
 
 def target_uri(contact: Contact | str, domain: str) -> SipUri:
@@ -58,10 +75,17 @@ class SpokenPrompts:
     """The prompts of one call in one language. The message starts rendering at once, in
     the speech worker, while the INVITE goes out; fixed phrases come from the cache."""
 
-    def __init__(self, speech: Speech, language: str, fields: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        speech: Speech,
+        language: str,
+        fields: Mapping[str, object],
+        menu: Mapping[str, str] | None = None,
+    ) -> None:
         self._speech = speech
         self._language = language
         self._fields = dict(fields)
+        self._menu = dict(menu or menu_fields("1", "0", language))
         self._message = asyncio.ensure_future(
             speech.phrase(MESSAGE, language=language, **self._fields)
         )
@@ -69,7 +93,7 @@ class SpokenPrompts:
     async def __call__(self, key: str) -> NDArray[np.int16]:
         if key == MESSAGE:
             return (await asyncio.shield(self._message)).pcm
-        extra = {k: self._fields[k] for k in PHRASE_FIELDS if k in self._fields}
+        extra = {k: self._fields[k] for k in PHRASE_FIELDS if k in self._fields} | self._menu
         return (await self._speech.phrase(key, language=self._language, **extra)).pcm
 
     async def close(self) -> None:
@@ -85,14 +109,14 @@ class VoiceNotifier:
         self._speech = speech
         self._domain = domain
 
-    async def notify(self, notification: Notification) -> NotifyResult:
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
         n = notification
         try:
             target = target_uri(n.contact, self._domain)
         except ValueError as exc:
             return NotifyResult(NotifyOutcome.FAILED, detail=f"bad contact: {exc}")
-        fields: dict[str, object] = {"summary": n.text, **n.fields}
-        prompts = SpokenPrompts(self._speech, n.language, fields)
+        menu = menu_fields(n.menu.ack_digit, n.menu.repeat_digit, n.language)
+        prompts = SpokenPrompts(self._speech, n.language, n.fields, menu)
         script = replace(
             self._phone.script, ack_digit=n.menu.ack_digit, repeat_digit=n.menu.repeat_digit
         )
@@ -100,7 +124,7 @@ class VoiceNotifier:
             with log_context(alert_id=n.alert_id, call_id=n.attempt_key):
                 report = await self._phone.call(
                     target, prompts, ring_timeout=n.ring_timeout_seconds, script=script,
-                    progress=lambda step: log.info("%s: %s", n.person, step),
+                    progress=lambda step: log.info("%s: %s", n.person, step), stop=stop,
                 )  # fmt: skip
         finally:
             await prompts.close()
@@ -111,6 +135,8 @@ def notify_result(report: CallReport) -> NotifyResult:
     detail = report.sip_reason
     if report.digit_source:
         detail = f"{detail}; key {report.digit} by {report.digit_source}"
+    if report.stopped is not None:
+        detail = f"{detail}; stopped: {report.stopped.value}"
     return NotifyResult(
         outcome=report.outcome,
         sip_status=report.sip_status,
@@ -119,4 +145,5 @@ def notify_result(report: CallReport) -> NotifyResult:
         ring_seconds=report.ring_seconds,
         talk_seconds=report.talk_seconds,
         detail=detail,
+        duration_seconds=report.duration_seconds,
     )

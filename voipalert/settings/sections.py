@@ -425,7 +425,20 @@ class EngineSettings(_Section):
     mass_ring_timeout_seconds: int = Field(
         default=45, ge=5, description="how long each phone rings in a mass alert"
     )
-    ack_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = "1"
+    ack_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = Field(
+        default="1", description="the key that acknowledges; the prompts say this key"
+    )
+    repeat_digit: Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#"] = Field(
+        default="0", description="the key that repeats the message; must differ from ack_digit"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> EngineSettings:
+        if self.ack_digit == self.repeat_digit:
+            raise ValueError(
+                f"ack_digit and repeat_digit are both {self.ack_digit!r}: choose two keys"
+            )
+        return self
 
 
 class CallSettings(_Section):

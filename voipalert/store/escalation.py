@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+import aiosqlite
+
 from voipalert.clock import Clock
 from voipalert.domain.alert import (
     Alert,
@@ -130,7 +132,11 @@ class EscalationStore:
 
     async def finish_attempt(self, attempt_id: AttemptId, result: AttemptResult) -> bool:
         """in_flight → done with ``result``. A key press acknowledges the alert through this
-        attempt (and cancels calls not dialled yet). Returns whether it acknowledged."""
+        attempt (and cancels calls not dialled yet). Returns whether it acknowledged.
+
+        An attempt already recorded ``cancelled`` (the alert was handled elsewhere while the
+        call went on) keeps its outcome; the call's facts (answered, SIP status, when it
+        really ended) are filled in, once."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
             rows = list(
@@ -151,6 +157,7 @@ class EscalationStore:
                 )
             )
             if not rows:
+                await _fill_cancelled(conn, attempt_id, result)
                 return False
             alert_id, person = rows[0]["alert_id"], rows[0]["person_name"]
             await alert_sql.audit(
@@ -221,18 +228,35 @@ class EscalationStore:
             )
             return attempts
 
-    async def interrupt_attempt(self, attempt_id: AttemptId) -> bool:
-        """An attempt in flight that no running call owns any more: interrupted."""
+    async def interrupt_attempt(
+        self, attempt_id: AttemptId, facts: AttemptResult | None = None
+    ) -> bool:
+        """An attempt in flight that no running call owns any more (``facts`` None), or a
+        call ended by a shutdown without a key (``facts``: what the call saw): interrupted,
+        so the alert is re-planned. An attempt already cancelled keeps its outcome and gets
+        the facts."""
         now = self._clock.now_utc()
+        detail = "the call task ended without an outcome"
+        if facts is not None:
+            detail = f"voipalert stopped during the call ({facts.detail or 'no detail'})"
         async with self._db.transaction(write=True) as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
-                    "detail = 'the call task ended without an outcome' "
+                    "UPDATE attempts SET state = 'interrupted', ended_at = ?, detail = ?, "
+                    "sip_status = ?, sip_reason = ?, answered_at = ? "
                     "WHERE id = ? AND state = 'in_flight' RETURNING alert_id",
-                    (to_db(now), attempt_id),
+                    (
+                        to_db(facts.ended_at if facts else now),
+                        detail,
+                        facts.sip_status if facts else None,
+                        facts.sip_reason if facts else None,
+                        to_db(facts.answered_at) if facts and facts.answered_at else None,
+                        attempt_id,
+                    ),
                 )
             )
+            if not rows and facts is not None:
+                await _fill_cancelled(conn, attempt_id, facts)
             if rows:
                 await alert_sql.audit(
                     conn,
@@ -317,3 +341,24 @@ class EscalationStore:
                 )
             )
             return bool(rows)
+
+
+async def _fill_cancelled(
+    conn: aiosqlite.Connection, attempt_id: int, result: AttemptResult
+) -> None:
+    """The facts of a call whose attempt was recorded cancelled while it went on. The
+    outcome stays ``cancelled`` (one terminal outcome per attempt); a key pressed after the
+    alert was handled is kept in ``detail`` only."""
+    await conn.execute(
+        "UPDATE attempts SET sip_status = ?, sip_reason = ?, answered_at = ?, ended_at = ?, "
+        "detail = coalesce(detail, '') || ?, digit = NULL "
+        "WHERE id = ? AND state = 'cancelled' AND sip_status IS NULL",
+        (
+            result.sip_status,
+            result.sip_reason,
+            to_db(result.answered_at) if result.answered_at else None,
+            to_db(result.ended_at),
+            f"; call: {result.detail}" if result.detail else "",
+            attempt_id,
+        ),
+    )

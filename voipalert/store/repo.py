@@ -210,9 +210,17 @@ class Store(EscalationStore, TokenStore):
             return alert, True
 
     async def ack_alert(
-        self, alert_id: int, by: str, via: str, attempt_id: int | None = None
+        self,
+        alert_id: int,
+        by: str,
+        via: str,
+        attempt_id: int | None = None,
+        *,
+        token: str | None = None,
     ) -> Transition:
         """Acknowledge a triggered alert (from outside: ``via`` is "api", "email", ...).
+        ``by`` is who took it (a person, or the token's name); ``token`` the API token that
+        made the request, kept in the audit trail beside the person.
         Calls not dialled yet are cancelled here; the woken engine cancels those in flight
         (a mass alert goes on calling the others)."""
         now = self._clock.now_utc()
@@ -235,6 +243,7 @@ class Store(EscalationStore, TokenStore):
                     alert_id=alert_id,
                     attempt_id=attempt_id,
                     via=via,
+                    **({"token": token} if token is not None else {}),
                 )
                 if rows[0]["kind"] == AlertKind.ESCALATION.value:
                     cancelled = await alert_sql.cancel_pending(
