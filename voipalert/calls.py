@@ -346,7 +346,15 @@ class _Stop:
     reason: StopReason
 
 
-_Input = SipEvent | Digit | _Tick | _PlayDone | _Stop
+@dataclass(frozen=True, slots=True)
+class _Prompt:
+    """The audio of a ``Play`` is ready (None: it could not be made)."""
+
+    token: int
+    pcm: NDArray[np.int16] | None
+
+
+_Input = SipEvent | Digit | _Tick | _PlayDone | _Stop | _Prompt
 
 
 @dataclass(slots=True)
@@ -364,6 +372,7 @@ class _State:
     digit_source: str | None = None
     stopped: StopReason | None = None
     playing: asyncio.Future[PlayEnd] | None = None
+    play_token: int = 0  # the Play whose audio is awaited; an older one is dropped
     timer: asyncio.TimerHandle | None = None
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -389,6 +398,7 @@ class _Call:
         self.call_id: CallId | None = None
         self.time = _Timeline(self.loop.time())
         self.state = _State()
+        self._group: asyncio.TaskGroup | None = None
 
     def post(self, item: _Input) -> None:
         self.inbox.put_nowait(item)
@@ -399,6 +409,7 @@ class _Call:
             self.progress(f"calling {target}")
             self.stop_request.subscribe(lambda reason: self.post(_Stop(reason)))
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 await self._until_ended(group)
                 self._stop_pumps()
         finally:
@@ -446,10 +457,8 @@ class _Call:
             if self.state.result is None and self.state.stopped is None:
                 self.state.digit_source = item.source.value
             await self._apply(self.script.digit(item.char, now))
-        elif isinstance(item, _PlayDone):
-            if item.future is self.state.playing:
-                self.state.playing = None
-                await self._apply(self.script.playback_finished(now))
+        elif isinstance(item, _Prompt | _PlayDone):
+            await self._playout(item, now)
         elif isinstance(item, _Tick):
             deadline = self.script.next_deadline()
             if deadline is not None and now >= deadline:
@@ -483,13 +492,40 @@ class _Call:
                 self._finish([action])
 
     async def _play(self, keys: Sequence[str]) -> None:
-        session = self.media.session
-        if session is None:
+        """Get the prompts' audio in a helper task: the loop stays free meanwhile, so a
+        BYE, a key or a stop is handled at once even while a phrase is being rendered."""
+        if self.media.session is None or self._group is None:
             return
-        pcm = await self._pcm(keys)
-        if session.closed:
-            return  # hung up while the prompt was being made
-        playing = self.state.playing = session.play(pcm)
+        self.state.play_token += 1
+        token = self.state.play_token
+        # What plays now goes on until the new audio is ready, but its end is no longer
+        # the script's business (a key already interrupted it, or the new Play replaces it).
+        self.state.playing = None
+        self.state.pumps.append(
+            self._group.create_task(self._fetch(token, keys), name=f"prompt {token}")
+        )
+
+    async def _fetch(self, token: int, keys: Sequence[str]) -> None:
+        try:
+            pcm: NDArray[np.int16] | None = await self._pcm(keys)
+        except Exception:
+            log.exception("call %s: prompts %s could not be made", self.call_id, keys)
+            pcm = None
+        self.post(_Prompt(token, pcm))
+
+    async def _playout(self, item: _Prompt | _PlayDone, now: float) -> None:
+        if isinstance(item, _PlayDone):
+            if item.future is self.state.playing:
+                self.state.playing = None
+                await self._apply(self.script.playback_finished(now))
+            return
+        session = self.media.session
+        if item.token != self.state.play_token or session is None or session.closed:
+            return  # replaced by a newer Play, or hung up meanwhile
+        if item.pcm is None:
+            await self._apply(self.script.playback_finished(now))  # skip what cannot be said
+            return
+        playing = self.state.playing = session.play(item.pcm)
         playing.add_done_callback(lambda f: self.post(_PlayDone(f)))
 
     def _finish(self, actions: Sequence[Action]) -> None:

@@ -19,16 +19,37 @@ import numpy as np
 from numpy.typing import NDArray
 
 from voipalert.calls import CallReport, Phone
-from voipalert.callscript import MESSAGE
+from voipalert.callscript import (
+    ACKNOWLEDGED,
+    GOODBYE,
+    GREETING,
+    HANDLED_ELSEWHERE,
+    INVALID_KEY,
+    MESSAGE,
+    NO_ACKNOWLEDGEMENT,
+    PRESS_TO_ACKNOWLEDGE,
+    PRESS_TO_REPEAT,
+)
 from voipalert.domain.rota import Contact, ContactKind
 from voipalert.logs import log_context
 from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.uri import SipUri
+from voipalert.tts.prompt import Prompt
 from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.notify")
 PHRASE_FIELDS: Final = ("name",)
+CALL_PHRASES: Final = (
+    GREETING,
+    PRESS_TO_ACKNOWLEDGE,
+    PRESS_TO_REPEAT,
+    INVALID_KEY,
+    ACKNOWLEDGED,
+    NO_ACKNOWLEDGEMENT,
+    HANDLED_ELSEWHERE,
+    GOODBYE,
+)
 KEY_NAMES: Final = {
     "en": {"*": "star", "#": "hash"},
     "fr": {"*": "étoile", "#": "dièse"},
@@ -73,7 +94,9 @@ def target_uri(contact: Contact | str, domain: str) -> SipUri:
 
 class SpokenPrompts:
     """The prompts of one call in one language. The message starts rendering at once, in
-    the speech worker, while the INVITE goes out; fixed phrases come from the cache."""
+    the speech worker, while the INVITE goes out, and so do the fixed phrases the call may
+    need (the speech cache makes those free after the first call): a stop or a key never
+    waits for a render."""
 
     def __init__(
         self,
@@ -86,21 +109,31 @@ class SpokenPrompts:
         self._language = language
         self._fields = dict(fields)
         self._menu = dict(menu or menu_fields("1", "0", language))
-        self._message = asyncio.ensure_future(
-            speech.phrase(MESSAGE, language=language, **self._fields)
-        )
+        extra = {k: self._fields[k] for k in PHRASE_FIELDS if k in self._fields} | self._menu
+        self._phrases: dict[str, asyncio.Future[Prompt]] = {
+            MESSAGE: asyncio.ensure_future(speech.phrase(MESSAGE, language=language, **fields))
+        }
+        for key in CALL_PHRASES:
+            self._phrases[key] = asyncio.ensure_future(
+                speech.phrase(key, language=language, **extra)
+            )
 
     async def __call__(self, key: str) -> NDArray[np.int16]:
-        if key == MESSAGE:
-            return (await asyncio.shield(self._message)).pcm
-        extra = {k: self._fields[k] for k in PHRASE_FIELDS if k in self._fields} | self._menu
-        return (await self._speech.phrase(key, language=self._language, **extra)).pcm
+        future = self._phrases.get(key)
+        if future is None:
+            extra = {k: self._fields[k] for k in PHRASE_FIELDS if k in self._fields}
+            future = self._phrases[key] = asyncio.ensure_future(
+                self._speech.phrase(key, language=self._language, **(extra | self._menu))
+            )
+        return (await asyncio.shield(future)).pcm
 
     async def close(self) -> None:
-        if not self._message.done():
-            self._message.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._message
+        for future in self._phrases.values():
+            if not future.done():
+                future.cancel()
+        for future in self._phrases.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await future
 
 
 class VoiceNotifier:
