@@ -52,6 +52,7 @@ LANES: Final = 4  # rounds that run at once, one controllable phone each
 ROUND_SECONDS: Final = 45.0
 HTTP_SLOWEST_SECONDS: Final = 1.0
 RTP_END_TOLERANCE_SECONDS: Final = 0.1
+RTP_GAP_TOLERANCE_SECONDS: Final = 1.0
 ANSWER_TOLERANCE_SECONDS: Final = 0.5
 TERMINAL: Final = {"done", "cancelled", "interrupted"}
 
