@@ -437,10 +437,10 @@ class _Call:
             self._arm_timer()
 
     async def _answered(self, media: MediaParams, group: asyncio.TaskGroup) -> None:
+        if self.media.session is not None:
+            return  # the agent ACKs and BYEs any other fork's 2xx (RFC 3261 §13.2.2.4)
         self.time.answered = self.loop.time()
         self.progress("answered")
-        if self.state.hang_up_sent:
-            return  # a 2xx after our CANCEL: the agent ACKs and BYEs it (RFC 3261 §9.1)
         session = await self.media.open(self._rtp_config(media))
         self.state.pumps.append(group.create_task(self._pump_digits(session), name="digits"))
         await self._apply(self.script.answered(self.loop.time()))

@@ -9,9 +9,10 @@ Start-up, in the order that lets each check say clearly what is wrong:
 4. HTTP (and SMTP when enabled), whose ports are checked the same way;
 5. the engine, in the TaskGroup, with the IMAP poller when one is configured.
 
-SIGTERM or SIGINT: stop accepting (HTTP, SMTP), stop the engine — calls in progress hear
-"goodbye" and get a BYE within seconds, their attempts are re-planned at the next start —
-un-register, close the database; exit 0.
+SIGTERM or SIGINT: stop accepting (HTTP, SMTP); ``Engine.shutdown`` asks every call in
+progress to end — each hears "goodbye" and gets a BYE within seconds; one whose key was
+already pressed is stored acknowledged, the others interrupted and re-planned at the next
+start (docs/call-lifecycle.md) — then un-register, close the database; exit 0.
 """
 
 from __future__ import annotations
