@@ -95,6 +95,15 @@ class RtpSniffer:
             times = [p.at for p in self._packets if p.dport in dports and p.at >= since]
         return max(times) if times else None
 
+    def flows(self, since: float) -> dict[tuple[int, int], int]:
+        """Packets per (our port, their port) since ``since``: for failure messages."""
+        counts: dict[tuple[int, int], int] = {}
+        with self._lock:
+            for p in self._packets:
+                if p.at >= since:
+                    counts[(p.sport, p.dport)] = counts.get((p.sport, p.dport), 0) + 1
+        return counts
+
     def count_to(self, dports: range, since: float, until: float) -> int:
         with self._lock:
             return sum(1 for p in self._packets if p.dport in dports and since <= p.at <= until)
@@ -108,13 +117,28 @@ class HttpProbe:
     slowest: float = 0.0
     failures: list[str] = field(default_factory=list)
     answered: int = 0
+    running: asyncio.Event = field(default_factory=asyncio.Event)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def pause(self) -> None:
+        """Stop asking (after the request in flight), e.g. to count descriptors."""
+        self.running.clear()
+        await self.idle.wait()
+
+    def resume(self) -> None:
+        self.running.set()
 
     async def run(self) -> None:
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection each time
         timeout = aiohttp.ClientTimeout(total=5)
         headers = {"Authorization": f"Bearer {self.token}"}
+        self.running.set()
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             while True:
+                if not self.running.is_set():
+                    self.idle.set()
+                    await self.running.wait()
+                    self.idle.clear()
                 for path in ("/healthz", "/api/v1/alerts?limit=1"):
                     started = time.monotonic()
                     try:

@@ -327,14 +327,16 @@ class Matrix:
 
     def _check_rtp(self, r: Round, first: dict[str, Any], where: str) -> None:
         bot = self.testbed.bots[r.lane]
-        dports = range(bot.rtp_ports[0], bot.rtp_ports[1] + 1)
+        # baresip takes an even RTP port (RFC 3550 §11): below an odd first port of its range.
+        dports = range(bot.rtp_ports[0] - 1, bot.rtp_ports[1] + 2)
         started = parse_time(first["started_at"]) or 0.0
         last = self.sniffer.last_to(dports, started)
         ended = parse_time(first["ended_at"])
         assert ended is not None, where
         if parse_time(first["answered_at"]) is None:
             return
-        assert last is not None, f"no RTP seen for an answered call: {where}"
+        flows = self.sniffer.flows(started)
+        assert last is not None, f"no RTP to {bot.rtp_ports} for an answered call: {flows} {where}"
         late = last - ended
         assert late <= RTP_END_TOLERANCE_SECONDS, f"RTP went on {late:.3f} s after the end: {where}"
         assert late >= -RTP_END_TOLERANCE_SECONDS - 0.05, (
@@ -375,8 +377,10 @@ async def run_matrix(
                 await matrix.check(
                     await matrix.play(Combo("far_bye", "api_ack", "mid_prompt"), lanes[0], seed)
                 )
+                await probe.pause()
                 await asyncio.sleep(1.0)
                 baseline = open_fds(pid)
+                probe.resume()
                 queue: asyncio.Queue[tuple[int, Combo]] = asyncio.Queue()
                 for i, combo in enumerate(plan):
                     queue.put_nowait((i, combo))
