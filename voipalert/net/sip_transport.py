@@ -1,4 +1,4 @@
-"""The asyncio side of the SIP user agent: sockets and one timer (STYLE.md rule 1).
+"""The asyncio side of the SIP user agent: sockets and one timer.
 
 Modelled on aioquic's ``asyncio/protocol.py``: after every input (datagram, stream bytes,
 timer, transport error, command) the endpoint drains the agent's events to ``on_event``,
@@ -8,9 +8,9 @@ deadline. The agent never sees a socket and the endpoint never interprets SIP.
 * UDP: one socket, bound to ``bind``; we send from the port we listen on (symmetric
   signalling, so ``rport`` works). ICMP errors surface in ``error_received``: they are
   reported to the agent as a transport failure of the destination we last sent to
-  (STYLE.md pitfall 12).
+  (a dead destination must fail fast, not after Timer B/F).
 * TCP: a listener on ``bind`` (Kamailio opens a *new* connection to our Contact, as
-  TESTBED-NOTES measured) and one outbound connection per destination, framed by
+  measured against the testbed) and one outbound connection per destination, framed by
   ``StreamFramer``. A broken connection fails the transactions on it (RFC 3261 §18).
 * Inbound connections are bounded (``ConnectionLimits``), because each one holds a file
   descriptor and anyone who can reach the port can open them: a connection that carried
@@ -97,7 +97,7 @@ wire_log = logging.getLogger("voipalert.sip.wire")
 
 def log_wire(direction: str, data: bytes, peer: Address) -> None:
     """The default trace: every message at DEBUG on ``voipalert.sip.wire``. Credentials
-    are never logged (SIP-CHECKLIST §4.9): digest responses are masked."""
+    are never logged: digest responses are masked."""
     if wire_log.isEnabledFor(logging.DEBUG):
         text = data.decode("utf-8", "replace")
         lines = [
@@ -505,7 +505,7 @@ class _StreamProtocol(asyncio.Protocol):
 
 
 def client_tls_context(ca_file: Path | None, verify: bool = True) -> ssl.SSLContext:
-    """TLS for SIP (RFC 3261 §26.3.1, SIP-CHECKLIST §4.11): the system CA store or a
+    """TLS for SIP (RFC 3261 §26.3.1): the system CA store or a
     private CA bundle (self-hosted PBXs), certificate and host name checked, TLS 1.2 or
     newer. ``verify=False`` is for a lab only and is logged as such."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)

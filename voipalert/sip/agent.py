@@ -1,10 +1,10 @@
-"""The user agent façade: bytes and time in, bytes, timers and events out (STYLE.md §3.1).
+"""The user agent façade: bytes and time in, bytes, timers and events out (a sans-IO core).
 
 The asyncio adapter (``voipalert.net``) calls ``receive``/``handle_timer``/
 ``transport_failed`` and after each one drains ``messages_to_send()`` and ``next_event()``
 and re-arms one timer at ``get_timer()``. Nothing here raises on what the network sends:
 malformed datagrams are dropped and counted, malformed requests answered 400 when they
-have a usable Via (STYLE.md pitfall 11).
+have a usable Via.
 
 Matching (RFC 3261 §17.1.3, §17.2.3): a response goes to the client transaction with its
 top Via branch and CSeq method, after checking the Via is ours (§18.1.2); a request to the
@@ -106,7 +106,7 @@ class _Retransmit2xx:
 
 @dataclass(slots=True)
 class _Bucket:
-    """Token bucket for out-of-dialog requests (scanners flood; SIP-CHECKLIST §4.14)."""
+    """Token bucket for out-of-dialog requests (scanners flood the SIP port)."""
 
     rate: float
     tokens: float
@@ -355,7 +355,7 @@ class UserAgent:
             return
         if call is None and not self._admit(host, now):
             return
-        if not self._room_for(host):
+        if not self._room_for(host, in_dialog=call is not None):
             self.stats["overload"] += 1
             return
         kind = TxKind.SERVER_INVITE if request.method == "INVITE" else TxKind.SERVER_NON_INVITE
@@ -378,12 +378,15 @@ class UserAgent:
             return False
         return True
 
-    def _room_for(self, host: str) -> bool:
-        """Server transaction slots: the PBX and our dialogs' peers may use the whole
-        table; one stranger a few, all strangers together half (never the last slot)."""
+    def _room_for(self, host: str, *, in_dialog: bool) -> bool:
+        """Server transaction slots: the PBX, our dialogs' peers and requests admitted
+        into a dialog may use the whole table; one stranger a few, all strangers together
+        half (so the other half is always there for them)."""
         config = self._config
         if len(self._server) >= config.max_server_transactions:
             return False
+        if in_dialog:
+            return True
         peers = self._peer_hosts()
         if host in peers:
             return True
