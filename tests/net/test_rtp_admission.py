@@ -74,6 +74,14 @@ async def _spray(sock: socket.socket, target: tuple[str, int], seconds: float) -
     return len(packets)
 
 
+async def _heard(session: RtpSession) -> None:
+    for _ in range(300):
+        if session.receiver_stats.packets > 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the far end's audio never arrived")
+
+
 async def _no_digit(session: RtpSession, seconds: float) -> None:
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(seconds):
@@ -135,7 +143,7 @@ async def test_spray_before_answer_is_discarded_unread(allocator: RtpPortAllocat
 
 @pytest.mark.parametrize("attacker_host", [HOST, OTHER_HOST])
 async def test_spray_after_answer_while_the_far_end_talks(
-    allocator: RtpPortAllocator, attacker_host: str
+    allocator: RtpPortAllocator, attacker_host: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     ours = allocator.allocate()
     attacker = _udp(attacker_host)
@@ -143,11 +151,15 @@ async def test_spray_after_answer_while_the_far_end_talks(
         async with _far_end(allocator, (HOST, ours.port)) as far:
             session = await RtpSession.open(_config(ours, far.local_address), ports=ours)
             async with session:
+                await _heard(session)  # the far end talks: its address is the source
                 sent = await _spray(attacker, (HOST, ours.port), 1.0)
                 await _no_digit(session, 0.3)
                 stats = session.receiver_stats
                 assert stats.dropped(DropReason.WRONG_SOURCE) == sent
                 assert session.remote == far.local_address  # never latched to the spray
+                # Logged with the source, but once per interval, not once per packet.
+                refused = [r for r in caplog.records if "refused (wrong-source)" in r.message]
+                assert len(refused) == 1 and attacker_host in refused[0].message
                 far.send_digit("7")
                 assert (await _digit(session)).char == "7"
     finally:
