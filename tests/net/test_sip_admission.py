@@ -14,7 +14,13 @@ from testbed import Testbed
 
 from tests.net.sip_harness import Harness, user_agent
 from tests.net.test_sip_testbed import registered
-from voipalert.sip.events import CallAnswered, CallEnded, DigitReceived
+from voipalert.sip.events import (
+    CallAnswered,
+    CallEnded,
+    DigitReceived,
+    RegistrationChanged,
+    RegistrationState,
+)
 from voipalert.sip.message import Request, Response
 from voipalert.sip.parser import parse_message
 
@@ -112,3 +118,12 @@ async def test_tagged_flood_from_a_stranger_while_the_real_bye_ends_the_call(
         sent = ua.sent_lines()
         assert "SIP/2.0 200 OK" in sent  # the BYE's 200
         assert not [e for e in ua.events if isinstance(e, DigitReceived)]
+        # The testbed allows one contact per account: leave it free for the next test.
+        ua.endpoint.act(ua.agent.unregister)
+        await ua.wait_for(
+            lambda e: (
+                isinstance(e, RegistrationChanged)
+                and e.status.state is RegistrationState.UNREGISTERED
+            ),
+            10,
+        )
