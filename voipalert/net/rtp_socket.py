@@ -351,7 +351,10 @@ class RtpSession:
         if last is not None and now - last < REJECT_LOG_INTERVAL:
             return
         fixed = self._receiver.source
-        log.warning(
+        # Probation is the normal start of a NAT'd far end's stream: not a warning.
+        level = logging.INFO if reason is DropReason.PROBATION else logging.WARNING
+        log.log(
+            level,
             "RTP from %s:%d refused (%s); %d refused since the last report, source %s",
             source[0], source[1], reason.value, self._rejected_since_log,
             f"{fixed[0]}:{fixed[1]}" if fixed else "not fixed",
