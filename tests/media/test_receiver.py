@@ -12,6 +12,7 @@ from voipalert.media.receiver import (
     DigitReceived,
     DropReason,
     PacketDropped,
+    ReceiveEvent,
     ReceiverConfig,
     RtpReceiver,
     SourceLatched,
@@ -87,39 +88,124 @@ def test_once_the_source_is_fixed_other_addresses_are_refused() -> None:
     assert rx.stats.dropped(DropReason.WRONG_SOURCE) == 4
 
 
-def test_latching_to_a_nat_address_needs_two_packets_in_sequence() -> None:
+NAT_SAME_HOST = (REMOTE[0], 50002)  # the far end's NAT kept its host, changed its port
+STRANGER = ("203.0.113.66", 50000)
+
+
+def _stream(
+    rx: RtpReceiver, src: tuple[str, int], seqs: range, t0: float = 0.0, ssrc: int = SSRC
+) -> list[ReceiveEvent]:
+    """A 20 ms paced audio stream from ``src``; every event the receiver returned."""
+    out: list[ReceiveEvent] = []
+    for i, seq in enumerate(seqs):
+        out += rx.receive(_audio(seq, ssrc=ssrc), src, t0 + i * 0.02)
+    return out
+
+
+def test_latching_to_a_nat_port_needs_a_probation_of_packets_and_time() -> None:
     rx = RtpReceiver(_config())
-    assert rx.receive(_audio(100), NAT, 0.0) == [PacketDropped(DropReason.PROBATION)]
-    events = rx.receive(_audio(101), NAT, 0.02)
-    assert events[0] == SourceLatched(NAT)
-    assert isinstance(events[1], AudioFrame)
-    assert rx.source == NAT
+    out = _stream(rx, NAT_SAME_HOST, range(100, 109))  # 9 packets: still on probation
+    assert out == [PacketDropped(DropReason.PROBATION)] * 9
+    out = rx.receive(_audio(109), NAT_SAME_HOST, 0.18)
+    assert out[0] == SourceLatched(NAT_SAME_HOST)
+    assert isinstance(out[1], AudioFrame)
+    assert rx.source == NAT_SAME_HOST
     # ... and only once: the signalled address is now the wrong source.
-    assert rx.receive(_audio(102), REMOTE, 0.04) == [PacketDropped(DropReason.WRONG_SOURCE)]
+    assert rx.receive(_audio(102), REMOTE, 0.2) == [PacketDropped(DropReason.WRONG_SOURCE)]
+
+
+def test_a_burst_does_not_shorten_probation() -> None:
+    rx = RtpReceiver(_config())
+    for seq in range(50):  # 50 packets in sequence, all within 49 ms
+        assert rx.receive(_audio(seq), NAT_SAME_HOST, seq * 0.001) == [
+            PacketDropped(DropReason.PROBATION)
+        ]
+    assert isinstance(rx.receive(_audio(50), NAT_SAME_HOST, 0.2)[0], SourceLatched)
+
+
+def test_another_host_latches_only_when_it_is_a_latch_host() -> None:
+    rx = RtpReceiver(_config())
+    out = _stream(rx, NAT, range(100, 130))
+    assert out == [PacketDropped(DropReason.WRONG_SOURCE)] * 30
+    assert rx.source is None
+    behind_nat = RtpReceiver(_config(latch_hosts=frozenset({NAT[0]})))
+    out = _stream(behind_nat, NAT, range(100, 110))
+    assert SourceLatched(NAT) in out and behind_nat.source == NAT
+
+
+def test_the_sdp_address_wins_over_a_candidate_on_probation() -> None:
+    rx = RtpReceiver(_config())
+    _stream(rx, NAT_SAME_HOST, range(100, 105))
+    assert isinstance(rx.receive(_audio(7), REMOTE, 0.1)[0], AudioFrame)
+    out = _stream(rx, NAT_SAME_HOST, range(105, 140), t0=0.12)
+    assert out == [PacketDropped(DropReason.WRONG_SOURCE)] * 35
+    assert rx.source == REMOTE
 
 
 def test_latching_refuses_events_odd_lengths_and_broken_sequences() -> None:
     rx = RtpReceiver(_config())
-    assert rx.receive(_event(1, 0), NAT, 0.0) == [PacketDropped(DropReason.PROBATION)]
-    odd = RtpPacket(0, 2, 320, SSRC, b"\xff" * 77).serialize()
-    assert rx.receive(odd, NAT, 0.0) == [PacketDropped(DropReason.PROBATION)]
-    assert rx.receive(_audio(10), NAT, 0.0) == [PacketDropped(DropReason.PROBATION)]
-    assert rx.receive(_audio(12), NAT, 0.0) == [PacketDropped(DropReason.PROBATION)]
-    assert rx.receive(_audio(13, ssrc=7), NAT, 0.0) == [PacketDropped(DropReason.PROBATION)]
+    src = NAT_SAME_HOST
+    t = 0.0
+    for seq in range(9):
+        rx.receive(_audio(seq), src, t)
+        t += 0.02
+    # A telephone-event in the middle restarts probation: nothing in progress at latching.
+    assert rx.receive(_event(9, 0), src, t) == [PacketDropped(DropReason.PROBATION)]
+    assert rx.receive(_audio(10), src, t + 0.02) == [PacketDropped(DropReason.PROBATION)]
+    odd = RtpPacket(0, 11, 320, SSRC, b"\xff" * 77).serialize()
+    assert rx.receive(odd, src, t + 0.04) == [PacketDropped(DropReason.PROBATION)]
+    out = _stream(rx, src, range(20, 40, 2), t0=t + 0.06)  # gaps in the sequence
+    assert out == [PacketDropped(DropReason.PROBATION)] * 10
+    out = _stream(rx, src, range(40, 45), t0=t + 0.3)
+    out += _stream(rx, src, range(45, 50), t0=t + 0.4, ssrc=7)  # another SSRC
+    assert out == [PacketDropped(DropReason.PROBATION)] * 10
     assert rx.source is None
-    assert isinstance(rx.receive(_audio(14, ssrc=7), NAT, 0.0)[0], SourceLatched)
+    out = _stream(rx, src, range(50, 56), t0=t + 0.5, ssrc=7)
+    assert SourceLatched(src) in out
+
+
+def test_two_streams_claiming_the_call_means_nobody_latches() -> None:
+    rx = RtpReceiver(_config())
+    other = (REMOTE[0], 50004)
+    out: list[ReceiveEvent] = []
+    for i in range(40):  # interleaved: the real far end behind NAT and a forger
+        out += rx.receive(_audio(100 + i), NAT_SAME_HOST, i * 0.02)
+        out += rx.receive(_audio(900 + i, ssrc=1), other, i * 0.02 + 0.01)
+    assert not any(isinstance(e, SourceLatched) for e in out)
+    assert rx.stats.dropped(DropReason.CONTESTED) > 0
+    # Once one of them has gone quiet for a probation window the other may latch.
+    out = _stream(rx, NAT_SAME_HOST, range(140, 160), t0=0.8)
+    assert SourceLatched(NAT_SAME_HOST) in out
 
 
 def test_without_latching_only_the_signalled_address_counts() -> None:
     rx = RtpReceiver(_config(latching=False))
-    for seq in range(5):
-        assert rx.receive(_audio(seq), NAT, 0.0) == [PacketDropped(DropReason.WRONG_SOURCE)]
+    out = _stream(rx, NAT_SAME_HOST, range(40))
+    assert out == [PacketDropped(DropReason.WRONG_SOURCE)] * 40
 
 
-def test_unknown_remote_latches_on_the_first_consistent_stream() -> None:
+def test_unknown_remote_latches_only_from_a_latch_host() -> None:
     rx = RtpReceiver(_config(remote=None))
-    rx.receive(_audio(1), NAT, 0.0)
-    assert isinstance(rx.receive(_audio(2), NAT, 0.0)[0], SourceLatched)
+    assert SourceLatched(NAT) not in _stream(rx, NAT, range(20))
+    rx = RtpReceiver(_config(remote=None, latch_hosts=frozenset({NAT[0]})))
+    assert SourceLatched(NAT) in _stream(rx, NAT, range(20))
+
+
+def test_events_count_only_from_the_source_and_its_ssrc() -> None:
+    rx = RtpReceiver(_config())
+    rx.receive(_audio(1), REMOTE, 0.0)
+    forged = RtpPacket(101, 2, 320, 0xBAD, TelephoneEvent(1, True, 10, 480).serialize())
+    assert rx.receive(forged.serialize(), REMOTE, 0.02) == [PacketDropped(DropReason.WRONG_SSRC)]
+    assert rx.receive(_event(3, 320, end=True), STRANGER, 0.04) == [
+        PacketDropped(DropReason.WRONG_SOURCE)
+    ]
+    assert rx.receive(_event(4, 320, end=True), NAT_SAME_HOST, 0.06) == [
+        PacketDropped(DropReason.WRONG_SOURCE)
+    ]
+    out = rx.receive(_event(5, 640, end=True), REMOTE, 0.08)
+    assert [e.digit.char for e in out if isinstance(e, DigitReceived)] == ["1"]
+    assert rx.stats.dropped(DropReason.WRONG_SSRC) == 1
+    assert rx.stats.dropped(DropReason.WRONG_SOURCE) == 2
 
 
 def test_set_remote_starts_over() -> None:

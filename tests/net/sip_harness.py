@@ -98,6 +98,7 @@ async def user_agent(
     user: str = "voipalert",
     password: str | None = None,
     register_expires: int = 600,
+    trust_testbed: bool = True,
 ) -> AsyncIterator[Harness]:
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
     port = free_port(kind)
@@ -110,7 +111,7 @@ async def user_agent(
         password=password if password is not None else testbed.users[user],
         registrar=SipUri(host=testbed.host, port=testbed.port),
         register_expires=register_expires,
-        trusted_hosts=frozenset({testbed.host}),
+        trusted_hosts=frozenset({testbed.host}) if trust_testbed else None,
     )
     agent = UserAgent(config, rng=random.Random())
     harness: Harness | None = None

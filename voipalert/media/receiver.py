@@ -1,20 +1,43 @@
 """What to do with each datagram arriving on a call's RTP port (sans-IO).
 
-Rules (SIP-CHECKLIST §4.7, RFC 3550):
+An acknowledgement stops an escalation, so the receiver decides *who* may speak before it
+decides what was said. Without SRTP nothing in a packet proves its origin; what we can
+check is where it comes from, whether it looks like one continuous stream, and when it
+arrives. The rules, with RFC 3550 §8.2, RFC 4961 and RFC 7362 in mind:
 
+* Before answer nothing counts. The port is bound before the INVITE leaves, so packets
+  sprayed at it wait in the socket buffer; the session discards them when it attaches at
+  answer time (``net.rtp_socket``), they never reach this receiver.
 * Anything that does not parse as RTP, or carries a payload type we did not negotiate, is
   dropped and counted; nothing a datagram holds can raise out of ``receive``.
-* Media is accepted only from one source. Before anything arrived that is the address of
-  the SDP answer. A packet from that address fixes the source at once; with ``latching`` on,
-  a packet from another address (the far end behind NAT) fixes it only after
-  ``PROBATION_PACKETS`` audio packets in sequence with one SSRC and a plausible length
-  (RFC 3550 A.1's probation, and "only if SSRC, PT and length are consistent"). The source
-  is fixed once; afterwards every other address is "wrong source". ``set_remote`` (a
-  re-INVITE) starts over.
+* The address and port of the SDP answer is the expected source (symmetric RTP, RFC 4961:
+  the far end sends from where it receives). Its first valid packet fixes the source for
+  good; every other address is then "wrong source".
+* Latching (RFC 7362) is the exception for a far end behind NAT, whose packets come from
+  another port or address than its SDP says. Because latching is exactly what a media
+  hijacker exploits (RFC 7362's security considerations), a candidate must earn it:
+
+  - latching is on (``latching=False`` means only the SDP address ever counts);
+  - the SDP address has stayed silent (once it spoke, the source is fixed);
+  - the candidate's host is the SDP host or one of ``latch_hosts`` (the signalling peer):
+    a stranger elsewhere on the network can never latch;
+  - the candidate passes probation (RFC 3550 §8.2 / A.1): ``probation_packets`` audio
+    packets in sequence with one SSRC and a plausible G.711 length, spread over at least
+    ``probation_seconds``; a gap, another SSRC or a telephone-event restarts it (so a
+    digit can never be in progress while a source is being admitted);
+  - no other candidate is on probation at the same time: two streams claiming the same
+    call mean one is forged, and we cannot tell which, so nobody latches (contested).
+
+* A telephone-event (RFC 4733) counts only from the accepted source *and* its current
+  SSRC (the SSRC of the source's audio, RFC 4733 §2.1: events share the audio's SSRC).
 * Per SSRC: RFC 3550 A.1 sequence tracking (cycles, loss), A.8 interarrival jitter on audio
   packets. A new SSRC from the source (re-INVITE, a PBX bridging another leg) resets it.
 * Audio goes to the caller decoded, but only packets that advance the sequence: a late or
   duplicated packet would splice old audio into the in-band detector's input.
+* Every refused packet is counted by reason; the adapter logs refused sources
+  (rate-limited). ``set_remote`` (a re-INVITE) starts the admission over.
+
+Time comes in as an argument (``now``, monotonic seconds): no clock is read here.
 """
 
 from __future__ import annotations
@@ -34,7 +57,12 @@ from voipalert.media.rtp import SEQ_MOD, RtpPacket, seq_diff
 
 Address = tuple[str, int]
 
-PROBATION_PACKETS: Final = 2
+# Probation for latching (RFC 3550 §8.2 / A.1): 10 packets over at least 0.18 s (a
+# continuous 20 ms stream), long enough that the far end's own audio from its SDP address
+# arrives first when it is not behind NAT.
+PROBATION_PACKETS: Final = 10
+PROBATION_SECONDS: Final = 0.18
+MAX_CANDIDATES: Final = 8
 MAX_DROPOUT: Final = 3000  # RFC 3550 A.1
 MAX_MISORDER: Final = 100
 # Plausible G.711 frames for latching: 10 ms steps up to 60 ms (RFC 3551 §4.5).
@@ -48,6 +76,8 @@ class DropReason(enum.Enum):
     UNKNOWN_PAYLOAD_TYPE = "unknown-payload-type"
     BAD_EVENT = "bad-telephone-event"
     PROBATION = "probation"
+    CONTESTED = "contested-latching"
+    WRONG_SSRC = "wrong-ssrc"
     LATE = "late-or-duplicate"
 
 
@@ -92,6 +122,10 @@ class ReceiverConfig:
     remote: Address | None
     latching: bool = True
     clock_rate: int = g711.SAMPLE_RATE_HZ
+    latch_hosts: frozenset[str] = frozenset()
+    """Hosts besides the SDP host a NAT'd far end may latch from (the signalling peer)."""
+    probation_packets: int = PROBATION_PACKETS
+    probation_seconds: float = PROBATION_SECONDS
 
 
 @dataclass(slots=True)
@@ -151,6 +185,17 @@ class _Sequence:
         return self.cycles + self.max_seq - self.base + 1
 
 
+@dataclass(slots=True)
+class _Candidate:
+    """A source on probation for latching."""
+
+    ssrc: int
+    next_seq: int
+    first_at: float
+    last_at: float
+    count: int = 1
+
+
 class RtpReceiver:
     """Validates, filters and accounts the packets of one call's incoming RTP stream."""
 
@@ -160,8 +205,8 @@ class RtpReceiver:
         self.events = EventReceiver()
         self._remote = config.remote
         self._source: Address | None = None
-        self._candidate: tuple[Address, int, int] | None = None  # address, ssrc, next seq
-        self._candidate_count = 0
+        self._source_ssrc: int | None = None
+        self._candidates: dict[Address, _Candidate] = {}
         self._ssrc: int | None = None
         self._seq: _Sequence | None = None
         self._lost_base = 0  # loss of previous SSRCs
@@ -174,7 +219,8 @@ class RtpReceiver:
 
     def set_remote(self, remote: Address | None) -> None:
         """New SDP answer (re-INVITE): media may come from somewhere else now."""
-        self._remote, self._source, self._candidate = remote, None, None
+        self._remote, self._source, self._source_ssrc = remote, None, None
+        self._candidates.clear()
 
     def receive(self, data: bytes, src: Address, now: float) -> list[ReceiveEvent]:
         """One datagram from ``src`` at monotonic time ``now`` (seconds)."""
@@ -191,12 +237,17 @@ class RtpReceiver:
             return [self._drop(DropReason.UNKNOWN_PAYLOAD_TYPE)]
         out: list[ReceiveEvent] = []
         if self._source != src:
-            verdict = self._admit(packet, src, is_audio)
+            verdict = self._admit(packet, src, is_audio, now)
             if isinstance(verdict, PacketDropped):
                 self._count(verdict.reason)
                 return [verdict]
             if verdict is not None:
                 out.append(verdict)
+        if is_audio or self._source_ssrc is None:
+            self._source_ssrc = packet.ssrc
+        elif packet.ssrc != self._source_ssrc:
+            # An event under another SSRC than the source's audio: not the far end's key.
+            return [self._drop(DropReason.WRONG_SSRC)]
         advanced, lost = self._account(packet)
         self.stats.packets += 1
         self.stats.octets += len(packet.payload)
@@ -215,33 +266,71 @@ class RtpReceiver:
         pcm = g711.decode(self.config.codec, packet.payload)
         return AudioFrame(pcm, packet.ssrc, packet.sequence_number, packet.timestamp, lost)
 
-    def _admit(self, packet: RtpPacket, src: Address, is_audio: bool) -> ReceiveEvent | None:
+    def _admit(
+        self, packet: RtpPacket, src: Address, is_audio: bool, now: float
+    ) -> ReceiveEvent | None:
         """Decide about a packet from an address that is not (yet) the source."""
         if self._source is not None:
             return PacketDropped(DropReason.WRONG_SOURCE)
         if src == self._remote:
-            self._source = src
+            # The SDP address spoke: it is the source, and nobody else can latch any more.
+            self._source, self._candidates = src, {}
             return None
-        if not self.config.latching:
+        if not self.config.latching or not self._may_latch_from(src[0]):
             return PacketDropped(DropReason.WRONG_SOURCE)
+        candidate = self._probation(packet, src, is_audio, now)
+        if candidate is None or not self._probation_passed(candidate, now):
+            return PacketDropped(DropReason.PROBATION)
+        if self._contested(src, now):
+            return PacketDropped(DropReason.CONTESTED)
+        self._source, self._source_ssrc, self._candidates = src, packet.ssrc, {}
+        return SourceLatched(src)
+
+    def _may_latch_from(self, host: str) -> bool:
+        remote = self._remote
+        return (remote is not None and host == remote[0]) or host in self.config.latch_hosts
+
+    def _probation(
+        self, packet: RtpPacket, src: Address, is_audio: bool, now: float
+    ) -> _Candidate | None:
+        """Track ``src``'s stream; the candidate if this packet continues it, else None."""
         plausible = (
             is_audio
             and 0 < len(packet.payload) <= _MAX_FRAME
             and len(packet.payload) % _FRAME_STEP == 0
         )
-        if not plausible:
-            return PacketDropped(DropReason.PROBATION)
         seq = packet.sequence_number
-        candidate = self._candidate
-        if candidate is not None and candidate == (src, packet.ssrc, seq):
-            self._candidate_count += 1
-        else:
-            self._candidate_count = 1
-        self._candidate = (src, packet.ssrc, (seq + 1) % SEQ_MOD)
-        if self._candidate_count < PROBATION_PACKETS:
-            return PacketDropped(DropReason.PROBATION)
-        self._source, self._candidate = src, None
-        return SourceLatched(src)
+        candidate = self._candidates.get(src)
+        if not plausible:
+            # Events or odd lengths restart probation: no key press can be in progress
+            # when a source is admitted.
+            self._candidates.pop(src, None)
+            return None
+        if candidate is not None and (candidate.ssrc, candidate.next_seq) == (packet.ssrc, seq):
+            candidate.count += 1
+            candidate.next_seq = (seq + 1) % SEQ_MOD
+            candidate.last_at = now
+            return candidate
+        if candidate is None and len(self._candidates) >= MAX_CANDIDATES:
+            oldest = min(self._candidates, key=lambda a: self._candidates[a].last_at)
+            del self._candidates[oldest]
+        self._candidates[src] = _Candidate(packet.ssrc, (seq + 1) % SEQ_MOD, now, now)
+        return None
+
+    def _probation_passed(self, candidate: _Candidate, now: float) -> bool:
+        cfg = self.config
+        return (
+            candidate.count >= cfg.probation_packets
+            and now - candidate.first_at >= cfg.probation_seconds
+        )
+
+    def _contested(self, src: Address, now: float) -> bool:
+        """Another address sent a plausible stream within the probation window."""
+        window = self.config.probation_seconds
+        return any(
+            address != src and now - other.last_at <= window
+            for address, other in self._candidates.items()
+        )
 
     def _account(self, packet: RtpPacket) -> tuple[bool, int]:
         """RFC 3550 A.1 bookkeeping; (advances the sequence, packets lost just before)."""

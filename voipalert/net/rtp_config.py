@@ -28,6 +28,9 @@ class RtpSessionConfig:
     latching: bool = True
     inband_dtmf: bool = True
     dtmf_window_s: float = 0.5
+    latch_hosts: frozenset[str] = frozenset()
+    """Hosts besides the SDP host a far end behind NAT may latch from: the host the
+    call's SIP signalling came from (see ``media.receiver``)."""
 
 
 @dataclass(slots=True)
@@ -40,6 +43,8 @@ class SenderStats:
     bad_info_digits: int = 0
     transport_errors: int = 0
     rtcp_packets_received: int = 0
+    drained_before_answer: int = 0
+    """Datagrams queued on the ports before the call was answered, discarded unread."""
 
 
 def normalise_address(addr: tuple[object, ...]) -> Address:

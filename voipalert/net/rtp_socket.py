@@ -1,8 +1,14 @@
 """One call's RTP session on an asyncio datagram socket.
 
 * Symmetric RTP (RFC 4961): packets leave from the socket they arrive on, to the address of
-  the SDP answer until the far end's media fixes the source (``media.receiver`` decides,
-  latching per SIP-CHECKLIST §4.7); from then on to that source.
+  the SDP answer until the far end's media fixes the source (``media.receiver`` decides:
+  the SDP address, or a latched NAT source after probation); from then on to that source.
+* Admission starts at answer: the ports are bound before the INVITE leaves, so whatever
+  anyone sprayed at them before the call was answered waits in the socket buffers. The
+  session is opened on answer and discards that backlog unread (counted in
+  ``stats.drained_before_answer``) before it attaches its protocol.
+* Refused sources (wrong address, probation, contested latching, wrong SSRC) are counted by
+  the receiver and logged here, at most once per ``REJECT_LOG_INTERVAL`` per call.
 * Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; a stall skips
   slots and never bursts; the RTP timestamp keeps counting sampling time.
 * A play queue: the prompt, then G.711 silence until the call ends (PBX media timeouts hang
@@ -34,6 +40,8 @@ from voipalert.media.receiver import (
     Address,
     AudioFrame,
     DigitReceived,
+    DropReason,
+    PacketDropped,
     ReceiverConfig,
     ReceiverStats,
     RtpReceiver,
@@ -53,6 +61,13 @@ from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
 log = logging.getLogger("voipalert.net.rtp")
 
 MAX_CACHED_ADDRESSES: Final = 16
+# A socket buffer holds a few hundred datagrams (rmem_default ~208 KiB); the bound only
+# keeps a spray that goes on during the drain from holding the loop.
+MAX_DRAINED: Final = 4096
+REJECT_LOG_INTERVAL: Final = 10.0
+_REFUSALS: Final = frozenset(
+    {DropReason.WRONG_SOURCE, DropReason.PROBATION, DropReason.CONTESTED, DropReason.WRONG_SSRC}
+)
 
 __all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
@@ -84,6 +99,7 @@ class RtpSession:
                 telephone_event_pt=config.telephone_event_pt,
                 remote=self._dest,
                 latching=config.latching,
+                latch_hosts=frozenset(normalise_address((h, 0))[0] for h in config.latch_hosts),
             )
         )
         self._inbox = DigitInbox(
@@ -100,6 +116,8 @@ class RtpSession:
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
         self._sending = True
+        self._reject_logged_at: float | None = None
+        self._rejected_since_log = 0
         self.stats = SenderStats()
         self.last_error: OSError | None = None
 
@@ -143,6 +161,11 @@ class RtpSession:
         return session
 
     async def _attach(self, ports: RtpPorts) -> None:
+        # Nothing received before answer counts (media.receiver): discard the backlog.
+        drained = _drain(ports.rtp) + _drain(ports.rtcp)
+        self.stats.drained_before_answer = drained
+        if drained:
+            log.info("discarded %d RTP/RTCP datagrams that arrived before answer", drained)
         loop = self._loop
         self._transport, _ = await loop.create_datagram_endpoint(
             lambda: _RtpProtocol(self), sock=ports.rtp
@@ -316,8 +339,27 @@ class RtpSession:
             elif isinstance(event, DigitReceived):
                 self._key(event.digit.char, DtmfSource.RFC4733)
             elif isinstance(event, SourceLatched):
-                log.info("RTP source latched to %s:%d", *event.address)
+                log.info("RTP source latched to %s:%d (NAT)", *event.address)
                 self._dest = event.address
+            elif isinstance(event, PacketDropped) and event.reason in _REFUSALS:
+                self._refused(source, event.reason, now)
+
+    def _refused(self, source: Address, reason: DropReason, now: float) -> None:
+        # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).
+        self._rejected_since_log += 1
+        last = self._reject_logged_at
+        if last is not None and now - last < REJECT_LOG_INTERVAL:
+            return
+        fixed = self._receiver.source
+        # Probation is the normal start of a NAT'd far end's stream: not a warning.
+        level = logging.INFO if reason is DropReason.PROBATION else logging.WARNING
+        log.log(
+            level,
+            "RTP from %s:%d refused (%s); %d refused since the last report, source %s",
+            source[0], source[1], reason.value, self._rejected_since_log,
+            f"{fixed[0]}:{fixed[1]}" if fixed else "not fixed",
+        )  # fmt: skip
+        self._reject_logged_at, self._rejected_since_log = now, 0
 
     def _error(self, exc: OSError) -> None:
         # Linux reports no ICMP errors on an unconnected UDP socket; what arrives here are
@@ -362,6 +404,18 @@ class RtpSession:
             if transport is not None:
                 transport.close()
         await asyncio.sleep(0)  # let connection_lost run
+
+
+def _drain(sock: socket.socket) -> int:
+    """Read and discard what is queued on the non-blocking ``sock``; how many."""
+    for count in range(MAX_DRAINED):
+        try:
+            sock.recv(1)
+        except (BlockingIOError, InterruptedError):
+            return count
+        except OSError:
+            continue  # a queued ICMP error (ECONNREFUSED...) is consumed like a datagram
+    return MAX_DRAINED
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):

@@ -1,4 +1,4 @@
-"""The asyncio side of the SIP user agent: sockets and one timer (STYLE.md rule 1).
+"""The asyncio side of the SIP user agent: sockets and one timer.
 
 Modelled on aioquic's ``asyncio/protocol.py``: after every input (datagram, stream bytes,
 timer, transport error, command) the endpoint drains the agent's events to ``on_event``,
@@ -8,10 +8,19 @@ deadline. The agent never sees a socket and the endpoint never interprets SIP.
 * UDP: one socket, bound to ``bind``; we send from the port we listen on (symmetric
   signalling, so ``rport`` works). ICMP errors surface in ``error_received``: they are
   reported to the agent as a transport failure of the destination we last sent to
-  (STYLE.md pitfall 12).
+  (a dead destination must fail fast, not after Timer B/F).
 * TCP: a listener on ``bind`` (Kamailio opens a *new* connection to our Contact, as
-  TESTBED-NOTES measured) and one outbound connection per destination, framed by
+  measured against the testbed) and one outbound connection per destination, framed by
   ``StreamFramer``. A broken connection fails the transactions on it (RFC 3261 §18).
+* Inbound connections are bounded (``ConnectionLimits``), because each one holds a file
+  descriptor and anyone who can reach the port can open them: a connection that carried
+  no complete SIP message for ``idle_timeout`` is closed (a slow or silent peer, CRLF
+  keep-alives alone do not count); one peer host holds at most ``per_peer`` connections
+  and everybody together ``total``, where ``total`` stays well under RLIMIT_NOFILE (read,
+  and the soft limit raised to the hard one, at start). At a cap the stalest connection
+  of that peer (or of all) is dropped for the new one: a connection that never carried a
+  message goes first, so a flood of idle sockets cannot lock the PBX out. TLS has no
+  listener here (we hold no server certificate): TLS connections are the ones we open.
 """
 
 from __future__ import annotations
@@ -20,10 +29,13 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import resource
 import socket
 import ssl
 import sys
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -36,6 +48,48 @@ from voipalert.sip.message import Request, Response
 
 log = logging.getLogger("voipalert.sip")
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
+# File descriptors kept out of the connection budget: the database, RTP sockets (two per
+# call), the HTTP server's connections, log files, the event loop's own.
+FD_RESERVE: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Bounds on inbound SIP TCP connections (see the module docstring)."""
+
+    idle_timeout: float = 60.0
+    """Seconds an inbound connection may go without a complete SIP message."""
+    per_peer: int = 32
+    total: int = 1000
+    """Upper bound; at start it is lowered to half the descriptors RLIMIT_NOFILE leaves."""
+
+
+def raise_nofile_limit() -> int:
+    """Raise RLIMIT_NOFILE's soft limit to the hard limit (once per process is enough; a
+    second call changes nothing) and return the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %s: %s", soft, hard, exc)
+            return soft
+        log.info("open-file limit (RLIMIT_NOFILE) raised from %d to %s", soft, _show(hard))
+        soft = hard
+    return soft
+
+
+def connection_budget(limits: ConnectionLimits, nofile: int) -> int:
+    """How many inbound connections fit well under ``nofile`` descriptors."""
+    if nofile == resource.RLIM_INFINITY:
+        return limits.total
+    return max(8, min(limits.total, (nofile - FD_RESERVE) // 2))
+
+
+def _show(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+
 EventHandler = Callable[[SipEvent], None]
 WireTrace = Callable[[str, bytes, Address], None]
 wire_log = logging.getLogger("voipalert.sip.wire")
@@ -43,7 +97,7 @@ wire_log = logging.getLogger("voipalert.sip.wire")
 
 def log_wire(direction: str, data: bytes, peer: Address) -> None:
     """The default trace: every message at DEBUG on ``voipalert.sip.wire``. Credentials
-    are never logged (SIP-CHECKLIST §4.9): digest responses are masked."""
+    are never logged: digest responses are masked."""
     if wire_log.isEnabledFor(logging.DEBUG):
         text = data.decode("utf-8", "replace")
         lines = [
@@ -61,6 +115,7 @@ class SipEndpoint:
     def __init__(
         self, agent: UserAgent, bind: Address, on_event: EventHandler,
         trace: WireTrace = log_wire, tls: ssl.SSLContext | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:  # fmt: skip
         self.agent = agent
         self._trace = trace
@@ -81,6 +136,13 @@ class SipEndpoint:
         self._resolved: dict[str, str] = {}
         self._last_destination: Address | None = None
         self._closed = False
+        self.limits = limits if limits is not None else ConnectionLimits()
+        self.max_inbound = self.limits.total
+        self._inbound: dict[_StreamProtocol, None] = {}  # insertion order: oldest first
+        self._inbound_by_host: Counter[str] = Counter()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._evicted_logged_at: float | None = None
+        self.stats: Counter[str] = Counter()
 
     @property
     def transport_name(self) -> str:
@@ -99,14 +161,24 @@ class SipEndpoint:
             # connection we registered on (Asterisk does this; RFC 5626 flows).
             pass
         else:
+            nofile = raise_nofile_limit()
+            self.max_inbound = connection_budget(self.limits, nofile)
+            log.info(
+                "SIP TCP: open-file limit %s, at most %d inbound connections (%d per peer), "
+                "closed after %.0f s without a message",
+                _show(nofile), self.max_inbound, self.limits.per_peer, self.limits.idle_timeout,
+            )  # fmt: skip
             self._server = await self._loop.create_server(
                 lambda: _StreamProtocol(self, None), host, port
             )
+            self._arm_sweeper()
 
     async def close(self) -> None:
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for task in list(self._connecting.values()):
             task.cancel()
         for task in list(self._connecting.values()):
@@ -225,13 +297,72 @@ class SipEndpoint:
             protocol.write(data)
 
     def stream_made(self, key: Address, stream: _StreamProtocol) -> None:
+        if not stream.outbound:
+            self._admit_stream(key[0], stream)
         self._streams[key] = stream
 
     def stream_lost(self, key: Address, stream: _StreamProtocol, outbound: bool) -> None:
         if self._streams.get(key) is stream:
             del self._streams[key]
+        if stream in self._inbound:
+            del self._inbound[stream]
+            self._inbound_by_host[key[0]] -= 1
+            if self._inbound_by_host[key[0]] <= 0:
+                del self._inbound_by_host[key[0]]
         if outbound and not self._closed:
             self.failed(key)
+
+    # ------------------------------------------------------------ connection limits
+
+    @property
+    def inbound_connections(self) -> int:
+        return len(self._inbound)
+
+    def _admit_stream(self, host: str, stream: _StreamProtocol) -> None:
+        """Make room for a new inbound connection: the stalest one of the same peer if it
+        is at its cap, else the stalest of all if the total is reached."""
+        self.stats["tcp_accepted"] += 1
+        if self._inbound_by_host[host] >= self.limits.per_peer:
+            self._evict([s for s in self._inbound if s.host == host])
+        elif len(self._inbound) >= self.max_inbound:
+            self._evict(list(self._inbound))
+        self._inbound[stream] = None
+        self._inbound_by_host[host] += 1
+
+    def _evict(self, candidates: list[_StreamProtocol]) -> None:
+        # Never carried a message first (oldest first), then the longest without one.
+        victim = min(candidates, key=lambda s: (s.last_message_at is not None, s.last_active))
+        self.stats["tcp_evicted"] += 1
+        self._forget_inbound(victim)
+        now = self._loop.time()
+        if self._evicted_logged_at is None or now - self._evicted_logged_at >= 60.0:
+            self._evicted_logged_at = now
+            log.warning(
+                "SIP TCP connection limit reached (%d total, %d per peer): dropped the "
+                "stalest connection from %s:%s (%d dropped so far)",
+                self.max_inbound, self.limits.per_peer, *victim.key, self.stats["tcp_evicted"],
+            )  # fmt: skip
+
+    def _forget_inbound(self, stream: _StreamProtocol) -> None:
+        # abort(), not close(): the descriptor is released now, not after a flush.
+        self.stream_lost(stream.key, stream, outbound=False)
+        stream.abort()
+
+    def _arm_sweeper(self) -> None:
+        interval = max(0.05, min(self.limits.idle_timeout / 4, 5.0))
+        self._sweeper = self._loop.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        if self._closed:
+            return
+        deadline = self._loop.time() - self.limits.idle_timeout
+        idle = [s for s in self._inbound if s.last_active <= deadline]
+        for stream in idle:
+            self.stats["tcp_idle_closed"] += 1
+            self._forget_inbound(stream)
+        if idle:
+            log.debug("closed %d idle inbound SIP connections", len(idle))
+        self._arm_sweeper()
 
     def datagram_error(self, exc: Exception) -> None:
         """An ICMP error came back. Linux keeps, with IP_RECVERR, the destination each one
@@ -313,6 +444,21 @@ class _StreamProtocol(asyncio.Protocol):
         self._key: Address = key if key is not None else ("", 0)
         self._framer = StreamFramer()
         self._transport: asyncio.Transport | None = None
+        self.last_active = endpoint._loop.time()
+        """When the connection opened or last carried a complete SIP message."""
+        self.last_message_at: float | None = None
+
+    @property
+    def outbound(self) -> bool:
+        return self._outbound
+
+    @property
+    def key(self) -> Address:
+        return self._key
+
+    @property
+    def host(self) -> str:
+        return self._key[0]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -339,6 +485,7 @@ class _StreamProtocol(asyncio.Protocol):
                 if event.ping:
                     self.write(PONG)  # RFC 5626 §3.5.1
                 continue
+            self.last_active = self.last_message_at = self._endpoint._loop.time()
             self._endpoint.received_message(event, self._key)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -352,9 +499,13 @@ class _StreamProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
 
 def client_tls_context(ca_file: Path | None, verify: bool = True) -> ssl.SSLContext:
-    """TLS for SIP (RFC 3261 §26.3.1, SIP-CHECKLIST §4.11): the system CA store or a
+    """TLS for SIP (RFC 3261 §26.3.1): the system CA store or a
     private CA bundle (self-hosted PBXs), certificate and host name checked, TLS 1.2 or
     newer. ``verify=False`` is for a lab only and is logged as such."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)

@@ -1,19 +1,37 @@
-"""The user agent façade: bytes and time in, bytes, timers and events out (STYLE.md §3.1).
+"""The user agent façade: bytes and time in, bytes, timers and events out (a sans-IO core).
 
 The asyncio adapter (``voipalert.net``) calls ``receive``/``handle_timer``/
 ``transport_failed`` and after each one drains ``messages_to_send()`` and ``next_event()``
 and re-arms one timer at ``get_timer()``. Nothing here raises on what the network sends:
 malformed datagrams are dropped and counted, malformed requests answered 400 when they
-have a usable Via (STYLE.md pitfall 11).
+have a usable Via.
 
 Matching (RFC 3261 §17.1.3, §17.2.3): a response goes to the client transaction with its
 top Via branch and CSeq method, after checking the Via is ours (§18.1.2); a request to the
 server transaction with its branch, sent-by and method (ACK matching INVITE); requests
 inside a dialog to the call whose Call-ID and tags they carry.
+
+Admission (every request, before any state is kept). Without TLS, Call-ID and tags are
+visible to anyone who can see the traffic, so they prove nothing about the sender:
+
+* A request inside one of our dialogs (BYE, INFO digits, re-INVITE, ACK with an SDP
+  answer) is accepted only from the dialog's peers: the hosts of its route set (RFC 3261
+  §12.1.2), of its remote target and of the first hop we sent the INVITE to, or a
+  configured trusted PBX host. From anywhere else it is dropped silently and counted
+  (``untrusted_in_dialog``): a sniffed-Call-ID INFO from another host acknowledges nothing,
+  a forged BYE ends nothing, a forged re-INVITE moves no media.
+* Any other request (no To-tag, or tags that match no dialog of ours) goes through the
+  trusted-host check and a token bucket, one for the peers and one for strangers.
+* Server transactions are bounded per source: a stranger holds at most
+  ``max_server_transactions_per_source`` and all strangers together half the table, so a
+  flood can never take the slot the PBX's BYE needs.
+* A retransmission matches its transaction only from the transaction's own source: a
+  stranger cannot make us resend responses to the PBX.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -22,7 +40,7 @@ from voipalert.sip import uas
 from voipalert.sip.call import Call, CallState
 from voipalert.sip.config import UAConfig
 from voipalert.sip.core import TxFailure, TxUser
-from voipalert.sip.dialog import Address, ack_for_failure, our_contact
+from voipalert.sip.dialog import Address, ack_for_failure, address_of, our_contact
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import (
     CallId,
@@ -45,7 +63,7 @@ from voipalert.sip.transaction import (
     response_input,
     tu_response_input,
 )
-from voipalert.sip.uri import SipUri
+from voipalert.sip.uri import SipUri, Uri
 
 ClientKey = tuple[str, str]
 ServerKey = tuple[str, str, str]
@@ -88,7 +106,7 @@ class _Retransmit2xx:
 
 @dataclass(slots=True)
 class _Bucket:
-    """Token bucket for out-of-dialog requests (scanners flood; SIP-CHECKLIST §4.14)."""
+    """Token bucket for out-of-dialog requests (scanners flood the SIP port)."""
 
     rate: float
     tokens: float
@@ -116,8 +134,11 @@ class UserAgent:
         self._registration: Registration | None = None
         self._out: list[Outbound] = []
         self._events: deque[SipEvent] = deque()
+        self._server_by_host: Counter[str] = Counter()
+        self._hosts_cache: dict[CallId, tuple[object, frozenset[str]]] = {}
         burst = max(1.0, 5 * config.unsolicited_per_second)
         self._bucket = _Bucket(config.unsolicited_per_second, burst, burst=burst)
+        self._peer_bucket = _Bucket(config.unsolicited_per_second, burst, burst=burst)
         self.stats: Counter[str] = Counter()
 
     # ------------------------------------------------------------ AgentServices
@@ -222,7 +243,7 @@ class UserAgent:
             if sctx.source == destination:
                 sctx.tx.handle(TxInput.TRANSPORT_ERROR, now)
                 if sctx.tx.terminated:
-                    del self._server[skey]
+                    self._forget_server(skey)
         if self._registration is not None:
             self._registration.transport_failed(now)
         self._note_ended(now)
@@ -237,7 +258,7 @@ class UserAgent:
             for _, actions in sctx.tx.handle_timer(now):
                 self._server_actions(sctx, actions)
             if sctx.tx.terminated:
-                del self._server[skey]
+                self._forget_server(skey)
         if self._registration is not None:
             self._registration.handle_timer(now)
         for call in list(self._calls.values()):
@@ -317,34 +338,122 @@ class UserAgent:
         method = "INVITE" if request.method == "ACK" else request.method
         key = (via.branch or "", via.sent_by, method)
         existing = self._server.get(key)
+        host = _canonical(source[0])
         if existing is not None:
+            if _canonical(existing.source[0]) != host:
+                self.stats["foreign_retransmission"] += 1  # not the transaction's sender
+                return
             event = TxInput.ACK if request.method == "ACK" else TxInput.REQUEST
             self._server_actions(existing, existing.tx.handle(event, now))
             return
-        if request.method == "ACK":
-            self._dialog_ack(request, now)
-            return
         call = self._call_in_dialog(request)
-        if call is None and request.to.tag is None and not self._admit(source, now):
+        if call is not None and not self._from_dialog_peer(call, host):
+            self.stats["untrusted_in_dialog"] += 1
             return
-        if len(self._server) >= self._config.max_server_transactions:
+        if request.method == "ACK":
+            self._dialog_ack(request, call)
+            return
+        if call is None and not self._admit(host, now):
+            return
+        if not self._room_for(host, in_dialog=call is not None):
             self.stats["overload"] += 1
             return
         kind = TxKind.SERVER_INVITE if request.method == "INVITE" else TxKind.SERVER_NON_INVITE
         tx = Transaction(kind, reliable=self._config.reliable, timers=self._config.timers, now=now)
         ctx = _ServerTx(tx, request, source)
         self._server[key] = ctx
+        self._server_by_host[host] += 1
         self._respond(ctx, self._answer(request, call, source, now), now)
 
-    def _admit(self, source: Address, now: float) -> bool:
+    def _admit(self, host: str, now: float) -> bool:
+        """Out-of-dialog requests (and tags matching no dialog): trusted hosts only, if
+        configured; then a token bucket, the peers' apart from the strangers'."""
         trusted = self._config.trusted_hosts
-        if trusted is not None and source[0] not in trusted:
+        if trusted is not None and host not in trusted:
             self.stats["untrusted"] += 1
             return False
-        if not self._bucket.take(now):
+        bucket = self._peer_bucket if host in self._peer_hosts() else self._bucket
+        if not bucket.take(now):
             self.stats["rate_limited"] += 1
             return False
         return True
+
+    def _room_for(self, host: str, *, in_dialog: bool) -> bool:
+        """Server transaction slots: the PBX, our dialogs' peers and requests admitted
+        into a dialog may use the whole table; one stranger a few, all strangers together
+        half (so the other half is always there for them)."""
+        config = self._config
+        if len(self._server) >= config.max_server_transactions:
+            return False
+        if in_dialog:
+            return True
+        peers = self._peer_hosts()
+        if host in peers:
+            return True
+        if self._server_by_host[host] >= config.max_server_transactions_per_source:
+            return False
+        strangers = sum(n for h, n in self._server_by_host.items() if h not in peers)
+        return strangers < config.max_server_transactions // 2
+
+    def _peer_hosts(self) -> frozenset[str]:
+        """The trusted hosts, the registrar and outbound proxy, the peers of every live
+        dialog: the hosts whose requests the table always has room for."""
+        config = self._config
+        peers = set(config.trusted_hosts or ())
+        for uri in (config.registrar, config.outbound_proxy):
+            if uri is not None:
+                peers.add(_canonical(uri.host))
+        for call in self._calls.values():
+            if not call.ended:
+                peers |= self._dialog_hosts(call)
+        return frozenset(peers)
+
+    def _dialog_hosts(self, call: Call) -> frozenset[str]:
+        """Who may send requests inside ``call``'s dialog: the first hop of the INVITE,
+        the route set and the remote target (RFC 3261 §12.1.2, §12.2.1.1)."""
+        dialog = call.dialog
+        cached = self._hosts_cache.get(call.call_id)
+        if cached is not None and cached[0] is dialog:
+            return cached[1]
+        hosts = self._peers_of(call)
+        self._hosts_cache[call.call_id] = (dialog, hosts)
+        return hosts
+
+    def _peers_of(self, call: Call) -> frozenset[str]:
+        config = self._config
+        uris: list[Uri] = [config.outbound_proxy or call.target]
+        if call.dialog is not None:
+            uris += [hop.uri for hop in call.dialog.route_set]
+            uris.append(call.dialog.remote_target)
+        hosts = set()
+        for uri in uris:
+            try:
+                hosts.add(_canonical(address_of(uri, config.transport)[0]))
+            except RemoteProtocolError:
+                continue  # a tel: or otherwise unroutable URI names no host
+        return frozenset(hosts)
+
+    def _from_dialog_peer(self, call: Call, host: str) -> bool:
+        trusted = self._config.trusted_hosts
+        if trusted is not None and host in trusted:
+            return True
+        peers = self._dialog_hosts(call)
+        if host in peers:
+            return True
+        if trusted is None and not any(_is_ip(peer) for peer in peers):
+            # Every peer is a DNS name (the core resolves nothing) and no trusted host is
+            # configured: nothing to compare with. Accepted, and counted so it shows.
+            self.stats["in_dialog_unverified"] += 1
+            return True
+        return False
+
+    def _forget_server(self, key: ServerKey) -> None:
+        ctx = self._server.pop(key, None)
+        if ctx is not None:
+            host = _canonical(ctx.source[0])
+            self._server_by_host[host] -= 1
+            if self._server_by_host[host] <= 0:
+                del self._server_by_host[host]
 
     def _answer(self, request: Request, call: Call | None, source: Address, now: float) -> Response:
         if unsupported := uas.unsupported_extensions(request):
@@ -423,8 +532,7 @@ class UserAgent:
             )  # fmt: skip
         return response
 
-    def _dialog_ack(self, request: Request, now: float) -> None:
-        call = self._call_in_dialog(request)
+    def _dialog_ack(self, request: Request, call: Call | None) -> None:
         if call is None:
             self.stats["stray_ack"] += 1
             return
@@ -495,4 +603,24 @@ class UserAgent:
             if now >= forget_at:
                 del self._ended[call_id]
                 self._calls.pop(call_id, None)
+                self._hosts_cache.pop(call_id, None)
                 self._retransmit.pop(call_id, None)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _canonical(host: str) -> str:
+    """An IP literal in one spelling (``::ffff:...`` and ``[...]`` forms compared as one)."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

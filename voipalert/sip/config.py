@@ -38,6 +38,9 @@ class UAConfig:
     unsolicited_per_second: float = 10.0
     """Rate limit for out-of-dialog requests (scanners); beyond it they are dropped."""
     max_server_transactions: int = 512
+    max_server_transactions_per_source: int = 32
+    """Server transactions one host that is neither trusted nor a dialog peer may hold
+    (all such hosts together hold at most half of ``max_server_transactions``)."""
 
     @property
     def reliable(self) -> bool:

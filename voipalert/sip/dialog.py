@@ -1,7 +1,7 @@
 """Building requests: out-of-dialog requests, ACK and CANCEL, and dialogs (RFC 3261 §8.1, §12).
 
 Identifiers come from ``voipalert.sip.ids`` with the caller's RNG: a new branch for every
-transaction, the authenticated retry and the 2xx ACK included (SIP-CHECKLIST §4.2; a fixed
+transaction, the authenticated retry and the 2xx ACK included (RFC 3261 §8.1.1.7; a fixed
 or counter-based branch is what broke pyVoIP on Fritz!Box, #167).
 """
 
