@@ -585,6 +585,9 @@ class _Call:
             ptime_ms=media.ptime_ms or 20,
             local_host=self.phone.media.bind_host,
             latching=self.phone.media.latching,
+            # A far end behind NAT may send from its public address: the PBX hosts we trust
+            # may be latched to, besides other ports of the SDP host (docs/security.md).
+            latch_hosts=self.phone.agent.config.trusted_hosts or frozenset(),
             inband_dtmf=self.phone.media.inband_dtmf,
         )
 
