@@ -35,6 +35,7 @@ from voipalert.app.config import (
     store_config,
     ua_config,
 )
+from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import SystemClock
 from voipalert.engine import Engine
@@ -108,6 +109,7 @@ async def serve(
                 store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
                 clock=clock,
             )  # fmt: skip
+            add_test_call_route(app, TestCaller(phone, speech, ua_config(settings).domain))
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)

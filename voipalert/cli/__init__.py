@@ -2,7 +2,8 @@
 
 Each command group lives in its own module with an ``add_parser(subparsers)`` function; this
 module only wires them, sets logging up once, and turns a ``ConfigError`` into a clear
-message and exit status 2 (no traceback).
+message and exit status 2 (no traceback), and a database that cannot be used into one line
+naming the file and the fix (exit status 2 when the configured path is wrong, else 1).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from voipalert.cli import (
 )
 from voipalert.errors import ConfigError
 from voipalert.logs import setup_logging
+from voipalert.store.errors import DatabaseUnusable, StoreError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -83,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"voipalert: configuration error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except DatabaseUnusable as exc:
+        print(f"voipalert: cannot use the {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.configuration else EXIT_FAILURE
+    except StoreError as exc:
+        # A statement failed after the start (a lock held longer than busy_timeout_ms...).
+        print(f"voipalert: database error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         logging.getLogger("voipalert").info("interrupted")
         return 130

@@ -6,9 +6,6 @@ import argparse
 import asyncio
 import sys
 
-from voipalert.app.serve import StartupError, serve
-from voipalert.settings import load_settings
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     command = subparsers.add_parser(
@@ -19,6 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # Imported here: the service's modules (speech, SIP, HTTP) cost seconds to import, and
+    # the commands that do not serve should not pay for them.
+    from voipalert.app.serve import StartupError, serve
+    from voipalert.settings import load_settings
+
     settings = load_settings(args.config)
     try:
         return asyncio.run(serve(settings))

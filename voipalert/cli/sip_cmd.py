@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import secrets
 import ssl
+import sys
 
-from voipalert.app.config import sip_bind, sip_tls, ua_config
-from voipalert.net.sip_transport import SipEndpoint
+from voipalert.cli.call_cmd import port_taken_note
 from voipalert.settings import load_settings
 from voipalert.sip.agent import UserAgent
 from voipalert.sip.config import UAConfig
@@ -38,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_register(args: argparse.Namespace) -> int:
+    from voipalert.app.config import sip_bind, sip_tls, ua_config  # heavy: see call_cmd
+
     settings = load_settings(args.config)
     config, bind, tls = ua_config(settings), sip_bind(settings), sip_tls(settings)
     return asyncio.run(_register(config, bind, tls, keep=args.keep))
@@ -55,9 +58,21 @@ async def _register(
         if isinstance(event, RegistrationChanged):
             outcome.put_nowait(event.status)
 
+    from voipalert.net.sip_transport import SipEndpoint
+
     agent = UserAgent(config, rng=secrets.SystemRandom())
     endpoint = SipEndpoint(agent, bind, on_event, tls=tls)
-    await endpoint.start()
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # The running service holds the port: a binding from another port tests the same
+        # credentials; it is removed at the end (never with --keep: nothing would answer it).
+        print(port_taken_note(bind, "registering"), file=sys.stderr)
+        endpoint = SipEndpoint(agent, (bind[0], 0), on_event, tls=tls)
+        await endpoint.start()
+        keep = False
     loop = asyncio.get_running_loop()
     try:
         endpoint.act(agent.register)
