@@ -67,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="human-readable lines (default) or JSON lines",
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+        "--log-level",
+        default="INFO",
+        type=str.upper,  # `--log-level info` as well as INFO
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="DEBUG, INFO (default), WARNING or ERROR, in any case",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
