@@ -52,8 +52,8 @@ async def test_call_through_the_running_service_with_an_admin_token(
         # The same through a token file; a person who does not answer gives exit status 1.
         token_file = tmp_path / "token"
         token_file.write_text(s.token + "\n")
-        args = ("call", testbed.uri("busy"), "--message", "x", "--token-file", str(token_file))
-        busy = await asyncio.to_thread(cli, s, *args)
+        more = ("call", testbed.uri("busy"), "--message", "x", "--token-file", str(token_file))
+        busy = await asyncio.to_thread(cli, s, *more)
         no_traceback(busy)
         assert busy.returncode == 1
         assert "outcome: busy" in busy.stdout
