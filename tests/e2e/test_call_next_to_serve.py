@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import aiohttp
 import pytest
 from testbed import Testbed
 
+from tests.cli.test_main import run
 from tests.e2e.server import Server, rota_yaml, running_server
+from tests.net.sip_harness import free_port
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +115,13 @@ async def test_without_a_token_the_call_uses_an_ephemeral_port_and_says_so(
         # The short-lived bindings were removed, the service's own was not: still ready.
         async with aiohttp.ClientSession() as http, http.get(f"{s.url}/readyz") as answer:
             assert answer.status == 200, await answer.text()
+        ready = await asyncio.to_thread(cli, s, "ready")
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        assert '"ready":true' in ready.stdout.replace(" ", "")
+
+
+def test_ready_without_a_service_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {"VOIPALERT_HTTP__PORT": str(free_port(socket.SOCK_STREAM))}
+    result = run("ready", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "no answer at http://127.0.0.1:" in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.log_format, args.log_level)
     try:
+        status = _run(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe prints a traceback
+    except BrokenPipeError:
+        return _reader_went_away()
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with the errors an operator can fix turned into one line each."""
+    try:
         status: int = args.func(args)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -100,3 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("voipalert").info("interrupted")
         return 130
     return status
+
+
+def _reader_went_away() -> int:
+    """``voipalert config check --json | head -1``: the reader closed the pipe, which is not
+    an error of ours. Python ignores SIGPIPE, so the write raised instead; point stdout at
+    /dev/null so that the interpreter's final flush stays quiet (the recipe of the Python
+    documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_FAILURE
