@@ -10,6 +10,7 @@ root's home, which another user cannot enter.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -153,6 +154,16 @@ def _get(url: str) -> int:
         return 0
 
 
+def _post_json(url: str, body: dict[str, object], token: str) -> dict[str, object]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=90) as response:
+        answer: dict[str, object] = json.loads(response.read())
+    return answer
+
+
 def spawn(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -160,7 +171,7 @@ def spawn(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> subproc
         )
 
 
-async def test_serve_registers_and_stops_cleanly_under_the_filter(
+async def test_serve_registers_calls_and_stops_cleanly_under_the_filter(
     workdir: Path, testbed: Testbed
 ) -> None:
     http_port = free_port(socket.SOCK_STREAM)
@@ -175,6 +186,13 @@ async def test_serve_registers_and_stops_cleanly_under_the_filter(
         media__rtp_port_max=str(rtp + 99),
         http__port=str(http_port),
     )
+    created = await asyncio.to_thread(
+        subprocess.run,
+        command(UNIT, "token", "create", "admin", "--scope", "admin", "--json"),
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr[-2000:]
+    token = json.loads(created.stdout)["token"]
     log = workdir / "serve.log"
     process = spawn(command(UNIT, "--log-format", "json", "serve"), workdir, env, log)
     try:
@@ -182,6 +200,14 @@ async def test_serve_registers_and_stops_cleanly_under_the_filter(
             while await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/readyz") != 200:
                 assert process.poll() is None, log.read_text()[-3000:]
                 await asyncio.sleep(0.2)
+        # A whole call under the filter: speech rendered, RTP both ways, the key heard.
+        report = await asyncio.to_thread(
+            _post_json,
+            f"http://127.0.0.1:{http_port}/api/v1/test-call",
+            {"target": testbed.uri("ack"), "message": "sandbox test", "repetitions": 1},
+            token,
+        )
+        assert report["outcome"] == "acknowledged", report
         os.killpg(process.pid, signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 30) == 0, log.read_text()[-3000:]
     finally:
