@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 from voipalert.settings import load_settings
 from voipalert.tts.errors import NoVoiceForLanguageError, RenderError, VoiceNotFoundError
 from voipalert.tts.pronounce import Pronouncer, supported_languages
-from voipalert.tts.wav import write_wav
 
 if TYPE_CHECKING:
     from voipalert.tts.config import TtsConfig
@@ -89,6 +88,8 @@ def run_say(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if isinstance(prompt, int):
         return prompt
+    from voipalert.tts.wav import write_wav  # numpy: see _speak
+
     try:
         write_wav(args.output, prompt.pcm, prompt.sample_rate)
     except OSError as exc:

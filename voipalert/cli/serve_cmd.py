@@ -8,8 +8,6 @@ import argparse
 import asyncio
 import json
 import sys
-import urllib.error
-import urllib.request
 
 READY_TIMEOUT_SECONDS = 4.0
 
@@ -43,6 +41,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_ready(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
     from voipalert.cli.call_cmd import api_url
     from voipalert.settings import load_settings
 

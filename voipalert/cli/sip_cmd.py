@@ -8,18 +8,14 @@ import errno
 import secrets
 import ssl
 import sys
+from typing import TYPE_CHECKING
 
 from voipalert.cli.call_cmd import port_taken_note
-from voipalert.settings import load_settings
-from voipalert.sip.agent import UserAgent
-from voipalert.sip.config import UAConfig
-from voipalert.sip.dialog import Address
-from voipalert.sip.events import (
-    RegistrationChanged,
-    RegistrationState,
-    RegistrationStatus,
-    SipEvent,
-)
+
+if TYPE_CHECKING:
+    from voipalert.sip.config import UAConfig
+    from voipalert.sip.dialog import Address
+    from voipalert.sip.events import RegistrationState, RegistrationStatus, SipEvent
 
 WAIT_SECONDS = 45.0  # longer than Timer F (32 s), so a silent registrar is reported
 
@@ -40,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_register(args: argparse.Namespace) -> int:
     from voipalert.app.config import sip_bind, sip_tls, ua_config  # heavy: see call_cmd
+    from voipalert.settings import load_settings
 
     settings = load_settings(args.config)
     config, bind, tls = ua_config(settings), sip_bind(settings), sip_tls(settings)
@@ -59,6 +56,8 @@ async def _register(
             outcome.put_nowait(event.status)
 
     from voipalert.net.sip_transport import SipEndpoint
+    from voipalert.sip.agent import UserAgent
+    from voipalert.sip.events import RegistrationChanged, RegistrationState
 
     agent = UserAgent(config, rng=secrets.SystemRandom())
     endpoint = SipEndpoint(agent, bind, on_event, tls=tls)
