@@ -214,7 +214,13 @@ async def test_serve_registers_calls_and_stops_cleanly_under_the_filter(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-    assert '"stopped"' in log.read_text()
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert any(e["msg"] == "stopped" for e in entries)
+    # Structured fields are JSON keys, with their types, not only words in "msg".
+    (ready,) = [e for e in entries if e["msg"].startswith("voipalert ready")]
+    assert ready["registration_state"] == "registered"
+    (ended,) = [e for e in entries if e["msg"].endswith(": acknowledged")]
+    assert ended["sip_status"] == 200 and ended["outcome"] == "acknowledged"
 
 
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:

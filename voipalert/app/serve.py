@@ -118,6 +118,7 @@ async def serve(
             log.info(
                 "voipalert ready: HTTP on %s:%s, SIP %s, registration %s",
                 settings.http.host, http_port, running.sip, running.registration,
+                extra={"registration_state": sip_state(phone).value},
             )  # fmt: skip
             if on_ready is not None:
                 on_ready(running)
@@ -234,5 +235,11 @@ async def _registration(phone: Phone) -> str:
     if status is not None and status.state is RegistrationState.REGISTERED:
         return "registered"
     detail = "no answer yet" if status is None else f"{status.last_status} {status.last_reason}"
-    log.warning("SIP registration is not working (%s): /readyz says so; retrying", detail)
+    log.warning(
+        "SIP registration is not working (%s): /readyz says so; retrying", detail,
+        extra={
+            "registration_state": "no_answer" if status is None else status.state.value,
+            "sip_status": None if status is None else status.last_status,
+        },
+    )  # fmt: skip
     return f"failing ({detail})"
