@@ -3,11 +3,13 @@
 # + proxy), baresip (phone bots), and python3-venv for the project's virtual environment.
 # With --tests, also what the test suite needs: multimon-ng (an independent DTMF decoder used
 # as a cross-check), sox, and dovecot-imapd (the IMAP server the e-mail poller's tests run
-# against; the tests start their own instance, on loopback).
+# against; the tests start their own instance, on loopback), python3-seccomp and systemd (the
+# deploy tests rebuild the systemd unit's seccomp sandbox with libseccomp and run
+# `systemd-analyze verify`; systemd need not be PID 1 for that).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
-    packages+=(multimon-ng sox dovecot-imapd openssl)
+    packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)

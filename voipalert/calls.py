@@ -229,7 +229,7 @@ class Phone:
             level = logging.WARNING if status.state is RegistrationState.FAILING else logging.INFO
             log.log(
                 level, "registration %s%s", status.state.value, _last_answer(status),
-                extra={"registration": status.state.value, "sip_status": status.last_status},
+                extra={"registration_state": status.state.value, "sip_status": status.last_status},
             )  # fmt: skip
             self._registration_changed.set()
             return

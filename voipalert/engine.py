@@ -324,7 +324,9 @@ class Engine:
 
     async def _call(self, attempt: Attempt, notification: Notification, stop: StopRequest) -> None:
         try:
-            with log_context(alert_id=attempt.key.alert, call_id=str(attempt.key)):
+            with log_context(
+                alert_id=attempt.key.alert, call_id=str(attempt.key), person=attempt.key.person
+            ):
                 async with self._slots:
                     if stop.reason is not None or not await self._store.start_attempt(attempt.id):
                         return

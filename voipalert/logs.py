@@ -20,22 +20,29 @@ LogFormat = Literal["text", "json"]
 
 _alert_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("alert_id", default=None)
 _call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
+_person: contextvars.ContextVar[str | None] = contextvars.ContextVar("person", default=None)
+# Fields other code passes with ``extra=`` under these names, so that log shippers can
+# filter on them: sip_status (int), registration_state, outcome, token.
 
 # LogRecord attributes that are not "extra" fields given by the caller.
 _STANDARD_ATTRS: Final = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "alert_id", "call_id", "taskName"}
+    | {"message", "asctime", "alert_id", "call_id", "person", "taskName"}
 )
 
 
 @contextmanager
-def log_context(*, alert_id: str | int | None = None, call_id: str | None = None) -> Iterator[None]:
+def log_context(
+    *, alert_id: str | int | None = None, call_id: str | None = None, person: str | None = None
+) -> Iterator[None]:
     """Stamp every record logged inside the block (and in tasks started from it)."""
     tokens: list[tuple[contextvars.ContextVar[str | None], contextvars.Token[str | None]]] = []
     if alert_id is not None:
         tokens.append((_alert_id, _alert_id.set(str(alert_id))))
     if call_id is not None:
         tokens.append((_call_id, _call_id.set(call_id)))
+    if person is not None:
+        tokens.append((_person, _person.set(person)))
     try:
         yield
     finally:
@@ -47,6 +54,7 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.alert_id = _alert_id.get()
         record.call_id = _call_id.get()
+        record.person = _person.get()
         return True
 
 
@@ -68,6 +76,9 @@ class TextFormatter(logging.Formatter):
             ids.append(f"alert={alert_id}")
         if call_id:
             ids.append(f"call={call_id}")
+        person = getattr(record, "person", None)
+        if person:
+            ids.append(f"person={_printable(person)}")
         context = f" [{' '.join(ids)}]" if ids else ""
         extras = "".join(
             f" {key}={_printable(value)}"
@@ -93,7 +104,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("alert_id", "call_id"):
+        for key in ("alert_id", "call_id", "person"):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
@@ -118,3 +129,8 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # aiosmtpd logs about ten INFO lines per delivered mail on "mail.log" (connection, each
+    # SMTP verb, the peer): noise beside our own one line per alert. Its warnings still
+    # show; at DEBUG everything does.
+    chatty = logging.getLogger("mail.log")
+    chatty.setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)

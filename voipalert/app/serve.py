@@ -36,6 +36,7 @@ from voipalert.app.config import (
     store_config,
     ua_config,
 )
+from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import SystemClock
 from voipalert.engine import Engine
@@ -109,6 +110,8 @@ async def serve(
                 store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
                 clock=clock,
             )  # fmt: skip
+            test_caller = TestCaller(phone, speech, ua_config(settings).domain)
+            add_test_call_route(app, test_caller)
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)
@@ -117,6 +120,7 @@ async def serve(
             log.info(
                 "voipalert ready: HTTP on %s:%s, SIP %s, registration %s",
                 settings.http.host, http_port, running.sip, running.registration,
+                extra={"registration_state": sip_state(phone).value},
             )  # fmt: skip
             if on_ready is not None:
                 on_ready(running)
@@ -131,6 +135,7 @@ async def serve(
                     imap_task = group.create_task(poller.run(), name="imap")
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
+                test_caller.shutdown()
                 await edges.close()
                 await engine.shutdown()
                 engine_task.cancel()
@@ -233,5 +238,11 @@ async def _registration(phone: Phone) -> str:
     if status is not None and status.state is RegistrationState.REGISTERED:
         return "registered"
     detail = "no answer yet" if status is None else f"{status.last_status} {status.last_reason}"
-    log.warning("SIP registration is not working (%s): /readyz says so; retrying", detail)
+    log.warning(
+        "SIP registration is not working (%s): /readyz says so; retrying", detail,
+        extra={
+            "registration_state": "no_answer" if status is None else status.state.value,
+            "sip_status": None if status is None else status.last_status,
+        },
+    )  # fmt: skip
     return f"failing ({detail})"

@@ -60,12 +60,16 @@ def run_check(args: argparse.Namespace) -> int:
         return 0
     source = config_path(args.config)
     print(f"# configuration OK; file: {source if source else '(none: defaults + environment)'}")
+    # Plain top-level keys (``routes = []``) first: after a [table] header they would belong
+    # to that table when the output is pasted back into a file (TOML 1.0, "Table").
+    tables = [(k, v) for k, v in effective.items() if _is_table(v) or _is_table_array(v)]
     for section, values in effective.items():
+        if (section, values) not in tables:
+            print(_toml_line(section, values))
+    for section, values in tables:
         if _is_table(values):
             print("\n".join(_table_lines(section, values)))
-        elif _is_table_array(values):
+        else:
             for item in values:
                 print("\n".join(_table_lines(section, item, array=True)))
-        else:
-            print(f"\n{_toml_line(section, values)}")
     return 0

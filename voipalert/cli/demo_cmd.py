@@ -7,10 +7,6 @@ import asyncio
 import logging
 import sys
 
-from voipalert.app.demo import DemoError, run_demo
-from voipalert.app.serve import StartupError
-from voipalert.settings import load_settings
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = subparsers.add_parser(
@@ -21,6 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    from voipalert.app.demo import DemoError, run_demo  # heavy: see serve_cmd
+    from voipalert.app.serve import StartupError
+    from voipalert.settings import load_settings
+
     settings = load_settings(args.config)
     if args.log_level == "INFO":
         # The timeline is the demo's output; the service's own log would drown it.

@@ -14,14 +14,11 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import soundfile
-import soxr
-from numpy.typing import NDArray
-
-from voipalert.media.g711 import SAMPLE_RATE_HZ
-from voipalert.media.goertzel import DtmfDetector, ToneEnded
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 1
@@ -53,6 +50,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def load_8k_mono(path: Path) -> NDArray[np.int16]:
     """Read an audio file as 8 kHz mono int16 (mixing channels, resampling)."""
+    # Imported here: numpy, libsndfile and soxr cost every other command time to import.
+    import numpy as np
+    import soundfile
+    import soxr
+
+    from voipalert.media.g711 import SAMPLE_RATE_HZ
+
     audio, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
     mono = audio.mean(axis=1)
     if rate != SAMPLE_RATE_HZ:
@@ -62,6 +66,9 @@ def load_8k_mono(path: Path) -> NDArray[np.int16]:
 
 
 def decode_keys(pcm: NDArray[np.int16]) -> list[HeardKey]:
+    from voipalert.media.g711 import SAMPLE_RATE_HZ
+    from voipalert.media.goertzel import DtmfDetector, ToneEnded
+
     detector = DtmfDetector()
     events = detector.feed(pcm) + detector.flush()
     return [

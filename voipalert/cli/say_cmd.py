@@ -12,14 +12,16 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voipalert.settings import load_settings
-from voipalert.tts.config import TtsConfig
 from voipalert.tts.errors import NoVoiceForLanguageError, RenderError, VoiceNotFoundError
-from voipalert.tts.prompt import Prompt
 from voipalert.tts.pronounce import Pronouncer, supported_languages
-from voipalert.tts.speech import Speech, pronouncer_for
-from voipalert.tts.wav import write_wav
+
+if TYPE_CHECKING:
+    from voipalert.tts.config import TtsConfig
+    from voipalert.tts.prompt import Prompt
+    from voipalert.tts.speech import Speech
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -60,6 +62,10 @@ async def _render(speech: Speech, text: str, language: str | None, voice: str | 
 
 
 def _speak(config: TtsConfig, args: argparse.Namespace) -> Prompt | int:
+    # Imported here: the speech engine (onnxruntime) takes seconds to import, and no other
+    # command that merely lists the parsers should pay for it.
+    from voipalert.tts.speech import Speech, pronouncer_for
+
     if args.explain and args.voice is None:
         return _explain(pronouncer_for(config, args.lang or "en"), args.text)
     speech = Speech.open(config)
@@ -82,6 +88,8 @@ def run_say(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     if isinstance(prompt, int):
         return prompt
+    from voipalert.tts.wav import write_wav  # numpy: see _speak
+
     try:
         write_wav(args.output, prompt.pcm, prompt.sample_rate)
     except OSError as exc:

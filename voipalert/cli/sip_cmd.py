@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import secrets
 import ssl
+import sys
+from typing import TYPE_CHECKING
 
-from voipalert.app.config import sip_bind, sip_tls, ua_config
-from voipalert.net.sip_transport import SipEndpoint
-from voipalert.settings import load_settings
-from voipalert.sip.agent import UserAgent
-from voipalert.sip.config import UAConfig
-from voipalert.sip.dialog import Address
-from voipalert.sip.events import (
-    RegistrationChanged,
-    RegistrationState,
-    RegistrationStatus,
-    SipEvent,
-)
+from voipalert.cli.call_cmd import port_taken_note
+
+if TYPE_CHECKING:
+    from voipalert.sip.config import UAConfig
+    from voipalert.sip.dialog import Address
+    from voipalert.sip.events import RegistrationState, RegistrationStatus, SipEvent
 
 WAIT_SECONDS = 45.0  # longer than Timer F (32 s), so a silent registrar is reported
 
@@ -38,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_register(args: argparse.Namespace) -> int:
+    from voipalert.app.config import sip_bind, sip_tls, ua_config  # heavy: see call_cmd
+    from voipalert.settings import load_settings
+
     settings = load_settings(args.config)
     config, bind, tls = ua_config(settings), sip_bind(settings), sip_tls(settings)
     return asyncio.run(_register(config, bind, tls, keep=args.keep))
@@ -55,9 +55,23 @@ async def _register(
         if isinstance(event, RegistrationChanged):
             outcome.put_nowait(event.status)
 
+    from voipalert.net.sip_transport import SipEndpoint
+    from voipalert.sip.agent import UserAgent
+    from voipalert.sip.events import RegistrationChanged, RegistrationState
+
     agent = UserAgent(config, rng=secrets.SystemRandom())
     endpoint = SipEndpoint(agent, bind, on_event, tls=tls)
-    await endpoint.start()
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # The running service holds the port: a binding from another port tests the same
+        # credentials; it is removed at the end (never with --keep: nothing would answer it).
+        print(port_taken_note(bind, "registering"), file=sys.stderr)
+        endpoint = SipEndpoint(agent, (bind[0], 0), on_event, tls=tls)
+        await endpoint.start()
+        keep = False
     loop = asyncio.get_running_loop()
     try:
         endpoint.act(agent.register)

@@ -9,13 +9,15 @@ one (from the app's start, so a restart does not replay history into it).
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from voipalert import __version__
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.ingest.health import SipState
@@ -69,6 +71,11 @@ class IngestMetrics:
         self._store = _StoreCollector()
         self.registry.register(self._store)
         self._calls_seen_until = clock.now_utc()
+        # voipalert_build_info{version,python} 1: which build a scrape came from (the usual
+        # Prometheus "info" pattern, joined to other series with group_left).
+        Info("voipalert_build", "The running voipalert build", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
         self.triggers = Counter(
             "voipalert_triggers",
             "Events committed, by source and outcome",

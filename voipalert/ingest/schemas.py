@@ -220,8 +220,21 @@ class AlertDetailOut(AlertOut):
     attempts: list[AttemptOut] = Field(description="every call attempt, oldest first")
 
 
+class AttemptSummaryOut(_Out):
+    total: int = Field(description="call attempts so far")
+    live: int = Field(description="attempts committed or dialling now")
+    by_outcome: dict[str, int] = Field(description="ended attempts by outcome")
+    last_person: str | None
+    last_outcome: str | None = Field(description="the latest attempt's outcome, or its state")
+    last_at: datetime | None
+
+
+class AlertListItemOut(AlertOut):
+    attempts: AttemptSummaryOut = Field(description="the call attempts at a glance")
+
+
 class AlertListOut(_Out):
-    alerts: list[AlertOut] = Field(description="newest first")
+    alerts: list[AlertListItemOut] = Field(description="newest first")
     next_before_id: int | None = Field(description="pass as before_id for the next page")
 
 

@@ -21,7 +21,7 @@ from typing import Final
 from aiohttp import web
 
 from voipalert.clock import Clock
-from voipalert.domain.alert import AlertStatus
+from voipalert.domain.alert import Alert, AlertStatus
 from voipalert.ingest import hooks
 from voipalert.ingest.app_keys import (
     AUTH,
@@ -50,7 +50,9 @@ from voipalert.ingest.schemas import (
     AcceptedOut,
     AckIn,
     AlertIn,
+    AlertListItemOut,
     AlertListOut,
+    AttemptSummaryOut,
     ErrorDetail,
     HealthOut,
     ReadyOut,
@@ -61,6 +63,7 @@ from voipalert.ingest.schemas import (
 from voipalert.logs import log_context
 from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
 from voipalert.store.api_tables import ApiTables
+from voipalert.store.attempt_summary import AttemptSummary, attempt_summaries
 from voipalert.store.repo import MAX_PAGE_SIZE
 
 log = logging.getLogger("voipalert.http")
@@ -142,6 +145,15 @@ def _since(raw: str | None) -> datetime | None:
         raise _query_error("since", "not a real date and time") from None
 
 
+def alert_list_item_out(alert: Alert, summary: AttemptSummary) -> AlertListItemOut:
+    attempts = AttemptSummaryOut(
+        total=summary.total, live=summary.live, by_outcome=dict(summary.by_outcome),
+        last_person=summary.last_person, last_outcome=summary.last_outcome,
+        last_at=summary.last_at,
+    )  # fmt: skip
+    return AlertListItemOut(**alert_out(alert).model_dump(), attempts=attempts)
+
+
 async def list_alerts(request: web.Request) -> web.Response:
     await request.app[AUTH].authenticate(request, Scope.READ)
     query = request.query
@@ -162,8 +174,10 @@ async def list_alerts(request: web.Request) -> web.Response:
         before_id=_query_int(query, "before_id", 1, DB_ID_MAX),
     )
     result = await request.app[STORE].list_alerts(filters, page)
+    summaries = await attempt_summaries(request.app[STORE], [a.id for a in result.alerts])
     body = AlertListOut(
-        alerts=[alert_out(a) for a in result.alerts], next_before_id=result.next_before_id
+        alerts=[alert_list_item_out(a, summaries[a.id]) for a in result.alerts],
+        next_before_id=result.next_before_id,
     )
     return json_response(body)
 

@@ -27,7 +27,8 @@ from typing import Final, Literal
 
 import aiosqlite
 
-from voipalert.store.errors import StoreError
+from voipalert.store.errors import DatabaseUnusable, StoreError
+from voipalert.store.startup import check_location, explain
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -65,19 +66,23 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 class Database:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path | str = "") -> None:
         self._conn = conn
+        self._path = path
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str, config: StoreConfig | None = None) -> Database:
         config = config or StoreConfig()
+        check_location(path)
+        pending = aiosqlite.connect(path, isolation_level=None)
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn = await pending
         except sqlite3.Error as exc:
-            raise StoreError(f"open database {path}: {exc}") from exc
+            await _join_worker(pending)
+            raise explain(path, exc) from exc
         conn.row_factory = aiosqlite.Row
-        db = cls(conn)
+        db = cls(conn, path)
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
             await conn.execute("PRAGMA foreign_keys = ON")
@@ -87,8 +92,10 @@ class Database:
             if row is None or str(row[0]).lower() != "wal":
                 raise StoreError(f"open database {path}: cannot switch to WAL mode")
             await db._migrate()
-        except BaseException:
+        except BaseException as exc:
             await conn.close()
+            if isinstance(exc, sqlite3.Error | StoreError):
+                raise explain(path, exc) from exc
             raise
         return db
 
@@ -99,9 +106,7 @@ class Database:
         available = migrations()
         latest = available[-1][0] if available else 0
         if current > latest:
-            raise StoreError(
-                f"database schema version {current} is newer than this voipalert ({latest})"
-            )
+            raise schema_too_new(self._path, current, latest)
         for version, name, sql in available:
             if version <= current:
                 continue
@@ -136,3 +141,23 @@ class Database:
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"{what}: {exc}") from exc
+
+
+def schema_too_new(path: Path | str, current: int, latest: int) -> DatabaseUnusable:
+    return DatabaseUnusable(
+        path,
+        f"its schema version {current} is newer than this voipalert knows ({latest})",
+        "run the voipalert version that last used it, or restore the backup taken before "
+        "the upgrade",
+    )
+
+
+async def _join_worker(pending: aiosqlite.Connection) -> None:
+    """Wait for the worker thread of a connection that failed to open.
+
+    aiosqlite stops that thread by itself, but the thread then reports to the event loop;
+    when ``asyncio.run`` has already closed the loop, it dies with "Event loop is closed"
+    on stderr, after our one-line message."""
+    thread = getattr(pending, "_thread", None)
+    if thread is not None and thread.is_alive():
+        await asyncio.to_thread(thread.join, 5.0)

@@ -16,3 +16,15 @@ class AlertNotFound(StoreError, LookupError):
 
 class UnknownReference(StoreError, ValueError):
     """A new alert names a policy or team the rota does not have."""
+
+
+class DatabaseUnusable(StoreError):
+    """The database cannot be opened; the message names the file and the fix, on one line.
+
+    ``configuration`` says the cause is the configured path (exit status 2) rather than the
+    file itself (exit status 1)."""
+
+    def __init__(self, path: object, problem: str, fix: str, *, configuration: bool = False):
+        super().__init__(f"database {path}: {problem}; fix: {fix}")
+        self.path = path
+        self.configuration = configuration
