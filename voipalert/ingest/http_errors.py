@@ -45,10 +45,13 @@ class ApiError(Exception):
         code: str | None = None,
         details: Sequence[ErrorDetail] = (),
         headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or _CODES.get(status, "error")
+        # A finer, still bounded, word for logs and the rejected-trigger counter.
+        self.reason = reason or self.code
         self.message = message
         self.details = tuple(details)
         self.headers = dict(headers or {})

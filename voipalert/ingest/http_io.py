@@ -59,7 +59,7 @@ def parse_json(body: bytes) -> object:
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body, refusing early (413) when Content-Length announces too much."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise ApiError(413, f"the body is larger than {max_bytes} bytes")
+        raise ApiError(413, f"the body is larger than {max_bytes} bytes", reason="too_large")
     return await request.read()
 
 

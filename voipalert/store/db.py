@@ -7,6 +7,13 @@ wait inside it (GoAlert commits before it sends). aiosqlite runs the statements 
 connection in order on its own thread, so even when the awaiting task is cancelled mid-way
 the ``ROLLBACK`` queued by the cancel still runs before the next transaction's ``BEGIN``.
 
+Files are private (owner read/write only) whatever the umask: the database file is
+created 0600 before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm`` files the
+mode of the database file. A database left group- or world-readable by an older version is
+tightened at open. The server secret that webhook signing secrets derive from lives in a
+0600 file of its own (``store.secret``), loaded here so that every process that opens the
+database (the daemon, ``voipalert token``) uses the same one.
+
 Migrations are the numbered files ``schema/NNNN_name.sql``; each one runs in its own
 transaction together with ``PRAGMA user_version = NNNN``, so a database is always at exactly
 one schema version.
@@ -28,6 +35,12 @@ from typing import Final, Literal
 import aiosqlite
 
 from voipalert.store.errors import StoreError
+from voipalert.store.secret import (
+    create_private,
+    default_secret_file,
+    load_server_key,
+    make_private,
+)
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -37,6 +50,8 @@ class StoreConfig:
     busy_timeout_ms: int = 5000
     # FULL: a commit is on disk before it returns, so "202 accepted" survives a power cut.
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # The server secret (``store.secret``); None: ``<database>.secret``.
+    secret_file: Path | None = None
 
 
 def to_db(instant: datetime) -> str:
@@ -64,20 +79,37 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def _private_files(path: Path | str) -> None:
+    """Create the database file 0600 when it is missing, and tighten it and its WAL/SHM
+    files when another user could read them."""
+    if default_secret_file(path) is None:
+        return  # in memory
+    main = Path(path)
+    try:
+        create_private(main, b"")  # empty: SQLite writes its header at the first write
+        for file in (main, Path(f"{main}-wal"), Path(f"{main}-shm")):
+            make_private(file)
+    except OSError as exc:
+        raise StoreError(f"open database {path}: {exc}") from exc
+
+
 class Database:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, server_key: bytes = b"") -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        self.server_key = server_key
 
     @classmethod
     async def open(cls, path: Path | str, config: StoreConfig | None = None) -> Database:
         config = config or StoreConfig()
+        _private_files(path)
+        server_key = load_server_key(config.secret_file or default_secret_file(path))
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"open database {path}: {exc}") from exc
         conn.row_factory = aiosqlite.Row
-        db = cls(conn)
+        db = cls(conn, server_key)
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
             await conn.execute("PRAGMA foreign_keys = ON")
