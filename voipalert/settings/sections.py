@@ -74,34 +74,34 @@ HookName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _refuse_controls(value: object, where: str) -> None:
+def _refuse_controls(value: object) -> None:
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if isinstance(value, str):
         found = _CONTROL.search(value)
         if found is not None:
             raise ValueError(
-                f"{where}: control character U+{ord(found.group()):04X} is not allowed "
+                f"control character U+{ord(found.group()):04X} is not allowed "
                 "(CR, LF and NUL would break or forge protocol lines)"
             )
     elif isinstance(value, list | tuple):
         for item in value:
-            _refuse_controls(item, where)
+            _refuse_controls(item)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _refuse_controls(key, where)
-            _refuse_controls(item, where)
+            _refuse_controls(key)
+            _refuse_controls(item)
 
 
 class _Section(BaseModel):
     # A misspelt key is an error, not a silently ignored line.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    @model_validator(mode="after")
-    def _no_control_characters(self) -> _Section:
-        for name in type(self).model_fields:
-            _refuse_controls(getattr(self, name), name)
-        return self
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        _refuse_controls(value)
+        return value
 
 
 class SipSettings(_Section):

@@ -119,6 +119,7 @@ class PromptCache:
         path = self._path(key)
         data = encode_wav(pcm, TELEPHONE_RATE_HZ)
         try:
+            _private_dir(self.directory)
             _private_dir(path.parent)
             atomic_write(path, data)  # mkstemp: the file is 0600
         except OSError as exc:
