@@ -18,6 +18,7 @@ import pytest
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import NewAlert
 from voipalert.store import Scope, Store, StoreConfig
+from voipalert.store.api_tables import ApiTables
 from voipalert.store.db import migrations
 from voipalert.tts.cache import PromptCache
 
@@ -63,6 +64,7 @@ async def test_database_wal_shm_and_secret_are_0600_whatever_the_umask(
     store = await Store.open(path, SystemClock())
     try:
         await store.create_or_join_alert(NewAlert("disk full"))  # the WAL and SHM exist now
+        ApiTables(store, SystemClock())  # as the HTTP app does at start: the secret is made
         files = [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.secret")]
         assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
     finally:
@@ -73,6 +75,8 @@ async def test_a_configured_secret_file_is_created_0600(umask: int, shared_dir: 
     secret = shared_dir / "keys" / "signing.secret"
     secret.parent.mkdir()
     store = await Store.open(shared_dir / "x.db", SystemClock(), StoreConfig(secret_file=secret))
+    await store.create_api_token("grafana", frozenset({Scope.TRIGGER}))
+    assert await store.signing_secret("grafana") is not None
     await store.close()
     assert mode(secret) == 0o600 and not exists(shared_dir / "x.db.secret")
     assert len(bytes.fromhex(secret.read_text())) == 32
@@ -85,8 +89,17 @@ async def test_files_left_readable_by_an_older_version_are_tightened(shared_dir:
     write(Path(f"{path}.secret"), "ab" * 32 + "\n")
     os.chmod(f"{path}.secret", 0o644)
     store = await Store.open(path, SystemClock())
+    ApiTables(store, SystemClock())
     await store.close()
     assert mode(path) == 0o600 and mode(Path(f"{path}.secret")) == 0o600
+
+
+async def test_commands_that_sign_nothing_leave_no_secret_file(shared_dir: Path) -> None:
+    # e.g. "voipalert rota import" with [http] secret_file pointing elsewhere.
+    store = await Store.open(shared_dir / "r.db", SystemClock())
+    await store.create_or_join_alert(NewAlert("x"))
+    await store.close()
+    assert not exists(shared_dir / "r.db.secret")
 
 
 def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
@@ -107,6 +120,7 @@ async def test_another_user_cannot_read_the_database_or_the_secret(shared_dir: P
     path = shared_dir / "voipalert.db"
     store = await Store.open(path, SystemClock())
     await store.create_api_token("ci", frozenset({Scope.TRIGGER}))
+    assert await store.signing_secret("ci") is not None
     await store.close()
     for target in (path, Path(f"{path}-wal"), Path(f"{path}.secret")):
         if target.exists():

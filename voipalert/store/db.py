@@ -11,8 +11,9 @@ Files are private (owner read/write only) whatever the umask: the database file 
 created 0600 before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm`` files the
 mode of the database file. A database left group- or world-readable by an older version is
 tightened at open. The server secret that webhook signing secrets derive from lives in a
-0600 file of its own (``store.secret``), loaded here so that every process that opens the
-database (the daemon, ``voipalert token``) uses the same one.
+0600 file of its own (``store.secret``), found here (``StoreConfig.secret_file``, else next
+to the database) so that every process that opens the database (the daemon, ``voipalert
+token``) uses the same one.
 
 Migrations are the numbered files ``schema/NNNN_name.sql``; each one runs in its own
 transaction together with ``PRAGMA user_version = NNNN``, so a database is always at exactly
@@ -94,22 +95,31 @@ def _private_files(path: Path | str) -> None:
 
 
 class Database:
-    def __init__(self, conn: aiosqlite.Connection, server_key: bytes = b"") -> None:
+    def __init__(self, conn: aiosqlite.Connection, secret_file: Path | None = None) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
-        self.server_key = server_key
+        self._secret_file = secret_file
+        self._server_key: bytes | None = None
+
+    @property
+    def server_key(self) -> bytes:
+        """The server secret (``store.secret``), read, or created 0600, at first use: by the
+        HTTP app when it is built, by ``voipalert token``; never by commands that do not
+        need it, so they leave no stray secret file behind."""
+        if self._server_key is None:
+            self._server_key = load_server_key(self._secret_file)
+        return self._server_key
 
     @classmethod
     async def open(cls, path: Path | str, config: StoreConfig | None = None) -> Database:
         config = config or StoreConfig()
         _private_files(path)
-        server_key = load_server_key(config.secret_file or default_secret_file(path))
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"open database {path}: {exc}") from exc
         conn.row_factory = aiosqlite.Row
-        db = cls(conn, server_key)
+        db = cls(conn, config.secret_file or default_secret_file(path))
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
             await conn.execute("PRAGMA foreign_keys = ON")
