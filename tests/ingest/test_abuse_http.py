@@ -22,6 +22,7 @@ from tests.ingest.conftest import Api, ApiFactory
 from tests.ingest.test_auth import AM, FIRING, now_stamp, signed
 from voipalert.clock import SystemClock
 from voipalert.ingest.config import HttpConfig, IngestConfig
+from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import MAX_SOURCES
 from voipalert.ingest.replay import ReplayCache, Seen
 from voipalert.ingest.tokens import sign
@@ -427,3 +428,31 @@ async def test_every_rejected_trigger_is_logged_and_counted(
     assert (await api.call("POST", ALERTS, token="trigger", json={"summary": "ok"}))[0] == 202
     after = await sample(api, "voipalert_triggers_rejected_total", edge="api", reason="bad_token")
     assert before == after == 1.0
+
+
+async def test_a_flood_of_bad_requests_is_counted_but_cannot_flood_the_log(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = {"Authorization": "Bearer va_guess"}
+    with caplog.at_level(logging.WARNING, logger="voipalert.http"):
+        for _ in range(300):
+            status, _, _ = await api.call("POST", ALERTS, token=None, json={}, headers=bad)
+            assert status == 401
+    lines = rejected(caplog, "bad_token")
+    assert 1 <= len(lines) <= 20
+    assert (
+        await sample(api, "voipalert_triggers_rejected_total", edge="api", reason="bad_token")
+        == 300.0
+    )
+
+
+def test_the_log_budget_reports_what_it_left_out() -> None:
+    budget = LogBudget(lines=2, window_seconds=10)
+    assert [budget.take(0.0), budget.take(1.0), budget.take(2.0), budget.take(3.0)] == [
+        (True, 0),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+    ]
+    assert budget.take(10.0) == (True, 2)  # a new window: the first line says 2 were left out
+    assert budget.take(11.0) == (True, 0)

@@ -4,8 +4,10 @@ A mistyped credential in Alertmanager, a Grafana template that produces invalid 
 replayed signature: each is a page that never rings. So every trigger request that ends in
 a 4xx (and the few 503s of our own making) is logged with the reason, the peer address and
 the token's name when it is known, and counted in ``voipalert_triggers_rejected_total``
-by edge and reason. Both labels come from fixed sets (the reasons are the ``reason`` words
-of ``ApiError`` and HTTP status classes), so no request can add a label value of its own.
+by edge and reason. The log lines are capped (``ingest.log_budget``: a loop of bad
+requests cannot fill the disk); the counter sees every one. Both labels come from fixed
+sets (the reasons are the ``reason`` words of ``ApiError`` and HTTP status classes), so no
+request can add a label value of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Final
 
 from aiohttp import web
 
-from voipalert.ingest.app_keys import AUTH, METRICS
+from voipalert.ingest.app_keys import AUTH, CLOCK, METRICS, REJECTION_LOG
 from voipalert.ingest.auth import TOKEN_NAME_KEY
 from voipalert.ingest.http_errors import ApiError
 
@@ -37,11 +39,15 @@ _HTTP_REASONS: Final[Mapping[int, str]] = {
 def _note(request: web.Request, edge: str, status: int, reason: str, message: str) -> None:
     token = request.get(TOKEN_NAME_KEY)
     request.app[METRICS].rejected.labels(edge=edge, reason=reason).inc()
+    allowed, left_out = request.app[REJECTION_LOG].take(request.app[CLOCK].monotonic())
+    if not allowed:
+        return
     log.warning(
-        "trigger rejected (%s %s): %s",
+        "trigger rejected (%s %s): %s%s",
         status,
         reason,
         message,
+        f" ({left_out} more rejected triggers were not logged)" if left_out else "",
         extra={
             "edge": edge,
             "status": status,

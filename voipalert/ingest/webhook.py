@@ -30,6 +30,7 @@ from voipalert.ingest.app_keys import (
     INTAKE,
     METRICS,
     OPENAPI,
+    REJECTION_LOG,
     SIP_STATE,
     STORE,
     TABLES,
@@ -42,6 +43,7 @@ from voipalert.ingest.health import SipState, check_readiness
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
+from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from voipalert.ingest.openapi import build_openapi, with_targets
 from voipalert.ingest.rejections import trigger_endpoint
@@ -270,6 +272,7 @@ def build_app(
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
     app[METRICS] = app_metrics
+    app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)
     app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
     app[OPENAPI] = build_openapi(config.http)
