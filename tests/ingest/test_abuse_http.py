@@ -414,7 +414,7 @@ async def test_every_rejected_trigger_is_logged_and_counted(
             (record,) = rejected(caplog, reason)
             assert record.status == status  # type: ignore[attr-defined]
             assert record.remote == "127.0.0.1"  # type: ignore[attr-defined]
-            assert record.token == (token or "-"), reason  # type: ignore[attr-defined]
+            assert record.token_name == (token or "-"), reason  # type: ignore[attr-defined]
     for reason in {c[0] for c in cases}:
         expected = float(sum(1 for c in cases if c[0] == reason))
         total = 0.0

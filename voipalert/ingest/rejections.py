@@ -53,7 +53,7 @@ def _note(request: web.Request, edge: str, status: int, reason: str, message: st
             "status": status,
             "reason": reason,
             "remote": request.remote or "-",
-            "token": token or "-",
+            "token_name": token or "-",
         },
     )
 
