@@ -64,3 +64,31 @@ def test_setup_twice_keeps_one_handler(stream: io.StringIO) -> None:
     setup_logging("json", "INFO", stream)
     ours = [h for h in logging.getLogger().handlers if h.get_name() == "voipalert"]
     assert len(ours) == 1
+
+
+HOSTILE = "disk\x1b[31m red\x07 bell\u2028sep\u2029para\x85nel\x9bcsi\x7fdel\r\nFAKE\x00nul"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_every_control_character_is_escaped(stream: io.StringIO, fmt: str) -> None:
+    setup_logging(fmt, "INFO", stream)  # type: ignore[arg-type]
+    logging.getLogger("voipalert.test").warning("subject %s", HOSTILE, extra={"subject": HOSTILE})
+    output = stream.getvalue()
+    assert output.endswith("\n") and output.count("\n") == 1
+    for char in "\x1b\x07\u2028\u2029\x85\x9b\x7f\r\x00":
+        assert char not in output, repr(char)
+    if fmt == "json":
+        record = json.loads(output)  # still valid JSON, carrying the exact text
+        assert record["msg"] == f"subject {HOSTILE}" and record["subject"] == HOSTILE
+    else:
+        assert "\\x1b[31m" in output and "\\u2028" in output and "\\r\\nFAKE" in output
+
+
+def test_a_traceback_keeps_its_lines_but_not_forged_ones(stream: io.StringIO) -> None:
+    setup_logging("text", "INFO", stream)
+    try:
+        raise ValueError("bad\x1b]0;owned\x07 value")
+    except ValueError:
+        logging.getLogger("voipalert.test").exception("failed")
+    output = stream.getvalue()
+    assert "Traceback" in output and "\x1b" not in output and "\\x1b]0;owned\\x07" in output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,10 +59,36 @@ class _ContextFilter(logging.Filter):
         return True
 
 
+# Every character that a terminal, a log viewer or a line-based shipper may act on: C0
+# controls (CR, LF, ESC, BEL...), DEL, C1 controls (U+009B is a one-byte CSI on some
+# terminals), and the Unicode line and paragraph separators, which JSON allows raw but
+# JavaScript and many viewers treat as line ends. Values in log lines come from outside
+# (alert text, e-mail subjects, SIP headers): none of them may forge or recolour a line.
+_UNSAFE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT: Final = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\x00": "\\0"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
 def _printable(value: object) -> str:
-    # Values in log lines may come from outside (alert text, SIP headers): never let them
-    # forge a new log line.
-    return str(value).replace("\r", "\\r").replace("\n", "\\n").replace("\x00", "\\0")
+    """``value`` as text with every control character escaped (one log line stays one)."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def _json_safe(text: str) -> str:
+    # json.dumps escapes C0 controls; with ensure_ascii=False it leaves DEL, C1 and
+    # U+2028/U+2029 raw. Escape those too, as \uXXXX (still valid JSON, same value).
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _traceback(text: str) -> str:
+    # A traceback is several lines by design; only what is inside each line is escaped.
+    return "\n".join(_printable(line) for line in text.split("\n"))
 
 
 class TextFormatter(logging.Formatter):
@@ -90,7 +117,7 @@ class TextFormatter(logging.Formatter):
             f"{_printable(record.getMessage())}{extras}"
         )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + _traceback(self.formatException(record.exc_info))
         return line
 
 
@@ -113,7 +140,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return _json_safe(json.dumps(entry, ensure_ascii=False))
 
 
 def setup_logging(

@@ -81,6 +81,7 @@ class Api:
     db_path: Path
     app: web.Application
     tokens: dict[str, str] = field(default_factory=dict)
+    signing: dict[str, str] = field(default_factory=dict)  # tokens that may trigger
     woken: list[int] = field(default_factory=list)
     sip: list[SipState] = field(default_factory=lambda: [SipState.REGISTERED])
 
@@ -119,8 +120,12 @@ async def make_api(store: Store, tmp_path: Path) -> AsyncIterator[ApiFactory]:
     clock = SystemClock()
     tables = ApiTables(store, clock)
     tokens: dict[str, str] = {}
+    signing: dict[str, str] = {}
     for name, scopes in TOKEN_SCOPES.items():
         _, tokens[name] = await store.create_api_token(name, scopes)
+        secret = await store.signing_secret(name)
+        if secret is not None:
+            signing[name] = secret
 
     async def factory(config: IngestConfig | None = None) -> Api:
         holder: dict[str, Api] = {}
@@ -143,6 +148,7 @@ async def make_api(store: Store, tmp_path: Path) -> AsyncIterator[ApiFactory]:
             tmp_path / "voipalert.db",
             app,
             tokens=dict(tokens),
+            signing=dict(signing),
         )
         holder["api"] = api
         return api

@@ -11,7 +11,7 @@ from tests.ingest.conftest import Api, ApiFactory
 from voipalert.clock import SystemClock
 from voipalert.ingest.auth import grants
 from voipalert.ingest.config import HttpConfig, IngestConfig
-from voipalert.ingest.tokens import sign, signature_matches, signing_secret
+from voipalert.ingest.tokens import normalize_signature, sign, signature_matches, token_digest
 from voipalert.store import Scope
 
 ALERTS = "/api/v1/alerts"
@@ -19,29 +19,33 @@ AM = "/api/v1/hooks/alertmanager"
 FIRING = {"status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "X"}}]}
 
 
-async def test_the_store_keeps_only_the_signing_secret(api: Api) -> None:
-    # What the store keeps for a token is its SHA-256: the signing secret, never the token.
+async def test_the_store_keeps_only_the_token_hash(api: Api) -> None:
+    # What the store keeps for a token is its SHA-256, never the token nor a signing secret.
     conn = sqlite3.connect(f"file:{api.db_path}?mode=ro", uri=True)
     try:
         kept = dict(conn.execute("SELECT name, token_sha256 FROM api_tokens").fetchall())
+        dump = "\n".join(conn.iterdump())
     finally:
         conn.close()
-    assert kept["trigger"] == signing_secret(api.tokens["trigger"])
+    assert kept["trigger"] == token_digest(api.tokens["trigger"])
     assert api.tokens["trigger"] not in kept.values() and len(kept["trigger"]) == 64
+    assert api.signing["trigger"] not in dump and api.signing["trigger"][4:] not in dump
     assert grants(frozenset({Scope.ADMIN}), Scope.READ)
     assert not grants(frozenset({Scope.TRIGGER}), Scope.READ)
 
 
 def test_signatures() -> None:
     body = b'{"a": 1}'
-    secret = signing_secret("va_x")
+    secret = "vas_" + "ab" * 32
     good = sign(secret, body)
     assert signature_matches(secret, body, good, None)
-    assert signature_matches(secret, body, "sha256=" + good.upper(), None)
+    upper = normalize_signature("sha256=" + good.upper())
+    assert upper is not None and signature_matches(secret, body, upper, None)
     assert not signature_matches(secret, body + b" ", good, None)
     assert not signature_matches(secret, body, good, "1700000000")
     assert signature_matches(secret, body, sign(secret, body, "1700000000"), "1700000000")
     assert not signature_matches(secret, body, "é" * 64, None)
+    assert normalize_signature("é" * 64) is None and normalize_signature(good[:-1]) is None
 
 
 @pytest.mark.parametrize(
@@ -121,20 +125,33 @@ async def test_revocation_reaches_a_caching_server_within_the_cache_time(
     assert (await api.call("GET", ALERTS, token="reader"))[0] == 401
 
 
-def signed(api: Api, body: bytes, token: str = "trigger", **headers: str) -> dict[str, str]:
-    signature = sign(signing_secret(api.tokens[token]), body, headers.get("X-Voipalert-Timestamp"))
-    return {"X-Voipalert-Signature": f"sha256={signature}", **headers}
+def now_stamp() -> str:
+    return str(int(SystemClock().now_utc().timestamp()))
+
+
+def signed(
+    api: Api, body: bytes, token: str = "trigger", secret: str | None = None, **headers: str
+) -> dict[str, str]:
+    """Signature headers as a sender signs them; a timestamp of now unless one is given
+    (``X-Voipalert-Timestamp=""`` sends none)."""
+    stamp = headers.pop("X-Voipalert-Timestamp", now_stamp()) or None
+    key = secret if secret is not None else api.signing.get(token, "vas_" + "00" * 32)
+    signature = sign(key, body, stamp)
+    out = {"X-Voipalert-Signature": f"sha256={signature}", **headers}
+    if stamp is not None:
+        out["X-Voipalert-Timestamp"] = stamp
+    return out
 
 
 async def test_hmac_signed_webhook_is_accepted(api: Api) -> None:
     body = json.dumps(FIRING).encode()
     status, reply, _ = await api.call("POST", AM, token=None, data=body, headers=signed(api, body))
     assert status == 202, reply
-    # Grafana's own header name works too, with its plain hex form.
-    grafana_sig = sign(signing_secret(api.tokens["monitor"]), body)
-    status, _, _ = await api.call(
-        "POST", AM, token=None, data=body, headers={"X-Grafana-Alerting-Signature": grafana_sig}
-    )
+    # Grafana's own header names work too, with its plain hex form.
+    stamp = now_stamp()
+    grafana_sig = sign(api.signing["monitor"], body, stamp)
+    grafana = {"X-Grafana-Alerting-Signature": grafana_sig, "X-Grafana-Alerting-Timestamp": stamp}
+    status, _, _ = await api.call("POST", AM, token=None, data=body, headers=grafana)
     assert status == 202
 
 
@@ -154,12 +171,13 @@ async def test_bad_signatures_are_401(api: Api) -> None:
         assert status == 401
 
 
-async def test_signature_timestamps(make_api: ApiFactory) -> None:
-    api = await make_api(IngestConfig(http=HttpConfig(require_signature_timestamp=True)))
+async def test_signature_timestamps(api: Api) -> None:
+    # Required by default.
     body = json.dumps(FIRING).encode()
-    status, reply, _ = await api.call("POST", AM, token=None, data=body, headers=signed(api, body))
+    bare = signed(api, body, **{"X-Voipalert-Timestamp": ""})
+    status, reply, _ = await api.call("POST", AM, token=None, data=body, headers=bare)
     assert status == 401 and "timestamp" in reply["message"]
-    now = str(int(SystemClock().now_utc().timestamp()))
+    now = now_stamp()
     fresh = signed(api, body, **{"X-Voipalert-Timestamp": now})
     assert (await api.call("POST", AM, token=None, data=body, headers=fresh))[0] == 202
     old = str(int(now) - 3600)

@@ -4,6 +4,7 @@ with their reason, size and sender limits."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import smtplib
@@ -168,3 +169,22 @@ async def test_garbage_does_not_hurt_the_listener(listen: Listener) -> None:
         send, port, "zabbix_problem.eml", "zabbix@monitor.example.org"
     )
     assert code == 250
+
+
+async def test_a_hostile_subject_reaches_the_log_escaped(
+    listen: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    from voipalert.logs import JsonFormatter, TextFormatter
+
+    port = await listen()
+    # RFC 2047 lets a subject carry any character: ESC, BEL, U+2028, CR/LF.
+    hostile = "=?utf-8?b?" + base64.b64encode("x\x1b[2J\x07\u2028\r\nFAKE".encode()).decode()
+    eml = f"From: a@b.example\r\nTo: c@d.example\r\nSubject: {hostile}?=\r\n\r\nbody\r\n"
+    with caplog.at_level(logging.WARNING, logger="voipalert.smtp"):
+        code, _ = await asyncio.to_thread(send, port, eml.encode(), "a@b.example")
+    assert code == 550
+    (record,) = [r for r in caplog.records if r.name == "voipalert.smtp"]
+    assert "\x1b" in str(getattr(record, "subject", ""))  # the attack reached the logger
+    for formatter in (TextFormatter(), JsonFormatter()):
+        line = formatter.format(record)
+        assert not any(c in line for c in "\x1b\x07\u2028\r\n"), line

@@ -105,7 +105,11 @@ def engine_config(settings: Settings) -> EngineConfig:
 
 def store_config(settings: Settings) -> StoreConfig:
     database = settings.database
-    return StoreConfig(busy_timeout_ms=database.busy_timeout_ms, synchronous=database.synchronous)
+    return StoreConfig(
+        busy_timeout_ms=database.busy_timeout_ms,
+        synchronous=database.synchronous,
+        secret_file=settings.http.secret_file,
+    )
 
 
 def script_config(settings: Settings) -> ScriptConfig:

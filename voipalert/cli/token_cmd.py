@@ -1,8 +1,12 @@
 """``voipalert token create|list|revoke``: API tokens for the HTTP API and webhooks.
 
 The secret is printed once, at creation; only its SHA-256 is stored, so a lost token is
-revoked and replaced, never recovered. Exit status: 0 done, 1 refused (name taken, no such
-token).
+revoked and replaced, never recovered. A token that may trigger (scope ``trigger`` or
+``admin``) also gets a webhook signing secret, derived from the server secret file
+(``store.secret``): ``token signing-secret NAME`` prints it again, or a new one with
+``--rotate``, for whoever can read that file. A read-only token gets none, so nothing
+printed is ever refused. Exit status: 0 done, 1 refused (name taken, no such token, a token
+that may not sign).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
+from voipalert.app.config import store_config
 from voipalert.clock import SystemClock
-from voipalert.ingest.tokens import TOKEN_NAME, signing_secret
+from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.settings import load_settings
-from voipalert.store import ApiToken, Scope, Store, StoreError
+from voipalert.store import ApiToken, Scope, Store, StoreConfig, StoreError
 from voipalert.store.api_tables import ApiTables
 
 EXIT_OK = 0
@@ -54,18 +59,31 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     revoke.add_argument("name", metavar="NAME")
     revoke.set_defaults(func=run_revoke)
+    signing = actions.add_parser(
+        "signing-secret",
+        help="print the webhook signing secret of a token that may trigger (needs the "
+        "server secret file)",
+    )
+    signing.add_argument("name", metavar="NAME")
+    signing.add_argument(
+        "--rotate", action="store_true", help="make a new one; the old one stops working"
+    )
+    signing.set_defaults(func=run_signing_secret)
 
 
-async def _run(database: Path, action: Callable[[Store], Awaitable[T]]) -> T:
-    store = await Store.open(database, SystemClock())
+async def _run(database: tuple[Path, StoreConfig], action: Callable[[Store], Awaitable[T]]) -> T:
+    store = await Store.open(database[0], SystemClock(), database[1])
     try:
         return await action(store)
     finally:
         await store.close()
 
 
-async def _create(store: Store, name: str, scopes: frozenset[Scope]) -> str | None:
-    """The new token's secret, or None when the name is taken."""
+async def _create(
+    store: Store, name: str, scopes: frozenset[Scope]
+) -> tuple[str, str | None] | None:
+    """The new token's secret and signing secret (None for a token that may not sign), or
+    None when the name is taken."""
     if any(t.name == name for t in await ApiTables(store, SystemClock()).list_tokens()):
         return None
     try:
@@ -74,11 +92,12 @@ async def _create(store: Store, name: str, scopes: frozenset[Scope]) -> str | No
         if isinstance(exc.__cause__, sqlite3.IntegrityError):  # created meanwhile
             return None
         raise
-    return secret
+    return secret, await store.signing_secret(name)
 
 
-def _database(args: argparse.Namespace) -> Path:
-    return load_settings(args.config).database.path
+def _database(args: argparse.Namespace) -> tuple[Path, StoreConfig]:
+    settings = load_settings(args.config)
+    return settings.database.path, store_config(settings)
 
 
 def _record_json(record: ApiToken) -> dict[str, object]:
@@ -100,34 +119,30 @@ def run_create(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     scopes = frozenset(Scope(s) for s in args.scope)
-    secret = asyncio.run(_run(_database(args), lambda store: _create(store, name, scopes)))
-    if secret is None:
+    created = asyncio.run(_run(_database(args), lambda store: _create(store, name, scopes)))
+    if created is None:
         print(
             f"voipalert: a token named {name!r} already exists; revoke it or pick another name",
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    digest = signing_secret(secret)
+    secret, signing = created
     scope_text = " ".join(sorted(s.value for s in scopes))
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "name": name,
-                    "scopes": sorted(scope_text.split()),
-                    "token": secret,
-                    "signing_secret": digest,
-                }
-            )
-        )
+        record = {"name": name, "scopes": sorted(scope_text.split()), "token": secret}
+        if signing is not None:
+            record["signing_secret"] = signing
+        print(json.dumps(record))
         return EXIT_OK
     print(f"token {name} created (scopes: {scope_text}). It is shown only now:")
     print(f"\n    {secret}\n")
     print("Send it as:  Authorization: Bearer <token>")
-    print(
-        "Webhook senders that sign instead (Grafana 'HMAC signature', X-Voipalert-Signature) "
-        f"use this signing secret, which grants the trigger scope only:\n\n    {digest}\n"
-    )
+    if signing is not None:
+        print(
+            "Webhook senders that sign instead (Grafana 'HMAC signature' with Timestamp Header "
+            "X-Grafana-Alerting-Timestamp, or X-Voipalert-Signature + X-Voipalert-Timestamp) "
+            f"use this signing secret, which grants the trigger scope only:\n\n    {signing}\n"
+        )
     return EXIT_OK
 
 
@@ -156,4 +171,21 @@ def run_revoke(args: argparse.Namespace) -> int:
         print(f"voipalert: no active token named {name!r}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"token {name} revoked")
+    return EXIT_OK
+
+
+def run_signing_secret(args: argparse.Namespace) -> int:
+    name: str = args.name
+    rotate: bool = args.rotate
+    signing = asyncio.run(
+        _run(_database(args), lambda store: store.signing_secret(name, rotate=rotate))
+    )
+    if signing is None:
+        print(
+            f"voipalert: no active token named {name!r} that may sign (only trigger or admin "
+            "tokens have a signing secret)",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    print(signing)
     return EXIT_OK

@@ -12,6 +12,7 @@ from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.intake import Intake
+from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.store import Store
 from voipalert.store.api_tables import ApiTables
@@ -23,6 +24,7 @@ AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", IngestMetrics)
 CONFIG = web.AppKey("config", IngestConfig)
 CLOCK = web.AppKey("clock", Clock)
+REJECTION_LOG = web.AppKey("rejection_log", LogBudget)
 WAKE: web.AppKey[Callable[[], None]] = web.AppKey("wake")
 SIP_STATE: web.AppKey[Callable[[], SipState]] = web.AppKey("sip_state")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

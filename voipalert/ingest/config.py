@@ -28,11 +28,13 @@ LOOPBACK: Final[tuple[IpNetwork, ...]] = (
 class HttpConfig:
     max_body_bytes: int = 1_048_576
     # Where a body signature may come (the first one present is checked) and where its
-    # optional Unix timestamp is (Grafana: "Timestamp Header"); see ingest.tokens.
+    # Unix timestamp is (Grafana: "Timestamp Header"); see ingest.tokens and ingest.auth.
     signature_headers: tuple[str, ...] = ("X-Voipalert-Signature", "X-Grafana-Alerting-Signature")
-    timestamp_headers: tuple[str, ...] = ("X-Voipalert-Timestamp",)
+    timestamp_headers: tuple[str, ...] = ("X-Voipalert-Timestamp", "X-Grafana-Alerting-Timestamp")
     signature_max_age_seconds: int = 300
-    require_signature_timestamp: bool = False
+    # Without a timestamp a signature never expires: replays are only caught while the
+    # replay cache remembers it (ingest.replay).
+    require_signature_timestamp: bool = True
     # A revoked token keeps working at most this long in a running server.
     token_cache_seconds: float = 5.0
     generic_hooks: Mapping[str, GenericMapping] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """Liveness and readiness.
 
 ``/healthz`` only says the process answers. ``/readyz`` says whether it can do its job: the
-database takes a write, and the SIP side can place calls (registered, or configured to call
+database answers a read (never a write: the probe is unauthenticated), and the SIP side can
+place calls (registered, or configured to call
 targets directly). The SIP state comes from a callable the composition root passes in, so
 this package needs nothing from the SIP stack.
 """
@@ -46,9 +47,9 @@ class Readiness:
 
 async def check_readiness(tables: ApiTables, sip_state: SipStateSource) -> Readiness:
     try:
-        await tables.probe_writable()
+        await tables.probe_readable()
         database = "ok"
     except (StoreError, sqlite3.Error, OSError) as exc:
-        log.warning("readiness: database not writable: %s", exc)
-        database = f"not writable: {type(exc).__name__}"
+        log.warning("readiness: database not readable: %s", exc)
+        database = f"not readable: {type(exc).__name__}"
     return Readiness(database, sip_state())

@@ -17,6 +17,7 @@ from voipalert.ingest.convert import Event, from_alertmanager, from_grafana
 from voipalert.ingest.http_errors import ApiError
 from voipalert.ingest.http_io import json_response, parse_json, read_body, read_model
 from voipalert.ingest.mapping import MappingError, map_document
+from voipalert.ingest.rejections import trigger_endpoint
 from voipalert.ingest.schemas import (
     AlertmanagerPayload,
     ErrorDetail,
@@ -42,7 +43,8 @@ async def _commit_all(request: web.Request, events: Sequence[Event]) -> web.Resp
     return json_response(HookOut(results=results), 202)
 
 
-async def alertmanager(request: web.Request) -> web.Response:
+@trigger_endpoint("alertmanager")
+async def alertmanager(request: web.Request) -> web.StreamResponse:
     await request.app[AUTH].authenticate(request, Scope.TRIGGER, allow_signature=True)
     with request.app[METRICS].trigger_seconds.labels(edge="alertmanager").time():
         payload = await read_model(
@@ -52,7 +54,8 @@ async def alertmanager(request: web.Request) -> web.Response:
         return await _commit_all(request, events)
 
 
-async def grafana(request: web.Request) -> web.Response:
+@trigger_endpoint("grafana")
+async def grafana(request: web.Request) -> web.StreamResponse:
     await request.app[AUTH].authenticate(request, Scope.TRIGGER, allow_signature=True)
     with request.app[METRICS].trigger_seconds.labels(edge="grafana").time():
         payload = await read_model(request, GrafanaPayload, request.app[CONFIG].http.max_body_bytes)
@@ -60,13 +63,14 @@ async def grafana(request: web.Request) -> web.Response:
         return await _commit_all(request, events)
 
 
-async def generic(request: web.Request) -> web.Response:
+@trigger_endpoint("generic")
+async def generic(request: web.Request) -> web.StreamResponse:
     await request.app[AUTH].authenticate(request, Scope.TRIGGER, allow_signature=True)
     config = request.app[CONFIG].http
     name = request.match_info["name"]
     mapping = config.generic_hooks.get(name)
     if mapping is None:
-        raise ApiError(404, "no generic hook with that name is configured")
+        raise ApiError(404, "no generic hook with that name is configured", reason="no_such_hook")
     with request.app[METRICS].trigger_seconds.labels(edge="generic").time():
         document = parse_json(await read_body(request, config.max_body_bytes))
         try:

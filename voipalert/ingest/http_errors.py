@@ -45,10 +45,13 @@ class ApiError(Exception):
         code: str | None = None,
         details: Sequence[ErrorDetail] = (),
         headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or _CODES.get(status, "error")
+        # A finer, still bounded, word for logs and the rejected-trigger counter.
+        self.reason = reason or self.code
         self.message = message
         self.details = tuple(details)
         self.headers = dict(headers or {})
@@ -82,6 +85,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: exc.headers[k] for k in _KEPT_HEADERS if k in exc.headers}
         code = _CODES.get(exc.status, "error")
         return json_error(exc.status, code, exc.reason, headers=headers)
+    except ConnectionError as exc:
+        # The peer went away while we read or wrote: nothing to answer, nothing to debug.
+        log.info("client gone during %s %s: %s", request.method, request.path, exc)
+        return json_error(400, "bad_request", "connection lost")
     except StoreError:
         log.exception("store failure in %s %s", request.method, request.path)
         return json_error(

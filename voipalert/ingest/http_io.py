@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Final, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from voipalert.ingest.http_errors import ApiError
@@ -57,10 +58,19 @@ def parse_json(body: bytes) -> object:
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The whole body, refusing early (413) when Content-Length announces too much."""
+    """The whole body, refusing early (413) when Content-Length announces too much. A client
+    that hangs up half-way, or sends a broken chunked encoding, is a 400 with one log line
+    (``ingest.rejections``), not a traceback per connection."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise ApiError(413, f"the body is larger than {max_bytes} bytes")
-    return await request.read()
+        raise ApiError(413, f"the body is larger than {max_bytes} bytes", reason="too_large")
+    try:
+        return await request.read()
+    except ConnectionError:
+        raise ApiError(400, "the client closed the connection mid-body", reason="aborted") from None
+    except HttpProcessingError:
+        raise ApiError(
+            400, "the body's transfer encoding is broken", reason="bad_framing"
+        ) from None
 
 
 def json_response(

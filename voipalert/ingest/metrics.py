@@ -27,6 +27,8 @@ from voipalert.store.api_tables import ApiTables, Counts
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 TRIGGER_BUCKETS_SECONDS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 CALL_SETUP_BUCKETS_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+MAX_SOURCES: Final = 32
+OTHER_SOURCE: Final = "other"
 _LIVE_STATES: Final = ("pending", "in_flight")
 _ENDED: Final = (*(o.value for o in AttemptOutcome), "interrupted")
 
@@ -82,9 +84,10 @@ class IngestMetrics:
             ["source", "outcome"],
             registry=self.registry,
         )
+        self._sources: set[str] = set()
         self.rejected = Counter(
             "voipalert_triggers_rejected",
-            "Trigger requests and e-mails refused, by edge and reason",
+            "Trigger requests and e-mails refused, by edge and reason (a bounded set of words)",
             ["edge", "reason"],
             registry=self.registry,
         )
@@ -103,8 +106,17 @@ class IngestMetrics:
             registry=self.registry,
         )
 
+    def source_label(self, source: str) -> str:
+        """``source`` while fewer than ``MAX_SOURCES`` are known, else ``other``."""
+        if source in self._sources:
+            return source
+        if len(self._sources) < MAX_SOURCES and source != OTHER_SOURCE:
+            self._sources.add(source)
+            return source
+        return OTHER_SOURCE
+
     def observe_committed(self, source: str, outcome: Outcome) -> None:
-        self.triggers.labels(source=source, outcome=outcome.value).inc()
+        self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
 
     async def refresh(self, tables: ApiTables, sip: SipState) -> None:
         self._store.counts = await tables.counts()

@@ -359,9 +359,11 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             "type": "apiKey",
             "in": "header",
             "name": config.signature_headers[0],
-            "description": "hex HMAC-SHA256 of the body (or of 'timestamp:body' with the Unix "
-            "time in " + ", ".join(config.timestamp_headers) + ") keyed with the token's "
-            "signing secret; grants the trigger scope only",
+            "description": "hex HMAC-SHA256 of 'timestamp:body', the Unix time in "
+            + ", ".join(config.timestamp_headers)
+            + (" (required)" if config.require_signature_timestamp else " (or of the body alone)")
+            + ", keyed with the token's signing secret (voipalert token signing-secret NAME); "
+            "each signature is accepted once; grants the trigger scope only",
         }
     else:  # signatures switched off: bearer tokens only
         for item in document["paths"].values():

@@ -277,7 +277,7 @@ class HealthOut(_Out):
 
 class ReadyOut(_Out):
     ready: bool
-    database: str = Field(description="'ok', or why it is not writable")
+    database: str = Field(description="'ok', or why it cannot be read")
     sip: str = Field(description="SIP registration state")
 
 

@@ -30,6 +30,7 @@ from voipalert.ingest.app_keys import (
     INTAKE,
     METRICS,
     OPENAPI,
+    REJECTION_LOG,
     SIP_STATE,
     STORE,
     TABLES,
@@ -42,8 +43,10 @@ from voipalert.ingest.health import SipState, check_readiness
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
+from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from voipalert.ingest.openapi import build_openapi, with_targets
+from voipalert.ingest.rejections import trigger_endpoint
 from voipalert.ingest.schemas import (
     DB_ID_MAX,
     MAX_NAME_CHARS,
@@ -76,16 +79,19 @@ _RFC3339: Final = re.compile(
 
 
 def _alert_id(request: web.Request) -> int:
-    value = int(request.match_info["id"])  # the route only matches digits
-    if not 1 <= value <= DB_ID_MAX:
-        raise ApiError(404, f"no alert {value}")
-    return value
+    raw = request.match_info["id"]  # the route only matches ASCII digits
+    # Bounded before int(): 5,000 digits would pass the route and make int() raise (Python
+    # refuses to convert more than 4,300 digits), which was a 500.
+    if len(raw) > len(str(DB_ID_MAX)) or not 1 <= int(raw) <= DB_ID_MAX:
+        raise ApiError(404, f"no alert {raw[:20]}{'...' if len(raw) > 20 else ''}")
+    return int(raw)
 
 
 # ------------------------------------------------------------------ alerts
 
 
-async def create_alert(request: web.Request) -> web.Response:
+@trigger_endpoint("api")
+async def create_alert(request: web.Request) -> web.StreamResponse:
     await request.app[AUTH].authenticate(request, Scope.TRIGGER, allow_signature=True)
     with request.app[METRICS].trigger_seconds.labels(edge="api").time():
         alert_in = await read_model(request, AlertIn, request.app[CONFIG].http.max_body_bytes)
@@ -96,7 +102,10 @@ async def create_alert(request: web.Request) -> web.Response:
         except UnknownReference as exc:
             field = "policy" if "policy" in str(exc) else "team"
             raise ApiError(
-                422, str(exc), details=[ErrorDetail(field=field, reason=str(exc))]
+                422,
+                str(exc),
+                details=[ErrorDetail(field=field, reason=str(exc))],
+                reason="unknown_target",
             ) from None
     alert = committed.alert
     assert alert is not None  # a trigger always yields its alert
@@ -113,7 +122,10 @@ def _query_int(query: Mapping[str, str], name: str, low: int, high: int) -> int 
     raw = query.get(name)
     if raw is None:
         return None
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+    # Length first: int() of thousands of digits raises (and costs time) before any range test.
+    if len(raw) > len(str(high)) or not raw.isascii() or not raw.isdigit():
+        raise _query_error(name, f"expected an integer from {low} to {high}")
+    if not low <= int(raw) <= high:
         raise _query_error(name, f"expected an integer from {low} to {high}")
     return int(raw)
 
@@ -310,6 +322,7 @@ def build_app(
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
     app[METRICS] = app_metrics
+    app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)
     app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
     app[OPENAPI] = build_openapi(config.http)

@@ -41,6 +41,14 @@ def _check_sip_uri(value: str | None) -> str | None:
     match = _SIP_SERVER_URI.match(value)
     if match is None:
         raise ValueError(f"expected a SIP URI like sip:pbx.example.com:5060, got {value!r}")
+    userinfo = value.split(":", 1)[1].split("@", 1)[0] if "@" in value else ""
+    if ":" in userinfo:
+        # RFC 3261 §19.1.1 deprecates a password in the userinfo ("NOT RECOMMENDED"): it
+        # would travel in clear in every Request-URI and To header. The value is not echoed.
+        raise ValueError(
+            "a password inside the URI is refused (it would be sent in clear in every "
+            "request); put it in [sip] password or $VOIPALERT_SIP__PASSWORD"
+        )
     port = match.group("port")
     if port is not None and not 1 <= int(port) <= 65535:
         raise ValueError(f"port {port} out of range 1-65535 in {value!r}")
@@ -60,9 +68,40 @@ HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 HookName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
+# C0 controls and DEL. No setting needs one, and several reach a protocol line (SIP headers,
+# SMTP greeting, IMAP commands) where CR/LF would end the line and NUL truncate it: a display
+# name with CR/LF used to pass ``config check`` and then break ``serve``.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _refuse_controls(value: object) -> None:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        found = _CONTROL.search(value)
+        if found is not None:
+            raise ValueError(
+                f"control character U+{ord(found.group()):04X} is not allowed "
+                "(CR, LF and NUL would break or forge protocol lines)"
+            )
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_controls(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_controls(key)
+            _refuse_controls(item)
+
+
 class _Section(BaseModel):
     # A misspelt key is an error, not a silently ignored line.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        _refuse_controls(value)
+        return value
 
 
 class SipSettings(_Section):
@@ -254,15 +293,23 @@ class HttpSettings(_Section):
         "senders that cannot send 'Authorization: Bearer' (first present wins)",
     )
     timestamp_headers: list[HeaderName] = Field(
-        default_factory=lambda: ["X-Voipalert-Timestamp"],
+        default_factory=lambda: ["X-Voipalert-Timestamp", "X-Grafana-Alerting-Timestamp"],
         description="headers that may carry the Unix time signed with the body "
-        "(Grafana: the contact point's 'Timestamp Header')",
+        "(Grafana: write X-Grafana-Alerting-Timestamp in the contact point's "
+        "'Timestamp Header')",
     )
     signature_max_age_seconds: int = Field(
         default=300, ge=1, description="a signed timestamp further from now is refused"
     )
     require_signature_timestamp: bool = Field(
-        default=False, description="refuse signatures without a timestamp (replay protection)"
+        default=True,
+        description="refuse signatures without a timestamp; without one a captured request "
+        "can be replayed once the replay window has passed",
+    )
+    secret_file: Path | None = Field(
+        default=None,
+        description="server secret that webhook signing secrets derive from (0600, created "
+        "at first start); default: the database path + '.secret'",
     )
     token_cache_seconds: float = Field(
         default=5.0, ge=0, le=300, description="a revoked token stops working within this time"

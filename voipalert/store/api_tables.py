@@ -2,7 +2,7 @@
 (``tokens.py`` creates, verifies and revokes), the readiness probe, and the counts behind
 ``/metrics``. They use the store's single connection and its ``transaction()``, so the
 store's rules hold (one writer, short transactions, nothing awaited on the network inside
-one). Every statement targets tables of migration 0001 (``api_tokens``, ``meta``,
+one). Every statement targets tables of migrations 0001 and 0002 (``api_tokens``, ``meta``,
 ``alerts``, ``attempts``).
 """
 
@@ -15,6 +15,7 @@ from datetime import datetime
 from voipalert.clock import Clock
 from voipalert.store import ApiToken, Scope, Store
 from voipalert.store.db import from_db, from_db_opt, to_db
+from voipalert.store.secret import derive_signing_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,7 @@ class SigningKey:
 
     name: str
     scopes: frozenset[Scope]
-    secret: str  # the stored SHA-256 of the token
+    secret: str  # derived from the token's salt and the server secret (store.secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,9 @@ class ApiTables:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._db = store._db  # same package: the store's one connection
         self._clock = clock
+        # Read (or create) the server secret now, at start-up, not at the first signed
+        # request: a missing or unreadable file is then a start-up error.
+        self._server_key = self._db.server_key
 
     async def list_tokens(self) -> list[ApiToken]:
         """Every token, revoked ones too, by name (never their secrets)."""
@@ -68,22 +72,26 @@ class ApiTables:
         ]
 
     async def signing_keys(self) -> list[SigningKey]:
-        """The live tokens, with the digest each one signs with."""
+        """The live tokens that may sign, with the secret each one signs with."""
         async with self._db.transaction(write=False, what="list signing keys") as conn:
             rows = await conn.execute_fetchall(
-                "SELECT name, scopes, token_sha256 FROM api_tokens WHERE revoked_at IS NULL "
-                "ORDER BY id"
+                "SELECT name, scopes, signing_salt FROM api_tokens "
+                "WHERE revoked_at IS NULL AND signing_salt IS NOT NULL ORDER BY id"
             )
-        return [SigningKey(r["name"], _scopes(r["scopes"]), r["token_sha256"]) for r in rows]
+        key = self._server_key
+        return [
+            SigningKey(
+                r["name"], _scopes(r["scopes"]), derive_signing_secret(key, r["signing_salt"])
+            )
+            for r in rows
+        ]
 
-    async def probe_writable(self) -> None:
-        """Commit one small write (``StoreError``, or sqlite3's, when the disk refuses)."""
-        async with self._db.transaction(write=True, what="readiness probe") as conn:
-            await conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('ready_probe_at', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (to_db(self._clock.now_utc()),),
-            )
+    async def probe_readable(self) -> None:
+        """Read one row in a transaction (``StoreError``, or sqlite3's, when the database
+        cannot be read). It writes nothing: ``/readyz`` is unauthenticated, and a probe that
+        committed would let anyone make the server fsync at will."""
+        async with self._db.transaction(write=False, what="readiness probe") as conn:
+            await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'rota_version'")
 
     async def counts(self) -> Counts:
         async with self._db.transaction(write=False, what="count alerts and calls") as conn:

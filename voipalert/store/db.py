@@ -7,6 +7,14 @@ wait inside it (GoAlert commits before it sends). aiosqlite runs the statements 
 connection in order on its own thread, so even when the awaiting task is cancelled mid-way
 the ``ROLLBACK`` queued by the cancel still runs before the next transaction's ``BEGIN``.
 
+Files are private (owner read/write only) whatever the umask: the database file is
+created 0600 before SQLite opens it, and SQLite gives its ``-wal`` and ``-shm`` files the
+mode of the database file. A database left group- or world-readable by an older version is
+tightened at open. The server secret that webhook signing secrets derive from lives in a
+0600 file of its own (``store.secret``), found here (``StoreConfig.secret_file``, else next
+to the database) so that every process that opens the database (the daemon, ``voipalert
+token``) uses the same one.
+
 Migrations are the numbered files ``schema/NNNN_name.sql``; each one runs in its own
 transaction together with ``PRAGMA user_version = NNNN``, so a database is always at exactly
 one schema version.
@@ -28,6 +36,12 @@ from typing import Final, Literal
 import aiosqlite
 
 from voipalert.store.errors import DatabaseUnusable, StoreError
+from voipalert.store.secret import (
+    create_private,
+    default_secret_file,
+    load_server_key,
+    make_private,
+)
 from voipalert.store.startup import check_location, explain
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -38,6 +52,8 @@ class StoreConfig:
     busy_timeout_ms: int = 5000
     # FULL: a commit is on disk before it returns, so "202 accepted" survives a power cut.
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # The server secret (``store.secret``); None: ``<database>.secret``.
+    secret_file: Path | None = None
 
 
 def to_db(instant: datetime) -> str:
@@ -65,16 +81,47 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
+def _private_files(path: Path | str) -> None:
+    """Create the database file 0600 when it is missing, and tighten it and its WAL/SHM
+    files when another user could read them."""
+    if default_secret_file(path) is None:
+        return  # in memory
+    main = Path(path)
+    try:
+        create_private(main, b"")  # empty: SQLite writes its header at the first write
+        for file in (main, Path(f"{main}-wal"), Path(f"{main}-shm")):
+            make_private(file)
+    except OSError as exc:
+        raise StoreError(f"open database {path}: {exc}") from exc
+
+
 class Database:
-    def __init__(self, conn: aiosqlite.Connection, path: Path | str = "") -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: Path | str = "", secret_file: Path | None = None
+    ) -> None:
         self._conn = conn
         self._path = path
         self._lock = asyncio.Lock()
+        self._secret_file = secret_file
+        self._server_key: bytes | None = None
+
+    @property
+    def server_key(self) -> bytes:
+        """The server secret (``store.secret``), read, or created 0600, at first use: by the
+        HTTP app when it is built, by ``voipalert token``; never by commands that do not
+        need it, so they leave no stray secret file behind."""
+        if self._server_key is None:
+            self._server_key = load_server_key(self._secret_file)
+        return self._server_key
 
     @classmethod
     async def open(cls, path: Path | str, config: StoreConfig | None = None) -> Database:
         config = config or StoreConfig()
         check_location(path)
+        try:
+            _private_files(path)
+        except StoreError as exc:
+            raise explain(path, exc) from exc
         pending = aiosqlite.connect(path, isolation_level=None)
         try:
             conn = await pending
@@ -82,7 +129,7 @@ class Database:
             await _join_worker(pending)
             raise explain(path, exc) from exc
         conn.row_factory = aiosqlite.Row
-        db = cls(conn, path)
+        db = cls(conn, path, config.secret_file or default_secret_file(path))
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
             await conn.execute("PRAGMA foreign_keys = ON")

@@ -7,6 +7,10 @@ memory, so no clock is read. Several processes may share the directory (the daem
 ``voipalert say``); each enforces the cap on what it knows, and a file that vanished or is
 damaged is simply a miss. Disk errors never fail a call: they are logged and the prompt is
 rendered again.
+
+The prompts are what alerts say, so they are private like the database: every directory
+this cache creates is 0700 and every file 0600 (``mkstemp``), whatever the umask; a prompt
+directory left open by an older version is tightened when first written to.
 """
 
 from __future__ import annotations
@@ -27,6 +31,19 @@ from voipalert.tts.wav import atomic_write, decode_wav, encode_wav
 _log = logging.getLogger(__name__)
 
 _KEY: Final = re.compile(r"^[0-9a-f]{64}$")
+_PRIVATE_DIR: Final = 0o700
+
+
+def _private_dir(path: Path) -> None:
+    """``path`` (and a missing parent) as a directory only its owner can enter."""
+    if not path.parent.is_dir():
+        _private_dir(path.parent)
+    try:
+        path.mkdir(mode=_PRIVATE_DIR)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077 == 0:
+            return
+    os.chmod(path, _PRIVATE_DIR)  # mkdir's mode is filtered by the umask; this is not
 
 
 class PromptCache:
@@ -102,7 +119,9 @@ class PromptCache:
         path = self._path(key)
         data = encode_wav(pcm, TELEPHONE_RATE_HZ)
         try:
-            atomic_write(path, data)
+            _private_dir(self.directory)
+            _private_dir(path.parent)
+            atomic_write(path, data)  # mkstemp: the file is 0600
         except OSError as exc:
             _log.warning("cannot cache prompt %s: %s", path, exc)
             return
