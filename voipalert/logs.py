@@ -53,9 +53,12 @@ def log_context(
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.alert_id = _alert_id.get()
-        record.call_id = _call_id.get()
-        record.person = _person.get()
+        # The context fills what the call did not say itself: an ``extra={"person": ...}``
+        # (an ack through the API names its person) is kept.
+        for name, var in (("alert_id", _alert_id), ("call_id", _call_id), ("person", _person)):
+            value = var.get()
+            if value is not None or getattr(record, name, None) is None:
+                setattr(record, name, value)
         return True
 
 

@@ -61,6 +61,7 @@ def test_serve_says_the_same_and_exits_2(tmp_path: Path) -> None:
 def test_a_damaged_file_is_named_with_the_way_out(tmp_path: Path) -> None:
     path = tmp_path / "voipalert.db"
     path.write_bytes(b"this is not SQLite\n" * 400)
+    path.chmod(0o600)  # private, as voipalert keeps it: the one line is about the damage
     result = run("token", "list", env=db_env(path))
     assert_one_line(result, 1, str(path), "damaged", "backup")
     assert path.read_bytes() == b"this is not SQLite\n" * 400  # left as it was
@@ -80,6 +81,7 @@ def test_a_lock_held_by_another_process_is_reported(tmp_path: Path) -> None:
     # as a sqlite3 shell would) while voipalert needs to migrate it.
     path = tmp_path / "voipalert.db"
     holder = sqlite3.connect(path, isolation_level=None)
+    path.chmod(0o600)  # private, as voipalert keeps it: the one line is about the lock
     try:
         holder.execute("BEGIN EXCLUSIVE")
         holder.execute("CREATE TABLE held (x)")

@@ -29,7 +29,6 @@ from voipalert.settings import (
 from voipalert.sip.config import UAConfig
 from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
-from voipalert.store.db import StoreConfig
 
 
 def _ip_literal(host: str) -> str | None:
@@ -100,15 +99,6 @@ def engine_config(settings: Settings) -> EngineConfig:
         idle_poll_seconds=engine.idle_poll_seconds,
         mass_ring_timeout_seconds=engine.mass_ring_timeout_seconds,
         ack_menu=AckMenu(ack_digit=engine.ack_digit, repeat_digit=engine.repeat_digit),
-    )
-
-
-def store_config(settings: Settings) -> StoreConfig:
-    database = settings.database
-    return StoreConfig(
-        busy_timeout_ms=database.busy_timeout_ms,
-        synchronous=database.synchronous,
-        secret_file=settings.http.secret_file,
     )
 
 

@@ -33,9 +33,9 @@ from voipalert.app.config import (
     script_config,
     sip_bind,
     sip_tls,
-    store_config,
     ua_config,
 )
+from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import SystemClock

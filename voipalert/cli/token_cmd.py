@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from voipalert.app.config import store_config
+from voipalert.app.store_config import store_config
 from voipalert.clock import SystemClock
 from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.settings import load_settings

@@ -314,6 +314,7 @@ def build_app(
         middlewares=[error_middleware], client_max_size=config.http.max_body_bytes
     )
     tables = ApiTables(store, clock)
+    tables.load_server_key()
     app_metrics = IngestMetrics(clock)
     app[STORE] = store
     app[TABLES] = tables

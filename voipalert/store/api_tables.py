@@ -51,9 +51,12 @@ class ApiTables:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._db = store._db  # same package: the store's one connection
         self._clock = clock
-        # Read (or create) the server secret now, at start-up, not at the first signed
-        # request: a missing or unreadable file is then a start-up error.
-        self._server_key = self._db.server_key
+
+    def load_server_key(self) -> None:
+        """Read (or create) the server secret now: the HTTP app calls this when it is built,
+        so a missing or unreadable file is a start-up error, not a failure at the first
+        signed request. Listing tokens never needs it."""
+        _ = self._db.server_key
 
     async def list_tokens(self) -> list[ApiToken]:
         """Every token, revoked ones too, by name (never their secrets)."""
@@ -78,7 +81,7 @@ class ApiTables:
                 "SELECT name, scopes, signing_salt FROM api_tokens "
                 "WHERE revoked_at IS NULL AND signing_salt IS NOT NULL ORDER BY id"
             )
-        key = self._server_key
+        key = self._db.server_key
         return [
             SigningKey(
                 r["name"], _scopes(r["scopes"]), derive_signing_secret(key, r["signing_salt"])
