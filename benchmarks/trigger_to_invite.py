@@ -8,7 +8,7 @@ other to ``POST /api/v1/alerts``, and times each from just before the HTTP reque
 to the moment the endpoint hands the first INVITE for that alert to its socket (the wire
 trace hook). The prompt cache is warmed by a first alert that is not counted.
 
-Design bar (DESIGN.md): under 50 ms median with a rendered prompt.
+Design bar (docs/architecture.md §13): under 50 ms median with a rendered prompt.
 """
 
 from __future__ import annotations

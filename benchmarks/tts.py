@@ -6,8 +6,8 @@ cache hit, and throughput with one and two synthesis workers.
 
 "Time to first audio" is the time from ``render()`` to a prompt ready to stream on a cache
 miss: the level is normalised over the whole message, so the whole message is rendered
-before the first packet (while the phone rings; DESIGN.md). Piper's own first-sentence
-latency is printed beside it for reference.
+before the first packet (while the phone rings; docs/architecture.md §13). Piper's own
+first-sentence latency is printed beside it for reference.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from testbed import (
 )
 
 BARESIP_MODULES: Final = Path("/usr/lib/baresip/modules")
-AUDIO_SECONDS: Final = 600  # aufile hangs the call up at end of file (TESTBED-NOTES)
+AUDIO_SECONDS: Final = 600  # aufile hangs the call up at end of file (docs/testbed.md §2.3)
 
 # DTMF row/column frequencies (ITU-T Q.23).
 _DTMF_FREQS: Final = {
@@ -199,7 +199,8 @@ class _Bot:
     def _react(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if self.info.mode == "busy" and kind == "CALL_INCOMING":
-            # baresip answers a hangup of a ringing call with "486 Rejected" (TESTBED-NOTES).
+            # baresip answers a hangup of a ringing call with "486 Rejected"
+            # (docs/testbed.md §2.8).
             self._later("hangup")
         elif self.info.mode == "dtmf" and kind == "CALL_ESTABLISHED":
             loop = asyncio.get_running_loop()
@@ -298,7 +299,7 @@ class Supervisor:
             return
 
     def _bot_ports(self, spec: BotSpec, bdir: Path, taken: set[int]) -> BotInfo:
-        # baresip also opens TLS on sip_port + 1 (TESTBED-NOTES), hence a span of 2.
+        # baresip also opens TLS on sip_port + 1 (docs/testbed.md §2.1), hence a span of 2.
         sip_port = free_port(span=2, avoid=taken)
         taken.update((sip_port, sip_port + 1))
         ctrl_port = free_port(avoid=taken)

@@ -1,4 +1,4 @@
-"""The phone: one SIP user agent and the RTP sessions of its calls (STYLE.md §3 ``calls``).
+"""The phone: one SIP user agent and the RTP sessions of its calls (docs/architecture.md §1).
 
 ``Phone.call(target, prompts, ring_timeout=..., stop=...)`` places one call and runs the call
 script on it (``voipalert.callscript``): it returns a ``CallReport`` for every way a call can

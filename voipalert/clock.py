@@ -1,4 +1,4 @@
-"""Time as a dependency (STYLE.md rule 7).
+"""Time as a dependency (docs/architecture.md §6).
 
 Protocol cores take ``now`` as an argument; the asyncio layer gets it from a ``Clock``.
 ``monotonic()`` drives SIP timers and RTP pacing; ``now_utc()`` is only for records and

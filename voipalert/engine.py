@@ -4,13 +4,13 @@ Each tick loads every alert that still needs work, asks the pure planner what to
 ``now``, and does it: persist a step change, commit each call's intent (a unique key) and
 only then start the call, cancel calls of alerts handled meanwhile, close exhausted alerts.
 ``wake()`` only shortens the wait before the next tick, so a lost wake-up costs at most
-``idle_poll_seconds``, and a restart re-plans from the database (GoAlert's model; STYLE.md
-pitfall 20).
+``idle_poll_seconds``, and a restart re-plans from the database (GoAlert's model;
+docs/architecture.md §10).
 
 Calls run as tasks of the engine's TaskGroup, at most ``max_concurrent_calls`` dialling at
 once; a call task never raises (a notifier bug is recorded as FAILED). Each tick runs under
 ``asyncio.timeout``; one alert that fails to reconcile is logged and the others go on; a tick
-slower than ``slow_tick_seconds`` is logged (pitfall 10).
+slower than ``slow_tick_seconds`` is logged (docs/architecture.md §10).
 
 At start-up, attempts left in flight by a dead process become ``interrupted`` (never
 re-dialled under the same key) and their alerts are re-planned; attempts committed but never

@@ -1,4 +1,4 @@
-"""The root of voipalert's exception tree (STYLE.md rule 5).
+"""The root of voipalert's exception tree (docs/architecture.md §4).
 
 Each package adds its own branch under :class:`VoipAlertError` (``sip.errors`` adds
 ``SipError`` and its local/remote split). Expected outcomes — a busy callee, an alert

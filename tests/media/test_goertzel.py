@@ -1,4 +1,4 @@
-"""The in-band detector against the bar of DESIGN.md, line by line.
+"""The in-band detector against the bar of docs/architecture.md §13, line by line.
 
 Accept: every key, ±1.5 % frequency offset on each tone, twist -8..+4 dB, tones of 40 ms,
 per-tone level down to -30 dBm0, white noise at 15 dB SNR, after a G.711 round trip.

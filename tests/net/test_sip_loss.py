@@ -1,4 +1,4 @@
-"""Retransmission over real UDP sockets with injected loss (STYLE.md rule 9, aioquic's
+"""Retransmission over real UDP sockets with injected loss (docs/architecture.md §12, aioquic's
 ``sendto_with_loss`` idea), and Timer B / Timer F when nothing ever answers.
 
 The peer is a small registrar/proxy stub on 127.0.0.1 built with the project's own message

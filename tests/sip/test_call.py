@@ -1,4 +1,4 @@
-"""Outbound calls against a scripted proxy/callee (SIP-CHECKLIST §4.5), including the
+"""Outbound calls against a scripted proxy/callee (docs/sip.md §4.5), including the
 pyVoIP tracker regressions: #272 and #297 (2xx ACK), #69/#216 (407 on INVITE), #167 (new
 branch on the authenticated retry), #177/#169/#32 (CANCEL in the early state)."""
 

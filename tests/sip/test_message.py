@@ -100,7 +100,7 @@ def test_golden_bye_reason() -> None:
 
 
 def test_pyvoip_compact_headers_freeswitch() -> None:
-    """pyVoIP ✗ (SIP-CHECKLIST §4.1 row 2): FreeSWITCH enable-compact-headers."""
+    """pyVoIP ✗ (docs/sip.md §4.1 row 2): FreeSWITCH enable-compact-headers."""
     m = parse_message(golden("freeswitch_407_invite_compact"))
     assert isinstance(m, Response)
     assert m.status == 407

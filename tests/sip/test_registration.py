@@ -1,4 +1,4 @@
-"""REGISTER flows against a scripted registrar (SIP-CHECKLIST §4.4)."""
+"""REGISTER flows against a scripted registrar (docs/sip.md §4.4)."""
 
 from __future__ import annotations
 

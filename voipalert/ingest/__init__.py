@@ -1,5 +1,5 @@
 """Triggers: the HTTP API and webhooks, the SMTP listener and the IMAP poller.
 
-Every edge does the same four things (STYLE.md rule 8): validate into an event, commit it
+Every edge does the same four things (docs/architecture.md §9): validate into an event, commit it
 to the store, wake the engine, reply. None of them ever dials.
 """

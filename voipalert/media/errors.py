@@ -1,4 +1,4 @@
-"""Errors of the media core (STYLE.md rule 5).
+"""Errors of the media core (docs/architecture.md §4).
 
 ``RemoteProtocolError`` means the far end sent bytes that are not what the RFC allows; the
 I/O layer counts and drops them, it never lets one end a call. ``LocalProtocolError`` means

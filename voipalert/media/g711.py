@@ -20,7 +20,7 @@ Codec = Literal["PCMU", "PCMA"]
 
 # RFC 3551 §6: static payload types.
 STATIC_PAYLOAD_TYPE: Final[Mapping[Codec, int]] = MappingProxyType({"PCMU": 0, "PCMA": 8})
-# The code of a zero sample: what a silent frame is made of (SIP-CHECKLIST §4.7).
+# The code of a zero sample: what a silent frame is made of (docs/sip.md §4.7).
 SILENCE_BYTE: Final[Mapping[Codec, int]] = MappingProxyType({"PCMU": 0xFF, "PCMA": 0xD5})
 SAMPLE_RATE_HZ: Final = 8000
 

@@ -1,6 +1,6 @@
 """What goes into each ptime slot of an outgoing stream: the prompt, then silence (sans-IO).
 
-A call must send continuously from answer to BYE (SIP-CHECKLIST §4.7: PBX media timeouts
+A call must send continuously from answer to BYE (docs/sip.md §4.7: PBX media timeouts
 hang up silent calls, NAT bindings expire), so when nothing is playing each slot carries
 G.711 silence (μ-law 0xFF, A-law 0xD5). ``play`` replaces whatever was playing at once;
 ``stop`` (a key was pressed) cuts it at the next slot. The prompt is encoded once when it

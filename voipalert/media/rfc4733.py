@@ -1,6 +1,6 @@
 """RFC 4733 telephone-events: the payload, and a receiver that reports each key press once.
 
-Receiver rules (SIP-CHECKLIST §4.8):
+Receiver rules (docs/sip.md §4.8):
 
 * An event is identified by (SSRC, RTP timestamp): every packet of one event carries the
   timestamp of its start (§2.5.1.1). A repeated press of the same key has a new timestamp.

@@ -1,1 +1,1 @@
-"""The asyncio adapters: the only modules that own sockets (STYLE.md §3)."""
+"""The asyncio adapters: the only modules that own sockets (docs/architecture.md §1, §3)."""

@@ -1,7 +1,7 @@
 """One pacing timer for every outgoing RTP stream on the event loop.
 
 Each stream has its own schedule, ``start + n * ptime`` on ``loop.time()`` (never chained
-sleeps, which drift: STYLE.md pitfall 3). The pacer keeps all streams' next deadlines in a
+sleeps, which drift: docs/architecture.md §7). The pacer keeps all streams' next deadlines in a
 heap and arms a single ``loop.call_at`` for the earliest; when it fires it sends every slot
 that is due. One task or timer per stream would cost an event-loop wakeup per packet.
 
@@ -134,7 +134,7 @@ class RtpPacer:
     def _tick(self) -> None:
         self._timer, self._timer_at = None, math.inf
         # Handle everything due by now (timers fire late, and sometimes a little early:
-        # STYLE.md pitfall 1), then re-arm for the earliest deadline left.
+        # docs/architecture.md §6), then re-arm for the earliest deadline left.
         now = self._loop.time()
         heap = self._heap
         while heap and heap[0][0] <= now:

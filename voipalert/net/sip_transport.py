@@ -232,7 +232,8 @@ class SipEndpoint:
         self._timer = None if deadline is None else self._loop.call_at(deadline, self._fire)
 
     def _fire(self) -> None:
-        # Timers fire early or late; hand the agent at least the deadline (pitfall 1).
+        # Timers fire early or late; hand the agent at least the deadline
+        # (docs/architecture.md §6).
         now = max(self._timer_at or 0.0, self._loop.time())
         self._timer = self._timer_at = None
         self.agent.handle_timer(now)

@@ -5,7 +5,7 @@ and awaits ``Notifier.notify``. The words are made by the notifier, in the calle
 (for the voice: the speech catalog's ``message`` template); the engine renders no text.
 The real implementation places a SIP call and runs the call script; tests plug in a
 scripted notifier. This module does not import the alert types
-(STYLE.md §3): a notification carries plain values.
+(docs/architecture.md §2): a notification carries plain values.
 
 The contract of ``notify``:
 

@@ -1,8 +1,8 @@
 """The real notifier: a phone call that speaks the alert and waits for the ack key.
 
 ``VoiceNotifier`` turns a ``Notification`` into a SIP target, starts rendering the message
-while the phone rings (so the callee never waits for synthesis — DESIGN "Trigger to
-INVITE"), runs the call script through the ``Phone`` and maps its report onto a
+while the phone rings (so the callee never waits for synthesis — docs/architecture.md
+§13), runs the call script through the ``Phone`` and maps its report onto a
 ``NotifyResult``.
 """
 

@@ -5,9 +5,9 @@ variable, ``./voipalert.toml`` when it exists; with none of them only the defaul
 environment apply. Nested keys use ``__`` in the environment, so
 ``VOIPALERT_SIP__REGISTRAR=sip:127.0.0.1:5070`` sets ``[sip] registrar``.
 
-This module is the composition root's view of the configuration (STYLE.md §3): the cores
-never import it; ``voipalert.app.config`` maps these models onto each component's own
-config dataclass.
+This module is the composition root's view of the configuration (docs/architecture.md §3):
+the cores never import it; ``voipalert.app.config`` maps these models onto each component's
+own config dataclass.
 Secrets are ``SecretStr``: they print as ``**********`` in ``repr``, logs and
 ``config check``.
 """

@@ -1,4 +1,4 @@
-"""The sans-IO SIP core: no sockets, no asyncio, no clock reads (STYLE.md §3).
+"""The sans-IO SIP core: no sockets, no asyncio, no clock reads (docs/architecture.md §3).
 
 The message layer is re-exported here: ``parse_message``, ``Request``, ``Response``,
 ``response_to``, ``Headers``, ``SipUri``, ``AbsoluteUri``, ``NameAddr``, ``Via``, ``CSeq``,

@@ -1,7 +1,7 @@
 """One outbound call: INVITE → (digest) → 1xx → 2xx + ACK → BYE, or CANCEL, as one machine.
 
 RFC 3261 §13.2 (UAC INVITE), §9.1 (CANCEL), §15.1.1 (BYE), §12 (dialogs) and §22 (digest),
-with the outcome rules of SIP-CHECKLIST §4.5. Every call ends with exactly one
+with the outcome rules of docs/sip.md §4.5. Every call ends with exactly one
 ``CallEnded`` event carrying a ``CallOutcome`` — never an exception.
 
 States: CALLING (INVITE sent) → RINGING (a provisional arrived, so CANCEL is allowed) →
@@ -67,7 +67,7 @@ _OUTCOMES: Final = {
 
 
 def outcome_for_status(status: int) -> CallOutcome:
-    """The escalation outcome of a final non-2xx (SIP-CHECKLIST §4.5 table); codes not in
+    """The escalation outcome of a final non-2xx (docs/sip.md §4.5 table); codes not in
     the table take their class's meaning (§8.1.3.2): 4xx rejected, 6xx declined, and 3xx
     (redirects are not followed) or 5xx failed."""
     if status in _OUTCOMES:

@@ -1,4 +1,4 @@
-"""The SIP branch of the exception tree (STYLE.md rule 5, h11's local/remote split).
+"""The SIP branch of the exception tree (docs/architecture.md §4, h11's local/remote split).
 
 * ``LocalProtocolError``: *we* were about to build or send something that is not valid SIP
   (a control character in a header value, a bad method token). It is a bug or hostile text

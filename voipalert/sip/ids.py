@@ -1,4 +1,4 @@
-"""Identifiers the user agent mints (RFC 3261 §8.1.1.4, §8.1.1.7, §19.3; SIP-CHECKLIST §4.2).
+"""Identifiers the user agent mints (RFC 3261 §8.1.1.4, §8.1.1.7, §19.3; docs/sip.md §4.2).
 
 Public API: ``new_branch(rng)`` (``z9hG4bK`` + 80 random bits, a new one for every
 transaction, the authenticated retry and the 2xx ACK included), ``new_tag(rng)`` (64 bits)

@@ -1,9 +1,9 @@
-"""REGISTER lifecycle (RFC 3261 §10.2, SIP-CHECKLIST §4.4).
+"""REGISTER lifecycle (RFC 3261 §10.2, docs/sip.md §4.4).
 
 * One Call-ID and From tag for the binding's lifetime, CSeq + 1 on every REGISTER (§10.2.4).
 * 401/407 → one retry with credentials; ``stale=true`` retries with the new nonce without
   counting a failure; a second challenge after our credentials is a failure (wrong
-  password) — never a loop (baresip re-sent 16 REGISTERs in milliseconds, TESTBED-NOTES).
+  password) — never a loop (baresip re-sent 16 REGISTERs in milliseconds, docs/testbed.md §2.6).
 * 423 → retry with the registrar's ``Min-Expires``.
 * 2xx → the granted expiry is our Contact's ``expires`` in the response, else ``Expires``;
   refresh well before it (half-way at least, ``expires - 32 s`` at most on a long binding).

@@ -6,7 +6,7 @@ Public API:
   (``SENDRECV``, ``SENDONLY``, ``RECVONLY``, ``INACTIVE``).
 * ``LocalMedia(address=..., port=..., session_id=..., session_version=1,
   codecs=(PCMU, PCMA), dtmf_payload_type=101, ptime_ms=20, direction=SENDRECV)`` — what we
-  offer; ``sdp()`` renders it exactly as SIP-CHECKLIST §4.6 shows (``c=`` is never
+  offer; ``sdp()`` renders it exactly as docs/sip.md §4.6 shows (``c=`` is never
   0.0.0.0: an unspecified address raises ``LocalProtocolError``).
   ``new_local_media(address, port, *, rng, codecs=...)`` draws the random 62-bit session id.
 * ``parse_answer(body, *, codecs=(PCMU, PCMA)) -> MediaParams`` — the remote side of the

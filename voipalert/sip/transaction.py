@@ -14,7 +14,7 @@ Rules of this module (h11's ``_state.py`` is the model):
    response just received, pass it up) and the agent does it with the message in hand.
 4. No clock is read: every input carries ``now``; ``next_deadline()`` tells the adapter
    when to call ``handle_timer(now)``, which fires every timer due at ``now`` (timers
-   fire late, so all that is due is handled — STYLE.md pitfall 1).
+   fire late, so all that is due is handled — docs/architecture.md §6).
 5. Retransmission timers (A, E, G) run only on unreliable transports (§17.1.1.2:
    "If an unreliable transport is being used..."); the wait timers D, I, J and K are
    zero on reliable ones. Nothing here retransmits over TCP (sipexer #6).

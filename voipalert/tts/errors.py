@@ -1,4 +1,4 @@
-"""Errors of the speech package (STYLE.md rule 5).
+"""Errors of the speech package (docs/architecture.md §4).
 
 A broken voice or template is a configuration problem (``ConfigError``: the CLI exits 2 and
 start-up stops); asking for a voice that is not installed is a ``LookupError``.

@@ -1,4 +1,4 @@
-"""Render text to telephone prompts with Piper, off the event loop (STYLE.md pitfall 4).
+"""Render text to telephone prompts with Piper, off the event loop (docs/architecture.md §8).
 
 - Each voice is loaded once (about half a second) and kept for the life of the renderer.
 - Synthesis runs in a bounded thread pool owned by the renderer: onnxruntime releases the

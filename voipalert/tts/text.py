@@ -1,6 +1,6 @@
 """Make untrusted text safe to speak.
 
-Alert fields come from webhooks and e-mails (DESIGN.md, "Bad input"): they may hold control
+Alert fields come from webhooks and e-mails (docs/architecture.md §11): they may hold control
 characters, bidi overrides, HTML/SSML-like tags, Piper's raw-phoneme syntax (``[[ ... ]]``,
 which would let a sender inject phonemes), or a megabyte of log output. Speech gets a clean,
 bounded string; nothing is ever rejected for being odd.
