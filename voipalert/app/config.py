@@ -1,6 +1,6 @@
 """Each component's own config, built from the settings.
 
-Cores never see pydantic settings (STYLE.md §3); this module maps them.
+Cores never see pydantic settings (docs/architecture.md §3); this module maps them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``voipalert serve``: the main job, one process, one TaskGroup (STYLE.md rule 6).
+"""``voipalert serve``: the main job, one process, one TaskGroup (docs/architecture.md §5).
 
 Start-up, in the order that lets each check say clearly what is wrong:
 
@@ -209,8 +209,8 @@ async def _check_languages(store: Store, speech: Speech) -> None:
     languages = sorted({person.language for person in rota.people} | {"en"})
     problems = speech.problems(languages)
     if problems:
-        # DESIGN: a person whose language has no installed voice is a configuration error
-        # reported at start-up, not a garbled call.
+        # A person whose language has no installed voice is a configuration error
+        # reported at start-up, not a garbled call (docs/architecture.md §13).
         raise ConfigError(problems)
 
 

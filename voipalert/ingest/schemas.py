@@ -5,7 +5,7 @@ comes in; response models (``AlertOut`` ...) are what goes out. The OpenAPI docu
 generated from these same classes, so it cannot drift from what the server does.
 
 Text that will be spoken, logged or stored (summary, source, dedup key, labels) may not hold
-control characters: DESIGN.md "Bad input" — no alert text may forge a log line or reach a
+control characters: docs/architecture.md §11 — no alert text may forge a log line or reach a
 SIP header. Senders we do not control (webhooks, e-mail) are cleaned instead of refused
 (``convert.clean_text``).
 """

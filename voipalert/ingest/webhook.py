@@ -1,6 +1,6 @@
 """The HTTP API: alerts, webhooks, probes and metrics, as one aiohttp application.
 
-Handlers are thin (STYLE.md rule 8): authenticate, validate into an event, commit it through
+Handlers are thin (docs/architecture.md §9): authenticate, validate into an event, commit it through
 the intake (which wakes the engine), reply. ``202`` therefore means the alert is on disk.
 Nothing here dials, and no handler waits on anything but the database.
 

@@ -135,7 +135,7 @@ class SipSettings(_Section):
 
     @model_validator(mode="after")
     def _check_addresses(self) -> SipSettings:
-        # SIP-CHECKLIST §4.10: never advertise 0.0.0.0 (pyVoIP #226/#153).
+        # docs/sip.md §4.10: never advertise 0.0.0.0 (pyVoIP #226/#153).
         if self.advertised_host is not None and self.advertised_host.is_unspecified:
             raise ValueError("advertised_host must be an address the PBX can reach, not 0.0.0.0")
         if self.advertised_host is None and self.local_host.is_unspecified:
@@ -258,7 +258,7 @@ class TtsSettings(_Section):
         return value
 
     def to_config(self) -> TtsConfig:
-        """The speech package's own config (STYLE.md §3: cores never see pydantic)."""
+        """The speech package's own config (docs/architecture.md §3: cores never see pydantic)."""
         return TtsConfig(
             voices_dir=self.voices_dir,
             cache_dir=self.cache_dir,
