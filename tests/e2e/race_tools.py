@@ -115,6 +115,7 @@ class HttpProbe:
     token: str
     interval: float = 0.1
     slowest: float = 0.0
+    slowest_path: str = ""
     failures: list[str] = field(default_factory=list)
     answered: int = 0
     running: asyncio.Event = field(default_factory=asyncio.Event)
@@ -148,7 +149,9 @@ class HttpProbe:
                                 self.failures.append(f"{path}: {response.status}")
                     except (aiohttp.ClientError, TimeoutError) as exc:
                         self.failures.append(f"{path}: {exc!r}")
-                    self.slowest = max(self.slowest, time.monotonic() - started)
+                    took = time.monotonic() - started
+                    if took > self.slowest:
+                        self.slowest, self.slowest_path = took, path
                     self.answered += 1
                 await asyncio.sleep(self.interval)
 

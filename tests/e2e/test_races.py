@@ -407,7 +407,8 @@ async def run_matrix(
 def _assert_http(probe: HttpProbe, seed: int) -> None:
     assert probe.answered > 20, f"seed {seed}: the probe barely ran"
     assert not probe.failures, f"seed {seed}: {probe.failures[:5]}"
-    assert probe.slowest < HTTP_SLOWEST_SECONDS, f"seed {seed}: slowest {probe.slowest:.2f} s"
+    slowest = f"seed {seed}: slowest {probe.slowest:.2f} s ({probe.slowest_path})"
+    assert probe.slowest < HTTP_SLOWEST_SECONDS, slowest
 
 
 async def _assert_fds_back(pid: int, baseline: list[str], seed: int) -> None:
