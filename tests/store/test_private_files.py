@@ -64,7 +64,7 @@ async def test_database_wal_shm_and_secret_are_0600_whatever_the_umask(
     store = await Store.open(path, SystemClock())
     try:
         await store.create_or_join_alert(NewAlert("disk full"))  # the WAL and SHM exist now
-        ApiTables(store, SystemClock())  # as the HTTP app does at start: the secret is made
+        ApiTables(store, SystemClock()).load_server_key()  # as the HTTP app does at start
         files = [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.secret")]
         assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
     finally:
@@ -89,7 +89,7 @@ async def test_files_left_readable_by_an_older_version_are_tightened(shared_dir:
     write(Path(f"{path}.secret"), "ab" * 32 + "\n")
     os.chmod(f"{path}.secret", 0o644)
     store = await Store.open(path, SystemClock())
-    ApiTables(store, SystemClock())
+    ApiTables(store, SystemClock()).load_server_key()
     await store.close()
     assert mode(path) == 0o600 and mode(Path(f"{path}.secret")) == 0o600
 

@@ -47,7 +47,7 @@ from voipalert.ingest.health import SipState
 from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
-from voipalert.notify.voice import VoiceNotifier
+from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
@@ -98,8 +98,9 @@ async def serve(
             stack.push_async_callback(speech.aclose)
             store = await Store.open(settings.database.path, clock, store_config(settings))
             stack.push_async_callback(store.close)
-            await _check_languages(store, speech)
+            languages = await _check_languages(store, speech)
             await speech.renderer.preload()
+            await _warm_phrases(speech, languages, settings)
             phone = await _start_phone(settings, stack)
             engine = Engine(
                 store, VoiceNotifier(phone, speech, ua_config(settings).domain), clock,
@@ -204,7 +205,7 @@ def _sip_text(settings: Settings) -> str:
     return f"{sip.transport} {sip.local_host}:{sip.local_port}"
 
 
-async def _check_languages(store: Store, speech: Speech) -> None:
+async def _check_languages(store: Store, speech: Speech) -> list[str]:
     rota = await store.load_rota()
     languages = sorted({person.language for person in rota.people} | {"en"})
     problems = speech.problems(languages)
@@ -212,6 +213,15 @@ async def _check_languages(store: Store, speech: Speech) -> None:
         # A person whose language has no installed voice is a configuration error
         # reported at start-up, not a garbled call (docs/architecture.md §13).
         raise ConfigError(problems)
+    return languages
+
+
+async def _warm_phrases(speech: Speech, languages: list[str], settings: Settings) -> None:
+    """Every fixed phrase of a call, in every language of the rota, into the speech cache:
+    a call then never synthesizes while its callee listens (free once cached on disk)."""
+    engine = settings.engine
+    for language in languages:
+        await warm_phrases(speech, language, engine.ack_digit, engine.repeat_digit)
 
 
 async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:

@@ -40,6 +40,7 @@ from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.notify")
 PHRASE_FIELDS: Final = ("name",)
+ANSWER_PHRASES: Final = (GREETING, PRESS_TO_ACKNOWLEDGE, PRESS_TO_REPEAT)
 CALL_PHRASES: Final = (
     GREETING,
     PRESS_TO_ACKNOWLEDGE,
@@ -59,6 +60,13 @@ KEY_NAMES: Final = {
 def key_name(key: str, language: str) -> str:
     """How a phone key is said in a prompt ("press star", "appuyez sur dièse")."""
     return KEY_NAMES.get(language, KEY_NAMES["en"]).get(key, key)
+
+
+async def warm_phrases(speech: Speech, language: str, ack_digit: str, repeat_digit: str) -> None:
+    """Render every fixed phrase of a call into the speech cache (at start-up)."""
+    menu = menu_fields(ack_digit, repeat_digit, language)
+    for key in CALL_PHRASES:
+        await speech.phrase(key, language=language, **menu)
 
 
 def menu_fields(ack_digit: str, repeat_digit: str, language: str) -> dict[str, str]:
@@ -93,10 +101,11 @@ def target_uri(contact: Contact | str, domain: str) -> SipUri:
 
 
 class SpokenPrompts:
-    """The prompts of one call in one language. The message starts rendering at once, in
-    the speech worker, while the INVITE goes out, and so do the fixed phrases the call may
-    need (the speech cache makes those free after the first call): a stop or a key never
-    waits for a render."""
+    """The prompts of one call in one language. What the answer needs (greeting, message,
+    menu) starts rendering at once, in the speech workers, while the INVITE goes out. The
+    other phrases are made when first asked for: synthesis running in the background while
+    the callee listens would compete with the 20 ms pacing on a small machine (``serve``
+    renders them all into the cache at start-up, so a call finds them there)."""
 
     def __init__(
         self,
@@ -113,7 +122,7 @@ class SpokenPrompts:
         self._phrases: dict[str, asyncio.Future[Prompt]] = {
             MESSAGE: asyncio.ensure_future(speech.phrase(MESSAGE, language=language, **fields))
         }
-        for key in CALL_PHRASES:
+        for key in ANSWER_PHRASES:
             self._phrases[key] = asyncio.ensure_future(
                 speech.phrase(key, language=language, **extra)
             )
