@@ -8,6 +8,7 @@ CI (``CI`` set), where a missing peer is a failure, never a silent skip.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -62,3 +63,14 @@ def testbed_factory() -> Iterator[TestbedFactory]:
     finally:
         for tb in started:
             tb.stop()
+
+
+@pytest.fixture(autouse=True)
+def _drop_our_log_handler() -> Iterator[None]:
+    """A test that runs the CLI in-process installs our root handler on pytest's captured
+    stderr, which is closed after the test: remove it, or later tests log into a closed
+    file ("--- Logging error ---")."""
+    yield
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "voipalert"]:
+        root.removeHandler(handler)

@@ -244,10 +244,12 @@ async def test_a_flood_from_the_pbx_host_does_not_evict_the_pbx_connection() -> 
 async def test_a_slow_partial_message_is_closed_at_the_idle_timeout() -> None:
     """Slowloris: a byte every 0.2 s never completes a message; the connection is closed."""
     async with _endpoint(ConnectionLimits(idle_timeout=1.0)) as endpoint:
+        # The server's idle clock starts at accept, which is before open_connection
+        # returns: start ours before connecting, or it can read 0.9999 s.
+        started = time.monotonic()
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", endpoint.agent.config.local_port
         )
-        started = time.monotonic()
         closed_at = None
         for byte in _options_bytes(3)[:30]:  # bounded: 30 bytes, at most about 6 s
             try:
