@@ -35,10 +35,11 @@ import soundfile
 
 from tests.audio_match import window_correlations
 from voipalert.app.demo import find_testbed, testbed_ports
+from voipalert.app.loop_watch import LoopWatch, Stall
 from voipalert.calls import MediaConfig, Phone
 from voipalert.callscript import ScriptConfig
 from voipalert.net.rtp_pacer import RtpPacer
-from voipalert.notify.voice import SpokenPrompts
+from voipalert.notify.voice import SpokenPrompts, warm_phrases
 from voipalert.sip.config import UAConfig
 from voipalert.sip.uri import SipUri
 from voipalert.tts.config import TtsConfig
@@ -71,6 +72,9 @@ async def run(n: int, speech: Speech) -> dict[str, Any]:
         )  # fmt: skip
         await phone.start()
         await phone.wait_registered(10)
+        stalls: list[Stall] = []
+        watch = LoopWatch(0.02, stalls.append, period=0.005)
+        watch.start()
         cpu, wall = _cpu(), time.perf_counter()
 
         async def one(bot: str) -> str:
@@ -84,6 +88,9 @@ async def run(n: int, speech: Speech) -> dict[str, Any]:
 
         outcomes = await asyncio.gather(*(one(b.name) for b in bots))
         cpu_share = (_cpu() - cpu) / (time.perf_counter() - wall)
+        await watch.close()
+        for stall in stalls:
+            print("   ", stall.describe())
         await phone.stop()
         scores = [_clean_score(testbed, b.name, speech) for b in bots]
         return {
@@ -119,9 +126,7 @@ async def main_async(sizes: list[int]) -> None:
         try:
             greeting = await speech.phrase("greeting", language="en")
             _GREETING = np.asarray(greeting.pcm)
-            for key in ("press_to_acknowledge", "press_to_repeat", "no_acknowledgement",
-                        "goodbye"):  # fmt: skip
-                await speech.phrase(key, language="en")
+            await warm_phrases(speech, "en", "1", "0")  # as serve does at start
             print(f"concurrent calls against the testbed, {os.cpu_count()} cores")
             print("   N  answered  lateness p50/p99 ms  skipped  our CPU  clean audio (worst)")
             for n in sizes:

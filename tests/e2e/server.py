@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from testbed import Testbed
 
+from tests.e2e.stalls import STALL_MS, assert_no_stalls
 from tests.net.sip_harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,7 +188,11 @@ async def running_server(
         "VOIPALERT_ENGINE__IDLE_POLL_SECONDS": "1",
         "VOIPALERT_CALL__REPETITIONS": "1",
         "VOIPALERT_CALL__PAUSE_SECONDS": "1",
+        # Every e2e run watches serve's event loop (tests/e2e/stalls.py checks the log).
+        "VOIPALERT_ENGINE__LOOP_STALL_MS": str(STALL_MS),
     }
+    if os.environ.get("VOIPALERT_E2E_ASYNCIO_DEBUG") == "1":
+        env["PYTHONASYNCIODEBUG"] = "1"
     env |= {f"VOIPALERT_{k.upper()}": v for k, v in settings.items()}
     server = Server(directory, env, int(env["VOIPALERT_HTTP__PORT"]))
     (directory / "rota.yaml").write_text(rota)
@@ -204,3 +209,4 @@ async def running_server(
     finally:
         status = server.stop()
         assert status in (0, None), server.log.read_text()[-3000:]
+        assert_no_stalls(server.log.read_text())

@@ -35,6 +35,7 @@ from voipalert.app.config import (
     sip_tls,
     ua_config,
 )
+from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
@@ -45,6 +46,7 @@ from voipalert.ingest.app_keys import INTAKE, METRICS
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.imap import ImapPoller
+from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
@@ -94,6 +96,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with AsyncExitStack() as stack:
+            stalls = await _watch_loop(settings, stack)
             speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
             stack.push_async_callback(speech.aclose)
             store = await Store.open(settings.database.path, clock, store_config(settings))
@@ -111,6 +114,7 @@ async def serve(
                 store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
                 clock=clock,
             )  # fmt: skip
+            stalls.metrics = app[METRICS]
             test_caller = TestCaller(phone, speech, ua_config(settings).domain)
             add_test_call_route(app, test_caller)
             edges = _Edges()
@@ -147,6 +151,34 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+class _StallReport:
+    """Where the loop watch's stalls go: the log, and the metrics once the app exists."""
+
+    def __init__(self) -> None:
+        self.metrics: IngestMetrics | None = None
+
+    def __call__(self, stall: Stall) -> None:
+        log_stall(stall)
+        if self.metrics is not None:
+            self.metrics.observe_stall(stall.kind.value, stall.lag)
+
+
+async def _watch_loop(settings: Settings, stack: AsyncExitStack) -> _StallReport:
+    report = _StallReport()
+    threshold_ms = settings.engine.loop_stall_ms
+    if threshold_ms == 0:
+        return report
+    loop = asyncio.get_running_loop()
+    if loop.get_debug():
+        # PYTHONASYNCIODEBUG=1 (the tests run serve so): asyncio names every callback that
+        # ran longer than the threshold, beside the watch's report of where it was stuck.
+        loop.slow_callback_duration = threshold_ms / 1000
+    watch = LoopWatch(threshold_ms / 1000, report)
+    watch.start()
+    stack.push_async_callback(watch.close)
+    return report
 
 
 class _Edges:

@@ -27,6 +27,7 @@ from voipalert.store.api_tables import ApiTables, Counts
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 TRIGGER_BUCKETS_SECONDS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 CALL_SETUP_BUCKETS_SECONDS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+STALL_BUCKETS_SECONDS: Final = (0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5)
 MAX_SOURCES: Final = 32
 OTHER_SOURCE: Final = "other"
 _LIVE_STATES: Final = ("pending", "in_flight")
@@ -106,6 +107,21 @@ class IngestMetrics:
             registry=self.registry,
         )
 
+        # Fed by the serve loop's stall watch (app.loop_watch): a stall delays every call's
+        # audio, so operators alert on it; "kind" says whose fault (busy, blocked, preempted).
+        self.loop_stalls = Counter(
+            "voipalert_event_loop_stalls",
+            "Event-loop stalls over the threshold ([engine] loop_stall_ms), by cause",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.loop_stall_seconds = Histogram(
+            "voipalert_event_loop_stall_seconds",
+            "How late the event loop ran a due timer, for stalls over the threshold",
+            buckets=STALL_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+
     def source_label(self, source: str) -> str:
         """``source`` while fewer than ``MAX_SOURCES`` are known, else ``other``."""
         if source in self._sources:
@@ -114,6 +130,10 @@ class IngestMetrics:
             self._sources.add(source)
             return source
         return OTHER_SOURCE
+
+    def observe_stall(self, kind: str, seconds: float) -> None:
+        self.loop_stalls.labels(kind=kind).inc()
+        self.loop_stall_seconds.observe(seconds)
 
     def observe_committed(self, source: str, outcome: Outcome) -> None:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()

@@ -469,6 +469,13 @@ class EngineSettings(_Section):
     idle_poll_seconds: float = Field(
         default=30.0, gt=0, description="longest wait between passes without a wake-up"
     )
+    loop_stall_ms: int = Field(
+        default=100,
+        ge=0,
+        le=60_000,
+        description="an event-loop stall longer than this is logged with where it was stuck "
+        "and counted in the metrics (every call's audio waits for the loop); 0 turns it off",
+    )
     mass_ring_timeout_seconds: int = Field(
         default=45, ge=5, description="how long each phone rings in a mass alert"
     )

@@ -10,7 +10,10 @@ from voipalert.tts.templates import Catalog, parse_catalog
 from voipalert.tts.voices import primary_language
 
 
+@functools.cache
 def available_languages() -> tuple[str, ...]:
+    # Cached: every phrase of every call asks, on the event loop, and the package's files do
+    # not change while it runs (a directory listing per phrase showed up as a loop stall).
     files = resources.files(__package__)
     return tuple(
         sorted(

@@ -1,0 +1,55 @@
+"""Fail an end-to-end test when serve's event loop stalled by its own doing.
+
+serve runs with ``[engine] loop_stall_ms`` = ``STALL_MS``: every heartbeat later than that is
+logged with its cause and the line the loop was stuck on (voipalert/app/loop_watch.py).
+``VOIPALERT_E2E_ASYNCIO_DEBUG=1`` adds asyncio's debug mode, which also names each callback
+over the threshold; it is not on by default because its own bookkeeping (a stack captured
+for every task and handle) stalls the loop by itself. A stall
+that is *busy* or *blocked* is ours (code on the loop, a blocking call, the GIL held by a
+thread of ours) and fails the test; a *preempted* one is the shared machine giving the core
+to another process, which no code of ours can prevent: it is reported, not failed.
+Stalls before "voipalert ready" are start-up (voices loading, the cache warming) and do not
+delay any call; they are reported too.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Final
+
+STALL_MS: Final = 20
+_STALL: Final = re.compile(r"event loop stalled (\d+) ms \((busy|blocked|preempted):.*")
+_SLOW: Final = re.compile(r"Executing .* took [\d.]+ seconds")
+
+
+def stalls(log: str) -> tuple[list[str], list[str]]:
+    """(stalls of ours that began after start-up, every other stall or slow-callback line).
+
+    A stall is logged when it ends; it began ``lag`` earlier. One that began before the
+    "voipalert ready" line is start-up, even when its report comes after."""
+    ready = next((_time(line) for line in log.splitlines() if "voipalert ready" in line), None)
+    ours: list[str] = []
+    others: list[str] = []
+    for line in log.splitlines():
+        match = _STALL.search(line)
+        if match is None:
+            if _SLOW.search(line):
+                others.append(line.strip())
+            continue
+        began = _time(line) - int(match.group(1)) / 1000
+        after_start = ready is not None and began > ready
+        (ours if after_start and match.group(2) != "preempted" else others).append(line.strip())
+    return ours, others
+
+
+def _time(line: str) -> float:
+    """Seconds since the epoch of a text log line ("2026-12-02 18:32:24.383 WARNING ...")."""
+    # Only differences between lines of one log are used: the zone does not matter.
+    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def assert_no_stalls(log: str) -> None:
+    ours, others = stalls(log)
+    assert not ours, "serve's event loop stalled:\n" + "\n".join([*ours, "(also:)", *others])

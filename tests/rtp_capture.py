@@ -1,0 +1,130 @@
+"""What our RTP looked like on the wire: an AF_PACKET capture on loopback, with the kernel's
+timestamps, of every UDP datagram our RTP ports send (needs root, which CI has).
+
+``RtpCapture`` keeps each packet's RTP header and payload so ``tests.slot_audit`` can check
+every 20 ms slot of a prompt against what it should have carried. The capture sees the
+datagram when the kernel delivers it on ``lo``, which on loopback is the moment ``sendto``
+ran: its timestamp is when the packet really left, whatever the sender believes.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Final
+
+ETH_P_IP: Final = 0x0800
+SO_TIMESTAMPNS: Final = 35  # Linux <asm-generic/socket.h>; not exported by the socket module
+UDP: Final = 17
+_RTP: Final = struct.Struct("!BBHII")
+
+
+def open_loopback_capture(timeout: float = 0.2) -> socket.socket:
+    """A raw IPv4 socket on ``lo`` with kernel receive timestamps."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+    try:
+        sock.bind(("lo", ETH_P_IP))
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.settimeout(timeout)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The SO_TIMESTAMPNS time of a received packet (epoch seconds), or now."""
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+            seconds, nanos = struct.unpack_from("qq", value)
+            return float(seconds + nanos / 1e9)
+    return time.time()  # noqa: TID251  # wall clock, like the kernel's stamps
+
+
+def udp_ports(data: bytes) -> tuple[int, int, int] | None:
+    """(source port, destination port, offset of the UDP payload) of an IPv4 UDP datagram."""
+    if len(data) < 28 or data[0] >> 4 != 4 or data[9] != UDP:
+        return None
+    header = (data[0] & 0x0F) * 4
+    sport, dport = struct.unpack_from("!HH", data, header)
+    return sport, dport, header + 8
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    at: float  # kernel time, epoch seconds
+    sport: int
+    dport: int
+    payload_type: int
+    marker: bool
+    seq: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+
+
+class RtpCapture:
+    """Captures the RTP packets whose source port lies in ``ports``; a context manager."""
+
+    def __init__(self, ports: range, snaplen: int = 2048) -> None:
+        self._ports = ports
+        self._snaplen = snaplen
+        self._packets: list[RtpPacket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock = open_loopback_capture()
+        self._thread = threading.Thread(target=self._run, name="rtp-capture", daemon=True)
+
+    def __enter__(self) -> RtpCapture:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, ancillary, _, address = self._sock.recvmsg(self._snaplen, 64)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if address[2] == socket.PACKET_OUTGOING:
+                continue  # loopback shows each packet twice: keep the delivery
+            packet = self._parse(data, ancillary)
+            if packet is not None:
+                with self._lock:
+                    self._packets.append(packet)
+
+    def _parse(self, data: bytes, ancillary: list[tuple[int, int, bytes]]) -> RtpPacket | None:
+        ports = udp_ports(data)
+        if ports is None or ports[0] not in self._ports:
+            return None
+        sport, dport, offset = ports
+        if len(data) < offset + _RTP.size or data[offset] >> 6 != 2:
+            return None  # RTCP and anything else: not RTP version 2 with a full header
+        first, second, seq, timestamp, ssrc = _RTP.unpack_from(data, offset)
+        if 72 <= second & 0x7F <= 76:
+            return None  # RTCP on an odd port shares the first byte's shape (RFC 5761 §4)
+        start = offset + _RTP.size + 4 * (first & 0x0F)
+        return RtpPacket(
+            kernel_time(ancillary), sport, dport, second & 0x7F, bool(second & 0x80),
+            seq, timestamp, ssrc, bytes(data[start:]),
+        )  # fmt: skip
+
+    def packets(self) -> list[RtpPacket]:
+        with self._lock:
+            return list(self._packets)
+
+    def streams(self) -> dict[int, list[RtpPacket]]:
+        """Packets by SSRC, in the order they left."""
+        by_ssrc: dict[int, list[RtpPacket]] = {}
+        for packet in self.packets():
+            by_ssrc.setdefault(packet.ssrc, []).append(packet)
+        return by_ssrc
