@@ -1,43 +1,46 @@
 """Simultaneous calls from one process against the SIP testbed, with clean audio.
 
-    python -m benchmarks.concurrent_calls [N ...]      (default: 4 8 16 24)
+    python -m benchmarks.concurrent_calls [N ...] [--runs R]   (default: 16 24 32, 5 runs)
 
-For each N: a testbed with N answering bots (baresip, voicemail mode), one ``Phone`` in this
-process placing N calls at once with the real call script (greeting, message, menu, said
-once; prompts from the warm cache), and these figures:
+For each N, R times: a testbed with N answering bots (baresip, voicemail mode), one ``Phone``
+in this process placing N calls at once with the real call script (greeting, message, menu,
+said once; prompts from the warm cache), and these figures (docs/realtime.md):
 
-* sender lateness p50/p99 (how late each 20 ms packet left against its deadline) and the
-  slots skipped, from the RTP pacer;
-* this process's CPU while the calls were up (user + system seconds per wall second);
-* audio as the callees heard it: each bot's recording is searched for every voiced 200 ms
-  window of the greeting (normalised cross-correlation); "clean" means the median window
-  scores above 0.95, as G.711 alone allows.
+* the strict audio measures: on the wire, every 20 ms slot of what the call plays on answer
+  (greeting, message and menu, about 15 s) sent byte-exact, in order and on time (an
+  AF_PACKET capture, so this needs root);
+  as heard, the greeting in each bot's recording aligned once, every voiced slot in place;
+* the event loop: the longest stall (heartbeat lateness) and its cause, from the loop watch;
+* sender lateness p50/p99 and the slots the pacer skipped; this process's CPU share.
 
-The bots run on the same 2 cores, so past some N they, not voipalert, are what saturates;
-the CPU column shows whose limit it is.
+The bots run on the same 2 cores, so past some N they, not voipalert, are what saturates:
+a stall of kind "preempted" is the machine giving our core to a bot.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import random
 import resource
 import statistics
-import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile
+from numpy.typing import NDArray
 
-from tests.audio_match import window_correlations
+from tests.rtp_capture import RtpCaptureProcess
+from tests.slot_audit import audit_heard, audit_stream
 from voipalert.app.demo import find_testbed, testbed_ports
-from voipalert.app.loop_watch import LoopWatch, Stall
-from voipalert.calls import MediaConfig, Phone
-from voipalert.callscript import ScriptConfig
+from voipalert.app.loop_watch import LoopWatch, Stall, StallKind
+from voipalert.calls import PROMPT_GAP_SECONDS, MediaConfig, Phone
+from voipalert.callscript import GREETING, MENU, MESSAGE, ScriptConfig
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.notify.voice import SpokenPrompts, warm_phrases
 from voipalert.sip.config import UAConfig
@@ -45,104 +48,165 @@ from voipalert.sip.uri import SipUri
 from voipalert.tts.config import TtsConfig
 from voipalert.tts.speech import Speech
 
+SUMMARY = "Disk full on SRV-DB-01"
+FIRST_PLAY = "greeting, message and menu"
+
 
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-async def run(n: int, speech: Speech) -> dict[str, Any]:
+@dataclass
+class Run:
+    n: int
+    answered: int = 0
+    wire_clean: int = 0  # calls whose greeting and message were clean on the wire
+    heard_clean: int = 0  # bots whose recording holds the whole greeting in place
+    bad_slots: int = 0  # wire: skipped + wrong + out of order + late, all calls
+    stalls: list[Stall] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+    skipped: int = 0
+    cpu: float = 0.0
+
+    @property
+    def longest(self) -> Stall | None:
+        return max(self.stalls, key=lambda s: s.lag, default=None)
+
+
+async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> Run:
     tb_module = find_testbed()
     bots = [tb_module.BotSpec(f"load{i:02d}", "voicemail") for i in range(1, n + 1)]
     testbed = await asyncio.to_thread(tb_module.start, bots=bots, timeout=60)
-    lateness: list[float] = []
+    result = Run(n)
     try:
         sip_port, rtp, _ = testbed_ports()
+        rtp_max = rtp + 2 * n + 10
         config = UAConfig(
             user="voipalert", domain=testbed.host, local_host="127.0.0.1", local_port=sip_port,
             password=testbed.users["voipalert"],
             registrar=SipUri(host=testbed.host, port=testbed.port),
         )  # fmt: skip
-        pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=lateness.append)
+        pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=result.lateness.append)
         phone = Phone(
-            config, ("127.0.0.1", sip_port),
-            MediaConfig("127.0.0.1", "127.0.0.1", rtp, rtp + 2 * n + 10),
+            config, ("127.0.0.1", sip_port), MediaConfig("127.0.0.1", "127.0.0.1", rtp, rtp_max),
             script=ScriptConfig(repetitions=1, pause_seconds=1.0), pacer=pacer,
             rng=random.Random(n),
         )  # fmt: skip
         await phone.start()
         await phone.wait_registered(10)
-        stalls: list[Stall] = []
-        watch = LoopWatch(0.02, stalls.append, period=0.005)
-        watch.start()
-        cpu, wall = _cpu(), time.perf_counter()
+        watch = LoopWatch(0.02, result.stalls.append, period=0.005)
 
         async def one(bot: str) -> str:
-            prompts = SpokenPrompts(speech, "en", {"summary": "Disk full on SRV-DB-01"})
+            spoken = SpokenPrompts(speech, "en", {"summary": SUMMARY})
             try:
                 target = SipUri(user=bot, host=testbed.host, port=testbed.port)
-                report = await phone.call(target, prompts, ring_timeout=20)
+                report = await phone.call(target, spoken, ring_timeout=20)
             finally:
-                await prompts.close()
+                await spoken.close()
             return report.outcome.value
 
-        outcomes = await asyncio.gather(*(one(b.name) for b in bots))
-        cpu_share = (_cpu() - cpu) / (time.perf_counter() - wall)
-        await watch.close()
-        for stall in stalls:
-            print("   ", stall.describe())
+        with RtpCaptureProcess(range(rtp, rtp_max + 1)) as capture:
+            watch.start()
+            cpu, wall = _cpu(), time.perf_counter()
+            outcomes = await asyncio.gather(*(one(b.name) for b in bots))
+            result.cpu = (_cpu() - cpu) / (time.perf_counter() - wall)
+            await watch.close()
         await phone.stop()
-        scores = [_clean_score(testbed, b.name, speech) for b in bots]
-        return {
-            "n": n,
-            "answered": outcomes.count("answered_no_ack"),
-            "p50_ms": 1000 * statistics.median(lateness) if lateness else float("nan"),
-            "p99_ms": 1000 * float(np.percentile(lateness, 99)) if lateness else float("nan"),
-            "skipped": pacer.skipped_slots,
-            "cpu": cpu_share,
-            "clean": sum(s > 0.95 for s in scores),
-            "worst": min(scores) if scores else float("nan"),
-        }
+        result.answered = outcomes.count("answered_no_ack")
+        result.skipped = pacer.skipped_slots
+        for stream in capture.streams().values():
+            audit = audit_stream(stream, prompts[FIRST_PLAY])
+            result.wire_clean += audit.clean
+            result.bad_slots += audit.bad if audit.found else audit.slots
+        result.heard_clean = sum(_heard_clean(testbed, b.name, prompts[GREETING]) for b in bots)
+        return result
     finally:
         await asyncio.to_thread(testbed.stop)
 
 
-_GREETING: np.ndarray[Any, np.dtype[np.int16]] | None = None
-
-
-def _clean_score(testbed: Any, bot: str, speech: Speech) -> float:
+def _heard_clean(testbed: Any, bot: str, greeting: NDArray[np.int16]) -> bool:
     recordings = testbed.recordings(bot)
-    if not recordings or _GREETING is None:
-        return 0.0
+    if not recordings:
+        return False
     heard, _ = soundfile.read(recordings[-1], dtype="int16")
-    scores = window_correlations(heard, _GREETING)
-    return float(np.median(scores)) if scores else 0.0
+    return audit_heard(heard, greeting).clean
 
 
-async def main_async(sizes: list[int]) -> None:
-    global _GREETING
+def _row(r: Run) -> str:
+    p50 = 1000 * statistics.median(r.lateness) if r.lateness else float("nan")
+    p99 = 1000 * float(np.percentile(r.lateness, 99)) if r.lateness else float("nan")
+    longest = r.longest
+    stall = "none over 20 ms" if longest is None else f"{longest.lag * 1000:.0f} ms {longest.kind}"
+    ours = max((s.ours for s in r.stalls if s.kind is not StallKind.PREEMPTED), default=0.0)
+    return (
+        f"{r.n:>4} {r.answered:>4}  {r.wire_clean:>3}/{r.n:<3} {r.bad_slots:>5}  "
+        f"{r.heard_clean:>3}/{r.n:<3}  {stall:>22}  {ours * 1000:>5.0f}  "
+        f"{p50:>5.2f} / {p99:<6.2f} {r.skipped:>6}  {r.cpu:>4.0%}"
+    )
+
+
+HEADER = (
+    "   N  ans  wire ok  bad    heard ok  longest stall (cause)   ours ms  "
+    "late p50/p99 ms  skipped  CPU"
+)
+
+
+async def main_async(sizes: list[int], runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         speech = await asyncio.to_thread(Speech.open, TtsConfig(cache_dir=Path(tmp)))
         try:
-            greeting = await speech.phrase("greeting", language="en")
-            _GREETING = np.asarray(greeting.pcm)
             await warm_phrases(speech, "en", "1", "0")  # as serve does at start
-            print(f"concurrent calls against the testbed, {os.cpu_count()} cores")
-            print("   N  answered  lateness p50/p99 ms  skipped  our CPU  clean audio (worst)")
+            spoken = SpokenPrompts(speech, "en", {"summary": SUMMARY})
+            prompts = {key: await spoken(key) for key in (GREETING, MESSAGE, *MENU)}
+            await spoken.close()
+            # What the call plays on answer, in one piece: greeting, message, menu, each
+            # followed by the gap (calls.Call._pcm).
+            gap = np.zeros(int(PROMPT_GAP_SECONDS * 8000), dtype=np.int16)
+            prompts[FIRST_PLAY] = np.concatenate(
+                [part for key in (GREETING, MESSAGE, *MENU) for part in (prompts[key], gap)]
+            )
+            print(f"concurrent calls against the testbed, {os.cpu_count()} cores, "
+                  f"load average {os.getloadavg()[0]:.2f} before")  # fmt: skip
+            print(HEADER)
+            summary: dict[int, list[Run]] = {}
             for n in sizes:
-                r = await run(n, speech)
-                print(f"{r['n']:>4}  {r['answered']:>8}  {r['p50_ms']:>8.2f} / {r['p99_ms']:<7.2f}"
-                      f"  {r['skipped']:>7}  {r['cpu']:>6.0%}  {r['clean']:>3}/{r['n']} "
-                      f"({r['worst']:.3f})")  # fmt: skip
+                for _ in range(runs):
+                    r = await run(n, speech, prompts)
+                    summary.setdefault(n, []).append(r)
+                    print(_row(r), flush=True)
+                    for stall in [s for s in r.stalls if s.kind is not StallKind.PREEMPTED][:3]:
+                        print("        ours:", stall.describe())
+            _print_summary(summary)
         finally:
             await speech.aclose()
 
 
+def _print_summary(summary: dict[int, list[Run]]) -> None:
+    print("\nover the runs of each N: calls clean on the wire and as heard, longest stall")
+    for n, rs in summary.items():
+        wire = sum(r.wire_clean for r in rs)
+        heard = sum(r.heard_clean for r in rs)
+        longest = max((s for r in rs for s in r.stalls), key=lambda s: s.lag, default=None)
+        ours = max(
+            (s.ours for r in rs for s in r.stalls if s.kind is not StallKind.PREEMPTED),
+            default=0.0,
+        )
+        worst = "none" if longest is None else f"{longest.lag * 1000:.0f} ms ({longest.kind})"
+        print(
+            f"{n:>4}: wire {wire}/{n * len(rs)}, heard {heard}/{n * len(rs)}, "
+            f"longest stall {worst}, longest of our own {ours * 1000:.0f} ms"
+        )
+
+
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [4, 8, 16, 24]
-    if max(sizes) > 48:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.concurrent_calls")
+    parser.add_argument("sizes", nargs="*", type=int, default=[16, 24, 32])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if max(args.sizes) > 48:
         raise SystemExit("at most 48 (the load accounts in sip-testbed/users.txt)")
-    asyncio.run(main_async(sizes))
+    asyncio.run(main_async(args.sizes, args.runs))
 
 
 if __name__ == "__main__":

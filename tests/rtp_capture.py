@@ -9,11 +9,13 @@ ran: its timestamp is when the packet really left, whatever the sender believes.
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Final
 
 ETH_P_IP: Final = 0x0800
@@ -128,3 +130,49 @@ class RtpCapture:
         for packet in self.packets():
             by_ssrc.setdefault(packet.ssrc, []).append(packet)
         return by_ssrc
+
+
+class RtpCaptureProcess:
+    """``RtpCapture`` in a child process, for a capture beside voipalert code running in this
+    process: the capture thread parses every packet in Python, and in-process it would take
+    the GIL from the event loop it measures (a benchmark artefact, not a cost of ours)."""
+
+    def __init__(self, ports: range) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_capture_child, args=(ports.start, ports.stop, child), daemon=True
+        )
+        self._packets: list[RtpPacket] = []
+
+    def __enter__(self) -> RtpCaptureProcess:
+        self._process.start()
+        if not self._conn.poll(30) or self._conn.recv() != "ready":
+            self._process.kill()
+            raise RuntimeError("the capture process did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._conn.send("stop")
+            if self._conn.poll(60):
+                self._packets = self._conn.recv()
+        finally:
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+            self._conn.close()
+
+    def streams(self) -> dict[int, list[RtpPacket]]:
+        by_ssrc: dict[int, list[RtpPacket]] = {}
+        for packet in self._packets:
+            by_ssrc.setdefault(packet.ssrc, []).append(packet)
+        return by_ssrc
+
+
+def _capture_child(start: int, stop: int, conn: Connection) -> None:
+    with RtpCapture(range(start, stop)) as capture:
+        conn.send("ready")
+        conn.recv()  # "stop"
+        time.sleep(0.2)  # noqa: TID251  # the last packets in flight reach the socket
+    conn.send(capture.packets())

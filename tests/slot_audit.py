@@ -34,6 +34,7 @@ PTIME = 0.02
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 PAYLOAD_TYPES: dict[int, Codec] = {0: "PCMU", 8: "PCMA"}
+ANCHOR_TRIES = 50  # a prompt none of whose first 50 voiced frames left was not sent
 
 
 def prompt_frames(pcm: NDArray[np.int16], codec: Codec, samples: int = SAMPLES) -> list[bytes]:
@@ -85,9 +86,11 @@ def audit_stream(
         return StreamAudit(0, found=False)
     frames = prompt_frames(pcm, PAYLOAD_TYPES[audio[0].payload_type])
     silence = frames[-1][-1:] * SAMPLES
-    anchor = next((i for i, frame in enumerate(frames) if frame != silence), None)
-    start = None if anchor is None else _find(audio, frames[anchor])
-    if anchor is None or start is None:
+    # Anchor on the first voiced frame that was sent (the very first may have been skipped).
+    voiced = [i for i, frame in enumerate(frames) if frame != silence][:ANCHOR_TRIES]
+    found = ((i, _find(audio, frames[i])) for i in voiced)
+    anchor, start = next(((i, p) for i, p in found if p is not None), (0, None))
+    if start is None:
         return StreamAudit(len(frames), found=False)
     ts0 = (start.timestamp - anchor * SAMPLES) % TS_MOD
     by_slot: dict[int, RtpPacket] = {}

@@ -174,3 +174,33 @@ async def test_preload_loads_the_voice_once_without_counting_a_synthesis(
             await fresh.preload("xx_XX-nobody")
     finally:
         await fresh.aclose()
+
+
+async def test_prompts_said_again_come_from_memory_without_a_thread_or_a_file(
+    inventory: VoiceInventory, tmp_path: Path
+) -> None:
+    """Every call says the greeting: after the first time it costs no disk read and no
+    thread (whose Python work would take the GIL from the loop pacing the calls)."""
+    cache = PromptCache(tmp_path, 10 * 1024 * 1024)
+    renderer = Renderer(inventory, cache=cache, memory_bytes=70_000)
+    try:
+        first = await renderer.render("Hello. This is an alert call.")
+        for path in await asyncio.to_thread(lambda: list(tmp_path.glob("??/*.wav"))):
+            await asyncio.to_thread(path.unlink)
+        # Gone from disk, and the render finishes without ever suspending: no thread, no
+        # file, nothing awaited.
+        coroutine = renderer.render("Hello. This is an alert call.")
+        with pytest.raises(StopIteration) as done:
+            coroutine.send(None)
+        again = done.value.value
+        assert again.from_cache and renderer.synth_count == 1
+        assert again.pcm.tobytes() == first.pcm.tobytes()
+        assert not again.pcm.flags.writeable  # shared between calls: nobody may change it
+        # The memory is bounded: prompts past the budget push the oldest out.
+        for n in range(4):
+            await renderer.render(f"Pump {n} has stopped.")
+        assert 0 < renderer.memory_used <= 70_000
+        assert (await renderer.render("Hello. This is an alert call.")).from_cache is False
+        assert renderer.synth_count == 6  # evicted and not on disk: said again by Piper
+    finally:
+        await renderer.aclose()

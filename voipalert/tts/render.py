@@ -5,6 +5,11 @@
   GIL, so the loop stays responsive and at most ``workers`` prompts are synthesized at once.
 - The cache is read before synthesizing, and concurrent requests for the same prompt (a
   mass alert) share one synthesis.
+- The prompts used last stay in memory (``memory_bytes``, least recently used out first):
+  every call says the same greeting and menu, and the calls of one alert the same message,
+  so a call's answer then costs no thread, no file and no GIL. Sixteen calls answered at
+  once used to read 64 files in threads at that moment, and the threads' Python work took
+  the GIL from the event loop that paces every call's audio (docs/realtime.md §4).
 - ``render`` takes the text exactly as Piper should read it: pronunciation rules are
   applied before (``speech.Speech`` does both).
 """
@@ -15,6 +20,7 @@ import asyncio
 import importlib.metadata
 import logging
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
@@ -33,6 +39,9 @@ _log = logging.getLogger(__name__)
 
 # A bound on the work one request can cause (a 10-second alert is ~150 characters).
 MAX_TEXT_CHARS: Final = 4000
+# 32 MiB of 8 kHz 16-bit audio is about 35 minutes: every phrase and the messages of
+# the alerts being called, with room to spare.
+MEMORY_BYTES: Final = 32 * 1024 * 1024
 WARM_UP_TEXT: Final = "Ready."
 
 
@@ -55,6 +64,7 @@ class Renderer:
         *,
         cache: PromptCache | None = None,
         workers: int = 1,
+        memory_bytes: int = MEMORY_BYTES,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -65,6 +75,9 @@ class Renderer:
         self._voices: dict[VoiceId, PiperVoice] = {}
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Task[tuple[Int16Array, bool]]] = {}
+        self._memory: OrderedDict[str, Int16Array] = OrderedDict()
+        self._memory_bytes = memory_bytes
+        self._memory_used = 0
         self._versions = engine_versions()
         self._synth_count = 0
 
@@ -145,10 +158,28 @@ class Renderer:
         for key, pending in list(self._inflight.items()):
             if pending is task:
                 del self._inflight[key]
+                if not task.cancelled() and task.exception() is None:
+                    self._remember(key, task.result()[0])
         if not task.cancelled():
             # Every waiter may have been cancelled; retrieving the error here keeps asyncio
             # from logging "exception was never retrieved" (the waiters still see it).
             task.exception()
+
+    def _remember(self, key: str, pcm: Int16Array) -> None:
+        if pcm.nbytes > self._memory_bytes or key in self._memory:
+            return
+        pcm = np.array(pcm, dtype=np.int16)
+        pcm.setflags(write=False)  # shared by every call that says it
+        self._memory[key] = pcm
+        self._memory_used += pcm.nbytes
+        while self._memory_used > self._memory_bytes:
+            _, old = self._memory.popitem(last=False)
+            self._memory_used -= old.nbytes
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes of prompts kept in memory."""
+        return self._memory_used
 
     async def render(self, text: str, voice_id: str | None = None) -> Prompt:
         """The prompt for ``text`` in ``voice_id`` (default voice when None)."""
@@ -159,6 +190,10 @@ class Renderer:
             raise RenderError(f"text of {len(text)} characters exceeds {MAX_TEXT_CHARS}")
         voice = self._inventory.get(voice_id or self._inventory.default_id)
         key = prompt_key(text, voice, self._config, self._versions)
+        kept = self._memory.get(key)
+        if kept is not None:
+            self._memory.move_to_end(key)
+            return Prompt(kept, text, voice.id, key, True)  # read-only, shared
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._produce(key, text, voice))
