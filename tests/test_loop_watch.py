@@ -113,3 +113,21 @@ def test_the_e2e_check_counts_our_stalls_after_start_up_only() -> None:
     with pytest.raises(AssertionError, match="a call"):
         assert_no_stalls(log)
     assert_no_stalls(log.replace("(blocked:", "(preempted:"))
+
+
+def test_the_e2e_check_treats_a_restarts_start_up_as_start_up() -> None:
+    from tests.e2e.stalls import SPAWN_MARK, stalls
+
+    log = (
+        f"{SPAWN_MARK}\n"
+        "2026-12-02 18:32:24.300 INFO  voipalert.serve voipalert ready: HTTP on ...\n"
+        f"{SPAWN_MARK}\n"
+        "2026-12-02 18:32:30.000 WARNING voipalert.loop event loop stalled 40 ms (busy: on a"
+        " core 38 ms) at the second start-up\n"
+        "2026-12-02 18:32:31.000 INFO  voipalert.serve voipalert ready: HTTP on ...\n"
+        "2026-12-02 18:32:32.000 WARNING voipalert.loop event loop stalled 40 ms (busy: on a"
+        " core 38 ms) at a call after the restart\n"
+    )
+    ours, others = stalls(log)
+    assert [line.rsplit(" at ", 1)[1] for line in ours] == ["a call after the restart"]
+    assert [line.rsplit(" at ", 1)[1] for line in others] == ["the second start-up"]

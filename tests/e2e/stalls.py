@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 STALL_MS: Final = 20
+SPAWN_MARK: Final = "--- tests/e2e: serve spawned"
 _STALL: Final = re.compile(r"event loop stalled (\d+) ms \((busy|blocked|preempted):.*")
 _SLOW: Final = re.compile(r"Executing .* took [\d.]+ seconds")
 
@@ -26,12 +27,19 @@ _SLOW: Final = re.compile(r"Executing .* took [\d.]+ seconds")
 def stalls(log: str) -> tuple[list[str], list[str]]:
     """(stalls of ours that began after start-up, every other stall or slow-callback line).
 
-    A stall is logged when it ends; it began ``lag`` earlier. One that began before the
-    "voipalert ready" line is start-up, even when its report comes after."""
-    ready = next((_time(line) for line in log.splitlines() if "voipalert ready" in line), None)
+    One log holds every run of serve in a test (a restart appends), each after a
+    ``SPAWN_MARK`` line. A stall is logged when it ends; it began ``lag`` earlier. One that
+    began before its run's "voipalert ready" line is start-up, even when reported after."""
+    ready: float | None = None
     ours: list[str] = []
     others: list[str] = []
     for line in log.splitlines():
+        if line.startswith(SPAWN_MARK):
+            ready = None
+            continue
+        if "voipalert ready" in line:
+            ready = _time(line)
+            continue
         match = _STALL.search(line)
         if match is None:
             if _SLOW.search(line):
