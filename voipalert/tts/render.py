@@ -32,6 +32,7 @@ from voipalert.tts.audio import Int16Array, telephone_prompt
 from voipalert.tts.cache import PromptCache
 from voipalert.tts.config import RenderConfig
 from voipalert.tts.errors import RenderError
+from voipalert.tts.memo import BoundedMemo
 from voipalert.tts.prompt import Prompt, prompt_key
 from voipalert.tts.voices import Voice, VoiceId, VoiceInventory
 
@@ -42,6 +43,7 @@ MAX_TEXT_CHARS: Final = 4000
 # 32 MiB of 8 kHz 16-bit audio is about 35 minutes: every phrase and the messages of
 # the alerts being called, with room to spare.
 MEMORY_BYTES: Final = 32 * 1024 * 1024
+KEY_MEMO_ENTRIES: Final = 4096  # prompt keys remembered (a 64-char hex string each)
 WARM_UP_TEXT: Final = "Ready."
 
 
@@ -79,6 +81,7 @@ class Renderer:
         self._memory_bytes = memory_bytes
         self._memory_used = 0
         self._versions = engine_versions()
+        self._keys: BoundedMemo[tuple[str, str, str, str], str] = BoundedMemo(KEY_MEMO_ENTRIES)
         self._synth_count = 0
 
     @property
@@ -98,7 +101,15 @@ class Renderer:
 
     def key_for(self, text: str, voice_id: str | None = None) -> str:
         voice = self._inventory.get(voice_id or self._inventory.default_id)
-        return prompt_key(text.strip(), voice, self._config, self._versions)
+        return self._key(text.strip(), voice)
+
+    def _key(self, text: str, voice: Voice) -> str:
+        # Pure in (text, voice files); the render settings and versions are fixed for the
+        # renderer's life. Memoised: see voipalert/tts/memo.py.
+        return self._keys.get(
+            (text, voice.id, voice.model_sha256, voice.config_sha256),
+            lambda: prompt_key(text, voice, self._config, self._versions),
+        )
 
     def _load(self, voice: Voice) -> PiperVoice:
         with self._lock:
@@ -189,7 +200,7 @@ class Renderer:
         if len(text) > MAX_TEXT_CHARS:
             raise RenderError(f"text of {len(text)} characters exceeds {MAX_TEXT_CHARS}")
         voice = self._inventory.get(voice_id or self._inventory.default_id)
-        key = prompt_key(text, voice, self._config, self._versions)
+        key = self._key(text, voice)
         kept = self._memory.get(key)
         if kept is not None:
             self._memory.move_to_end(key)
