@@ -131,3 +131,49 @@ def test_the_e2e_check_treats_a_restarts_start_up_as_start_up() -> None:
     ours, others = stalls(log)
     assert [line.rsplit(" at ", 1)[1] for line in ours] == ["a call after the restart"]
     assert [line.rsplit(" at ", 1)[1] for line in others] == ["the second start-up"]
+
+
+def test_serve_settles_its_start_up_heap_out_of_the_collectors_scans() -> None:
+    import gc
+    import weakref
+
+    from voipalert.app.serve import settle_heap
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    kept = [Node() for _ in range(1000)]
+    garbage = Node()
+    gone = weakref.ref(garbage)
+    del garbage
+    try:
+        frozen = settle_heap()
+        assert gone() is None, "start-up garbage must be collected, not frozen"
+        assert frozen >= len(kept)
+        assert gc.get_freeze_count() == frozen
+        # Objects made later are still collected as usual.
+        later = Node()
+        later_ref = weakref.ref(later)
+        del later
+        gc.collect()
+        assert later_ref() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_the_e2e_check_charges_only_our_own_part_of_a_stall() -> None:
+    from tests.e2e.stalls import stalls
+
+    log = (
+        "2026-12-02 18:32:24.300 INFO  voipalert.serve voipalert ready: HTTP on ...\n"
+        "2026-12-02 18:32:25.000 WARNING voipalert.loop event loop stalled 21 ms (busy: on a"
+        " core 16 ms, blocked 3 ms, waiting for a core 2 ms) at mostly ours"
+        " stall_ms=21.4 stall_kind=busy stall_ours_ms=18.9\n"
+        "2026-12-02 18:32:26.000 WARNING voipalert.loop event loop stalled 25 ms (busy: on a"
+        " core 22 ms, blocked 1 ms, waiting for a core 2 ms) at ours"
+        " stall_ms=25.0 stall_kind=busy stall_ours_ms=23.0\n"
+    )
+    ours, others = stalls(log)
+    assert [line.split(" at ", 1)[1].split(" stall_ms")[0] for line in ours] == ["ours"]
+    assert len(others) == 1
