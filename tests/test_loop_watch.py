@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.requires import need
 from voipalert.app.loop_watch import LoopWatch, Stall, StallKind, read_schedstat
 
-pytestmark = pytest.mark.skipif(
-    read_schedstat(Path("/proc/thread-self/schedstat")) is None,
-    reason="the kernel keeps no per-thread scheduler figures (CONFIG_SCHED_INFO)",
-)
+
+@pytest.fixture(autouse=True)
+def _schedstat() -> None:
+    need(
+        read_schedstat(Path("/proc/thread-self/schedstat")) is not None,
+        "the kernel keeps no per-thread scheduler figures (CONFIG_SCHED_INFO)",
+    )
 
 
 async def _watched(work: object) -> list[Stall]:
