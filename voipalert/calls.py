@@ -170,7 +170,9 @@ class Phone:
         pacer: RtpPacer | None = None,
     ) -> None:
         self.agent = UserAgent(ua, rng=rng or secrets.SystemRandom())
-        self.pacer = pacer
+        # One pacer for every call of this phone (one timer for all their audio); made in
+        # the phone's loop at its first call unless the composition root gives one.
+        self._pacer = pacer
         self.endpoint = SipEndpoint(self.agent, bind, self._on_event, tls=tls)
         self.media = media
         self.script = script or ScriptConfig()
@@ -192,6 +194,12 @@ class Phone:
     @property
     def rtp_ports_in_use(self) -> int:
         return self._ports.in_use
+
+    def pacer(self) -> RtpPacer:
+        """The pacer every call of this phone sends its audio with."""
+        if self._pacer is None:
+            self._pacer = RtpPacer(asyncio.get_running_loop())
+        return self._pacer
 
     async def start(self, *, register: bool = True) -> None:
         await self.endpoint.start()
@@ -304,7 +312,7 @@ class _CallMedia:
     async def open(self, config: RtpSessionConfig) -> RtpSession:
         if self._released:
             raise RtpSessionClosedError("the call's media was released")
-        self.session = await RtpSession.open(config, ports=self.ports, pacer=self._phone.pacer)
+        self.session = await RtpSession.open(config, ports=self.ports, pacer=self._phone.pacer())
         return self.session
 
     def stop_sending(self, now: float) -> None:

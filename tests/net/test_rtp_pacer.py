@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
+from voipalert.net.rtp_pacer import RtpPacer
 
 
 class Recorder:
@@ -79,23 +79,24 @@ async def test_a_failing_stream_is_dropped_and_others_keep_going() -> None:
     pacer.remove(good)
 
 
-async def test_shared_pacer_is_one_per_loop() -> None:
-    assert shared_pacer() is shared_pacer()
-
-
-def test_shared_pacers_of_closed_loops_are_let_go() -> None:
+async def test_a_phones_calls_share_its_one_pacer_and_no_pacer_is_global() -> None:
+    from voipalert.calls import MediaConfig, Phone
     from voipalert.net import rtp_pacer
+    from voipalert.sip.config import UAConfig
+    from voipalert.sip.uri import SipUri
 
-    async def get() -> RtpPacer:
-        return shared_pacer()
-
-    first = asyncio.run(get())
-    second = asyncio.run(get())
-    assert first is not second
-    assert (
-        all(not p.loop.is_closed() for p in rtp_pacer._SHARED.values())
-        or len(rtp_pacer._SHARED) <= 1
-    )
+    config = UAConfig(
+        user="voipalert", domain="127.0.0.1", local_host="127.0.0.1", local_port=5999,
+        password="x", registrar=SipUri(host="127.0.0.1", port=5060),
+    )  # fmt: skip
+    media = MediaConfig("127.0.0.1", "127.0.0.1", 42000, 42020)
+    one = Phone(config, ("127.0.0.1", 5999), media)
+    other = Phone(config, ("127.0.0.1", 5999), media)
+    assert one.pacer() is one.pacer()
+    assert one.pacer() is not other.pacer()
+    given = RtpPacer(asyncio.get_running_loop())
+    assert Phone(config, ("127.0.0.1", 5999), media, pacer=given).pacer() is given
+    assert not hasattr(rtp_pacer, "shared_pacer")
 
 
 async def test_streams_on_one_grid_share_a_group_and_keep_their_own_slots() -> None:

@@ -205,19 +205,3 @@ class RtpPacer:
                 continue
             if late is not None:
                 late(self._loop.time() - deadline)
-
-
-# Keyed by id(loop). A pacer refers to its loop, so a WeakKeyDictionary would never let go;
-# closed loops are pruned instead (a loop's id can only be reused after it is freed).
-_SHARED: dict[int, RtpPacer] = {}
-
-
-def shared_pacer() -> RtpPacer:
-    """The running loop's pacer, created on first use."""
-    loop = asyncio.get_running_loop()
-    for key in [k for k, p in _SHARED.items() if p.loop.is_closed()]:
-        del _SHARED[key]
-    pacer = _SHARED.get(id(loop))
-    if pacer is None:
-        pacer = _SHARED[id(loop)] = RtpPacer(loop)
-    return pacer
