@@ -195,6 +195,10 @@ class Phone:
     def rtp_ports_in_use(self) -> int:
         return self._ports.in_use
 
+    def release_ports(self, ports: RtpPorts) -> None:
+        """A call's media is closed: its RTP/RTCP ports go back to the allocator."""
+        self._ports.release(ports)
+
     def pacer(self) -> RtpPacer:
         """The pacer every call of this phone sends its audio with."""
         if self._pacer is None:
@@ -261,7 +265,7 @@ class Phone:
             self._calls[call_id] = call
             return call_id
 
-        return CallId(str(self.endpoint.act(invite)))
+        return self.endpoint.act(invite)
 
     def _hang_up(self, call_id: CallId) -> None:
         self.endpoint.act(lambda now: self.agent.hang_up(call_id, now))
@@ -333,7 +337,7 @@ class _CallMedia:
                 await self.session.close()
         finally:
             self._released = True
-            self._phone._ports.release(self.ports)
+            self._phone.release_ports(self.ports)
 
 
 # ------------------------------------------------------------------ one call

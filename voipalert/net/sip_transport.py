@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from voipalert.sip.agent import Outbound, UserAgent
 from voipalert.sip.dialog import Address
@@ -46,6 +46,7 @@ from voipalert.sip.events import SipEvent
 from voipalert.sip.framing import PONG, KeepAlive, StreamFramer, is_keepalive
 from voipalert.sip.message import Request, Response
 
+_T = TypeVar("_T")
 log = logging.getLogger("voipalert.sip")
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
 # File descriptors kept out of the connection budget: the database, RTP sockets (two per
@@ -204,7 +205,7 @@ class SipEndpoint:
             self._resolved[host] = str(infos[0][4][0])
         return self._resolved[host]
 
-    def act(self, command: Callable[[float], object]) -> object:
+    def act(self, command: Callable[[float], _T]) -> _T:
         """Run a command on the agent at the current time, then send/arm/dispatch."""
         result = command(self._loop.time())
         self.process()
