@@ -14,12 +14,21 @@ from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
 from voipalert.domain.rota import PolicyName, Route, TeamName
 from voipalert.engine import EngineConfig
-from voipalert.ingest.config import HttpConfig, ImapConfig, IngestConfig, SmtpConfig
+from voipalert.ingest.config import (
+    AlertmanagerHook,
+    HttpConfig,
+    ImapConfig,
+    IngestConfig,
+    SmtpConfig,
+)
+from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
 from voipalert.ingest.mapping import GenericMapping
+from voipalert.ingest.silencer import SilencerConfig
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import AckMenu
 from voipalert.settings import (
+    AlertmanagerHookSettings,
     EmailRuleSettings,
     GenericHookSettings,
     ImapSettings,
@@ -163,6 +172,32 @@ def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
     )
 
 
+def public_url(settings: Settings) -> str:
+    """voipalert's base URL as others reach it: ``[http] public_url``, else host and port."""
+    if settings.http.public_url:
+        return settings.http.public_url.rstrip("/")
+    host = settings.http.host
+    shown = f"[{host}]" if host.version == 6 else str(host)
+    return f"http://{shown}:{settings.http.port}"
+
+
+def _alertmanager(hook: AlertmanagerHookSettings, base: str) -> AlertmanagerHook:
+    return AlertmanagerHook(
+        grouping=Grouping(hook.grouping),
+        url=hook.url,
+        allowed_urls=tuple(hook.allowed_urls),
+        silence_seconds=hook.silence_minutes * 60,
+        alert_url=base,
+    )
+
+
+def silencer_config(settings: Settings) -> SilencerConfig:
+    return SilencerConfig(
+        poll_seconds=settings.hooks.silence_poll_seconds,
+        max_tries=settings.hooks.silence_max_tries,
+    )
+
+
 def _imap(imap: ImapSettings) -> ImapConfig | None:
     if not imap.enabled or imap.username is None or imap.password is None:
         return None
@@ -193,7 +228,12 @@ def ingest_config(settings: Settings) -> IngestConfig:
             require_signature_timestamp=http.require_signature_timestamp,
             token_cache_seconds=http.token_cache_seconds,
             generic_hooks={n: _generic(n, h) for n, h in settings.hooks.generic.items()},
+            alertmanager_hooks={
+                n: _alertmanager(h, public_url(settings))
+                for n, h in settings.hooks.alertmanager.items()
+            },
             default_severity=http.default_severity,
+            heartbeat_beats_per_minute=settings.heartbeat.beats_per_minute,
         ),
         email_rules=tuple(_email_rule(r) for r in smtp.rules),
         builtin_email_parser=smtp.builtin_rules,

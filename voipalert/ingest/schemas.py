@@ -260,6 +260,16 @@ class HookOut(_Out):
     results: list[HookAction]
 
 
+class BeatOut(_Out):
+    heartbeat: str = Field(description="the heartbeat's name")
+    recorded: bool = Field(
+        description="false for an Alertmanager 'resolved' notification, which is no beat"
+    )
+    resolved_alert: int | None = Field(
+        default=None, description="the missed-heartbeat alert this beat closed, if any"
+    )
+
+
 class ErrorDetail(_Out):
     field: str = Field(description="dotted path of the offending field, or '' for the body")
     reason: str

@@ -39,6 +39,7 @@ from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
 from voipalert.ingest.health import SipState, check_readiness
+from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
@@ -333,6 +334,7 @@ def build_app(
         web.post(f"{API}/alerts/{{id:[0-9]+}}/ack", ack_alert),
         web.post(f"{API}/alerts/{{id:[0-9]+}}/resolve", resolve_alert),
         web.post(f"{API}/hooks/alertmanager", hooks.alertmanager),
+        web.post(f"{API}/hooks/alertmanager/{{name}}", hooks.alertmanager),
         web.post(f"{API}/hooks/grafana", hooks.grafana),
         web.post(f"{API}/hooks/generic/{{name}}", hooks.generic),
         web.get(f"{API}/openapi.json", openapi, allow_head=False),
@@ -341,6 +343,7 @@ def build_app(
         web.get("/metrics", metrics, allow_head=False),
     ]
     app.add_routes(routes)
+    add_heartbeat_routes(app, API)
     return app
 
 

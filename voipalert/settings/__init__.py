@@ -25,11 +25,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from voipalert.errors import ConfigError
 from voipalert.settings.sections import (
+    AlertmanagerHookSettings,
     CallSettings,
     DatabaseSettings,
     EmailRuleSettings,
     EngineSettings,
     GenericHookSettings,
+    HeartbeatSettings,
     HooksSettings,
     HttpSettings,
     ImapSettings,
@@ -43,11 +45,13 @@ from voipalert.settings.sections import (
 __all__ = [
     "CONFIG_ENV_VAR",
     "ENV_PREFIX",
+    "AlertmanagerHookSettings",
     "CallSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
     "EngineSettings",
     "GenericHookSettings",
+    "HeartbeatSettings",
     "HooksSettings",
     "HttpSettings",
     "ImapSettings",
@@ -86,6 +90,7 @@ class Settings(BaseSettings):
     imap: ImapSettings = ImapSettings()
     routes: list[RouteSettings] = Field(default_factory=list)
     hooks: HooksSettings = HooksSettings()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
