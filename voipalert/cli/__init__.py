@@ -21,6 +21,7 @@ from voipalert.cli import (
     config_cmd,
     demo_cmd,
     dtmf_cmd,
+    heartbeat_cmd,
     rota_cmd,
     say_cmd,
     serve_cmd,
@@ -46,6 +47,7 @@ COMMAND_MODULES = (
     dtmf_cmd,
     rota_cmd,
     token_cmd,
+    heartbeat_cmd,
 )
 
 
