@@ -18,8 +18,8 @@ import pytest
 from tests.ingest.alertmanager import Alertmanager, config_yaml, free_port, start_alertmanager
 from tests.ingest.conftest import Api, ApiFactory
 from voipalert.clock import SystemClock
-from voipalert.ingest.config import AlertmanagerHook, HttpConfig, IngestConfig
-from voipalert.ingest.silencer import Silencer, SilencerConfig
+from voipalert.ingest.config import AlertmanagerHook, HttpConfig, IngestConfig, SilencerConfig
+from voipalert.ingest.silencer import Silencer
 
 HOOK = "/api/v1/hooks/alertmanager"
 

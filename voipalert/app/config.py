@@ -10,6 +10,7 @@ import re
 import ssl
 
 from voipalert import __version__
+from voipalert.app.store_config import public_url
 from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
 from voipalert.domain.rota import PolicyName, Route, TeamName
@@ -19,12 +20,12 @@ from voipalert.ingest.config import (
     HttpConfig,
     ImapConfig,
     IngestConfig,
+    SilencerConfig,
     SmtpConfig,
 )
 from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
 from voipalert.ingest.mapping import GenericMapping
-from voipalert.ingest.silencer import SilencerConfig
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import AckMenu
 from voipalert.settings import (
@@ -170,15 +171,6 @@ def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
         team=hook.team,
         policy=hook.policy,
     )
-
-
-def public_url(settings: Settings) -> str:
-    """voipalert's base URL as others reach it: ``[http] public_url``, else host and port."""
-    if settings.http.public_url:
-        return settings.http.public_url.rstrip("/")
-    host = settings.http.host
-    shown = f"[{host}]" if host.version == 6 else str(host)
-    return f"http://{shown}:{settings.http.port}"
 
 
 def _alertmanager(hook: AlertmanagerHookSettings, base: str) -> AlertmanagerHook:

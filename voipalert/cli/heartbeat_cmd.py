@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final, TypeVar
 
-from voipalert.app.config import public_url
-from voipalert.app.store_config import store_config
+from voipalert.app.store_config import public_url, store_config
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import Severity
 from voipalert.domain.rota import Rota

@@ -59,6 +59,17 @@ class AlertmanagerHook:
 
 
 @dataclass(frozen=True, slots=True)
+class SilencerConfig:
+    """The silencer's pace (``ingest.silencer``)."""
+
+    poll_seconds: float = 2.0
+    max_tries: int = 8
+    backoff_first_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    request_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     max_body_bytes: int = 1_048_576
     # Where a body signature may come (the first one present is checked) and where its

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote
@@ -25,6 +24,7 @@ from urllib.parse import quote
 import aiohttp
 
 from voipalert.clock import Clock
+from voipalert.ingest.config import SilencerConfig
 from voipalert.logs import log_context
 from voipalert.store.am_outbox import OutboxItem, OutboxStore
 
@@ -32,15 +32,6 @@ log = logging.getLogger("voipalert.alertmanager")
 
 COMMENT_CHARS: Final = 300
 _PERMANENT_EXCEPT: Final = frozenset({408, 425, 429})
-
-
-@dataclass(frozen=True, slots=True)
-class SilencerConfig:
-    poll_seconds: float = 2.0
-    max_tries: int = 8
-    backoff_first_seconds: float = 2.0
-    backoff_max_seconds: float = 300.0
-    request_timeout_seconds: float = 10.0
 
 
 class RequestFailed(Exception):
