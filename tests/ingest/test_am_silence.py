@@ -64,7 +64,10 @@ async def _stack(
     seen: list[tuple[str, str]] = []
     silencer = Silencer(
         api.store, SystemClock(),
-        SilencerConfig(poll_seconds=0.05, max_tries=max_tries, backoff_first_seconds=0.05),
+        SilencerConfig(
+            poll_seconds=0.05, max_tries=max_tries, backoff_first_seconds=0.05,
+            reconcile_seconds=0.2,
+        ),
         observe=lambda action, result: seen.append((action, result)),
     )  # fmt: skip
     am = await start_alertmanager(
@@ -143,6 +146,44 @@ async def test_ack_silences_the_group_and_resolve_expires_it(stack: Stack) -> No
         ("silence", "done", silence["id"]),
         ("expire", "done", silence["id"]),
     ]
+
+
+async def test_a_group_resolved_under_its_silence_resolves_the_alert(stack: Stack) -> None:
+    """Alertmanager sends nothing for silenced alerts, not even "resolved": voipalert asks."""
+    api, am = stack.api, stack.am
+    async with aiohttp.ClientSession() as session:
+        await am.post_alerts(session, host_down("web1", "web2"))
+        alert = await eventually(lambda: _open_alert(api), "Alertmanager's webhook")
+        await api.call("POST", f"/api/v1/alerts/{alert['id']}/ack", json={"by": "bob"})
+        stack.silencer.wake()
+        await eventually(lambda: _silence_state(api, alert["id"], "done"), "the silence")
+        await asyncio.sleep(0.5)  # several checks: still firing, still acknowledged
+        fresh = await api.store.get_alert(alert["id"])
+        assert fresh is not None and fresh.status.value == "acknowledged"
+
+        ended = [{**a, "endsAt": _now_text()} for a in host_down("web1", "web2")]
+        await am.post_alerts(session, ended)
+
+        async def resolved() -> bool:
+            fresh = await api.store.get_alert(alert["id"])
+            return fresh is not None and fresh.status.value == "resolved"
+
+        await eventually(resolved, "resolved from Alertmanager's alert list")
+        await eventually(lambda: _silence_state(api, alert["id"], "done", 1), "the expiry")
+        silence_id = (await api.store.outbox_of(alert["id"]))[0].silence_id
+        async with session.get(f"{am.url}/api/v2/silence/{silence_id}") as response:
+            assert (await response.json())["status"]["state"] == "expired"
+    fresh = await api.store.get_alert(alert["id"])
+    assert fresh is not None and fresh.resolved_by == "alertmanager"
+
+
+def _now_text() -> str:
+    return SystemClock().now_utc().isoformat()
+
+
+async def _silence_state(api: Api, alert_id: int, state: str, index: int = 0) -> bool:
+    rows = await api.store.outbox_of(alert_id)
+    return len(rows) > index and rows[index].state == state
 
 
 async def test_an_unreachable_alertmanager_never_blocks_the_ack(

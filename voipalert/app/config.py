@@ -187,6 +187,7 @@ def silencer_config(settings: Settings) -> SilencerConfig:
     return SilencerConfig(
         poll_seconds=settings.hooks.silence_poll_seconds,
         max_tries=settings.hooks.silence_max_tries,
+        reconcile_seconds=settings.hooks.silence_check_seconds,
     )
 
 

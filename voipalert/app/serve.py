@@ -115,7 +115,7 @@ async def serve(
                 engine_config(settings),
             )  # fmt: skip
             config = ingest_config(settings)
-            silencer = Silencer(store, clock, silencer_config(settings))
+            silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
             app = build_app(
                 store, wake=_both(engine.wake, silencer.wake),
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,

@@ -67,6 +67,9 @@ class SilencerConfig:
     backoff_first_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     request_timeout_seconds: float = 10.0
+    # How often Alertmanager is asked whether a silenced group is still firing (it sends
+    # no notification for silenced alerts, "resolved" included).
+    reconcile_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)

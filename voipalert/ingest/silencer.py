@@ -10,6 +10,13 @@ written on the alert's audit trail.
 Alertmanager API v2: ``POST /api/v2/silences`` answers ``{"silenceID": ...}``;
 ``DELETE /api/v2/silence/{id}`` expires one. The base URL comes from the hook's settings
 (``AmLink.url``), never from a payload unless the settings allow that URL.
+
+Alertmanager notifies nothing about silenced alerts, not even their resolution (measured
+with 0.25: a group resolved under a silence never sends "resolved", before or after the
+silence ends). So every ``reconcile_seconds`` the silencer asks each Alertmanager whether an
+acknowledged, silenced alert still has active alerts matching its silence
+(``GET /api/v2/alerts?filter=...``); when none is left the alert is resolved (by
+"alertmanager"), which expires the silence.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import aiohttp
 from voipalert.clock import Clock
 from voipalert.ingest.config import SilencerConfig
 from voipalert.logs import log_context
-from voipalert.store.am_outbox import OutboxItem, OutboxStore
+from voipalert.store import Store
+from voipalert.store.am_outbox import OutboxItem, SilencedAlert
 
 log = logging.getLogger("voipalert.alertmanager")
 
@@ -70,12 +78,15 @@ def backoff_seconds(tries: int, config: SilencerConfig) -> float:
 class Silencer:
     def __init__(
         self,
-        store: OutboxStore,
+        store: Store,
         clock: Clock,
         config: SilencerConfig | None = None,
         observe: Callable[[str, str], None] | None = None,
+        on_resolved: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self.on_resolved = on_resolved or (lambda: None)
+        self._reconciled_at: float | None = None
         self._clock = clock
         self._config = config or SilencerConfig()
         self.observe = observe or (lambda action, result: None)
@@ -91,6 +102,8 @@ class Silencer:
             while True:
                 try:
                     await self.drain(session)
+                    if self._reconcile_due():
+                        await self.reconcile(session)
                 except Exception:
                     log.exception("the silencer failed to read its outbox; retrying")
                 self._wake.clear()
@@ -107,6 +120,39 @@ class Silencer:
             with log_context(alert_id=item.alert_id):
                 await self._handle(session, item)
         return len(items)
+
+    def _reconcile_due(self) -> bool:
+        now = self._clock.monotonic()
+        if self._reconciled_at is not None and (
+            now - self._reconciled_at < self._config.reconcile_seconds
+        ):
+            return False
+        self._reconciled_at = now
+        return True
+
+    async def reconcile(self, session: aiohttp.ClientSession) -> list[int]:
+        """Resolve the silenced alerts whose Alertmanager alerts are all gone; their ids."""
+        resolved: list[int] = []
+        for silenced in await self._store.silenced_alerts():
+            try:
+                firing = await _still_firing(session, silenced)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning(
+                    "cannot ask Alertmanager whether alert %s still fires: %s",
+                    silenced.alert_id, exc, extra={"url": silenced.link.url},
+                )  # fmt: skip
+                continue
+            if firing:
+                continue
+            transition = await self._store.resolve_alert(silenced.alert_id, by="alertmanager")
+            if transition.changed:
+                with log_context(alert_id=silenced.alert_id):
+                    log.info("resolved: its silenced alerts are gone from Alertmanager")
+                resolved.append(silenced.alert_id)
+        if resolved:
+            self.on_resolved()
+            self.wake()  # the expiries just queued
+        return resolved
 
     async def _handle(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
         if item.action == "expire" and item.silence_state == "pending":
@@ -168,6 +214,25 @@ class Silencer:
                 return item.silence_id
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise RequestFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
+
+
+def _matcher(name: str, value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'{name}="{escaped}"'
+
+
+async def _still_firing(session: aiohttp.ClientSession, silenced: SilencedAlert) -> bool:
+    """Whether Alertmanager still has an active (silenced or not) alert the silence
+    matches."""
+    params = [("filter", _matcher(k, v)) for k, v in sorted(silenced.link.matchers.items())]
+    params += [(flag, "true") for flag in ("active", "silenced", "inhibited", "unprocessed")]
+    url = f"{silenced.link.url.rstrip('/')}/api/v2/alerts"
+    async with session.get(url, params=params) as response:
+        await _check(response)
+        alerts = await response.json(content_type=None)
+    if not isinstance(alerts, list):
+        raise ValueError("Alertmanager's alert list is not a list")
+    return len(alerts) > 0
 
 
 async def _check(response: aiohttp.ClientResponse) -> None:

@@ -498,6 +498,13 @@ class HooksSettings(_Section):
     silence_poll_seconds: float = Field(
         default=2.0, gt=0, le=300, description="how often the silence outbox is looked at"
     )
+    silence_check_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="how often Alertmanager is asked whether a silenced group still fires "
+        "(it sends nothing for silenced alerts, not even 'resolved'); none left: resolved",
+    )
 
 
 class HeartbeatSettings(_Section):

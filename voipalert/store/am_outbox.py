@@ -87,6 +87,23 @@ WHERE o.state = 'pending' AND o.due_at <= ? ORDER BY o.id LIMIT ?
 """
 
 
+@dataclass(frozen=True, slots=True)
+class SilencedAlert:
+    """An acknowledged alert whose silence is in place: Alertmanager will not tell us when
+    its alerts resolve (it notifies nothing about silenced alerts), so we ask."""
+
+    alert_id: AlertId
+    link: AmLink
+    silence_id: str
+
+
+def _link(row: aiosqlite.Row) -> AmLink:
+    return AmLink(
+        row["hook"], row["url"], json.loads(row["matchers"]), row["silence_seconds"],
+        row["comment_url"],
+    )  # fmt: skip
+
+
 class OutboxStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
@@ -103,13 +120,7 @@ class OutboxStore:
                 alert_id=AlertId(r["alert_id"]),
                 action=r["action"],
                 tries=r["tries"],
-                link=AmLink(
-                    r["hook"],
-                    r["url"],
-                    json.loads(r["matchers"]),
-                    r["silence_seconds"],
-                    r["comment_url"],
-                ),
+                link=_link(r),
                 acked_by=r["acked_by"],
                 summary=r["summary"],
                 silence_id=r["made_silence_id"],
@@ -173,6 +184,23 @@ class OutboxStore:
                 conn, now, "alertmanager", "alertmanager.silence_cancelled",
                 alert_id=item.alert_id, hook=item.link.hook,
             )  # fmt: skip
+
+    async def silenced_alerts(self) -> list[SilencedAlert]:
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT a.id, l.hook, l.url, l.matchers, l.silence_seconds, l.comment_url, "
+                "o.silence_id FROM alerts a JOIN am_links l ON l.alert_id = a.id "
+                "JOIN am_outbox o ON o.alert_id = a.id AND o.action = 'silence' "
+                "AND o.state = 'done' WHERE a.status = 'acknowledged' ORDER BY a.id"
+            )
+        return [
+            SilencedAlert(
+                AlertId(r["id"]),
+                _link(r),
+                r["silence_id"],
+            )
+            for r in rows
+        ]
 
     async def outbox_of(self, alert_id: int) -> list[OutboxRow]:
         """An alert's silence requests, oldest first (for the API and tests)."""
