@@ -227,3 +227,14 @@ def test_the_payload_chooses_the_alertmanager_only_from_the_allow_list() -> None
     assert hook.silence_url("http://attacker.example:80") == "http://am.internal:9093"
     assert hook.silence_url("http://am-2.internal:9093/") == "http://am-2.internal:9093"
     assert AlertmanagerHook().silence_url("http://am-2.internal:9093") is None
+
+
+def test_silence_requests_are_counted_in_metrics() -> None:
+    metrics = IngestMetrics(SystemClock())
+    metrics.observe_silence("silence", "failed")
+    metrics.observe_silence("silence", "ok")
+    text = metrics.render().decode()
+    assert (
+        'voipalert_alertmanager_silence_requests_total{action="silence",result="failed"} 1.0'
+        in text
+    )
