@@ -19,6 +19,7 @@ from tests.ingest.alertmanager import Alertmanager, config_yaml, free_port, star
 from tests.ingest.conftest import Api, ApiFactory
 from voipalert.clock import SystemClock
 from voipalert.ingest.config import AlertmanagerHook, HttpConfig, IngestConfig, SilencerConfig
+from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 
 HOOK = "/api/v1/hooks/alertmanager"
