@@ -218,6 +218,11 @@ async def _gives_up(stack: Stack) -> None:
     # Resolving it queues no expiry: no silence was made.
     await api.call("POST", f"/api/v1/alerts/{alert['id']}/resolve")
     assert [r.action for r in await api.store.outbox_of(alert["id"])] == ["silence"]
+    # The API shows the failed request with the alert.
+    _, detail, _ = await api.call("GET", f"/api/v1/alerts/{alert['id']}")
+    [request] = detail["silences"]
+    assert (request["action"], request["state"], request["tries"]) == ("silence", "failed", 3)
+    assert "Connect" in request["last_error"]
 
 
 def test_the_payload_chooses_the_alertmanager_only_from_the_allow_list() -> None:

@@ -59,6 +59,7 @@ from voipalert.ingest.schemas import (
     ErrorDetail,
     HealthOut,
     ReadyOut,
+    SilenceRequestOut,
     TransitionOut,
     alert_detail_out,
     alert_out,
@@ -197,10 +198,19 @@ async def list_alerts(request: web.Request) -> web.Response:
 async def get_alert(request: web.Request) -> web.Response:
     await request.app[AUTH].authenticate(request, Scope.READ)
     alert_id = _alert_id(request)
-    detail = await request.app[STORE].get_alert_with_attempts(alert_id)
+    store = request.app[STORE]
+    detail = await store.get_alert_with_attempts(alert_id)
     if detail is None:
         raise ApiError(404, f"no alert {alert_id}")
-    return json_response(alert_detail_out(detail))
+    silences = [
+        SilenceRequestOut(
+            action=r.action, state=r.state, tries=r.tries, due_at=r.due_at,
+            silence_id=r.silence_id, last_error=r.last_error,
+        )
+        for r in await store.outbox_of(alert_id)
+    ]  # fmt: skip
+    out = alert_detail_out(detail)
+    return json_response(out.model_copy(update={"silences": silences}))
 
 
 async def _ack_person(request: web.Request) -> str | None:

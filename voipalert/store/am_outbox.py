@@ -22,6 +22,7 @@ from voipalert.store import alert_sql
 from voipalert.store.db import Database, from_db, to_db
 
 OutboxAction = Literal["silence", "expire"]
+OutboxState = Literal["pending", "done", "failed", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class OutboxItem:
 class OutboxRow:
     id: int
     action: OutboxAction
-    state: str
+    state: OutboxState
     tries: int
     due_at: datetime
     silence_id: str | None
