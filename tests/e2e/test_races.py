@@ -43,6 +43,7 @@ from tests.e2e.race_tools import HttpProbe, RtpSniffer, open_fds, parse_time, pr
 from tests.e2e.server import Server, running_server
 from tests.net.sip_harness import free_port
 from tests.requires import need_root
+from voipalert.ingest.convert import group_dedup_key
 
 pytestmark = pytest.mark.testbed
 
@@ -111,6 +112,15 @@ def rota(testbed: Testbed, lanes: list[str]) -> str:
     )
 
 
+def group_key(fingerprint: str) -> str:
+    # One Alertmanager group per round: its alert is keyed by the group (the default).
+    return f'{{}}:{{instance="{fingerprint}"}}'
+
+
+def am_dedup_key(fingerprint: str) -> str:
+    return group_dedup_key(group_key(fingerprint), {})
+
+
 def alertmanager(status: str, fingerprint: str) -> dict[str, Any]:
     alert = {
         "status": status,
@@ -121,7 +131,7 @@ def alertmanager(status: str, fingerprint: str) -> dict[str, Any]:
         "fingerprint": fingerprint,
     }
     return {
-        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": status,
+        "version": "4", "groupKey": group_key(fingerprint), "truncatedAlerts": 0, "status": status,
         "receiver": "voipalert", "groupLabels": {}, "commonLabels": alert["labels"],
         "commonAnnotations": alert["annotations"], "externalURL": "http://am.invalid",
         "alerts": [alert],
@@ -163,7 +173,7 @@ class Matrix:
         status, body = await self.server.request(
             "POST", "/api/v1/alerts",
             {"summary": "Disk full on SRV-DB-01", "severity": "critical",
-             "policy": f"page-{lane}", "dedup_key": f"alertmanager:{r.fingerprint}"},
+             "policy": f"page-{lane}", "dedup_key": am_dedup_key(r.fingerprint)},
         )  # fmt: skip
         assert status == 202, body
         r.alert_id = int(body["id"])
@@ -485,7 +495,7 @@ async def test_sigterm_races(testbed_factory: TestbedFactory, tmp_path: Path, ca
                 status, body = await server.request(
                     "POST", "/api/v1/alerts",
                     {"summary": "Disk full", "policy": f"page-{r.lane}",
-                     "dedup_key": f"alertmanager:{r.fingerprint}"},
+                     "dedup_key": am_dedup_key(r.fingerprint)},
                 )  # fmt: skip
                 assert status == 202, body
                 r.alert_id = int(body["id"])

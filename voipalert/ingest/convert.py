@@ -188,7 +188,8 @@ def from_alertmanager(
     default_severity: Severity = Severity.CRITICAL,
     grouping: Grouping = Grouping.ALERT,
 ) -> list[Event]:
-    """The events of one notification (see ``alertmanager_events``)."""
+    """The events of one notification, one per alert unless told otherwise (the hook calls
+    ``alertmanager_events`` with its configured grouping, by group by default)."""
     return [e.event for e in alertmanager_events(payload, default_severity, grouping)]
 
 
@@ -208,13 +209,14 @@ def alertmanager_events(
     ]
 
 
-def _group_dedup_key(payload: AlertmanagerPayload) -> str:
+def group_dedup_key(group_key: str | None, group_labels: Mapping[str, str]) -> str:
+    """The dedup key of an Alertmanager group's alert."""
     # groupKey is Alertmanager's own identity of the group ("{}/{...}:{alertname=...}"),
     # unbounded in length: hashed. Without one, the group's labels stand for it.
-    if payload.groupKey:
-        digest = hashlib.sha256(payload.groupKey.encode()).hexdigest()[:24]
+    if group_key:
+        digest = hashlib.sha256(group_key.encode()).hexdigest()[:24]
     else:
-        digest = label_hash(payload.groupLabels)
+        digest = label_hash(group_labels)
     return f"alertmanager:group:{digest}"
 
 
@@ -257,7 +259,7 @@ def _alert_record(alert: AlertmanagerAlert) -> dict[str, object]:
 def _group_event(
     payload: AlertmanagerPayload, group: dict[str, object], default_severity: Severity
 ) -> AmEvent:
-    key = _group_dedup_key(payload)
+    key = group_dedup_key(payload.groupKey, payload.groupLabels)
     # A silence for the group matches the labels Alertmanager grouped by; with no grouping
     # labels (group_by: [...] empty) those all its alerts share.
     matchers = dict(payload.groupLabels) or dict(payload.commonLabels)
