@@ -39,6 +39,7 @@ from voipalert.store.am_outbox import OutboxItem, SilencedAlert
 log = logging.getLogger("voipalert.alertmanager")
 
 COMMENT_CHARS: Final = 300
+OUTBOX_BATCH: Final = 50
 _PERMANENT_EXCEPT: Final = frozenset({408, 425, 429})
 
 
@@ -101,7 +102,8 @@ class Silencer:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
-                    await self.drain(session)
+                    while await self.drain(session) == OUTBOX_BATCH:
+                        pass  # a full batch: more may be due
                     if self._reconcile_due():
                         await self.reconcile(session)
                 except Exception:
@@ -115,7 +117,7 @@ class Silencer:
 
     async def drain(self, session: aiohttp.ClientSession) -> int:
         """Make every request that is due; how many were handled."""
-        items = await self._store.due_outbox()
+        items = await self._store.due_outbox(OUTBOX_BATCH)
         for item in items:
             with log_context(alert_id=item.alert_id):
                 await self._handle(session, item)
