@@ -21,6 +21,7 @@ from voipalert.clock import SystemClock
 from voipalert.ingest.config import AlertmanagerHook, HttpConfig, IngestConfig, SilencerConfig
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
+from voipalert.store import Store
 
 HOOK = "/api/v1/hooks/alertmanager"
 
@@ -52,7 +53,11 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, seconds: fl
 
 @asynccontextmanager
 async def _stack(
-    make_api: ApiFactory, tmp_path: Path, hook: AlertmanagerHook, max_tries: int = 8
+    make_api: ApiFactory,
+    tmp_path: Path,
+    hook: AlertmanagerHook,
+    max_tries: int = 8,
+    run_silencer: bool = True,
 ) -> AsyncIterator[Stack]:
     am_port = free_port()
     am_url = f"http://127.0.0.1:{am_port}"
@@ -75,13 +80,14 @@ async def _stack(
         tmp_path / "am", config_yaml({"voipalert": api.base + HOOK}, api.tokens["trigger"], {}),
         am_port,
     )  # fmt: skip
-    task = asyncio.create_task(silencer.run())
+    task = asyncio.create_task(silencer.run()) if run_silencer else None
     try:
         yield Stack(api, am, silencer, seen)
     finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         am.stop()
 
 
@@ -223,6 +229,28 @@ async def _gives_up(stack: Stack) -> None:
     [request] = detail["silences"]
     assert (request["action"], request["state"], request["tries"]) == ("silence", "failed", 3)
     assert "Connect" in request["last_error"]
+
+
+async def test_a_silence_queued_before_a_restart_is_made_after_it(
+    make_api: ApiFactory, tmp_path: Path
+) -> None:
+    """The ack commits the request; a silencer started later (a new process, its own
+    connection to the database file) makes the silence."""
+    async with _stack(make_api, tmp_path, AlertmanagerHook(url="AM"), run_silencer=False) as stack:
+        api, am = stack.api, stack.am
+        async with aiohttp.ClientSession() as session:
+            await am.post_alerts(session, host_down("db1", "db2"))
+            alert = await eventually(lambda: _open_alert(api), "Alertmanager's webhook")
+            await api.call("POST", f"/api/v1/alerts/{alert['id']}/ack", json={"by": "alice"})
+            assert await am.silences(session) == []  # nobody sends it yet
+            reopened = await Store.open(api.db_path, SystemClock())
+            try:
+                later = Silencer(reopened, SystemClock(), SilencerConfig(poll_seconds=0.05))
+                assert await later.drain(session) == 1
+            finally:
+                await reopened.close()
+            [made] = await am.silences(session)
+            assert made["createdBy"] == "alice" and made["status"]["state"] == "active"
 
 
 def test_the_payload_chooses_the_alertmanager_only_from_the_allow_list() -> None:
