@@ -10,6 +10,7 @@ import aiohttp
 
 from tests.cli.test_main import run
 from voipalert.clock import SystemClock
+from voipalert.domain.alert import AlertStatus, NewAlert
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
@@ -56,6 +57,25 @@ def test_wrong_arguments_exit_2(tmp_path: Path) -> None:
     ):
         result = run("--config", config, "heartbeat", *args)
         assert result.returncode == 2, (args, result.stderr)
+
+
+async def test_remove_resolves_the_open_alert(tmp_path: Path) -> None:
+    config = configure(tmp_path)
+    assert run("--config", config, "heartbeat", "add", "gone", "--every", "1m").returncode == 0
+    store = await Store.open(tmp_path / "cli.db", SystemClock())
+    try:
+        alert, _ = await store.create_or_join_alert(
+            NewAlert("Heartbeat gone missed", source="heartbeat", dedup_key="heartbeat:gone")
+        )
+    finally:
+        await store.close()
+    assert run("--config", config, "heartbeat", "remove", "gone").returncode == 0
+    store = await Store.open(tmp_path / "cli.db", SystemClock())
+    try:
+        fresh = await store.get_alert(alert.id)
+        assert fresh is not None and fresh.status is AlertStatus.RESOLVED
+    finally:
+        await store.close()
 
 
 async def test_the_printed_url_beats(tmp_path: Path) -> None:

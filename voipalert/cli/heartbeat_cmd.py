@@ -70,7 +70,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing = actions.add_parser("list", help="list heartbeats and their last beat")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(func=run_list)
-    remove = actions.add_parser("remove", help="remove a heartbeat (its URL stops working)")
+    remove = actions.add_parser(
+        "remove", help="remove a heartbeat (its URL stops working, its open alert is resolved)"
+    )
     remove.add_argument("name", metavar="NAME")
     remove.set_defaults(func=run_remove)
 
@@ -172,7 +174,15 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = (settings.database.path, store_config(settings))
-    removed = asyncio.run(_run(database, lambda store: store.remove_heartbeat(args.name)))
+
+    async def action(store: Store) -> bool:
+        if not await store.remove_heartbeat(args.name):
+            return False
+        # Its missed-beat alert, if open, would never be resolved by a beat now.
+        await store.resolve_by_dedup_key(f"heartbeat:{args.name}", "cli")
+        return True
+
+    removed = asyncio.run(_run(database, action))
     if not removed:
         print(f"voipalert: no heartbeat named {args.name!r}", file=sys.stderr)
         return EXIT_REFUSED
