@@ -101,6 +101,7 @@ class Silencer:
         timeout = aiohttp.ClientTimeout(total=self._config.request_timeout_seconds)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
+                self._wake.clear()  # before reading: a wake-up during the pass is kept
                 try:
                     while await self.drain(session) == OUTBOX_BATCH:
                         pass  # a full batch: more may be due
@@ -108,7 +109,6 @@ class Silencer:
                         await self.reconcile(session)
                 except Exception:
                     log.exception("the silencer failed to read its outbox; retrying")
-                self._wake.clear()
                 try:
                     async with asyncio.timeout(self._config.poll_seconds):
                         await self._wake.wait()
