@@ -210,7 +210,11 @@ class TtsSettings(_Section):
     )
     cache_max_mb: int = Field(default=256, ge=1, description="size cap of the prompt cache")
     workers: int = Field(
-        default=1, ge=1, le=16, description="prompts synthesized at the same time (CPU cores)"
+        default=1,
+        ge=1,
+        le=16,
+        description="speech worker processes: prompts synthesized at the same time (each "
+        "holds its own copy of the voice, about 200 MB)",
     )
     target_level_dbfs: float = Field(
         default=-20.0, ge=-40.0, le=-10.0, description="active speech level of prompts, dBFS"
