@@ -65,34 +65,6 @@ class DnsConfig:
     """Upper bound on how long a hop's address list is kept, whatever the TTLs say."""
 
 
-def parse_server(text: str) -> Address:
-    """``"192.0.2.53"``, ``"127.0.0.1:5353"``, ``"2001:db8::53"`` or ``"[2001:db8::53]:5353"``
-    as (IP, port); ValueError for anything else (no names: a name server named by a name
-    would need DNS to be found)."""
-    text = text.strip()
-    host, port = text, 53
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"{text!r}: expected [IPv6]:port")
-            port = _port(rest[1:], text)
-    elif text.count(":") == 1:
-        host, _, port_text = text.partition(":")
-        port = _port(port_text, text)
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an IP address (with an optional :port)") from None
-    return (str(ip), port)
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"{whole!r}: the port must be 1-65535")
-    return int(text)
-
-
 class SipResolver:
     """Looks up hops for one endpoint; create anywhere, use inside the running loop."""
 
@@ -102,8 +74,6 @@ class SipResolver:
         self._resolver: dns.asyncresolver.Resolver | None = None
         self._hosts: dict[str, tuple[str, ...]] = {}
         self._ready = asyncio.Lock()
-        self.queries = 0
-        """DNS questions sent (cache misses), for tests and the curious."""
 
     async def resolve(self, hop: Hop, rng: random.Random) -> tuple[list[Address], float]:
         """The addresses for ``hop`` in RFC 3263 order, and how long they may be kept."""
@@ -162,7 +132,6 @@ class SipResolver:
             if query.rdtype in (RecordType.NAPTR, RecordType.SRV):
                 return [], None  # a name from /etc/hosts: addresses only
         rdtype = dns.rdatatype.from_text(query.rdtype.value)
-        self.queries += 1
         try:
             answer = await resolver.resolve(
                 query.name, rdtype, raise_on_no_answer=False, search=False

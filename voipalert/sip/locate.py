@@ -199,6 +199,34 @@ def parse_hosts(text: str) -> dict[str, tuple[str, ...]]:
     return {name: tuple(addresses) for name, addresses in table.items()}
 
 
+def parse_name_server(text: str) -> Address:
+    """``"192.0.2.53"``, ``"127.0.0.1:5353"``, ``"2001:db8::53"`` or ``"[2001:db8::53]:5353"``
+    as (IP, port); ValueError for anything else (no names: a name server named by a name
+    would need DNS to be found)."""
+    text = text.strip()
+    host, port = text, 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{text!r}: expected [IPv6]:port")
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        port = _port(port_text, text)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address (with an optional :port)") from None
+    return (str(ip), port)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"{whole!r}: the port must be 1-65535")
+    return int(text)
+
+
 def _name(name: str) -> str:
     return name.lower().rstrip(".")
 
