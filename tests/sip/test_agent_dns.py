@@ -192,3 +192,17 @@ def test_numeric_hops_need_no_dns() -> None:
     peer.ua.register(peer.now)
     assert peer.ua.lookups_to_do() == []
     assert [dest for _, dest in sent(peer)] == [("192.0.2.10", 5060)]
+
+
+def test_cancel_follows_the_invite_after_failover() -> None:
+    peer = Peer(ua_config(registrar=None))
+    call_id, invite = invite_resolved(peer)
+    peer.reply(invite, 503)
+    retry = next(m for m, _ in sent(peer) if isinstance(m, Request) and m.method == "INVITE")
+    peer.reply(retry, 180)
+    sent(peer)
+    peer.ua._routes.clear()  # as if the DNS answer had expired meanwhile
+    peer.ua.hang_up(call_id, peer.now)
+    out = sent(peer)
+    assert [(m.method, dest) for m, dest in out if isinstance(m, Request)] == [("CANCEL", SECOND)]
+    assert peer.ua.lookups_to_do() == []

@@ -192,6 +192,15 @@ class UserAgent:
     ) -> None:
         """Send ``request`` to ``destination``: an address as is; a hop with a host name
         once DNS has answered for it (RFC 3263, ``lookups_to_do``/``resolved``)."""
+        if request.method == "CANCEL":
+            # RFC 3263 §4 / RFC 3261 §9.1: a CANCEL goes where its INVITE went.
+            invite = self._client.get((request.via.branch or "", "INVITE"))
+            if invite is not None:
+                self._start_client(
+                    request, invite.destination, user, now, invite.hop, invite.targets,
+                    invite.index,
+                )  # fmt: skip
+                return
         if not isinstance(destination, Hop):
             self._start_client(request, destination, user, now)
             return
