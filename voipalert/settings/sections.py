@@ -20,6 +20,7 @@ from pydantic import (
 from voipalert.domain.alert import Severity
 from voipalert.ingest.config import LOOPBACK
 from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES
+from voipalert.sip.locate import parse_name_server
 from voipalert.tts.config import RenderConfig, TtsConfig
 from voipalert.tts.pronounce import supported_languages
 
@@ -130,8 +131,21 @@ class SipSettings(_Section):
     register_expires: int = Field(default=600, ge=60, le=86400)
     tls_ca_file: Path | None = None
     tls_verify: bool = True
+    dns_servers: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="name servers for the registrar, proxy and target host names (RFC 3263 "
+        'NAPTR/SRV/A), as "IP" or "IP:port" ("[IPv6]:port"); empty: /etc/resolv.conf',
+    )
 
     _uris = field_validator("registrar", "outbound_proxy")(_check_sip_uri)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _check_dns_servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            parse_name_server(server)  # ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _check_addresses(self) -> SipSettings:
