@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import dns.message
@@ -26,9 +27,10 @@ from testbed import Testbed
 
 from tests.net.sip_harness import free_port
 from tests.requires import need_program
+from voipalert.net import sip_dns
 from voipalert.net.sip_dns import DnsConfig, SipResolver
 from voipalert.net.sip_transport import SipEndpoint
-from voipalert.sip.agent import UserAgent
+from voipalert.sip.agent import Outbound, UserAgent
 from voipalert.sip.config import Transport, UAConfig
 from voipalert.sip.dialog import Address
 from voipalert.sip.events import RegistrationChanged, RegistrationState, SipEvent
@@ -350,3 +352,45 @@ async def test_register_with_the_testbed_through_a_name(
     finally:
         await endpoint.close()
         stop(server)
+
+
+async def test_names_in_the_hosts_file_need_no_dns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.5 pbx.lan pbx\n")
+    monkeypatch.setattr(sip_dns, "HOSTS_FILE", hosts)
+    # The system configuration, but with a name server nobody answers on: a question
+    # sent would cost the whole lifetime and come back empty.
+    resolver = SipResolver(DnsConfig(timeout=0.2, lifetime=0.2))
+    resolver_ready = await resolver._get_resolver()
+    resolver_ready.nameservers = ["127.0.0.1"]
+    resolver_ready.port = free_port()
+    started = time.monotonic()
+    targets, _ = await resolver.resolve(Hop("pbx.lan", None, "udp"), random.Random(1))
+    assert targets == [("127.0.0.5", 5060)]
+    tls, _ = await resolver.resolve(Hop("pbx", 5081, "tls"), random.Random(1))
+    assert tls == [("127.0.0.5", 5081)]
+    assert time.monotonic() - started < 0.2  # answered from the file, no query sent
+
+
+async def test_the_endpoint_never_hands_a_name_to_the_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wire = Wire()
+    config = UAConfig(
+        user="voipalert", domain="192.0.2.1", local_host="127.0.0.1", local_port=free_port()
+    )
+    endpoint = SipEndpoint(
+        UserAgent(config, rng=random.Random(1)), ("127.0.0.1", config.local_port), wire.on_event
+    )
+    await endpoint.start()
+    no_blocking_resolver(monkeypatch)
+    record_sendto(monkeypatch, endpoint, wire)
+    try:
+        endpoint._send(Outbound(b"OPTIONS sip:x SIP/2.0\r\n\r\n", ("pbx.example.com", 5060), "udp"))
+        await asyncio.sleep(0)
+        assert wire.destinations == []
+        assert endpoint.stats["unresolved_destination"] == 1
+    finally:
+        await endpoint.close()
