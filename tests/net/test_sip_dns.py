@@ -33,11 +33,18 @@ from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import Outbound, UserAgent
 from voipalert.sip.config import Transport, UAConfig
 from voipalert.sip.dialog import Address
-from voipalert.sip.events import RegistrationChanged, RegistrationState, SipEvent
+from voipalert.sip.events import (
+    CallEnded,
+    CallOutcome,
+    RegistrationChanged,
+    RegistrationState,
+    SipEvent,
+)
 from voipalert.sip.framing import StreamFramer
 from voipalert.sip.locate import Hop
 from voipalert.sip.message import Request, response_to
 from voipalert.sip.parser import parse_message
+from voipalert.sip.sdp import new_local_media
 from voipalert.sip.uri import SipUri
 
 RS = RegistrationState
@@ -226,6 +233,15 @@ class Wire:
         self.events.append(event)
         self.changed.set()
 
+    async def call_ended(self, call_id: str, seconds: float) -> CallEnded:
+        async with asyncio.timeout(seconds):
+            while True:
+                for event in self.events:
+                    if isinstance(event, CallEnded) and event.call_id == call_id:
+                        return event
+                self.changed.clear()
+                await self.changed.wait()
+
     async def registration(self, seconds: float) -> RegistrationChanged:
         async with asyncio.timeout(seconds):
             while True:
@@ -314,7 +330,7 @@ async def test_register_fails_over_from_a_dead_srv_target_to_the_live_one(
     assert_only_ips(wire.destinations)
 
 
-async def test_register_with_the_testbed_through_a_name(
+async def test_register_and_call_through_the_testbed_by_name(
     testbed: Testbed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kamailio, found through NAPTR and SRV, behind a dead first target."""
@@ -346,6 +362,16 @@ async def test_register_with_the_testbed_through_a_name(
         assert event.status.state is RS.REGISTERED, event.status
         assert wire.destinations[0] == (DEAD_HOST, DEAD_PORT)
         assert (testbed.host, testbed.port) in wire.destinations
+        # A call through the same name: the INVITE, its 407 retry and the ACK of the 486
+        # go straight to the address that worked (the answer is cached, the dead one is
+        # not tried again).
+        before = len(wire.destinations)
+        media = new_local_media("127.0.0.1", free_port(even=True), rng=random.Random())
+        target = SipUri(user="busy", host="pbx.test")
+        call_id = endpoint.act(lambda now: agent.invite(target, media, now, ring_timeout=10))
+        ended = await wire.call_ended(str(call_id), 10)
+        assert ended.outcome is CallOutcome.BUSY and ended.status == 486, ended
+        assert set(wire.destinations[before:]) == {(testbed.host, testbed.port)}
         assert_only_ips(wire.destinations)
         endpoint.act(agent.unregister)
         await asyncio.sleep(0.2)
