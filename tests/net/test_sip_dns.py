@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import dns.message
@@ -26,16 +27,24 @@ from testbed import Testbed
 
 from tests.net.sip_harness import free_port
 from tests.requires import need_program
+from voipalert.net import sip_dns
 from voipalert.net.sip_dns import DnsConfig, SipResolver
 from voipalert.net.sip_transport import SipEndpoint
-from voipalert.sip.agent import UserAgent
+from voipalert.sip.agent import Outbound, UserAgent
 from voipalert.sip.config import Transport, UAConfig
 from voipalert.sip.dialog import Address
-from voipalert.sip.events import RegistrationChanged, RegistrationState, SipEvent
+from voipalert.sip.events import (
+    CallEnded,
+    CallOutcome,
+    RegistrationChanged,
+    RegistrationState,
+    SipEvent,
+)
 from voipalert.sip.framing import StreamFramer
 from voipalert.sip.locate import Hop
 from voipalert.sip.message import Request, response_to
 from voipalert.sip.parser import parse_message
+from voipalert.sip.sdp import new_local_media
 from voipalert.sip.uri import SipUri
 
 RS = RegistrationState
@@ -224,6 +233,15 @@ class Wire:
         self.events.append(event)
         self.changed.set()
 
+    async def call_ended(self, call_id: str, seconds: float) -> CallEnded:
+        async with asyncio.timeout(seconds):
+            while True:
+                for event in self.events:
+                    if isinstance(event, CallEnded) and event.call_id == call_id:
+                        return event
+                self.changed.clear()
+                await self.changed.wait()
+
     async def registration(self, seconds: float) -> RegistrationChanged:
         async with asyncio.timeout(seconds):
             while True:
@@ -312,7 +330,7 @@ async def test_register_fails_over_from_a_dead_srv_target_to_the_live_one(
     assert_only_ips(wire.destinations)
 
 
-async def test_register_with_the_testbed_through_a_name(
+async def test_register_and_call_through_the_testbed_by_name(
     testbed: Testbed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kamailio, found through NAPTR and SRV, behind a dead first target."""
@@ -344,9 +362,61 @@ async def test_register_with_the_testbed_through_a_name(
         assert event.status.state is RS.REGISTERED, event.status
         assert wire.destinations[0] == (DEAD_HOST, DEAD_PORT)
         assert (testbed.host, testbed.port) in wire.destinations
+        # A call through the same name: the INVITE, its 407 retry and the ACK of the 486
+        # go straight to the address that worked (the answer is cached, the dead one is
+        # not tried again).
+        before = len(wire.destinations)
+        media = new_local_media("127.0.0.1", free_port(even=True), rng=random.Random())
+        target = SipUri(user="busy", host="pbx.test")
+        call_id = endpoint.act(lambda now: agent.invite(target, media, now, ring_timeout=10))
+        ended = await wire.call_ended(str(call_id), 10)
+        assert ended.outcome is CallOutcome.BUSY and ended.status == 486, ended
+        assert set(wire.destinations[before:]) == {(testbed.host, testbed.port)}
         assert_only_ips(wire.destinations)
         endpoint.act(agent.unregister)
         await asyncio.sleep(0.2)
     finally:
         await endpoint.close()
         stop(server)
+
+
+async def test_names_in_the_hosts_file_need_no_dns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.5 pbx.lan pbx\n")
+    monkeypatch.setattr(sip_dns, "HOSTS_FILE", hosts)
+    # The system configuration, but with a name server nobody answers on: a question
+    # sent would cost the whole lifetime and come back empty.
+    resolver = SipResolver(DnsConfig(timeout=0.2, lifetime=0.2))
+    resolver_ready = await resolver._get_resolver()
+    resolver_ready.nameservers = ["127.0.0.1"]
+    resolver_ready.port = free_port()
+    started = time.monotonic()
+    targets, _ = await resolver.resolve(Hop("pbx.lan", None, "udp"), random.Random(1))
+    assert targets == [("127.0.0.5", 5060)]
+    tls, _ = await resolver.resolve(Hop("pbx", 5081, "tls"), random.Random(1))
+    assert tls == [("127.0.0.5", 5081)]
+    assert time.monotonic() - started < 0.2  # answered from the file, no query sent
+
+
+async def test_the_endpoint_never_hands_a_name_to_the_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wire = Wire()
+    config = UAConfig(
+        user="voipalert", domain="192.0.2.1", local_host="127.0.0.1", local_port=free_port()
+    )
+    endpoint = SipEndpoint(
+        UserAgent(config, rng=random.Random(1)), ("127.0.0.1", config.local_port), wire.on_event
+    )
+    await endpoint.start()
+    no_blocking_resolver(monkeypatch)
+    record_sendto(monkeypatch, endpoint, wire)
+    try:
+        endpoint._send(Outbound(b"OPTIONS sip:x SIP/2.0\r\n\r\n", ("pbx.example.com", 5060), "udp"))
+        await asyncio.sleep(0)
+        assert wire.destinations == []
+        assert endpoint.stats["unresolved_destination"] == 1
+    finally:
+        await endpoint.close()

@@ -112,6 +112,9 @@ def test_a_name_that_does_not_resolve_fails_like_a_transport_error() -> None:
     peer.ua.resolved(HOP, [], 0.0, peer.now)
     assert sent(peer) == []
     assert registration_state(peer) is RegistrationState.FAILING
+    status = peer.ua.registration
+    assert status is not None and status.last_status == 503
+    assert "DNS gave no address" in status.last_reason
     assert peer.ua.stats["dns_no_target"] == 1
 
 

@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.locate import (
@@ -240,3 +242,21 @@ def test_hosts_file() -> None:
         "pbx.lan": ("192.0.2.7", "192.0.2.8"),
         "pbx": ("192.0.2.7",),
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.builds(Srv, st.integers(0, 3), st.integers(0, 100), st.integers(1, 65535),
+                  st.sampled_from(["a.test", "b.test", "c.test", "."])),
+        max_size=12,
+    ),
+    st.integers(0, 2**32),
+)  # fmt: skip
+def test_srv_order_is_a_priority_sorted_permutation_of_the_live_records(
+    records: list[Srv], seed: int
+) -> None:
+    ordered = order_srv(records, random.Random(seed))
+    live = [r for r in records if r.target != "."]
+    assert sorted(ordered, key=repr) == sorted(live, key=repr)
+    assert [r.priority for r in ordered] == sorted(r.priority for r in ordered)

@@ -245,7 +245,7 @@ class UserAgent:
         if sum(len(w) for w in self._waiting.values()) >= MAX_WAITING:
             self.stats["dns_queue_full"] += 1
             if user is not None and request.method != "ACK":
-                user.on_failure(request, TxFailure.TRANSPORT, now)
+                user.on_failure(request, TxFailure.OVERLOAD, now)
             return
         if hop not in self._waiting:
             self._waiting[hop] = []
@@ -260,8 +260,9 @@ class UserAgent:
     def resolved(self, hop: Hop, targets: list[Address], ttl: float, now: float) -> None:
         """DNS answered for ``hop``: its addresses in the order to try them (empty: the
         name does not resolve), valid for ``ttl`` seconds. The requests that waited for
-        it are sent; with no address they fail as a transport error would (a 503,
-        RFC 3261 §8.1.3.1), so a registration backs off and a call ends unreachable."""
+        it are sent; with no address they fail like a transport error (a 503,
+        RFC 3261 §8.1.3.1, reason ``NO_ADDRESS``), so a registration backs off and says
+        why, and a call ends unreachable."""
         waiting = self._waiting.pop(hop, [])
         if targets:
             self._routes.pop(hop, None)
@@ -279,7 +280,7 @@ class UserAgent:
                     route.targets, route.index,
                 )  # fmt: skip
             elif item.user is not None and item.request.method != "ACK":
-                item.user.on_failure(item.request, TxFailure.TRANSPORT, now)
+                item.user.on_failure(item.request, TxFailure.NO_ADDRESS, now)
         self._note_ended(now)
 
     def _fail_over(self, ctx: _ClientTx, now: float) -> bool:

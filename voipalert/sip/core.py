@@ -21,6 +21,8 @@ from voipalert.sip.message import Request, Response
 class TxFailure(Enum):
     TIMEOUT = "timeout"  # Timer B or F: no final response (RFC 3261 §8.1.3.1: a 408)
     TRANSPORT = "transport error"  # ICMP unreachable, connection refused or reset (a 503)
+    NO_ADDRESS = "DNS gave no address for the host"  # RFC 3263 found nothing (a 503)
+    OVERLOAD = "too many requests waiting for DNS"  # a bound, not the network (a 503)
 
     @property
     def status(self) -> int:
