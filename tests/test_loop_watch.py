@@ -181,3 +181,20 @@ def test_the_e2e_check_charges_only_our_own_part_of_a_stall() -> None:
     ours, others = stalls(log)
     assert [line.split(" at ", 1)[1].split(" stall_ms")[0] for line in ours] == ["ours"]
     assert len(others) == 1
+
+
+def test_an_uncaught_stall_with_nothing_of_ours_running_is_frozen_not_ours() -> None:
+    # The watcher could not run, the loop thread slept, no other thread of ours ran: the
+    # process was not running at all (the host).
+    frozen = Stall(lag=0.04, window=0.045, on_cpu=0.001, runnable=0.002, caught=False)
+    assert frozen.kind is StallKind.FROZEN
+    assert frozen.ours < 0.005
+    assert "frozen 42 ms" in frozen.describe()
+    # Another thread of ours was on a core meanwhile: it held the GIL; that is ours.
+    gil = Stall(
+        lag=0.04, window=0.045, on_cpu=0.001, runnable=0.002, caught=False, others_on_cpu=0.04
+    )
+    assert gil.kind is StallKind.BLOCKED and gil.ours > 0.035
+    # Caught at a place: the loop thread was in a blocking call; ours whatever else ran.
+    call = Stall(lag=0.04, window=0.045, on_cpu=0.001, runnable=0.002, where=("db.py:1 in f",))
+    assert call.kind is StallKind.BLOCKED and call.ours > 0.035

@@ -56,6 +56,7 @@ from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_config import RtpSessionClosedError
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+from voipalert.net.sip_dns import DnsConfig, SipResolver
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
 from voipalert.sip.config import UAConfig
@@ -168,12 +169,14 @@ class Phone:
         script: ScriptConfig | None = None,
         rng: random.Random | None = None,
         pacer: RtpPacer | None = None,
+        dns: DnsConfig | None = None,
     ) -> None:
         self.agent = UserAgent(ua, rng=rng or secrets.SystemRandom())
         # One pacer for every call of this phone (one timer for all their audio); made in
         # the phone's loop at its first call unless the composition root gives one.
         self._pacer = pacer
-        self.endpoint = SipEndpoint(self.agent, bind, self._on_event, tls=tls)
+        resolver = SipResolver(dns, ipv6=":" in bind[0])
+        self.endpoint = SipEndpoint(self.agent, bind, self._on_event, tls=tls, resolver=resolver)
         self.media = media
         self.script = script or ScriptConfig()
         self._ports = RtpPortAllocator(media.bind_host, media.port_min, media.port_max)

@@ -8,7 +8,8 @@ for every task and handle) stalls the loop by itself. A stall
 that is *busy* or *blocked* is ours (code on the loop, a blocking call, the GIL held by a
 thread of ours) and fails the test when our own part of it (``stall_ours_ms``: on a core
 or blocked, not waiting for one) reaches ``STALL_MS``; a *preempted* one is the shared
-machine giving the core to another process, which no code of ours can prevent: it is
+machine giving the core to another process, and a *frozen* one the whole process not
+running at all (voipalert/app/loop_watch.py), which no code of ours can prevent: they are
 reported, not failed.
 Stalls before "voipalert ready" are start-up (voices loading, the cache warming) and do not
 delay any call; they are reported too.
@@ -22,7 +23,7 @@ from typing import Final
 
 STALL_MS: Final = 20
 SPAWN_MARK: Final = "--- tests/e2e: serve spawned"
-_STALL: Final = re.compile(r"event loop stalled (\d+) ms \((busy|blocked|preempted):.*")
+_STALL: Final = re.compile(r"event loop stalled (\d+) ms \((busy|blocked|preempted|frozen):.*")
 _SLOW: Final = re.compile(r"Executing .* took [\d.]+ seconds")
 _OURS_MS: Final = re.compile(r"stall_ours_ms=([\d.]+)")
 
@@ -51,7 +52,9 @@ def stalls(log: str) -> tuple[list[str], list[str]]:
         began = _time(line) - int(match.group(1)) / 1000
         after_start = ready is not None and began > ready
         own = _OURS_MS.search(line)
-        charged = match.group(2) != "preempted" and (own is None or float(own[1]) >= STALL_MS)
+        charged = match.group(2) in ("busy", "blocked") and (
+            own is None or float(own[1]) >= STALL_MS
+        )
         (ours if after_start and charged else others).append(line.strip())
     return ours, others
 

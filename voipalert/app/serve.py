@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from voipalert.app.config import (
+    dns_config,
     engine_config,
     ingest_config,
     media_config,
@@ -308,8 +309,9 @@ async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
     ua = ua_config(settings)
     bind = sip_bind(settings)
     phone = Phone(
-        ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings)
-    )
+        ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings),
+        dns=dns_config(settings),
+    )  # fmt: skip
     try:
         await phone.start(register=ua.registrar is not None)
     except OSError as exc:
