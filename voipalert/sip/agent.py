@@ -325,7 +325,10 @@ class UserAgent:
         self, target: SipUri, media: LocalMedia, now: float, *, ring_timeout: float
     ) -> CallId:
         call_id = CallId(new_call_id(self._rng))
-        call = Call(self, call_id, target, media, ring_deadline=now + ring_timeout)
+        call = Call(
+            self, call_id, target, media, ring_timeout=ring_timeout,
+            setup_deadline=now + self._config.setup_timeout,
+        )  # fmt: skip
         self._calls[call_id] = call
         call.start(now)
         self._note_ended(now)
