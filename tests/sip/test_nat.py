@@ -191,3 +191,17 @@ def test_keepalive_schedule() -> None:
     assert schedule.pong_overdue(30.0) is None  # reported once
     schedule.stop()
     assert schedule.next_deadline() is None
+
+
+def test_a_nat_that_moves_every_packet_does_not_make_a_register_storm() -> None:
+    peer = Peer(ua_config(keepalive_seconds=1.0))
+    registered(peer, PUBLIC)
+    for n in range(1, 20):
+        peer.advance(1.0)
+        for message in peer.take():
+            if isinstance(message, Request):
+                peer.reply(natted(message, ("198.51.100.7", 40000 + n)), 200, to_tag="pbx",
+                           headers=[("Expires", "600")])  # fmt: skip
+    registers = {r.cseq.seq for r in peer.requests("REGISTER")}  # retransmissions once
+    assert len(registers) <= 2 + 4  # the first two, then at most one move per 5 s
+    assert peer.ua.stats["contact_rewrite_deferred"] > 0

@@ -84,6 +84,9 @@ MAX_ROUTES = 256
 """Hops whose DNS answer (RFC 3263 target list) is remembered; the oldest go first."""
 MAX_WAITING = 256
 """Requests held while their hop is looked up; beyond that they fail at once."""
+MIN_CONTACT_REWRITE_SECONDS = 5.0
+"""A NAT that gives every packet a new port would otherwise have us re-register on every
+answer: the Contact moves at most this often (a later keep-alive catches up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,7 @@ class UserAgent:
         self.stats: Counter[str] = Counter()
         self._keepalive = KeepAliveSchedule(config.keepalive_seconds)
         self._keepalive_options: Request | None = None
+        self._contact_moved_at: float | None = None
         self._registrar_at: tuple[Address, str | None] | None = None
         """Where the last REGISTER went (and the name it was found for): TCP/TLS pings go
         there, on the registration's connection."""
@@ -487,6 +491,11 @@ class UserAgent:
         port = config.public_port or config.local_port
         if _canonical(mapped[0]) == _canonical(host) and mapped[1] == port:
             return
+        moved = self._contact_moved_at
+        if moved is not None and now - moved < MIN_CONTACT_REWRITE_SECONDS:
+            self.stats["contact_rewrite_deferred"] += 1
+            return
+        self._contact_moved_at = now
         self.stats["contact_rewritten"] += 1
         self._config = replace(config, public_host=mapped[0], public_port=mapped[1])
         if self._registration is not None:

@@ -10,9 +10,10 @@ fixed from what the registrar saw, and keep-alives that hold the NAT binding bet
   register again at once, removing the old binding in the same REGISTER (``expires=0``).
   That is what RFC 5626 §4.4 does when a flow's mapped address changes, without the rest
   of outbound (no ``reg-id``/``+sip.instance``): the PBX then sends INVITEs for us to the
-  NAT's public side. UDP only: on TCP/TLS the source port is the connection's ephemeral
-  port, reachable only through that connection (outbound or a PBX alias), so the Contact
-  keeps our listening address there.
+  NAT's public side. At most one move per ``MIN_CONTACT_REWRITE_SECONDS`` (agent.py).
+  UDP only: on TCP/TLS the source port is the connection's ephemeral port, reachable only
+  through that connection (outbound or a PBX alias), so the Contact keeps our listening
+  address there.
 * Keep-alives, every ``keepalive_seconds`` (0 = none), to the registrar:
   UDP — an OPTIONS request (any answer refreshes the binding, and its Via shows the mapped
   address, so a NAT that rebinds is noticed at the next one); RFC 5626 §4.4.2's UDP
