@@ -9,7 +9,7 @@ import pytest
 from tests.sip.peer import SDP_ANSWER, Peer, ua_config
 from tests.sip.test_call import ended, start_call
 from voipalert.sip.call import classify_failure, q850_cause
-from voipalert.sip.events import CallAnswered, CallOutcome, CallProgress
+from voipalert.sip.events import CallAnswered, CallOutcome, CallProgress, DigitReceived
 from voipalert.sip.message import Request, Response
 
 SDP = [("Content-Type", "application/sdp")]
@@ -152,3 +152,25 @@ def test_q850_cause_is_read_from_the_reason_header() -> None:
     assert q850_cause(response) == 17
     bad = peer.reply(invite, 183, headers=[("Reason", "Q.850;cause=abc")])
     assert q850_cause(bad) is None
+
+
+def test_info_key_in_the_early_dialog_is_refused_and_counts_nothing() -> None:
+    """A "press 1" sent as SIP INFO during early media: no confirmed dialog yet, so 481."""
+    peer = Peer()
+    _, invite = start_call(peer)
+    progress = peer.reply(invite, 183, headers=SDP, body=SDP_ANSWER)
+    info = Request.build(
+        "INFO", invite.contacts[0].uri,
+        headers=[
+            ("Via", "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKinfo1"),
+            ("Max-Forwards", "70"),
+            ("From", str(progress.to)), ("To", str(invite.from_)),
+            ("Call-ID", invite.call_id), ("CSeq", "1 INFO"),
+            ("Content-Type", "application/dtmf-relay"),
+        ],
+        body=b"Signal=1\r\nDuration=160\r\n",
+    )  # fmt: skip
+    peer.deliver(info)
+    answer = peer.take_one(481)
+    assert isinstance(answer, Response)
+    assert not [e for e in peer.events if isinstance(e, DigitReceived)]
