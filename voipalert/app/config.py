@@ -73,6 +73,7 @@ def ua_config(settings: Settings) -> UAConfig:
         registrar=registrar,
         outbound_proxy=proxy,
         register_expires=sip.register_expires,
+        keepalive_seconds=float(sip.keepalive_seconds),
         user_agent=f"voipalert/{__version__}",
         trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
     )

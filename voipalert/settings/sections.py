@@ -129,6 +129,13 @@ class SipSettings(_Section):
     local_port: Port = 5062
     outbound_proxy: str | None = None
     register_expires: int = Field(default=600, ge=60, le=86400)
+    keepalive_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="NAT keep-alive between calls: OPTIONS to the registrar on UDP, a CRLF "
+        "ping on TCP/TLS (RFC 5626 §4.4.1); 0 = off",
+    )
     tls_ca_file: Path | None = None
     tls_verify: bool = True
     dns_servers: list[str] = Field(
