@@ -7,10 +7,19 @@ over the threshold; it is not on by default because its own bookkeeping (a stack
 for every task and handle) stalls the loop by itself. A stall
 that is *busy* or *blocked* is ours (code on the loop, a blocking call, the GIL held by a
 thread of ours) and fails the test when our own part of it (``stall_ours_ms``: on a core
-or blocked, not waiting for one) reaches ``STALL_MS``; a *preempted* one is the shared
-machine giving the core to another process, and a *frozen* one the whole process not
-running at all (voipalert/app/loop_watch.py), which no code of ours can prevent: they are
-reported, not failed.
+or blocked, not waiting for one) reaches its bar:
+
+* *busy*: ``STALL_MS`` (20 ms). Computing on the loop thread for that long is code of ours,
+  whatever the machine does.
+* *blocked*: ``BLOCKED_MS`` (50 ms). On a loaded 2-core virtual machine (load average 6-7)
+  a plain non-blocking ``sendto`` of an RTP packet was measured asleep for 22-28 ms, and
+  other system calls likewise, with nothing of ours to blame; a blocking call of ours (a
+  disk write, a DNS lookup, a lock) lasts longer than that and is caught in the log's
+  place field. docs/realtime.md §2.
+
+A *preempted* one is the shared machine giving the core to another process, and a *frozen*
+one the whole process not running at all (voipalert/app/loop_watch.py), which no code of
+ours can prevent: they are reported, not failed.
 Stalls before "voipalert ready" are start-up (voices loading, the cache warming) and do not
 delay any call; they are reported too.
 """
@@ -22,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 STALL_MS: Final = 20
+BLOCKED_MS: Final = 50
 SPAWN_MARK: Final = "--- tests/e2e: serve spawned"
 _STALL: Final = re.compile(r"event loop stalled (\d+) ms \((busy|blocked|preempted|frozen):.*")
 _SLOW: Final = re.compile(r"Executing .* took [\d.]+ seconds")
@@ -52,9 +62,8 @@ def stalls(log: str) -> tuple[list[str], list[str]]:
         began = _time(line) - int(match.group(1)) / 1000
         after_start = ready is not None and began > ready
         own = _OURS_MS.search(line)
-        charged = match.group(2) in ("busy", "blocked") and (
-            own is None or float(own[1]) >= STALL_MS
-        )
+        bar = {"busy": STALL_MS, "blocked": BLOCKED_MS}.get(match.group(2))
+        charged = bar is not None and (own is None or float(own[1]) >= bar)
         (ours if after_start and charged else others).append(line.strip())
     return ours, others
 
