@@ -16,16 +16,14 @@ import asyncio
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
 from voipalert.app.store_config import public_url, store_config
-from voipalert.clock import SystemClock
+from voipalert.cli.with_store import with_store
 from voipalert.domain.alert import Severity
 from voipalert.domain.rota import Rota
 from voipalert.settings import load_settings
-from voipalert.store import Store, StoreConfig
+from voipalert.store import Store
 from voipalert.store.heartbeat import Heartbeat, HeartbeatExists
 
 EXIT_OK = 0
@@ -35,8 +33,6 @@ NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DURATION: Final = re.compile(r"^(\d{1,7})([smhd]?)$")
 _UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_PERIOD_SECONDS: Final = 90 * 86400
-
-T = TypeVar("T")
 
 
 def parse_duration(text: str) -> int:
@@ -77,14 +73,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     remove.set_defaults(func=run_remove)
 
 
-async def _run(database: tuple[Path, StoreConfig], action: Callable[[Store], Awaitable[T]]) -> T:
-    store = await Store.open(database[0], SystemClock(), database[1])
-    try:
-        return await action(store)
-    finally:
-        await store.close()
-
-
 def _targets(args: argparse.Namespace, rota: Rota) -> tuple[str | None, str | None, str]:
     """(team, policy, problem): from --team/--policy, or from --route; problem is '' when
     they all exist."""
@@ -123,7 +111,7 @@ def run_add(args: argparse.Namespace) -> int:
         except HeartbeatExists as exc:
             return f"{exc}"
 
-    result = asyncio.run(_run((settings.database.path, store_config(settings)), action))
+    result = asyncio.run(with_store((settings.database.path, store_config(settings)), action))
     if isinstance(result, str):
         print(f"voipalert: {result}", file=sys.stderr)
         return EXIT_USAGE if result.startswith("no ") else EXIT_REFUSED
@@ -160,7 +148,7 @@ def _record_json(heartbeat: Heartbeat) -> dict[str, object]:
 def run_list(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = (settings.database.path, store_config(settings))
-    heartbeats = asyncio.run(_run(database, lambda store: store.list_heartbeats()))
+    heartbeats = asyncio.run(with_store(database, lambda store: store.list_heartbeats()))
     if args.json:
         print(json.dumps([_record_json(h) for h in heartbeats]))
         return EXIT_OK
@@ -182,7 +170,7 @@ def run_remove(args: argparse.Namespace) -> int:
         await store.resolve_by_dedup_key(f"heartbeat:{args.name}", "cli")
         return True
 
-    removed = asyncio.run(_run(database, action))
+    removed = asyncio.run(with_store(database, action))
     if not removed:
         print(f"voipalert: no heartbeat named {args.name!r}", file=sys.stderr)
         return EXIT_REFUSED

@@ -16,11 +16,10 @@ import asyncio
 import json
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 from voipalert.app.store_config import store_config
+from voipalert.cli.with_store import with_store
 from voipalert.clock import SystemClock
 from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.settings import load_settings
@@ -30,8 +29,6 @@ from voipalert.store.api_tables import ApiTables
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
-
-T = TypeVar("T")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,14 +66,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--rotate", action="store_true", help="make a new one; the old one stops working"
     )
     signing.set_defaults(func=run_signing_secret)
-
-
-async def _run(database: tuple[Path, StoreConfig], action: Callable[[Store], Awaitable[T]]) -> T:
-    store = await Store.open(database[0], SystemClock(), database[1])
-    try:
-        return await action(store)
-    finally:
-        await store.close()
 
 
 async def _create(
@@ -119,7 +108,7 @@ def run_create(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     scopes = frozenset(Scope(s) for s in args.scope)
-    created = asyncio.run(_run(_database(args), lambda store: _create(store, name, scopes)))
+    created = asyncio.run(with_store(_database(args), lambda store: _create(store, name, scopes)))
     if created is None:
         print(
             f"voipalert: a token named {name!r} already exists; revoke it or pick another name",
@@ -148,7 +137,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     records = asyncio.run(
-        _run(_database(args), lambda store: ApiTables(store, SystemClock()).list_tokens())
+        with_store(_database(args), lambda store: ApiTables(store, SystemClock()).list_tokens())
     )
     if args.json:
         print(json.dumps([_record_json(r) for r in records], indent=2))
@@ -167,7 +156,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     name: str = args.name
-    if not asyncio.run(_run(_database(args), lambda store: store.revoke_api_token(name))):
+    if not asyncio.run(with_store(_database(args), lambda store: store.revoke_api_token(name))):
         print(f"voipalert: no active token named {name!r}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"token {name} revoked")
@@ -178,7 +167,7 @@ def run_signing_secret(args: argparse.Namespace) -> int:
     name: str = args.name
     rotate: bool = args.rotate
     signing = asyncio.run(
-        _run(_database(args), lambda store: store.signing_secret(name, rotate=rotate))
+        with_store(_database(args), lambda store: store.signing_secret(name, rotate=rotate))
     )
     if signing is None:
         print(

@@ -52,7 +52,7 @@ from voipalert.sip.dialog import Address
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import SipEvent
 from voipalert.sip.framing import PONG, KeepAlive, StreamFramer, is_keepalive
-from voipalert.sip.locate import Hop
+from voipalert.sip.locate import Hop, is_ip
 from voipalert.sip.message import Request, Response
 
 _T = TypeVar("_T")
@@ -282,7 +282,7 @@ class SipEndpoint:
 
     def _send(self, outbound: Outbound) -> None:
         destination = outbound.destination
-        if not _is_ip(destination[0]):
+        if not is_ip(destination[0]):
             # The agent resolves names before sending; a name here is a bug. It must not
             # reach sendto/create_connection, which would resolve it on the loop.
             self.stats["unresolved_destination"] += 1
@@ -408,14 +408,6 @@ class SipEndpoint:
             failed = [self._last_destination]
         for host, port in failed:
             self.failed((_canonical_ip(host), port))
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _canonical_ip(host: str) -> str:

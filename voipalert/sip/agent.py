@@ -61,7 +61,7 @@ from voipalert.sip.events import (
 )
 from voipalert.sip.fields import Via
 from voipalert.sip.ids import new_branch, new_call_id, new_tag
-from voipalert.sip.locate import Hop, hop_of
+from voipalert.sip.locate import Hop, hop_of, is_ip
 from voipalert.sip.message import Request, Response, response_to
 from voipalert.sip.nat import PING, KeepAliveSchedule, mapped_address
 from voipalert.sip.parser import parse_message
@@ -705,7 +705,7 @@ class UserAgent:
         peers = self._dialog_hosts(call)
         if host in peers:
             return True
-        if trusted is None and not any(_is_ip(peer) for peer in peers):
+        if trusted is None and not any(is_ip(peer) for peer in peers):
             # Every peer is a DNS name (the core resolves nothing) and no trusted host is
             # configured: nothing to compare with. Accepted, and counted so it shows.
             self.stats["in_dialog_unverified"] += 1
@@ -897,14 +897,6 @@ class _KeepAliveUser:
             self._agent._keepalive_options = retry
             return True
         return False
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _canonical(host: str) -> str:
