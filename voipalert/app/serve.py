@@ -40,6 +40,7 @@ from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import SystemClock
+from voipalert.console.routes import add_console
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
 from voipalert.ingest.app_keys import INTAKE, METRICS
@@ -114,6 +115,7 @@ async def serve(
                 store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
                 clock=clock,
             )  # fmt: skip
+            add_console(app)
             stalls.metrics = app[METRICS]
             test_caller = TestCaller(phone, speech, ua_config(settings).domain)
             add_test_call_route(app, test_caller)

@@ -26,6 +26,7 @@ from voipalert.cli import (
     serve_cmd,
     sip_cmd,
     token_cmd,
+    user_cmd,
 )
 from voipalert.errors import ConfigError
 from voipalert.logs import setup_logging
@@ -46,6 +47,7 @@ COMMAND_MODULES = (
     dtmf_cmd,
     rota_cmd,
     token_cmd,
+    user_cmd,
 )
 
 

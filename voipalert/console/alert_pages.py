@@ -1,0 +1,191 @@
+"""The live board (``/``), its update stream (``/events``), one alert's page, and the
+acknowledge / resolve forms.
+
+Acknowledge and resolve go through the same store methods as the API's
+(``Store.ack_alert`` / ``resolve_alert``), with the console user as the actor, and wake the
+engine the same way, so a call in progress hears "handled by someone else".
+
+The stream is server-sent events: the handler polls the store's change version (the newest
+audit entry) every ``events_poll_seconds`` and, when it moved (or every 30 s, for the ages),
+sends the board's rows rendered by the very template the page uses, so text from alerts is
+escaped on one path only. The stream ends at log-out, at shutdown, and when the user's
+session is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+
+from voipalert.console.keys import CONSOLE, session_of
+from voipalert.console.render import (
+    error_page_async,
+    format_age,
+    page_context,
+    render,
+    render_text,
+    see_other,
+)
+from voipalert.domain.alert import Alert, AlertStatus
+from voipalert.ingest.app_keys import CLOCK, STORE, WAKE
+from voipalert.store import AlertFilter, AlertNotFound, Page
+from voipalert.store.users import Role
+
+OPEN: Final = frozenset({AlertStatus.TRIGGERED, AlertStatus.ACKNOWLEDGED})
+CLOSED: Final = frozenset({AlertStatus.RESOLVED, AlertStatus.CLOSED_UNACKNOWLEDGED})
+BOARD_OPEN_LIMIT: Final = 200
+BOARD_RECENT_LIMIT: Final = 20
+REFRESH_SECONDS: Final = 30.0
+KEEPALIVE_SECONDS: Final = 15.0
+DONE_MESSAGES: Final = {
+    "ack": "Alert #%(id)s acknowledged.",
+    "resolve": "Alert #%(id)s resolved.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    alert: Alert
+    age: str
+    step: str
+    calling: tuple[tuple[str, str], ...]  # (person, state) of live attempts
+
+
+def _step(step: int, repeat: int) -> str:
+    """Step 2 of the first pass is "2"; of the third pass "2 \u00d73"."""
+    return f"{step + 1}" + (f" \u00d7{repeat + 1}" if repeat else "")
+
+
+async def _rows(request: web.Request, alerts: tuple[Alert, ...]) -> list[BoardRow]:
+    now = request.app[CLOCK].now_utc()
+    live = await request.app[CONSOLE].users.live_attempts([a.id for a in alerts])
+    return [
+        BoardRow(
+            alert=a,
+            age=format_age(now - a.created_at),
+            step=_step(a.position.step, a.position.repeat),
+            calling=tuple(live[a.id]),
+        )
+        for a in alerts
+    ]
+
+
+async def _board_values(request: web.Request) -> dict[str, Any]:
+    store = request.app[STORE]
+    open_page = await store.list_alerts(AlertFilter(statuses=OPEN), Page(BOARD_OPEN_LIMIT))
+    recent = await store.list_alerts(AlertFilter(statuses=CLOSED), Page(BOARD_RECENT_LIMIT))
+    return {
+        "open_rows": await _rows(request, open_page.alerts),
+        "recent_rows": await _rows(request, recent.alerts),
+        "may_act": (s := await session_of(request)) is not None and s.user.role >= Role.RESPONDER,
+    }
+
+
+async def board(request: web.Request) -> web.StreamResponse:
+    return await render(request, "board.html", **await _board_values(request))
+
+
+def sse_message(event: str, data: str) -> bytes:
+    """One server-sent event; every line of ``data`` gets its own ``data:`` prefix."""
+    lines = "".join(f"data: {line}\n" for line in data.replace("\r", "").split("\n"))
+    return f"event: {event}\n{lines}\n".encode()
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    state = request.app[CONSOLE]
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                 "X-Accel-Buffering": "no"},
+    )  # fmt: skip
+    await response.prepare(request)
+    await response.write(b"retry: 3000\n\n")
+    loop = asyncio.get_running_loop()
+    last_version, last_sent = -1, 0.0
+    session_id = request.cookies.get("va_session", "")
+    while not state.stopping.is_set():
+        if await state.users.session(session_id) is None:
+            await response.write(sse_message("logout", "/login"))
+            break
+        version = await state.users.change_version()
+        now = loop.time()
+        if version != last_version or now - last_sent >= REFRESH_SECONDS:
+            context = await page_context(request)
+            context.update(await _board_values(request))
+            await response.write(sse_message("board", render_text("_board.html", context)))
+            last_version, last_sent = version, now
+        elif now - last_sent >= KEEPALIVE_SECONDS:
+            await response.write(b": keep-alive\n\n")
+        try:
+            async with asyncio.timeout(state.config.events_poll_seconds):
+                await state.stopping.wait()
+        except TimeoutError:
+            pass
+    return response
+
+
+def _alert_id(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+def _timeline_detail(detail: object) -> str:
+    return json.dumps(detail, ensure_ascii=False, default=str, sort_keys=True)
+
+
+async def alert_page(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
+    alert_id = _alert_id(request)
+    detail = await store.get_alert_with_attempts(alert_id)
+    if detail is None:
+        return await error_page_async(request, 404, "Not found", "Not found")
+    trail = await store.audit_trail(detail.alert.id)
+    session = await session_of(request)
+    done = request.query.get("done")
+    return await render(
+        request,
+        "alert.html",
+        alert=detail.alert,
+        attempts=detail.attempts,
+        trail=[(e.at, e.actor, e.action, _timeline_detail(e.detail)) for e in trail],
+        fields_json=json.dumps(detail.alert.fields, indent=2, ensure_ascii=False, default=str),
+        labels=sorted(detail.alert.labels.items()),
+        done=DONE_MESSAGES.get(done or ""),
+        may_act=session is not None and session.user.role >= Role.RESPONDER,
+    )
+
+
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """The confirmation step, a page of its own so it works without JavaScript."""
+    alert = await request.app[STORE].get_alert(_alert_id(request))
+    if alert is None:
+        return await error_page_async(request, 404, "Not found", "Not found")
+    return await render(request, "confirm.html", alert=alert, action=request.match_info["action"])
+
+
+async def act(request: web.Request) -> web.StreamResponse:
+    session = await session_of(request)
+    assert session is not None  # the guard let a responder through
+    store, alert_id, action = request.app[STORE], _alert_id(request), request.match_info["action"]
+    name = session.user.name
+    try:
+        if action == "ack":
+            transition = await store.ack_alert(alert_id, by=name, via="console")
+        else:
+            transition = await store.resolve_alert(alert_id, by=name)
+    except AlertNotFound:
+        return await error_page_async(request, 404, "Not found", "Not found")
+    if transition.changed:
+        request.app[WAKE]()
+        return see_other(f"/alerts/{alert_id}?done={action}")
+    status = transition.alert.status.value
+    _ = (await page_context(request))["_"]
+    return await render(
+        request,
+        "error.html",
+        409,
+        title=f"#{alert_id}",
+        message=_("Alert #%(id)s was already %(status)s.", id=alert_id, status=_(status)),
+    )

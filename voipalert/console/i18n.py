@@ -1,0 +1,149 @@
+# ruff: noqa: E501  (a catalog: one phrase and its translation per line)
+"""The console's words in English and French: one small catalog, keyed by the English text.
+
+The language is the user's choice (``?lang=fr`` remembers it in a cookie, and a logged-in
+user's choice is stored with the account), else the browser's ``Accept-Language``, else
+English. A phrase missing from a catalog shows in English rather than failing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+LANGUAGES: Final = ("en", "fr")
+DEFAULT: Final = "en"
+
+FRENCH: Final[Mapping[str, str]] = {
+    "Alerts": "Alertes",
+    "On call": "Astreinte",
+    "Log in": "Connexion",
+    "Log out": "Déconnexion",
+    "Name": "Nom",
+    "Password": "Mot de passe",
+    "Wrong name or password.": "Nom ou mot de passe incorrect.",
+    "Too many attempts; try again later.": "Trop de tentatives ; réessayez plus tard.",
+    "This account is locked for a while after repeated failures.": "Ce compte est bloqué pour un moment après des échecs répétés.",
+    "Open alerts": "Alertes ouvertes",
+    "Recent alerts": "Alertes récentes",
+    "No open alert.": "Aucune alerte ouverte.",
+    "Severity": "Gravité",
+    "Summary": "Résumé",
+    "Source": "Source",
+    "Age": "Âge",
+    "Status": "État",
+    "Step": "Étape",
+    "Calling": "Appel en cours",
+    "Actions": "Actions",
+    "Acknowledge": "Acquitter",
+    "Resolve": "Résoudre",
+    "Confirm": "Confirmer",
+    "Cancel": "Annuler",
+    "Acknowledge alert #%(id)s?": "Acquitter l'alerte n°%(id)s ?",
+    "Resolve alert #%(id)s?": "Résoudre l'alerte n°%(id)s ?",
+    "Acknowledging stops the calls for this alert; you take the incident.": "Acquitter arrête les appels pour cette alerte ; vous prenez l'incident en charge.",
+    "Resolving closes the alert and cancels its pending calls.": "Résoudre ferme l'alerte et annule ses appels en attente.",
+    "Alert #%(id)s acknowledged.": "Alerte n°%(id)s acquittée.",
+    "Alert #%(id)s resolved.": "Alerte n°%(id)s résolue.",
+    "Alert #%(id)s was already %(status)s.": "L'alerte n°%(id)s était déjà %(status)s.",
+    "Alert": "Alerte",
+    "Timeline": "Chronologie",
+    "Received": "Reçue",
+    "Payload": "Contenu reçu",
+    "Labels": "Étiquettes",
+    "Calls": "Appels",
+    "Person": "Personne",
+    "Contact": "Contact",
+    "Dialled": "Composé",
+    "Answered": "Décroché",
+    "Ended": "Terminé",
+    "Outcome": "Résultat",
+    "SIP status": "Statut SIP",
+    "Key": "Touche",
+    "Detail": "Détail",
+    "No call yet.": "Aucun appel pour l'instant.",
+    "Acknowledged by %(who)s via %(via)s at %(at)s.": "Acquittée par %(who)s via %(via)s à %(at)s.",
+    "Resolved by %(who)s at %(at)s.": "Résolue par %(who)s à %(at)s.",
+    "Policy": "Politique",
+    "Team": "Équipe",
+    "Occurrences": "Occurrences",
+    "When": "Quand",
+    "Who": "Qui",
+    "What": "Quoi",
+    "Who is on call": "Qui est d'astreinte",
+    "Now": "Maintenant",
+    "Next 14 days": "14 prochains jours",
+    "What if": "Et si",
+    "Show": "Afficher",
+    "nobody (gap)": "personne (trou)",
+    "Overrides": "Remplacements",
+    "Add an override": "Ajouter un remplacement",
+    "Schedule": "Planning",
+    "Start": "Début",
+    "End": "Fin",
+    "Replaces (optional)": "Remplace (facultatif)",
+    "Add": "Ajouter",
+    "Remove": "Supprimer",
+    "Times without an offset are the schedule's local time.": "Les heures sans décalage sont l'heure locale du planning.",
+    "Override added.": "Remplacement ajouté.",
+    "Override removed.": "Remplacement supprimé.",
+    "The override was not added:": "Le remplacement n'a pas été ajouté :",
+    "That override no longer exists.": "Ce remplacement n'existe plus.",
+    "You may only add or remove your own overrides.": "Vous ne pouvez ajouter ou supprimer que vos propres remplacements.",
+    "No schedule in the rota.": "Aucun planning dans la rota.",
+    "Forbidden": "Interdit",
+    "Your role does not allow this.": "Votre rôle ne le permet pas.",
+    "The form has expired; reload the page and try again.": "Le formulaire a expiré ; rechargez la page et réessayez.",
+    "Not found": "Introuvable",
+    "live": "en direct",
+    "Language": "Langue",
+    "signed in as %(name)s (%(role)s)": "connecté·e en tant que %(name)s (%(role)s)",
+    "layer %(name)s": "couche %(name)s",
+    "override": "remplacement",
+    "override of %(name)s": "remplacement de %(name)s",
+    "not an ISO date-time": "pas une date ISO",
+    "triggered": "déclenchée",
+    "acknowledged": "acquittée",
+    "resolved": "résolue",
+    "closed_unacknowledged": "fermée sans acquittement",
+    "critical": "critique",
+    "error": "erreur",
+    "warning": "avertissement",
+    "info": "info",
+    "pending": "en attente",
+    "in_flight": "en ligne",
+    "ringing or talking": "sonne ou en ligne",
+    "about to dial": "va composer",
+}
+
+CATALOGS: Final[Mapping[str, Mapping[str, str]]] = {"en": {}, "fr": FRENCH}
+
+
+def negotiate(accept_language: str | None) -> str:
+    """The first language of ``Accept-Language`` (by q-value) that we speak."""
+    if not accept_language:
+        return DEFAULT
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate(accept_language.split(",")[:20]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:7])
+            except ValueError:
+                quality = 0.0
+        primary = tag.strip().split("-")[0].lower()
+        if primary in LANGUAGES and quality > 0:
+            ranked.append((-quality, index, primary))
+    return min(ranked)[2] if ranked else DEFAULT
+
+
+class Translator:
+    def __init__(self, language: str) -> None:
+        self.language = language if language in CATALOGS else DEFAULT
+        self._catalog = CATALOGS[self.language]
+
+    def __call__(self, text: str, **values: object) -> str:
+        phrase = self._catalog.get(text, text)
+        return phrase % values if values else phrase
