@@ -81,9 +81,7 @@ class Console:
     def client(self, **headers: str) -> aiohttp.ClientSession:
         """A browser of its own: cookies kept (also for 127.0.0.1), redirects not followed
         unless asked."""
-        session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers
-        )
+        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers=headers)
         self.sessions.append(session)
         return session
 
@@ -105,7 +103,7 @@ class Console:
         self, name: str, password: str = PASSWORD, client: aiohttp.ClientSession | None = None
     ) -> aiohttp.ClientSession:
         client = client or self.client()
-        status, body, response = await self.try_login(client, name, password)
+        status, body, _ = await self.try_login(client, name, password)
         assert status == 303, (status, body)
         return client
 

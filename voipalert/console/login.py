@@ -56,8 +56,8 @@ async def _form(
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    if await session_of(request) is not None:
-        return see_other(_next(request.query.get("next")))
+    """The form, also to someone logged in (to log in as someone else: the session then
+    changes, it is never reused)."""
     return await _form(request)
 
 
