@@ -1,0 +1,188 @@
+"""What the pages show and do: the board updated live over server-sent events, an alert's
+calls and timeline, acknowledge and resolve with their confirmation, "who is on call" with
+the CLI's answers, overrides with the CLI's validation, and French."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+from tests.console.conftest import Console
+from tests.console.test_security import read_event
+from voipalert.domain.alert import AlertId, AttemptKey, AttemptOutcome, AttemptResult
+from voipalert.domain.policy import PlaceCall
+from voipalert.domain.rota import Contact, ContactKind
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_board_stream_pushes_a_new_alert(console: Console) -> None:
+    client = await console.login("viewer")
+    async with asyncio.timeout(15):
+        async with client.get(console.base + "/events") as response:
+            first = await read_event(response, "board")
+            assert "No open alert." in first
+            alert_id = await console.fire("Pump 3 pressure low")
+            update = await read_event(response, "board")
+    assert "Pump 3 pressure low" in update
+    assert f'href="/alerts/{alert_id}"' in update
+    assert "Acknowledge" not in update  # a viewer gets no buttons
+
+
+async def test_stream_needs_a_session_and_ends_with_it(console: Console) -> None:
+    anonymous = console.client()
+    async with anonymous.get(console.base + "/events") as response:
+        assert response.status == 401
+    client = await console.login("viewer")
+    async with asyncio.timeout(15):
+        async with client.get(console.base + "/events") as response:
+            await read_event(response, "board")
+            await console.users.set_password("viewer", "scrypt$x", "test")  # ends sessions
+            assert await read_event(response, "logout") == "/login"
+
+
+async def _call(console: Console, alert_id: int) -> None:
+    """One call as the engine records it: intent, dial, answered, key 1."""
+    rota = await console.store.load_rota()
+    alice = rota.person("alice")
+    assert alice is not None
+    alert = await console.store.get_alert(alert_id)
+    assert alert is not None
+    key = AttemptKey(AlertId(alert_id), 0, 0, alice.name, 1)
+    call = PlaceCall(key, alice, 0, Contact(ContactKind.EXTENSION, "201"), 30)
+    attempt = await console.store.record_intent(call)
+    assert attempt is not None
+    assert await console.store.start_attempt(attempt.id)
+    now = alert.created_at + timedelta(seconds=5)
+    result = AttemptResult(
+        AttemptOutcome.ACKNOWLEDGED, now + timedelta(seconds=9), 200, "OK", "1",
+        answered_at=now + timedelta(seconds=3), detail="rfc4733",
+    )  # fmt: skip
+    await console.store.finish_attempt(attempt.id, result)
+
+
+async def test_alert_page_shows_calls_and_timeline(console: Console) -> None:
+    alert_id = await console.fire("Boiler trip", instance="boiler-1")
+    await _call(console, alert_id)
+    client = await console.login("viewer")
+    status, page, _ = await console.get(client, f"/alerts/{alert_id}")
+    assert status == 200
+    for expected in ("Boiler trip", "extension: 201", "200 OK", "rfc4733", "attempt.intent",
+                     "alert.created", "boiler-1", "alertmanager"):  # fmt: skip
+        assert expected in page, expected
+    status, _, _ = await console.get(client, "/alerts/999999")
+    assert status == 404
+
+
+async def test_ack_then_resolve_from_the_pages(console: Console) -> None:
+    alert_id = await console.fire("Chiller offline")
+    client = await console.login("alice")
+    status, board, _ = await console.get(client, "/")
+    assert f'href="/alerts/{alert_id}/ack"' in board
+    status, confirm, _ = await console.get(client, f"/alerts/{alert_id}/ack")
+    assert status == 200 and "Acknowledge alert #" in confirm
+    csrf = await console.csrf(client, f"/alerts/{alert_id}/ack")
+    status, _, response = await console.post(client, f"/alerts/{alert_id}/ack", {"csrf": csrf})
+    assert status == 303
+    status, page, _ = await console.get(client, response.headers["Location"])
+    assert f"Alert #{alert_id} acknowledged." in page
+    assert "Acknowledged by alice via console" in page
+    status, page, _ = await console.post(client, f"/alerts/{alert_id}/ack", {"csrf": csrf})
+    assert status == 409 and "was already acknowledged" in page
+    status, _, _ = await console.post(client, f"/alerts/{alert_id}/resolve", {"csrf": csrf})
+    assert status == 303
+    alert = await console.store.get_alert(alert_id)
+    assert alert is not None and alert.status.value == "resolved" and alert.resolved_by == "alice"
+
+
+def _cli_oncall(db: Path, at: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOIPALERT_")}
+    env["VOIPALERT_DATABASE__PATH"] = str(db)
+    result = subprocess.run(
+        [sys.executable, "-m", "voipalert", "oncall", "--at", at], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    return result.stdout.strip()
+
+
+async def test_oncall_what_if_agrees_with_the_cli(console: Console, tmp_path: Path) -> None:
+    client = await console.login("alice")
+    csrf = await console.csrf(client, "/oncall")
+    form = {"csrf": csrf, "schedule": "primary", "person": "alice",
+            "start": "2030-01-05T20:00", "end": "2030-01-06T08:00"}  # fmt: skip
+    status, page, response = await console.post(client, "/oncall/overrides", form)
+    assert status == 303, page
+    status, page, _ = await console.get(client, response.headers["Location"])
+    assert "Override added." in page
+    for at in ("2030-01-05T22:00", "2030-01-06T09:30", "2030-01-05T19:00+00:00"):
+        status, page, _ = await console.get(client, f"/oncall?at={quote(at)}")
+        expected = await asyncio.to_thread(_cli_oncall, tmp_path / "console0.db", at)
+        assert expected.startswith("primary: at ")
+        assert f"<code>{expected}</code>" in page, (at, expected)
+    trail = await console.store.audit_trail()
+    assert any(e.action == "rota.imported" and e.actor == "alice" for e in trail)
+
+
+async def test_override_validation_is_the_clis(console: Console) -> None:
+    client = await console.login("manager")
+    csrf = await console.csrf(client, "/oncall")
+    bad = {"csrf": csrf, "schedule": "primary", "person": "bob",
+           "start": "2030-01-06T08:00", "end": "2030-01-05T20:00"}  # fmt: skip
+    status, page, _ = await console.post(client, "/oncall/overrides", bad)
+    assert status == 422 and "must be after start" in page
+    status, page, _ = await console.post(client, "/oncall/overrides", {**bad, "end": "soon"})
+    assert status == 422 and "expected a date and time" in page
+    status, page, _ = await console.post(client, "/oncall/overrides", {**bad, "person": "zoe"})
+    assert status == 422 and "no person named &#39;zoe&#39;" in page
+    assert not (await console.store.load_rota()).overrides
+
+
+async def test_responder_may_only_change_their_own_overrides(console: Console) -> None:
+    client = await console.login("alice")
+    csrf = await console.csrf(client, "/oncall")
+    form = {"csrf": csrf, "schedule": "primary", "person": "bob",
+            "start": "2030-01-05T20:00", "end": "2030-01-06T08:00"}  # fmt: skip
+    status, page, _ = await console.post(client, "/oncall/overrides", form)
+    assert status == 403 and "your own overrides" in page
+    manager = await console.login("manager")
+    manager_csrf = await console.csrf(manager, "/oncall")
+    status, _, _ = await console.post(manager, "/oncall/overrides", {**form, "csrf": manager_csrf})
+    assert status == 303
+    _, page, _ = await console.get(client, "/oncall")
+    assert "/oncall/overrides/remove" not in page  # bob's: no remove button for alice
+    rota = await console.store.load_rota()
+    assert [o.person for o in rota.overrides] == ["bob"]
+    _, page, _ = await console.get(manager, "/oncall")
+    fingerprint = page.split('name="override" value="')[1].split('"')[0]
+    status, _, _ = await console.post(
+        client, "/oncall/overrides/remove", {"csrf": csrf, "override": fingerprint}
+    )
+    assert status == 403
+    status, _, _ = await console.post(
+        manager, "/oncall/overrides/remove", {"csrf": manager_csrf, "override": fingerprint}
+    )
+    assert status == 303
+    assert not (await console.store.load_rota()).overrides
+
+
+async def test_french_from_the_browser_or_chosen(console: Console) -> None:
+    await console.fire("Compresseur arrêté")
+    client = await console.login("viewer")
+    status, page, _ = await console.get(client, "/", headers={"Accept-Language": "fr-FR,fr;q=0.9"})
+    assert 'lang="fr"' in page and "Alertes ouvertes" in page and "critique" in page
+    status, page, _ = await console.get(client, "/?lang=en", headers={"Accept-Language": "fr"})
+    assert 'lang="en"' in page and "Open alerts" in page
+    # the choice sticks (cookie, and the account) over the browser's language
+    status, page, _ = await console.get(client, "/oncall", headers={"Accept-Language": "fr"})
+    assert 'lang="en"' in page
+    status, page, _ = await console.get(client, "/?lang=fr")
+    assert status == 200 and "Alertes ouvertes" in page
+    anonymous = console.client()
+    _, page, _ = await console.get(anonymous, "/login", headers={"Accept-Language": "fr"})
+    assert "Mot de passe" in page
