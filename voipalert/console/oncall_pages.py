@@ -11,6 +11,7 @@ log under the user's name.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import yaml
@@ -65,7 +66,8 @@ async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.St
                 "schedule": schedule,
                 "now": answer,
                 "now_source": "" if answer.person is None else source_of(answer),
-                "segments": segments(schedule, overrides, now),
+                # CPU work (a few thousand answers): in a thread, so the loop keeps running.
+                "segments": await asyncio.to_thread(segments, schedule, overrides, now),
                 "what_if": what_if,
             }
         )
@@ -75,6 +77,7 @@ async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.St
         "at_invalid": bool(at_text) and all(s["what_if"] is None for s in schedules),
         "overrides": [(o, _fingerprint(o), _may_change(session, o.person)) for o in rota.overrides],
         "people": [p.name for p in rota.people],
+        "zones": {s.name: s.time_zone for s in rota.schedules},
         "may_add": session.user.role >= Role.RESPONDER,
         "is_manager": session.user.role >= Role.MANAGER,
         "done": DONE.get(request.query.get("done", "")),

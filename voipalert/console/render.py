@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
@@ -31,6 +32,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["utc"] = format_time
+    env.filters["in_zone"] = format_in_zone
     return env
 
 
@@ -38,6 +40,13 @@ def format_time(instant: datetime | None) -> str:
     if instant is None:
         return ""
     return instant.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def format_in_zone(instant: datetime | None, zone: str) -> str:
+    """A time as the schedule's people read it (its own zone)."""
+    if instant is None:
+        return ""
+    return instant.astimezone(ZoneInfo(zone)).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
 def format_age(age: timedelta) -> str:

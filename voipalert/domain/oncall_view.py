@@ -57,15 +57,23 @@ class Segment:
     source: str
 
 
+def _next_quarter(instant: datetime) -> datetime:
+    """The next quarter hour (UTC-aligned, so also every zone's quarter hours) after
+    ``instant``."""
+    base = instant.replace(minute=instant.minute - instant.minute % 15, second=0, microsecond=0)
+    return base + SAMPLE
+
+
 def segments(
     schedule: Schedule, overrides: Sequence[Override], start: datetime, days: int = 14
 ) -> list[Segment]:
     """Who is on call from ``start`` for ``days`` days, as consecutive segments. The answer
-    is asked every 15 minutes and at every override's start and end (hand-offs are on the
-    quarter hour in practice), and equal neighbours are merged."""
+    is asked at every quarter hour, at the end of each answer's shift, and at every
+    override's start and end, and equal neighbours are merged; so a hand-off is shown at
+    its exact time, and a window that cuts a shift is seen within 15 minutes (windows start
+    and end on quarter hours in practice)."""
     end = start + timedelta(days=days)
-    instants = {start + SAMPLE * i for i in range(int((end - start) / SAMPLE))}
-    instants.update(
+    bounds = sorted(
         t
         for o in overrides
         if o.schedule == schedule.name
@@ -73,13 +81,18 @@ def segments(
         if start < t < end
     )
     found: list[Segment] = []
-    for at in sorted(instants):
+    at = start
+    while at < end:
         answer = who_is_on_call(schedule, overrides, at)
         source = "" if answer.person is None else source_of(answer)
-        if found and found[-1].person == answer.person and found[-1].source == source:
-            continue
-        if found:
-            last = found[-1]
-            found[-1] = Segment(last.person, last.start, at, last.source)
-        found.append(Segment(answer.person, at, end, source))
+        if not found or found[-1].person != answer.person or found[-1].source != source:
+            if found:
+                last = found[-1]
+                found[-1] = Segment(last.person, last.start, at, last.source)
+            found.append(Segment(answer.person, at, end, source))
+        following = [_next_quarter(at), end]
+        if answer.until is not None and answer.until > at:
+            following.append(answer.until)
+        following.extend(t for t in bounds if t > at)
+        at = min(following)
     return found

@@ -1,0 +1,125 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright (launched from the
+system executable; no browser is downloaded). Log in, see an alert fired through the
+Alertmanager webhook appear on the board without a reload, acknowledge it from the page, and
+the French UI. Screenshots go to the test's tmp dir (``pytest --basetemp DIR`` keeps them
+somewhere known); no page may log a Content-Security-Policy violation or open a dialog (an
+alert text that ran as script would)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from tests.console.conftest import PASSWORD, Console
+from tests.console.test_security import XSS_LABEL, XSS_SUMMARY
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        message = "Debian's chromium is missing; install: apt-get install chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=executable)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class Watch:
+    """Everything a page says that a test must not ignore."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def attach(self, page: Page) -> None:
+        page.on("dialog", lambda d: self.problems.append(f"dialog: {d.message}"))
+        page.on(
+            "console",
+            lambda m: (
+                self.problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+
+
+async def _context(browser: Browser, locale: str = "en-GB") -> tuple[BrowserContext, Watch]:
+    context = await browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
+    watch = Watch()
+    context.on("page", watch.attach)
+    return context, watch
+
+
+async def _login(page: Page, console: Console, name: str, submit: str = "Log in") -> None:
+    await page.goto(console.base + "/")
+    await expect(page).to_have_url(console.base + "/login?next=%2F")
+    await page.fill("input[name=name]", name)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click(f"button:has-text('{submit}')")
+    await expect(page).to_have_url(console.base + "/")
+
+
+async def test_login_live_alert_and_ack(console: Console, browser: Browser, tmp_path: Path) -> None:
+    context, watch = await _context(browser)
+    page = await context.new_page()
+    await _login(page, console, "alice")
+    await expect(page.locator("h1")).to_contain_text("Open alerts")
+    await expect(page.locator("#live")).to_be_visible()  # the stream is connected
+    await page.screenshot(path=tmp_path / "1-board-empty.png", full_page=True)
+
+    alert_id = await console.fire(XSS_SUMMARY, instance=XSS_LABEL)
+    row = page.locator(f"tr[data-alert='{alert_id}']")
+    await expect(row).to_be_visible(timeout=10_000)  # no reload: pushed by the stream
+    await expect(row.locator("td.summary")).to_have_text(XSS_SUMMARY)
+    await expect(row.locator("td.status")).to_have_text("triggered")
+    await page.screenshot(path=tmp_path / "2-board-live-alert.png", full_page=True)
+
+    await row.locator("a:has-text('Acknowledge')").click()
+    await expect(page.locator("h1")).to_contain_text(f"Acknowledge alert #{alert_id}?")
+    await page.screenshot(path=tmp_path / "3-confirm.png", full_page=True)
+    await page.click("#confirm")
+    await expect(page).to_have_url(f"{console.base}/alerts/{alert_id}?done=ack")
+    await expect(page.locator("p.done")).to_have_text(f"Alert #{alert_id} acknowledged.")
+    await expect(page.locator("dd.status")).to_have_text("acknowledged")
+    await expect(page.locator("p.acked")).to_contain_text("Acknowledged by alice via console")
+    await expect(page.locator("dl.labels dd", has_text="svg")).to_have_text(XSS_LABEL)
+    await expect(page.locator("pre.payload")).to_contain_text("<script>alert(1)</script>")
+    await page.screenshot(path=tmp_path / "4-alert-acknowledged.png", full_page=True)
+
+    await page.goto(console.base + "/")
+    await expect(row.locator("td.status")).to_contain_text("acknowledged (alice)")
+    alert = await console.store.get_alert(alert_id)
+    assert alert is not None and alert.acked_by == "alice"
+    await context.close()
+    assert watch.problems == []
+
+
+async def test_french_ui(console: Console, browser: Browser, tmp_path: Path) -> None:
+    context, watch = await _context(browser, locale="fr-FR")
+    page = await context.new_page()
+    await console.fire("Compresseur 2 arrêté")
+    await _login(page, console, "viewer", submit="Connexion")
+    await expect(page.locator("html")).to_have_attribute("lang", "fr")
+    await expect(page.locator("h1")).to_contain_text("Alertes ouvertes")
+    await expect(page.locator("td.status").first).to_have_text("déclenchée")
+    await page.screenshot(path=tmp_path / "5-board-fr.png", full_page=True)
+    await page.click("nav >> text=Astreinte")
+    await expect(page.locator("h1")).to_have_text("Qui est d'astreinte")
+    await page.screenshot(path=tmp_path / "6-oncall-fr.png", full_page=True)
+    await page.click("text=English")
+    await expect(page.locator("h1")).to_have_text("Who is on call")
+    await context.close()
+    assert watch.problems == []
