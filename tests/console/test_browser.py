@@ -7,14 +7,13 @@ alert text that ran as script would)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
+from tests.browser import system_chromium, watched_context
 from tests.console.conftest import PASSWORD, Console
 from tests.console.test_security import XSS_LABEL, XSS_SUMMARY
 
@@ -23,44 +22,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        message = "Debian's chromium is missing; install: apt-get install chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-class Watch:
-    """Everything a page says that a test must not ignore."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def attach(self, page: Page) -> None:
-        page.on("dialog", lambda d: self.problems.append(f"dialog: {d.message}"))
-        page.on(
-            "console",
-            lambda m: (
-                self.problems.append(f"console {m.type}: {m.text}")
-                if m.type in ("error", "warning")
-                else None
-            ),
-        )
-        page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-
-
-async def _context(browser: Browser, locale: str = "en-GB") -> tuple[BrowserContext, Watch]:
-    context = await browser.new_context(locale=locale, viewport={"width": 1280, "height": 800})
-    watch = Watch()
-    context.on("page", watch.attach)
-    return context, watch
+    async with system_chromium() as launched:
+        yield launched
 
 
 async def _login(page: Page, console: Console, name: str, submit: str = "Log in") -> None:
@@ -73,7 +36,7 @@ async def _login(page: Page, console: Console, name: str, submit: str = "Log in"
 
 
 async def test_login_live_alert_and_ack(console: Console, browser: Browser, tmp_path: Path) -> None:
-    context, watch = await _context(browser)
+    context, watch = await watched_context(browser)
     page = await context.new_page()
     await _login(page, console, "alice")
     await expect(page.locator("h1")).to_contain_text("Open alerts")
@@ -108,7 +71,7 @@ async def test_login_live_alert_and_ack(console: Console, browser: Browser, tmp_
 
 
 async def test_french_ui(console: Console, browser: Browser, tmp_path: Path) -> None:
-    context, watch = await _context(browser, locale="fr-FR")
+    context, watch = await watched_context(browser, locale="fr-FR")
     page = await context.new_page()
     await console.fire("Compresseur 2 arrêté")
     await _login(page, console, "viewer", submit="Connexion")

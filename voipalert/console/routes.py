@@ -20,7 +20,7 @@ from aiohttp import web
 
 from voipalert.console import alert_pages, login, oncall_pages
 from voipalert.console.keys import CONSOLE, ConsoleState, session_of
-from voipalert.console.render import error_page, see_other
+from voipalert.console.render import compile_templates, error_page, see_other
 from voipalert.console.security import (
     LANG_COOKIE,
     PAGE_HEADERS,
@@ -106,6 +106,7 @@ def add_console(app: web.Application, config: ConsoleConfig | None = None) -> No
     """Add the console's pages to the HTTP app built by ``ingest.webhook.build_app`` (whose
     store, clock and engine wake it uses)."""
     config = config or ConsoleConfig()
+    compile_templates()
     store, clock = app[STORE], app[CLOCK]
     app[CONSOLE] = ConsoleState(
         users=UserTables(store, clock),

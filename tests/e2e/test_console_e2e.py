@@ -1,0 +1,105 @@
+"""The web console of a real ``voipalert serve`` process, in a real browser (Debian's
+Chromium through Playwright), against the testbed: an alert fired through the Alertmanager
+webhook appears on the board with the bot being called; acknowledging it from the page while
+that bot's phone rings cancels the call (the bot sees it close) and nobody else is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, expect
+from testbed import Testbed
+
+from tests.browser import system_chromium, watched_context
+from tests.e2e.server import Server, rota_yaml, running_server
+
+PASSWORD = "a console passphrase"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("console-prompts")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with system_chromium() as launched:
+        yield launched
+
+
+def add_user(server: Server, name: str, role: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "voipalert", "user", "add", name, "--role", role,
+         "--password-stdin"],
+        env=server.env, cwd=server.directory, input=PASSWORD + "\n", capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def alertmanager(summary: str) -> dict[str, object]:
+    labels = {"alertname": "PumpDown", "instance": "pump-3", "severity": "critical"}
+    alert = {"status": "firing", "labels": labels, "annotations": {"summary": summary},
+             "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "c0ffee0000000001"}  # fmt: skip
+    return {"version": "4", "status": "firing", "receiver": "voipalert", "alerts": [alert],
+            "groupLabels": {}, "commonLabels": labels, "commonAnnotations": {},
+            "externalURL": "http://am.invalid", "groupKey": "{}"}  # fmt: skip
+
+
+async def test_ack_from_the_page_cancels_the_ringing_call(
+    testbed: Testbed, browser: Browser, tmp_path: Path, cache: Path
+) -> None:
+    # the first person's phone rings (and would ring for 40 s); the second would answer
+    rota = rota_yaml(testbed, "noanswer", "ack", ring=40)
+    async with running_server(testbed, rota, tmp_path, cache) as server:
+        await asyncio.to_thread(add_user, server, "noanswer-person", "responder")
+        context, watch = await watched_context(browser)
+        page = await context.new_page()
+        await page.goto(server.url + "/")
+        await page.fill("input[name=name]", "noanswer-person")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button:has-text('Log in')")
+        await expect(page.locator("#live")).to_be_visible()
+
+        since = len(testbed.events("noanswer"))
+        ack_before = len(testbed.events("ack"))
+        status, body = await server.request(
+            "POST", "/api/v1/hooks/alertmanager", alertmanager("Pump 3 stopped")
+        )
+        assert status == 202, body
+        alert_id = body["results"][0]["id"]
+        row = page.locator(f"tr[data-alert='{alert_id}']")
+        await expect(row.locator("td.summary")).to_have_text("Pump 3 stopped", timeout=10_000)
+        ringing = row.locator("td.calling .call.in_flight")
+        await expect(ringing).to_have_text("noanswer-person", timeout=20_000)
+        assert await asyncio.to_thread(testbed.wait_event, "noanswer", "CALL_INCOMING", since, 10)
+        await page.screenshot(path=tmp_path / "board-calling.png", full_page=True)
+
+        await row.locator("a:has-text('Acknowledge')").click()
+        await page.click("#confirm")
+        await expect(page.locator("dd.status")).to_have_text("acknowledged")
+        # the ringing phone stops ringing: its call is cancelled, not left to time out
+        assert await asyncio.to_thread(testbed.wait_event, "noanswer", "CALL_CLOSED", since, 10)
+        alert = await server.wait_alert(alert_id, "acknowledged", 10)
+        assert alert["acknowledged_by"] == "noanswer-person"
+        async with asyncio.timeout(15):
+            while any(a["outcome"] is None for a in alert["attempts"]):
+                await asyncio.sleep(0.25)
+                alert = await server.alert(alert_id)
+        assert [(a["person"], a["outcome"]) for a in alert["attempts"]] == [
+            ("noanswer-person", "cancelled")
+        ]
+        await page.reload()
+        await expect(page.locator("td.outcome")).to_have_text("cancelled")
+        await page.screenshot(path=tmp_path / "alert-acked.png", full_page=True)
+        await asyncio.sleep(2)
+        assert len(testbed.events("ack")) == ack_before  # nobody else was called
+        await context.close()
+        assert watch.problems == []
+        assert server.stop() == 0
