@@ -186,3 +186,19 @@ async def test_french_from_the_browser_or_chosen(console: Console) -> None:
     anonymous = console.client()
     _, page, _ = await console.get(anonymous, "/login", headers={"Accept-Language": "fr"})
     assert "Mot de passe" in page
+
+
+async def test_board_filters_page_and_stream(console: Console) -> None:
+    await console.fire("Tank level high", severity="warning")
+    await console.fire("Reactor overheating", severity="critical")
+    client = await console.login("viewer")
+    _, page, _ = await console.get(client, "/?severity=warning")
+    assert "Tank level high" in page and "Reactor overheating" not in page
+    _, page, _ = await console.get(client, "/?team=ops&source=alertmanager")
+    assert "Tank level high" in page and "Reactor overheating" in page
+    _, page, _ = await console.get(client, "/?source=email")
+    assert "Tank level high" not in page and "No open alert." in page
+    async with asyncio.timeout(15):
+        async with client.get(console.base + "/events?severity=critical") as response:
+            rows = await read_event(response, "board")
+    assert "Reactor overheating" in rows and "Tank level high" not in rows

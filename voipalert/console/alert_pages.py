@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,7 +31,7 @@ from voipalert.console.render import (
     render_text,
     see_other,
 )
-from voipalert.domain.alert import Alert, AlertStatus
+from voipalert.domain.alert import Alert, AlertStatus, Severity
 from voipalert.ingest.app_keys import CLOCK, STORE, WAKE
 from voipalert.store import AlertFilter, AlertNotFound, Page
 from voipalert.store.users import Role
@@ -41,6 +42,7 @@ BOARD_OPEN_LIMIT: Final = 200
 BOARD_RECENT_LIMIT: Final = 20
 REFRESH_SECONDS: Final = 30.0
 KEEPALIVE_SECONDS: Final = 15.0
+FILTER_MAX_CHARS: Final = 64
 DONE_MESSAGES: Final = {
     "ack": "Alert #%(id)s acknowledged.",
     "resolve": "Alert #%(id)s resolved.",
@@ -74,14 +76,46 @@ async def _rows(request: web.Request, alerts: tuple[Alert, ...]) -> list[BoardRo
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class BoardFilter:
+    """The board's filters, from the query string (the stream gets the page's own)."""
+
+    severity: Severity | None = None
+    team: str | None = None
+    source: str | None = None
+
+    @classmethod
+    def of(cls, query: Mapping[str, str]) -> BoardFilter:
+        severity = query.get("severity", "")
+        team = query.get("team", "").strip()[:FILTER_MAX_CHARS]
+        source = query.get("source", "").strip()[:FILTER_MAX_CHARS]
+        return cls(
+            Severity(severity) if severity in set(Severity) else None,
+            team or None,
+            source or None,
+        )
+
+    def store_filter(self, statuses: frozenset[AlertStatus]) -> AlertFilter:
+        return AlertFilter(statuses=statuses, team=self.team, source=self.source)
+
+    def keeps(self, alert: Alert) -> bool:
+        return self.severity is None or alert.severity is self.severity
+
+
 async def _board_values(request: web.Request) -> dict[str, Any]:
     store = request.app[STORE]
-    open_page = await store.list_alerts(AlertFilter(statuses=OPEN), Page(BOARD_OPEN_LIMIT))
-    recent = await store.list_alerts(AlertFilter(statuses=CLOSED), Page(BOARD_RECENT_LIMIT))
+    wanted = BoardFilter.of(request.query)
+    open_page = await store.list_alerts(wanted.store_filter(OPEN), Page(BOARD_OPEN_LIMIT))
+    recent = await store.list_alerts(wanted.store_filter(CLOSED), Page(BOARD_RECENT_LIMIT))
+    rota = await store.load_rota()
+    session = await session_of(request)
     return {
-        "open_rows": await _rows(request, open_page.alerts),
-        "recent_rows": await _rows(request, recent.alerts),
-        "may_act": (s := await session_of(request)) is not None and s.user.role >= Role.RESPONDER,
+        "open_rows": await _rows(request, tuple(filter(wanted.keeps, open_page.alerts))),
+        "recent_rows": await _rows(request, tuple(filter(wanted.keeps, recent.alerts))),
+        "may_act": session is not None and session.user.role >= Role.RESPONDER,
+        "filter": wanted,
+        "severities": [s.value for s in Severity],
+        "teams": [t.name for t in rota.teams],
     }
 
 

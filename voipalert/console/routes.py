@@ -84,7 +84,7 @@ def _guarded(route: Route) -> Handler:
         if chosen in ("en", "fr") and session is not None:
             await state.users.set_language(session.user.id, chosen)
         response = await route.handler(request)
-        if chosen in ("en", "fr"):
+        if chosen in ("en", "fr") and not response.prepared:  # (a stream is sent already)
             set_cookie(response, request, LANG_COOKIE, chosen, max_age=365 * 86400)
         return response
 

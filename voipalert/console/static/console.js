@@ -8,7 +8,8 @@
     return;
   }
   var live = document.getElementById("live");
-  var source = new EventSource("/events");
+  // The same filters as the page (its query string).
+  var source = new EventSource("/events" + window.location.search);
   source.addEventListener("board", function (event) {
     board.innerHTML = event.data;
     if (live) {
