@@ -202,3 +202,33 @@ async def test_board_filters_page_and_stream(console: Console) -> None:
         async with client.get(console.base + "/events?severity=critical") as response:
             rows = await read_event(response, "board")
     assert "Reactor overheating" in rows and "Tank level high" not in rows
+
+
+async def test_admin_manages_users_from_the_console(console: Console) -> None:
+    client = await console.login("admin")
+    csrf = await console.csrf(client, "/admin/users")
+    status, page, _ = await console.post(
+        client, "/admin/users", {"csrf": csrf, "action": "add", "name": "zoe", "role": "manager"}
+    )
+    assert status == 200, page
+    secret = page.split('id="secret"')[1].split("<code>")[1].split("</code>")[0]
+    await console.login("zoe", secret)
+    zoe = await console.users.get_user("zoe")
+    assert zoe is not None and zoe.role.label == "manager"
+    status, _, _ = await console.post(
+        client, "/admin/users", {"csrf": csrf, "action": "role", "name": "zoe", "role": "viewer"}
+    )
+    assert status == 200
+    status, page, _ = await console.post(
+        client, "/admin/users", {"csrf": csrf, "action": "remove", "name": "admin",
+                                 "role": "admin"}
+    )  # fmt: skip
+    assert status == 409 and "yourself" in page
+    status, _, _ = await console.post(
+        client, "/admin/users", {"csrf": csrf, "action": "remove", "name": "zoe", "role": "viewer"}
+    )
+    assert status == 200
+    assert await console.users.get_user("zoe") is None
+    actions = [(e.actor, e.action) for e in await console.store.audit_trail()]
+    for action in ("user.added", "user.role_set", "user.removed"):
+        assert ("admin", action) in actions

@@ -34,6 +34,8 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("GET", "/oncall"): Role.VIEWER,
     ("POST", "/oncall/overrides"): Role.RESPONDER,
     ("POST", "/oncall/overrides/remove"): Role.RESPONDER,
+    ("GET", "/admin/users"): Role.ADMIN,
+    ("POST", "/admin/users"): Role.ADMIN,
 }
 IDENTITIES: Final = {None: None, "viewer": Role.VIEWER, "alice": Role.RESPONDER,
                      "manager": Role.MANAGER, "admin": Role.ADMIN}  # fmt: skip
@@ -62,6 +64,8 @@ def _form(path: str, csrf: str) -> dict[str, str]:
                 "start": "2030-01-05T20:00", "end": "2030-01-06T08:00"}  # fmt: skip
     if path == "/oncall/overrides/remove":
         return {"csrf": csrf, "override": "none"}
+    if path == "/admin/users":
+        return {"csrf": csrf, "action": "role", "name": "viewer", "role": "viewer"}
     return {"csrf": csrf}
 
 

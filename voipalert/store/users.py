@@ -93,6 +93,9 @@ class UserTables:
         self._db = store._db  # same package: the store's one connection
         self._clock = clock
 
+    def now(self) -> datetime:
+        return self._clock.now_utc()
+
     # ---------------------------------------------------------------- users
 
     async def add_user(self, name: str, role: Role, password_hash: str, actor: str) -> User | None:
