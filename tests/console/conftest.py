@@ -75,6 +75,7 @@ class Console:
     users: UserTables
     app: web.Application
     trigger_token: str
+    runner: web.AppRunner
     woken: list[int] = field(default_factory=list)
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
@@ -165,10 +166,10 @@ async def make_console(tmp_path: Path) -> AsyncIterator[ConsoleFactory]:
             store, wake=lambda: woken.append(1), sip_state=lambda: SipState.REGISTERED,
             config=IngestConfig(), clock=clock,
         )  # fmt: skip
-        add_console(app, config)
+        add_console(app, config or ConsoleConfig(password_cost=TEST_COST))
         runner, port = await start_http(app, "127.0.0.1", 0)
         runners.append(runner)
-        console = Console(f"http://127.0.0.1:{port}", store, users, app, token, woken)
+        console = Console(f"http://127.0.0.1:{port}", store, users, app, token, runner, woken)
         consoles.append(console)
         return console
 

@@ -232,3 +232,13 @@ async def test_admin_manages_users_from_the_console(console: Console) -> None:
     actions = [(e.actor, e.action) for e in await console.store.audit_trail()]
     for action in ("user.added", "user.role_set", "user.removed"):
         assert ("admin", action) in actions
+
+
+async def test_open_streams_do_not_hold_up_shutdown(console: Console) -> None:
+    client = await console.login("viewer")
+    async with client.get(console.base + "/events") as response:
+        await read_event(response, "board")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await console.runner.cleanup()  # what serve does at SIGTERM
+        assert loop.time() - started < 2.0

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.console.conftest import PASSWORD, Console, ConsoleFactory
+from tests.console.conftest import PASSWORD, TEST_COST, Console, ConsoleFactory
+from voipalert.console.passwords import Cost
 from voipalert.console.routes import ROUTES
 from voipalert.console.security import ConsoleConfig
 from voipalert.domain.alert import AlertId
@@ -202,7 +203,9 @@ async def test_logout_ends_the_session(console: Console) -> None:
 
 
 async def test_lockout_after_repeated_failures(make_console: ConsoleFactory) -> None:
-    console = await make_console(ConsoleConfig(lockout_failures=3, lockout_seconds=600))
+    console = await make_console(
+        ConsoleConfig(lockout_failures=3, lockout_seconds=600, password_cost=TEST_COST)
+    )
     client = console.client()
     for _ in range(3):
         status, page, _ = await console.try_login(client, "manager", "wrong password!")
@@ -227,7 +230,9 @@ async def test_unknown_user_gets_the_same_answer(console: Console) -> None:
 
 
 async def test_login_rate_limit_per_address(make_console: ConsoleFactory) -> None:
-    console = await make_console(ConsoleConfig(login_attempts=4, login_window_seconds=60))
+    console = await make_console(
+        ConsoleConfig(login_attempts=4, login_window_seconds=60, password_cost=TEST_COST)
+    )
     client = console.client()
     statuses = [(await console.try_login(client, "viewer", "nope nope nope"))[0] for _ in range(5)]
     assert statuses == [401, 401, 401, 401, 429]
@@ -273,3 +278,13 @@ async def read_event(response: aiohttp.ClientResponse, name: str) -> str:
                 return "\n".join(data)
             event, data = "", []
     raise AssertionError("stream ended")
+
+
+async def test_old_hash_parameters_are_upgraded_at_log_in(make_console: ConsoleFactory) -> None:
+    console = await make_console(ConsoleConfig(password_cost=Cost(log_n=15)))
+    before = await console.users.get_user("viewer")
+    assert before is not None and before.password_hash.startswith("scrypt$14$")
+    await console.login("viewer")
+    after = await console.users.get_user("viewer")
+    assert after is not None and after.password_hash.startswith("scrypt$15$8$1$")
+    await console.login("viewer")  # the new hash checks the same password

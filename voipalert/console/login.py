@@ -15,7 +15,7 @@ from typing import Final
 from aiohttp import web
 
 from voipalert.console.keys import CONSOLE, session_of
-from voipalert.console.passwords import DUMMY_HASH, verify_password
+from voipalert.console.passwords import DUMMY_HASH, hash_password, needs_rehash, verify_password
 from voipalert.console.render import render, see_other
 from voipalert.console.security import (
     LOGIN_COOKIE,
@@ -90,6 +90,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         else:
             await state.users.login_refused(name or "?", remote, "unknown_user")
         return await _form(request, 401, "Wrong name or password.", name)
+    if needs_rehash(user.password_hash, state.config.password_cost):
+        hashed = await asyncio.to_thread(hash_password, password, state.config.password_cost)
+        await state.users.rehash(user.id, hashed)
     session_id, _ = await state.users.start_session(
         user,
         timedelta(hours=state.config.session_hours),

@@ -27,6 +27,8 @@ from typing import Final
 
 from aiohttp import web
 
+from voipalert.console.passwords import DEFAULT_COST, Cost
+
 SESSION_COOKIE: Final = "va_session"
 LOGIN_COOKIE: Final = "va_login"
 LANG_COOKIE: Final = "va_lang"
@@ -52,6 +54,8 @@ class ConsoleConfig:
     lockout_failures: int = 5
     lockout_seconds: float = 900.0
     events_poll_seconds: float = 1.0
+    # Hashes made with other parameters are re-made with these at the next log-in.
+    password_cost: Cost = DEFAULT_COST
 
 
 def set_cookie(

@@ -153,6 +153,13 @@ class UserTables:
                 await alert_sql.audit(conn, now, actor, "user.password_set", name=name)
         return bool(rows)
 
+    async def rehash(self, user_id: int, password_hash: str) -> None:
+        """The same password hashed with new parameters (at a log-in): sessions stay."""
+        async with self._db.transaction(write=True, what="re-hash password") as conn:
+            await conn.execute(
+                "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            )
+
     async def set_language(self, user_id: int, language: str | None) -> None:
         async with self._db.transaction(write=True, what="set language") as conn:
             await conn.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
