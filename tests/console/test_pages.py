@@ -5,14 +5,16 @@ the CLI's answers, overrides with the CLI's validation, and French."""
 from __future__ import annotations
 
 import asyncio
+import html
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.console.conftest import Console
+from tests.console.conftest import CSRF, Console
 from tests.console.test_security import read_event
 from voipalert.domain.alert import AlertId, AttemptKey, AttemptOutcome, AttemptResult
 from voipalert.domain.policy import PlaceCall
@@ -242,3 +244,38 @@ async def test_open_streams_do_not_hold_up_shutdown(console: Console) -> None:
         started = loop.time()
         await console.runner.cleanup()  # what serve does at SIGTERM
         assert loop.time() - started < 2.0
+
+
+async def test_rota_text_edit_error_preview_apply(console: Console) -> None:
+    client = await console.login("manager")
+    status, page, _ = await console.get(client, "/rota")
+    assert status == 200
+    csrf = CSRF.search(page)
+    version = re.search(r'name="version" value="(\d+)"', page)
+    assert csrf is not None and version is not None
+    text = html.unescape(page.split('aria-label="Rota">')[1].split("</textarea>")[0])
+    assert "    members:\n    - alice\n    - bob\n" in text  # the layer
+    form = {"csrf": csrf.group(1), "version": version.group(1)}
+    # an error: a person the rota does not have, reported with its line
+    broken = text.replace("    - bob\n", "    - bobby\n", 1)
+    line = broken[: broken.index("bobby")].count("\n") + 1
+    status, page, _ = await console.post(client, "/rota/preview", {**form, "text": broken})
+    assert status == 422
+    assert f"line:{line}: " in page and "no person named &#39;bobby&#39;" in page
+    assert (await console.store.load_rota()).schedules[0].layers[0].members == ("alice", "bob")
+    # a valid change: bob first; the preview shows who is on call differently
+    swapped = text.replace("    - alice\n    - bob\n", "    - bob\n    - alice\n", 1)
+    assert swapped != text
+    status, page, _ = await console.post(client, "/rota/preview", {**form, "text": swapped})
+    assert status == 200, page
+    assert "Who is on call changes in the next 14 days" in page and "<h3>primary" in page
+    assert (await console.store.load_rota()).schedules[0].layers[0].members == ("alice", "bob")
+    status, _, response = await console.post(client, "/rota/apply", {**form, "text": swapped})
+    assert status == 303 and response.headers["Location"] == "/rota?done=applied"
+    assert (await console.store.load_rota()).schedules[0].layers[0].members == ("bob", "alice")
+    trail = await console.store.audit_trail()
+    assert (trail[-1].actor, trail[-1].action) == ("manager", "rota.imported")
+    # applying the same preview again: the rota changed since, so it is refused
+    status, page, _ = await console.post(client, "/rota/apply", {**form, "text": text})
+    assert status == 409 and "changed by someone else" in page
+    assert (await console.store.load_rota()).schedules[0].layers[0].members == ("bob", "alice")

@@ -35,6 +35,9 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("GET", "/oncall"): Role.VIEWER,
     ("POST", "/oncall/overrides"): Role.RESPONDER,
     ("POST", "/oncall/overrides/remove"): Role.RESPONDER,
+    ("GET", "/rota"): Role.MANAGER,
+    ("POST", "/rota/preview"): Role.MANAGER,
+    ("POST", "/rota/apply"): Role.MANAGER,
     ("GET", "/admin/users"): Role.ADMIN,
     ("POST", "/admin/users"): Role.ADMIN,
 }
@@ -65,6 +68,8 @@ def _form(path: str, csrf: str) -> dict[str, str]:
                 "start": "2030-01-05T20:00", "end": "2030-01-06T08:00"}  # fmt: skip
     if path == "/oncall/overrides/remove":
         return {"csrf": csrf, "override": "none"}
+    if path.startswith("/rota/"):
+        return {"csrf": csrf, "text": "version: 1\npeople: []\n", "version": "stale"}
     if path == "/admin/users":
         return {"csrf": csrf, "action": "role", "name": "viewer", "role": "viewer"}
     return {"csrf": csrf}

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from voipalert.console import admin_pages, alert_pages, login, oncall_pages
+from voipalert.console import admin_pages, alert_pages, login, oncall_pages, rota_pages
 from voipalert.console.keys import CONSOLE, ConsoleState, session_of
 from voipalert.console.render import compile_templates, error_page, see_other
 from voipalert.console.security import (
@@ -58,6 +58,9 @@ ROUTES: Final = (
     Route("GET", "/oncall", oncall_pages.oncall, Role.VIEWER),
     Route("POST", "/oncall/overrides", oncall_pages.add_override, Role.RESPONDER),
     Route("POST", "/oncall/overrides/remove", oncall_pages.remove_override, Role.RESPONDER),
+    Route("GET", "/rota", rota_pages.editor, Role.MANAGER),
+    Route("POST", "/rota/preview", rota_pages.preview, Role.MANAGER),
+    Route("POST", "/rota/apply", rota_pages.apply, Role.MANAGER),
     Route("GET", "/admin/users", admin_pages.users, Role.ADMIN),
     Route("POST", "/admin/users", admin_pages.change_user, Role.ADMIN),
 )
