@@ -261,7 +261,10 @@ async def test_rota_text_edit_error_preview_apply(console: Console) -> None:
     line = broken[: broken.index("bobby")].count("\n") + 1
     status, page, _ = await console.post(client, "/rota/preview", {**form, "text": broken})
     assert status == 422
-    assert f"line:{line}: " in page and "no person named &#39;bobby&#39;" in page
+    assert (
+        f"line {line}: schedules[0].layers[0].members[1]: " in page
+        and "no person named &#39;bobby&#39;" in page
+    )
     assert (await console.store.load_rota()).schedules[0].layers[0].members == ("alice", "bob")
     # a valid change: bob first; the preview shows who is on call differently
     swapped = text.replace("    - alice\n    - bob\n", "    - bob\n    - alice\n", 1)

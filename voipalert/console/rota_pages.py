@@ -20,7 +20,7 @@ from aiohttp import web
 
 from voipalert.console.keys import session_of
 from voipalert.console.render import render, see_other
-from voipalert.domain.errors import RotaError
+from voipalert.domain.errors import RotaError, RotaProblem
 from voipalert.domain.oncall_view import Segment, segments
 from voipalert.domain.rota import Rota
 from voipalert.domain.rota_dump import dump_rota
@@ -87,7 +87,12 @@ def _parse(text: str) -> tuple[Rota | None, list[str]]:
     try:
         return parse_rota(text, "yaml", "rota"), []
     except RotaError as exc:
-        return None, [p.describe("line") if p.line else p.describe("rota") for p in exc.problems]
+        return None, [_problem(p) for p in exc.problems]
+
+
+def _problem(problem: RotaProblem) -> str:
+    where = f"line {problem.line}: " if problem.line is not None else ""
+    return f"{where}{problem.path}: {problem.message}" if problem.path else where + problem.message
 
 
 async def preview(request: web.Request) -> web.StreamResponse:
