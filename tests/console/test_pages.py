@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.console.conftest import CSRF, Console
+from tests.console.conftest import CSRF, Console, ConsoleFactory
 from tests.console.test_security import read_event
 from voipalert.domain.alert import AlertId, AttemptKey, AttemptOutcome, AttemptResult
 from voipalert.domain.policy import PlaceCall
@@ -282,3 +282,29 @@ async def test_rota_text_edit_error_preview_apply(console: Console) -> None:
     status, page, _ = await console.post(client, "/rota/apply", {**form, "text": text})
     assert status == 409 and "changed by someone else" in page
     assert (await console.store.load_rota()).schedules[0].layers[0].members == ("bob", "alice")
+
+
+async def test_admin_service_page_tokens_and_settings(make_console: ConsoleFactory) -> None:
+    console = await make_console()
+    client = await console.login("admin")
+    status, page, _ = await console.get(client, "/admin")
+    assert status == 200 and "registered" in page and "monitoring" in page
+    csrf = await console.csrf(client, "/admin")
+    form = {"csrf": csrf, "action": "create", "name": "grafana", "scope": "trigger"}
+    status, page, _ = await console.post(client, "/admin/tokens", form)
+    assert status == 200, page
+    secret = page.split('id="token-secret"')[1].split("<code>")[1].split("</code>")[0]
+    assert secret.startswith("va_") and "vas_" in page  # and its signing secret
+    api = console.client(Authorization=f"Bearer {secret}")
+    async with api.post(
+        console.base + "/api/v1/alerts", json={"summary": "via the new token"}
+    ) as r:
+        assert r.status == 202
+    status, _, _ = await console.post(client, "/admin/tokens", form)
+    assert status == 409  # the name is taken
+    status, _, _ = await console.post(
+        client, "/admin/tokens", {"csrf": csrf, "action": "revoke", "name": "grafana"}
+    )
+    assert status == 200
+    actions = [(e.actor, e.action) for e in await console.store.audit_trail()]
+    assert ("admin", "token.created") in actions and ("admin", "token.revoked") in actions

@@ -38,6 +38,8 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("GET", "/rota"): Role.MANAGER,
     ("POST", "/rota/preview"): Role.MANAGER,
     ("POST", "/rota/apply"): Role.MANAGER,
+    ("GET", "/admin"): Role.ADMIN,
+    ("POST", "/admin/tokens"): Role.ADMIN,
     ("GET", "/admin/users"): Role.ADMIN,
     ("POST", "/admin/users"): Role.ADMIN,
 }
@@ -70,6 +72,8 @@ def _form(path: str, csrf: str) -> dict[str, str]:
         return {"csrf": csrf, "override": "none"}
     if path.startswith("/rota/"):
         return {"csrf": csrf, "text": "version: 1\npeople: []\n", "version": "stale"}
+    if path == "/admin/tokens":
+        return {"csrf": csrf, "action": "revoke", "name": "no-such-token"}
     if path == "/admin/users":
         return {"csrf": csrf, "action": "role", "name": "viewer", "role": "viewer"}
     return {"csrf": csrf}

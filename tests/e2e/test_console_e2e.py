@@ -58,7 +58,7 @@ async def test_ack_from_the_page_cancels_the_ringing_call(
     # the first person's phone rings (and would ring for 40 s); the second would answer
     rota = rota_yaml(testbed, "noanswer", "ack", ring=40)
     async with running_server(testbed, rota, tmp_path, cache) as server:
-        await asyncio.to_thread(add_user, server, "noanswer-person", "responder")
+        await asyncio.to_thread(add_user, server, "noanswer-person", "admin")
         context, watch = await watched_context(browser)
         page = await context.new_page()
         await page.goto(server.url + "/")
@@ -100,6 +100,12 @@ async def test_ack_from_the_page_cancels_the_ringing_call(
         await page.screenshot(path=tmp_path / "alert-acked.png", full_page=True)
         await asyncio.sleep(2)
         assert len(testbed.events("ack")) == ack_before  # nobody else was called
+        # the admin page: registration as /readyz says, settings with secrets masked
+        await page.goto(server.url + "/admin")
+        await expect(page.locator("#readiness")).to_contain_text("registered")
+        settings = await page.locator("#settings").inner_text()
+        assert '"password": "**********"' in settings
+        assert testbed.users["voipalert"] not in settings
         await context.close()
         assert watch.problems == []
         assert server.stop() == 0

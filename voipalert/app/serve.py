@@ -51,7 +51,7 @@ from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
-from voipalert.settings import Settings
+from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
 from voipalert.tts.speech import Speech
@@ -115,7 +115,7 @@ async def serve(
                 store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
                 clock=clock,
             )  # fmt: skip
-            add_console(app)
+            add_console(app, settings=masked_dump(settings))
             stalls.metrics = app[METRICS]
             test_caller = TestCaller(phone, speech, ua_config(settings).domain)
             add_test_call_route(app, test_caller)

@@ -13,12 +13,19 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from aiohttp import web
 
-from voipalert.console import admin_pages, alert_pages, login, oncall_pages, rota_pages
+from voipalert.console import (
+    admin_pages,
+    admin_status,
+    alert_pages,
+    login,
+    oncall_pages,
+    rota_pages,
+)
 from voipalert.console.keys import CONSOLE, ConsoleState, session_of
 from voipalert.console.render import compile_templates, error_page, see_other
 from voipalert.console.security import (
@@ -61,6 +68,8 @@ ROUTES: Final = (
     Route("GET", "/rota", rota_pages.editor, Role.MANAGER),
     Route("POST", "/rota/preview", rota_pages.preview, Role.MANAGER),
     Route("POST", "/rota/apply", rota_pages.apply, Role.MANAGER),
+    Route("GET", "/admin", admin_status.status, Role.ADMIN),
+    Route("POST", "/admin/tokens", admin_status.tokens, Role.ADMIN),
     Route("GET", "/admin/users", admin_pages.users, Role.ADMIN),
     Route("POST", "/admin/users", admin_pages.change_user, Role.ADMIN),
 )
@@ -107,10 +116,17 @@ async def _stop_streams(app: web.Application) -> None:
     app[CONSOLE].stopping.set()
 
 
-def add_console(app: web.Application, config: ConsoleConfig | None = None) -> None:
+def add_console(
+    app: web.Application,
+    config: ConsoleConfig | None = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
     """Add the console's pages to the HTTP app built by ``ingest.webhook.build_app`` (whose
-    store, clock and engine wake it uses)."""
+    store, clock and engine wake it uses). ``settings``: the effective settings with secrets
+    masked, for the admin page."""
     config = config or ConsoleConfig()
+    if settings is not None:
+        app[admin_status.SETTINGS_VIEW] = admin_status.settings_text(settings)
     compile_templates()
     store, clock = app[STORE], app[CLOCK]
     app[CONSOLE] = ConsoleState(
