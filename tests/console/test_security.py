@@ -40,6 +40,7 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("POST", "/rota/apply"): Role.MANAGER,
     ("GET", "/admin"): Role.ADMIN,
     ("POST", "/admin/tokens"): Role.ADMIN,
+    ("POST", "/admin/test-call"): Role.ADMIN,
     ("GET", "/admin/users"): Role.ADMIN,
     ("POST", "/admin/users"): Role.ADMIN,
 }

@@ -106,6 +106,12 @@ async def test_ack_from_the_page_cancels_the_ringing_call(
         settings = await page.locator("#settings").inner_text()
         assert '"password": "**********"' in settings
         assert testbed.users["voipalert"] not in settings
+        # the test call button: the bot that presses 1 is called, the report is shown
+        await page.fill("#test-call input[name=target]", testbed.uri("ack"))
+        await page.click("#test-call button")
+        await expect(page.locator("#call-report")).to_contain_text("acknowledged", timeout=60_000)
+        assert len(testbed.events("ack")) > ack_before
+        await page.screenshot(path=tmp_path / "admin-test-call.png", full_page=True)
         await context.close()
         assert watch.problems == []
         assert server.stop() == 0

@@ -115,10 +115,12 @@ async def serve(
                 store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
                 clock=clock,
             )  # fmt: skip
-            add_console(app, settings=masked_dump(settings))
             stalls.metrics = app[METRICS]
             test_caller = TestCaller(phone, speech, ua_config(settings).domain)
             add_test_call_route(app, test_caller)
+            add_console(
+                app, settings=masked_dump(settings), test_call=test_caller.place_from_console
+            )
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)

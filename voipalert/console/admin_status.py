@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
-from voipalert.console.keys import session_of
+from voipalert.console.keys import CONSOLE, session_of
 from voipalert.console.render import render
 from voipalert.ingest.app_keys import SIP_STATE, STORE, TABLES
 from voipalert.ingest.health import check_readiness
@@ -23,6 +24,11 @@ from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.store import Scope, StoreError
 
 SETTINGS_VIEW: Final = web.AppKey("console_settings_view", str)
+# (target, message, language, user) -> the call's report; ValueError says why not.
+TestCall = Callable[[str, str, str, str], Awaitable[dict[str, object]]]
+TEST_CALL: Final[web.AppKey[TestCall]] = web.AppKey("console_test_call")
+MAX_TARGET_CHARS: Final = 256
+MAX_MESSAGE_CHARS: Final = 600
 
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
@@ -33,6 +39,9 @@ async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Re
         "tokens": await app[TABLES].list_tokens(),
         "scopes": [s.value for s in Scope],
         "settings_text": app.get(SETTINGS_VIEW),
+        "can_test_call": TEST_CALL in app,
+        "report": None,
+        "call_form": {},
         "created": None,
         "error": None,
         "message": None,
@@ -76,6 +85,33 @@ async def _create(
             return await _page(request, 409, error="That name is taken.")
         raise
     return await _page(request, created=(name, secret, await store.signing_secret(name)))
+
+
+async def test_call(request: web.Request) -> web.StreamResponse:
+    """The ``voipalert call`` path from the browser: the running service places the call
+    (with the phone and voice alerts use) and the page shows its report once it ended."""
+    session = await session_of(request)
+    assert session is not None
+    form = await request.post()
+    entry = {
+        "target": str(form.get("target", "")).strip()[:MAX_TARGET_CHARS],
+        "message": str(form.get("message", "")).strip()[:MAX_MESSAGE_CHARS],
+        "lang": str(form.get("lang", "en")),
+    }
+    place = request.app.get(TEST_CALL)
+    if place is None:
+        return await _page(request, 503, error="Test calls need voipalert serve.")
+    if not entry["target"] or not entry["message"]:
+        return await _page(request, 422, error="Give a target and a message.", call_form=entry)
+    try:
+        report = await place(entry["target"], entry["message"], entry["lang"], session.user.name)
+    except ValueError as exc:
+        return await _page(request, 409, error=str(exc), call_form=entry)
+    await request.app[CONSOLE].users.audit(
+        session.user.name, "console.test_call",
+        {"target": entry["target"], "outcome": report.get("outcome")},
+    )  # fmt: skip
+    return await _page(request, report=sorted(report.items()), call_form=entry)
 
 
 def settings_text(masked: dict[str, Any]) -> str:

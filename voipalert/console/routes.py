@@ -70,6 +70,7 @@ ROUTES: Final = (
     Route("POST", "/rota/apply", rota_pages.apply, Role.MANAGER),
     Route("GET", "/admin", admin_status.status, Role.ADMIN),
     Route("POST", "/admin/tokens", admin_status.tokens, Role.ADMIN),
+    Route("POST", "/admin/test-call", admin_status.test_call, Role.ADMIN),
     Route("GET", "/admin/users", admin_pages.users, Role.ADMIN),
     Route("POST", "/admin/users", admin_pages.change_user, Role.ADMIN),
 )
@@ -120,13 +121,17 @@ def add_console(
     app: web.Application,
     config: ConsoleConfig | None = None,
     settings: dict[str, Any] | None = None,
+    test_call: admin_status.TestCall | None = None,
 ) -> None:
     """Add the console's pages to the HTTP app built by ``ingest.webhook.build_app`` (whose
     store, clock and engine wake it uses). ``settings``: the effective settings with secrets
-    masked, for the admin page."""
+    masked, for the admin page; ``test_call`` places the admin page's test calls (the
+    composition root's, which holds the phone)."""
     config = config or ConsoleConfig()
     if settings is not None:
         app[admin_status.SETTINGS_VIEW] = admin_status.settings_text(settings)
+    if test_call is not None:
+        app[admin_status.TEST_CALL] = test_call
     compile_templates()
     store, clock = app[STORE], app[CLOCK]
     app[CONSOLE] = ConsoleState(
