@@ -308,3 +308,29 @@ async def test_admin_service_page_tokens_and_settings(make_console: ConsoleFacto
     assert status == 200
     actions = [(e.actor, e.action) for e in await console.store.audit_trail()]
     assert ("admin", "token.created") in actions and ("admin", "token.revoked") in actions
+
+
+async def test_mass_alert_launch_and_live_calls(console: Console) -> None:
+    client = await console.login("manager")
+    status, page, _ = await console.get(client, "/mass")
+    assert status == 200 and "ops (2)" in page
+    csrf = await console.csrf(client, "/mass")
+    form = {"csrf": csrf, "team": "ops", "severity": "critical", "message": "Evacuate hall B"}
+    status, _, response = await console.post(client, "/mass", form)
+    assert status == 303
+    alert_id = int(response.headers["Location"].rsplit("/", 1)[1])
+    alert = await console.store.get_alert(alert_id)
+    assert alert is not None and alert.kind.value == "mass" and alert.team == "ops"
+    assert console.woken
+    trail = await console.store.audit_trail(AlertId(alert_id))
+    assert ("manager", "console.mass_alert") in [(e.actor, e.action) for e in trail]
+    # the alert's page follows its calls live: a call recorded now is pushed
+    async with asyncio.timeout(15):
+        async with client.get(f"{console.base}/events?alert={alert_id}") as events:
+            first = await read_event(events, "calls")
+            assert "No call yet." in first
+            await _call(console, alert_id)
+            update = await read_event(events, "calls")
+    assert "acknowledged: 1" in update and "alice" in update
+    status, _, _ = await console.post(client, "/mass", {**form, "team": "nobody"})
+    assert status == 422

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,7 +32,7 @@ from voipalert.console.render import (
     render_text,
     see_other,
 )
-from voipalert.domain.alert import Alert, AlertStatus, Severity
+from voipalert.domain.alert import Alert, AlertStatus, Attempt, Severity
 from voipalert.ingest.app_keys import CLOCK, STORE, WAKE
 from voipalert.store import AlertFilter, AlertNotFound, Page
 from voipalert.store.users import Role
@@ -43,6 +44,7 @@ BOARD_RECENT_LIMIT: Final = 20
 REFRESH_SECONDS: Final = 30.0
 KEEPALIVE_SECONDS: Final = 15.0
 FILTER_MAX_CHARS: Final = 64
+ALERT_ID_DIGITS: Final = 18
 DONE_MESSAGES: Final = {
     "ack": "Alert #%(id)s acknowledged.",
     "resolve": "Alert #%(id)s resolved.",
@@ -147,9 +149,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         version = await state.users.change_version()
         now = loop.time()
         if version != last_version or now - last_sent >= REFRESH_SECONDS:
-            context = await page_context(request)
-            context.update(await _board_values(request))
-            await response.write(sse_message("board", render_text("_board.html", context)))
+            await response.write(await _stream_event(request))
             last_version, last_sent = version, now
         elif now - last_sent >= KEEPALIVE_SECONDS:
             await response.write(b": keep-alive\n\n")
@@ -159,6 +159,26 @@ async def events(request: web.Request) -> web.StreamResponse:
         except TimeoutError:
             pass
     return response
+
+
+async def _stream_event(request: web.Request) -> bytes:
+    """The board's rows, or with ``?alert=ID`` that alert's calls (its page follows a mass
+    alert's per-person outcomes live)."""
+    context = await page_context(request)
+    raw = request.query.get("alert", "")
+    if raw.isascii() and raw.isdigit() and len(raw) <= ALERT_ID_DIGITS:
+        detail = await request.app[STORE].get_alert_with_attempts(int(raw))
+        if detail is not None:
+            context.update(attempts=detail.attempts, totals=outcome_totals(detail.attempts))
+            return sse_message("calls", render_text("_calls.html", context))
+    context.update(await _board_values(request))
+    return sse_message("board", render_text("_board.html", context))
+
+
+def outcome_totals(attempts: Sequence[Attempt]) -> list[tuple[str, int]]:
+    """How many calls ended each way (or are in each live state), most first."""
+    counts = Counter(a.outcome.value if a.outcome else a.state.value for a in attempts)
+    return counts.most_common()
 
 
 def _alert_id(request: web.Request) -> int:
@@ -183,6 +203,7 @@ async def alert_page(request: web.Request) -> web.StreamResponse:
         "alert.html",
         alert=detail.alert,
         attempts=detail.attempts,
+        totals=outcome_totals(detail.attempts),
         trail=[(e.at, e.actor, e.action, _timeline_detail(e.detail)) for e in trail],
         fields_json=json.dumps(detail.alert.fields, indent=2, ensure_ascii=False, default=str),
         labels=sorted(detail.alert.labels.items()),

@@ -23,6 +23,7 @@ from voipalert.console import (
     admin_status,
     alert_pages,
     login,
+    mass_pages,
     oncall_pages,
     rota_pages,
 )
@@ -65,6 +66,8 @@ ROUTES: Final = (
     Route("GET", "/oncall", oncall_pages.oncall, Role.VIEWER),
     Route("POST", "/oncall/overrides", oncall_pages.add_override, Role.RESPONDER),
     Route("POST", "/oncall/overrides/remove", oncall_pages.remove_override, Role.RESPONDER),
+    Route("GET", "/mass", mass_pages.launcher, Role.MANAGER),
+    Route("POST", "/mass", mass_pages.launch, Role.MANAGER),
     Route("GET", "/rota", rota_pages.editor, Role.MANAGER),
     Route("POST", "/rota/preview", rota_pages.preview, Role.MANAGER),
     Route("POST", "/rota/apply", rota_pages.apply, Role.MANAGER),

@@ -3,8 +3,23 @@
 // rows already rendered (and escaped) by the page's own template.
 "use strict";
 (function () {
+  if (!window.EventSource) {
+    return;
+  }
+  // An alert's page follows its calls (a mass alert's outcomes, person by person).
+  var calls = document.getElementById("calls");
+  if (calls) {
+    var id = calls.getAttribute("data-alert");
+    var stream = new EventSource("/events?alert=" + encodeURIComponent(id));
+    stream.addEventListener("calls", function (event) {
+      calls.innerHTML = event.data;
+    });
+    stream.addEventListener("logout", function () {
+      stream.close();
+    });
+  }
   var board = document.getElementById("board");
-  if (!board || !window.EventSource) {
+  if (!board) {
     return;
   }
   var live = document.getElementById("live");
