@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, expect
-from testbed import Testbed
+from testbed import BotSpec, Testbed
 
 from tests.browser import system_chromium, watched_context
-from tests.e2e.server import Server, rota_yaml, running_server
+from tests.conftest import TestbedFactory
+from tests.e2e.server import Server, rota_yaml, running_server, team_rota
 
 PASSWORD = "a console passphrase"
 
@@ -115,3 +116,32 @@ async def test_ack_from_the_page_cancels_the_ringing_call(
         await context.close()
         assert watch.problems == []
         assert server.stop() == 0
+
+
+async def test_mass_alert_from_the_page_shows_each_outcome_live(
+    testbed_factory: TestbedFactory, browser: Browser, tmp_path: Path, cache: Path
+) -> None:
+    tb = testbed_factory([BotSpec("ack", "dtmf"), BotSpec("ack2", "dtmf", "1", 2.0),
+                          BotSpec("busy", "busy")])  # fmt: skip
+    async with running_server(tb, team_rota(tb, ["ack", "ack2", "busy"]), tmp_path, cache) as s:
+        await asyncio.to_thread(add_user, s, "duty-manager", "manager")
+        context, watch = await watched_context(browser)
+        page = await context.new_page()
+        await page.goto(s.url + "/mass")
+        await page.fill("input[name=name]", "duty-manager")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button:has-text('Log in')")
+        await expect(page.locator("h1")).to_have_text("Mass alert")
+        await page.select_option("select[name=team]", "everyone")
+        await page.fill("textarea[name=message]", "Evacuate hall B")
+        await page.click("form#mass button")
+        await expect(page.locator("h1")).to_contain_text("Evacuate hall B")
+        totals = page.locator("p.totals")  # updated by the stream, no reload
+        await expect(totals).to_contain_text("acknowledged: 2", timeout=60_000)
+        await expect(totals).to_contain_text("busy: 1", timeout=60_000)
+        outcomes = await page.locator("td.outcome").all_inner_texts()
+        assert sorted(outcomes) == ["acknowledged", "acknowledged", "busy"]
+        await expect(page.locator("table.timeline")).to_contain_text("attempt.ended")
+        await page.screenshot(path=tmp_path / "mass-alert.png", full_page=True)
+        await context.close()
+        assert watch.problems == []

@@ -162,14 +162,19 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream_event(request: web.Request) -> bytes:
-    """The board's rows, or with ``?alert=ID`` that alert's calls (its page follows a mass
-    alert's per-person outcomes live)."""
+    """The board's rows, or with ``?alert=ID`` that alert's calls and timeline (its page
+    follows the calls as they happen: a mass alert's outcomes, person by person)."""
     context = await page_context(request)
     raw = request.query.get("alert", "")
     if raw.isascii() and raw.isdigit() and len(raw) <= ALERT_ID_DIGITS:
         detail = await request.app[STORE].get_alert_with_attempts(int(raw))
         if detail is not None:
-            context.update(attempts=detail.attempts, totals=outcome_totals(detail.attempts))
+            trail = await request.app[STORE].audit_trail(detail.alert.id)
+            context.update(
+                attempts=detail.attempts,
+                totals=outcome_totals(detail.attempts),
+                trail=[(e.at, e.actor, e.action, _timeline_detail(e.detail)) for e in trail],
+            )
             return sse_message("calls", render_text("_calls.html", context))
     context.update(await _board_values(request))
     return sse_message("board", render_text("_board.html", context))
