@@ -36,7 +36,8 @@ def loaded(tmp_path: Path, *args: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    "command", [("token", "list"), ("config", "check"), ("rota", "export"), ("ready",)]
+    "command",
+    [("token", "list"), ("config", "check"), ("rota", "export"), ("ready",), ("user", "list")],
 )
 def test_commands_that_do_not_speak_load_no_speech_or_phone(
     tmp_path: Path, command: tuple[str, ...]
