@@ -25,6 +25,8 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("GET", "/login"): None,
     ("POST", "/login"): None,
     ("POST", "/logout"): Role.VIEWER,
+    ("GET", "/invite/{token}"): None,
+    ("POST", "/invite/{token}"): None,
     ("GET", "/"): Role.VIEWER,
     ("GET", "/events"): Role.VIEWER,
     ("GET", "/alerts/{id}"): Role.VIEWER,
@@ -48,12 +50,14 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
 }
 IDENTITIES: Final = {None: None, "viewer": Role.VIEWER, "alice": Role.RESPONDER,
                      "manager": Role.MANAGER, "admin": Role.ADMIN}  # fmt: skip
+LOGIN_TOKEN_FIELD: Final = re.compile(r'name="login_token" value="([^"]+)"')
 XSS_SUMMARY: Final = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 XSS_LABEL: Final = '"><svg onload=alert(3)>'
 
 
 def _concrete(path: str) -> list[str]:
     path = re.sub(r"\{id:[^}]*\}\}?", "{id}", path)
+    path = re.sub(r"\{token:[^}]*\}\}?", "{token}", path)
     if "{action" in path:
         return [path.split("{action")[0] + action for action in ("ack", "resolve")]
     return [path]
@@ -105,12 +109,12 @@ async def test_role_table_over_all_routes(console: Console, name: str | None) ->
     order = sorted(ROLE_TABLE, key=lambda k: k[1] == "/logout")  # log out last
     for method, template in order:
         alert_id = await console.fire(f"role test {name} {method} {template}")
-        path = template.replace("{id}", str(alert_id))
+        path = template.replace("{id}", str(alert_id)).replace("{token}", "no-such-invitation")
         needed = ROLE_TABLE[(method, template)]
         status, location = await _status(console, client, method, path, csrf)
         where = f"{name} {method} {path}: {status} {location}"
         if needed is None:
-            assert status in (200, 303, 401, 403), where
+            assert status in (200, 303, 401, 403, 404), where  # 404: no such invitation
         elif role is None:
             expected = 401 if path == "/events" else 303
             assert status == expected, where
@@ -303,3 +307,44 @@ async def test_old_hash_parameters_are_upgraded_at_log_in(make_console: ConsoleF
     after = await console.users.get_user("viewer")
     assert after is not None and after.password_hash.startswith("scrypt$15$8$1$")
     await console.login("viewer")  # the new hash checks the same password
+
+
+async def test_invitation_link_works_once(console: Console) -> None:
+    admin = await console.login("admin")
+    csrf = await console.csrf(admin, "/admin/users")
+    form = {"csrf": csrf, "action": "invite", "name": "noor", "role": "responder"}
+    status, page, _ = await console.post(admin, "/admin/users", form)
+    assert status == 200, page
+    link = page.split('id="invitation"')[1].split("<code>")[1].split("</code>")[0]
+    assert link.startswith(console.base + "/invite/")
+    path = link.removeprefix(console.base)
+    status, _, _ = await console.post(admin, "/admin/users", form)
+    assert status == 200  # a second invitation for the same name is allowed until used
+
+    guest = console.client()
+    status, page, _ = await console.get(guest, path)
+    assert status == 200 and "as noor" in page
+    token = LOGIN_TOKEN_FIELD.search(page)
+    assert token is not None
+    answer = {"login_token": token.group(1), "password": "short", "again": "short"}
+    status, page, _ = await console.post(guest, path, answer)
+    assert status == 422 and "at least 10 characters" in page
+    _, page, _ = await console.get(guest, path)
+    token = LOGIN_TOKEN_FIELD.search(page)
+    assert token is not None
+    chosen = "noor's own passphrase"
+    answer = {"login_token": token.group(1), "password": chosen, "again": chosen}
+    status, _, response = await console.post(guest, path, answer)
+    assert status == 303 and response.headers["Location"] == "/"
+    status, page, _ = await console.get(guest, "/")
+    assert status == 200 and "signed in as noor (responder)" in page
+    # used: the link is dead; the account logs in with the chosen password
+    status, page, _ = await console.get(console.client(), path)
+    assert status == 404 and "unknown, used or expired" in page
+    await console.login("noor", chosen)
+    actions = [(e.actor, e.action) for e in await console.store.audit_trail()]
+    assert ("admin", "user.invited") in actions and ("noor", "user.invitation_accepted") in actions
+    status, page, _ = await console.post(
+        admin, "/admin/users", {**form, "name": "admin"}
+    )  # an existing name cannot be invited
+    assert status == 409

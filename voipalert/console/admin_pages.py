@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from voipalert.console.invite import INVITATION_HOURS
 from voipalert.console.keys import CONSOLE, session_of
 from voipalert.console.passwords import hash_password
 from voipalert.console.render import render
@@ -31,6 +33,7 @@ async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Re
         "message": None,
         "error": None,
         "secret": None,
+        "invitation": None,
     }
     values.update(extra)
     return await render(request, "admin_users.html", status, **values)
@@ -53,7 +56,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     name = str(form.get("name", "")).strip()
     role_text = str(form.get("role", "viewer"))
     if (
-        action not in ("add", "password", "role", "remove")
+        action not in ("add", "invite", "password", "role", "remove")
         or role_text not in {r.label for r in Role}
         or not _valid_name(name)
     ):
@@ -62,6 +65,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         return await _page(request, 409, error="You cannot remove or demote yourself here.")
     if action in ("add", "password"):
         return await _new_password(request, action, name, Role.parse(role_text))
+    if action == "invite":
+        return await _invite(request, name, Role.parse(role_text))
     tables, me = request.app[CONSOLE].users, session.user.name
     if action == "role":
         done = await tables.set_role(name, Role.parse(role_text), me)
@@ -70,6 +75,18 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     if not done:
         return await _page(request, 409, error="No such user.")
     return await _page(request, message="Saved.")
+
+
+async def _invite(request: web.Request, name: str, role: Role) -> web.Response:
+    """A one-time link for ``name`` to choose their own password; shown once."""
+    session = await session_of(request)
+    assert session is not None
+    lifetime = timedelta(hours=INVITATION_HOURS)
+    token = await request.app[CONSOLE].users.invite(name, role, lifetime, session.user.name)
+    if token is None:
+        return await _page(request, 409, error="That name is taken.")
+    link = f"{request.scheme}://{request.host}/invite/{token}"
+    return await _page(request, invitation=(name, link))
 
 
 async def _new_password(request: web.Request, action: str, name: str, role: Role) -> web.Response:

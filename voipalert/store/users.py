@@ -267,6 +267,71 @@ class UserTables:
         async with self._db.transaction(write=True, what="audit") as conn:
             await alert_sql.audit(conn, now, actor, action, alert_id=alert_id, **detail)
 
+    # ---------------------------------------------------------------- invitations
+
+    async def invite(self, name: str, role: Role, lifetime: timedelta, actor: str) -> str | None:
+        """A one-time invitation token for a new account ``name``; None when a user of that
+        name exists already."""
+        now = self._clock.now_utc()
+        token = secrets.token_urlsafe(SESSION_ID_BYTES)
+        async with self._db.transaction(write=True, what=f"invite {name!r}") as conn:
+            taken = list(await conn.execute_fetchall("SELECT 1 FROM users WHERE name = ?", (name,)))
+            if taken:
+                return None
+            await conn.execute(
+                "INSERT INTO invitations (token_sha256, name, role, created_by, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (_digest(token), name, role.label, actor, to_db(now), to_db(now + lifetime)),
+            )
+            await alert_sql.audit(
+                conn, now, actor, "user.invited", name=name, role=role.label,
+                expires_at=to_db(now + lifetime),
+            )  # fmt: skip
+        return token
+
+    async def invitation(self, token: str) -> tuple[str, Role] | None:
+        """(name, role) of the live, unused invitation with this token, or None."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=False) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT name, role FROM invitations WHERE token_sha256 = ? "
+                    "AND used_at IS NULL AND expires_at > ?",
+                    (_digest(token), to_db(now)),
+                )
+            )
+        return (str(rows[0]["name"]), Role.parse(rows[0]["role"])) if rows else None
+
+    async def accept_invitation(self, token: str, password_hash: str) -> User | None:
+        """Use the invitation (once) and create its account; None when the invitation is
+        unknown, used, expired, or its name was taken meanwhile (nothing changes then)."""
+        now = self._clock.now_utc()
+        digest = _digest(token)
+        async with self._db.transaction(write=True, what="accept invitation") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT name, role FROM invitations WHERE token_sha256 = ? "
+                    "AND used_at IS NULL AND expires_at > ? "
+                    "AND NOT EXISTS (SELECT 1 FROM users WHERE users.name = invitations.name)",
+                    (digest, to_db(now)),
+                )
+            )
+            if not rows:
+                return None
+            name, role = str(rows[0]["name"]), str(rows[0]["role"])
+            await conn.execute(
+                "UPDATE invitations SET used_at = ? WHERE token_sha256 = ?", (to_db(now), digest)
+            )
+            created = list(
+                await conn.execute_fetchall(
+                    "INSERT INTO users (name, role, password_hash, created_at, "
+                    "password_changed_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
+                    (name, role, password_hash, to_db(now), to_db(now)),
+                )
+            )
+            await alert_sql.audit(conn, now, name, "user.invitation_accepted", role=role)
+        return _user(created[0])
+
     async def change_version(self) -> int:
         """The newest audit entry's id: every change to alerts, calls and the rota writes
         one, so the board has changed exactly when this has."""

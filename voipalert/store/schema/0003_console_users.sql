@@ -32,3 +32,16 @@ CREATE TABLE sessions (
 ) STRICT;
 
 CREATE INDEX sessions_by_user ON sessions (user_id);
+
+-- An invitation: a one-time link that lets its holder choose the password of a new account
+-- (name and role chosen by the admin who made it). Only a SHA-256 of the link's token is
+-- kept; used_at is set once, when the account is created.
+CREATE TABLE invitations (
+    token_sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'responder', 'manager', 'admin')),
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+) STRICT;
