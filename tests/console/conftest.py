@@ -26,7 +26,7 @@ from voipalert.store import Scope, Store
 from voipalert.store.users import Role, UserTables
 
 PASSWORD = "correct horse battery"
-TEST_COST = Cost(log_n=14)  # tests only: a quicker hash, same code
+TEST_COST = Cost(log_n=14, r=8, p=1)  # tests only: a quicker hash, same code
 ROTA = """
 version: 1
 people:

@@ -334,3 +334,25 @@ async def test_mass_alert_launch_and_live_calls(console: Console) -> None:
     assert "acknowledged: 1" in update and "alice" in update
     status, _, _ = await console.post(client, "/mass", {**form, "team": "nobody"})
     assert status == 422
+
+
+async def test_alert_page_says_what_the_calls_say(console: Console) -> None:
+    alert_id = await console.fire("Boiler <2> trip")
+    await _call(console, alert_id)  # alice's call is in English
+    client = await console.login("viewer")
+    _, page, _ = await console.get(client, f"/alerts/{alert_id}")
+    assert "What the calls say" in page
+    assert "<q>critical alert. Boiler &lt;2&gt; trip</q>" in page
+    assert "<audio" not in page  # no speech engine outside serve: text only
+    status, _, _ = await console.get(client, f"/alerts/{alert_id}/prompt.wav?lang=en")
+    assert status == 503
+
+
+async def test_mass_alert_preview_shows_the_words(console: Console) -> None:
+    client = await console.login("manager")
+    csrf = await console.csrf(client, "/mass")
+    form = {"csrf": csrf, "team": "ops", "severity": "warning", "message": "Évacuez le hall B",
+            "lang": "fr", "action": "preview"}  # fmt: skip
+    status, page, _ = await console.post(client, "/mass", form)
+    assert status == 200 and 'id="preview"' in page and "Évacuez le hall B" in page
+    assert not (await console.store.list_alerts()).alerts  # a preview launches nothing

@@ -30,6 +30,7 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("GET", "/"): Role.VIEWER,
     ("GET", "/events"): Role.VIEWER,
     ("GET", "/alerts/{id}"): Role.VIEWER,
+    ("GET", "/alerts/{id}/prompt.wav"): Role.VIEWER,
     ("GET", "/alerts/{id}/ack"): Role.RESPONDER,
     ("GET", "/alerts/{id}/resolve"): Role.RESPONDER,
     ("POST", "/alerts/{id}/ack"): Role.RESPONDER,
@@ -39,6 +40,7 @@ ROLE_TABLE: Final[dict[tuple[str, str], Role | None]] = {
     ("POST", "/oncall/overrides/remove"): Role.RESPONDER,
     ("GET", "/mass"): Role.MANAGER,
     ("POST", "/mass"): Role.MANAGER,
+    ("GET", "/mass/prompt.wav"): Role.MANAGER,
     ("GET", "/rota"): Role.MANAGER,
     ("POST", "/rota/preview"): Role.MANAGER,
     ("POST", "/rota/apply"): Role.MANAGER,
@@ -300,9 +302,9 @@ async def read_event(response: aiohttp.ClientResponse, name: str) -> str:
 
 
 async def test_old_hash_parameters_are_upgraded_at_log_in(make_console: ConsoleFactory) -> None:
-    console = await make_console(ConsoleConfig(password_cost=Cost(log_n=15)))
+    console = await make_console(ConsoleConfig(password_cost=Cost(log_n=15, r=8, p=1)))
     before = await console.users.get_user("viewer")
-    assert before is not None and before.password_hash.startswith("scrypt$14$")
+    assert before is not None and before.password_hash.startswith("scrypt$14$8$1$")
     await console.login("viewer")
     after = await console.users.get_user("viewer")
     assert after is not None and after.password_hash.startswith("scrypt$15$8$1$")

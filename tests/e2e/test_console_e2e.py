@@ -98,6 +98,14 @@ async def test_ack_from_the_page_cancels_the_ringing_call(
         ]
         await page.reload()
         await expect(page.locator("td.outcome")).to_have_text("cancelled")
+        # what the call said: the words, and the prompt from serve's own speech to play
+        await expect(page.locator("figure.spoken q")).to_have_text("critical alert. Pump 3 stopped")
+        audio = await page.locator("figure.spoken audio").get_attribute("src")
+        assert audio == f"/alerts/{alert_id}/prompt.wav?lang=en"
+        wav = await page.request.get(server.url + audio)
+        assert wav.ok and wav.headers["content-type"] == "audio/wav"
+        body = await wav.body()
+        assert body[:4] == b"RIFF" and body[8:12] == b"WAVE" and len(body) > 8000
         await page.screenshot(path=tmp_path / "alert-acked.png", full_page=True)
         await asyncio.sleep(2)
         assert len(testbed.events("ack")) == ack_before  # nobody else was called
@@ -134,7 +142,14 @@ async def test_mass_alert_from_the_page_shows_each_outcome_live(
         await expect(page.locator("h1")).to_have_text("Mass alert")
         await page.select_option("select[name=team]", "everyone")
         await page.fill("textarea[name=message]", "Evacuate hall B")
-        await page.click("form#mass button")
+        await page.click("button:has-text('Hear it first')")
+        await expect(page.locator("#preview q")).to_have_text("critical alert. Evacuate hall B")
+        src = await page.locator("#preview audio").get_attribute("src")
+        assert src is not None
+        wav = await page.request.get(s.url + src)
+        assert wav.ok and (await wav.body())[:4] == b"RIFF"
+        assert len(tb.events("ack")) == 0  # hearing it first calls nobody
+        await page.click("button:has-text('Launch')")
         await expect(page.locator("h1")).to_contain_text("Evacuate hall B")
         totals = page.locator("p.totals")  # updated by the stream, no reload
         await expect(totals).to_contain_text("acknowledged: 2", timeout=60_000)

@@ -119,8 +119,9 @@ async def serve(
             test_caller = TestCaller(phone, speech, ua_config(settings).domain)
             add_test_call_route(app, test_caller)
             add_console(
-                app, settings=masked_dump(settings), test_call=test_caller.place_from_console
-            )
+                app, settings=masked_dump(settings), test_call=test_caller.place_from_console,
+                speech=speech,
+            )  # fmt: skip
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)

@@ -24,6 +24,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from voipalert.console.keys import CONSOLE, session_of
+from voipalert.console.prompts import SPEECH, texts_for
 from voipalert.console.render import (
     error_page_async,
     format_age,
@@ -213,6 +214,10 @@ async def alert_page(request: web.Request) -> web.StreamResponse:
         fields_json=json.dumps(detail.alert.fields, indent=2, ensure_ascii=False, default=str),
         labels=sorted(detail.alert.labels.items()),
         done=DONE_MESSAGES.get(done or ""),
+        spoken=texts_for(
+            request.app, detail.alert, sorted({a.language for a in detail.attempts}) or ["en"]
+        ),
+        can_play=SPEECH in request.app,
         may_act=session is not None and session.user.role >= Role.RESPONDER,
     )
 

@@ -8,16 +8,19 @@ not yet answered. The launch is in the audit log under the manager's name.
 from __future__ import annotations
 
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from voipalert.console.keys import CONSOLE, session_of
+from voipalert.console.prompts import SPEECH, mass_fields, spoken_text
 from voipalert.console.render import render, see_other
 from voipalert.domain.alert import AlertKind, NewAlert, Severity
 from voipalert.domain.rota import TeamName
 from voipalert.ingest.app_keys import INTAKE, STORE
 from voipalert.ingest.schemas import MAX_SUMMARY_CHARS
 from voipalert.store import AlertFilter, Page, UnknownReference
+from voipalert.tts.templates import TextLimits
 
 RECENT: Final = 20
 
@@ -33,9 +36,21 @@ async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Re
         "error": None,
         "form": {},
         "max_chars": MAX_SUMMARY_CHARS,
+        "preview": None,
     }
     values.update(extra)
     return await render(request, "mass.html", status, **values)
+
+
+async def _preview(request: web.Request, entry: dict[str, str], severity: str) -> web.Response:
+    """The message as the team will hear it (text, and the rendered prompt to play)."""
+    language = entry["lang"] if entry["lang"] in ("en", "fr") else "en"
+    speech = request.app.get(SPEECH)
+    limits = speech.limits if speech is not None else TextLimits()
+    text = spoken_text(language, mass_fields(entry["message"], severity), limits)
+    query = urlencode({"message": entry["message"], "severity": severity, "lang": language})
+    audio = f"/mass/prompt.wav?{query}" if speech is not None else None
+    return await _page(request, form=entry, preview={"text": text, "audio": audio})
 
 
 async def launcher(request: web.Request) -> web.StreamResponse:
@@ -46,10 +61,12 @@ async def launch(request: web.Request) -> web.StreamResponse:
     session = await session_of(request)
     assert session is not None
     form = await request.post()
-    entry = {k: str(form.get(k, "")).strip() for k in ("team", "message", "severity")}
+    entry = {k: str(form.get(k, "")).strip() for k in ("team", "message", "severity", "lang")}
     severity = entry["severity"] if entry["severity"] in set(Severity) else "critical"
     if not entry["message"] or len(entry["message"]) > MAX_SUMMARY_CHARS or not entry["team"]:
         return await _page(request, 422, error="Pick a team and type a message.", form=entry)
+    if form.get("action") == "preview":
+        return await _preview(request, entry, severity)
     new = NewAlert(
         summary=entry["message"], severity=Severity(severity), source="console",
         team=TeamName(entry["team"]), kind=AlertKind.MASS,

@@ -26,6 +26,7 @@ from voipalert.console import (
     login,
     mass_pages,
     oncall_pages,
+    prompts,
     rota_pages,
 )
 from voipalert.console.keys import CONSOLE, ConsoleState, session_of
@@ -64,6 +65,7 @@ ROUTES: Final = (
     Route("GET", "/", alert_pages.board, Role.VIEWER),
     Route("GET", "/events", alert_pages.events, Role.VIEWER),
     Route("GET", _ALERT, alert_pages.alert_page, Role.VIEWER),
+    Route("GET", f"{_ALERT}/prompt.wav", prompts.alert_prompt, Role.VIEWER),
     Route("GET", f"{_ALERT}/{{action:ack|resolve}}", alert_pages.confirm, Role.RESPONDER),
     Route("POST", f"{_ALERT}/{{action:ack|resolve}}", alert_pages.act, Role.RESPONDER),
     Route("GET", "/oncall", oncall_pages.oncall, Role.VIEWER),
@@ -71,6 +73,7 @@ ROUTES: Final = (
     Route("POST", "/oncall/overrides/remove", oncall_pages.remove_override, Role.RESPONDER),
     Route("GET", "/mass", mass_pages.launcher, Role.MANAGER),
     Route("POST", "/mass", mass_pages.launch, Role.MANAGER),
+    Route("GET", "/mass/prompt.wav", prompts.mass_prompt, Role.MANAGER),
     Route("GET", "/rota", rota_pages.editor, Role.MANAGER),
     Route("POST", "/rota/preview", rota_pages.preview, Role.MANAGER),
     Route("POST", "/rota/apply", rota_pages.apply, Role.MANAGER),
@@ -128,16 +131,20 @@ def add_console(
     config: ConsoleConfig | None = None,
     settings: dict[str, Any] | None = None,
     test_call: admin_status.TestCall | None = None,
+    speech: prompts.PromptSpeech | None = None,
 ) -> None:
     """Add the console's pages to the HTTP app built by ``ingest.webhook.build_app`` (whose
     store, clock and engine wake it uses). ``settings``: the effective settings with secrets
     masked, for the admin page; ``test_call`` places the admin page's test calls (the
-    composition root's, which holds the phone)."""
+    composition root's, which holds the phone); ``speech`` renders what calls say, to play
+    it in the browser."""
     config = config or ConsoleConfig()
     if settings is not None:
         app[admin_status.SETTINGS_VIEW] = admin_status.settings_text(settings)
     if test_call is not None:
         app[admin_status.TEST_CALL] = test_call
+    if speech is not None:
+        app[prompts.SPEECH] = speech
     compile_templates()
     store, clock = app[STORE], app[CLOCK]
     app[CONSOLE] = ConsoleState(

@@ -35,7 +35,8 @@ LANG_COOKIE: Final = "va_lang"
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 PAGE_HEADERS: Final = {
     "Content-Security-Policy": CSP,
