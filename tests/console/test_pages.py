@@ -356,3 +356,15 @@ async def test_mass_alert_preview_shows_the_words(console: Console) -> None:
     status, page, _ = await console.post(client, "/mass", form)
     assert status == 200 and 'id="preview"' in page and "Évacuez le hall B" in page
     assert not (await console.store.list_alerts()).alerts  # a preview launches nothing
+
+
+async def test_board_puts_the_most_urgent_first(console: Console) -> None:
+    info = await console.fire("Disk 80 percent", severity="info")
+    critical = await console.fire("Line 2 stopped", severity="critical")
+    warning = await console.fire("Fan noisy", severity="warning")
+    acked = await console.fire("Old critical", severity="critical")
+    await console.store.ack_alert(acked, by="alice", via="test")
+    client = await console.login("viewer")
+    _, page, _ = await console.get(client, "/")
+    order = [int(x) for x in re.findall(r'data-alert="(\d+)"', page)]
+    assert order == [critical, warning, info, acked]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,6 +105,23 @@ class BoardFilter:
         return self.severity is None or alert.severity is self.severity
 
 
+SEVERITY_RANK: Final = {s: rank for rank, s in enumerate(Severity)}  # critical first
+
+
+def _most_urgent_first(alerts: Iterable[Alert]) -> tuple[Alert, ...]:
+    """Triggered before acknowledged, then by severity, then newest first."""
+    return tuple(
+        sorted(
+            alerts,
+            key=lambda a: (
+                a.status is not AlertStatus.TRIGGERED,
+                SEVERITY_RANK[a.severity],
+                -a.id,
+            ),
+        )
+    )
+
+
 async def _board_values(request: web.Request) -> dict[str, Any]:
     store = request.app[STORE]
     wanted = BoardFilter.of(request.query)
@@ -113,7 +130,9 @@ async def _board_values(request: web.Request) -> dict[str, Any]:
     rota = await store.load_rota()
     session = await session_of(request)
     return {
-        "open_rows": await _rows(request, tuple(filter(wanted.keeps, open_page.alerts))),
+        "open_rows": await _rows(
+            request, _most_urgent_first(filter(wanted.keeps, open_page.alerts))
+        ),
         "recent_rows": await _rows(request, tuple(filter(wanted.keeps, recent.alerts))),
         "may_act": session is not None and session.user.role >= Role.RESPONDER,
         "filter": wanted,

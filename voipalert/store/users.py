@@ -225,9 +225,9 @@ class UserTables:
                 await conn.execute("DELETE FROM sessions WHERE id_sha256 = ?", (_digest(replaces),))
             await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (to_db(now),))
             await conn.execute(
-                "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, expires_at, "
-                "last_seen_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (_digest(session_id), user.id, csrf, to_db(now), to_db(expires), to_db(now)),
+                "INSERT INTO sessions (id_sha256, user_id, csrf_token, created_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (_digest(session_id), user.id, csrf, to_db(now), to_db(expires)),
             )
             await conn.execute(
                 "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = ? "

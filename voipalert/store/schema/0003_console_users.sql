@@ -21,14 +21,14 @@ CREATE TABLE users (
 
 -- Only a SHA-256 of each session id is kept: the cookie carries 32 random bytes, so a copy
 -- of the database lets nobody in. A login always makes a new row (session fixation), a
--- logout, a password change or a removal deletes the user's rows.
+-- logout, a password change or a removal deletes the user's rows. A session lasts a fixed
+-- time from the log-in (no sliding expiry: nothing is written per request).
 CREATE TABLE sessions (
     id_sha256 TEXT PRIMARY KEY,
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     csrf_token TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
-    last_seen_at TEXT NOT NULL
+    expires_at TEXT NOT NULL
 ) STRICT;
 
 CREATE INDEX sessions_by_user ON sessions (user_id);
