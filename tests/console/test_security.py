@@ -350,3 +350,39 @@ async def test_invitation_link_works_once(console: Console) -> None:
         admin, "/admin/users", {**form, "name": "admin"}
     )  # an existing name cannot be invited
     assert status == 409
+
+
+async def test_login_goes_back_only_to_this_site(console: Console) -> None:
+    for target, expected in (
+        ("/oncall?at=2030-01-05T22:00", "/oncall?at=2030-01-05T22:00"),
+        ("//evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+    ):
+        client = console.client()
+        _, page, _ = await console.get(client, "/login")
+        token = LOGIN_TOKEN_FIELD.search(page)
+        assert token is not None
+        form = {"login_token": token.group(1), "name": "viewer", "password": PASSWORD,
+                "next": target}  # fmt: skip
+        status, _, response = await console.post(client, "/login", form)
+        assert status == 303 and response.headers["Location"] == expected, target
+
+
+async def test_origin_must_be_this_host(console: Console) -> None:
+    alert_id = await console.fire("origin test")
+    client = await console.login("alice")
+    csrf = await console.csrf(client)
+    host = console.base.removeprefix("http://")
+    for origin in ("null", f"http://{host}.evil.example", "http://127.0.0.2:1", host):
+        status, _, _ = await console.post(
+            client, f"/alerts/{alert_id}/ack", {"csrf": csrf}, headers={"Origin": origin}
+        )
+        assert status == 403, origin
+    # https: the same host behind a proxy that terminates TLS
+    status, _, _ = await console.post(
+        client, f"/alerts/{alert_id}/ack", {"csrf": csrf}, headers={"Origin": f"https://{host}"}
+    )
+    assert status == 303

@@ -9,6 +9,7 @@ password and the answer is the same. Every outcome is in the audit log under the
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from typing import Final
 
@@ -31,9 +32,14 @@ from voipalert.store.users import User
 MAX_NAME_CHARS: Final = 64
 
 
+# A path of this site and its query, in plain URL characters: no "//host", no backslash,
+# no tab or newline (browsers drop those, so "/\t/evil.example" would become "//evil...").
+_LOCAL_PATH: Final = re.compile(r"^/(?![/])[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,500}$")
+
+
 def _next(raw: str | None) -> str:
-    """Only a path of this site: never ``//other.example`` or a full URL."""
-    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+    """Where to go after the log-in: only a path of this site, else ``/``."""
+    if raw and _LOCAL_PATH.match(raw):
         return raw
     return "/"
 

@@ -83,9 +83,13 @@ def same_token(given: object, expected: str) -> bool:
 
 def same_origin(request: web.Request) -> bool:
     """A request without ``Origin`` (an old browser, a script) is left to the CSRF token;
-    one with an ``Origin`` must come from this very host."""
+    one with an ``Origin`` must name this very host (and port). The scheme is not compared:
+    behind a proxy that terminates TLS the browser says https and we see http."""
     origin = request.headers.get("Origin")
-    return origin is None or origin == f"{request.scheme}://{request.host}"
+    if origin is None:
+        return True
+    scheme, sep, host = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and host == request.host
 
 
 def new_login_token() -> str:
