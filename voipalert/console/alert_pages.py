@@ -33,6 +33,7 @@ from voipalert.console.render import (
     render_text,
     see_other,
 )
+from voipalert.console.security import SESSION_COOKIE
 from voipalert.domain.alert import Alert, AlertStatus, Attempt, Severity
 from voipalert.ingest.app_keys import CLOCK, STORE, WAKE
 from voipalert.store import AlertFilter, AlertNotFound, Page
@@ -152,33 +153,41 @@ def sse_message(event: str, data: str) -> bytes:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    state = request.app[CONSOLE]
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                  "X-Accel-Buffering": "no"},
     )  # fmt: skip
     await response.prepare(request)
+    try:
+        await _stream(request, response)
+    except ConnectionError:
+        pass  # the browser went away (closed the tab, navigated): nothing to tell it
+    return response
+
+
+async def _stream(request: web.Request, response: web.StreamResponse) -> None:
+    state = request.app[CONSOLE]
     await response.write(b"retry: 3000\n\n")
     loop = asyncio.get_running_loop()
-    last_version, last_sent = -1, 0.0
-    session_id = request.cookies.get("va_session", "")
+    last_version, last_sent, last_write = -1, 0.0, loop.time()
+    session_id = request.cookies.get(SESSION_COOKIE, "")
     while not state.stopping.is_set():
         if await state.users.session(session_id) is None:
             await response.write(sse_message("logout", "/login"))
-            break
+            return
         version = await state.users.change_version()
         now = loop.time()
         if version != last_version or now - last_sent >= REFRESH_SECONDS:
             await response.write(await _stream_event(request))
-            last_version, last_sent = version, now
-        elif now - last_sent >= KEEPALIVE_SECONDS:
-            await response.write(b": keep-alive\n\n")
+            last_version, last_sent, last_write = version, now, now
+        elif now - last_write >= KEEPALIVE_SECONDS:
+            await response.write(b": keep-alive\n\n")  # proxies close silent streams
+            last_write = now
         try:
             async with asyncio.timeout(state.config.events_poll_seconds):
                 await state.stopping.wait()
         except TimeoutError:
             pass
-    return response
 
 
 async def _stream_event(request: web.Request) -> bytes:
