@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from voipalert.app.config import (
+    console_config,
     engine_config,
     ingest_config,
     media_config,
@@ -118,10 +119,11 @@ async def serve(
             stalls.metrics = app[METRICS]
             test_caller = TestCaller(phone, speech, ua_config(settings).domain)
             add_test_call_route(app, test_caller)
-            add_console(
-                app, settings=masked_dump(settings), test_call=test_caller.place_from_console,
-                speech=speech,
-            )  # fmt: skip
+            if settings.console.enabled:
+                add_console(
+                    app, console_config(settings), settings=masked_dump(settings),
+                    test_call=test_caller.place_from_console, speech=speech,
+                )  # fmt: skip
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)

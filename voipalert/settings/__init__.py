@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from voipalert.errors import ConfigError
 from voipalert.settings.sections import (
     CallSettings,
+    ConsoleSettings,
     DatabaseSettings,
     EmailRuleSettings,
     EngineSettings,
@@ -44,6 +45,7 @@ __all__ = [
     "CONFIG_ENV_VAR",
     "ENV_PREFIX",
     "CallSettings",
+    "ConsoleSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
     "EngineSettings",
@@ -89,6 +91,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(
