@@ -45,6 +45,7 @@ BOARD_OPEN_LIMIT: Final = 200
 BOARD_RECENT_LIMIT: Final = 20
 REFRESH_SECONDS: Final = 30.0
 KEEPALIVE_SECONDS: Final = 15.0
+SESSION_CHECK_SECONDS: Final = 5.0
 FILTER_MAX_CHARS: Final = 64
 ALERT_ID_DIGITS: Final = 18
 DONE_MESSAGES: Final = {
@@ -166,28 +167,31 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, response: web.StreamResponse) -> None:
+    """Send the page's live part now, then whenever the store changed (the shared feed says
+    so), and every 30 s for the ages; end when the session does or at shutdown."""
     state = request.app[CONSOLE]
     await response.write(b"retry: 3000\n\n")
     loop = asyncio.get_running_loop()
-    last_version, last_sent, last_write = -1, 0.0, loop.time()
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    while not state.stopping.is_set():
-        if await state.users.session(session_id) is None:
-            await response.write(sse_message("logout", "/login"))
-            return
-        version = await state.users.change_version()
-        now = loop.time()
-        if version != last_version or now - last_sent >= REFRESH_SECONDS:
-            await response.write(await _stream_event(request))
-            last_version, last_sent, last_write = version, now, now
-        elif now - last_write >= KEEPALIVE_SECONDS:
-            await response.write(b": keep-alive\n\n")  # proxies close silent streams
-            last_write = now
-        try:
-            async with asyncio.timeout(state.config.events_poll_seconds):
-                await state.stopping.wait()
-        except TimeoutError:
-            pass
+    sent_version: int | None = None
+    last_sent = last_write = last_check = loop.time()
+    with state.feed.listening():
+        await state.feed.current()
+        while not state.stopping.is_set():
+            now = loop.time()
+            version = state.feed.version
+            if sent_version != version or now - last_check >= SESSION_CHECK_SECONDS:
+                if await state.users.session(session_id) is None:
+                    await response.write(sse_message("logout", "/login"))
+                    return
+                last_check = now
+            if sent_version != version or now - last_sent >= REFRESH_SECONDS:
+                await response.write(await _stream_event(request))
+                sent_version, last_sent, last_write = version, now, now
+            elif now - last_write >= KEEPALIVE_SECONDS:
+                await response.write(b": keep-alive\n\n")  # proxies close silent streams
+                last_write = now
+            await state.feed.wait(version, timeout=SESSION_CHECK_SECONDS)
 
 
 async def _stream_event(request: web.Request) -> bytes:

@@ -8,6 +8,7 @@ from typing import Final
 
 from aiohttp import web
 
+from voipalert.console.feed import ChangeFeed
 from voipalert.console.security import SESSION_COOKIE, ConsoleConfig, LoginLimiter
 from voipalert.store.users import Session, UserTables
 
@@ -18,6 +19,7 @@ class ConsoleState:
     config: ConsoleConfig
     limiter: LoginLimiter
     stopping: asyncio.Event  # set at shutdown: live-update streams end
+    feed: ChangeFeed
 
 
 CONSOLE: Final = web.AppKey("console", ConsoleState)

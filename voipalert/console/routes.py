@@ -10,7 +10,7 @@ log-in page, the stylesheet and script) have role ``None``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +29,7 @@ from voipalert.console import (
     prompts,
     rota_pages,
 )
+from voipalert.console.feed import ChangeFeed, run_feed
 from voipalert.console.keys import CONSOLE, ConsoleState, session_of
 from voipalert.console.render import compile_templates, error_page, see_other
 from voipalert.console.security import (
@@ -124,6 +125,11 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
 
 async def _stop_streams(app: web.Application) -> None:
     app[CONSOLE].stopping.set()
+    app[CONSOLE].feed.close()
+
+
+def _feed(app: web.Application) -> AsyncIterator[None]:
+    return run_feed(app[CONSOLE].feed)
 
 
 def add_console(
@@ -147,17 +153,20 @@ def add_console(
         app[prompts.SPEECH] = speech
     compile_templates()
     store, clock = app[STORE], app[CLOCK]
+    users = UserTables(store, clock)
     app[CONSOLE] = ConsoleState(
-        users=UserTables(store, clock),
+        users=users,
         config=config,
         limiter=LoginLimiter(config.login_attempts, config.login_window_seconds),
         stopping=asyncio.Event(),
+        feed=ChangeFeed(users, config.events_poll_seconds),
     )
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _guarded(route))
     app.router.add_static("/static", STATIC, append_version=False)
     app.on_response_prepare.append(_headers)
     app.on_shutdown.append(_stop_streams)
+    app.cleanup_ctx.append(_feed)
 
 
 __all__ = ["ROUTES", "Route", "add_console"]
