@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
@@ -29,12 +28,11 @@ from voipalert.clock import SystemClock
 from voipalert.console.passwords import hash_password, password_problem
 from voipalert.settings import load_settings
 from voipalert.store import Store, StoreConfig
-from voipalert.store.users import Role, UserTables
+from voipalert.store.users import USER_NAME, Role, UserTables
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
-USER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 ROLES: Final = [r.label for r in Role]
 
 T = TypeVar("T")

@@ -19,9 +19,7 @@ from voipalert.console.invite import INVITATION_HOURS
 from voipalert.console.keys import CONSOLE, session_of
 from voipalert.console.passwords import hash_password
 from voipalert.console.render import render
-from voipalert.store.users import Role
-
-USER_NAME_CHARS = 64
+from voipalert.store.users import USER_NAME, Role
 
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
@@ -44,7 +42,7 @@ async def users(request: web.Request) -> web.StreamResponse:
 
 
 def _valid_name(name: str) -> bool:
-    return 0 < len(name) <= USER_NAME_CHARS and name.isprintable() and name.strip() == name
+    return USER_NAME.match(name) is not None
 
 
 async def change_user(request: web.Request) -> web.StreamResponse:

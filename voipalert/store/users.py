@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from voipalert.store import alert_sql
 from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.repo import Store
 
+# A user name: what `voipalert user add` and the users page accept alike.
+USER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SESSION_ID_BYTES: Final = 32
 CSRF_BYTES: Final = 32
 
