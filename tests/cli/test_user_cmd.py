@@ -13,7 +13,7 @@ from pathlib import Path
 from voipalert.clock import SystemClock
 from voipalert.console.passwords import verify_password
 from voipalert.store import Store
-from voipalert.store.users import User, UserTables
+from voipalert.store.users import Role, User, UserTables
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,3 +86,20 @@ def test_bad_names_and_short_passwords_are_refused(tmp_path: Path) -> None:
     short = user(tmp_path, "add", "bo", "--password-stdin", stdin="short\n")
     assert short.returncode == 2 and "at least 10 characters" in short.stderr
     assert json.loads(user(tmp_path, "list", "--json").stdout) == []
+
+
+def test_invite_prints_a_one_time_link(tmp_path: Path) -> None:
+    invited = user(tmp_path, "invite", "noor", "--role", "manager", "--url", "https://ops.example/")
+    assert invited.returncode == 0, invited.stderr
+    link = invited.stdout.split("https://ops.example/invite/")[1].split()[0]
+    assert len(link) >= 40
+    found = asyncio.run(_invitation(tmp_path, link))
+    assert found is not None and found[0] == "noor" and found[1].label == "manager"
+    assert user(tmp_path, "add", "taken", "--generate").returncode == 0
+    again = user(tmp_path, "invite", "taken")
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+async def _invitation(tmp_path: Path, token: str) -> tuple[str, Role] | None:
+    async with await Store.open(tmp_path / "users.db", SystemClock()) as store:
+        return await UserTables(store, SystemClock()).invitation(token)

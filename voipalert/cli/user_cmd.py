@@ -20,6 +20,7 @@ import json
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -28,7 +29,7 @@ from voipalert.clock import SystemClock
 from voipalert.console.passwords import hash_password, password_problem
 from voipalert.settings import load_settings
 from voipalert.store import Store, StoreConfig
-from voipalert.store.users import USER_NAME, Role, UserTables
+from voipalert.store.users import INVITATION_HOURS, USER_NAME, Role, UserTables
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -49,6 +50,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing = actions.add_parser("list", help="list users and roles")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(func=run_list)
+    invite = actions.add_parser(
+        "invite",
+        help="print a one-time link (72 hours) with which NAME chooses their own password",
+    )
+    invite.add_argument("name", metavar="NAME")
+    invite.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
+    invite.add_argument(
+        "--url",
+        metavar="URL",
+        help="the console's address as people reach it (default: from [http] host and port)",
+    )
+    invite.set_defaults(func=run_invite)
     role = actions.add_parser("set-role", help="change a user's role")
     role.add_argument("name", metavar="NAME")
     role.add_argument("role", choices=ROLES)
@@ -125,6 +138,27 @@ def run_add(args: argparse.Namespace) -> int:
         print(f"voipalert: a user named {name!r} already exists", file=sys.stderr)
         return EXIT_REFUSED
     print(f"user {name} added (role {role.label})")
+    return EXIT_OK
+
+
+def run_invite(args: argparse.Namespace) -> int:
+    name: str = args.name
+    if USER_NAME.match(name) is None:
+        print(
+            f"voipalert: user name {name!r}: use 1-64 letters, digits, '.', '_', '@' or '-'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    settings = load_settings(args.config)
+    base = args.url or f"http://{settings.http.host}:{settings.http.port}"
+    role = Role.parse(args.role)
+    lifetime = timedelta(hours=INVITATION_HOURS)
+    token = asyncio.run(_run(_database(args), lambda t: t.invite(name, role, lifetime, "cli")))
+    if token is None:
+        print(f"voipalert: a user named {name!r} already exists", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"invitation for {name} (role {role.label}), one use, {INVITATION_HOURS} hours:")
+    print(f"\n    {base.rstrip('/')}/invite/{token}\n")
     return EXIT_OK
 
 

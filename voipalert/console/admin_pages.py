@@ -15,11 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from voipalert.console.invite import INVITATION_HOURS
 from voipalert.console.keys import CONSOLE, session_of
 from voipalert.console.passwords import hash_password
 from voipalert.console.render import render
-from voipalert.store.users import USER_NAME, Role
+from voipalert.store.users import INVITATION_HOURS, USER_NAME, Role
 
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:

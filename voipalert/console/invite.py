@@ -2,7 +2,7 @@
 admin prepared (name and role), once; then they are logged in.
 
 The link carries 32 random bytes (only their SHA-256 is stored) and expires after
-``INVITATION_HOURS``. The form is protected like the log-in form (double-submit token,
+``store.users.INVITATION_HOURS`` (72). The form is protected like the log-in form (double-submit token,
 same-origin check, the per-address rate limit); the password follows the CLI's rules.
 """
 
@@ -26,7 +26,6 @@ from voipalert.console.security import (
     set_cookie,
 )
 
-INVITATION_HOURS: Final = 72
 TOKEN_MAX_CHARS: Final = 128
 
 

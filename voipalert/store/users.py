@@ -27,6 +27,7 @@ from voipalert.store.repo import Store
 # A user name: what `voipalert user add` and the users page accept alike.
 USER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 SESSION_ID_BYTES: Final = 32
+INVITATION_HOURS: Final = 72  # how long an invitation link works
 CSRF_BYTES: Final = 32
 
 
