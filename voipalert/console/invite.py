@@ -2,8 +2,9 @@
 admin prepared (name and role), once; then they are logged in.
 
 The link carries 32 random bytes (only their SHA-256 is stored) and expires after
-``store.users.INVITATION_HOURS`` (72). The form is protected like the log-in form (double-submit token,
-same-origin check, the per-address rate limit); the password follows the CLI's rules.
+``store.users.INVITATION_HOURS`` (72). The form is protected like the log-in form
+(double-submit token, same-origin check, the per-address rate limit); the password follows
+the CLI's rules.
 """
 
 from __future__ import annotations
