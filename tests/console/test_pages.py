@@ -368,3 +368,14 @@ async def test_board_puts_the_most_urgent_first(console: Console) -> None:
     _, page, _ = await console.get(client, "/")
     order = [int(x) for x in re.findall(r'data-alert="(\d+)"', page)]
     assert order == [critical, warning, info, acked]
+
+
+async def test_unknown_pages_are_pages_and_api_errors_stay_json(console: Console) -> None:
+    client = console.client()
+    html_accept = {"Accept": "text/html,application/xhtml+xml"}
+    status, page, response = await console.get(client, "/no/such/page", headers=html_accept)
+    assert status == 404 and response.content_type == "text/html" and "Not found" in page
+    status, _, response = await console.get(client, "/api/v1/nothing", headers=html_accept)
+    assert status == 404 and response.content_type == "application/json"
+    status, _, response = await console.get(client, "/no/such/page")
+    assert status == 404 and response.content_type == "application/json"

@@ -116,6 +116,20 @@ def _guarded(route: Route) -> Handler:
     return handler
 
 
+@web.middleware
+async def _html_not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A browser asking for a page that does not exist gets a page saying so (the API's
+    clients keep their JSON error: this only answers GETs that accept HTML, outside
+    ``/api/``)."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        accepts_html = "text/html" in request.headers.get("Accept", "")
+        if request.method != "GET" or request.path.startswith("/api/") or not accepts_html:
+            raise
+        return error_page(request, 404, "Not found", "Not found")
+
+
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     """The console's security headers, on every response outside the API."""
     if not request.path.startswith("/api/"):
@@ -165,6 +179,7 @@ def add_console(
         app.router.add_route(route.method, route.path, _guarded(route))
     app.router.add_static("/static", STATIC, append_version=False)
     app.on_response_prepare.append(_headers)
+    app.middlewares.append(_html_not_found)
     app.on_shutdown.append(_stop_streams)
     app.cleanup_ctx.append(_feed)
 
