@@ -39,6 +39,7 @@ from tests.rtp_capture import RtpCaptureProcess
 from tests.slot_audit import audit_heard, audit_stream
 from voipalert.app.demo import find_testbed, testbed_ports
 from voipalert.app.loop_watch import LoopWatch, Stall, StallKind
+from voipalert.app.serve import settle_heap
 from voipalert.calls import PROMPT_GAP_SECONDS, MediaConfig, Phone
 from voipalert.callscript import GREETING, MENU, MESSAGE, ScriptConfig
 from voipalert.net.rtp_pacer import RtpPacer
@@ -95,6 +96,7 @@ async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> 
         )  # fmt: skip
         await phone.start()
         await phone.wait_registered(10)
+        settle_heap()  # as serve does before it says ready (docs/realtime.md §4)
         watch = LoopWatch(0.02, result.stalls.append, period=0.005)
 
         async def one(bot: str) -> str:

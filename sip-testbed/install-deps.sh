@@ -5,12 +5,14 @@
 # as a cross-check), sox, and dovecot-imapd (the IMAP server the e-mail poller's tests run
 # against; the tests start their own instance, on loopback), python3-seccomp and systemd (the
 # deploy tests rebuild the systemd unit's seccomp sandbox with libseccomp and run
-# `systemd-analyze verify`; systemd need not be PID 1 for that), and chromium (the web
-# console's browser tests drive it with Playwright; no browser is downloaded).
+# `systemd-analyze verify`; systemd need not be PID 1 for that), dnsmasq-base (the DNS
+# server the RFC 3263 tests start on loopback: the binary only, no system service), and
+# chromium (the web console's browser tests drive it with Playwright; no browser is
+# downloaded).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
-    packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd chromium)
+    packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base chromium)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 from testbed import DEFAULT_BOTS, INSTALL_HINT, BotSpec, Testbed, missing_programs, start
 
+from tests.requires import need
+
 TestbedFactory = Callable[[Sequence[BotSpec]], Testbed]
 
 
@@ -30,10 +32,7 @@ def _require_programs() -> None:
     missing = missing_programs()
     if not missing:
         return
-    message = f"SIP testbed programs missing ({', '.join(missing)}); install: {INSTALL_HINT}"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    need(False, f"SIP testbed programs missing ({', '.join(missing)}); install: {INSTALL_HINT}")
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,13 @@ import asyncio
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
 
-from voipalert.logs import log_context, setup_logging
+from voipalert import logs
+from voipalert.logs import log_context, setup_logging, written_in_background
 
 
 @pytest.fixture
@@ -92,3 +94,64 @@ def test_a_traceback_keeps_its_lines_but_not_forged_ones(stream: io.StringIO) ->
         logging.getLogger("voipalert.test").exception("failed")
     output = stream.getvalue()
     assert "Traceback" in output and "\x1b" not in output and "\\x1b]0;owned\\x07" in output
+
+
+class _GatedStream(io.StringIO):
+    """A log output whose writes wait for the gate: a full pipe, a throttled disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.timed_out = False
+
+    def write(self, text: str) -> int:
+        if not self.gate.wait(10):
+            self.timed_out = True
+        return super().write(text)
+
+
+def test_in_the_background_a_blocked_output_never_blocks_the_logger(
+    stream: io.StringIO,
+) -> None:
+    gated = _GatedStream()
+    setup_logging("json", "INFO", gated)
+    log = logging.getLogger("voipalert.test")
+    with written_in_background():
+        with log_context(alert_id=7, call_id="c-7"):
+            log.info("first %s", "line", extra={"attempt": 2})
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.exception("second")
+        log.info("third")
+        gated.gate.set()  # with a synchronous handler the first call would still be waiting
+    assert not gated.timed_out, "a log call waited for the output"
+    first, second, third = (json.loads(line) for line in gated.getvalue().splitlines())
+    assert (first["msg"], first["alert_id"], first["call_id"], first["attempt"]) == (
+        "first line", "7", "c-7", 2,
+    )  # fmt: skip
+    assert second["alert_id"] == "7" and "ValueError: boom" in second["exc"]
+    assert third["msg"] == "third" and "alert_id" not in third
+    # Back to writing directly afterwards.
+    log.info("after")
+    assert json.loads(gated.getvalue().splitlines()[-1])["msg"] == "after"
+
+
+def test_a_writer_that_far_behind_drops_and_says_how_many(
+    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "BACKGROUND_QUEUE_RECORDS", 3)
+    gated = _GatedStream()
+    setup_logging("text", "INFO", gated)
+    log = logging.getLogger("voipalert.test")
+    with written_in_background():
+        for i in range(10):
+            log.info("record %d", i)
+        gated.gate.set()
+    lines = gated.getvalue().splitlines()
+    kept = [line for line in lines if "record " in line and "dropped" not in line]
+    notes = [line for line in lines if "log records dropped" in line]
+    assert len(notes) == 1
+    dropped = int(notes[0].split(" log records dropped")[0].rsplit(" ", 1)[1])
+    assert dropped > 0 and len(kept) + dropped == 10
+    assert "log records dropped" in lines[-1]

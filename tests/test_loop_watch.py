@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.requires import need
 from voipalert.app.loop_watch import LoopWatch, Stall, StallKind, read_schedstat
 
-pytestmark = pytest.mark.skipif(
-    read_schedstat(Path("/proc/thread-self/schedstat")) is None,
-    reason="the kernel keeps no per-thread scheduler figures (CONFIG_SCHED_INFO)",
-)
+
+@pytest.fixture(autouse=True)
+def _schedstat() -> None:
+    need(
+        read_schedstat(Path("/proc/thread-self/schedstat")) is not None,
+        "the kernel keeps no per-thread scheduler figures (CONFIG_SCHED_INFO)",
+    )
 
 
 async def _watched(work: object) -> list[Stall]:
@@ -113,3 +117,84 @@ def test_the_e2e_check_counts_our_stalls_after_start_up_only() -> None:
     with pytest.raises(AssertionError, match="a call"):
         assert_no_stalls(log)
     assert_no_stalls(log.replace("(blocked:", "(preempted:"))
+
+
+def test_the_e2e_check_treats_a_restarts_start_up_as_start_up() -> None:
+    from tests.e2e.stalls import SPAWN_MARK, stalls
+
+    log = (
+        f"{SPAWN_MARK}\n"
+        "2026-12-02 18:32:24.300 INFO  voipalert.serve voipalert ready: HTTP on ...\n"
+        f"{SPAWN_MARK}\n"
+        "2026-12-02 18:32:30.000 WARNING voipalert.loop event loop stalled 40 ms (busy: on a"
+        " core 38 ms) at the second start-up\n"
+        "2026-12-02 18:32:31.000 INFO  voipalert.serve voipalert ready: HTTP on ...\n"
+        "2026-12-02 18:32:32.000 WARNING voipalert.loop event loop stalled 40 ms (busy: on a"
+        " core 38 ms) at a call after the restart\n"
+    )
+    ours, others = stalls(log)
+    assert [line.rsplit(" at ", 1)[1] for line in ours] == ["a call after the restart"]
+    assert [line.rsplit(" at ", 1)[1] for line in others] == ["the second start-up"]
+
+
+def test_serve_settles_its_start_up_heap_out_of_the_collectors_scans() -> None:
+    import gc
+    import weakref
+
+    from voipalert.app.serve import settle_heap
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self
+
+    kept = [Node() for _ in range(1000)]
+    garbage = Node()
+    gone = weakref.ref(garbage)
+    del garbage
+    try:
+        frozen = settle_heap()
+        assert gone() is None, "start-up garbage must be collected, not frozen"
+        assert frozen >= len(kept)
+        assert gc.get_freeze_count() == frozen
+        # Objects made later are still collected as usual.
+        later = Node()
+        later_ref = weakref.ref(later)
+        del later
+        gc.collect()
+        assert later_ref() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_the_e2e_check_charges_only_our_own_part_of_a_stall() -> None:
+    from tests.e2e.stalls import stalls
+
+    log = (
+        "2026-12-02 18:32:24.300 INFO  voipalert.serve voipalert ready: HTTP on ...\n"
+        "2026-12-02 18:32:25.000 WARNING voipalert.loop event loop stalled 21 ms (busy: on a"
+        " core 16 ms, blocked 3 ms, waiting for a core 2 ms) at mostly ours"
+        " stall_ms=21.4 stall_kind=busy stall_ours_ms=18.9\n"
+        "2026-12-02 18:32:26.000 WARNING voipalert.loop event loop stalled 25 ms (busy: on a"
+        " core 22 ms, blocked 1 ms, waiting for a core 2 ms) at ours"
+        " stall_ms=25.0 stall_kind=busy stall_ours_ms=23.0\n"
+    )
+    ours, others = stalls(log)
+    assert [line.split(" at ", 1)[1].split(" stall_ms")[0] for line in ours] == ["ours"]
+    assert len(others) == 1
+
+
+def test_an_uncaught_stall_with_nothing_of_ours_running_is_frozen_not_ours() -> None:
+    # The watcher could not run, the loop thread slept, no other thread of ours ran: the
+    # process was not running at all (the host).
+    frozen = Stall(lag=0.04, window=0.045, on_cpu=0.001, runnable=0.002, caught=False)
+    assert frozen.kind is StallKind.FROZEN
+    assert frozen.ours < 0.005
+    assert "frozen 42 ms" in frozen.describe()
+    # Another thread of ours was on a core meanwhile: it held the GIL; that is ours.
+    gil = Stall(
+        lag=0.04, window=0.045, on_cpu=0.001, runnable=0.002, caught=False, others_on_cpu=0.04
+    )
+    assert gil.kind is StallKind.BLOCKED and gil.ours > 0.035
+    # Caught at a place: the loop thread was in a blocking call; ours whatever else ran.
+    call = Stall(lag=0.04, window=0.045, on_cpu=0.001, runnable=0.002, where=("db.py:1 in f",))
+    assert call.kind is StallKind.BLOCKED and call.ours > 0.035

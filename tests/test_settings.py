@@ -84,6 +84,9 @@ def test_secrets_never_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
         ("VOIPALERT_HTTP__PORT", "0", "http.port"),
         ("VOIPALERT_MEDIA__CODECS", '["G729"]', "media.codecs"),
         ("VOIPALERT_SIP__ADVERTISED_HOST", "0.0.0.0", "sip"),
+        ("VOIPALERT_SIP__DNS_SERVERS", '["ns.example.com"]', "sip.dns_servers"),
+        ("VOIPALERT_SIP__DNS_SERVERS", '["127.0.0.1:0"]', "sip.dns_servers"),
+        ("VOIPALERT_SIP__DNS_SERVERS", '["[::1]5353"]', "sip.dns_servers"),
     ],
 )
 def test_bad_values_name_the_key(
@@ -229,3 +232,15 @@ def test_trigger_config_errors_name_the_key(tmp_path: Path, text: str, key: str)
         load_settings(write(tmp_path, text))
     assert any(problem.startswith(key) for problem in caught.value.problems), caught.value.problems
     assert "imap-secret" not in str(caught.value)
+
+
+def test_dns_servers_map_onto_the_resolver_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voipalert.app.config import dns_config
+
+    assert dns_config(load_settings()).servers == ()  # empty: /etc/resolv.conf
+    monkeypatch.setenv(
+        "VOIPALERT_SIP__DNS_SERVERS", '["192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:54"]'
+    )
+    assert dns_config(load_settings()).servers == (
+        ("192.0.2.53", 53), ("127.0.0.1", 5353), ("2001:db8::53", 54),
+    )  # fmt: skip

@@ -56,6 +56,7 @@ from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_config import RtpSessionClosedError
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+from voipalert.net.sip_dns import DnsConfig, SipResolver
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
 from voipalert.sip.config import UAConfig
@@ -168,10 +169,14 @@ class Phone:
         script: ScriptConfig | None = None,
         rng: random.Random | None = None,
         pacer: RtpPacer | None = None,
+        dns: DnsConfig | None = None,
     ) -> None:
         self.agent = UserAgent(ua, rng=rng or secrets.SystemRandom())
-        self.pacer = pacer
-        self.endpoint = SipEndpoint(self.agent, bind, self._on_event, tls=tls)
+        # One pacer for every call of this phone (one timer for all their audio); made in
+        # the phone's loop at its first call unless the composition root gives one.
+        self._pacer = pacer
+        resolver = SipResolver(dns, ipv6=":" in bind[0])
+        self.endpoint = SipEndpoint(self.agent, bind, self._on_event, tls=tls, resolver=resolver)
         self.media = media
         self.script = script or ScriptConfig()
         self._ports = RtpPortAllocator(media.bind_host, media.port_min, media.port_max)
@@ -192,6 +197,16 @@ class Phone:
     @property
     def rtp_ports_in_use(self) -> int:
         return self._ports.in_use
+
+    def release_ports(self, ports: RtpPorts) -> None:
+        """A call's media is closed: its RTP/RTCP ports go back to the allocator."""
+        self._ports.release(ports)
+
+    def pacer(self) -> RtpPacer:
+        """The pacer every call of this phone sends its audio with."""
+        if self._pacer is None:
+            self._pacer = RtpPacer(asyncio.get_running_loop())
+        return self._pacer
 
     async def start(self, *, register: bool = True) -> None:
         await self.endpoint.start()
@@ -253,7 +268,7 @@ class Phone:
             self._calls[call_id] = call
             return call_id
 
-        return CallId(str(self.endpoint.act(invite)))
+        return self.endpoint.act(invite)
 
     def _hang_up(self, call_id: CallId) -> None:
         self.endpoint.act(lambda now: self.agent.hang_up(call_id, now))
@@ -304,7 +319,7 @@ class _CallMedia:
     async def open(self, config: RtpSessionConfig) -> RtpSession:
         if self._released:
             raise RtpSessionClosedError("the call's media was released")
-        self.session = await RtpSession.open(config, ports=self.ports, pacer=self._phone.pacer)
+        self.session = await RtpSession.open(config, ports=self.ports, pacer=self._phone.pacer())
         return self.session
 
     def stop_sending(self, now: float) -> None:
@@ -325,7 +340,7 @@ class _CallMedia:
                 await self.session.close()
         finally:
             self._released = True
-            self._phone._ports.release(self.ports)
+            self._phone.release_ports(self.ports)
 
 
 # ------------------------------------------------------------------ one call

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.handlers
+import queue
 import re
 import sys
 from collections.abc import Iterator
@@ -164,3 +166,85 @@ def setup_logging(
     # show; at DEBUG everything does.
     chatty = logging.getLogger("mail.log")
     chatty.setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
+
+
+# Records waiting for the writer thread; past this the newest are dropped and counted.
+BACKGROUND_QUEUE_RECORDS: Final = 10_000
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Formats on the caller's thread (the context filter needs the caller's context
+    variables), queues the finished line, and drops rather than blocks when the writer
+    is that far behind; the next line that gets through says how many were dropped."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        records = self.queue
+        assert isinstance(records, queue.Queue)
+        try:
+            if self.dropped:
+                records.put_nowait(self.drop_note())
+                self.dropped = 0
+            records.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def drop_note(self) -> logging.LogRecord:
+        note = logging.makeLogRecord(
+            {"name": "voipalert.logs", "levelno": logging.WARNING, "levelname": "WARNING",
+             "msg": f"{self.dropped} log records dropped: the log output could not keep up"}
+        )  # fmt: skip
+        prepared: logging.LogRecord = self.prepare(note)
+        return prepared
+
+
+class _Writer(logging.handlers.QueueListener):
+    def enqueue_sentinel(self) -> None:
+        # Blocking: the queue may be full, and the writer is draining it.
+        self.queue.put(self._sentinel)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def written_in_background() -> Iterator[None]:
+    """While inside, our log handler only formats and queues; a thread writes.
+
+    ``serve`` logs from the event loop that paces every call's audio. A write to a file or
+    a pipe can block: a full pipe to a slow reader, or a disk busy enough that the kernel
+    throttles writers of dirty pages (seen: 25-46 ms blocked stalls of the loop during
+    another process's heavy writes, docs/realtime.md §4). Leaving flushes every queued
+    record."""
+    root = logging.getLogger()
+    ours = next((h for h in root.handlers if h.get_name() == "voipalert"), None)
+    if ours is None:
+        yield
+        return
+    records: queue.Queue[logging.LogRecord] = queue.Queue(BACKGROUND_QUEUE_RECORDS)
+    front = _DroppingQueueHandler(records)
+    front.setFormatter(ours.formatter)
+    for f in ours.filters:
+        front.addFilter(f)
+    front.set_name("voipalert")
+    front.setLevel(ours.level)
+    writer_format = logging.Formatter("%(message)s")
+    old_format, old_filters = ours.formatter, list(ours.filters)
+    ours.setFormatter(writer_format)
+    for f in old_filters:
+        ours.removeFilter(f)
+    listener = _Writer(records, ours)
+    listener.start()
+    root.removeHandler(ours)
+    root.addHandler(front)
+    try:
+        yield
+    finally:
+        root.removeHandler(front)
+        if front.dropped:
+            records.put(front.drop_note())
+        listener.stop()  # writes what is queued, then joins the thread
+        ours.setFormatter(old_format)
+        for f in old_filters:
+            ours.addFilter(f)
+        root.addHandler(ours)

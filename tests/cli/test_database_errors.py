@@ -18,6 +18,7 @@ import pytest
 
 from tests.cli.test_main import run
 from tests.net.sip_harness import free_port
+from tests.requires import need_root
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -118,7 +119,12 @@ def as_nobody(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.Complete
     )  # fmt: skip
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+needs_root = pytest.mark.usefixtures("_root")
+
+
+@pytest.fixture
+def _root() -> None:
+    need_root("switching users")
 
 
 @needs_root

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import soxr
 from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import add_noise, dtmf, silence, tone_power
+from tests.requires import need_program
 from voipalert.cli import main
 
 
@@ -35,12 +34,7 @@ def _keys_signal(keys: str, rng: np.random.Generator) -> NDArray[np.float64]:
 
 
 def _sox() -> str:
-    sox = shutil.which("sox")
-    if sox is None:
-        if os.environ.get("CI"):
-            pytest.fail("sox is missing in CI (apt-get install sox)")
-        pytest.skip("sox is not installed (apt-get install sox)")
-    return sox
+    return need_program("sox", "apt-get install sox")
 
 
 def test_one_line_per_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

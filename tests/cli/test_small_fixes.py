@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_main import run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,3 +81,20 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
         os.close(write_end)
     assert result.stderr == ""
     assert result.returncode == 1
+
+
+def test_the_demo_runs_the_packages_testbed_not_one_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from voipalert.app.demo import find_testbed
+
+    planted = tmp_path / "sip-testbed"
+    planted.mkdir()
+    (planted / "testbed.py").write_text("raise SystemExit('planted testbed executed')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "testbed", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = find_testbed()
+    assert Path(module.__file__ or "").parent == Path(__file__).resolve().parents[2] / "sip-testbed"

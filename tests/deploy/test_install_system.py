@@ -17,10 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.requires import need_root
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh --system needs root")
+
+@pytest.fixture(autouse=True)
+def _root() -> None:
+    need_root("install.sh --system creates a user and system directories")
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import pytest
 from testbed import Testbed
 
 from tests.net.sip_harness import free_port
+from tests.requires import need
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "voipalert.service"
@@ -37,11 +38,7 @@ SERVICE_USER = "nobody"
 
 
 def _require(condition: bool, message: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    need(condition, message)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from testbed import Testbed
 
-from tests.e2e.stalls import STALL_MS, assert_no_stalls
+from tests.e2e.stalls import SPAWN_MARK, STALL_MS, assert_no_stalls
 from tests.net.sip_harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +103,10 @@ class Server:
 
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
+            # Each run of serve appends to one log; the marker tells the stall check where a
+            # run (and its start-up) begins.
+            out.write(SPAWN_MARK.encode() + b"\n")
+            out.flush()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "voipalert", "serve"], env=self.env, cwd=self.directory,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

@@ -42,6 +42,7 @@ from tests.conftest import TestbedFactory
 from tests.e2e.race_tools import HttpProbe, RtpSniffer, open_fds, parse_time, probing
 from tests.e2e.server import Server, running_server
 from tests.net.sip_harness import free_port
+from tests.requires import need_root
 
 pytestmark = pytest.mark.testbed
 
@@ -428,10 +429,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _need_root() -> None:
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("the race tests capture RTP on loopback: they need root")
-        pytest.skip("the race tests capture RTP on loopback (AF_PACKET): run as root")
+    need_root("the race tests capture RTP on loopback (AF_PACKET)")
 
 
 async def test_race_matrix(testbed_factory: TestbedFactory, tmp_path: Path, cache: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +14,7 @@ import aioimaplib
 import pytest
 
 from tests.ingest import dovecot
+from tests.requires import need, need_root
 from voipalert.clock import SystemClock
 from voipalert.ingest.config import ImapConfig
 from voipalert.ingest.email_parse import EmailRule
@@ -28,13 +28,9 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "email"
 @pytest.fixture
 def imap_server(tmp_path: Path) -> Iterator[dovecot.Dovecot]:
     binary = dovecot.dovecot_binary()
-    if binary is None:
-        message = f"dovecot is not installed; {dovecot.INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    if os.geteuid() != 0:
-        pytest.skip("the Dovecot fixture runs its mail processes as 'nobody': run as root")
+    need(binary is not None, f"dovecot is not installed; {dovecot.INSTALL_HINT}")
+    assert binary is not None
+    need_root("the Dovecot fixture runs its mail processes as 'nobody'")
     server = dovecot.start(tmp_path / "dovecot", binary)
     try:
         yield server

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.requires import need
 from voipalert.net.ports import PortRangeExhaustedError, RtpPortAllocator, RtpPorts
 
 
@@ -101,13 +102,13 @@ def test_the_search_rotates_so_a_released_port_waits(base: int, held: list[RtpPo
 
 
 def test_ipv6_loopback(held: list[RtpPorts]) -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6 in this kernel")
+    need(socket.has_ipv6, "no IPv6 in this kernel")
     start = 41000
     try:
         pair = RtpPortAllocator("::1", start, start + 99).allocate()
     except OSError as exc:  # ::1 not configured
-        pytest.skip(f"::1 unusable here: {exc}")
+        need(False, f"::1 unusable here: {exc}")
+        raise
     held.append(pair)
     assert pair.rtp.family == socket.AF_INET6
 

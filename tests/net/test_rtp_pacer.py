@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
+from voipalert.net.rtp_pacer import RtpPacer
 
 
 class Recorder:
@@ -79,20 +79,65 @@ async def test_a_failing_stream_is_dropped_and_others_keep_going() -> None:
     pacer.remove(good)
 
 
-async def test_shared_pacer_is_one_per_loop() -> None:
-    assert shared_pacer() is shared_pacer()
-
-
-def test_shared_pacers_of_closed_loops_are_let_go() -> None:
+async def test_a_phones_calls_share_its_one_pacer_and_no_pacer_is_global() -> None:
+    from voipalert.calls import MediaConfig, Phone
     from voipalert.net import rtp_pacer
+    from voipalert.sip.config import UAConfig
+    from voipalert.sip.uri import SipUri
 
-    async def get() -> RtpPacer:
-        return shared_pacer()
+    config = UAConfig(
+        user="voipalert", domain="127.0.0.1", local_host="127.0.0.1", local_port=5999,
+        password="x", registrar=SipUri(host="127.0.0.1", port=5060),
+    )  # fmt: skip
+    media = MediaConfig("127.0.0.1", "127.0.0.1", 42000, 42020)
+    one = Phone(config, ("127.0.0.1", 5999), media)
+    other = Phone(config, ("127.0.0.1", 5999), media)
+    assert one.pacer() is one.pacer()
+    assert one.pacer() is not other.pacer()
+    given = RtpPacer(asyncio.get_running_loop())
+    assert Phone(config, ("127.0.0.1", 5999), media, pacer=given).pacer() is given
+    assert not hasattr(rtp_pacer, "shared_pacer")
 
-    first = asyncio.run(get())
-    second = asyncio.run(get())
-    assert first is not second
-    assert (
-        all(not p.loop.is_closed() for p in rtp_pacer._SHARED.values())
-        or len(rtp_pacer._SHARED) <= 1
-    )
+
+async def test_streams_on_one_grid_share_a_group_and_keep_their_own_slots() -> None:
+    """Balanced starts put many streams on one grid: they tick together (one heap entry),
+    yet each counts its own slots from when it joined; one joining with an explicit start
+    before the group's next tick, and one leaving mid-way, disturb nobody."""
+    loop = asyncio.get_running_loop()
+    pacer = RtpPacer(loop)
+    seen: dict[str, list[tuple[int, int]]] = {}
+
+    reached = {5: asyncio.Event(), 8: asyncio.Event()}
+
+    class Stream:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            seen[name] = []
+
+        def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
+            seen[self.name].append((slot, skipped))
+            if self.name == "b" and len(seen["b"]) in reached:
+                reached[len(seen["b"])].set()
+
+    start = loop.time() + 0.05
+    a, b, c = Stream("a"), Stream("b"), Stream("c")
+    pacer.add(a, ptime=0.01, start=start)
+    pacer.add(b, ptime=0.01, start=start + 0.03)  # same grid, three slots later
+    await asyncio.sleep(0.015)
+    pacer.add(c, ptime=0.01, start=start - 0.02)  # same grid, earlier than its next tick
+    assert len(pacer._heap) <= 3  # groups, not streams
+    await asyncio.wait_for(reached[5].wait(), 5)
+    pacer.remove(a)
+    count_a = len(seen["a"])
+    await asyncio.wait_for(reached[8].wait(), 5)
+    pacer.remove(b)
+    pacer.remove(c)
+    assert len(seen["a"]) == count_a  # nothing after removal
+    for name in "abc":
+        slots = [slot for slot, _ in seen[name]]
+        skipped = sum(s for _, s in seen[name])
+        assert slots == sorted(set(slots)), (name, seen[name])
+        # Every slot accounted for: sent, or counted as skipped (a loaded machine stalls).
+        assert slots[-1] + 1 == len(slots) + skipped + (slots[0] if name == "c" else 0)
+    assert seen["b"][0][0] == 0 and seen["a"][0][0] == 0
+    assert len(pacer) == 0

@@ -108,7 +108,8 @@ async def test_audio_arrives_intact(pair: Pair) -> None:
     done = pair.a.play(prompt)
     async with asyncio.timeout(5):
         assert await done == PlayEnd.FINISHED
-        await asyncio.sleep(0.1)
+    # Every packet that left has arrived (loopback loses none): wait for the count.
+    await _eventually(lambda: pair.b.receiver_stats.packets >= pair.a.stats.packets)
     heard = np.concatenate(pair.heard).astype(np.float64)
     sent = g711.round_trip("PCMU", prompt).astype(np.float64)
     assert pair.b.receiver_stats.lost == 0
@@ -186,7 +187,7 @@ async def test_sip_info_and_rfc4733_for_the_same_press_count_once(pair: Pair) ->
 
 
 async def test_garbage_and_strangers_are_dropped_and_counted(pair: Pair) -> None:
-    await asyncio.sleep(0.1)  # B has heard A: the source is fixed
+    await _eventually(lambda: pair.b.remote is not None)  # B has heard A: source fixed
     stranger = _raw_socket()
     try:
         target = pair.b.local_address
@@ -197,7 +198,12 @@ async def test_garbage_and_strangers_are_dropped_and_counted(pair: Pair) -> None
         audio = RtpPacket(0, 2, 160, 0x1234, b"\x00" * 160).serialize()
         for datagram in (forged, audio, forged):
             stranger.sendto(datagram, target)
-        await asyncio.sleep(0.2)
+        stats = pair.b.receiver_stats
+        await _eventually(
+            lambda: (
+                stats.dropped(DropReason.MALFORMED) + stats.dropped(DropReason.WRONG_SOURCE) >= 7
+            )
+        )
     finally:
         stranger.close()
     stats = pair.b.receiver_stats

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.net.sip_harness import free_port
+from tests.requires import need_program
 from voipalert.net.sip_transport import SipEndpoint, client_tls_context
 from voipalert.sip.agent import UserAgent
 from voipalert.sip.config import UAConfig
@@ -26,7 +26,10 @@ from voipalert.sip.framing import StreamFramer
 from voipalert.sip.message import Request, response_to
 from voipalert.sip.uri import SipUri
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+
+@pytest.fixture(autouse=True)
+def _openssl_installed() -> None:
+    need_program("openssl", "apt-get install openssl")
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import pytest
 
+from tests.sip import rfc_transactions as rfc
 from voipalert.sip.errors import LocalProtocolError
 from voipalert.sip.timers import TimerConfig
 from voipalert.sip.transaction import (
     NETWORK_INPUTS,
     TABLES,
     TU_INPUTS,
-    Row,
     Timer,
     Transaction,
     TxAction,
@@ -31,6 +32,56 @@ ALL_ROWS = [
 ]
 
 
+class Expected(NamedTuple):
+    next: TxState
+    actions: tuple[TxAction, ...]
+    start: frozenset[Timer]
+    stop: frozenset[Timer]
+
+
+def _expected(spec: str) -> dict[tuple[TxState, TxInput], Expected]:
+    """Parse one machine of tests/sip/rfc_transactions.py."""
+    rows: dict[tuple[TxState, TxInput], Expected] = {}
+    for line in spec.strip().splitlines():
+        body = line.split("#", 1)[0]
+        where, actions, start, stop = _cells(body)
+        state_text, event_text = where
+        key = (TxState(state_text), TxInput(event_text))
+        assert key not in rows, f"duplicate line {line!r}"
+        rows[key] = Expected(
+            TxState(actions[0]),
+            tuple(TxAction[name] for a in actions[1] if (name := rfc.ACTIONS[a]) is not None),
+            frozenset(Timer[t] for t in start),
+            frozenset(Timer[t] for t in stop),
+        )
+    return rows
+
+
+def _cells(body: str) -> tuple[tuple[str, str], tuple[str, list[str]], list[str], list[str]]:
+    state, rest, actions, start, stop = (cell.strip() for cell in body.split("|"))
+    event, next_state = (part.strip() for part in rest.split("->"))
+    names = [a.strip() for a in actions.split(",") if a.strip()]
+    return (state, event), (next_state, names), start.split(), stop.split()
+
+
+EXPECTED: dict[TxKind, dict[tuple[TxState, TxInput], Expected]] = {
+    TxKind.CLIENT_INVITE: _expected(rfc.CLIENT_INVITE),
+    TxKind.CLIENT_NON_INVITE: _expected(rfc.CLIENT_NON_INVITE),
+    TxKind.SERVER_INVITE: _expected(rfc.SERVER_INVITE),
+    TxKind.SERVER_NON_INVITE: _expected(rfc.SERVER_NON_INVITE),
+}
+EXPECTED_ROWS = [
+    (kind, state, event, expected)
+    for kind, rows in EXPECTED.items()
+    for (state, event), expected in rows.items()
+]
+
+
+@pytest.mark.parametrize("kind", list(TxKind))
+def test_the_table_has_exactly_the_rows_of_the_rfc_transcription(kind: TxKind) -> None:
+    assert set(TABLES[kind]) == set(EXPECTED[kind])
+
+
 def at_state(kind: TxKind, state: TxState, reliable: bool = False) -> Transaction:
     tx = Transaction(kind, reliable=reliable, timers=TIMERS, now=0.0)
     tx.state = state
@@ -38,23 +89,25 @@ def at_state(kind: TxKind, state: TxState, reliable: bool = False) -> Transactio
 
 
 @pytest.mark.parametrize(
-    ("kind", "state", "event", "row"),
-    ALL_ROWS,
-    ids=[f"{k.name}-{s.name}-{e.name}" for k, s, e, _ in ALL_ROWS],
+    ("kind", "state", "event", "expected"),
+    EXPECTED_ROWS,
+    ids=[f"{k.name}-{s.name}-{e.name}" for k, s, e, _ in EXPECTED_ROWS],
 )
-def test_every_row(kind: TxKind, state: TxState, event: TxInput, row: Row) -> None:
+def test_every_row(kind: TxKind, state: TxState, event: TxInput, expected: Expected) -> None:
+    """Each transition as the RFC figure draws it (tests/sip/rfc_transactions.py), run
+    on a live transaction: the table is only what produces the behaviour."""
     tx = at_state(kind, state)
     actions = tx.handle(event, now=10.0)
-    assert tx.state is row.next
-    assert actions == row.actions
-    if row.next is TxState.TERMINATED:
+    assert tx.state is expected.next
+    assert actions == expected.actions
+    if expected.next is TxState.TERMINATED:
         assert tx.next_deadline() is None
-    for timer in row.start:
-        if row.next is not TxState.TERMINATED:
-            assert timer in tx._deadlines, f"{timer} not started"
-            assert tx._deadlines[timer] >= 10.0
-    for timer in row.stop:
-        assert timer not in tx._deadlines
+        return
+    for timer in expected.start:
+        assert timer in tx._deadlines, f"{timer} not started"
+        assert tx._deadlines[timer] >= 10.0
+    for timer in expected.stop:
+        assert timer not in tx._deadlines, f"{timer} still running"
 
 
 @pytest.mark.parametrize("kind", list(TxKind))

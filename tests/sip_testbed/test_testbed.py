@@ -8,7 +8,6 @@ its recordings for in-band audio (decoded by multimon-ng, an independent DTMF de
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from testbed import BotSpec, Testbed, TestbedError, group_members, start
 
 from tests.conftest import TestbedFactory
+from tests.requires import need_program
 
 _BLOCK = re.compile(r"^(UDP|TCP) (\S+) -> (\S+)\r?\n(.+?)\r?\n", re.MULTILINE)
 
@@ -57,8 +57,8 @@ def test_call_through_kamailio_is_answered_and_rfc4733_digit_arrives(testbed: Te
     assert "Proxy-Authorization: Digest" in trace
 
 
-@pytest.mark.skipif(shutil.which("multimon-ng") is None, reason="needs multimon-ng")
 def test_inband_bot_sends_tones_and_no_telephone_event(testbed: Testbed) -> None:
+    need_program("multimon-ng", "apt-get install multimon-ng")
     before = set(testbed.recordings("caller"))
     since = testbed.dial("caller", "inband")
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.requires import need_root
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import NewAlert
 from voipalert.store import Scope, Store, StoreConfig
@@ -115,8 +116,8 @@ def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
 async def test_another_user_cannot_read_the_database_or_the_secret(shared_dir: Path) -> None:
+    need_root("switching to another uid")
     path = shared_dir / "voipalert.db"
     store = await Store.open(path, SystemClock())
     await store.create_api_token("ci", frozenset({Scope.TRIGGER}))

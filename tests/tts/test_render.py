@@ -204,3 +204,27 @@ async def test_prompts_said_again_come_from_memory_without_a_thread_or_a_file(
         assert renderer.synth_count == 6  # evicted and not on disk: said again by Piper
     finally:
         await renderer.aclose()
+
+
+async def test_synthesis_runs_in_a_worker_process_that_is_replaced_when_it_dies(
+    inventory: VoiceInventory,
+) -> None:
+    """Piper holds the GIL for stretches of its work: it runs in worker processes, never in
+    the process whose event loop paces the calls; one that dies fails only its prompt."""
+    import os
+    import signal
+
+    renderer = Renderer(inventory, workers=1)
+    try:
+        first = await renderer.render("The first worker says this.")
+        assert first.pcm.size > 0 and renderer.synth_count == 1
+        workers = list(renderer._pool._processes)
+        assert workers and os.getpid() not in workers
+        os.kill(workers[0], signal.SIGKILL)
+        with pytest.raises(RenderError, match="synthesis process died"):
+            await renderer.render("Said while the worker is dead.")
+        again = await renderer.render("A new worker says this.")
+        assert again.pcm.size > 0 and renderer.synth_count == 2
+        assert workers[0] not in renderer._pool._processes
+    finally:
+        await renderer.aclose()

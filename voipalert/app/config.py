@@ -18,6 +18,7 @@ from voipalert.engine import EngineConfig
 from voipalert.ingest.config import HttpConfig, ImapConfig, IngestConfig, SmtpConfig
 from voipalert.ingest.email_parse import EmailRule, RuleAction
 from voipalert.ingest.mapping import GenericMapping
+from voipalert.net.sip_dns import DnsConfig
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import AckMenu
 from voipalert.settings import (
@@ -28,6 +29,7 @@ from voipalert.settings import (
     Settings,
 )
 from voipalert.sip.config import UAConfig
+from voipalert.sip.locate import parse_name_server
 from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
 
@@ -69,6 +71,11 @@ def ua_config(settings: Settings) -> UAConfig:
 
 def sip_bind(settings: Settings) -> tuple[str, int]:
     return (str(settings.sip.local_host), settings.sip.local_port)
+
+
+def dns_config(settings: Settings) -> DnsConfig:
+    """Name servers for RFC 3263 lookups (empty: the system's resolv.conf)."""
+    return DnsConfig(servers=tuple(parse_name_server(s) for s in settings.sip.dns_servers))
 
 
 def sip_tls(settings: Settings) -> ssl.SSLContext | None:

@@ -71,10 +71,12 @@ class DemoError(VoipAlertError):
 
 
 def find_testbed() -> ModuleType:
-    """The repository's ``sip-testbed/testbed.py``: next to the working directory (a clone)
-    or next to the package (an editable install)."""
+    """The repository's ``sip-testbed/testbed.py`` next to the package (a clone with an
+    editable install), else in the working directory when it is a clone of the repository
+    (a regular install run from the clone). The package's own copy comes first: code in
+    whatever directory the command happens to run from is not executed when it is there."""
     here = Path(__file__).resolve()
-    for directory in (Path.cwd() / "sip-testbed", here.parents[2] / "sip-testbed"):
+    for directory in (here.parents[2] / "sip-testbed", Path.cwd() / "sip-testbed"):
         script = directory / "testbed.py"
         if script.is_file():
             if str(directory) not in sys.path:

@@ -15,10 +15,18 @@ core, time runnable but waiting for a core), which tells the three causes apart:
 * **busy**: the loop thread was computing (our code or a library's, on the loop);
 * **blocked**: it slept, neither running nor waiting for a core: a blocking system call
   (disk, DNS, a lock), or waiting for the GIL that another thread of ours held;
-* **preempted**: it was ready to run but the machine gave its core to another process.
+* **preempted**: it was ready to run but the machine gave its core to another process;
+* **frozen**: it slept, the watcher thread could not run either, and no thread of ours was
+  on a core: nothing in the process ran at all, which is the machine (a virtual machine's
+  vCPU descheduled by its host, a stopped process), not a place in our code.
 
-The first two are bugs of ours; the third is the host's load (docs/realtime.md §2 says what
-to do about each). ``Stall.ours`` is the part of a stall the process is responsible for.
+Blocked time counts as ours when the watcher caught the loop thread at a place (it could
+run, so the loop thread was in a blocking call) or, when it could not, as far as other
+threads of ours were on a core meanwhile (one of them held the GIL): the process's CPU
+time (``getrusage``) minus the loop thread's. The rest of an uncaught blocked stretch is
+frozen. Busy and blocked are bugs of ours; preempted and frozen are the host's (docs/
+realtime.md §2 says what to do about each). ``Stall.ours`` is the part of a stall the
+process is responsible for.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import resource
 import sys
 import threading
 import time
@@ -46,6 +55,7 @@ class StallKind(enum.StrEnum):
     BUSY = "busy"
     BLOCKED = "blocked"
     PREEMPTED = "preempted"
+    FROZEN = "frozen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,12 @@ class SchedSample:
     at: float
     on_cpu: float
     runnable: float
+    process_cpu: float = 0.0  # every thread of the process, user + system
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def read_schedstat(path: Path) -> tuple[float, float] | None:
@@ -71,7 +87,9 @@ def read_schedstat(path: Path) -> tuple[float, float] | None:
 class Stall:
     """The loop ran a timer ``lag`` seconds late. Over the ``window`` seconds from the last
     sample before the stall to its end, the loop thread spent ``on_cpu`` on a core and
-    ``runnable`` waiting for one; the rest it slept (``blocked``)."""
+    ``runnable`` waiting for one; the rest it slept (``blocked``). Meanwhile the process's
+    other threads were ``others_on_cpu`` on a core. ``caught``: the watcher saw where the
+    loop thread was (so it could run itself)."""
 
     lag: float
     window: float
@@ -79,10 +97,19 @@ class Stall:
     runnable: float
     where: tuple[str, ...] = field(default=())
     measured: bool = True  # False where /proc gives no scheduler figures
+    others_on_cpu: float = 0.0
+    caught: bool = True
 
     @property
     def blocked(self) -> float:
         return max(0.0, self.window - self.on_cpu - self.runnable)
+
+    @property
+    def frozen(self) -> float:
+        """Blocked time in which nothing of ours could have run or held the GIL."""
+        if self.caught:
+            return 0.0
+        return max(0.0, self.blocked - self.others_on_cpu)
 
     @property
     def kind(self) -> StallKind:
@@ -90,27 +117,30 @@ class Stall:
             return StallKind.BUSY  # unknown: count it against us
         shares = {
             StallKind.BUSY: self.on_cpu,
-            StallKind.BLOCKED: self.blocked,
+            StallKind.BLOCKED: self.blocked - self.frozen,
             StallKind.PREEMPTED: self.runnable,
+            StallKind.FROZEN: self.frozen,
         }
         return max(shares, key=lambda kind: shares[kind])
 
     @property
     def ours(self) -> float:
-        """The part of the lag not explained by waiting for a core (the window's share of
-        time runnable, applied to the lag)."""
+        """The part of the lag not explained by waiting for a core or by the whole process
+        not running (the window's share of those, applied to the lag)."""
         if not self.measured or self.window <= 0:
             return self.lag
-        return self.lag * max(0.0, 1.0 - self.runnable / self.window)
+        return self.lag * max(0.0, 1.0 - (self.runnable + self.frozen) / self.window)
 
     def describe(self) -> str:
         where = " <- ".join(self.where) if self.where else "(not caught)"
         if not self.measured:
             return f"event loop stalled {self.lag * 1000:.0f} ms at {where}"
+        frozen = f", frozen {self.frozen * 1000:.0f} ms" if self.frozen else ""
         return (
             f"event loop stalled {self.lag * 1000:.0f} ms ({self.kind}: on a core "
             f"{self.on_cpu * 1000:.0f} ms, blocked {self.blocked * 1000:.0f} ms, waiting for "
-            f"a core {self.runnable * 1000:.0f} ms) at {where}"
+            f"a core {self.runnable * 1000:.0f} ms, other threads on a core "
+            f"{self.others_on_cpu * 1000:.0f} ms{frozen}) at {where}"
         )
 
 
@@ -193,7 +223,7 @@ class LoopWatch:
         figures = read_schedstat(self._schedstat)
         if figures is None:
             return None
-        return SchedSample(time.monotonic(), *figures)
+        return SchedSample(time.monotonic(), *figures, process_cpu())
 
     # ------------------------------------------------------------ on the loop
 
@@ -214,12 +244,15 @@ class LoopWatch:
         if before is None or after is None:
             stall = Stall(lag, lag, 0.0, 0.0, where or _NO_STACK, measured=False)
         else:
+            on_cpu = after.on_cpu - before.on_cpu
             stall = Stall(
                 lag=lag,
                 window=max(lag, after.at - before.at),
-                on_cpu=after.on_cpu - before.on_cpu,
+                on_cpu=on_cpu,
                 runnable=after.runnable - before.runnable,
                 where=where or _NO_STACK,
+                others_on_cpu=max(0.0, after.process_cpu - before.process_cpu - on_cpu),
+                caught=bool(where),
             )
         self.stalls += 1
         self.longest = max(self.longest, lag)

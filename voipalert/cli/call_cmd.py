@@ -145,6 +145,7 @@ async def _call_via_api(
 
 async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | None:
     from voipalert.app.config import (
+        dns_config,
         media_config,
         script_config,
         sip_bind,
@@ -165,7 +166,8 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
     speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
     script = replace(script_config(settings), repetitions=args.repetitions)
     media, tls = media_config(settings), sip_tls(settings)
-    phone = Phone(ua, sip_bind(settings), media, tls=tls, script=script)
+    dns = dns_config(settings)
+    phone = Phone(ua, sip_bind(settings), media, tls=tls, script=script, dns=dns)
     try:
         await speech.renderer.preload()
         try:
@@ -174,7 +176,8 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
             if exc.errno != errno.EADDRINUSE:
                 raise
             print(port_taken_note(sip_bind(settings), "calling"), file=sys.stderr)
-            phone = Phone(ua, (sip_bind(settings)[0], 0), media, tls=tls, script=script)
+            bind = (sip_bind(settings)[0], 0)
+            phone = Phone(ua, bind, media, tls=tls, script=script, dns=dns)
             await phone.start(register=ua.registrar is not None)
         if ua.registrar is not None:
             await _wait_registered(phone, say)

@@ -30,11 +30,13 @@ def run_serve(args: argparse.Namespace) -> int:
     # Imported here: the service's modules (speech, SIP, HTTP) cost seconds to import, and
     # the commands that do not serve should not pay for them.
     from voipalert.app.serve import StartupError, serve
+    from voipalert.logs import written_in_background
     from voipalert.settings import load_settings
 
     settings = load_settings(args.config)
     try:
-        return asyncio.run(serve(settings))
+        with written_in_background():
+            return asyncio.run(serve(settings))
     except StartupError as exc:
         print(f"voipalert: cannot start: {exc}", file=sys.stderr)
         return 1

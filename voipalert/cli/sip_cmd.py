@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from voipalert.cli.call_cmd import port_taken_note
 
 if TYPE_CHECKING:
+    from voipalert.net.sip_dns import DnsConfig
     from voipalert.sip.config import UAConfig
     from voipalert.sip.dialog import Address
     from voipalert.sip.events import RegistrationState, RegistrationStatus, SipEvent
@@ -35,17 +36,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_register(args: argparse.Namespace) -> int:
-    from voipalert.app.config import sip_bind, sip_tls, ua_config  # heavy: see call_cmd
+    from voipalert.app.config import dns_config, sip_bind, sip_tls, ua_config  # heavy: call_cmd
     from voipalert.settings import load_settings
 
     settings = load_settings(args.config)
     config, bind, tls = ua_config(settings), sip_bind(settings), sip_tls(settings)
-    return asyncio.run(_register(config, bind, tls, keep=args.keep))
+    return asyncio.run(_register(config, bind, tls, keep=args.keep, dns=dns_config(settings)))
 
 
 async def _register(
-    config: UAConfig, bind: Address, tls: ssl.SSLContext | None, *, keep: bool
-) -> int:
+    config: UAConfig, bind: Address, tls: ssl.SSLContext | None, *, keep: bool,
+    dns: DnsConfig | None = None,
+) -> int:  # fmt: skip
     if config.registrar is None:
         print("no [sip] registrar is configured: voipalert calls targets directly")
         return 1
@@ -55,12 +57,14 @@ async def _register(
         if isinstance(event, RegistrationChanged):
             outcome.put_nowait(event.status)
 
+    from voipalert.net.sip_dns import SipResolver
     from voipalert.net.sip_transport import SipEndpoint
     from voipalert.sip.agent import UserAgent
     from voipalert.sip.events import RegistrationChanged, RegistrationState
 
     agent = UserAgent(config, rng=secrets.SystemRandom())
-    endpoint = SipEndpoint(agent, bind, on_event, tls=tls)
+    resolver = SipResolver(dns, ipv6=":" in bind[0])
+    endpoint = SipEndpoint(agent, bind, on_event, tls=tls, resolver=resolver)
     try:
         await endpoint.start()
     except OSError as exc:
@@ -69,7 +73,7 @@ async def _register(
         # The running service holds the port: a binding from another port tests the same
         # credentials; it is removed at the end (never with --keep: nothing would answer it).
         print(port_taken_note(bind, "registering"), file=sys.stderr)
-        endpoint = SipEndpoint(agent, (bind[0], 0), on_event, tls=tls)
+        endpoint = SipEndpoint(agent, (bind[0], 0), on_event, tls=tls, resolver=resolver)
         await endpoint.start()
         keep = False
     loop = asyncio.get_running_loop()

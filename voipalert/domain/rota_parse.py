@@ -54,16 +54,10 @@ def _each(
 
 
 def _contact(r: Reader, node: Node, path: str) -> Contact | None:
-    kinds = [k.value for k in ContactKind]
-    items = r.mapping(node, path, (), kinds)
-    if items is None:
+    chosen = r.one_of(node, path, [k.value for k in ContactKind])
+    if chosen is None:
         return None
-    if len(items) != 1:
-        r.fail(node, path, f"give exactly one of: {', '.join(kinds)}")
-        return None
-    ((key, value),) = items.items()
-    if key not in kinds:
-        return None
+    key, value = chosen
     kind = ContactKind(key)
     pattern, what = CONTACT_PATTERNS[kind]
     text = r.text(value, join(path, key))

@@ -18,16 +18,10 @@ from voipalert.domain.rota_source import Node
 
 
 def _target(r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]) -> Target | None:
-    kinds = [k.value for k in TargetKind]
-    items = r.mapping(node, path, (), kinds)
-    if items is None:
+    chosen = r.one_of(node, path, [k.value for k in TargetKind])
+    if chosen is None:
         return None
-    if len(items) != 1:
-        r.fail(node, path, f"give exactly one of: {', '.join(kinds)}")
-        return None
-    ((key, value),) = items.items()
-    if key not in kinds:
-        return None
+    key, value = chosen
     name = r.text(value, join(path, key))
     if name is not None and name not in known[TargetKind(key)]:
         r.fail(value, join(path, key), f"no {key} named {name!r}")

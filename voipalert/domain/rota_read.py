@@ -54,6 +54,17 @@ class Reader:
             self.fail(node, join(path, key), "missing")
         return items
 
+    def one_of(self, node: Node, path: str, kinds: list[str]) -> tuple[str, Node] | None:
+        """A mapping of exactly one key among ``kinds`` (a contact, a step's target)."""
+        items = self.mapping(node, path, (), kinds)
+        if items is None:
+            return None
+        if len(items) != 1:
+            self.fail(node, path, f"give exactly one of: {', '.join(kinds)}")
+            return None
+        ((key, value),) = items.items()
+        return (key, value) if key in kinds else None
+
     def sequence(self, node: Node | None, path: str) -> list[Node]:
         if node is None:
             return []

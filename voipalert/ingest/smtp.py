@@ -155,13 +155,3 @@ async def start_smtp(
     server = await loop.create_server(protocol, host, port)
     log.info("SMTP listener up", extra={"host": host, "port": port})
     return server
-
-
-async def run_smtp(handler: AlertSmtpHandler, host: str, port: int, config: SmtpConfig) -> None:
-    """Serve until cancelled (a task of the application's TaskGroup)."""
-    server = await start_smtp(handler, host, port, config)
-    try:
-        await server.serve_forever()
-    finally:
-        server.close()
-        await server.wait_closed()

@@ -4,13 +4,12 @@ Handlers are thin (docs/architecture.md §9): authenticate, validate into an eve
 the intake (which wakes the engine), reply. ``202`` therefore means the alert is on disk.
 Nothing here dials, and no handler waits on anything but the database.
 
-``build_app`` makes the application; ``run_http`` serves it until cancelled, for the
-composition root's TaskGroup (``voipalert serve``).
+``build_app`` makes the application; ``start_http`` binds it and returns the runner, which
+the composition root (``voipalert serve``) cleans up when it stops.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -363,13 +362,3 @@ async def start_http(
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     log.info("HTTP API listening", extra={"host": host, "port": bound})
     return runner, bound
-
-
-async def run_http(app: web.Application, host: str, port: int) -> None:
-    """Serve ``app`` on ``host:port`` until cancelled (a task of the app's TaskGroup), then
-    close every connection, giving requests in progress a few seconds to finish."""
-    runner, _ = await start_http(app, host, port)
-    try:
-        await asyncio.Event().wait()  # only cancellation ends this
-    finally:
-        await runner.cleanup()

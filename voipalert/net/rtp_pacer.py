@@ -1,9 +1,11 @@
 """One pacing timer for every outgoing RTP stream on the event loop.
 
 Each stream has its own schedule, ``start + n * ptime`` on ``loop.time()`` (never chained
-sleeps, which drift: docs/architecture.md §7). The pacer keeps all streams' next deadlines in a
-heap and arms a single ``loop.call_at`` for the earliest; when it fires it sends every slot
-that is due. One task or timer per stream would cost an event-loop wakeup per packet.
+sleeps, which drift: docs/architecture.md §7). Streams on the same grid of deadlines form a
+group; the pacer keeps the groups' next deadlines in a heap and arms a single
+``loop.call_at`` for the earliest; when it fires it sends every slot that is due, a group
+at a time. One task or timer per stream would cost an event-loop wakeup per packet, and one
+heap entry per stream a push and a pop per packet (docs/realtime.md §5).
 
 Phases are balanced: a new stream's first slot goes into the least loaded millisecond of
 the ptime cycle (its first packet waits at most one ptime). Otherwise calls answered in the
@@ -23,7 +25,7 @@ import itertools
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 log = logging.getLogger("voipalert.net.rtp")
@@ -37,12 +39,23 @@ class PacedStream(Protocol):
 
 
 @dataclass(slots=True)
-class _Entry:
+class _Member:
     stream: PacedStream
-    start: float
-    ptime: float
+    first: float  # the deadline of its slot 0
     bucket: tuple[float, int]
-    slot: int = 0
+    slot: int = 0  # the next slot to send
+
+
+@dataclass(slots=True)
+class _Group:
+    """Streams whose deadlines fall on one grid, ``next_at + k * ptime``: every stream the
+    pacer places itself lands on one of the ptime/1 ms grids, so a tick of the group sends
+    all of them with one heap operation between them, not one per packet."""
+
+    ptime: float
+    next_at: float
+    members: dict[int, _Member] = field(default_factory=dict)
+    snapshot: tuple[_Member, ...] | None = None  # members as of the last change
     active: bool = True
 
 
@@ -57,9 +70,10 @@ class RtpPacer:
     ) -> None:
         self._loop = loop
         self._epoch = loop.time()
-        # (deadline, tie-breaker, entry): tuples compare in C, dataclasses would not.
-        self._heap: list[tuple[float, int, _Entry]] = []
-        self._entries: dict[int, _Entry] = {}
+        # (deadline, tie-breaker, group): tuples compare in C, dataclasses would not.
+        self._heap: list[tuple[float, int, _Group]] = []
+        self._groups: dict[tuple[float, int], _Group] = {}
+        self._where: dict[int, tuple[tuple[float, int], _Group]] = {}
         self._order = itertools.count()
         self._load: dict[tuple[float, int], int] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -68,7 +82,7 @@ class RtpPacer:
         self.skipped_slots = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._where)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -77,24 +91,44 @@ class RtpPacer:
     def add(self, stream: PacedStream, *, ptime: float, start: float | None = None) -> float:
         """Start pacing ``stream``; returns when its slot 0 is due. Without ``start`` the
         pacer picks the least loaded phase within the next ``ptime``."""
-        if id(stream) in self._entries:
+        if id(stream) in self._where:
             raise ValueError("stream is already paced")
         begin = self._balanced_start(ptime) if start is None else start
         bucket = self._bucket(begin, ptime)
         self._load[bucket] = self._load.get(bucket, 0) + 1
-        entry = _Entry(stream, begin, ptime, bucket)
-        self._entries[id(stream)] = entry
-        heapq.heappush(self._heap, (begin, next(self._order), entry))
+        # The grid: the phase within the cycle, to the nanosecond (balanced starts are
+        # bucket centres computed one way, so they share it exactly).
+        key = (ptime, round(((begin - self._epoch) % ptime) * 1e9))
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(ptime, begin)
+            heapq.heappush(self._heap, (begin, next(self._order), group))
+        elif begin < group.next_at:
+            # A start before the group's next tick (an explicit start in the past): the
+            # group ticks from the earlier point; members not yet due are passed over.
+            group.active = False
+            group = self._groups[key] = _Group(ptime, begin, group.members)
+            for other in group.members:
+                self._where[other] = (key, group)
+            heapq.heappush(self._heap, (begin, next(self._order), group))
+        group.members[id(stream)] = _Member(stream, begin, bucket)
+        group.snapshot = None
+        self._where[id(stream)] = (key, group)
         self._arm()
         return begin
 
     def remove(self, stream: PacedStream) -> None:
-        entry = self._entries.pop(id(stream), None)
-        if entry is None:
+        where = self._where.pop(id(stream), None)
+        if where is None:
             return
-        entry.active = False  # lazily dropped from the heap
-        self._load[entry.bucket] -= 1
-        if not self._entries and self._timer is not None:
+        key, group = where
+        member = group.members.pop(id(stream))
+        group.snapshot = None
+        self._load[member.bucket] -= 1
+        if not group.members:
+            group.active = False  # lazily dropped from the heap
+            del self._groups[key]
+        if not self._where and self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, math.inf
             self._heap.clear()
@@ -138,40 +172,36 @@ class RtpPacer:
         now = self._loop.time()
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, order, entry = heapq.heappop(heap)
-            if entry.active and self._run(entry, now):
-                heapq.heappush(heap, (entry.start + entry.slot * entry.ptime, order, entry))
+            _, order, group = heapq.heappop(heap)
+            if group.active:
+                self._run(group, now)
+                heapq.heappush(heap, (group.next_at, order, group))
         self._arm()
 
-    def _run(self, entry: _Entry, now: float) -> bool:
-        due = max(entry.slot, math.floor((now - entry.start) / entry.ptime + 1e-9))
-        skipped = due - entry.slot
-        deadline = entry.start + due * entry.ptime
-        entry.slot = due + 1
-        self.skipped_slots += skipped
-        try:
-            entry.stream.on_slot(due, skipped, deadline)
-        except Exception:
-            # A stream's failure must not stop every other call's audio.
-            log.exception("RTP stream failed in its send slot; it is no longer paced")
-            self.remove(entry.stream)
-            return False
-        if self._on_lateness is not None:
-            self._on_lateness(self._loop.time() - deadline)
-        return True
-
-
-# Keyed by id(loop). A pacer refers to its loop, so a WeakKeyDictionary would never let go;
-# closed loops are pruned instead (a loop's id can only be reused after it is freed).
-_SHARED: dict[int, RtpPacer] = {}
-
-
-def shared_pacer() -> RtpPacer:
-    """The running loop's pacer, created on first use."""
-    loop = asyncio.get_running_loop()
-    for key in [k for k, p in _SHARED.items() if p.loop.is_closed()]:
-        del _SHARED[key]
-    pacer = _SHARED.get(id(loop))
-    if pacer is None:
-        pacer = _SHARED[id(loop)] = RtpPacer(loop)
-    return pacer
+    def _run(self, group: _Group, now: float) -> None:
+        ptime = group.ptime
+        # The latest deadline of the grid that is due: after a stall, the ones before it
+        # are skipped (never burst).
+        behind = max(0, math.floor((now - group.next_at) / ptime + 1e-9))
+        deadline = group.next_at + behind * ptime
+        group.next_at = deadline + ptime
+        members = group.snapshot
+        if members is None:
+            members = group.snapshot = tuple(group.members.values())
+        late = self._on_lateness
+        for member in members:
+            if member.first > deadline + 1e-9 or not group.active:
+                continue  # joined for a later slot, or the group was replaced meanwhile
+            due = round((deadline - member.first) / ptime)
+            skipped = due - member.slot
+            member.slot = due + 1
+            self.skipped_slots += skipped
+            try:
+                member.stream.on_slot(due, skipped, deadline)
+            except Exception:
+                # A stream's failure must not stop every other call's audio.
+                log.exception("RTP stream failed in its send slot; it is no longer paced")
+                self.remove(member.stream)
+                continue
+            if late is not None:
+                late(self._loop.time() - deadline)

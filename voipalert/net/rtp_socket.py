@@ -56,7 +56,7 @@ from voipalert.net.rtp_config import (
     normalise_address,
 )
 from voipalert.net.rtp_dtmf import DigitInbox
-from voipalert.net.rtp_pacer import RtpPacer, shared_pacer
+from voipalert.net.rtp_pacer import RtpPacer
 
 log = logging.getLogger("voipalert.net.rtp")
 
@@ -135,14 +135,16 @@ class RtpSession:
         """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
 
         The first packet leaves within one ptime (the pacer picks the least busy phase of
-        the cycle). The sockets are closed by ``close``; give the ports back
+        the cycle). Sessions share a timer only when given the same ``pacer`` (a
+        ``Phone`` gives all its calls one); without one the session paces itself. The
+        sockets are closed by ``close``; give the ports back
         to their allocator afterwards. ``on_audio`` sees every decoded audio frame
         (recording, diagnostics)."""
         if ports is not None and ports.port != config.local_port:
             raise ValueError(f"ports {ports.port} do not match local_port {config.local_port}")
         session = cls(
             config,
-            pacer=pacer if pacer is not None else shared_pacer(),
+            pacer=pacer if pacer is not None else RtpPacer(asyncio.get_running_loop()),
             rng=rng if rng is not None else random.SystemRandom(),
             detector=detector,
             on_audio=on_audio,

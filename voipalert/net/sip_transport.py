@@ -5,10 +5,16 @@ timer, transport error, command) the endpoint drains the agent's events to ``on_
 sends what the agent wants sent, and re-arms a single ``loop.call_at`` at the agent's next
 deadline. The agent never sees a socket and the endpoint never interprets SIP.
 
+* DNS (RFC 3263): the agent sends only to IP addresses. A request for a host name waits
+  in the agent, which asks for the name in ``lookups_to_do()``; the endpoint looks it up
+  in a task (``SipResolver``, asynchronous, never ``getaddrinfo`` or a name handed to
+  ``sendto``/``create_connection``) and hands the ordered addresses back with
+  ``resolved()``. Failover between them is the agent's (a transaction per address).
 * UDP: one socket, bound to ``bind``; we send from the port we listen on (symmetric
   signalling, so ``rport`` works). ICMP errors surface in ``error_received``: they are
-  reported to the agent as a transport failure of the destination we last sent to
-  (a dead destination must fail fast, not after Timer B/F).
+  reported to the agent as a transport failure of the address they came back for (a
+  dead destination must fail fast, not after Timer B/F); the agent knows which hop,
+  named or not, that address belongs to.
 * TCP: a listener on ``bind`` (Kamailio opens a *new* connection to our Contact, as
   measured against the testbed) and one outbound connection per destination, framed by
   ``StreamFramer``. A broken connection fails the transactions on it (RFC 3261 §18).
@@ -29,6 +35,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import resource
 import socket
 import ssl
@@ -37,15 +44,18 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
+from voipalert.net.sip_dns import SipResolver
 from voipalert.sip.agent import Outbound, UserAgent
 from voipalert.sip.dialog import Address
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import SipEvent
 from voipalert.sip.framing import PONG, KeepAlive, StreamFramer, is_keepalive
+from voipalert.sip.locate import Hop
 from voipalert.sip.message import Request, Response
 
+_T = TypeVar("_T")
 log = logging.getLogger("voipalert.sip")
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
 # File descriptors kept out of the connection budget: the database, RTP sockets (two per
@@ -115,9 +125,13 @@ class SipEndpoint:
     def __init__(
         self, agent: UserAgent, bind: Address, on_event: EventHandler,
         trace: WireTrace = log_wire, tls: ssl.SSLContext | None = None,
-        limits: ConnectionLimits | None = None,
+        limits: ConnectionLimits | None = None, resolver: SipResolver | None = None,
     ) -> None:  # fmt: skip
         self.agent = agent
+        # The resolver's family follows the socket's: AAAA records for an IPv6 bind.
+        self.resolver = resolver if resolver is not None else SipResolver(ipv6=":" in bind[0])
+        self._lookups: dict[Hop, asyncio.Task[None]] = {}
+        self._dns_rng = random.SystemRandom()
         self._trace = trace
         self._tls = tls
         if agent.config.transport == "tls" and tls is None:
@@ -133,7 +147,6 @@ class SipEndpoint:
         self._streams: dict[Address, _StreamProtocol] = {}
         self._connecting: dict[Address, asyncio.Task[None]] = {}
         self._queued: dict[Address, list[bytes]] = {}
-        self._resolved: dict[str, str] = {}
         self._last_destination: Address | None = None
         self._closed = False
         self.limits = limits if limits is not None else ConnectionLimits()
@@ -179,9 +192,10 @@ class SipEndpoint:
             self._timer.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for task in list(self._connecting.values()):
+        tasks = [*self._connecting.values(), *self._lookups.values()]
+        for task in tasks:
             task.cancel()
-        for task in list(self._connecting.values()):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for stream in list(self._streams.values()):
@@ -192,19 +206,7 @@ class SipEndpoint:
         if self._udp is not None:
             self._udp.close()
 
-    async def resolve(self, host: str) -> str:
-        """Resolve a host name once (no DNS in the sans-IO core); IPs pass through."""
-        try:
-            ipaddress.ip_address(host)
-            return host
-        except ValueError:
-            pass
-        if host not in self._resolved:
-            infos = await self._loop.getaddrinfo(host, None, proto=0)
-            self._resolved[host] = str(infos[0][4][0])
-        return self._resolved[host]
-
-    def act(self, command: Callable[[float], object]) -> object:
+    def act(self, command: Callable[[float], _T]) -> _T:
         """Run a command on the agent at the current time, then send/arm/dispatch."""
         result = command(self._loop.time())
         self.process()
@@ -220,7 +222,24 @@ class SipEndpoint:
                 log.exception("SIP event handler failed for %s", type(event).__name__)
         for outbound in self.agent.messages_to_send():
             self._send(outbound)
+        for hop in self.agent.lookups_to_do():
+            if hop not in self._lookups and not self._closed:
+                self._lookups[hop] = self._loop.create_task(self._lookup(hop))
         self._arm_timer()
+
+    async def _lookup(self, hop: Hop) -> None:
+        try:
+            targets, ttl = await self.resolver.resolve(hop, self._dns_rng)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in the lookup must not leave requests waiting forever
+            log.exception("DNS lookup for %s failed", hop)
+            targets, ttl = [], 0.0
+        finally:
+            self._lookups.pop(hop, None)
+        if not self._closed:
+            self.agent.resolved(hop, targets, ttl, self._loop.time())
+            self.process()
 
     def _arm_timer(self) -> None:
         deadline = self.agent.get_timer()
@@ -258,33 +277,41 @@ class SipEndpoint:
     # ------------------------------------------------------------ sending
 
     def _send(self, outbound: Outbound) -> None:
-        self._trace("send", outbound.data, outbound.destination)
-        host, port = outbound.destination
-        if host in self._resolved:
-            host = self._resolved[host]
-        destination = (host, port)
+        destination = outbound.destination
+        if not _is_ip(destination[0]):
+            # The agent resolves names before sending; a name here is a bug. It must not
+            # reach sendto/create_connection, which would resolve it on the loop.
+            self.stats["unresolved_destination"] += 1
+            log.error("SIP: refusing to send to unresolved host %s", destination[0])
+            self._loop.call_soon(self.failed, destination)
+            return
+        self._trace("send", outbound.data, destination)
         if self._udp is not None:
-            self._last_destination = outbound.destination
+            self._last_destination = destination
             self._udp.sendto(outbound.data, destination)
             return
-        stream = self._streams.get(outbound.destination)
+        stream = self._streams.get(destination)
         if stream is not None:
             stream.write(outbound.data)
             return
-        self._connect_and_send(outbound.destination, destination, outbound.data)
+        self._connect_and_send(destination, outbound.data, outbound.server_name)
 
-    def _connect_and_send(self, key: Address, destination: Address, data: bytes) -> None:
+    def _connect_and_send(self, key: Address, data: bytes, server_name: str | None) -> None:
         # Messages for a connection being opened wait for it, in order.
         self._queued.setdefault(key, []).append(data)
         if key not in self._connecting:
-            self._connecting[key] = self._loop.create_task(self._connect(key, destination))
+            self._connecting[key] = self._loop.create_task(self._connect(key, server_name))
 
-    async def _connect(self, key: Address, destination: Address) -> None:
+    async def _connect(self, key: Address, server_name: str | None) -> None:
+        destination = key
+        # TLS checks the certificate against the name the address was found for
+        # (RFC 5922 §4: the SIP domain), or the IP literal when there was no name.
+        tls_name = (server_name or key[0]) if self._tls else None
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
                 _, protocol = await self._loop.create_connection(
                     lambda: _StreamProtocol(self, key), destination[0], destination[1],
-                    ssl=self._tls, server_hostname=key[0] if self._tls else None,
+                    ssl=self._tls, server_hostname=tls_name,
                 )  # fmt: skip
         except (OSError, TimeoutError) as exc:
             log.warning("SIP connection to %s:%s failed: %s", *destination, exc)
@@ -375,9 +402,24 @@ class SipEndpoint:
         log.debug("SIP UDP error %s for %s", exc, failed or self._last_destination)
         if not failed and self._last_destination is not None:
             failed = [self._last_destination]
-        by_ip = {ip: name for name, ip in self._resolved.items()}
         for host, port in failed:
-            self.failed((by_ip.get(host, host), port))
+            self.failed((_canonical_ip(host), port))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _canonical_ip(host: str) -> str:
+    """The spelling the agent uses for an address (``locate.hop_of``: ipaddress's)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
 
 
 # Linux reports ICMP errors (port unreachable...) on an *unconnected* UDP socket only with

@@ -9,7 +9,6 @@ while the phone rings (so the callee never waits for synthesis — docs/architec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
@@ -140,9 +139,12 @@ class SpokenPrompts:
         for future in self._phrases.values():
             if not future.done():
                 future.cancel()
-        for future in self._phrases.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await future
+        # gather, not a suppress around each await: a cancellation of close() itself must
+        # still propagate, and a phrase that failed is said in the log, not swallowed.
+        outcomes = await asyncio.gather(*self._phrases.values(), return_exceptions=True)
+        for key, outcome in zip(self._phrases, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("phrase %r of the call could not be made: %s", key, outcome)
 
 
 class VoiceNotifier:

@@ -20,6 +20,7 @@ from pydantic import (
 from voipalert.domain.alert import Severity
 from voipalert.ingest.config import LOOPBACK
 from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES
+from voipalert.sip.locate import parse_name_server
 from voipalert.tts.config import RenderConfig, TtsConfig
 from voipalert.tts.pronounce import supported_languages
 
@@ -130,8 +131,21 @@ class SipSettings(_Section):
     register_expires: int = Field(default=600, ge=60, le=86400)
     tls_ca_file: Path | None = None
     tls_verify: bool = True
+    dns_servers: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="name servers for the registrar, proxy and target host names (RFC 3263 "
+        'NAPTR/SRV/A), as "IP" or "IP:port" ("[IPv6]:port"); empty: /etc/resolv.conf',
+    )
 
     _uris = field_validator("registrar", "outbound_proxy")(_check_sip_uri)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _check_dns_servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            parse_name_server(server)  # ValueError names the bad entry
+        return value
 
     @model_validator(mode="after")
     def _check_addresses(self) -> SipSettings:
@@ -210,7 +224,11 @@ class TtsSettings(_Section):
     )
     cache_max_mb: int = Field(default=256, ge=1, description="size cap of the prompt cache")
     workers: int = Field(
-        default=1, ge=1, le=16, description="prompts synthesized at the same time (CPU cores)"
+        default=1,
+        ge=1,
+        le=16,
+        description="speech worker processes: prompts synthesized at the same time (each "
+        "holds its own copy of the voice, about 200 MB)",
     )
     target_level_dbfs: float = Field(
         default=-20.0, ge=-40.0, le=-10.0, description="active speech level of prompts, dBFS"

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 
 from voipalert.sip import uas
 from voipalert.sip.call import Call, CallState
 from voipalert.sip.config import UAConfig
 from voipalert.sip.core import TxFailure, TxUser
-from voipalert.sip.dialog import Address, ack_for_failure, address_of, our_contact
+from voipalert.sip.dialog import Address, ack_for_failure, our_contact
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import (
     CallId,
@@ -49,7 +49,8 @@ from voipalert.sip.events import (
     RegistrationStatus,
     SipEvent,
 )
-from voipalert.sip.ids import new_call_id, new_tag
+from voipalert.sip.ids import new_branch, new_call_id, new_tag
+from voipalert.sip.locate import Hop, hop_of
 from voipalert.sip.message import Request, Response, response_to
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration
@@ -67,13 +68,21 @@ from voipalert.sip.uri import SipUri, Uri
 
 ClientKey = tuple[str, str]
 ServerKey = tuple[str, str, str]
+MAX_ROUTES = 256
+"""Hops whose DNS answer (RFC 3263 target list) is remembered; the oldest go first."""
+MAX_WAITING = 256
+"""Requests held while their hop is looked up; beyond that they fail at once."""
 
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
     data: bytes
     destination: Address
+    """Always an IP address and port: names are resolved before anything is sent."""
     transport: str
+    server_name: str | None = None
+    """The host name the destination was found for (TLS: the name the certificate must
+    carry, RFC 5922 §4); None for numeric hops and responses."""
 
 
 @dataclass(slots=True)
@@ -82,6 +91,29 @@ class _ClientTx:
     request: Request
     data: bytes
     destination: Address
+    user: TxUser | None
+    hop: Hop | None = None
+    targets: tuple[Address, ...] = ()
+    index: int = 0
+
+    @property
+    def server_name(self) -> str | None:
+        return None if self.hop is None or self.hop.numeric else self.hop.host
+
+
+@dataclass(slots=True)
+class _Route:
+    """A hop's addresses in RFC 3263 order, and the one in use: requests follow the
+    last address that did not fail, until the DNS answer expires."""
+
+    targets: tuple[Address, ...]
+    expires_at: float
+    index: int = 0
+
+
+@dataclass(slots=True)
+class _Waiting:
+    request: Request
     user: TxUser | None
 
 
@@ -134,8 +166,12 @@ class UserAgent:
         self._registration: Registration | None = None
         self._out: list[Outbound] = []
         self._events: deque[SipEvent] = deque()
+        self._routes: OrderedDict[Hop, _Route] = OrderedDict()
+        self._routes_version = 0
+        self._waiting: dict[Hop, list[_Waiting]] = {}
+        self._lookups: list[Hop] = []
         self._server_by_host: Counter[str] = Counter()
-        self._hosts_cache: dict[CallId, tuple[object, frozenset[str]]] = {}
+        self._hosts_cache: dict[CallId, tuple[object, int, frozenset[str]]] = {}
         burst = max(1.0, 5 * config.unsolicited_per_second)
         self._bucket = _Bucket(config.unsolicited_per_second, burst, burst=burst)
         self._peer_bucket = _Bucket(config.unsolicited_per_second, burst, burst=burst)
@@ -152,19 +188,120 @@ class UserAgent:
         return self._rng
 
     def send_request(
-        self, request: Request, destination: Address, user: TxUser | None, now: float
+        self, request: Request, destination: Hop | Address, user: TxUser | None, now: float
     ) -> None:
+        """Send ``request`` to ``destination``: an address as is; a hop with a host name
+        once DNS has answered for it (RFC 3263, ``lookups_to_do``/``resolved``)."""
+        if request.method == "CANCEL":
+            # RFC 3263 §4 / RFC 3261 §9.1: a CANCEL goes where its INVITE went.
+            invite = self._client.get((request.via.branch or "", "INVITE"))
+            if invite is not None:
+                self._start_client(
+                    request, invite.destination, user, now, invite.hop, invite.targets,
+                    invite.index,
+                )  # fmt: skip
+                return
+        if not isinstance(destination, Hop):
+            self._start_client(request, destination, user, now)
+            return
+        if destination.numeric:
+            self._start_client(request, destination.address(), user, now, destination)
+            return
+        route = self._route(destination, now)
+        if route is None:
+            self._wait(destination, request, user, now)
+            return
+        self._start_client(
+            request, route.targets[route.index], user, now, destination, route.targets,
+            route.index,
+        )  # fmt: skip
+
+    def _start_client(
+        self, request: Request, destination: Address, user: TxUser | None, now: float,
+        hop: Hop | None = None, targets: tuple[Address, ...] = (), index: int = 0,
+    ) -> None:  # fmt: skip
         data = request.serialize()
-        self._out.append(Outbound(data, destination, self._config.transport))
+        server_name = None if hop is None or hop.numeric else hop.host
+        self._out.append(Outbound(data, destination, self._config.transport, server_name))
         if request.method == "ACK":
             return  # a 2xx ACK is not a transaction (§17.1.1.3)
         kind = TxKind.CLIENT_INVITE if request.method == "INVITE" else TxKind.CLIENT_NON_INVITE
         tx = Transaction(kind, reliable=self._config.reliable, timers=self._config.timers, now=now)
         key = (request.via.branch or "", request.method)
-        self._client[key] = _ClientTx(tx, request, data, destination, user)
+        self._client[key] = _ClientTx(tx, request, data, destination, user, hop, targets, index)
 
     def emit(self, event: SipEvent) -> None:
         self._events.append(event)
+
+    # ------------------------------------------------------------ DNS (RFC 3263)
+
+    def _route(self, hop: Hop, now: float) -> _Route | None:
+        route = self._routes.get(hop)
+        if route is None or now >= route.expires_at:
+            return None
+        return route
+
+    def _wait(self, hop: Hop, request: Request, user: TxUser | None, now: float) -> None:
+        if sum(len(w) for w in self._waiting.values()) >= MAX_WAITING:
+            self.stats["dns_queue_full"] += 1
+            if user is not None and request.method != "ACK":
+                user.on_failure(request, TxFailure.OVERLOAD, now)
+            return
+        if hop not in self._waiting:
+            self._waiting[hop] = []
+            self._lookups.append(hop)
+        self._waiting[hop].append(_Waiting(request, user))
+
+    def lookups_to_do(self) -> list[Hop]:
+        """Hops the adapter must look up (RFC 3263) and answer with ``resolved``."""
+        lookups, self._lookups = self._lookups, []
+        return lookups
+
+    def resolved(self, hop: Hop, targets: list[Address], ttl: float, now: float) -> None:
+        """DNS answered for ``hop``: its addresses in the order to try them (empty: the
+        name does not resolve), valid for ``ttl`` seconds. The requests that waited for
+        it are sent; with no address they fail like a transport error (a 503,
+        RFC 3261 §8.1.3.1, reason ``NO_ADDRESS``), so a registration backs off and says
+        why, and a call ends unreachable."""
+        waiting = self._waiting.pop(hop, [])
+        if targets:
+            self._routes.pop(hop, None)
+            self._routes[hop] = _Route(tuple(targets), now + max(ttl, 0.0))
+            while len(self._routes) > MAX_ROUTES:
+                self._routes.popitem(last=False)
+            self._routes_version += 1
+        else:
+            self.stats["dns_no_target"] += 1
+        for item in waiting:
+            if targets:
+                route = self._routes[hop]
+                self._start_client(
+                    item.request, route.targets[route.index], item.user, now, hop,
+                    route.targets, route.index,
+                )  # fmt: skip
+            elif item.user is not None and item.request.method != "ACK":
+                item.user.on_failure(item.request, TxFailure.NO_ADDRESS, now)
+        self._note_ended(now)
+
+    def _fail_over(self, ctx: _ClientTx, now: float) -> bool:
+        """RFC 3263 §4.3: the transaction timed out, failed at the transport or got a
+        503; try the hop's next address in a new transaction (a new branch), if there is
+        one and the transaction user still wants it."""
+        hop = ctx.hop
+        next_index = ctx.index + 1
+        if hop is None or ctx.request.method == "CANCEL" or next_index >= len(ctx.targets):
+            return False
+        retry = ctx.request.with_top_via_param("branch", new_branch(self._rng))
+        if ctx.user is not None and not ctx.user.retry_elsewhere(ctx.request, retry):
+            return False
+        route = self._routes.get(hop)
+        if route is not None and route.targets == ctx.targets and route.index == ctx.index:
+            route.index = next_index  # the next requests go where this one goes now
+        self.stats["dns_failover"] += 1
+        self._start_client(
+            retry, ctx.targets[next_index], ctx.user, now, hop, ctx.targets, next_index
+        )
+        return True
 
     # ------------------------------------------------------------ commands
 
@@ -315,15 +452,20 @@ class UserAgent:
         self, ctx: _ClientTx, actions: tuple[TxAction, ...], response: Response | None,
         now: float, event: TxInput,
     ) -> None:  # fmt: skip
+        transport, server_name = self._config.transport, ctx.server_name
         for action in actions:
             if action is TxAction.SEND_REQUEST:
-                self._out.append(Outbound(ctx.data, ctx.destination, self._config.transport))
+                self._out.append(Outbound(ctx.data, ctx.destination, transport, server_name))
             elif action is TxAction.SEND_ACK and response is not None:
-                ack = ack_for_failure(ctx.request, response)
-                self._out.append(Outbound(ack.serialize(), ctx.destination, self._config.transport))
+                ack = ack_for_failure(ctx.request, response).serialize()
+                self._out.append(Outbound(ack, ctx.destination, transport, server_name))
             elif action is TxAction.PASS_UP and response is not None and ctx.user is not None:
+                if response.status == 503 and self._fail_over(ctx, now):
+                    continue
                 ctx.user.on_response(ctx.request, response, now)
             elif action in (TxAction.TIMEOUT, TxAction.TRANSPORT_FAILED) and ctx.user:
+                if self._fail_over(ctx, now):
+                    continue
                 failure = TxFailure.TIMEOUT if action is TxAction.TIMEOUT else TxFailure.TRANSPORT
                 ctx.user.on_failure(ctx.request, failure, now)
 
@@ -402,7 +544,7 @@ class UserAgent:
         peers = set(config.trusted_hosts or ())
         for uri in (config.registrar, config.outbound_proxy):
             if uri is not None:
-                peers.add(_canonical(uri.host))
+                peers |= self._hosts_of(uri)
         for call in self._calls.values():
             if not call.ended:
                 peers |= self._dialog_hosts(call)
@@ -413,10 +555,10 @@ class UserAgent:
         the route set and the remote target (RFC 3261 §12.1.2, §12.2.1.1)."""
         dialog = call.dialog
         cached = self._hosts_cache.get(call.call_id)
-        if cached is not None and cached[0] is dialog:
-            return cached[1]
+        if cached is not None and cached[0] is dialog and cached[1] == self._routes_version:
+            return cached[2]
         hosts = self._peers_of(call)
-        self._hosts_cache[call.call_id] = (dialog, hosts)
+        self._hosts_cache[call.call_id] = (dialog, self._routes_version, hosts)
         return hosts
 
     def _peers_of(self, call: Call) -> frozenset[str]:
@@ -425,12 +567,22 @@ class UserAgent:
         if call.dialog is not None:
             uris += [hop.uri for hop in call.dialog.route_set]
             uris.append(call.dialog.remote_target)
-        hosts = set()
+        hosts: set[str] = set()
         for uri in uris:
-            try:
-                hosts.add(_canonical(address_of(uri, config.transport)[0]))
-            except RemoteProtocolError:
-                continue  # a tel: or otherwise unroutable URI names no host
+            hosts |= self._hosts_of(uri)
+        return frozenset(hosts)
+
+    def _hosts_of(self, uri: Uri) -> frozenset[str]:
+        """The host of ``uri`` and, for a name, the addresses DNS gave for it."""
+        try:
+            hop = hop_of(uri, self._config.transport)
+        except RemoteProtocolError:
+            return frozenset()  # a tel: or otherwise unroutable URI names no host
+        hosts = {_canonical(hop.host)}
+        if not hop.numeric:
+            for known, route in self._routes.items():
+                if known.host == hop.host:
+                    hosts.update(_canonical(ip) for ip, _ in route.targets)
         return frozenset(hosts)
 
     def _from_dialog_peer(self, call: Call, host: str) -> bool:
@@ -467,9 +619,11 @@ class UserAgent:
             return response_to(request, uas.notify_status(request))
         if call is None:
             return self._answer_outside_dialogs(request)
-        return self._answer_in_dialog(request, call, now)
+        return self._answer_in_dialog(request, call, source, now)
 
-    def _answer_in_dialog(self, request: Request, call: Call, now: float) -> Response:
+    def _answer_in_dialog(
+        self, request: Request, call: Call, source: Address, now: float
+    ) -> Response:
         match request.method:
             case "BYE":
                 call.remote_bye(request)
@@ -477,7 +631,7 @@ class UserAgent:
             case "INFO":
                 return self._answer_info(request, call)
             case "INVITE":
-                return self._answer_reinvite(request, call, now)
+                return self._answer_reinvite(request, call, source, now)
         return uas.unsupported_method(request, self._config.user_agent)
 
     def _answer_outside_dialogs(self, request: Request) -> Response:
@@ -508,7 +662,9 @@ class UserAgent:
         headers = (("Accept", "application/dtmf-relay, application/dtmf"),) if status == 415 else ()
         return response_to(request, status, headers=headers)
 
-    def _answer_reinvite(self, request: Request, call: Call, now: float) -> Response:
+    def _answer_reinvite(
+        self, request: Request, call: Call, source: Address, now: float
+    ) -> Response:
         """Answer with the current session: hold, direct-media moves, session refreshes."""
         contact = (("Contact", our_contact(self._config)),)
         sdp = (("Content-Type", "application/sdp"),)
@@ -526,9 +682,12 @@ class UserAgent:
         response = response_to(request, 200, headers=(*contact, *sdp), body=body)
         if not self._config.reliable and call.dialog is not None:
             timers = self._config.timers
+            hop = call.dialog.next_hop(self._config.transport)
+            # A named next hop: the address the re-INVITE came from (no DNS here).
+            destination = hop.address() if hop.numeric else source
             self._retransmit[call.call_id] = _Retransmit2xx(
-                response.serialize(), call.dialog.next_hop(self._config.transport),
-                timers.t1, now + timers.t1, now + 64 * timers.t1,
+                response.serialize(), destination, timers.t1, now + timers.t1,
+                now + 64 * timers.t1,
             )  # fmt: skip
         return response
 

@@ -20,7 +20,6 @@ from voipalert.sip.core import AgentServices, TxFailure
 from voipalert.sip.dialog import (
     Dialog,
     Envelope,
-    address_of,
     build_request,
     cancel_for,
     our_aor,
@@ -36,6 +35,7 @@ from voipalert.sip.events import (
 )
 from voipalert.sip.headers import HeaderInput
 from voipalert.sip.ids import new_branch, new_tag
+from voipalert.sip.locate import hop_of
 from voipalert.sip.message import Request, Response
 from voipalert.sip.sdp import LocalMedia, MediaParams, parse_answer
 from voipalert.sip.uri import SipUri
@@ -163,6 +163,18 @@ class Call:
             self._end_after_bye()
         # CANCEL responses change nothing: the INVITE's 487 (or 200) decides.
 
+    def retry_elsewhere(self, request: Request, retry: Request) -> bool:
+        """RFC 3263 §4.3 failover: the INVITE (or BYE) goes to the hop's next address
+        with a new branch. Not for a call already being cancelled: nobody wants it to
+        ring somewhere else."""
+        if request is self._invite and self._cancel is None:
+            self._invite = retry
+            return True
+        if request is self._bye:
+            self._bye = retry
+            return True
+        return False
+
     def on_failure(self, request: Request, failure: TxFailure, now: float) -> None:
         if request.method == "INVITE" and request is self._invite:
             if self._cancel is not None:
@@ -191,7 +203,7 @@ class Call:
         )  # fmt: skip
         self._invite = invite
         hop = config.outbound_proxy or self.target
-        self._agent.send_request(invite, address_of(hop, config.transport), self, now)
+        self._agent.send_request(invite, hop_of(hop, config.transport), self, now)
 
     def _invite_response(self, invite: Request, response: Response, now: float) -> None:
         status = response.status
@@ -307,7 +319,7 @@ class Call:
             cancel = cancel_for(self._invite)
             config = self._agent.config
             hop = config.outbound_proxy or self.target
-            self._agent.send_request(cancel, address_of(hop, config.transport), self, now)
+            self._agent.send_request(cancel, hop_of(hop, config.transport), self, now)
 
     def _cancelled_outcome(self) -> CallOutcome:
         if self._cancel is CancelReason.RING_TIMEOUT:

@@ -14,12 +14,15 @@ from typing import Protocol
 from voipalert.sip.config import UAConfig
 from voipalert.sip.dialog import Address
 from voipalert.sip.events import SipEvent
+from voipalert.sip.locate import Hop
 from voipalert.sip.message import Request, Response
 
 
 class TxFailure(Enum):
     TIMEOUT = "timeout"  # Timer B or F: no final response (RFC 3261 §8.1.3.1: a 408)
     TRANSPORT = "transport error"  # ICMP unreachable, connection refused or reset (a 503)
+    NO_ADDRESS = "DNS gave no address for the host"  # RFC 3263 found nothing (a 503)
+    OVERLOAD = "too many requests waiting for DNS"  # a bound, not the network (a 503)
 
     @property
     def status(self) -> int:
@@ -31,6 +34,12 @@ class TxUser(Protocol):
 
     def on_failure(self, request: Request, failure: TxFailure, now: float) -> None: ...
 
+    def retry_elsewhere(self, request: Request, retry: Request) -> bool:
+        """``request`` failed on one of its hop's addresses (RFC 3263 §4.3) and ``retry``
+        (the same request with a new branch) is about to go to the next one. Return False
+        to fail instead; on True ``retry`` replaces ``request`` from now on."""
+        ...
+
 
 class AgentServices(Protocol):
     @property
@@ -40,8 +49,9 @@ class AgentServices(Protocol):
     def rng(self) -> random.Random: ...
 
     def send_request(
-        self, request: Request, destination: Address, user: TxUser | None, now: float
+        self, request: Request, destination: Hop | Address, user: TxUser | None, now: float
     ) -> None:
-        """Send ``request`` in a new client transaction (ACK: sent as is, no transaction)."""
+        """Send ``request`` in a new client transaction (ACK: sent as is, no transaction),
+        to the addresses DNS gives for ``destination`` (RFC 3263), in order."""
 
     def emit(self, event: SipEvent) -> None: ...

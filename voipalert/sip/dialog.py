@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from voipalert.sip.address import NameAddr
-from voipalert.sip.config import DEFAULT_PORTS, UAConfig
+from voipalert.sip.config import UAConfig
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.fields import CSeq, Via
 from voipalert.sip.headers import HeaderInput
+from voipalert.sip.locate import Hop, hop_of
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri
 
@@ -58,18 +59,6 @@ def our_contact(config: UAConfig, expires: int | None = None) -> NameAddr:
 
 def our_aor(config: UAConfig) -> SipUri:
     return SipUri(user=config.user, host=config.domain)
-
-
-def address_of(uri: Uri, transport: str) -> Address:
-    """Where to send a request for ``uri`` (no DNS here: the adapter resolves names)."""
-    if not isinstance(uri, SipUri) or uri.scheme == "tel":
-        raise RemoteProtocolError(f"cannot route to {uri.format()}")
-    maddr = uri.get_param("maddr")
-    host = maddr if maddr else uri.host
-    if host.startswith("["):
-        host = host[1:-1]
-    port = uri.port if uri.port is not None else DEFAULT_PORTS[transport]
-    return (host, port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +211,11 @@ class Dialog:
         last = NameAddr(uri=self.remote_target)
         return first.uri, (*self.route_set[1:], last)
 
-    def next_hop(self, transport: str) -> Address:
+    def next_hop(self, transport: str) -> Hop:
+        """Where in-dialog requests go: the first Route, else the remote target (a host
+        name in it is resolved by RFC 3263 like any other hop)."""
         uri, route = self._routing()
-        return address_of(route[0].uri if route else uri, transport)
+        return hop_of(route[0].uri if route else uri, transport)
 
     def matches(self, call_id: str, local_tag: str | None, remote_tag: str | None) -> bool:
         return (

@@ -56,8 +56,18 @@ class Message:
     headers: Headers
     body: bytes
 
-    def _with_headers(self, headers: Headers) -> Self:
+    def _replaced(self, headers: Headers, body: bytes) -> Self:
+        """A copy with these headers and body (each subclass is a frozen dataclass)."""
         raise NotImplementedError
+
+    def _with_headers(self, headers: Headers) -> Self:
+        return self._replaced(headers, self.body)
+
+    def with_body(self, body: bytes, content_type: str | None = None) -> Self:
+        headers = self.headers
+        if content_type is not None:
+            headers = headers.replaced("Content-Type", content_type)
+        return self._replaced(headers, bytes(body))
 
     def _single(self, name: str) -> str | None:
         values = self.headers.get_all(name)
@@ -252,14 +262,8 @@ class Request(Message):
         store.check()
         return cls(method, uri, store, bytes(body))
 
-    def _with_headers(self, headers: Headers) -> Self:
-        return replace(self, headers=headers)
-
-    def with_body(self, body: bytes, content_type: str | None = None) -> Self:
-        headers = self.headers
-        if content_type is not None:
-            headers = headers.replaced("Content-Type", content_type)
-        return replace(self, headers=headers, body=bytes(body))
+    def _replaced(self, headers: Headers, body: bytes) -> Self:
+        return replace(self, headers=headers, body=body)
 
     def serialize(self) -> bytes:
         check_token(self.method, "method")
@@ -293,14 +297,8 @@ class Response(Message):
         store.check()
         return cls(status, text, store, bytes(body))
 
-    def _with_headers(self, headers: Headers) -> Self:
-        return replace(self, headers=headers)
-
-    def with_body(self, body: bytes, content_type: str | None = None) -> Self:
-        headers = self.headers
-        if content_type is not None:
-            headers = headers.replaced("Content-Type", content_type)
-        return replace(self, headers=headers, body=bytes(body))
+    def _replaced(self, headers: Headers, body: bytes) -> Self:
+        return replace(self, headers=headers, body=body)
 
     @property
     def is_provisional(self) -> bool:

@@ -22,7 +22,6 @@ from voipalert.sip.address import NameAddr
 from voipalert.sip.core import AgentServices, TxFailure
 from voipalert.sip.dialog import (
     Envelope,
-    address_of,
     build_request,
     new_cseq,
     our_aor,
@@ -32,6 +31,7 @@ from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import RegistrationChanged, RegistrationState, RegistrationStatus
 from voipalert.sip.headers import HeaderInput
 from voipalert.sip.ids import new_branch, new_call_id, new_tag
+from voipalert.sip.locate import hop_of
 from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri
 
@@ -129,6 +129,13 @@ class Registration:
                 self._failed(now, status, response.reason, response.retry_after)
         except RemoteProtocolError as exc:
             self._failed(now, status, f"unusable {status} response: {exc}", None)
+
+    def retry_elsewhere(self, request: Request, retry: Request) -> bool:
+        """RFC 3263 §4.3 failover: the REGISTER goes to the registrar's next address."""
+        if request is not self._pending:
+            return False
+        self._pending = retry
+        return True
 
     def on_failure(self, request: Request, failure: TxFailure, now: float) -> None:
         if request is not self._pending:
@@ -233,7 +240,7 @@ class Registration:
         )  # fmt: skip
         self._pending = request
         hop = config.outbound_proxy or self._registrar
-        self._agent.send_request(request, address_of(hop, config.transport), self, now)
+        self._agent.send_request(request, hop_of(hop, config.transport), self, now)
 
     def _set(
         self, state: RegistrationState, now: float, status: int | None = None,

@@ -9,7 +9,6 @@ the write wins, and the engine simply re-plans.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import aiosqlite
 
@@ -28,12 +27,6 @@ from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
 from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS
 from voipalert.store.db import Database, to_db
-
-
-@dataclass(frozen=True, slots=True)
-class Interrupted:
-    attempt: AttemptId
-    alert: AlertId
 
 
 class EscalationStore:

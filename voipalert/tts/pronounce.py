@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from voipalert.tts.lexicon import ATTACHED_ONLY_UNITS, LEXICONS, SPELLED, Lexicon
+from voipalert.tts.memo import BoundedMemo
 from voipalert.tts.text import clean_text
 from voipalert.tts.voices import primary_language
 
 _VOWELS: Final = frozenset("aeiouyAEIOUY")
+SPOKEN_MEMO_ENTRIES: Final = 1024  # texts whose spoken form is remembered, per language
 _MINUS_SIGN: Final = "\u2212"
 _URL: Final = re.compile(r"\b(?:https?|ftp)://[^\s<>\"']+")
 _IPV4: Final = re.compile(
@@ -97,6 +99,7 @@ class Pronouncer:
                 f"(available: {', '.join(supported_languages())})"
             )
         self.lexicon: Lexicon = lexicon
+        self._spoken: BoundedMemo[str, str] = BoundedMemo(SPOKEN_MEMO_ENTRIES)
         self._site = {key.casefold(): clean_text(value) for key, value in (site or {}).items()}
         keys = sorted((key for key in (site or {}) if key.strip()), key=len, reverse=True)
         self._site_pattern = (
@@ -274,4 +277,5 @@ class Pronouncer:
         return Explanation(spoken, tuple(changes))
 
     def spoken(self, text: str) -> str:
-        return self.explain(text).spoken
+        # The rules are fixed once built: the spoken form is memoised (voipalert/tts/memo.py).
+        return self._spoken.get(text, lambda: self.explain(text).spoken)

@@ -1,8 +1,11 @@
 """Render text to telephone prompts with Piper, off the event loop (docs/architecture.md §8).
 
-- Each voice is loaded once (about half a second) and kept for the life of the renderer.
-- Synthesis runs in a bounded thread pool owned by the renderer: onnxruntime releases the
-  GIL, so the loop stays responsive and at most ``workers`` prompts are synthesized at once.
+- Synthesis runs in ``workers`` worker processes owned by the renderer
+  (``synth_worker``): Piper holds the GIL for stretches of its work, which in a thread
+  would stall the event loop pacing every call. Each worker loads a voice once (about
+  half a second) and keeps it; a worker that dies is replaced. The workers start by
+  forkserver, which imports the program's main module: a script that renders must guard
+  its entry point with ``if __name__ == "__main__"``.
 - The cache is read before synthesizing, and concurrent requests for the same prompt (a
   mass alert) share one synthesis.
 - The prompts used last stay in memory (``memory_bytes``, least recently used out first):
@@ -19,30 +22,35 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import multiprocessing
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from typing import Final
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Final, TypeVar
 
 import numpy as np
 import soxr
-from piper import PiperVoice, SynthesisConfig
 
-from voipalert.tts.audio import Int16Array, telephone_prompt
+from voipalert.tts import synth_worker
+from voipalert.tts.audio import Int16Array
 from voipalert.tts.cache import PromptCache
 from voipalert.tts.config import RenderConfig
 from voipalert.tts.errors import RenderError
+from voipalert.tts.memo import BoundedMemo
 from voipalert.tts.prompt import Prompt, prompt_key
 from voipalert.tts.voices import Voice, VoiceId, VoiceInventory
 
 _log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 # A bound on the work one request can cause (a 10-second alert is ~150 characters).
 MAX_TEXT_CHARS: Final = 4000
 # 32 MiB of 8 kHz 16-bit audio is about 35 minutes: every phrase and the messages of
 # the alerts being called, with room to spare.
 MEMORY_BYTES: Final = 32 * 1024 * 1024
-WARM_UP_TEXT: Final = "Ready."
+KEY_MEMO_ENTRIES: Final = 4096  # prompt keys remembered (a 64-char hex string each)
 
 
 def engine_versions() -> dict[str, str]:
@@ -71,14 +79,16 @@ class Renderer:
         self._inventory = inventory
         self._config = config if config is not None else RenderConfig()
         self._cache = cache
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voipalert-tts")
-        self._voices: dict[VoiceId, PiperVoice] = {}
+        self._workers = workers
+        self._pool = self._new_pool()
+        self._voices: dict[VoiceId, None] = {}  # voices the workers have loaded, in order
         self._lock = threading.Lock()
         self._inflight: dict[str, asyncio.Task[tuple[Int16Array, bool]]] = {}
         self._memory: OrderedDict[str, Int16Array] = OrderedDict()
         self._memory_bytes = memory_bytes
         self._memory_used = 0
         self._versions = engine_versions()
+        self._keys: BoundedMemo[tuple[str, str, str, str], str] = BoundedMemo(KEY_MEMO_ENTRIES)
         self._synth_count = 0
 
     @property
@@ -92,64 +102,61 @@ class Renderer:
         with self._lock:
             return tuple(self._voices)
 
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # forkserver: serve has threads by now (the loop watch, the log writer, the
+        # database), and forking a threaded process can copy a lock held by another thread.
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
+
+    def _job(self, voice: Voice, text: str = synth_worker.WARM_UP_TEXT) -> synth_worker.Job:
+        return synth_worker.Job(
+            voice.id, str(voice.model_path), str(voice.config_path), self._config, text
+        )
+
+    async def _in_worker(
+        self, function: Callable[[synth_worker.Job], _R], job: synth_worker.Job
+    ) -> _R:
+        """Run ``function(job)`` in a worker; a dead worker is replaced and the job fails."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            result = await loop.run_in_executor(pool, function, job)
+        except BrokenProcessPool as exc:
+            if self._pool is pool:
+                _log.error("a speech worker process died (%s); starting new ones", exc)
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False)
+            raise RenderError(f"voice {job.voice_id}: the synthesis process died") from exc
+        with self._lock:
+            if job.voice_id not in self._voices:
+                self._voices[job.voice_id] = None
+                _log.info("loaded voice %s", job.voice_id)
+        return result
+
     @property
     def inventory(self) -> VoiceInventory:
         return self._inventory
 
     def key_for(self, text: str, voice_id: str | None = None) -> str:
         voice = self._inventory.get(voice_id or self._inventory.default_id)
-        return prompt_key(text.strip(), voice, self._config, self._versions)
+        return self._key(text.strip(), voice)
 
-    def _load(self, voice: Voice) -> PiperVoice:
-        with self._lock:
-            loaded = self._voices.get(voice.id)
-            if loaded is not None:
-                return loaded
-            try:
-                loaded = PiperVoice.load(str(voice.model_path), config_path=str(voice.config_path))
-            except Exception as exc:
-                raise RenderError(
-                    f"voice {voice.id}: cannot load {voice.model_path}: {exc}"
-                ) from exc
-            self._voices[voice.id] = loaded
-            _log.info("loaded voice %s", voice.id)
-            return loaded
-
-    def _synthesis_config(self) -> SynthesisConfig:
-        # Piper's own per-sentence peak normalisation would give each sentence a different
-        # gain; the level is set once for the whole prompt in audio.telephone_prompt.
-        return SynthesisConfig(
-            speaker_id=self._config.speaker_id,
-            length_scale=self._config.length_scale,
-            noise_scale=self._config.noise_scale,
-            noise_w_scale=self._config.noise_w_scale,
-            normalize_audio=False,
+    def _key(self, text: str, voice: Voice) -> str:
+        # Pure in (text, voice files); the render settings and versions are fixed for the
+        # renderer's life. Memoised: see voipalert/tts/memo.py.
+        return self._keys.get(
+            (text, voice.id, voice.model_sha256, voice.config_sha256),
+            lambda: prompt_key(text, voice, self._config, self._versions),
         )
-
-    def synthesize(self, text: str, voice: Voice) -> Int16Array:
-        """Blocking: Piper → 8 kHz telephone PCM, bypassing the cache. Runs in the pool."""
-        piper_voice = self._load(voice)
-        try:
-            sentences = [
-                chunk.audio_float_array
-                for chunk in piper_voice.synthesize(text, self._synthesis_config())
-            ]
-        except Exception as exc:
-            raise RenderError(f"voice {voice.id}: synthesis failed: {exc}") from exc
-        with self._lock:
-            self._synth_count += 1
-        pcm = telephone_prompt(sentences, piper_voice.config.sample_rate, self._config)
-        if len(pcm) == 0:
-            raise RenderError(f"voice {voice.id} produced no audio for {text[:60]!r}")
-        return pcm
 
     async def _produce(self, key: str, text: str, voice: Voice) -> tuple[Int16Array, bool]:
         if self._cache is not None:
             cached = await asyncio.to_thread(self._cache.get, key)
             if cached is not None:
                 return cached, True
-        loop = asyncio.get_running_loop()
-        pcm = await loop.run_in_executor(self._pool, self.synthesize, text, voice)
+        pcm = await self._in_worker(synth_worker.synthesize, self._job(voice, text))
+        with self._lock:
+            self._synth_count += 1
         if self._cache is not None:
             await asyncio.to_thread(self._cache.put, key, pcm)
         return pcm, False
@@ -189,7 +196,7 @@ class Renderer:
         if len(text) > MAX_TEXT_CHARS:
             raise RenderError(f"text of {len(text)} characters exceeds {MAX_TEXT_CHARS}")
         voice = self._inventory.get(voice_id or self._inventory.default_id)
-        key = prompt_key(text, voice, self._config, self._versions)
+        key = self._key(text, voice)
         kept = self._memory.get(key)
         if kept is not None:
             self._memory.move_to_end(key)
@@ -204,29 +211,27 @@ class Renderer:
         pcm, from_cache = await asyncio.shield(task)
         return Prompt(np.array(pcm, dtype=np.int16), text, voice.id, key, from_cache)
 
-    def _warm_up(self, voice: Voice) -> None:
-        # onnxruntime's first run of a session is slower than the next ones (memory arena
-        # growth; measured here: +15-30 % on a short sentence): pay it at start-up.
-        piper_voice = self._load(voice)
-        for _ in piper_voice.synthesize(WARM_UP_TEXT, self._synthesis_config()):
-            pass
-
     async def preload(self, *voice_ids: str) -> None:
         """Load and warm voices now (at start-up) rather than at the first alert."""
-        loop = asyncio.get_running_loop()
         for voice_id in voice_ids or (self._inventory.default_id,):
             voice = self._inventory.get(voice_id)
-            await loop.run_in_executor(self._pool, self._warm_up, voice)
+            # One warm-up per worker: each process loads its own copy of the voice.
+            await asyncio.gather(
+                *(
+                    self._in_worker(synth_worker.warm_up, self._job(voice))
+                    for _ in range(self._workers)
+                )
+            )
 
     async def aclose(self) -> None:
-        """Cancel renders in progress, then wait for the worker threads to finish."""
+        """Cancel renders in progress, then wait for the worker processes to finish."""
         pending = list(self._inflight.values())
         for task in pending:
             task.cancel()
         try:
             await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            await asyncio.to_thread(self._pool.shutdown, wait=True)
+            await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -26,6 +26,8 @@ _SPACE_CONTROLS: Final = frozenset("\t\n\r\x0b\x0c\x85\u2028\u2029")
 
 
 def _strip_controls(text: str) -> str:
+    if text.isascii() and text.isprintable():
+        return text  # the common case: no control character, no space but " "
     return "".join(
         " " if ch in _SPACE_CONTROLS else ch
         for ch in text
