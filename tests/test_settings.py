@@ -244,3 +244,14 @@ def test_dns_servers_map_onto_the_resolver_config(monkeypatch: pytest.MonkeyPatc
     assert dns_config(load_settings()).servers == (
         ("192.0.2.53", 53), ("127.0.0.1", 5353), ("2001:db8::53", 54),
     )  # fmt: skip
+
+
+def test_keepalive_seconds_maps_onto_the_user_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voipalert.app.config import ua_config
+
+    assert ua_config(load_settings()).keepalive_seconds == 0.0  # off by default
+    monkeypatch.setenv("VOIPALERT_SIP__KEEPALIVE_SECONDS", "25")
+    assert ua_config(load_settings()).keepalive_seconds == 25.0
+    monkeypatch.setenv("VOIPALERT_SIP__KEEPALIVE_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="keepalive_seconds"):
+        load_settings()

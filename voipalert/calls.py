@@ -150,6 +150,14 @@ class CallReport:
     stopped: StopReason | None = None
     """Set when the call was asked to stop (handled elsewhere, shutdown) before its end."""
     hung_up_by: str | None = None
+    progress: str | None = None
+    """The call progress before the final answer, e.g. ``183 Session Progress (early
+    media only, no ringing)``: an announcement is recorded here, never taken for an answer."""
+    early_media: bool = False
+    q850_cause: int | None = None
+    classified_by: str | None = None
+    """What decided the SIP outcome: ``status``, ``cause`` (Q.850), ``ring timeout``,
+    ``setup timeout``, ``no response`` or ``local`` (docs/sip.md §4.5.1)."""
 
     @property
     def answered(self) -> bool:
@@ -617,6 +625,7 @@ class _Call:
         ring = (t.answered if t.answered is not None else end) - t.started
         talk = None if t.answered is None else max(0.0, end - t.answered)
         ended, result = state.ended, state.result
+        progress = ended.progress if ended is not None else None
         acked = result is not None and result.acknowledged
         if acked:
             outcome = AttemptOutcome.ACKNOWLEDGED
@@ -641,4 +650,8 @@ class _Call:
             duration_seconds=end - t.started,
             stopped=state.stopped,
             hung_up_by=ended.hung_up_by if ended else None,
+            progress=progress.describe() if progress is not None else None,
+            early_media=progress is not None and progress.early_media,
+            q850_cause=progress.cause if progress is not None else None,
+            classified_by=ended.classified_by if ended else None,
         )

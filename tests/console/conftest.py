@@ -132,9 +132,12 @@ class Console:
             "startsAt": "2026-01-01T00:00:00Z",
             "fingerprint": f"fp{abs(hash(summary)) % 10**12}",
         }
+        # One alert in its own group, as Alertmanager sends it when it groups by alert name
+        # and instance: its labels and annotations are the group's common ones.
         body = {"version": "4", "status": "firing", "receiver": "voipalert", "alerts": [alert],
-                "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-                "externalURL": "http://am.invalid", "groupKey": "{}"}  # fmt: skip
+                "groupLabels": {}, "commonLabels": alert["labels"],
+                "commonAnnotations": alert["annotations"], "externalURL": "http://am.invalid",
+                "groupKey": f"{{}}:{alert['fingerprint']}"}  # fmt: skip
         client = self.client(Authorization=f"Bearer {self.trigger_token}")
         async with client.post(f"{self.base}/api/v1/hooks/alertmanager", json=body) as r:
             assert r.status == 202, await r.text()

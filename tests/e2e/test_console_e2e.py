@@ -50,7 +50,8 @@ def alertmanager(summary: str) -> dict[str, object]:
              "startsAt": "2026-01-01T00:00:00Z", "fingerprint": "c0ffee0000000001"}  # fmt: skip
     return {"version": "4", "status": "firing", "receiver": "voipalert", "alerts": [alert],
             "groupLabels": {}, "commonLabels": labels, "commonAnnotations": {},
-            "externalURL": "http://am.invalid", "groupKey": "{}"}  # fmt: skip
+            "externalURL": "http://am.invalid",
+            "groupKey": f"{{}}:{alert['fingerprint']}"}  # fmt: skip
 
 
 async def test_ack_from_the_page_cancels_the_ringing_call(

@@ -13,7 +13,8 @@ from tests.ingest.conftest import Api, ApiFactory
 from voipalert.domain.alert import AlertId, AttemptKey, AttemptState
 from voipalert.domain.policy import PlaceCall
 from voipalert.domain.rota import Contact, ContactKind, Person, PersonName
-from voipalert.ingest.config import HttpConfig, IngestConfig
+from voipalert.ingest.config import AlertmanagerHook, HttpConfig, IngestConfig
+from voipalert.ingest.convert import Grouping
 from voipalert.ingest.mapping import GenericMapping
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "ingest"
@@ -25,7 +26,15 @@ def payload(name: str) -> Any:
     return json.loads((DATA / name).read_text())
 
 
-async def test_alertmanager_firing_then_resolved(api: Api) -> None:
+PER_ALERT = IngestConfig(
+    http=HttpConfig(alertmanager_hooks={"default": AlertmanagerHook(grouping=Grouping.ALERT)})
+)
+
+
+async def test_alertmanager_firing_then_resolved(make_api: ApiFactory) -> None:
+    # Per-alert keys (grouping = "alert"); the default, one alert per group, is tested in
+    # tests/ingest/test_am_grouping.py.
+    api = await make_api(PER_ALERT)
     status, reply, _ = await api.call(
         "POST", AM, token="trigger", json=payload("alertmanager_firing.json")
     )

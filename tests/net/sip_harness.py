@@ -99,6 +99,8 @@ async def user_agent(
     password: str | None = None,
     register_expires: int = 600,
     trust_testbed: bool = True,
+    registrar: SipUri | None = None,
+    keepalive_seconds: float = 0.0,
 ) -> AsyncIterator[Harness]:
     kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
     port = free_port(kind)
@@ -109,8 +111,9 @@ async def user_agent(
         local_port=port,
         transport=transport,
         password=password if password is not None else testbed.users[user],
-        registrar=SipUri(host=testbed.host, port=testbed.port),
+        registrar=registrar or SipUri(host=testbed.host, port=testbed.port),
         register_expires=register_expires,
+        keepalive_seconds=keepalive_seconds,
         trusted_hosts=frozenset({testbed.host}) if trust_testbed else None,
     )
     agent = UserAgent(config, rng=random.Random())

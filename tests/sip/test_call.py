@@ -259,12 +259,14 @@ def test_200_after_cancel_is_acked_and_hung_up() -> None:
 def test_final_failures_map_to_outcomes_and_are_acked(status: int, outcome: CallOutcome) -> None:
     peer = Peer()
     _, invite = start_call(peer)
-    peer.reply(invite, status, headers=[("Reason", "Q.850;cause=17")])
+    # Cause 16 (normal clearing) says nothing about the callee: the status decides.
+    peer.reply(invite, status, headers=[("Reason", "Q.850;cause=16")])
     ack = peer.take_one("ACK")
     assert isinstance(ack, Request) and ack.via.branch == invite.via.branch
     event = ended(peer)
     assert event.outcome is outcome and event.status == status
-    assert event.reason_header == "Q.850;cause=17"
+    assert event.reason_header == "Q.850;cause=16"
+    assert event.classified_by == "status"
     assert outcome_for_status(status) is outcome
 
 

@@ -10,18 +10,28 @@ import re
 import ssl
 
 from voipalert import __version__
+from voipalert.app.store_config import public_url
 from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
 from voipalert.console.security import ConsoleConfig
 from voipalert.domain.rota import PolicyName, Route, TeamName
 from voipalert.engine import EngineConfig
-from voipalert.ingest.config import HttpConfig, ImapConfig, IngestConfig, SmtpConfig
+from voipalert.ingest.config import (
+    AlertmanagerHook,
+    HttpConfig,
+    ImapConfig,
+    IngestConfig,
+    SilencerConfig,
+    SmtpConfig,
+)
+from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
 from voipalert.ingest.mapping import GenericMapping
 from voipalert.net.sip_dns import DnsConfig
 from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import AckMenu
 from voipalert.settings import (
+    AlertmanagerHookSettings,
     EmailRuleSettings,
     GenericHookSettings,
     ImapSettings,
@@ -64,6 +74,7 @@ def ua_config(settings: Settings) -> UAConfig:
         registrar=registrar,
         outbound_proxy=proxy,
         register_expires=sip.register_expires,
+        keepalive_seconds=float(sip.keepalive_seconds),
         user_agent=f"voipalert/{__version__}",
         trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
     )
@@ -182,6 +193,24 @@ def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
     )
 
 
+def _alertmanager(hook: AlertmanagerHookSettings, base: str) -> AlertmanagerHook:
+    return AlertmanagerHook(
+        grouping=Grouping(hook.grouping),
+        url=hook.url,
+        allowed_urls=tuple(hook.allowed_urls),
+        silence_seconds=hook.silence_minutes * 60,
+        alert_url=base,
+    )
+
+
+def silencer_config(settings: Settings) -> SilencerConfig:
+    return SilencerConfig(
+        poll_seconds=settings.hooks.silence_poll_seconds,
+        max_tries=settings.hooks.silence_max_tries,
+        reconcile_seconds=settings.hooks.silence_check_seconds,
+    )
+
+
 def _imap(imap: ImapSettings) -> ImapConfig | None:
     if not imap.enabled or imap.username is None or imap.password is None:
         return None
@@ -212,7 +241,12 @@ def ingest_config(settings: Settings) -> IngestConfig:
             require_signature_timestamp=http.require_signature_timestamp,
             token_cache_seconds=http.token_cache_seconds,
             generic_hooks={n: _generic(n, h) for n, h in settings.hooks.generic.items()},
+            alertmanager_hooks={
+                n: _alertmanager(h, public_url(settings))
+                for n, h in settings.hooks.alertmanager.items()
+            },
             default_severity=http.default_severity,
+            heartbeat_beats_per_minute=settings.heartbeat.beats_per_minute,
         ),
         email_rules=tuple(_email_rule(r) for r in smtp.rules),
         builtin_email_parser=smtp.builtin_rules,

@@ -21,9 +21,10 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from voipalert.app.config import (
     ingest_config,
     media_config,
     script_config,
+    silencer_config,
     sip_bind,
     sip_tls,
     ua_config,
@@ -49,8 +51,10 @@ from voipalert.errors import ConfigError, VoipAlertError
 from voipalert.ingest.app_keys import INTAKE, METRICS
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
+from voipalert.ingest.heartbeat import HeartbeatWatch
 from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.metrics import IngestMetrics
+from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
@@ -114,10 +118,12 @@ async def serve(
                 engine_config(settings),
             )  # fmt: skip
             config = ingest_config(settings)
+            silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
             app = build_app(
-                store, wake=engine.wake, sip_state=lambda: sip_state(phone), config=config,
-                clock=clock,
+                store, wake=_both(engine.wake, silencer.wake),
+                sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
+            silencer.observe = app[METRICS].observe_silence
             stalls.metrics = app[METRICS]
             test_caller = _add_web_routes(app, settings, phone, speech)
             edges = _Edges()
@@ -135,26 +141,51 @@ async def serve(
                 on_ready(running)
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(), name="engine")
-                imap_task = None
-                if config.imap is not None:
-                    poller = ImapPoller(
-                        app[INTAKE], config.imap, config.email_rules,
-                        builtin_rules=config.builtin_email_parser, metrics=app[METRICS],
-                    )  # fmt: skip
-                    imap_task = group.create_task(poller.run(), name="imap")
+                watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
+                side_tasks = [
+                    group.create_task(job, name=name)
+                    for name, job in _side_jobs(app, config, silencer, watch)
+                ]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 test_caller.shutdown()
                 await edges.close()
                 await engine.shutdown()
-                engine_task.cancel()
-                if imap_task is not None:
-                    imap_task.cancel()
+                for task in (engine_task, *side_tasks):
+                    task.cancel()
             log.info("stopped")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _side_jobs(
+    app: web.Application, config: IngestConfig, silencer: Silencer, watch: HeartbeatWatch
+) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    """The tasks beside the engine: the silencer, the heartbeat watch, the IMAP poller."""
+    jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
+        ("silencer", silencer.run()),
+        ("heartbeats", watch.run()),
+    ]
+    if config.imap is not None:
+        poller = ImapPoller(
+            app[INTAKE], config.imap, config.email_rules,
+            builtin_rules=config.builtin_email_parser, metrics=app[METRICS],
+        )  # fmt: skip
+        jobs.append(("imap", poller.run()))
+    return jobs
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    """The API's wake-up: the engine, and the silencer (an ack or a resolve through the API
+    may have queued a silence request)."""
+
+    def wake() -> None:
+        first()
+        second()
+
+    return wake
 
 
 class _StallReport:

@@ -21,6 +21,7 @@ from voipalert.cli import (
     config_cmd,
     demo_cmd,
     dtmf_cmd,
+    heartbeat_cmd,
     rota_cmd,
     say_cmd,
     serve_cmd,
@@ -48,6 +49,7 @@ COMMAND_MODULES = (
     rota_cmd,
     token_cmd,
     user_cmd,
+    heartbeat_cmd,
 )
 
 

@@ -216,6 +216,9 @@ def _print(report: dict[str, object]) -> None:
     reason = report.get("sip_reason") or ""
     print(f"outcome: {outcome}")
     print(f"sip: {f'{status} {reason}' if status else reason}")
+    if report.get("progress"):
+        by = report.get("classified_by")
+        print(f"progress: {report['progress']}" + (f"; classified by {by}" if by else ""))
     if report.get("digit"):
         print(f"digit: {report['digit']} (via {report.get('digit_source')})")
     for key, label in (("ring_seconds", "ringing"), ("talk_seconds", "talking")):

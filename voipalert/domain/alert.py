@@ -99,6 +99,9 @@ class NewAlert:
     policy: PolicyName | None = None
     team: TeamName | None = None
     kind: AlertKind = AlertKind.ESCALATION
+    # A repeat of an open alert replaces its summary, severity, fields and labels (an
+    # Alertmanager group that gained or lost alerts) instead of only being counted.
+    refresh: bool = False
 
 
 @dataclass(frozen=True, slots=True)

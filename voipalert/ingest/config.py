@@ -14,6 +14,7 @@ from typing import Final
 
 from voipalert.domain.alert import Severity
 from voipalert.domain.rota import Route
+from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule
 from voipalert.ingest.mapping import GenericMapping
 
@@ -22,6 +23,53 @@ LOOPBACK: Final[tuple[IpNetwork, ...]] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),
 )
+
+
+DEFAULT_AM_HOOK: Final = "default"  # the hook behind /api/v1/hooks/alertmanager
+
+
+def normalize_url(url: str) -> str:
+    """A base URL compared as the same place: no trailing slash, scheme and host in lower
+    case."""
+    scheme, sep, rest = url.strip().partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}{sep}{host.lower()}{slash}{path}".rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertmanagerHook:
+    """One Alertmanager webhook (``[hooks.alertmanager.NAME]``)."""
+
+    grouping: Grouping = Grouping.GROUP
+    # Where acknowledged alerts are silenced (the Alertmanager's base URL); None: nowhere.
+    url: str | None = None
+    # A payload's externalURL is used instead of ``url`` only when it is one of these: the
+    # payload is the sender's word, and a silence request must not go where it points.
+    allowed_urls: tuple[str, ...] = ()
+    silence_seconds: int = 7200
+    # Base URL of voipalert's API as people reach it, for the link in a silence's comment.
+    alert_url: str | None = None
+
+    def silence_url(self, external_url: str | None) -> str | None:
+        if external_url:
+            candidate = normalize_url(external_url)
+            if candidate in {normalize_url(u) for u in self.allowed_urls}:
+                return candidate
+        return normalize_url(self.url) if self.url else None
+
+
+@dataclass(frozen=True, slots=True)
+class SilencerConfig:
+    """The silencer's pace (``ingest.silencer``)."""
+
+    poll_seconds: float = 2.0
+    max_tries: int = 8
+    backoff_first_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    request_timeout_seconds: float = 10.0
+    # How often Alertmanager is asked whether a silenced group is still firing (it sends
+    # no notification for silenced alerts, "resolved" included).
+    reconcile_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +86,8 @@ class HttpConfig:
     # A revoked token keeps working at most this long in a running server.
     token_cache_seconds: float = 5.0
     generic_hooks: Mapping[str, GenericMapping] = field(default_factory=dict)
+    alertmanager_hooks: Mapping[str, AlertmanagerHook] = field(default_factory=dict)
+    heartbeat_beats_per_minute: int = 60  # per client address; 429 beyond
     default_severity: Severity = Severity.CRITICAL
 
 

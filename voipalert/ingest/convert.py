@@ -3,17 +3,21 @@
 An event is either a ``NewAlert`` (trigger: create, or join the open alert with the same
 dedup key) or a ``Resolve`` (close the open alert with that dedup key and cancel its calls).
 
-Alertmanager and Grafana key each alert by its fingerprint (a hash of its label set), so the
-same problem reported again joins the open alert, and its "resolved" notification closes it.
+Alertmanager's notifications are grouped (``groupKey``): by default one group is one alert,
+keyed by the group, whose summary says what the group holds ("3 alerts: HostDown on db1,
+db2, db3"). A later notification of the same group joins it and refreshes that text without
+placing a new call; the group's "resolved" closes it. ``Grouping.ALERT`` keys each alert by
+its fingerprint (a hash of its label set) instead, as Grafana's alerts always are.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from voipalert.domain.alert import NewAlert, Severity
@@ -39,6 +43,26 @@ class Resolve:
 
 
 Event = NewAlert | Resolve
+
+
+class Grouping(enum.StrEnum):
+    GROUP = "group"  # one alert per Alertmanager group (groupKey)
+    ALERT = "alert"  # one alert per Alertmanager alert (fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class AmEvent:
+    """An Alertmanager event and the labels a silence for it matches, as Alertmanager has
+    them (not cleaned: a silence must match the real label values)."""
+
+    event: Event
+    matchers: Mapping[str, str] = field(default_factory=dict)
+
+
+GROUP_SUMMARY_CHARS: Final = 200  # a spoken sentence, not a list of every instance
+GROUP_NAMES_SPOKEN: Final = 4  # instances named per alert name; the rest are counted
+GROUP_ALERTS_KEPT: Final = 50  # alerts of a group kept in the alert's fields
+_PORT: Final = re.compile(r":\d{1,5}$")
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -160,11 +184,105 @@ def _alert_event(
 
 
 def from_alertmanager(
-    payload: AlertmanagerPayload, default_severity: Severity = Severity.CRITICAL
+    payload: AlertmanagerPayload,
+    default_severity: Severity = Severity.CRITICAL,
+    grouping: Grouping = Grouping.ALERT,
 ) -> list[Event]:
-    """One event per alert in the group: firing triggers, resolved closes."""
+    """The events of one notification, one per alert unless told otherwise (the hook calls
+    ``alertmanager_events`` with its configured grouping, by group by default)."""
+    return [e.event for e in alertmanager_events(payload, default_severity, grouping)]
+
+
+def alertmanager_events(
+    payload: AlertmanagerPayload,
+    default_severity: Severity = Severity.CRITICAL,
+    grouping: Grouping = Grouping.GROUP,
+) -> list[AmEvent]:
+    """``GROUP``: one event for the whole group; ``ALERT``: one event per alert in it
+    (firing triggers, resolved closes)."""
     group = _group_fields(payload)
-    return [_alert_event("alertmanager", a, group, default_severity) for a in payload.alerts]
+    if grouping is Grouping.GROUP:
+        return [_group_event(payload, group, default_severity)]
+    return [
+        AmEvent(_alert_event("alertmanager", a, group, default_severity), dict(a.labels))
+        for a in payload.alerts
+    ]
+
+
+def group_dedup_key(group_key: str | None, group_labels: Mapping[str, str]) -> str:
+    """The dedup key of an Alertmanager group's alert."""
+    # groupKey is Alertmanager's own identity of the group ("{}/{...}:{alertname=...}"),
+    # unbounded in length: hashed. Without one, the group's labels stand for it.
+    if group_key:
+        digest = hashlib.sha256(group_key.encode()).hexdigest()[:24]
+    else:
+        digest = label_hash(group_labels)
+    return f"alertmanager:group:{digest}"
+
+
+def _spoken_instance(labels: Mapping[str, str]) -> str | None:
+    where = labels.get("instance") or labels.get("host") or labels.get("hostname")
+    return _PORT.sub("", where) if where else None
+
+
+def group_summary(alerts: Sequence[AlertmanagerAlert], truncated: int = 0) -> str:
+    """What a call says of a group: one alert's own summary, or "3 alerts: HostDown on db1,
+    db2, db3; DiskFull on db4", bounded."""
+    total = len(alerts) + truncated
+    if total == 1 and alerts:
+        return _summary(alerts[0])
+    by_name: dict[str, list[str]] = {}
+    for alert in alerts:
+        places = by_name.setdefault(alert.labels.get("alertname", "alert"), [])
+        where = _spoken_instance(alert.labels)
+        if where and where not in places:
+            places.append(where)
+    parts = []
+    for name, places in by_name.items():
+        named = places[:GROUP_NAMES_SPOKEN]
+        more = len(places) - len(named)
+        where = ", ".join(named) + (f" and {more} more" if more else "")
+        parts.append(f"{name} on {where}" if where else name)
+    return clean_text(f"{total} alerts: {'; '.join(parts)}", GROUP_SUMMARY_CHARS)
+
+
+def _alert_record(alert: AlertmanagerAlert) -> dict[str, object]:
+    return {
+        "status": alert.status,
+        "labels": clean_labels(alert.labels),
+        "annotations": dict(alert.annotations),
+        "starts_at": alert.startsAt,
+        "fingerprint": alert.fingerprint,
+    }
+
+
+def _group_event(
+    payload: AlertmanagerPayload, group: dict[str, object], default_severity: Severity
+) -> AmEvent:
+    key = group_dedup_key(payload.groupKey, payload.groupLabels)
+    # A silence for the group matches the labels Alertmanager grouped by; with no grouping
+    # labels (group_by: [...] empty) those all its alerts share.
+    matchers = dict(payload.groupLabels) or dict(payload.commonLabels)
+    firing = [a for a in payload.alerts if a.status == "firing"]
+    if payload.status == "resolved" or not firing:
+        return AmEvent(Resolve(key, "alertmanager"), matchers)
+    severities = [parse_severity(a.labels.get("severity")) or default_severity for a in firing]
+    order = list(Severity)  # most severe first
+    fields: dict[str, object] = {
+        **group,
+        "firing": len(firing) + payload.truncatedAlerts,
+        "alerts": [_alert_record(a) for a in firing[:GROUP_ALERTS_KEPT]],
+    }
+    new = NewAlert(
+        summary=group_summary(firing, payload.truncatedAlerts),
+        severity=min(severities, key=order.index),
+        source="alertmanager",
+        dedup_key=key,
+        fields={k: v for k, v in fields.items() if v is not None},
+        labels=clean_labels(payload.commonLabels),
+        refresh=True,
+    )
+    return AmEvent(new, matchers)
 
 
 def from_grafana(

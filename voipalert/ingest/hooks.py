@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from voipalert.ingest.app_keys import AUTH, CONFIG, INTAKE, METRICS
-from voipalert.ingest.convert import Event, from_alertmanager, from_grafana
+from voipalert.ingest.config import DEFAULT_AM_HOOK, AlertmanagerHook
+from voipalert.ingest.convert import AmEvent, Event, alertmanager_events, from_grafana
 from voipalert.ingest.http_errors import ApiError
 from voipalert.ingest.http_io import json_response, parse_json, read_body, read_model
 from voipalert.ingest.mapping import MappingError, map_document
@@ -26,13 +27,17 @@ from voipalert.ingest.schemas import (
     HookOut,
 )
 from voipalert.store import Scope
+from voipalert.store.am_outbox import AmLink
 
 
-async def _commit_all(request: web.Request, events: Sequence[Event]) -> web.Response:
+async def _commit_all(
+    request: web.Request, events: Sequence[Event], links: Sequence[AmLink | None] = ()
+) -> web.Response:
     intake = request.app[INTAKE]
     results = []
-    for event in events:
-        committed = await intake.submit(event)
+    for index, event in enumerate(events):
+        link = links[index] if index < len(links) else None
+        committed = await intake.submit(event, link=link)
         results.append(
             HookAction(
                 dedup_key=committed.dedup_key or "",
@@ -43,15 +48,32 @@ async def _commit_all(request: web.Request, events: Sequence[Event]) -> web.Resp
     return json_response(HookOut(results=results), 202)
 
 
+def _am_link(
+    name: str, hook: AlertmanagerHook, external_url: str | None, event: AmEvent
+) -> AmLink | None:
+    url = hook.silence_url(external_url)
+    if url is None or not event.matchers:
+        return None
+    return AmLink(name, url, event.matchers, hook.silence_seconds, hook.alert_url)
+
+
 @trigger_endpoint("alertmanager")
 async def alertmanager(request: web.Request) -> web.StreamResponse:
     await request.app[AUTH].authenticate(request, Scope.TRIGGER, allow_signature=True)
+    config = request.app[CONFIG].http
+    name = request.match_info.get("name", DEFAULT_AM_HOOK)
+    hook = config.alertmanager_hooks.get(name)
+    if hook is None:
+        if name != DEFAULT_AM_HOOK:
+            raise ApiError(
+                404, "no Alertmanager hook with that name is configured", reason="no_such_hook"
+            )
+        hook = AlertmanagerHook()
     with request.app[METRICS].trigger_seconds.labels(edge="alertmanager").time():
-        payload = await read_model(
-            request, AlertmanagerPayload, request.app[CONFIG].http.max_body_bytes
-        )
-        events = from_alertmanager(payload, request.app[CONFIG].http.default_severity)
-        return await _commit_all(request, events)
+        payload = await read_model(request, AlertmanagerPayload, config.max_body_bytes)
+        am_events = alertmanager_events(payload, config.default_severity, hook.grouping)
+        links = [_am_link(name, hook, payload.externalURL, e) for e in am_events]
+        return await _commit_all(request, [e.event for e in am_events], links)
 
 
 @trigger_endpoint("grafana")

@@ -24,6 +24,7 @@ from voipalert.domain.routing import route
 from voipalert.ingest.convert import Event, Resolve
 from voipalert.logs import log_context
 from voipalert.store import Store, UnknownReference
+from voipalert.store.am_outbox import AmLink
 
 log = logging.getLogger("voipalert.ingest")
 
@@ -72,10 +73,12 @@ class Intake:
             return new
         return dataclasses.replace(new, policy=chosen.policy, team=chosen.team)
 
-    async def _create(self, new: NewAlert, sender_chose_target: bool) -> tuple[Alert, bool]:
+    async def _create(
+        self, new: NewAlert, sender_chose_target: bool, link: AmLink | None
+    ) -> tuple[Alert, bool]:
         routed = self._routed(new)
         try:
-            return await self._store.create_or_join_alert(routed)
+            return await self._store.create_or_join_alert(routed, link)
         except UnknownReference:
             if sender_chose_target or (routed.policy is None and routed.team is None):
                 raise
@@ -85,11 +88,14 @@ class Intake:
                 extra={"team": routed.team, "policy": routed.policy, "source": new.source},
             )
             return await self._store.create_or_join_alert(
-                dataclasses.replace(new, policy=None, team=None)
+                dataclasses.replace(new, policy=None, team=None), link
             )
 
-    async def submit(self, event: Event, *, sender_chose_target: bool = False) -> Committed:
-        """Commit ``event``; when this returns it is on disk and the engine is woken."""
+    async def submit(
+        self, event: Event, *, sender_chose_target: bool = False, link: AmLink | None = None
+    ) -> Committed:
+        """Commit ``event``; when this returns it is on disk and the engine is woken.
+        ``link``: the Alertmanager that silences the alert when it is acknowledged."""
         if isinstance(event, Resolve):
             transition = await self._store.resolve_by_dedup_key(event.dedup_key, event.source)
             if transition is None:
@@ -99,7 +105,7 @@ class Intake:
                 self._wake()
             source = event.source
         else:
-            alert, created = await self._create(event, sender_chose_target)
+            alert, created = await self._create(event, sender_chose_target, link)
             committed = Committed(
                 Outcome.CREATED if created else Outcome.JOINED, event.dedup_key, alert
             )

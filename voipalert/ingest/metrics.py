@@ -122,6 +122,18 @@ class IngestMetrics:
             registry=self.registry,
         )
 
+        # Fed by the silencer (ingest.silencer): requests to Alertmanagers by what they did
+        # (silence, expire) and how they ended (ok, retry, failed, skipped).
+        self.silences = Counter(
+            "voipalert_alertmanager_silence_requests",
+            "Silence requests to Alertmanager, by action and result",
+            ["action", "result"],
+            registry=self.registry,
+        )
+
+    def observe_silence(self, action: str, result: str) -> None:
+        self.silences.labels(action=action, result=result).inc()
+
     def source_label(self, source: str) -> str:
         """``source`` while fewer than ``MAX_SOURCES`` are known, else ``other``."""
         if source in self._sources:

@@ -27,6 +27,7 @@ from voipalert.ingest.schemas import (
     AlertIn,
     AlertListOut,
     AlertmanagerPayload,
+    BeatOut,
     ErrorOut,
     GrafanaPayload,
     HealthOut,
@@ -45,6 +46,7 @@ _REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
 )
 _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     AcceptedOut,
+    BeatOut,
     AlertDetailOut,
     AlertListOut,
     ErrorOut,
@@ -61,6 +63,7 @@ _ERRORS: Final = {
     409: "the alert is past the state asked for",
     413: "the body is over the size limit",
     422: "the JSON does not fit the schema; `details` names each field and why",
+    429: "too many requests from this address; slow down",
     503: "the database is unavailable; retry later",
 }
 
@@ -217,11 +220,27 @@ def _hook_paths(config: HttpConfig) -> dict[str, Any]:
         "/api/v1/hooks/alertmanager": {
             "post": _operation(
                 "postAlertmanager",
-                "Prometheus Alertmanager webhook (version 4): keyed by fingerprint",
+                "Prometheus Alertmanager webhook (version 4): one alert per group (groupKey), "
+                "or per alert (fingerprint) as [hooks.alertmanager.default] grouping says; "
+                "an acknowledged alert is silenced in the Alertmanager the hook names",
                 _responses(accepted, _TRIGGER_ERRORS),
                 scope="trigger",
                 signed=True,
                 body=_ref(AlertmanagerPayload),
+            )
+        },
+        "/api/v1/hooks/alertmanager/{name}": {
+            "post": _operation(
+                "postAlertmanagerNamed",
+                "Alertmanager webhook of the hook [hooks.alertmanager.NAME] (one per "
+                "Alertmanager to silence in); 404 unless it is configured",
+                _responses(accepted, (400, 401, 403, 404, 413, 422, 503)),
+                scope="trigger",
+                signed=True,
+                body=_ref(AlertmanagerPayload),
+                parameters=[
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
             )
         },
         "/api/v1/hooks/grafana": {
@@ -299,6 +318,36 @@ def with_targets(
     return copy
 
 
+def _heartbeat_paths() -> dict[str, Any]:
+    token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "the secret of the heartbeat's URL (voipalert heartbeat add)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    }
+    beat = _responses({200: _json(BeatOut, "the beat is recorded")}, (404, 413, 429, 503))
+    summary = (
+        "Record a beat of a heartbeat monitor (dead man's switch); the token in the URL is "
+        "the credential. A silent heartbeat opens an alert, the next beat resolves it"
+    )
+    return {
+        "/api/v1/heartbeat/{token}": {
+            "get": _operation("beatGet", summary, beat, parameters=[token]),
+            "post": _operation(
+                "beatPost",
+                summary + ". Any body is accepted (curl, or an Alertmanager receiver for the "
+                "Watchdog alert); an Alertmanager notification whose status is 'resolved' is "
+                "not counted as a beat",
+                beat,
+                parameters=[token],
+                body={},
+                optional_body=True,
+            ),
+        }
+    }
+
+
 def _probe_paths() -> dict[str, Any]:
     text = {
         "description": "Prometheus text format",
@@ -346,7 +395,7 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             "version": __version__,
             "description": "Triggers, alert history and acknowledgement for voipalert.",
         },
-        "paths": {**_alert_paths(), **_hook_paths(config), **_probe_paths()},
+        "paths": {**_alert_paths(), **_hook_paths(config), **_heartbeat_paths(), **_probe_paths()},
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

@@ -216,8 +216,23 @@ class AlertOut(_Out):
     close_reason: str | None
 
 
+class SilenceRequestOut(_Out):
+    action: Literal["silence", "expire"] = Field(
+        description="make the Alertmanager silence (on ack) or expire it (on resolve)"
+    )
+    state: Literal["pending", "done", "failed", "cancelled"]
+    tries: int
+    due_at: datetime = Field(description="when it is (or was last) due")
+    silence_id: str | None = Field(description="the silence in Alertmanager, once made")
+    last_error: str | None = Field(description="why the last try failed")
+
+
 class AlertDetailOut(AlertOut):
     attempts: list[AttemptOut] = Field(description="every call attempt, oldest first")
+    silences: list[SilenceRequestOut] = Field(
+        default_factory=list,
+        description="requests to the Alertmanager the alert came from, oldest first",
+    )
 
 
 class AttemptSummaryOut(_Out):
@@ -258,6 +273,16 @@ class HookAction(_Out):
 
 class HookOut(_Out):
     results: list[HookAction]
+
+
+class BeatOut(_Out):
+    heartbeat: str = Field(description="the heartbeat's name")
+    recorded: bool = Field(
+        description="false for an Alertmanager 'resolved' notification, which is no beat"
+    )
+    resolved_alert: int | None = Field(
+        default=None, description="the missed-heartbeat alert this beat closed, if any"
+    )
 
 
 class ErrorDetail(_Out):

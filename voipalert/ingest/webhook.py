@@ -39,6 +39,7 @@ from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
 from voipalert.ingest.health import SipState, check_readiness
+from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
@@ -58,6 +59,7 @@ from voipalert.ingest.schemas import (
     ErrorDetail,
     HealthOut,
     ReadyOut,
+    SilenceRequestOut,
     TransitionOut,
     alert_detail_out,
     alert_out,
@@ -196,10 +198,19 @@ async def list_alerts(request: web.Request) -> web.Response:
 async def get_alert(request: web.Request) -> web.Response:
     await request.app[AUTH].authenticate(request, Scope.READ)
     alert_id = _alert_id(request)
-    detail = await request.app[STORE].get_alert_with_attempts(alert_id)
+    store = request.app[STORE]
+    detail = await store.get_alert_with_attempts(alert_id)
     if detail is None:
         raise ApiError(404, f"no alert {alert_id}")
-    return json_response(alert_detail_out(detail))
+    silences = [
+        SilenceRequestOut(
+            action=r.action, state=r.state, tries=r.tries, due_at=r.due_at,
+            silence_id=r.silence_id, last_error=r.last_error,
+        )
+        for r in await store.outbox_of(alert_id)
+    ]  # fmt: skip
+    out = alert_detail_out(detail)
+    return json_response(out.model_copy(update={"silences": silences}))
 
 
 async def _ack_person(request: web.Request) -> str | None:
@@ -333,6 +344,7 @@ def build_app(
         web.post(f"{API}/alerts/{{id:[0-9]+}}/ack", ack_alert),
         web.post(f"{API}/alerts/{{id:[0-9]+}}/resolve", resolve_alert),
         web.post(f"{API}/hooks/alertmanager", hooks.alertmanager),
+        web.post(f"{API}/hooks/alertmanager/{{name}}", hooks.alertmanager),
         web.post(f"{API}/hooks/grafana", hooks.grafana),
         web.post(f"{API}/hooks/generic/{{name}}", hooks.generic),
         web.get(f"{API}/openapi.json", openapi, allow_head=False),
@@ -341,6 +353,7 @@ def build_app(
         web.get("/metrics", metrics, allow_head=False),
     ]
     app.add_routes(routes)
+    add_heartbeat_routes(app, API)
     return app
 
 

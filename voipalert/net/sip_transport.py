@@ -270,6 +270,10 @@ class SipEndpoint:
         self.agent.receive_message(message, source, self._loop.time())
         self.process()
 
+    def pong(self, source: Address) -> None:
+        self.agent.pong_received(source, self._loop.time())
+        self.process()
+
     def failed(self, destination: Address) -> None:
         self.agent.transport_failed(destination, self._loop.time())
         self.process()
@@ -527,6 +531,8 @@ class _StreamProtocol(asyncio.Protocol):
             if isinstance(event, KeepAlive):
                 if event.ping:
                     self.write(PONG)  # RFC 5626 §3.5.1
+                else:
+                    self._endpoint.pong(self._key)  # the answer to our keep-alive ping
                 continue
             self.last_active = self.last_message_at = self._endpoint._loop.time()
             self._endpoint.received_message(event, self._key)

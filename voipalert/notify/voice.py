@@ -177,6 +177,10 @@ class VoiceNotifier:
 
 def notify_result(report: CallReport) -> NotifyResult:
     detail = report.sip_reason
+    if report.progress and not report.answered:
+        detail = f"{detail}; progress: {report.progress}"
+        if report.classified_by:
+            detail = f"{detail}; classified by {report.classified_by}"
     if report.digit_source:
         detail = f"{detail}; key {report.digit} by {report.digit_source}"
     if report.stopped is not None:

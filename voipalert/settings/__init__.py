@@ -25,12 +25,14 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from voipalert.errors import ConfigError
 from voipalert.settings.sections import (
+    AlertmanagerHookSettings,
     CallSettings,
     ConsoleSettings,
     DatabaseSettings,
     EmailRuleSettings,
     EngineSettings,
     GenericHookSettings,
+    HeartbeatSettings,
     HooksSettings,
     HttpSettings,
     ImapSettings,
@@ -44,12 +46,14 @@ from voipalert.settings.sections import (
 __all__ = [
     "CONFIG_ENV_VAR",
     "ENV_PREFIX",
+    "AlertmanagerHookSettings",
     "CallSettings",
     "ConsoleSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
     "EngineSettings",
     "GenericHookSettings",
+    "HeartbeatSettings",
     "HooksSettings",
     "HttpSettings",
     "ImapSettings",
@@ -88,6 +92,7 @@ class Settings(BaseSettings):
     imap: ImapSettings = ImapSettings()
     routes: list[RouteSettings] = Field(default_factory=list)
     hooks: HooksSettings = HooksSettings()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()

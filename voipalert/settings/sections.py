@@ -129,6 +129,13 @@ class SipSettings(_Section):
     local_port: Port = 5062
     outbound_proxy: str | None = None
     register_expires: int = Field(default=600, ge=60, le=86400)
+    keepalive_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="NAT keep-alive between calls: OPTIONS to the registrar on UDP, a CRLF "
+        "ping on TCP/TLS (RFC 5626 §4.4.1); 0 = off",
+    )
     tls_ca_file: Path | None = None
     tls_verify: bool = True
     dns_servers: list[str] = Field(
@@ -299,6 +306,21 @@ class TtsSettings(_Section):
         )
 
 
+_HTTP_BASE_URL: Final = re.compile(r"^https?://[^\s/?#@]+(?:/[^\s?#]*)?$")
+
+
+def _check_base_url(value: str | None) -> str | None:
+    if value is not None and not _HTTP_BASE_URL.match(value):
+        raise ValueError("expected an http:// or https:// base URL, e.g. http://127.0.0.1:9093")
+    return value
+
+
+def _check_base_urls(values: list[str]) -> list[str]:
+    for value in values:
+        _check_base_url(value)
+    return values
+
+
 class HttpSettings(_Section):
     host: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
     port: Port = 8080
@@ -329,6 +351,11 @@ class HttpSettings(_Section):
         description="server secret that webhook signing secrets derive from (0600, created "
         "at first start); default: the database path + '.secret'",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="voipalert's base URL as others reach it (heartbeat URLs, links in "
+        "Alertmanager silences); default: http://host:port",
+    )
     token_cache_seconds: float = Field(
         default=5.0, ge=0, le=300, description="a revoked token stops working within this time"
     )
@@ -336,6 +363,8 @@ class HttpSettings(_Section):
         default=Severity.CRITICAL,
         description="for webhook alerts without a recognisable severity label",
     )
+
+    _public_url = field_validator("public_url")(_check_base_url)
 
 
 class EmailRuleSettings(_Section):
@@ -458,8 +487,61 @@ class GenericHookSettings(_Section):
     policy: str | None = None
 
 
+class AlertmanagerHookSettings(_Section):
+    """``[hooks.alertmanager.NAME]``: POST /api/v1/hooks/alertmanager/NAME ("default":
+    POST /api/v1/hooks/alertmanager)."""
+
+    grouping: Literal["group", "alert"] = Field(
+        default="group",
+        description="group: one alert per Alertmanager group (groupKey), its message "
+        "summarising the group; alert: one alert per Alertmanager alert (fingerprint)",
+    )
+    url: str | None = Field(
+        default=None,
+        description="this Alertmanager's base URL: an acknowledged alert is silenced there "
+        "(API v2), and the silence expired when the alert is resolved; unset: no silences",
+    )
+    allowed_urls: list[str] = Field(
+        default_factory=list,
+        description="payload externalURL values a silence may go to instead of url (the "
+        "payload alone never chooses where voipalert sends requests)",
+    )
+    silence_minutes: int = Field(
+        default=120, ge=1, le=60 * 24 * 30, description="how long a silence lasts"
+    )
+
+    _url = field_validator("url")(_check_base_url)
+    _allowed = field_validator("allowed_urls")(_check_base_urls)
+
+
 class HooksSettings(_Section):
     generic: dict[HookName, GenericHookSettings] = Field(default_factory=dict)
+    alertmanager: dict[HookName, AlertmanagerHookSettings] = Field(default_factory=dict)
+    silence_max_tries: int = Field(
+        default=8, ge=1, le=100, description="tries of a silence request before giving up"
+    )
+    silence_poll_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="how often the silence outbox is looked at"
+    )
+    silence_check_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="how often Alertmanager is asked whether a silenced group still fires "
+        "(it sends nothing for silenced alerts, not even 'resolved'); none left: resolved",
+    )
+
+
+class HeartbeatSettings(_Section):
+    check_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="how often overdue heartbeats are looked for"
+    )
+    beats_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=100_000,
+        description="heartbeat requests accepted per minute from one address (429 beyond)",
+    )
 
 
 class DatabaseSettings(_Section):

@@ -34,24 +34,36 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from voipalert.sip import uas
+from voipalert.sip.address import NameAddr
 from voipalert.sip.call import Call, CallState
 from voipalert.sip.config import UAConfig
 from voipalert.sip.core import TxFailure, TxUser
-from voipalert.sip.dialog import Address, ack_for_failure, our_contact
+from voipalert.sip.dialog import (
+    Address,
+    Envelope,
+    ack_for_failure,
+    build_request,
+    new_cseq,
+    our_aor,
+    our_contact,
+)
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import (
     CallId,
     CallMediaChanged,
     DigitReceived,
+    RegistrationState,
     RegistrationStatus,
     SipEvent,
 )
+from voipalert.sip.fields import Via
 from voipalert.sip.ids import new_branch, new_call_id, new_tag
 from voipalert.sip.locate import Hop, hop_of
 from voipalert.sip.message import Request, Response, response_to
+from voipalert.sip.nat import PING, KeepAliveSchedule, mapped_address
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration
 from voipalert.sip.sdp import LocalMedia, answer_offer, parse_answer
@@ -72,6 +84,9 @@ MAX_ROUTES = 256
 """Hops whose DNS answer (RFC 3263 target list) is remembered; the oldest go first."""
 MAX_WAITING = 256
 """Requests held while their hop is looked up; beyond that they fail at once."""
+MIN_CONTACT_REWRITE_SECONDS = 5.0
+"""A NAT that gives every packet a new port would otherwise have us re-register on every
+answer: the Contact moves at most this often (a later keep-alive catches up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +191,12 @@ class UserAgent:
         self._bucket = _Bucket(config.unsolicited_per_second, burst, burst=burst)
         self._peer_bucket = _Bucket(config.unsolicited_per_second, burst, burst=burst)
         self.stats: Counter[str] = Counter()
+        self._keepalive = KeepAliveSchedule(config.keepalive_seconds)
+        self._keepalive_options: Request | None = None
+        self._contact_moved_at: float | None = None
+        self._registrar_at: tuple[Address, str | None] | None = None
+        """Where the last REGISTER went (and the name it was found for): TCP/TLS pings go
+        there, on the registration's connection."""
 
     # ------------------------------------------------------------ AgentServices
 
@@ -222,6 +243,8 @@ class UserAgent:
     ) -> None:  # fmt: skip
         data = request.serialize()
         server_name = None if hop is None or hop.numeric else hop.host
+        if request.method == "REGISTER":
+            self._registrar_at = (destination, server_name)
         self._out.append(Outbound(data, destination, self._config.transport, server_name))
         if request.method == "ACK":
             return  # a 2xx ACK is not a transaction (§17.1.1.3)
@@ -312,8 +335,10 @@ class UserAgent:
         if self._registration is None:
             self._registration = Registration(self, registrar, now)
         self._registration.start(now)
+        self._keepalive.start(now)
 
     def unregister(self, now: float) -> None:
+        self._keepalive.stop()
         if self._registration is not None:
             self._registration.stop(now)
 
@@ -325,7 +350,10 @@ class UserAgent:
         self, target: SipUri, media: LocalMedia, now: float, *, ring_timeout: float
     ) -> CallId:
         call_id = CallId(new_call_id(self._rng))
-        call = Call(self, call_id, target, media, ring_deadline=now + ring_timeout)
+        call = Call(
+            self, call_id, target, media, ring_timeout=ring_timeout,
+            setup_deadline=now + self._config.setup_timeout,
+        )  # fmt: skip
         self._calls[call_id] = call
         call.start(now)
         self._note_ended(now)
@@ -398,6 +426,7 @@ class UserAgent:
                 self._forget_server(skey)
         if self._registration is not None:
             self._registration.handle_timer(now)
+        self._keep_alive(now)
         for call in list(self._calls.values()):
             call.handle_timer(now)
         self._retransmit_2xx(now)
@@ -420,6 +449,7 @@ class UserAgent:
         deadlines += [r.next_at for r in self._retransmit.values()]
         if self._registration is not None:
             deadlines.append(self._registration.next_deadline())
+        deadlines.append(self._keepalive.next_deadline())
         if self._ended:
             deadlines.append(min(self._ended.values()))
         return min((d for d in deadlines if d is not None), default=None)
@@ -437,7 +467,90 @@ class UserAgent:
         if ctx is None:
             self.stats["stray_response"] += 1
             return
+        if response.status >= 200 and self._to_registrar(ctx):
+            # Before the registration sees the answer: a 401's authenticated retry then
+            # already carries the fixed Contact.
+            self._check_mapped(via, now)
         self._client_input(key, ctx, response_input(response.status), response, now)
+
+    # ------------------------------------------------------------ NAT (sip/nat.py)
+
+    def _to_registrar(self, ctx: _ClientTx) -> bool:
+        return ctx.request.method == "REGISTER" or isinstance(ctx.user, _KeepAliveUser)
+
+    def _check_mapped(self, via: Via, now: float) -> None:
+        """RFC 3581 §4: the registrar saw us at ``received``:``rport``. On UDP, a Contact
+        that differs moves there, and the registration follows (RFC 5626 §4.4-style)."""
+        config = self._config
+        if config.transport != "udp":
+            return  # a TCP/TLS source port is the connection's, not a listening port
+        mapped = mapped_address(via)
+        if mapped is None:
+            return
+        host = config.public_host or config.local_host
+        port = config.public_port or config.local_port
+        if _canonical(mapped[0]) == _canonical(host) and mapped[1] == port:
+            return
+        moved = self._contact_moved_at
+        if moved is not None and now - moved < MIN_CONTACT_REWRITE_SECONDS:
+            self.stats["contact_rewrite_deferred"] += 1
+            return
+        self._contact_moved_at = now
+        self.stats["contact_rewritten"] += 1
+        self._config = replace(config, public_host=mapped[0], public_port=mapped[1])
+        if self._registration is not None:
+            self._registration.contact_changed(now)
+
+    def _keep_alive(self, now: float) -> None:
+        registration = self._registration
+        dead = self._keepalive.pong_overdue(now)
+        if dead is not None:
+            # RFC 5626 §4.4.1: no pong in 10 s, the flow has failed: register again.
+            self.stats["keepalive_no_pong"] += 1
+            if registration is not None:
+                registration.transport_failed(now)
+        if not self._keepalive.due(now):
+            return
+        if registration is None or registration.status.state is not RegistrationState.REGISTERED:
+            return  # the registration's own retries keep the binding (or say it failed)
+        config = self._config
+        if config.reliable:
+            if self._registrar_at is not None:
+                destination, server_name = self._registrar_at
+                self._out.append(Outbound(PING, destination, config.transport, server_name))
+                self._keepalive.pinged_at(destination, now)
+                self.stats["keepalive_ping"] += 1
+            return
+        if self._keepalive_options is not None or config.registrar is None:
+            return  # the last one is still out: one at a time
+        registrar = config.registrar
+        route: tuple[NameAddr, ...] = ()
+        if config.outbound_proxy is not None:
+            route = (NameAddr(uri=config.outbound_proxy.with_param("lr")),)
+        envelope = Envelope(
+            NameAddr(uri=our_aor(config)).with_tag(new_tag(self._rng)), NameAddr(uri=registrar),
+            new_call_id(self._rng), new_cseq(self._rng), new_branch(self._rng), route,
+        )  # fmt: skip
+        options = build_request(config, "OPTIONS", registrar, envelope)
+        self._keepalive_options = options
+        self.stats["keepalive_options"] += 1
+        hop = hop_of(config.outbound_proxy or registrar, config.transport)
+        self.send_request(options, hop, _KeepAliveUser(self), now)
+
+    def pong_received(self, source: Address, now: float) -> None:
+        """A CRLF pong arrived on the connection to ``source`` (RFC 5626 §4.4.1)."""
+        if self._keepalive.pong(source):
+            self.stats["keepalive_pong"] += 1
+
+    def _keepalive_done(self, request: Request, failure: TxFailure | None, now: float) -> None:
+        if request is not self._keepalive_options:
+            return
+        self._keepalive_options = None
+        if failure is not None:
+            # No answer to the keep-alive: the binding may be gone; register again.
+            self.stats["keepalive_failed"] += 1
+            if self._registration is not None:
+                self._registration.transport_failed(now)
 
     def _client_input(
         self, key: ClientKey, ctx: _ClientTx, event: TxInput, response: Response | None,
@@ -764,6 +877,26 @@ class UserAgent:
                 self._calls.pop(call_id, None)
                 self._hosts_cache.pop(call_id, None)
                 self._retransmit.pop(call_id, None)
+
+
+class _KeepAliveUser:
+    """The transaction user of a keep-alive OPTIONS: any answer will do."""
+
+    def __init__(self, agent: UserAgent) -> None:
+        self._agent = agent
+
+    def on_response(self, request: Request, response: Response, now: float) -> None:
+        if response.status >= 200:
+            self._agent._keepalive_done(request, None, now)
+
+    def on_failure(self, request: Request, failure: TxFailure, now: float) -> None:
+        self._agent._keepalive_done(request, failure, now)
+
+    def retry_elsewhere(self, request: Request, retry: Request) -> bool:
+        if request is self._agent._keepalive_options:
+            self._agent._keepalive_options = retry
+            return True
+        return False
 
 
 def _is_ip(host: str) -> bool:

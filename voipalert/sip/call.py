@@ -7,6 +7,23 @@ with the outcome rules of docs/sip.md §4.5. Every call ends with exactly one
 States: CALLING (INVITE sent) → RINGING (a provisional arrived, so CANCEL is allowed) →
 CONFIRMED (2xx ACKed) → ENDING (our BYE sent) → ENDED. A cancel requested before any
 provisional waits for one (or for Timer B): §9.1 forbids CANCEL before a 1xx.
+
+Call progress and early media (docs/sip.md §4.5.1):
+
+* The ring clock starts at the first provisional other than 100 (180 Ringing, 183 Session
+  Progress...): 100 Trying is hop-by-hop (§8.2.6, §16.7) and says nothing about the callee,
+  and an INVITE can wait seconds in a PBX or a carrier before anything alerts. Before that
+  first 18x the setup limit (``UAConfig.setup_timeout``, 32 s like Timer B) applies: a call
+  that never gets past 100 Trying is cancelled and ends unreachable.
+* A provisional with SDP is early media (RFC 3960 §2, RFC 3261 §13.2.2.1): an announcement
+  or a ringback tone. It creates no confirmed dialog, it is never an answer, and nothing
+  heard in it counts (the adapter opens no media before ``CallAnswered``).
+* The outcome: a final status of the table in ``outcome_for_status`` decides by itself.
+  A generic one (5xx, 3xx, an unlisted 4xx), and our own ring timeout, give way to a
+  Q.850 cause (RFC 3326 ``Reason``, on a provisional or the final answer) that names
+  busy, unreachable, no answer or rejected: gateways put the ISDN cause there, and the
+  announcement heard as early media says the same thing. Otherwise our ring timeout is
+  "no answer", after ringing or early media alike.
 """
 
 from __future__ import annotations
@@ -31,8 +48,10 @@ from voipalert.sip.events import (
     CallEnded,
     CallId,
     CallOutcome,
+    CallProgress,
     CallRinging,
 )
+from voipalert.sip.fields import Reason
 from voipalert.sip.headers import HeaderInput
 from voipalert.sip.ids import new_branch, new_tag
 from voipalert.sip.locate import hop_of
@@ -54,7 +73,19 @@ class CallState(Enum):
 
 class CancelReason(Enum):
     RING_TIMEOUT = "ring timeout"
+    SETUP_TIMEOUT = "setup timeout"
     LOCAL = "cancelled"
+
+
+Q850_OUTCOMES: Final = {
+    # ITU-T Q.850 cause values, as RFC 3398 §7.2.4.1 maps them to SIP statuses.
+    **dict.fromkeys((1, 2, 3, 20, 22, 27, 28), CallOutcome.UNREACHABLE),
+    17: CallOutcome.BUSY,  # user busy (486)
+    **dict.fromkeys((18, 19), CallOutcome.NO_ANSWER),  # no user responding, no answer (408/480)
+    21: CallOutcome.DECLINED,  # call rejected (403/603)
+}
+"""Causes that say what happened to the callee; the others (16 normal clearing, 31, the
+network's 34-47...) leave the decision to the SIP status."""
 
 
 _OUTCOMES: Final = {
@@ -64,6 +95,29 @@ _OUTCOMES: Final = {
     **dict.fromkeys((408, 487), CallOutcome.NO_ANSWER),
     **dict.fromkeys((401, 403, 407), CallOutcome.REJECTED),
 }
+
+
+def q850_cause(message: Request | Response) -> int | None:
+    """The cause of the first ``Reason: Q.850;cause=N`` header (RFC 3326), if any."""
+    for value in message.headers.get_all("Reason"):
+        for item in value.split(","):
+            try:
+                reason = Reason.parse(item)
+            except RemoteProtocolError:
+                continue
+            if reason.protocol.upper() == "Q.850" and reason.cause is not None:
+                return reason.cause
+    return None
+
+
+def classify_failure(status: int, cause: int | None) -> tuple[CallOutcome, str]:
+    """The outcome of a final non-2xx and what decided it. A status of the table
+    (486 busy, 404/480 unreachable, 603 declined...) says it itself; a generic one (5xx,
+    3xx, an unlisted 4xx: a gateway's "503" after "the number is not reachable") gives way
+    to a telling Q.850 cause, from its own ``Reason`` or from the progress before it."""
+    if status not in _OUTCOMES and cause is not None and cause in Q850_OUTCOMES:
+        return Q850_OUTCOMES[cause], "cause"
+    return outcome_for_status(status), "status"
 
 
 def outcome_for_status(status: int) -> CallOutcome:
@@ -87,14 +141,19 @@ class Call:
         target: SipUri,
         media: LocalMedia,
         *,
-        ring_deadline: float,
+        ring_timeout: float,
+        setup_deadline: float,
     ) -> None:
         self._agent = agent
         config = agent.config
         self.call_id = call_id
         self.target = target
         self.local_media = media
-        self.ring_deadline = ring_deadline
+        self.ring_timeout = ring_timeout
+        self.setup_deadline = setup_deadline
+        self.ring_deadline: float | None = None
+        """Set by the first provisional other than 100: the ring clock starts there."""
+        self.progress: CallProgress | None = None
         self.state = CallState.CALLING
         self.remote_media: MediaParams | None = None
         self.dialog: Dialog | None = None
@@ -119,7 +178,7 @@ class Call:
 
     def next_deadline(self) -> float | None:
         if self.state in (CallState.CALLING, CallState.RINGING) and self._cancel is None:
-            return self.ring_deadline
+            return self.setup_deadline if self.ring_deadline is None else self.ring_deadline
         return None
 
     # ---------------------------------------------------------------- commands
@@ -137,8 +196,10 @@ class Call:
             self._send_bye(now)
 
     def handle_timer(self, now: float) -> None:
-        if self.next_deadline() is not None and now >= self.ring_deadline:
-            self.hang_up(now, CancelReason.RING_TIMEOUT)
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
+            ringing = self.ring_deadline is not None
+            self.hang_up(now, CancelReason.RING_TIMEOUT if ringing else CancelReason.SETUP_TIMEOUT)
 
     def remote_bye(self, request: Request) -> None:
         """The callee hung up (their BYE, already answered 200 by the agent)."""
@@ -178,10 +239,13 @@ class Call:
     def on_failure(self, request: Request, failure: TxFailure, now: float) -> None:
         if request.method == "INVITE" and request is self._invite:
             if self._cancel is not None:
-                self._end(self._cancelled_outcome(), failure.status, f"{self._cancel.value}")
+                self._end_cancelled(failure.status)
             else:
                 # Timer B with no response at all, or the next hop refused the packet.
-                self._end(CallOutcome.UNREACHABLE, failure.status, f"no response ({failure.value})")
+                self._end(
+                    CallOutcome.UNREACHABLE, failure.status, f"no response ({failure.value})",
+                    classified_by="no response",
+                )  # fmt: skip
         elif request.method == "BYE" and request is self._bye:
             self._end_after_bye()  # §15.1.1: a BYE without answer still ends the call
 
@@ -215,18 +279,43 @@ class Call:
             self._challenged(invite, response, now)
         elif self.state in (CallState.CALLING, CallState.RINGING):
             if self._cancel is not None and status == 487:
-                self._end(self._cancelled_outcome(), status, self._cancel.value)
+                self._end_cancelled(status)
             else:
-                self._end(outcome_for_status(status), status, response.reason,
-                          _reason_header(response))  # fmt: skip
+                cause = q850_cause(response)
+                if cause is None and self.progress is not None:
+                    cause = self.progress.cause
+                outcome, by = classify_failure(status, cause)
+                self._end(
+                    outcome, status, response.reason, _reason_header(response),
+                    classified_by=by,
+                )  # fmt: skip
 
     def _provisional(self, response: Response, now: float) -> None:
         if self.state is CallState.CALLING:
             self.state = CallState.RINGING
         if response.status > 100:
             early = bool(response.body) and response.content_type == SDP
+            self._note_progress(response, early, now)
             self._agent.emit(CallRinging(self.call_id, response.status, response.reason, early))
         self._maybe_cancel(now)
+
+    def _note_progress(self, response: Response, early: bool, now: float) -> None:
+        previous = self.progress
+        if previous is None:
+            self.ring_deadline = now + self.ring_timeout
+        cause = q850_cause(response)
+        ringing = response.status in (180, 181, 182)
+        if previous is not None:
+            ringing, early = ringing or previous.ringing, early or previous.early_media
+            cause = cause if cause is not None else previous.cause
+        self.progress = CallProgress(
+            first_at=now if previous is None else previous.first_at,
+            status=response.status,
+            reason=response.reason,
+            ringing=ringing,
+            early_media=early,
+            cause=cause,
+        )
 
     def _challenged(self, invite: Request, response: Response, now: float) -> None:
         config = self._agent.config
@@ -273,7 +362,7 @@ class Call:
         if self._cancel is not None:
             # The 200-after-CANCEL race (§9.1): ACK it, then hang up at once.
             self.state = CallState.CONFIRMED
-            self._late_answer = self._cancelled_outcome()
+            self._late_answer = self._cancelled_outcome()[0]
             self._send_bye(now)
             return
         try:
@@ -321,10 +410,25 @@ class Call:
             hop = config.outbound_proxy or self.target
             self._agent.send_request(cancel, hop_of(hop, config.transport), self, now)
 
-    def _cancelled_outcome(self) -> CallOutcome:
-        if self._cancel is CancelReason.RING_TIMEOUT:
-            return CallOutcome.NO_ANSWER
-        return CallOutcome.CANCELLED
+    def _cancelled_outcome(self) -> tuple[CallOutcome, str]:
+        """What a call we cancelled (or that its CANCEL raced with) counts as."""
+        match self._cancel:
+            case CancelReason.RING_TIMEOUT:
+                cause = self.progress.cause if self.progress is not None else None
+                if cause is not None and cause in Q850_OUTCOMES:
+                    return Q850_OUTCOMES[cause], "cause"
+                return CallOutcome.NO_ANSWER, "ring timeout"
+            case CancelReason.SETUP_TIMEOUT:
+                return CallOutcome.UNREACHABLE, "setup timeout"
+        return CallOutcome.CANCELLED, "local"
+
+    def _end_cancelled(self, status: int | None) -> None:
+        assert self._cancel is not None
+        outcome, by = self._cancelled_outcome()
+        reason = self._cancel.value
+        if self._cancel is CancelReason.SETUP_TIMEOUT:
+            reason = "no ringing within the setup limit (only 100 Trying, or nothing)"
+        self._end(outcome, status, reason, classified_by=by)
 
     def _send_bye(self, now: float, reason: str | None = None) -> None:
         assert self.dialog is not None
@@ -375,11 +479,15 @@ class Call:
     def _end(
         self, outcome: CallOutcome, status: int | None, reason: str,
         reason_header: str | None = None, *, answered: bool = False, by: str | None = None,
+        classified_by: str = "status",
     ) -> None:  # fmt: skip
         if self.state is CallState.ENDED:
             return
         self.state = CallState.ENDED
-        event = CallEnded(self.call_id, outcome, status, reason, reason_header, answered, by)
+        event = CallEnded(
+            self.call_id, outcome, status, reason, reason_header, answered, by,
+            self.progress, classified_by,
+        )  # fmt: skip
         self._agent.emit(event)
 
 

@@ -37,6 +37,17 @@ class UAConfig:
     """Hosts whose out-of-dialog requests we answer; None answers anyone (no registrar)."""
     unsolicited_per_second: float = 10.0
     """Rate limit for out-of-dialog requests (scanners); beyond it they are dropped."""
+    setup_timeout: float = 32.0
+    """How long an INVITE may go without a provisional other than 100 (no ringing, no
+    progress) before it is cancelled as unreachable; the ring timeout starts at that
+    provisional (docs/sip.md §4.5.1). 32 s is Timer B's 64*T1."""
+    keepalive_seconds: float = 0.0
+    """NAT keep-alive interval between calls: an OPTIONS to the registrar on UDP, a
+    CRLFCRLF ping on TCP/TLS (RFC 5626 §4.4.1); 0 sends none."""
+    public_host: str | None = None
+    """Our address as the registrar sees it, learnt from ``received``/``rport`` in the
+    Via of its responses (RFC 3581 §4): the Contact carries it instead of ``local_host``."""
+    public_port: int | None = None
     max_server_transactions: int = 512
     max_server_transactions_per_source: int = 32
     """Server transactions one host that is neither trusted nor a dialog peer may hold

@@ -47,10 +47,11 @@ def our_contact(config: UAConfig, expires: int | None = None) -> NameAddr:
         params = (("transport", config.transport),)
     # sip: with ;transport=tls rather than sips: (RFC 5630 prefers sips:, but a sips:
     # Contact obliges every hop to TLS, which PBXs with a plain-UDP phone side refuse).
+    # Behind a NAT, the address the registrar saw (RFC 3581 received/rport, sip/nat.py).
     uri = SipUri(
         user=config.user,
-        host=config.local_host,
-        port=config.local_port,
+        host=config.public_host or config.local_host,
+        port=config.public_port or config.local_port,
         params=params,
     )
     header_params = () if expires is None else (("expires", str(expires)),)

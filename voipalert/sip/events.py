@@ -85,6 +85,32 @@ class DigitReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class CallProgress:
+    """What the network said before the final answer (RFC 3261 §13.2.2.1, RFC 3960):
+    whether the callee's phone rang, whether early media (a provisional with SDP: an
+    announcement or a ringback tone) came, and a Q.850 cause if one was given."""
+
+    first_at: float
+    """When the first provisional other than 100 arrived (the ring clock starts here)."""
+    status: int
+    """The last provisional's status (180, 183...)."""
+    reason: str
+    ringing: bool = False
+    """A 180/181/182 or a 183 without SDP: the phone (or the network for it) is alerting."""
+    early_media: bool = False
+    """A provisional carried SDP: audio before any answer (RFC 3960), never the callee."""
+    cause: int | None = None
+    """A Q.850 cause from a ``Reason`` header (RFC 3326) on a provisional or the final."""
+
+    def describe(self) -> str:
+        what = "early media" if self.early_media else "ringing" if self.ringing else "progress"
+        if self.early_media and not self.ringing:
+            what = "early media only, no ringing"
+        cause = f", Q.850 cause {self.cause}" if self.cause is not None else ""
+        return f"{self.status} {self.reason} ({what}{cause})"
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     call_id: CallId
     outcome: CallOutcome
@@ -97,6 +123,11 @@ class CallEnded:
     answered: bool = False
     hung_up_by: str | None = None
     """``local`` or ``remote`` for an answered call."""
+    progress: CallProgress | None = None
+    """The call progress before the final answer (None: no provisional beyond 100)."""
+    classified_by: str = "status"
+    """What decided ``outcome``: ``status`` (the final SIP status), ``cause`` (a Q.850
+    cause), ``ring timeout``, ``setup timeout``, ``no response`` or ``local``."""
 
 
 SipEvent = (

@@ -11,6 +11,9 @@
   but still retried slowly; 408, 5xx, timeouts and transport errors back off from 30 s,
   doubling to a 30-minute cap with ±20 % jitter, and honour ``Retry-After``.
 * The state says what is true: a binding that expired unrefreshed is not "registered".
+* Behind a NAT (sip/nat.py): when the agent learns a new public address for our Contact,
+  we register again at once with the new Contact and the old one with ``expires=0`` in
+  the same REGISTER (§10.2.2), so the PBX stops sending to an address nobody listens on.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class Registration:
         self._timer: float | None = None
         self._status = RegistrationStatus(RS.UNREGISTERED, since=now)
         self._stopping = False
+        self._bound: SipUri | None = None
+        """The Contact of the binding the registrar last accepted."""
+        self._stale: SipUri | None = None
+        """A Contact to remove (``expires=0``) with the next REGISTER."""
 
     @property
     def status(self) -> RegistrationStatus:
@@ -98,6 +105,21 @@ class Registration:
         if self._status.state is RS.REGISTERED and not self._stopping and self._pending is None:
             self.start(now)
 
+    def contact_changed(self, now: float) -> None:
+        """Our Contact moved (a NAT's public address learnt from the Via): register the
+        new one now, unless a REGISTER is on its way (its answer checks again)."""
+        if self._pending is None and not self._stopping and self._status.state is RS.REGISTERED:
+            self._refresh_contact(now)
+
+    def _refresh_contact(self, now: float) -> bool:
+        current = our_contact(self._agent.config).uri
+        if self._bound is None or self._bound.matches(current):
+            return False
+        self._stale = self._bound
+        self._auth_rounds = 0
+        self._send(now, self._expires)
+        return True
+
     def handle_timer(self, now: float) -> None:
         expires_at = self._status.expires_at
         if expires_at is not None and now >= expires_at and self._status.state is RS.REGISTERED:
@@ -124,7 +146,7 @@ class Registration:
             elif status == 423:
                 self._too_brief(response, now)
             elif 200 <= status < 300:
-                self._accepted(response, now, expires)
+                self._accepted(request, response, now, expires)
             else:
                 self._failed(now, status, response.reason, response.retry_after)
         except RemoteProtocolError as exc:
@@ -176,11 +198,15 @@ class Registration:
         self._expires = minimum
         self._send(now, self._expires)
 
-    def _accepted(self, response: Response, now: float, requested: int) -> None:
+    def _accepted(self, request: Request, response: Response, now: float, requested: int) -> None:
         self._failures = 0
         if requested == 0:
+            self._bound = None
             self._set(RS.UNREGISTERED, now, response.status, response.reason)
             return
+        self._stale = None
+        bound = request.contacts[0].uri if request.contacts else None
+        self._bound = bound if isinstance(bound, SipUri) else None
         granted = self._granted(response, requested)
         if granted <= 0:
             self._failed(now, response.status, "registrar granted no expiry", None)
@@ -190,6 +216,8 @@ class Registration:
             expires_at=now + granted,
         )  # fmt: skip
         self._timer = now + refresh_delay(granted)
+        if not self._stopping:
+            self._refresh_contact(now)  # the Contact moved while this REGISTER was out
 
     def _granted(self, response: Response, requested: int) -> int:
         # §10.2.4: our Contact's expires parameter in the 200 wins over the Expires header.
@@ -234,9 +262,13 @@ class Registration:
             self._from, NameAddr(uri=our_aor(config)), self._call_id, self._cseq,
             new_branch(self._agent.rng), route,
         )  # fmt: skip
+        extra: list[HeaderInput] = []
+        if self._stale is not None and expires > 0:
+            extra.append(("Contact", NameAddr(uri=self._stale, params=(("expires", "0"),))))
         request = build_request(
             config, "REGISTER", self._registrar, envelope,
-            contact=our_contact(config, expires), extra=(("Expires", str(expires)), *auth),
+            contact=our_contact(config, expires),
+            extra=(*extra, ("Expires", str(expires)), *auth),
         )  # fmt: skip
         self._pending = request
         hop = config.outbound_proxy or self._registrar

@@ -29,9 +29,11 @@ from voipalert.domain.rota import Rota, Route
 from voipalert.domain.routing import route
 from voipalert.store import alert_sql, rota_sql
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
+from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.db import Database, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
+from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
@@ -69,7 +71,7 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore):
+class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
@@ -149,27 +151,60 @@ class Store(EscalationStore, TokenStore):
             return None, None, "no route"
         return chosen.policy, chosen.team, chosen.name
 
-    async def create_or_join_alert(self, new: NewAlert) -> tuple[Alert, bool]:
+    async def _join(self, conn: aiosqlite.Connection, new: NewAlert, now: datetime) -> int | None:
+        """Count ``new`` on the open alert with its dedup key (refreshing what it says when
+        ``new.refresh``); the alert's id, or None when none is open."""
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT id, summary FROM alerts WHERE dedup_key = ? "
+                "AND status IN ('triggered', 'acknowledged')",
+                (new.dedup_key,),
+            )
+        )
+        if not rows:
+            return None
+        alert_id, before = rows[0]["id"], rows[0]["summary"]
+        await conn.execute(
+            "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ? WHERE id = ?",
+            (to_db(now), alert_id),
+        )
+        changed = new.refresh and new.summary != before
+        if new.refresh:
+            # No new call: the escalation goes on where it is, later calls say the new text.
+            await conn.execute(
+                "UPDATE alerts SET summary = ?, severity = ?, fields = ?, labels = ? WHERE id = ?",
+                (
+                    new.summary,
+                    new.severity.value,
+                    json.dumps(dict(new.fields), default=str),
+                    json.dumps(dict(new.labels)),
+                    alert_id,
+                ),
+            )
+        if changed:
+            await alert_sql.audit(
+                conn, now, new.source, "alert.updated", alert_id=alert_id, summary=new.summary
+            )
+        else:
+            await alert_sql.audit(conn, now, new.source, "alert.repeated", alert_id=alert_id)
+        return int(alert_id)
+
+    async def create_or_join_alert(
+        self, new: NewAlert, link: AmLink | None = None
+    ) -> tuple[Alert, bool]:
         """Store a new alert, or count a repeat of an open alert with the same dedup key.
-        Returns the alert and whether it was created. Committed when this returns."""
+        Returns the alert and whether it was created. Committed when this returns.
+        ``link``: the Alertmanager that silences the alert when it is acknowledged."""
         if new.kind is AlertKind.MASS and new.team is None:
             raise UnknownReference("a mass alert needs a team")
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
             if new.dedup_key is not None:
-                rows = list(
-                    await conn.execute_fetchall(
-                        "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = ? "
-                        "WHERE dedup_key = ? AND status IN ('triggered', 'acknowledged') "
-                        "RETURNING id",
-                        (to_db(now), new.dedup_key),
-                    )
-                )
-                if rows:
-                    await alert_sql.audit(
-                        conn, now, new.source, "alert.repeated", alert_id=rows[0]["id"]
-                    )
-                    alert = await alert_sql.fetch_alert(conn, rows[0]["id"])
+                joined = await self._join(conn, new, now)
+                if joined is not None:
+                    if link is not None:
+                        await save_link(conn, joined, link)
+                    alert = await alert_sql.fetch_alert(conn, joined)
                     assert alert is not None
                     return alert, False
             policy, team, how = await self._resolve_targets(conn, new)
@@ -205,6 +240,8 @@ class Store(EscalationStore, TokenStore):
                 policy=policy,
                 team=team,
             )
+            if link is not None:
+                await save_link(conn, alert_id, link)
             alert = await alert_sql.fetch_alert(conn, alert_id)
             assert alert is not None
             return alert, True
