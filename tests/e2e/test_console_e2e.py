@@ -78,8 +78,8 @@ async def test_ack_from_the_page_cancels_the_ringing_call(
         alert_id = body["results"][0]["id"]
         row = page.locator(f"tr[data-alert='{alert_id}']")
         await expect(row.locator("td.summary")).to_have_text("Pump 3 stopped", timeout=10_000)
-        ringing = row.locator("td.calling .call.in_flight")
-        await expect(ringing).to_have_text("noanswer-person", timeout=20_000)
+        ringing = row.locator("td.calling .call.calling")
+        await expect(ringing).to_have_text("noanswer-person (calling)", timeout=20_000)
         assert await asyncio.to_thread(testbed.wait_event, "noanswer", "CALL_INCOMING", since, 10)
         await page.screenshot(path=tmp_path / "board-calling.png", full_page=True)
 
@@ -161,3 +161,75 @@ async def test_mass_alert_from_the_page_shows_each_outcome_live(
         await page.screenshot(path=tmp_path / "mass-alert.png", full_page=True)
         await context.close()
         assert watch.problems == []
+
+
+def two_at_once_rota(testbed: Testbed, bots: list[str]) -> str:
+    """One step that calls two people at once (a team target), ringing 40 s."""
+    people = "".join(
+        f"  - name: {bot}-person\n    language: en\n"
+        f"    contacts:\n      - sip: {testbed.uri(bot)}\n"
+        for bot in bots
+    )
+    members = ", ".join(f"{bot}-person" for bot in bots)
+    return (
+        f"version: 1\npeople:\n{people}teams:\n  - name: duty\n    members: [{members}]\n"
+        "policies:\n  - name: page\n    steps:\n      - targets:\n          - team: duty\n"
+        "        timeout: 120s\n        ring_timeout: 40s\n"
+        "routes:\n  - name: all\n    default: true\n    policy: page\n    team: duty\n"
+    )
+
+
+async def test_ack_from_the_page_while_another_phone_rings(
+    testbed: Testbed, browser: Browser, tmp_path: Path, cache: Path
+) -> None:
+    """The voicemail bot answers (and hears the message), the other bot's phone rings; an
+    acknowledgement from the page ends both calls, the ringing one cancelled."""
+    rota = two_at_once_rota(testbed, ["voicemail", "noanswer"])
+    async with running_server(testbed, rota, tmp_path, cache) as server:
+        await asyncio.to_thread(add_user, server, "voicemail-person", "responder")
+        context, watch = await watched_context(browser)
+        page = await context.new_page()
+        await page.goto(server.url + "/")
+        await page.fill("input[name=name]", "voicemail-person")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.click("button:has-text('Log in')")
+        await expect(page.locator("#live")).to_be_visible()
+        ringing_since = len(testbed.events("noanswer"))
+        answered_since = len(testbed.events("voicemail"))
+        status, body = await server.request(
+            "POST", "/api/v1/hooks/alertmanager", alertmanager("Boiler pressure high")
+        )
+        assert status == 202, body
+        alert_id = body["results"][0]["id"]
+        row = page.locator(f"tr[data-alert='{alert_id}']")
+        calling = row.locator("td.calling .call.calling")
+        await expect(calling).to_have_text(
+            ["voicemail-person (calling)", "noanswer-person (calling)"], timeout=20_000
+        )
+        assert await asyncio.to_thread(
+            testbed.wait_event, "voicemail", "CALL_ESTABLISHED", answered_since, 15
+        )
+        assert await asyncio.to_thread(
+            testbed.wait_event, "noanswer", "CALL_INCOMING", ringing_since, 5
+        )
+        await page.screenshot(path=tmp_path / "two-calls.png", full_page=True)
+        await row.locator("a:has-text('Acknowledge')").click()
+        await page.click("#confirm")
+        await expect(page.locator("dd.status")).to_have_text("acknowledged")
+        assert await asyncio.to_thread(
+            testbed.wait_event, "noanswer", "CALL_CLOSED", ringing_since, 10
+        )
+        assert await asyncio.to_thread(
+            testbed.wait_event, "voicemail", "CALL_CLOSED", answered_since, 15
+        )
+        alert = await server.wait_alert(alert_id, "acknowledged", 10)
+        async with asyncio.timeout(20):
+            while any(a["outcome"] is None for a in alert["attempts"]):
+                await asyncio.sleep(0.25)
+                alert = await server.alert(alert_id)
+        outcomes = {a["person"]: a["outcome"] for a in alert["attempts"]}
+        assert outcomes["noanswer-person"] == "cancelled", outcomes
+        assert alert["acknowledged_by"] == "voicemail-person"
+        await context.close()
+        assert watch.problems == []
+        assert server.stop() == 0

@@ -191,8 +191,7 @@ FRENCH: Final[Mapping[str, str]] = {
     "info": "info",
     "pending": "en attente",
     "in_flight": "en ligne",
-    "ringing or talking": "sonne ou en ligne",
-    "about to dial": "va composer",
+    "calling": "appel en cours",
 }
 
 CATALOGS: Final[Mapping[str, Mapping[str, str]]] = {"en": {}, "fr": FRENCH}

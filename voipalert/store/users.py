@@ -344,17 +344,21 @@ class UserTables:
         return int(rows[0]["v"] or 0)
 
     async def live_attempts(self, alert_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-        """(person, state) of the calls committed or dialling now, per alert."""
+        """(person, phase) of the calls committed or in progress now, per alert; the phase is
+        ``pending`` (about to dial) or ``calling`` (ringing or answered: the store learns
+        which only when the call ends)."""
         found: dict[int, list[tuple[str, str]]] = {i: [] for i in alert_ids}
         if not alert_ids:
             return found
         marks = ", ".join("?" for _ in alert_ids)
         async with self._db.transaction(write=False) as conn:
             rows = await conn.execute_fetchall(
-                "SELECT alert_id, person_name, state FROM attempts WHERE alert_id IN "
-                f"({marks}) AND state IN ('pending', 'in_flight') ORDER BY id",
+                "SELECT alert_id, person_name, "
+                "CASE WHEN state = 'pending' THEN 'pending' ELSE 'calling' END AS phase "
+                f"FROM attempts WHERE alert_id IN ({marks}) "
+                "AND state IN ('pending', 'in_flight') ORDER BY id",
                 alert_ids,
             )
         for row in rows:
-            found[int(row["alert_id"])].append((str(row["person_name"]), str(row["state"])))
+            found[int(row["alert_id"])].append((str(row["person_name"]), str(row["phase"])))
         return found
