@@ -37,7 +37,14 @@ def loaded(tmp_path: Path, *args: str) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "command",
-    [("token", "list"), ("config", "check"), ("rota", "export"), ("ready",), ("heartbeat", "list")],
+    [
+        ("token", "list"),
+        ("config", "check"),
+        ("rota", "export"),
+        ("ready",),
+        ("heartbeat", "list"),
+        ("user", "list"),
+    ],
 )
 def test_commands_that_do_not_speak_load_no_speech_or_phone(
     tmp_path: Path, command: tuple[str, ...]

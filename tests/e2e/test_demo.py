@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import aiohttp
 
 from tests.conftest import TestbedFactory
 
@@ -57,3 +62,54 @@ def test_demo_says_what_to_install_when_the_testbed_is_missing(tmp_path: Path) -
     assert result.returncode == 1
     assert "the demo needs kamailio, kamcmd, baresip" in result.stderr
     assert "sip-testbed/install-deps.sh" in result.stderr
+
+
+CONSOLE_LINE = re.compile(
+    r"web console: (http://\S+/)  log in as 'demo' with the one-time password (\S+)"
+)
+
+
+def test_demo_prints_a_console_login_that_shows_the_timeline(
+    testbed_factory: TestbedFactory, tmp_path: Path
+) -> None:
+    """``demo --stay``: the printed address and one-time password open the console, whose
+    alert page shows the whole story; Ctrl-C (SIGINT) then ends the demo cleanly."""
+    env = clean_env() | {"VOIPALERT_TTS__CACHE_DIR": str(tmp_path / "cache")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "voipalert", "demo", "--stay"], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    ) as process:  # fmt: skip
+        try:
+            assert process.stdout is not None
+            lines: list[str] = []
+            for line in process.stdout:
+                lines.append(line)
+                if line.startswith("the web console stays up"):
+                    break
+            text = "".join(lines)
+            match = CONSOLE_LINE.search(text)
+            assert match is not None, text
+            assert "acknowledged by bob" in text, text
+            page = asyncio.run(_alert_page(match.group(1), match.group(2)))
+            for expected in ("Disk full on SRV-DB-01", "Acknowledged by bob", "answered_no_ack"):
+                assert expected in page, expected
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+async def _alert_page(base: str, password: str) -> str:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(base + "login") as response:
+            token = re.search(r'name="login_token" value="([^"]+)"', await response.text())
+        assert token is not None
+        form = {"login_token": token.group(1), "name": "demo", "password": password}
+        async with http.post(base + "login", data=form) as response:
+            assert response.status == 200 and str(response.url) == base
+        async with http.get(base + "alerts/1") as response:
+            assert response.status == 200
+            return await response.text()

@@ -13,6 +13,7 @@ from voipalert import __version__
 from voipalert.app.store_config import public_url
 from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
+from voipalert.console.security import ConsoleConfig
 from voipalert.domain.rota import PolicyName, Route, TeamName
 from voipalert.engine import EngineConfig
 from voipalert.ingest.config import (
@@ -117,6 +118,17 @@ def engine_config(settings: Settings) -> EngineConfig:
         idle_poll_seconds=engine.idle_poll_seconds,
         mass_ring_timeout_seconds=engine.mass_ring_timeout_seconds,
         ack_menu=AckMenu(ack_digit=engine.ack_digit, repeat_digit=engine.repeat_digit),
+    )
+
+
+def console_config(settings: Settings) -> ConsoleConfig:
+    console = settings.console
+    return ConsoleConfig(
+        session_hours=console.session_hours,
+        login_attempts=console.login_attempts,
+        login_window_seconds=console.login_window_seconds,
+        lockout_failures=console.lockout_failures,
+        lockout_seconds=console.lockout_seconds,
     )
 
 

@@ -5,12 +5,15 @@ key, like a voicemail box; bob answers and presses 1), runs ``serve`` in this pr
 two-person rota in a temporary directory, fires a sample Prometheus Alertmanager alert
 through the real webhook, and prints the timeline as it happens: the alert received, alice
 called and answering without a key, the escalation to bob, his key, the acknowledgement.
+It also prints the web console's address and a one-time log-in; with ``--stay`` the
+console keeps serving after the acknowledgement, to look at the alert's timeline.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import secrets
 import sys
 import tempfile
 from collections.abc import Callable
@@ -22,12 +25,15 @@ import aiohttp
 
 from voipalert.app.serve import Running, serve
 from voipalert.clock import SystemClock
+from voipalert.console.passwords import hash_password
 from voipalert.domain.rota_parse import parse_rota
 from voipalert.errors import VoipAlertError
 from voipalert.settings import Settings
 from voipalert.store import Scope, Store
+from voipalert.store.users import Role, UserTables
 
 DEMO_TIMEOUT_SECONDS: Final = 180.0
+DEMO_USER: Final = "demo"
 DEMO_ROTA: Final = """
 version: 1
 people:
@@ -87,7 +93,9 @@ def find_testbed() -> ModuleType:
     )
 
 
-async def run_demo(settings: Settings, out: Callable[[str], None] = print) -> int:
+async def run_demo(
+    settings: Settings, out: Callable[[str], None] = print, *, stay: bool = False
+) -> int:
     testbed_module = find_testbed()
     missing = testbed_module.missing_programs()
     if missing:
@@ -100,19 +108,19 @@ async def run_demo(settings: Settings, out: Callable[[str], None] = print) -> in
     testbed = await asyncio.to_thread(testbed_module.start, bots=bots)
     try:
         with tempfile.TemporaryDirectory(prefix="voipalert-demo-") as tmp:
-            return await _demo(settings, testbed, Path(tmp), out)
+            return await _demo(settings, testbed, Path(tmp), out, stay)
     finally:
         await asyncio.to_thread(testbed.stop)
 
 
 async def _demo(
-    settings: Settings, testbed: Any, directory: Path, out: Callable[[str], None]
+    settings: Settings, testbed: Any, directory: Path, out: Callable[[str], None], stay: bool
 ) -> int:
     out(f"SIP testbed: Kamailio on {testbed.registrar} with two phones:")
     out(f"  alice {testbed.uri('alice')}  answers, never presses a key (a voicemail box)")
     out(f"  bob   {testbed.uri('bob')}  answers and presses 1 after 4 seconds")
     demo_settings = _settings(settings, testbed, directory)
-    token = await _prepare(demo_settings, testbed)
+    token, password = await _prepare(demo_settings, testbed)
     ready: asyncio.Future[Running] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     server = asyncio.ensure_future(serve(demo_settings, ready.set_result, stop))
@@ -124,9 +132,16 @@ async def _demo(
         running = ready.result()
         out(f"voipalert: HTTP API on 127.0.0.1:{running.http_port}, SIP registration "
             f"{running.registration}")  # fmt: skip
+        console = f"http://127.0.0.1:{running.http_port}/"
+        out(f"web console: {console}  log in as {DEMO_USER!r} with the one-time password "
+            f"{password} (valid for this demo's database only)")  # fmt: skip
         timeline = _Timeline(out, testbed)
         async with asyncio.timeout(DEMO_TIMEOUT_SECONDS):
             acked = await _fire_and_follow(running.http_port, token, timeline)
+        if stay:
+            out(f"the web console stays up at {console} (the alert's timeline: "
+                f"{console}alerts/1); Ctrl-C stops the demo")  # fmt: skip
+            await server  # serve ends on SIGINT / SIGTERM
         return 0 if acked else 1
     finally:
         stop.set()
@@ -162,12 +177,18 @@ def testbed_ports() -> tuple[int, int, int]:
     return free(socket.SOCK_DGRAM), rtp, free(socket.SOCK_STREAM)
 
 
-async def _prepare(settings: Settings, testbed: Any) -> str:
+async def _prepare(settings: Settings, testbed: Any) -> tuple[str, str]:
+    """The rota, an API token for the demo's own requests, and a console user with a fresh
+    random password (the database lives in a temporary directory: the password dies with
+    the demo)."""
     rota = parse_rota(DEMO_ROTA.format(alice=testbed.uri("alice"), bob=testbed.uri("bob")))
+    password = secrets.token_urlsafe(12)
+    hashed = await asyncio.to_thread(hash_password, password)
     async with await Store.open(settings.database.path, SystemClock()) as store:
         await store.replace_rota(rota, actor="demo")
         _, secret = await store.create_api_token("demo", frozenset({Scope.ADMIN}))
-    return secret
+        await UserTables(store, SystemClock()).add_user(DEMO_USER, Role.ADMIN, hashed, "demo")
+    return secret, password
 
 
 class _Timeline:

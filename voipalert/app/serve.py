@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from voipalert.app.config import (
+    console_config,
     dns_config,
     engine_config,
     ingest_config,
@@ -44,6 +45,7 @@ from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import SystemClock
+from voipalert.console.routes import add_console
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
 from voipalert.ingest.app_keys import INTAKE, METRICS
@@ -56,7 +58,7 @@ from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
-from voipalert.settings import Settings
+from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
 from voipalert.tts.speech import Speech
@@ -123,8 +125,7 @@ async def serve(
             )  # fmt: skip
             silencer.observe = app[METRICS].observe_silence
             stalls.metrics = app[METRICS]
-            test_caller = TestCaller(phone, speech, ua_config(settings).domain)
-            add_test_call_route(app, test_caller)
+            test_caller = _add_web_routes(app, settings, phone, speech)
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)
@@ -197,6 +198,20 @@ class _StallReport:
         log_stall(stall)
         if self.metrics is not None:
             self.metrics.observe_stall(stall.kind.value, stall.lag)
+
+
+def _add_web_routes(
+    app: web.Application, settings: Settings, phone: Phone, speech: Speech
+) -> TestCaller:
+    """The routes that need the phone or the voice (test calls), and the web console."""
+    test_caller = TestCaller(phone, speech, ua_config(settings).domain)
+    add_test_call_route(app, test_caller)
+    if settings.console.enabled:
+        add_console(
+            app, console_config(settings), settings=masked_dump(settings),
+            test_call=test_caller.place_from_console, speech=speech,
+        )  # fmt: skip
+    return test_caller
 
 
 def settle_heap() -> int:

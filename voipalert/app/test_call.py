@@ -56,6 +56,14 @@ def report_json(report: CallReport) -> dict[str, object]:
     return data
 
 
+class TestCallRefused(ValueError):
+    """Why a test call is not placed, with the HTTP status the API answers."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class TestCaller:
     """The running phone and voice, lent to one test call at a time."""
 
@@ -77,27 +85,41 @@ class TestCaller:
         principal = await request.app[AUTH].authenticate(request, Scope.ADMIN)
         body = await read_model(request, TestCallIn, request.app[CONFIG].http.max_body_bytes)
         try:
+            report = await self.place(body, f"token {principal.name}")
+        except TestCallRefused as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        return web.json_response({"target": body.target, **report_json(report)})
+
+    async def place_from_console(
+        self, target: str, message: str, lang: str, who: str
+    ) -> dict[str, object]:
+        """The web console's test call button (``console.admin_status``): the same call,
+        its report as plain data; ``ValueError`` (``TestCallRefused``) says why not."""
+        body = TestCallIn(target=target, message=message, lang=lang)
+        return {"target": target, **report_json(await self.place(body, f"console user {who}"))}
+
+    async def place(self, body: TestCallIn, who: str) -> CallReport:
+        """One test call, once the previous one has ended; ``TestCallRefused`` when it
+        cannot be placed (bad target, no voice for the language, busy, stopping)."""
+        try:
             target = target_uri(body.target, self.domain)
         except ValueError as exc:
-            raise ApiError(422, f"cannot call {body.target!r}: {exc}") from None
+            raise TestCallRefused(422, f"cannot call {body.target!r}: {exc}") from None
         problems = self.speech.problems([body.lang])
         if problems:
-            raise ApiError(422, "; ".join(problems))
+            raise TestCallRefused(422, "; ".join(problems))
         if self._stopping:
-            raise ApiError(503, "the service is stopping")
+            raise TestCallRefused(503, "the service is stopping")
         if self._busy.locked():
-            raise ApiError(409, "a test call is already in progress")
+            raise TestCallRefused(409, "a test call is already in progress")
         async with self._busy:
-            log.info(
-                "test call to %s requested by token %s", target, principal.name,
-                extra={"token": principal.name},
-            )  # fmt: skip
+            log.info("test call to %s requested by %s", target, who, extra={"requester": who})
             report = await self._call(target, body)
         log.info(
             "test call to %s: %s", target, report.outcome.value,
             extra={"sip_status": report.sip_status, "outcome": report.outcome.value},
         )  # fmt: skip
-        return web.json_response({"target": body.target, **report_json(report)})
+        return report
 
     async def _call(self, target: SipUri, body: TestCallIn) -> CallReport:
         script = self.phone.script

@@ -27,6 +27,7 @@ from voipalert.cli import (
     serve_cmd,
     sip_cmd,
     token_cmd,
+    user_cmd,
 )
 from voipalert.errors import ConfigError
 from voipalert.logs import setup_logging
@@ -47,6 +48,7 @@ COMMAND_MODULES = (
     dtmf_cmd,
     rota_cmd,
     token_cmd,
+    user_cmd,
     heartbeat_cmd,
 )
 

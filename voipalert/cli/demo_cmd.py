@@ -13,6 +13,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "demo",
         help="run the whole chain on this machine with the SIP testbed (Kamailio + baresip)",
     )
+    demo.add_argument(
+        "--stay",
+        action="store_true",
+        help="keep the web console up after the alert is acknowledged (Ctrl-C stops)",
+    )
     demo.set_defaults(func=run_demo_command)
 
 
@@ -26,7 +31,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         # The timeline is the demo's output; the service's own log would drown it.
         logging.getLogger().setLevel(logging.WARNING)
     try:
-        return asyncio.run(run_demo(settings))
+        return asyncio.run(run_demo(settings, stay=args.stay))
     except (DemoError, StartupError) as exc:
         print(f"voipalert demo: {exc}", file=sys.stderr)
         return 1

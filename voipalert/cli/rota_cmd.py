@@ -14,11 +14,11 @@ import asyncio
 import sys
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from voipalert.clock import SystemClock
 from voipalert.domain.errors import RotaError
-from voipalert.domain.oncall import OnCall, resolve_local, who_is_on_call
+from voipalert.domain.oncall import who_is_on_call
+from voipalert.domain.oncall_view import describe, parse_at
 from voipalert.domain.rota import Rota, Schedule
 from voipalert.domain.rota_dump import dump_rota
 from voipalert.domain.rota_parse import RotaFormat, parse_rota
@@ -123,29 +123,7 @@ def run_export(args: argparse.Namespace) -> int:
 def _instant(text: str | None, schedule: Schedule) -> datetime:
     if text is None:
         return SystemClock().now_utc()
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is not None:
-        return value
-    return resolve_local(value.date(), value.time(), ZoneInfo(schedule.time_zone))
-
-
-def _describe(schedule: Schedule, at: datetime, answer: OnCall) -> str:
-    zone = ZoneInfo(schedule.time_zone)
-
-    def local(instant: datetime) -> str:
-        return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
-
-    if answer.person is None:
-        return f"{schedule.name}: at {local(at)}: nobody on call (gap)"
-    source = (
-        f"override of {answer.override.replaces}"
-        if answer.override and answer.override.replaces
-        else ("override" if answer.override else f"layer {answer.layer}")
-    )
-    span = (
-        f", {local(answer.since)} → {local(answer.until)}" if answer.since and answer.until else ""
-    )
-    return f"{schedule.name}: at {local(at)}: {answer.person} ({source}{span})"
+    return parse_at(text, schedule)
 
 
 def run_oncall(args: argparse.Namespace) -> int:
@@ -163,5 +141,5 @@ def run_oncall(args: argparse.Namespace) -> int:
     for schedule, at in zip(schedules, instants, strict=True):
         answer = who_is_on_call(schedule, rota.overrides_for(schedule.name), at)
         gap = gap or answer.gap
-        print(_describe(schedule, at, answer))
+        print(describe(schedule, at, answer))
     return EXIT_GAP if gap else EXIT_OK

@@ -27,6 +27,7 @@ from voipalert.errors import ConfigError
 from voipalert.settings.sections import (
     AlertmanagerHookSettings,
     CallSettings,
+    ConsoleSettings,
     DatabaseSettings,
     EmailRuleSettings,
     EngineSettings,
@@ -47,6 +48,7 @@ __all__ = [
     "ENV_PREFIX",
     "AlertmanagerHookSettings",
     "CallSettings",
+    "ConsoleSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
     "EngineSettings",
@@ -94,6 +96,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @classmethod
     def settings_customise_sources(

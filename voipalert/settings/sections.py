@@ -595,6 +595,23 @@ class EngineSettings(_Section):
         return self
 
 
+class ConsoleSettings(_Section):
+    """The web console under ``/`` (docs/console.md)."""
+
+    enabled: bool = Field(default=True, description="serve the web console beside the API")
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="a log-in lasts this long"
+    )
+    login_attempts: int = Field(
+        default=10, ge=1, description="log-ins per client address per login_window_seconds"
+    )
+    login_window_seconds: float = Field(default=300.0, gt=0)
+    lockout_failures: int = Field(
+        default=5, ge=1, description="failed log-ins in a row that lock an account"
+    )
+    lockout_seconds: float = Field(default=900.0, gt=0, description="how long it stays locked")
+
+
 class CallSettings(_Section):
     """The call script every alert call follows."""
 

@@ -61,8 +61,11 @@ class TokenStore:
         self._db = db
         self._clock = clock
 
-    async def create_api_token(self, name: str, scopes: frozenset[Scope]) -> tuple[ApiToken, str]:
-        """A new token; the secret is returned here and never again."""
+    async def create_api_token(
+        self, name: str, scopes: frozenset[Scope], actor: str = "cli"
+    ) -> tuple[ApiToken, str]:
+        """A new token; the secret is returned here and never again. ``actor`` is who made
+        it, for the audit log (the CLI, or a console user)."""
         if not scopes:
             raise StoreError("a token needs at least one scope")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
@@ -77,7 +80,7 @@ class TokenStore:
                 )
             )
             await alert_sql.audit(
-                conn, now, "cli", "token.created", name=name, scopes=sorted(scopes)
+                conn, now, actor, "token.created", name=name, scopes=sorted(scopes)
             )
         return ApiToken(rows[0]["id"], name, scopes, now), secret
 
@@ -103,7 +106,7 @@ class TokenStore:
             from_db_opt(row["last_used_at"]),
         )
 
-    async def revoke_api_token(self, name: str) -> bool:
+    async def revoke_api_token(self, name: str, actor: str = "cli") -> bool:
         now = self._clock.now_utc()
         async with self._db.transaction(write=True, what=f"revoke token {name!r}") as conn:
             rows = list(
@@ -114,7 +117,7 @@ class TokenStore:
                 )
             )
             if rows:
-                await alert_sql.audit(conn, now, "cli", "token.revoked", name=name)
+                await alert_sql.audit(conn, now, actor, "token.revoked", name=name)
         return bool(rows)
 
     async def signing_secret(self, name: str, *, rotate: bool = False) -> str | None:
