@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from voipalert.calls import CallReport, Phone
     from voipalert.settings import Settings
+    from voipalert.sip.config import UAConfig
     from voipalert.sip.dialog import Address
 
 REGISTER_WAIT_SECONDS = 10.0
@@ -176,7 +177,7 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
             if exc.errno != errno.EADDRINUSE:
                 raise
             print(port_taken_note(sip_bind(settings), "calling"), file=sys.stderr)
-            bind = (sip_bind(settings)[0], 0)
+            ua, bind = beside_serve(ua, sip_bind(settings))
             phone = Phone(ua, bind, media, tls=tls, script=script, dns=dns)
             await phone.start(register=ua.registrar is not None)
         if ua.registrar is not None:
@@ -190,6 +191,20 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
     finally:
         await phone.stop()
         await speech.aclose()
+
+
+def beside_serve(ua: UAConfig, bind: Address) -> tuple[UAConfig, Address]:
+    """The user agent's settings and address for a second, short-lived endpoint next to a
+    running serve: a free port of the same host, and the same port in the Via and Contact
+    (RFC 3261 §18.1.1: responses and requests for this binding come to the port it really
+    has; the configured one belongs to serve)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((bind[0], 0))
+        port = int(probe.getsockname()[1])
+    return replace(ua, local_port=port), (bind[0], port)
 
 
 def port_taken_note(bind: Address, doing: str) -> str:

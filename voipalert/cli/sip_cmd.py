@@ -10,7 +10,7 @@ import ssl
 import sys
 from typing import TYPE_CHECKING
 
-from voipalert.cli.call_cmd import port_taken_note
+from voipalert.cli.call_cmd import beside_serve, port_taken_note
 
 if TYPE_CHECKING:
     from voipalert.net.sip_dns import DnsConfig
@@ -73,7 +73,9 @@ async def _register(
         # The running service holds the port: a binding from another port tests the same
         # credentials; it is removed at the end (never with --keep: nothing would answer it).
         print(port_taken_note(bind, "registering"), file=sys.stderr)
-        endpoint = SipEndpoint(agent, (bind[0], 0), on_event, tls=tls, resolver=resolver)
+        config, bind = beside_serve(config, bind)
+        agent = UserAgent(config, rng=secrets.SystemRandom())
+        endpoint = SipEndpoint(agent, bind, on_event, tls=tls, resolver=resolver)
         await endpoint.start()
         keep = False
     loop = asyncio.get_running_loop()
