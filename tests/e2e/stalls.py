@@ -11,11 +11,12 @@ or blocked, not waiting for one) reaches its bar:
 
 * *busy*: ``STALL_MS`` (20 ms). Computing on the loop thread for that long is code of ours,
   whatever the machine does.
-* *blocked*: ``BLOCKED_MS`` (50 ms). On a loaded 2-core virtual machine (load average 6-7)
-  a plain non-blocking ``sendto`` of an RTP packet was measured asleep for 22-28 ms, and
-  other system calls likewise, with nothing of ours to blame; a blocking call of ours (a
-  disk write, a DNS lookup, a lock) lasts longer than that and is caught in the log's
-  place field. docs/realtime.md §2.
+* *blocked*: reported, not failed. On the 2-core virtual machines CI runs on, the loop
+  thread was measured asleep inside plain system calls with nothing of ours to blame: a
+  non-blocking RTP ``sendto`` 22-28 ms, creating a UDP socket 125 ms, at load averages of
+  2-7. A blocking call of ours would show there too, named in the log's place field and
+  counted in ``voipalert_event_loop_stalls_total{kind="blocked"}``; the benchmarks on an
+  idle machine are where such a step is measured (docs/realtime.md §2).
 
 A *preempted* one is the shared machine giving the core to another process, and a *frozen*
 one the whole process not running at all (voipalert/app/loop_watch.py), which no code of
@@ -31,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Final
 
 STALL_MS: Final = 20
-BLOCKED_MS: Final = 50
 SPAWN_MARK: Final = "--- tests/e2e: serve spawned"
 _STALL: Final = re.compile(r"event loop stalled (\d+) ms \((busy|blocked|preempted|frozen):.*")
 _SLOW: Final = re.compile(r"Executing .* took [\d.]+ seconds")
@@ -62,7 +62,7 @@ def stalls(log: str) -> tuple[list[str], list[str]]:
         began = _time(line) - int(match.group(1)) / 1000
         after_start = ready is not None and began > ready
         own = _OURS_MS.search(line)
-        bar = {"busy": STALL_MS, "blocked": BLOCKED_MS}.get(match.group(2))
+        bar = {"busy": STALL_MS}.get(match.group(2))
         charged = bar is not None and (own is None or float(own[1]) >= bar)
         (ours if after_start and charged else others).append(line.strip())
     return ours, others
