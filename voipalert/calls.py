@@ -210,6 +210,23 @@ class Phone:
         """A call's media is closed: its RTP/RTCP ports go back to the allocator."""
         self._ports.release(ports)
 
+    async def _allocate_ports(self) -> RtpPorts:
+        """A bound RTP/RTCP pair, bound in a worker thread: socket() and bind() are system
+        calls a loaded VM has held for over 100 ms, and the loop carries every other call's
+        audio meanwhile (docs/realtime.md §6). A caller cancelled while the thread binds
+        gives the pair back when it arrives, so no port or socket is lost."""
+        loop = asyncio.get_running_loop()
+        binding = loop.run_in_executor(None, self._ports.allocate)
+        try:
+            return await asyncio.shield(binding)
+        except asyncio.CancelledError:
+            binding.add_done_callback(self._release_unclaimed)
+            raise
+
+    def _release_unclaimed(self, binding: asyncio.Future[RtpPorts]) -> None:
+        if not binding.cancelled() and binding.exception() is None:
+            self.release_ports(binding.result())
+
     def pacer(self) -> RtpPacer:
         """The pacer every call of this phone sends its audio with."""
         if self._pacer is None:
@@ -295,8 +312,9 @@ class Phone:
         progress: ProgressHook | None = None,
         stop: StopRequest | None = None,
     ) -> CallReport:
+        ports = await self._allocate_ports()
         call = _Call(
-            self, _CallMedia(self, self._ports.allocate()), prompts,
+            self, _CallMedia(self, ports), prompts,
             progress or (lambda _: None), script or self.script, stop or StopRequest(),
         )  # fmt: skip
         return await call.run(target, ring_timeout)
