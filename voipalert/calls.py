@@ -130,6 +130,7 @@ class MediaConfig:
     telephone_event_pt: int = 101
     latching: bool = True
     inband_dtmf: bool = True
+    echo_canceller: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,6 +631,7 @@ class _Call:
             # may be latched to, besides other ports of the SDP host (docs/security.md).
             latch_hosts=self.phone.agent.config.trusted_hosts or frozenset(),
             inband_dtmf=self.phone.media.inband_dtmf,
+            echo_canceller=self.phone.media.echo_canceller,
         )
 
     # ------------------------------------------------------------ the outcome

@@ -8,11 +8,10 @@ import pytest
 from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
+from tests.media.echo_signals import FS, echo_of, echo_path, speechlike
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo import BLOCK, EchoCanceller, EchoConfig
 from voipalert.media.goertzel import DtmfDetector, ToneStarted
-
-FS = 8000
 
 
 def _keys(pcm: NDArray[np.int16]) -> str:
@@ -22,32 +21,11 @@ def _keys(pcm: NDArray[np.int16]) -> str:
     )
 
 
-def _speechlike(rng: np.random.Generator, seconds: float) -> NDArray[np.float64]:
-    """Voiced, syllable-paced harmonics with a moving pitch: enough like our prompts to
-    exercise the canceller without loading a voice (the benchmark uses Piper)."""
-    n = int(seconds * FS)
-    t = np.arange(n) / FS
-    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t) + 10 * rng.standard_normal()
-    phase = 2 * np.pi * np.cumsum(f0) / FS
-    voice = sum(np.sin(k * phase) / k for k in range(1, 25))
-    syllables = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6)) ** 2
-    x = voice * syllables + 0.05 * rng.standard_normal(n)
-    return np.asarray(x * np.sqrt(dbm0_to_power(-14.0) / np.mean(x**2)))
-
-
-def _path(rng: np.random.Generator, delay: int) -> NDArray[np.float64]:
-    taps = np.arange(64)
-    response = rng.standard_normal(64) * np.exp(-taps / 8.0)
-    return np.concatenate((np.zeros(delay), response))
-
-
 def _line(
     rng: np.random.Generator, erl_db: float, seconds: float = 4.0, delay: int = 120
 ) -> tuple[NDArray[np.int16], NDArray[np.float64]]:
-    sent = through_g711(_speechlike(rng, seconds), "PCMU")
-    echo = np.convolve(sent.astype(np.float64), _path(rng, delay))[: sent.size]
-    echo *= np.sqrt(np.mean(sent.astype(np.float64) ** 2) / np.mean(echo**2) / 10 ** (erl_db / 10))
-    return sent, echo
+    sent = through_g711(speechlike(rng, seconds), "PCMU")
+    return sent, echo_of(sent, echo_path(rng, delay), erl_db)
 
 
 def _erle_db(echo: NDArray[np.float64], residual: NDArray[np.int16]) -> float:
@@ -111,7 +89,7 @@ def test_near_end_speech_freezes_adaptation() -> None:
     not learn from it, so it cannot learn to cancel them."""
     rng = np.random.default_rng(5)
     sent, echo = _line(rng, 12.0, seconds=3.0)
-    loud = np.asarray(echo + 4 * _speechlike(rng, 3.0), dtype=np.float64)
+    loud = np.asarray(echo + 4 * speechlike(rng, 3.0), dtype=np.float64)
     canceller = EchoCanceller()
     canceller.process(sent, through_g711(loud, "PCMU"))
     assert canceller.double_talk_blocks > 0.8 * canceller.blocks

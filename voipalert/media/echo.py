@@ -90,6 +90,14 @@ class EchoCanceller:
             out[start:stop] = self._block(ref[start:stop], rx[start:stop])
         return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
 
+    def restart_stream(self) -> None:
+        """The next samples do not follow the last ones (frames were lost): forget the
+        reference history and any partial block, keep the learned echo path."""
+        self._history[:] = 0
+        self._last_ref = np.zeros(BLOCK)
+        self._peaks.extend([0.0] * self._parts)
+        self._ref_pending = self._rx_pending = np.zeros(0)
+
     def _block(self, x: NDArray[np.float64], d: NDArray[np.float64]) -> NDArray[np.float64]:
         cfg = self.config
         spectrum = np.fft.rfft(np.concatenate((self._last_ref, x)))
