@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from voipalert.cli import main
 from voipalert.cli.override_cmd import os_user
+from voipalert.clock import SystemClock
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rota.example.yaml"
-YEAR = datetime.now(UTC).year + 1
+YEAR = SystemClock().now_utc().year + 1
 
 
 def last_sunday_of_march(year: int) -> date:
