@@ -105,7 +105,7 @@ def test_every_problem_is_reported_at_once(rota: Rota) -> None:
         (7, "person", "no person named 'dave'"),
         (7, "replaces", "no person named 'eve'"),
         (7, "note", "control characters are not allowed"),
-        (7, "end", "'soon' is not a date and time"),
+        (7, "end", "expected a date and time like 2026-03-28 18:00, not 'soon'"),
     ]
 
 

@@ -156,6 +156,8 @@ FRENCH: Final[Mapping[str, str]] = {
     "Show": "Afficher",
     "nobody (gap)": "personne (trou)",
     "Overrides": "Remplacements",
+    "Made by": "Fait par",
+    "rota file": "fichier de la rota",
     "Add an override": "Ajouter un remplacement",
     "Schedule": "Planning",
     "Start": "Début",

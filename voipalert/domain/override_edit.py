@@ -83,7 +83,7 @@ def parse_edit_time(text: str, zone: ZoneInfo) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise BadTime(
-            f"{text!r} is not a date and time like 2026-03-28 18:00 or 2026-03-28T17:00Z"
+            f"expected a date and time like 2026-03-28 18:00 or 2026-03-28T17:00Z, not {text!r}"
         ) from None
     if value.tzinfo is not None:
         return value.astimezone(UTC)
@@ -146,7 +146,8 @@ class _Check:
         try:
             parsed = datetime.fromisoformat(raw.strip()[:MAX_TIME_CHARS])
         except ValueError:
-            self.fail(field, f"{raw.strip()[:MAX_TIME_CHARS]!r} is not a date and time")
+            shown = raw.strip()[:MAX_TIME_CHARS]
+            self.fail(field, f"expected a date and time like 2026-03-28 18:00, not {shown!r}")
             return None
         return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
 
