@@ -185,3 +185,12 @@ def test_csv_problems_with_lines(
     huge.write_bytes(b"x" * 4_000_001)
     assert run(config, "override", "import", str(huge)) == 1
     assert "larger than 1,000,000 characters" in capsys.readouterr().err
+
+
+def test_rota_import_points_a_csv_to_override_import(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shifts = tmp_path / "shifts.CSV"
+    shifts.write_text("person,start,end,schedule\n")
+    assert run(config, "rota", "import", str(shifts)) == 2
+    assert "voipalert override import" in capsys.readouterr().err

@@ -86,6 +86,13 @@ async def _load(database: Path) -> Rota:
 
 def run_import(args: argparse.Namespace) -> int:
     path: Path = args.file
+    if path.suffix.lower() == ".csv":
+        print(
+            f"voipalert: {path}: a CSV of shifts is added with `voipalert override import "
+            f"{path}` (a rota file is YAML or TOML)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Final
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -90,7 +91,7 @@ async def add_override(request: web.Request) -> web.Response:
         override=override_out(added.record),
         overlaps=[r.id for r in added.overlaps],
     )
-    location = f"/api/v1/schedules/{schedule}/overrides/{added.record.id}"
+    location = f"/api/v1/schedules/{quote(schedule, safe='')}/overrides/{added.record.id}"
     if added.created:
         request.app[WAKE]()  # an escalation under way picks the change up at its next step
         return json_response(out, 201, {"Location": location})
