@@ -387,7 +387,9 @@ async def test_unknown_pages_are_pages_and_api_errors_stay_json(console: Console
 
 
 async def test_console_overrides_leave_the_others_as_they_were(console: Console) -> None:
-    bot = OverrideRequest("primary", "bob", f"{YEAR}-01-10T20:00", f"{YEAR}-01-11T08:00", note="x")
+    bot = OverrideRequest(
+        "primary", "bob", f"{YEAR}-01-10T20:00", f"{YEAR}-01-11T08:00", note="<i>x</i>"
+    )
     await console.store.add_override(bot, Origin.API, "ops-bot")
     manager = await console.login("manager")
     csrf = await console.csrf(manager, "/oncall")
@@ -398,4 +400,4 @@ async def test_console_overrides_leave_the_others_as_they_were(console: Console)
     made = [(r.origin, r.made_by) for r in await console.store.list_overrides()]
     assert made == [("console", "manager"), ("api", "ops-bot")]
     _, page, _ = await console.get(manager, "/oncall")
-    assert "<td>ops-bot <small>x</small></td>" in page
+    assert "<td>ops-bot <small>&lt;i&gt;x&lt;/i&gt;</small></td>" in page  # a note is text
