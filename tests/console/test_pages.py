@@ -401,3 +401,13 @@ async def test_console_overrides_leave_the_others_as_they_were(console: Console)
     assert made == [("console", "manager"), ("api", "ops-bot")]
     _, page, _ = await console.get(manager, "/oncall")
     assert "<td>ops-bot <small>&lt;i&gt;x&lt;/i&gt;</small></td>" in page  # a note is text
+
+
+async def test_the_rota_page_says_how_many_overrides_were_made_since(console: Console) -> None:
+    manager = await console.login("manager")
+    _, page, _ = await console.get(manager, "/rota")
+    assert 'id="edits"' not in page
+    bot = OverrideRequest("primary", "bob", f"{YEAR}-01-10T20:00", f"{YEAR}-01-11T08:00")
+    await console.store.add_override(bot, Origin.API, "ops-bot")
+    _, page, _ = await console.get(manager, "/rota")
+    assert "Overrides made since the last import (see On call): 1." in page

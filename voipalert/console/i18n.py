@@ -157,6 +157,7 @@ FRENCH: Final[Mapping[str, str]] = {
     "nobody (gap)": "personne (trou)",
     "Overrides": "Remplacements",
     "Made by": "Fait par",
+    "Overrides made since the last import (see On call): %(n)s. They are in this text; applying it makes them part of the rota file.": "Remplacements faits depuis le dernier import (voir Astreinte) : %(n)s. Ils sont dans ce texte ; l'appliquer les intègre au fichier de la rota.",
     "rota file": "fichier de la rota",
     "Add an override": "Ajouter un remplacement",
     "Schedule": "Planning",
