@@ -24,6 +24,7 @@ from voipalert.domain.override_edit import (
     check_override,
     describe_override,
     orphans,
+    overlapping,
 )
 from voipalert.domain.rota import Override, PersonName, Rota, ScheduleName
 from voipalert.store import alert_sql, rota_sql
@@ -176,14 +177,7 @@ class OverrideStore:
                     replaces=override.replaces, start=override.start.isoformat(),
                     end=override.end.isoformat(), note=record.note,
                 )  # fmt: skip
-        overlaps = tuple(
-            r
-            for r in records
-            if r.id != row_id
-            and r.override.start < override.end
-            and override.start < r.override.end
-        )
-        return Added(record, created, overlaps)
+        return Added(record, created, tuple(overlapping(records, override)))
 
     async def remove_override(
         self, override_id: int, actor: str, schedule: str | None = None
