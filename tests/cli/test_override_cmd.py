@@ -67,6 +67,9 @@ def test_add_shows_in_oncall_list_and_remove(
     assert f"removed #{override_id}: dave on ops-primary" in capsys.readouterr().out
     assert run(config, "override", "remove", override_id) == 1
     assert f"no override #{override_id}" in capsys.readouterr().err
+    for wild in ("9" * 30, "-1", "0"):
+        assert run(config, "override", "remove", wild) == 1
+        assert f"no override #{int(wild)}" in capsys.readouterr().err
     assert run(config, "oncall", "--at", f"{YEAR}-06-10T20:00") == 0
     assert "dave (override" not in capsys.readouterr().out
 

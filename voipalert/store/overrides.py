@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import aiosqlite
 
@@ -30,6 +31,8 @@ from voipalert.domain.rota import Override, PersonName, Rota, ScheduleName
 from voipalert.store import alert_sql, rota_sql
 from voipalert.store.db import Database, from_db, from_db_opt, to_db
 from voipalert.store.errors import StoreError
+
+MAX_ROW_ID: Final = 2**63 - 1
 
 
 class OverridesOrphaned(StoreError):
@@ -184,6 +187,8 @@ class OverrideStore:
     ) -> OverrideRecord | None:
         """Remove one override (any origin: a file's comes back with the next import); None
         when there is no such override (in ``schedule``, when given)."""
+        if not 1 <= override_id <= MAX_ROW_ID:  # SQLite cannot even bind a bigger int
+            return None
         now = self._clock.now_utc()
         async with self._db.transaction(write=True, what="remove override") as conn:
             rows = list(await conn.execute_fetchall(_SELECT + " WHERE o.id = ?", (override_id,)))
