@@ -188,6 +188,14 @@ def test_csv_problems_with_lines(
     huge.write_bytes(b"x" * 4_000_001)
     assert run(config, "override", "import", str(huge)) == 1
     assert "larger than 1,000,000 characters" in capsys.readouterr().err
+    assert run(config, "override", "import", "/dev/zero") == 1  # endless, and no size
+    assert "larger than 1,000,000 characters" in capsys.readouterr().err
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("person,start,end,schedule\nJérôme,x,y,z\n".encode("latin-1"))
+    assert run(config, "override", "import", str(latin1)) == 1
+    assert 'not UTF-8 (byte 28); save it from the spreadsheet as "CSV UTF-8"' in (
+        capsys.readouterr().err
+    )
 
 
 def test_rota_import_points_a_csv_to_override_import(

@@ -228,11 +228,22 @@ def run_remove(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     path: Path = args.file
+    limit = MAX_CSV_CHARS * 4  # UTF-8: at most 4 bytes a character
     try:
-        if path.stat().st_size > MAX_CSV_CHARS * 4:  # UTF-8: at most 4 bytes a character
+        # Read at most one byte past the limit: a device or a pipe has no size to check.
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
+        if len(data) > limit:
             raise ValueError(f"larger than {MAX_CSV_CHARS:,} characters")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        print(
+            f"voipalert: cannot read {path}: not UTF-8 (byte {exc.start + 1}); save it from "
+            'the spreadsheet as "CSV UTF-8"',
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    except (OSError, ValueError) as exc:
         print(f"voipalert: cannot read {path}: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     who = os_user()
