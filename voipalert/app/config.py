@@ -21,8 +21,11 @@ from voipalert.ingest.config import (
     HttpConfig,
     ImapConfig,
     IngestConfig,
+    OutboundConfig,
+    RetryPolicy,
     SilencerConfig,
     SmtpConfig,
+    StatusTarget,
 )
 from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
@@ -208,6 +211,35 @@ def silencer_config(settings: Settings) -> SilencerConfig:
         poll_seconds=settings.hooks.silence_poll_seconds,
         max_tries=settings.hooks.silence_max_tries,
         reconcile_seconds=settings.hooks.silence_check_seconds,
+    )
+
+
+def outbound_config(settings: Settings) -> OutboundConfig:
+    """The status webhook sender's targets and pace (docs/outbound.md)."""
+    out = settings.outbound
+    targets = tuple(
+        StatusTarget(
+            name=name,
+            url=target.url.get_secret_value(),
+            format=target.format,
+            events=frozenset(target.events),
+            secret=target.secret.get_secret_value().encode() if target.secret else None,
+        )
+        for name, target in sorted(out.targets.items())
+    )
+    # The console's page of the alert when the console is served, else the API's.
+    path = "/alerts" if settings.console.enabled else "/api/v1/alerts"
+    return OutboundConfig(
+        targets=targets,
+        retry=RetryPolicy(
+            max_tries=out.max_tries,
+            first_seconds=out.backoff_first_seconds,
+            max_seconds=max(out.backoff_first_seconds, out.backoff_max_seconds),
+            jitter=0.5,
+        ),
+        timeout_seconds=out.timeout_seconds,
+        poll_seconds=out.poll_seconds,
+        alert_url=public_url(settings) + path,
     )
 
 

@@ -34,6 +34,7 @@ from voipalert.app.config import (
     engine_config,
     ingest_config,
     media_config,
+    outbound_config,
     script_config,
     silencer_config,
     sip_bind,
@@ -56,6 +57,7 @@ from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
+from voipalert.ingest.status_hooks import StatusSender
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
@@ -119,11 +121,14 @@ async def serve(
             )  # fmt: skip
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
+            sender = StatusSender(store, clock, outbound_config(settings))
+            await sender.start()
             app = build_app(
-                store, wake=_both(engine.wake, silencer.wake),
+                store, wake=_all(engine.wake, silencer.wake, sender.wake),
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
             silencer.observe = app[METRICS].observe_silence
+            sender.observe = app[METRICS].observe_status_webhook
             stalls.metrics = app[METRICS]
             test_caller = _add_web_routes(app, settings, phone, speech)
             edges = _Edges()
@@ -144,7 +149,7 @@ async def serve(
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
                 side_tasks = [
                     group.create_task(job, name=name)
-                    for name, job in _side_jobs(app, config, silencer, watch)
+                    for name, job in _side_jobs(app, config, silencer, watch, sender)
                 ]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
@@ -161,12 +166,18 @@ async def serve(
 
 
 def _side_jobs(
-    app: web.Application, config: IngestConfig, silencer: Silencer, watch: HeartbeatWatch
+    app: web.Application,
+    config: IngestConfig,
+    silencer: Silencer,
+    watch: HeartbeatWatch,
+    sender: StatusSender,
 ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """The tasks beside the engine: the silencer, the heartbeat watch, the IMAP poller."""
+    """The tasks beside the engine: the silencer, the heartbeat watch, the status webhook
+    sender, the IMAP poller."""
     jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
         ("silencer", silencer.run()),
         ("heartbeats", watch.run()),
+        ("status-webhooks", sender.run()),
     ]
     if config.imap is not None:
         poller = ImapPoller(
@@ -177,13 +188,13 @@ def _side_jobs(
     return jobs
 
 
-def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-    """The API's wake-up: the engine, and the silencer (an ack or a resolve through the API
-    may have queued a silence request)."""
+def _all(*wakes: Callable[[], None]) -> Callable[[], None]:
+    """The API's wake-up: the engine, the silencer and the status webhook sender (an ack
+    or a resolve through the API may have queued a silence request and notifications)."""
 
     def wake() -> None:
-        first()
-        second()
+        for each in wakes:
+            each()
 
     return wake
 

@@ -66,6 +66,14 @@ class _StoreCollector(Collector):
         for state in SipState:
             sip.add_metric([state.value], 1.0 if state is self.sip else 0.0)
         yield sip
+        queued = GaugeMetricFamily(
+            "voipalert_status_webhooks_queued",
+            "Status webhook notifications waiting (pending) or given up (dead), by target",
+            labels=["target", "state"],
+        )
+        for (target, state), count in sorted(self.counts.status_webhooks.items()):
+            queued.add_metric([target, state], count)
+        yield queued
 
 
 class IngestMetrics:
@@ -130,6 +138,17 @@ class IngestMetrics:
             ["action", "result"],
             registry=self.registry,
         )
+        # Fed by the status webhook sender (ingest.status_hooks): tries by how they ended
+        # (ok, retry, dead); targets are the configured ones, so the label set is bounded.
+        self.status_webhooks = Counter(
+            "voipalert_status_webhooks",
+            "Status webhook tries, by target and result (ok, retry, dead)",
+            ["target", "result"],
+            registry=self.registry,
+        )
+
+    def observe_status_webhook(self, target: str, result: str) -> None:
+        self.status_webhooks.labels(target=target, result=result).inc()
 
     def observe_silence(self, action: str, result: str) -> None:
         self.silences.labels(action=action, result=result).inc()

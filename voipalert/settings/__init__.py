@@ -37,6 +37,7 @@ from voipalert.settings.sections import (
     HttpSettings,
     ImapSettings,
     MediaSettings,
+    OutboundSettings,
     RouteSettings,
     SipSettings,
     SmtpSettings,
@@ -58,6 +59,7 @@ __all__ = [
     "HttpSettings",
     "ImapSettings",
     "MediaSettings",
+    "OutboundSettings",
     "RouteSettings",
     "Settings",
     "SipSettings",
@@ -97,6 +99,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
+    outbound: OutboundSettings = OutboundSettings()
 
     @classmethod
     def settings_customise_sources(
