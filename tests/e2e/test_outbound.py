@@ -23,13 +23,6 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("outbound-prompts")
 
 
-async def _wait(check: object, seconds: float) -> None:
-    assert callable(check)
-    async with asyncio.timeout(seconds):
-        while not check():
-            await asyncio.sleep(0.1)  # noqa: ASYNC110 - polling another process's effect
-
-
 async def test_a_notification_pending_across_a_restart_is_delivered(
     testbed: Testbed, tmp_path: Path, cache: Path
 ) -> None:
@@ -55,7 +48,7 @@ async def test_a_notification_pending_across_a_restart_is_delivered(
             assert len(receiver.got) == tries_before, "serve is stopped"
             await server.start()
             await server.wait_alert(alert_id, "acknowledged", 60)
-            await _wait(lambda: "acknowledged" in _events(receiver), 20)
+            await receiver.wait_until(lambda: "acknowledged" in _events(receiver), 20)
     delivered = receiver.got[tries_before:]
     events = [got.json["event"] for got in delivered]
     assert events[0] == "created"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +58,12 @@ class Receiver:
         return [r.json for r in self.got]
 
     async def wait_for(self, count: int, seconds: float = 10.0) -> None:
+        await self.wait_until(lambda: len(self.got) >= count, seconds)
+
+    async def wait_until(self, done: Callable[[], bool], seconds: float = 10.0) -> None:
+        """Until ``done()`` holds, looked at after each request that arrives."""
         async with asyncio.timeout(seconds):
-            while len(self.got) < count:
+            while not done():
                 self.arrived.clear()
                 await self.arrived.wait()
 
