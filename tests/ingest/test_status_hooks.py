@@ -19,7 +19,7 @@ from tests.ingest.conftest import sample_rota
 from tests.ingest.status_receiver import HANG, Receiver, receiving
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import NewAlert
-from voipalert.ingest import status_format
+from voipalert.ingest import status_format, tokens
 from voipalert.ingest.config import OutboundConfig, RetryPolicy, StatusTarget
 from voipalert.ingest.health import SipState
 from voipalert.ingest.metrics import IngestMetrics
@@ -234,3 +234,12 @@ def test_targets_refuse_other_schemes() -> None:
             StatusTarget("x", url)
     with pytest.raises(ValueError, match="format"):
         StatusTarget("x", "http://127.0.0.1/", "xml")
+
+
+def test_the_signature_is_the_one_our_intake_checks() -> None:
+    body = b'{"event":"created"}'
+    signed = status_format.sign(SECRET, 1767225600, body)
+    assert signed == "sha256=" + tokens.sign(SECRET.decode(), body, "1767225600")
+    given = tokens.normalize_signature(signed)
+    assert given is not None
+    assert tokens.signature_matches(SECRET.decode(), body, given, "1767225600")

@@ -13,9 +13,10 @@ mention people: Slack's ``<!channel>`` and links need ``<``, which is escaped (S
 message formatting rules: ``&``, ``<`` and ``>`` become entities), and Mattermost's and
 Rocket.Chat's ``@channel``/``@all``/``@here`` get a zero-width joiner after the ``@``.
 
-The signature follows the scheme receivers already know from Stripe and Slack: the key
-signs ``"{timestamp}.{body}"``, the timestamp travels in its own header, and a receiver
-refuses a timestamp too far from its clock, which makes a captured request useless later.
+The signature is the one voipalert's own webhook intake checks (``ingest.tokens``, the way
+Grafana signs): HMAC-SHA256 over ``"{timestamp}:{body}"``, the timestamp in its own header;
+a receiver refuses a timestamp too far from its clock, which makes a captured request
+useless later (the timestamp cannot be changed without breaking the signature).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ SIGNATURE_HEADER: Final = "X-Voipalert-Signature"
 TIMESTAMP_HEADER: Final = "X-Voipalert-Timestamp"
 EVENT_HEADER: Final = "X-Voipalert-Event"
 EVENT_ID_HEADER: Final = "X-Voipalert-Event-Id"
-SIGNATURE_VERSION: Final = "v1"
+SIGNATURE_PREFIX: Final = "sha256="
 BODY_VERSION: Final = 1
 SUMMARY_CHARS: Final = 500
 
@@ -46,10 +47,10 @@ _MENTION_BREAK: Final = "\u2060"  # WORD JOINER: invisible, and "@\u2060all" men
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The signature header's value: ``v1=`` and the hex HMAC-SHA256 of
-    ``"{timestamp}." + body`` under ``secret``."""
-    mac = hmac.new(secret, f"{timestamp}.".encode("ascii") + body, hashlib.sha256)
-    return f"{SIGNATURE_VERSION}={mac.hexdigest()}"
+    """The signature header's value: ``sha256=`` and the hex HMAC-SHA256 of
+    ``"{timestamp}:" + body`` under ``secret``."""
+    mac = hmac.new(secret, f"{timestamp}:".encode("ascii") + body, hashlib.sha256)
+    return f"{SIGNATURE_PREFIX}{mac.hexdigest()}"
 
 
 def verify(secret: bytes, timestamp: int, body: bytes, header: str) -> bool:
