@@ -10,6 +10,7 @@ import re
 import ssl
 
 from voipalert import __version__
+from voipalert.app.selftest import SelfTestConfig
 from voipalert.app.store_config import public_url
 from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
@@ -41,6 +42,7 @@ from voipalert.settings import (
     RouteSettings,
     Settings,
 )
+from voipalert.settings.sections import duration_seconds
 from voipalert.sip.config import UAConfig
 from voipalert.sip.locate import parse_name_server
 from voipalert.sip.sdp import Codec
@@ -240,6 +242,22 @@ def outbound_config(settings: Settings) -> OutboundConfig:
         timeout_seconds=out.timeout_seconds,
         poll_seconds=out.poll_seconds,
         alert_url=public_url(settings) + path,
+    )
+
+
+def selftest_config(settings: Settings) -> SelfTestConfig:
+    """The self-test's number and pace (docs/outbound.md)."""
+    test = settings.selftest
+    return SelfTestConfig(
+        number=test.number,
+        every_seconds=float(duration_seconds(test.every)),
+        ring_timeout_seconds=test.ring_timeout_seconds,
+        message=test.message,
+        language=test.language,
+        require_ack=test.require_ack,
+        registration_grace_seconds=test.registration_grace_seconds,
+        check_seconds=test.check_seconds,
+        alert=test.alert,
     )
 
 

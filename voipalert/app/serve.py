@@ -36,20 +36,22 @@ from voipalert.app.config import (
     media_config,
     outbound_config,
     script_config,
+    selftest_config,
     silencer_config,
     sip_bind,
     sip_tls,
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
+from voipalert.app.selftest import AlertOnFailure, PhonePathListener, SelfTest, lend
 from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
-from voipalert.clock import SystemClock
+from voipalert.clock import Clock, SystemClock
 from voipalert.console.routes import add_console
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
-from voipalert.ingest.app_keys import INTAKE, METRICS
+from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.heartbeat import HeartbeatWatch
@@ -131,6 +133,7 @@ async def serve(
             sender.observe = app[METRICS].observe_status_webhook
             stalls.metrics = app[METRICS]
             test_caller = _add_web_routes(app, settings, phone, speech)
+            selftest = _self_test(settings, app, phone, test_caller, clock)
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)
@@ -149,7 +152,10 @@ async def serve(
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
                 side_tasks = [
                     group.create_task(job, name=name)
-                    for name, job in _side_jobs(app, config, silencer, watch, sender)
+                    for name, job in [
+                        *_side_jobs(app, config, silencer, watch, sender),
+                        ("selftest", selftest.run()),
+                    ]
                 ]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
@@ -223,6 +229,20 @@ def _add_web_routes(
             test_call=test_caller.place_from_console, speech=speech,
         )  # fmt: skip
     return test_caller
+
+
+def _self_test(
+    settings: Settings, app: web.Application, phone: Phone, caller: TestCaller, clock: Clock
+) -> SelfTest:
+    """The self-test (test calls, registration watch), reported by /readyz and /metrics.
+    Its listeners are the channels told when the phone path fails: the alert it opens
+    reaches the status webhooks; a channel that must be told directly (e-mail) is added
+    to ``listeners`` here."""
+    config = selftest_config(settings)
+    listeners: list[PhonePathListener] = [AlertOnFailure(app[INTAKE])] if config.alert else []
+    selftest = SelfTest(config, clock, lambda: sip_state(phone), lend(caller), listeners)
+    app[PHONE_PATH] = selftest.status
+    return selftest
 
 
 def settle_heap() -> int:

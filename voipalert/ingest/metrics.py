@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from voipalert import __version__
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
-from voipalert.ingest.health import SipState
+from voipalert.ingest.health import PhonePath, SipState
 from voipalert.ingest.intake import Outcome
 from voipalert.store.api_tables import ApiTables, Counts
 
@@ -40,6 +40,7 @@ class _StoreCollector(Collector):
     def __init__(self) -> None:
         self.counts = Counts({}, {})
         self.sip = SipState.NOT_CONFIGURED
+        self.phone = PhonePath()
 
     def collect(self) -> Iterator[Metric]:
         alerts = GaugeMetricFamily("voipalert_alerts", "Alerts by state", labels=["state"])
@@ -74,6 +75,35 @@ class _StoreCollector(Collector):
         for (target, state), count in sorted(self.counts.status_webhooks.items()):
             queued.add_metric([target, state], count)
         yield queued
+        if self.phone.monitored:
+            yield from _phone_path(self.phone)
+
+
+def _phone_path(phone: PhonePath) -> Iterator[Metric]:
+    """The self-test's figures (docs/outbound.md): alert on ``degraded`` and on the age of
+    the last success (``time() - voipalert_selftest_last_success_timestamp_seconds``)."""
+    yield GaugeMetricFamily(
+        "voipalert_phone_path_degraded",
+        "1 while the self-test finds the phone path failing (see /readyz for why)",
+        value=1.0 if phone.degraded else 0.0,
+    )
+    if phone.last_success_at is not None:
+        yield GaugeMetricFamily(
+            "voipalert_selftest_last_success_timestamp_seconds",
+            "Unix time of the last test call that was answered",
+            value=phone.last_success_at.timestamp(),
+        )
+    yield CounterMetricFamily(
+        "voipalert_selftest_calls", "Test calls placed by the self-test", value=phone.test_calls
+    )
+    yield CounterMetricFamily(
+        "voipalert_selftest_failures", "Test calls that failed", value=phone.failures
+    )
+    yield CounterMetricFamily(
+        "voipalert_sip_registration_losses",
+        "Times the SIP registration was lost for longer than the self-test's grace",
+        value=phone.registration_losses,
+    )
 
 
 class IngestMetrics:
@@ -169,9 +199,12 @@ class IngestMetrics:
     def observe_committed(self, source: str, outcome: Outcome) -> None:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
 
-    async def refresh(self, tables: ApiTables, sip: SipState) -> None:
+    async def refresh(
+        self, tables: ApiTables, sip: SipState, phone: PhonePath | None = None
+    ) -> None:
         self._store.counts = await tables.counts()
         self._store.sip = sip
+        self._store.phone = phone or PhonePath()
         for call in await tables.calls_finished_after(self._calls_seen_until):
             self.call_setup_seconds.labels(outcome=call.outcome).observe(call.setup_seconds)
             self._calls_seen_until = max(self._calls_seen_until, call.ended_at)

@@ -39,6 +39,7 @@ from voipalert.settings.sections import (
     MediaSettings,
     OutboundSettings,
     RouteSettings,
+    SelfTestSettings,
     SipSettings,
     SmtpSettings,
     TtsSettings,
@@ -61,6 +62,7 @@ __all__ = [
     "MediaSettings",
     "OutboundSettings",
     "RouteSettings",
+    "SelfTestSettings",
     "Settings",
     "SipSettings",
     "SmtpSettings",
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
     outbound: OutboundSettings = OutboundSettings()
+    selftest: SelfTestSettings = SelfTestSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -698,3 +698,60 @@ class OutboundSettings(_Section):
         description="how often the outbox is looked at (the longest a notification of the "
         "engine's waits; one made through the API leaves at once)",
     )
+
+
+_DURATION_TEXT: Final = re.compile(r"^(\d{1,7})([smhd]?)$")
+_DURATION_UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``90``, ``30s``, ``5m``, ``2h``, ``1d`` in seconds."""
+    match = _DURATION_TEXT.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r}: expected a duration like 30s, 5m, 2h, 1d")
+    return int(match.group(1)) * _DURATION_UNIT_SECONDS[match.group(2)]
+
+
+class SelfTestSettings(_Section):
+    """``[selftest]``: test calls and registration monitoring (docs/outbound.md)."""
+
+    number: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="who the test call rings (SIP URI, extension or +number): something "
+        "that answers, e.g. an echo test or an answering machine; unset: no test calls",
+    )
+    every: str = Field(
+        default="1h", description="how often a test call is placed (first: at start)"
+    )
+    ring_timeout_seconds: float = Field(default=30.0, ge=1, le=300)
+    message: str = Field(
+        default="This is a voipalert self test. No action is needed.",
+        min_length=1,
+        max_length=600,
+    )
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    require_ack: bool = Field(
+        default=False,
+        description="a test call succeeds only when the key is pressed (else: when answered)",
+    )
+    registration_grace_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="not registered this long: registration lost"
+    )
+    check_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often the registration state is read"
+    )
+    alert: bool = Field(
+        default=True,
+        description="open an alert (source selftest) while the phone path fails, so the "
+        "other channels (status webhooks) hear of it; resolved when it works again",
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        seconds = duration_seconds(value)
+        if not 10 <= seconds <= 7 * 86400:
+            raise ValueError("every: between 10s and 7d")
+        return value
