@@ -190,6 +190,14 @@ async def test_the_alert_readyz_and_metrics(store: Store) -> None:
             assert "voipalert_phone_path_degraded 1.0" in text
             assert "voipalert_selftest_failures_total 1.0" in text
             assert "voipalert_selftest_last_success_timestamp_seconds" not in text
+            await store.close_unacknowledged(alert.id, "policy exhausted: its calls fail too")
+            script.sip = SipState.FAILED
+            script.reports = [_report(AttemptOutcome.UNREACHABLE)]
+            await selftest.test_once()
+            page = await store.list_alerts()
+            assert [a.id for a in page.alerts if a.dedup_key == DEDUP_KEY] == [alert.id], (
+                "one alert per outage, not one per change of the reasons"
+            )
             script.reports = [_report(AttemptOutcome.ANSWERED_NO_ACK, 200, "OK")]
             await selftest.test_once()
             async with http.get(f"{base}/readyz") as response:
@@ -198,7 +206,7 @@ async def test_the_alert_readyz_and_metrics(store: Store) -> None:
                 text = await response.text()
             assert "voipalert_phone_path_degraded 0.0" in text
             assert "voipalert_selftest_last_success_timestamp_seconds 1." in text
-            resolved = await store.get_alert(alert.id)
-            assert resolved is not None and resolved.status is AlertStatus.RESOLVED
+            closed = await store.get_alert(alert.id)
+            assert closed is not None and closed.status is AlertStatus.CLOSED_UNACKNOWLEDGED
     finally:
         await runner.cleanup()

@@ -194,16 +194,26 @@ class SelfTest:
 
 
 class AlertOnFailure:
-    """Opens one alert while the phone path is degraded and resolves it when it works
-    again; the alert reaches the other channels (status webhooks...) like any other."""
+    """Opens one alert per outage of the phone path and resolves it when the path works
+    again; the alert reaches the other channels (status webhooks...) like any other.
+
+    One per outage, not one per change: the alert's own calls fail too (the phone path is
+    down), so its policy may close it at once, and a second failing part must not open a
+    second alert."""
 
     def __init__(self, intake: Intake) -> None:
         self._intake = intake
+        self._down = False
 
     async def phone_path_changed(self, path: PhonePath) -> None:
         if not path.degraded:
-            await self._intake.submit(Resolve(DEDUP_KEY, SOURCE))
+            if self._down:
+                self._down = False
+                await self._intake.submit(Resolve(DEDUP_KEY, SOURCE))
             return
+        if self._down:
+            return
+        self._down = True
         await self._intake.submit(
             NewAlert(
                 summary="voipalert phone path failing: " + "; ".join(path.degraded),
@@ -211,6 +221,5 @@ class AlertOnFailure:
                 source=SOURCE,
                 dedup_key=DEDUP_KEY,
                 fields={"reasons": list(path.degraded)},
-                refresh=True,  # a second failing part rewrites the open alert's summary
             )
         )
