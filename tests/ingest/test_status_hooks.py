@@ -10,9 +10,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.ingest.conftest import sample_rota
@@ -99,6 +101,7 @@ async def test_signed_json_in_order_per_alert(db: Path) -> None:
             "the timestamp is signed: it cannot be moved to replay the body later"
         )
         assert got.headers["Content-Type"] == "application/json"
+        assert got.headers["User-Agent"].startswith("voipalert/")
     first = receiver.bodies()[0]
     assert first["alert"]["id"] == alert_id and first["alert"]["summary"] == "disk full on db1"
     assert first["url"] == f"http://voipalert.example.org/alerts/{alert_id}"
@@ -243,3 +246,25 @@ def test_the_signature_is_the_one_our_intake_checks() -> None:
     given = tokens.normalize_signature(signed)
     assert given is not None
     assert tokens.signature_matches(SECRET.decode(), body, given, "1767225600")
+
+
+async def test_a_row_no_body_can_be_made_of_is_dead_not_retried(db: Path) -> None:
+    store = await Store.open(db, SystemClock())
+    target = StatusTarget("siem", "http://127.0.0.1:9/never", "slack")
+    seen: list[tuple[str, str]] = []
+    sender = StatusSender(store, SystemClock(), OutboundConfig(targets=(target,)),
+                          observe=lambda t, r: seen.append((t, r)))  # fmt: skip
+    try:
+        await sender.start()
+        alert_id = await _alert(store)
+        delivery = await store.next_delivery("siem")
+        assert delivery is not None
+        bad = replace(delivery, event="escalated", payload={"detail": {"step": "two"}})
+        async with aiohttp.ClientSession() as session:
+            assert not await sender.send(session, target, bad)
+        [row] = await store.deliveries_of(alert_id)
+        assert (row.state, row.tries) == ("dead", 1)
+        assert row.last_error is not None and "cannot build the body" in row.last_error
+        assert seen == [("siem", "dead")]
+    finally:
+        await store.close()

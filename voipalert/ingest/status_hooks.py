@@ -20,9 +20,11 @@ import logging
 import random
 from collections.abc import Callable
 from datetime import datetime
+from typing import Final
 
 import aiohttp
 
+from voipalert import __version__
 from voipalert.clock import Clock
 from voipalert.ingest import status_format
 from voipalert.ingest.config import OutboundConfig, StatusTarget
@@ -32,6 +34,7 @@ from voipalert.store import Store
 from voipalert.store.status_outbox import Delivery
 
 log = logging.getLogger("voipalert.outbound")
+USER_AGENT: Final = f"voipalert/{__version__}"
 
 
 class StatusSender:
@@ -103,14 +106,20 @@ class StatusSender:
         self, session: aiohttp.ClientSession, target: StatusTarget, delivery: Delivery
     ) -> bool:
         """One try of one delivery, recorded; whether it was delivered."""
-        body = status_format.body(
-            target.format, delivery.event_id, delivery.event, delivery.at, delivery.payload,
-            self._url(delivery),
-        )  # fmt: skip
+        try:
+            body = status_format.body(
+                target.format, delivery.event_id, delivery.event, delivery.at,
+                delivery.payload, self._url(delivery),
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            # A row no body can be made of would otherwise be retried at every pass.
+            await self._failed(target, delivery, f"cannot build the body: {exc!r}", True)
+            return False
         timestamp = int(self._clock.now_utc().timestamp())
         headers = status_format.headers(
             delivery.event, delivery.event_id, body, target.secret, timestamp
         )
+        headers["User-Agent"] = USER_AGENT
         try:
             async with session.post(
                 target.url, data=body, headers=headers, allow_redirects=False
