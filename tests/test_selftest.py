@@ -16,6 +16,7 @@ import pytest
 from tests.ingest.conftest import sample_rota
 from voipalert.app.selftest import (
     DEDUP_KEY,
+    SOURCE,
     AlertOnFailure,
     CallSkipped,
     SelfTest,
@@ -28,6 +29,7 @@ from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.ingest.app_keys import INTAKE, PHONE_PATH
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import PhonePath, SipState
+from voipalert.ingest.intake import Intake
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.store import Store
 
@@ -210,3 +212,23 @@ async def test_the_alert_readyz_and_metrics(store: Store) -> None:
             assert closed is not None and closed.status is AlertStatus.CLOSED_UNACKNOWLEDGED
     finally:
         await runner.cleanup()
+
+
+async def test_one_alert_per_outage_resolved_when_the_path_works_again(store: Store) -> None:
+    woken: list[int] = []
+    listener = AlertOnFailure(Intake(store, lambda: woken.append(1)))
+    await listener.phone_path_changed(PhonePath(True, ("SIP registration lost (failed)",)))
+    await listener.phone_path_changed(
+        PhonePath(True, ("SIP registration lost (failed)", "test call to 201 failed: busy"))
+    )
+    page = await store.list_alerts()
+    [alert] = [a for a in page.alerts if a.dedup_key == DEDUP_KEY]
+    assert alert.summary == "voipalert phone path failing: SIP registration lost (failed)"
+    await listener.phone_path_changed(PhonePath(True, ()))
+    resolved = await store.get_alert(alert.id)
+    assert resolved is not None and resolved.status is AlertStatus.RESOLVED
+    assert resolved.resolved_by == SOURCE
+    await listener.phone_path_changed(PhonePath(True, ("test call to 201 failed: busy",)))
+    page = await store.list_alerts()
+    assert len([a for a in page.alerts if a.dedup_key == DEDUP_KEY]) == 2, "a new outage"
+    assert woken, "the engine is woken to call about it"
