@@ -21,11 +21,13 @@ from voipalert.app.selftest import (
     CallSkipped,
     SelfTest,
     SelfTestConfig,
+    check_number,
 )
 from voipalert.calls import CallReport
 from voipalert.callscript import StopReason
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
+from voipalert.errors import ConfigError
 from voipalert.ingest.app_keys import INTAKE, PHONE_PATH
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import PhonePath, SipState
@@ -98,6 +100,23 @@ async def test_a_failed_test_call_degrades_until_one_is_answered() -> None:
 
 def _stopped() -> CallReport:
     return CallReport(AttemptOutcome.CANCELLED, None, "", stopped=StopReason.SHUTDOWN)
+
+
+async def test_a_number_the_phone_cannot_call_says_why() -> None:
+    script = Script()
+    selftest = _selftest(script, SelfTestConfig(number="not a number"))
+    script.reports = [_report(AttemptOutcome.FAILED, None, "cannot call 'not a number'")]
+    await selftest.test_once()
+    assert selftest.status().degraded == (
+        "test call to not a number failed: failed (cannot call 'not a number')",
+    )
+
+
+def test_a_number_that_can_never_be_called_stops_the_start() -> None:
+    check_number(SelfTestConfig(number="sip:echo@pbx.example.org"), "example.org")
+    check_number(SelfTestConfig(number="+33 1 23 45 67 89"), "example.org")
+    with pytest.raises(ConfigError, match=r"selftest.number: cannot call 'not a number'"):
+        check_number(SelfTestConfig(number="not a number"), "example.org")
 
 
 async def test_require_ack_fails_an_answer_without_the_key() -> None:

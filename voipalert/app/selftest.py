@@ -30,9 +30,11 @@ from voipalert.app.test_call import TestCaller, TestCallIn, TestCallRefused
 from voipalert.calls import CallReport
 from voipalert.clock import Clock
 from voipalert.domain.alert import AttemptOutcome, NewAlert, Severity
+from voipalert.errors import ConfigError
 from voipalert.ingest.convert import Resolve
 from voipalert.ingest.health import PhonePath, SipState
 from voipalert.ingest.intake import Intake
+from voipalert.notify.voice import target_uri
 
 log = logging.getLogger("voipalert.selftest")
 SOURCE: Final = "selftest"
@@ -64,6 +66,16 @@ class CallSkipped(Exception):
 
 
 PlaceTestCall = Callable[[SelfTestConfig], Awaitable[CallReport]]
+
+
+def check_number(config: SelfTestConfig, domain: str) -> None:
+    """Refuse, at start, a number the phone could never call (``ConfigError``)."""
+    if config.number is None:
+        return
+    try:
+        target_uri(config.number, domain)
+    except ValueError as exc:
+        raise ConfigError([f"selftest.number: cannot call {config.number!r}: {exc}"]) from None
 
 
 def lend(caller: TestCaller) -> PlaceTestCall:
@@ -167,8 +179,11 @@ class SelfTest:
             await self._set(TEST_CALL, None)
             return report
         self._path = replace(self._path, test_calls=calls, failures=self._path.failures + 1)
-        sip = f", SIP {report.sip_status} {report.sip_reason}".rstrip() if report.sip_status else ""
-        reason = f"test call to {self._config.number} failed: {report.outcome.value}{sip}"
+        reason = f"test call to {self._config.number} failed: {report.outcome.value}"
+        if report.sip_status:
+            reason = f"{reason}, SIP {report.sip_status} {report.sip_reason}".rstrip()
+        elif report.sip_reason:
+            reason = f"{reason} ({report.sip_reason})"  # refused before dialling: why
         log.warning("self-test: %s", reason)
         await self._set(TEST_CALL, reason)
         return report

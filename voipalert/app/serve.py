@@ -43,7 +43,13 @@ from voipalert.app.config import (
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
-from voipalert.app.selftest import AlertOnFailure, PhonePathListener, SelfTest, lend
+from voipalert.app.selftest import (
+    AlertOnFailure,
+    PhonePathListener,
+    SelfTest,
+    check_number,
+    lend,
+)
 from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
@@ -239,6 +245,7 @@ def _self_test(
     reaches the status webhooks; a channel that must be told directly (e-mail) is added
     to ``listeners`` here."""
     config = selftest_config(settings)
+    check_number(config, caller.domain)
     listeners: list[PhonePathListener] = [AlertOnFailure(app[INTAKE])] if config.alert else []
     selftest = SelfTest(config, clock, lambda: sip_state(phone), lend(caller), listeners)
     app[PHONE_PATH] = selftest.status
