@@ -372,8 +372,15 @@ def _probe_paths() -> dict[str, Any]:
         "/readyz": {
             "get": _operation(
                 "ready",
-                "The database takes writes and SIP can place calls",
-                _responses({200: _json(ReadyOut, "ready"), 503: _json(ReadyOut, "not ready")}, ()),
+                "The database answers and SIP can place calls; status 'degraded' (still 200) "
+                "with the reasons when the self-test finds the phone path failing",
+                _responses(
+                    {
+                        200: _json(ReadyOut, "ready (or degraded)"),
+                        503: _json(ReadyOut, "not ready"),
+                    },
+                    (),
+                ),
             )
         },
         "/metrics": {"get": _operation("metrics", "Prometheus metrics", {"200": text})},

@@ -37,7 +37,9 @@ from voipalert.settings.sections import (
     HttpSettings,
     ImapSettings,
     MediaSettings,
+    OutboundSettings,
     RouteSettings,
+    SelfTestSettings,
     SipSettings,
     SmtpSettings,
     TtsSettings,
@@ -58,7 +60,9 @@ __all__ = [
     "HttpSettings",
     "ImapSettings",
     "MediaSettings",
+    "OutboundSettings",
     "RouteSettings",
+    "SelfTestSettings",
     "Settings",
     "SipSettings",
     "SmtpSettings",
@@ -97,6 +101,8 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    selftest: SelfTestSettings = SelfTestSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -35,6 +35,7 @@ from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
 from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.overrides import OverrideStore, check_kept_edits, drop_duplicated_edits
+from voipalert.store.status_outbox import StatusOutboxStore
 from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
@@ -72,7 +73,9 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, OverrideStore):
+class Store(
+    EscalationStore, TokenStore, OutboxStore, HeartbeatStore, OverrideStore, StatusOutboxStore
+):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
