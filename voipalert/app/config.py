@@ -144,6 +144,7 @@ def script_config(settings: Settings) -> ScriptConfig:
         repeat_digit=settings.engine.repeat_digit,
         repetitions=settings.call.repetitions,
         pause_seconds=settings.call.pause_seconds,
+        leave_voicemail=settings.call.leave_voicemail,
     )
 
 

@@ -183,6 +183,8 @@ def notify_result(report: CallReport) -> NotifyResult:
             detail = f"{detail}; classified by {report.classified_by}"
     if report.digit_source:
         detail = f"{detail}; key {report.digit} by {report.digit_source}"
+    if report.voicemail:
+        detail = f"{detail}; message left on voicemail"
     if report.stopped is not None:
         detail = f"{detail}; stopped: {report.stopped.value}"
     return NotifyResult(
