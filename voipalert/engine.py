@@ -54,7 +54,7 @@ from voipalert.domain.policy import (
     WaitUntil,
     plan,
 )
-from voipalert.domain.rota import Rota
+from voipalert.domain.rota import NotifyMethod, Rota
 from voipalert.logs import log_context
 from voipalert.notify import (
     AckMenu,
@@ -315,6 +315,7 @@ class Engine:
             fields=alert_fields(alert),
             menu=self._config.ack_menu,
             ring_timeout_seconds=attempt.ring_timeout_seconds,
+            method=attempt.method,
         )
         stop = StopRequest()
         task = self._group.create_task(
@@ -332,8 +333,9 @@ class Engine:
                         return
                     started = self._clock.now_utc()
                     log.info(
-                        "calling %s (%s)", attempt.key.person, attempt.contact.kind.value,
-                        extra={"person": attempt.key.person},
+                        "%s %s (%s)", "calling" if attempt.method is NotifyMethod.CALL
+                        else f"sending a {attempt.method.value} to", attempt.key.person,
+                        attempt.contact.kind.value, extra={"person": attempt.key.person},
                     )  # fmt: skip
                     try:
                         result = await self._notifier.notify(notification, stop)

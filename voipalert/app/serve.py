@@ -46,6 +46,7 @@ from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import SystemClock
 from voipalert.console.routes import add_console
+from voipalert.domain.rota import NotifyMethod
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
 from voipalert.ingest.app_keys import INTAKE, METRICS
@@ -57,6 +58,7 @@ from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.notify.channels import ChannelNotifier
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
@@ -113,10 +115,9 @@ async def serve(
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
             phone = await _start_phone(settings, stack)
-            engine = Engine(
-                store, VoiceNotifier(phone, speech, ua_config(settings).domain), clock,
-                engine_config(settings),
-            )  # fmt: skip
+            voice = VoiceNotifier(phone, speech, ua_config(settings).domain)
+            notifier = ChannelNotifier({NotifyMethod.CALL: voice})
+            engine = Engine(store, notifier, clock, engine_config(settings))
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
             app = build_app(

@@ -29,13 +29,38 @@ class ContactKind(enum.StrEnum):
 class Contact:
     kind: ContactKind
     address: str
+    name: str | None = None  # what notification rules call it ("mobile", "desk")
+
+
+class NotifyMethod(enum.StrEnum):
+    CALL = "call"  # a phone call with the spoken alert and the ack key
+    MESSAGE = "message"  # a SIP MESSAGE text (RFC 3428); a reply "1" acknowledges
+
+
+# Contact kinds a SIP MESSAGE can reach: a trunk number is usually not text-capable.
+TEXT_CONTACT_KINDS = frozenset({ContactKind.SIP, ContactKind.EXTENSION})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyRule:
+    """Notify ``contact`` (an index into the person's contacts) by ``method``,
+    ``after_seconds`` after an escalation step starts notifying the person (GoAlert's
+    notification rules)."""
+
+    contact: int
+    method: NotifyMethod
+    after_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
 class Person:
+    """Without ``rules``, a step calls the contacts one after another until one is heard;
+    with them, every rule runs at its delay until the alert is acknowledged or resolved."""
+
     name: PersonName
     language: str
     contacts: tuple[Contact, ...]
+    rules: tuple[NotifyRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
