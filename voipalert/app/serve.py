@@ -44,7 +44,7 @@ from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
-from voipalert.clock import SystemClock
+from voipalert.clock import Clock, SystemClock
 from voipalert.console.routes import add_console
 from voipalert.domain.rota import NotifyMethod
 from voipalert.engine import Engine
@@ -58,7 +58,10 @@ from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.notify import Notifier
 from voipalert.notify.channels import ChannelNotifier
+from voipalert.notify.message import MessageNotifier, SipTexter
+from voipalert.notify.replies import TextReplies
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
@@ -115,9 +118,8 @@ async def serve(
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
             phone = await _start_phone(settings, stack)
-            voice = VoiceNotifier(phone, speech, ua_config(settings).domain)
-            notifier = ChannelNotifier({NotifyMethod.CALL: voice})
-            engine = Engine(store, notifier, clock, engine_config(settings))
+            channels, texter = _channels(settings, phone, speech)
+            engine = Engine(store, ChannelNotifier(channels), clock, engine_config(settings))
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
             app = build_app(
@@ -143,10 +145,9 @@ async def serve(
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(), name="engine")
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
-                side_tasks = [
-                    group.create_task(job, name=name)
-                    for name, job in _side_jobs(app, config, silencer, watch)
-                ]
+                jobs = _side_jobs(app, config, silencer, watch)
+                jobs += _text_jobs(settings, store, clock, engine, texter)
+                side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 test_caller.shutdown()
@@ -159,6 +160,38 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _channels(
+    settings: Settings, phone: Phone, speech: Speech
+) -> tuple[dict[NotifyMethod, Notifier], SipTexter | None]:
+    """The notifier of each method: calls always; SIP MESSAGE texts unless turned off."""
+    domain = ua_config(settings).domain
+    channels: dict[NotifyMethod, Notifier] = {
+        NotifyMethod.CALL: VoiceNotifier(phone, speech, domain)
+    }
+    if not settings.text.sip_messages:
+        return channels, None
+    texter = SipTexter(phone)
+    channels[NotifyMethod.MESSAGE] = MessageNotifier(
+        texter, domain, settings.text.reply_window_seconds
+    )
+    return channels, texter
+
+
+def _text_jobs(
+    settings: Settings, store: Store, clock: Clock, engine: Engine, texter: SipTexter | None
+) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    """The task that reads replies to our texts, when texts are on."""
+    if texter is None:
+        return []
+    replies = TextReplies(
+        store, clock, ua_config(settings).domain, engine.wake,
+        reply_window_seconds=settings.text.reply_window_seconds,
+        replies_per_minute=settings.text.replies_per_minute,
+        ack_digit=engine_config(settings).ack_menu.ack_digit,
+    )  # fmt: skip
+    return [("text replies", replies.run(texter.replies))]
 
 
 def _side_jobs(

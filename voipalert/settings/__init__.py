@@ -42,6 +42,7 @@ from voipalert.settings.sections import (
     SmtpSettings,
     TtsSettings,
 )
+from voipalert.settings.text import TextSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -62,6 +63,7 @@ __all__ = [
     "Settings",
     "SipSettings",
     "SmtpSettings",
+    "TextSettings",
     "TtsSettings",
     "config_path",
     "load_settings",
@@ -97,6 +99,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
+    text: TextSettings = TextSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -34,6 +34,7 @@ from voipalert.store.db import Database, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
 from voipalert.store.heartbeat import HeartbeatStore
+from voipalert.store.texts import TextStore
 from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
@@ -71,7 +72,7 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
+class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, TextStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
