@@ -39,7 +39,9 @@ class Reply:
 
 
 def parse_reply(body: str, ack_digit: str) -> Reply:
-    found = re.fullmatch(rf"\s*{re.escape(ack_digit)}(?:\s*#?\s*(\d{{1,12}}))?\s*\.?\s*", body)
+    # The alert number is apart from the digit ("1 42", "1 #42", "1#42"): "12" is no ack.
+    number = r"(?:(?:\s+#?|\s*#)\s*(\d{1,12}))?"
+    found = re.fullmatch(rf"\s*{re.escape(ack_digit)}{number}\s*\.?\s*", body)
     if found is None:
         return Reply(acknowledge=False)
     return Reply(True, int(found.group(1)) if found.group(1) else None)
