@@ -71,7 +71,11 @@ async def test_rules_run_at_their_delays_then_escalate(harness: Harness) -> None
     await settle(harness)
     assert len(harness.notifier.calls) == 2, "the 2-minute rule is not due yet"
     await harness.advance(1)
-    await eventually(lambda: _ended(harness, alert.id, 4), "mobile, then bob")
+    await eventually(lambda: _ended(harness, alert.id, 3), "the mobile")
+    await settle(harness)
+    assert len(harness.notifier.calls) == 3, "the step waits for a reply until its timeout"
+    await harness.advance(180)
+    await eventually(lambda: _ended(harness, alert.id, 4), "then bob")
     methods = [(n.person, n.method, n.contact.address) for n in harness.notifier.calls]
     assert methods[2:] == [
         ("alice", NotifyMethod.CALL, "+33612345678"),

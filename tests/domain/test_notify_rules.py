@@ -100,8 +100,11 @@ def test_every_rule_ran_without_ack_moves_to_the_next_step() -> None:
     calls = [a for a in plan(alert(), RULED, [], at(0)) if isinstance(a, PlaceCall)]
     calls += [a for a in plan(alert(), RULED, [], at(120)) if isinstance(a, PlaceCall)][2:]
     attempts = [made(c, AttemptState.DONE, AttemptOutcome.NO_ANSWER) for c in calls]
-    actions = plan(alert(), RULED, attempts, at(150))
+    # The step waits for a reply to the text until its timeout, then moves on.
+    assert plan(alert(), RULED, attempts, at(150)) == (WaitUntil(at(300)),)
+    actions = plan(alert(), RULED, attempts, at(300))
     assert isinstance(actions[0], AdvanceStep)
+    assert actions[0].reason == "no acknowledgement"
     assert actions[0].position.step == 1
 
 
@@ -135,8 +138,10 @@ def test_a_rule_due_after_the_step_timeout_never_runs_in_that_step() -> None:
     calls = [a for a in plan(alert(), rota, [], at(0)) if isinstance(a, PlaceCall)]
     assert len(calls) == 1
     attempts = [made(calls[0], AttemptState.DONE, AttemptOutcome.NO_ANSWER)]
-    actions = plan(alert(), rota, attempts, at(40))
+    assert plan(alert(), rota, attempts, at(40)) == (WaitUntil(at(300)),)
+    actions = plan(alert(), rota, attempts, at(300))
     assert isinstance(actions[0], AdvanceStep)
+    assert not [a for a in actions if isinstance(a, PlaceCall) and a.key.person == "alice"]
 
 
 def test_without_rules_the_contacts_are_called_in_order_as_before() -> None:

@@ -19,8 +19,9 @@ picks up where the dead process stopped. Rules:
   calls have ended).
 - A person with notification rules (``Person.rules``) is not called contact after contact:
   each rule (a contact, a method, a delay) runs once, at its delay after the step started,
-  until the alert is acknowledged or resolved; a rule due after the step's timeout does not
-  run in that step. Only a key press (or a reply to a text) acknowledges.
+  until the alert is acknowledged or resolved; such a step lasts until its timeout (a text
+  is answered by a reply, later), and a rule due after the timeout does not run in it.
+  Only a key press (or a reply to a text) acknowledges.
 - An attempt interrupted by a crash is retried on the same contact under a new attempt number,
   once; a second interruption on that contact moves on. No attempt key is ever reused.
 """
@@ -169,6 +170,8 @@ class _Calls:
     calls: list[PlaceCall]
     live: list[AttemptId]
     next_due: datetime | None = None  # the earliest notification rule not yet due
+    # Someone with rules was notified: the step waits for a reply until its timeout.
+    hold: bool = False
 
 
 def _rule_calls(
@@ -225,6 +228,7 @@ def _calls_for(
             mine = [a for a in here if a.key.person == person.name]
             calls, due = _rule_calls(alert, position, person, mine, ring_timeout_seconds, now)
             found.calls.extend(calls)
+            found.hold = True
             if due is not None and (found.next_due is None or due < found.next_due):
                 found.next_due = due
             continue
@@ -287,7 +291,7 @@ def _plan_escalation(
         # A rule due after the step's deadline never runs in this step.
         rule_due = found.next_due if found.next_due and found.next_due < deadline else None
         busy = bool(found.calls or found.live or rule_due)
-        if now < deadline and busy:
+        if now < deadline and (busy or found.hold):
             wake = min(deadline, rule_due) if rule_due else deadline
             return (*actions, *found.calls, WaitUntil(wake))
         reason = (
