@@ -205,7 +205,7 @@ def test_broken_rota_reports_every_problem_with_its_line() -> None:
     lines = [p.describe("broken.yaml") for p in caught.value.problems]
     assert lines == [
         "broken.yaml:7: people[1].contacts[0].phone: unknown key "
-        "(expected one of: extension, name, number, sip)",
+        "(expected one of: email, extension, name, number, sip)",
         "broken.yaml:8: people[2].name: duplicate name 'alice'",
         "broken.yaml:9: people[2].contacts: a person needs at least one contact",
         "broken.yaml:12: schedules[0].time_zone: unknown time zone 'Europe/Pariss' "
@@ -311,7 +311,7 @@ people:
         ("[{contact: 4, method: call}]",
          "rota:8: people[0].rules[0].contact: no contact number 4 (this person has 3)"),
         ("[{contact: desk, method: fax}]",
-         "rota:8: people[0].rules[0].method: expected call or message"),
+         "rota:8: people[0].rules[0].method: expected call, message or email"),
         ("[{contact: mobile, method: message}]",
          "rota:8: people[0].rules[0].contact: a message goes to a sip or extension contact, "
          "not a number"),

@@ -58,8 +58,10 @@ from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import Notifier
 from voipalert.notify.channels import ChannelNotifier
+from voipalert.notify.email import EmailNotifier, MailConfig
 from voipalert.notify.message import MessageNotifier, SipTexter
 from voipalert.notify.replies import TextReplies
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
@@ -119,6 +121,7 @@ async def serve(
             await _warm_phrases(speech, languages, settings)
             phone = await _start_phone(settings, stack)
             channels, texter = _channels(settings, phone, speech)
+            channels |= _mail_channel(settings, store, clock)
             engine = Engine(store, ChannelNotifier(channels), clock, engine_config(settings))
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
@@ -177,6 +180,22 @@ def _channels(
         texter, domain, settings.text.reply_window_seconds
     )
     return channels, texter
+
+
+def _mail_channel(settings: Settings, store: Store, clock: Clock) -> dict[NotifyMethod, Notifier]:
+    mail = settings.mail
+    if not mail.enabled:
+        return {}
+    config = MailConfig(
+        host=mail.host, port=mail.port, security=mail.security, from_address=mail.from_address,
+        username=mail.username,
+        password=mail.password.get_secret_value() if mail.password else None,
+        tls_context=None if mail.security == "none"
+        else client_tls_context(mail.ca_file, mail.verify),
+        public_url=settings.http.public_url, link_valid_seconds=mail.link_valid_minutes * 60,
+        timeout_seconds=mail.timeout_seconds,
+    )  # fmt: skip
+    return {NotifyMethod.EMAIL: EmailNotifier(store, config, clock)}
 
 
 def _text_jobs(

@@ -46,6 +46,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.oncall import who_is_on_call
 from voipalert.domain.rota import (
+    CALL_CONTACT_KINDS,
     Contact,
     EscalationPolicy,
     NotifyMethod,
@@ -149,7 +150,7 @@ def _progress(person: Person, attempts: Sequence[Attempt], *, answered_finishes:
     if any(a.outcome in heard for a in mine):
         return _Progress()
     if not mine:
-        return _Progress(next_contact=0 if person.contacts else None)
+        return _Progress(next_contact=_callable(person, 0))
     last = mine[-1]
     index = last.contact_index + 1
     if last.state is AttemptState.INTERRUPTED:
@@ -160,9 +161,18 @@ def _progress(person: Person, attempts: Sequence[Attempt], *, answered_finishes:
         )
         if tries <= MAX_INTERRUPTED_RETRIES:
             index = last.contact_index
-    if index >= len(person.contacts):
+    found = index if index == last.contact_index else _callable(person, index)
+    if found is None or found >= len(person.contacts):
         return _Progress()
-    return _Progress(next_contact=index, next_number=last.key.number + 1)
+    return _Progress(next_contact=found, next_number=last.key.number + 1)
+
+
+def _callable(person: Person, start: int) -> int | None:
+    """The first contact from ``start`` on that a call can reach (not an e-mail address)."""
+    for index in range(start, len(person.contacts)):
+        if person.contacts[index].kind in CALL_CONTACT_KINDS:
+            return index
+    return None
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ class ContactKind(enum.StrEnum):
     SIP = "sip"  # a SIP URI called directly or through the outbound proxy
     EXTENSION = "extension"  # a PBX extension, dialled as user@registrar-domain
     NUMBER = "number"  # an E.164 or national number dialled through the trunk
+    EMAIL = "email"  # an e-mail address, for rules with method email (never called)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,12 @@ class Contact:
 class NotifyMethod(enum.StrEnum):
     CALL = "call"  # a phone call with the spoken alert and the ack key
     MESSAGE = "message"  # a SIP MESSAGE text (RFC 3428); a reply "1" acknowledges
+    EMAIL = "email"  # an e-mail with an acknowledgement link; a reply "1" acknowledges
 
 
 # Contact kinds a SIP MESSAGE can reach: a trunk number is usually not text-capable.
 TEXT_CONTACT_KINDS = frozenset({ContactKind.SIP, ContactKind.EXTENSION})
+CALL_CONTACT_KINDS = frozenset({ContactKind.SIP, ContactKind.EXTENSION, ContactKind.NUMBER})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """A person's contacts and notification rules in a rota file.
 
-A contact is a mapping with exactly one address key (``sip``, ``extension``, ``number``)
+A contact is a mapping with exactly one address key (``sip``, ``extension``, ``number``,
+``email``)
 and an optional ``name``. A rule names a contact (by its ``name``, or by its 1-based
-position in the list), a method (``call`` or ``message``) and a delay ``after`` the step
+position in the list), a method (``call``, ``message`` or ``email``) and a delay ``after`` the step
 starts notifying the person (docs/text-channels.md)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from typing import Final
 
 from voipalert.domain.rota import (
+    CALL_CONTACT_KINDS,
     TEXT_CONTACT_KINDS,
     Contact,
     ContactKind,
@@ -28,6 +30,23 @@ CONTACT_PATTERNS: Final = {
     ),
     ContactKind.EXTENSION: (re.compile(r"[A-Za-z0-9*#+._-]{1,32}"), "a PBX extension like 201"),
     ContactKind.NUMBER: (re.compile(r"\+?[0-9]{2,20}"), "a phone number like +33612345678"),
+    # An address that goes into a To header: no spaces, quotes, brackets, commas or
+    # semicolons, one @, a host of letters, digits, dots and hyphens.
+    ContactKind.EMAIL: (
+        re.compile(
+            r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+        ),
+        "an e-mail address like alice@example.com",
+    ),
+}
+# Which contact kinds each method can reach.
+METHOD_KINDS: Final = {
+    NotifyMethod.CALL: (CALL_CONTACT_KINDS, "a call goes to a sip, extension or number contact"),
+    NotifyMethod.MESSAGE: (
+        TEXT_CONTACT_KINDS,
+        "a message goes to a sip or extension contact, not a number",
+    ),
+    NotifyMethod.EMAIL: (frozenset({ContactKind.EMAIL}), "an email goes to an email contact"),
 }
 CONTACT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 MAX_RULES: Final = 16
@@ -98,7 +117,7 @@ def _rule(r: Reader, node: Node, path: str, contacts: list[Contact]) -> NotifyRu
     methods = {m.value: m for m in NotifyMethod}
     method = methods.get(method_text) if method_text is not None else None
     if method_text is not None and method is None:
-        r.fail(items.get("method"), join(path, "method"), "expected call or message")
+        r.fail(items.get("method"), join(path, "method"), "expected call, message or email")
     after = 0
     if "after" in items:
         after_read = r.duration(items["after"], join(path, "after"))
@@ -110,12 +129,9 @@ def _rule(r: Reader, node: Node, path: str, contacts: list[Contact]) -> NotifyRu
         after = after_read
     if index is None or method is None:
         return None
-    if method is NotifyMethod.MESSAGE and contacts[index].kind not in TEXT_CONTACT_KINDS:
-        r.fail(
-            items.get("contact"),
-            join(path, "contact"),
-            "a message goes to a sip or extension contact, not a number",
-        )
+    kinds, why = METHOD_KINDS[method]
+    if contacts[index].kind not in kinds:
+        r.fail(items.get("contact"), join(path, "contact"), why)
         return None
     return NotifyRule(index, method, after)
 

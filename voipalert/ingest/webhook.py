@@ -22,6 +22,7 @@ from aiohttp import web
 from voipalert.clock import Clock
 from voipalert.domain.alert import Alert, AlertStatus
 from voipalert.ingest import hooks
+from voipalert.ingest.ack_page import add_ack_link_routes
 from voipalert.ingest.app_keys import (
     AUTH,
     CLOCK,
@@ -354,6 +355,7 @@ def build_app(
     ]
     app.add_routes(routes)
     add_heartbeat_routes(app, API)
+    add_ack_link_routes(app)
     return app
 
 

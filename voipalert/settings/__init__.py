@@ -42,7 +42,7 @@ from voipalert.settings.sections import (
     SmtpSettings,
     TtsSettings,
 )
-from voipalert.settings.text import TextSettings
+from voipalert.settings.text import MailSettings, TextSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -58,6 +58,7 @@ __all__ = [
     "HooksSettings",
     "HttpSettings",
     "ImapSettings",
+    "MailSettings",
     "MediaSettings",
     "RouteSettings",
     "Settings",
@@ -100,6 +101,7 @@ class Settings(BaseSettings):
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
     text: TextSettings = TextSettings()
+    mail: MailSettings = MailSettings()
 
     @classmethod
     def settings_customise_sources(

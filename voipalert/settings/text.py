@@ -1,11 +1,15 @@
-"""The ``[text]`` section: texts by SIP MESSAGE for notification rules with method
-``message`` and the replies that acknowledge (docs/text-channels.md)."""
+"""The ``[text]`` and ``[mail]`` sections: texts by SIP MESSAGE and e-mail for notification
+rules with method ``message`` or ``email``, and the replies that acknowledge
+(docs/text-channels.md)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Literal
 
-from voipalert.settings.sections import _Section
+from pydantic import Field, SecretStr
+
+from voipalert.settings.sections import Port, _Section
 
 
 class TextSettings(_Section):
@@ -27,3 +31,27 @@ class TextSettings(_Section):
         le=1000,
         description="replies looked at per minute from one sender (beyond: ignored)",
     )
+
+
+class MailSettings(_Section):
+    enabled: bool = Field(default=False, description="send e-mail for rota rules with method email")
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253)
+    port: Port = 587
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (submission, port 587), tls (implicit, port 465) or none (a "
+        "local relay only)",
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = Field(
+        default="voipalert@localhost",
+        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}$",
+        description="the From address; its domain is in the Message-ID replies are matched by",
+    )
+    ca_file: Path | None = Field(default=None, description="CA bundle for the server's certificate")
+    verify: bool = True
+    link_valid_minutes: int = Field(
+        default=60, ge=5, le=7 * 1440, description="how long an acknowledgement link works"
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, le=300)

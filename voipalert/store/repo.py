@@ -28,6 +28,7 @@ from voipalert.domain.alert import (
 from voipalert.domain.rota import Rota, Route
 from voipalert.domain.routing import route
 from voipalert.store import alert_sql, rota_sql
+from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.db import Database, StoreConfig, to_db
@@ -72,7 +73,7 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, TextStore):
+class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, TextStore, AckLinkStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
