@@ -336,7 +336,9 @@ def build_app(
     app[METRICS] = app_metrics
     app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)
-    app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
+    app[INTAKE] = Intake(
+        store, wake, config.routes, app_metrics.observe_committed, ack_digit=config.ack_digit
+    )
     app[OPENAPI] = build_openapi(config.http)
     routes = [
         web.post(f"{API}/alerts", create_alert),

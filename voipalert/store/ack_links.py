@@ -23,6 +23,7 @@ from voipalert.clock import Clock
 from voipalert.domain.alert import AlertId
 from voipalert.store import alert_sql
 from voipalert.store.db import Database, to_db
+from voipalert.store.texts import ReplyResult
 
 _CONTEXT: Final = b"voipalert ack link v1\x00"
 NONCE_BYTES: Final = 16
@@ -158,3 +159,56 @@ class AckLinkStore:
             datetime.fromisoformat(row["expires_at"]),
         )  # fmt: skip
         return result, link
+
+    async def ack_by_mail_reply(
+        self,
+        sender: str,
+        *,
+        nonce: str | None,
+        alert_id: int | None,
+        acknowledge: bool,
+        first_line: str,
+    ) -> ReplyResult:
+        """A reply to one of our e-mails: it acknowledges when it says so, comes from the
+        address that e-mail went to, before the link expired, and the alert is triggered.
+        Logged in ``text_replies`` whatever it says."""
+        now = self._clock.now_utc()
+        key, value = ("nonce", nonce) if nonce is not None else ("alert_id", alert_id)
+        async with self._db.transaction(write=True, what="take an e-mail reply") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT * FROM ack_links WHERE {key} = ? AND sent_to = ? "
+                    "AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
+                    (value, sender.lower(), to_db(now)),
+                )
+            )
+            row = rows[0] if rows else None
+            result: ReplyResult = "no_open_text" if row is None else "not_understood"
+            if row is not None and acknowledge:
+                acked = list(
+                    await conn.execute_fetchall(
+                        "UPDATE alerts SET status = 'acknowledged', acked_by = ?, "
+                        "acked_via = 'email', acked_at = ?, ack_attempt_id = ?, "
+                        "engine_active = 1 WHERE id = ? AND status = 'triggered' RETURNING kind",
+                        (row["person_name"], to_db(now), row["attempt_id"], row["alert_id"]),
+                    )
+                )
+                result = "acknowledged" if acked else "already_handled"
+                if acked:
+                    await alert_sql.audit(
+                        conn, now, row["person_name"], "alert.acknowledged",
+                        alert_id=row["alert_id"], attempt_id=row["attempt_id"], via="email",
+                    )  # fmt: skip
+                    if acked[0]["kind"] == "escalation":
+                        await alert_sql.cancel_pending(
+                            conn, row["alert_id"], now, row["person_name"], "acknowledged"
+                        )
+            await conn.execute(
+                "INSERT INTO text_replies (received_at, channel, sender, body, alert_id, "
+                "attempt_id, result) VALUES (?, 'email', ?, ?, ?, ?, ?)",
+                (
+                    to_db(now), sender.lower(), first_line[:200],
+                    row["alert_id"] if row else None, row["attempt_id"] if row else None, result,
+                ),
+            )  # fmt: skip
+        return result
