@@ -30,11 +30,16 @@ contacts = [{ sip = "sip:bob@pbx.example.com" }]
 
 [[people]]
 name = "carol"
-contacts = [{ extension = "203", name = "desk" }, { number = "+33 6 98 76 54 32", name = "mobile" }]
+contacts = [
+  { extension = "203", name = "desk" },
+  { number = "+33 6 98 76 54 32", name = "mobile" },
+  { email = "carol@example.com", name = "mail" },
+]
 rules = [
   { contact = "desk", method = "message", after = "0m" },
   { contact = "desk", method = "call", after = 0 },
   { contact = "mobile", method = "call", after = "2m" },
+  { contact = "mail", method = "email", after = "5m" },
 ]
 
 [[people]]
@@ -127,11 +132,12 @@ def test_example_rota_parses() -> None:
     assert policy.steps[2].targets[0].kind is TargetKind.TEAM
     assert rota.routes[0].labels == (("team", "dba"),) and rota.routes[1].default
     carol = rota.person("carol")
-    assert carol is not None and [c.name for c in carol.contacts] == ["desk", "mobile"]
+    assert carol is not None and [c.name for c in carol.contacts] == ["desk", "mobile", "mail"]
     assert carol.rules == (
         NotifyRule(0, NotifyMethod.MESSAGE, 0),
         NotifyRule(0, NotifyMethod.CALL, 0),
         NotifyRule(1, NotifyMethod.CALL, 120),
+        NotifyRule(2, NotifyMethod.EMAIL, 300),
     )
 
 
@@ -299,6 +305,7 @@ people:
       - {extension: "301", name: desk}
       - {number: "+33612345678", name: mobile}
       - {extension: "302"}
+      - {email: erin@example.com, name: mail}
 """
 
 
@@ -306,26 +313,30 @@ people:
     ("rules", "expected"),
     [
         ("[{contact: pager, method: call}]",
-         "rota:8: people[0].rules[0].contact: no contact named 'pager' "
+         "rota:9: people[0].rules[0].contact: no contact named 'pager' "
          "(name it with name: pager in contacts)"),
-        ("[{contact: 4, method: call}]",
-         "rota:8: people[0].rules[0].contact: no contact number 4 (this person has 3)"),
+        ("[{contact: 5, method: call}]",
+         "rota:9: people[0].rules[0].contact: no contact number 5 (this person has 4)"),
+        ("[{contact: mail, method: call}]",
+         "rota:9: people[0].rules[0].contact: a call goes to a sip, extension or number contact"),
+        ("[{contact: desk, method: email}]",
+         "rota:9: people[0].rules[0].contact: an email goes to an email contact"),
         ("[{contact: desk, method: fax}]",
-         "rota:8: people[0].rules[0].method: expected call, message or email"),
+         "rota:9: people[0].rules[0].method: expected call, message or email"),
         ("[{contact: mobile, method: message}]",
-         "rota:8: people[0].rules[0].contact: a message goes to a sip or extension contact, "
+         "rota:9: people[0].rules[0].contact: a message goes to a sip or extension contact, "
          "not a number"),
         ("[{contact: desk, method: call, after: 2d}]",
-         "rota:8: people[0].rules[0].after: must be at most 1d"),
+         "rota:9: people[0].rules[0].after: must be at most 1d"),
         ("[{contact: desk, method: call, after: soon}]",
-         "rota:8: people[0].rules[0].after: expected a duration like 300, 30s, 5m or 2h"),
+         "rota:9: people[0].rules[0].after: expected a duration like 300, 30s, 5m or 2h"),
         ("[{contact: desk, method: call}, {contact: desk, method: call, after: 0}]",
-         "rota:8: people[0].rules[1]: the same rule twice"),
-        ("[]", "rota:8: people[0].rules: must not be empty "
+         "rota:9: people[0].rules[1]: the same rule twice"),
+        ("[]", "rota:9: people[0].rules: must not be empty "
          "(leave rules out to call the contacts in order)"),
-        ("[{contact: desk}]", "rota:8: people[0].rules[0].method: missing"),
+        ("[{contact: desk}]", "rota:9: people[0].rules[0].method: missing"),
         ("[{contact: desk, method: call, when: now}]",
-         "rota:8: people[0].rules[0].when: unknown key (expected one of: after, contact, method)"),
+         "rota:9: people[0].rules[0].when: unknown key (expected one of: after, contact, method)"),
     ],
 )  # fmt: skip
 def test_rule_problems_name_their_line(rules: str, expected: str) -> None:
@@ -356,3 +367,13 @@ def test_rules_round_trip_by_name_or_position() -> None:
     dumped = dump_rota(rota)
     assert "contact: 3" in dumped and "contact: desk" in dumped
     assert parse_rota(dumped) == rota
+
+
+@pytest.mark.parametrize("address", ["erin at example.com", "erin@example.com, x@y.z", "<e@x.y>"])
+def test_an_email_contact_is_one_plain_address(address: str) -> None:
+    text = RULES_BASE.replace("erin@example.com", f'"{address}"')
+    with pytest.raises(RotaError) as caught:
+        parse_rota(text)
+    (problem,) = caught.value.problems
+    assert problem.describe("rota").startswith("rota:8: people[0].contacts[3].email: ")
+    assert problem.describe("rota").endswith("is not an e-mail address like alice@example.com")

@@ -76,3 +76,46 @@ async def test_text_attempts_keep_their_method_and_rule(store: Store) -> None:
         (NotifyMethod.CALL, 1, "203"),
         (NotifyMethod.CALL, None, "204"),
     ]
+
+
+async def test_email_contacts_and_attempts_fit_the_widened_schema(tmp_path: Path) -> None:
+    # Migration 0009 widens the contact-kind CHECKs in place; the connection that ran it
+    # must see the new schema at once (the runner bumps schema_version).
+    store = await Store.open(tmp_path / "fresh.db", FakeClock(START))
+    try:
+        rota = ROTA.replace(
+            '      - {number: "+33698765432", name: mobile}\n',
+            '      - {number: "+33698765432", name: mobile}\n'
+            "      - {email: carol@example.com, name: mail}\n",
+        ).replace("{contact: mobile, method: call, after: 2m}", "{contact: mail, method: email}")
+        await store.replace_rota(parse_rota(rota))
+        alert, _ = await store.create_or_join_alert(NewAlert("disk full"))
+        fresh = await store.get_alert(alert.id)
+        assert fresh is not None
+        calls = [
+            a for a in plan(fresh, await store.load_rota(), [], START) if isinstance(a, PlaceCall)
+        ]
+        email = next(c for c in calls if c.method is NotifyMethod.EMAIL)
+        attempt = await store.record_intent(email)
+        assert attempt is not None and attempt.contact.address == "carol@example.com"
+    finally:
+        await store.close()
+
+
+async def test_without_rules_email_contacts_are_skipped_by_calls(store: Store) -> None:
+    rota = """
+people:
+  - name: frank
+    contacts: [{email: frank@example.com}, {extension: "205"}, {email: f2@example.com}]
+policies:
+  - name: default
+    steps: [{targets: [{person: frank}], timeout: 300}]
+routes:
+  - {name: rest, default: true, policy: default}
+"""
+    await store.replace_rota(parse_rota(rota))
+    alert, _ = await store.create_or_join_alert(NewAlert("disk full"))
+    fresh = await store.get_alert(alert.id)
+    assert fresh is not None
+    calls = [a for a in plan(fresh, await store.load_rota(), [], START) if isinstance(a, PlaceCall)]
+    assert [(c.contact_index, c.contact.address) for c in calls] == [(1, "205")]
