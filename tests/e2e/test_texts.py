@@ -76,6 +76,7 @@ async def test_a_text_goes_out_and_the_reply_1_acknowledges(
         alert_id = int(body["id"])
         alert = await delivered(server, alert_id)
         attempt = alert["attempts"][0]
+        assert (attempt["method"], attempt["rule"]) == ("message", 0)
         assert attempt["sip_status"] == 200 and attempt["contact"]["address"] == testbed.uri(TEXTED)
         log = await wait_log(testbed, TEXTED, "Reply 1 to acknowledge")
         assert f"voipalert alert #{alert_id} (critical). Reply 1 to acknowledge." in log
