@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripted_notifier import ACK, ANSWERED_NO_ACK, NO_ANSWER, ScriptedNotifier
+from tests.scripted_notifier import ACK, ANSWERED_NO_ACK, NO_ANSWER, Hold, ScriptedNotifier
 from tests.test_engine import START, Harness, eventually, settle
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
@@ -119,3 +119,35 @@ async def _ended(harness: Harness, alert_id: int, count: int) -> bool:
 async def _status(harness: Harness, alert_id: int, status: AlertStatus) -> bool:
     fresh = await harness.store.get_alert(alert_id)
     return fresh is not None and fresh.status is status
+
+
+async def test_a_text_does_not_wait_for_a_phone_line(tmp_path: Path) -> None:
+    clock = FakeClock(START)
+    store = await Store.open(tmp_path / "lines.db", clock)
+    rota = ROTA.replace(
+        "      - {contact: desk, method: message}\n      - {contact: desk, method: call}\n",
+        "      - {contact: desk, method: call}\n      - {contact: desk, method: message}\n",
+    )
+    await store.replace_rota(parse_rota(rota))
+    held = Hold()
+    notifier = ScriptedNotifier({"alice": [held, ANSWERED_NO_ACK]})
+    # One line, taken by the call that rings on: the text goes out all the same.
+    engine = Engine(
+        store, notifier, clock, EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=1)
+    )
+    task = asyncio.create_task(engine.run())
+    harness = Harness(store, engine, notifier, clock)
+    try:
+        alert = await harness.trigger()
+        await eventually(lambda: _ended(harness, alert.id, 1), "the text, beside the held call")
+        detail = await store.get_alert_with_attempts(alert.id)
+        assert detail is not None
+        text = next(a for a in detail.attempts if a.method is NotifyMethod.MESSAGE)
+        assert text.outcome is AttemptOutcome.ANSWERED_NO_ACK
+        assert engine.calls_in_progress == 1
+        held.gate.set()
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await store.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -328,7 +329,9 @@ class Engine:
             with log_context(
                 alert_id=attempt.key.alert, call_id=str(attempt.key), person=attempt.key.person
             ):
-                async with self._slots:
+                # A slot is a PBX channel: texts and e-mails use none and never wait for one.
+                slot = self._slots if attempt.method is NotifyMethod.CALL else nullcontext()
+                async with slot:
                     if stop.reason is not None or not await self._store.start_attempt(attempt.id):
                         return
                     started = self._clock.now_utc()
