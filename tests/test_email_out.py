@@ -31,7 +31,7 @@ from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify import Notification, NotifyOutcome, StopRequest
-from voipalert.notify.email import EmailNotifier, MailConfig
+from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
 from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -110,7 +110,7 @@ async def smtp(pki: tuple[Path, Path, Path]) -> AsyncIterator[tuple[Mailbox, int
 
     server = await loop.create_server(protocol, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client_tls = ssl.create_default_context(cafile=str(ca))
+    client_tls = mail_tls_context(ca)
     try:
         yield mailbox, port, client_tls
     finally:

@@ -58,10 +58,9 @@ from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.webhook import build_app, start_http
-from voipalert.net.sip_transport import client_tls_context
 from voipalert.notify import Notifier
 from voipalert.notify.channels import ChannelNotifier
-from voipalert.notify.email import EmailNotifier, MailConfig
+from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
 from voipalert.notify.message import MessageNotifier, SipTexter
 from voipalert.notify.replies import TextReplies
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
@@ -191,7 +190,7 @@ def _mail_channel(settings: Settings, store: Store, clock: Clock) -> dict[Notify
         username=mail.username,
         password=mail.password.get_secret_value() if mail.password else None,
         tls_context=None if mail.security == "none"
-        else client_tls_context(mail.ca_file, mail.verify),
+        else mail_tls_context(mail.ca_file, mail.verify),
         public_url=settings.http.public_url, link_valid_seconds=mail.link_valid_minutes * 60,
         timeout_seconds=mail.timeout_seconds,
     )  # fmt: skip

@@ -20,6 +20,7 @@ import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from pathlib import Path
 from typing import Final, Literal
 
 import aiosmtplib
@@ -48,6 +49,18 @@ class MailConfig:
     link_valid_seconds: int = 3600
     timeout_seconds: float = 30.0
     from_name: str = "voipalert"
+
+
+def mail_tls_context(ca_file: Path | None, verify: bool = True) -> ssl.SSLContext:
+    """The system CA store or a private bundle, host name checked, TLS 1.2 or newer;
+    ``verify=False`` is for a lab only and is logged as such."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        log.warning("SMTP TLS certificate verification is OFF: use this in a lab only")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def one_line(text: str, limit: int) -> str:
