@@ -3,6 +3,7 @@ contacts and rules survives import and load, and an attempt keeps its method and
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,6 +101,17 @@ async def test_email_contacts_and_attempts_fit_the_widened_schema(tmp_path: Path
         assert attempt is not None and attempt.contact.address == "carol@example.com"
     finally:
         await store.close()
+    # A fresh connection reads the edited schema, and SQLite finds nothing wrong with it.
+    conn = sqlite3.connect(tmp_path / "fresh.db")
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        (schema,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'attempts'").fetchone()
+        assert "'number', 'email')" in schema
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            conn.execute("UPDATE contacts SET kind = 'fax'")
+    finally:
+        conn.close()
 
 
 async def test_without_rules_email_contacts_are_skipped_by_calls(store: Store) -> None:
