@@ -74,6 +74,8 @@ from voipalert.sip.events import (
     RegistrationState,
     RegistrationStatus,
     SipEvent,
+    TextDone,
+    TextReceived,
 )
 from voipalert.sip.sdp import Codec, MediaParams, new_local_media
 from voipalert.sip.uri import SipUri
@@ -197,6 +199,8 @@ class Phone:
         # re-ACK, the 200 to our BYE) is dropped, not queued for nobody.
         self._finished: deque[CallId] = deque(maxlen=FINISHED_CALLS_REMEMBERED)
         self._registration_changed = asyncio.Event()
+        # Where SIP MESSAGE events go (notify/message.py); None: texts are not used.
+        self.on_text_event: Callable[[TextDone | TextReceived], None] | None = None
 
     @property
     def registration(self) -> RegistrationStatus | None:
@@ -276,6 +280,10 @@ class Phone:
                 extra={"registration_state": status.state.value, "sip_status": status.last_status},
             )  # fmt: skip
             self._registration_changed.set()
+            return
+        if isinstance(event, TextDone | TextReceived):
+            if self.on_text_event is not None:
+                self.on_text_event(event)
             return
         call = self._calls.get(event.call_id)
         if call is not None:

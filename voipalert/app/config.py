@@ -284,6 +284,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
     """The trigger side's configuration (HTTP API, webhooks, e-mail, routes)."""
     http, smtp = settings.http, settings.smtp
     return IngestConfig(
+        ack_digit=settings.engine.ack_digit,
         routes=tuple(_route(r) for r in settings.routes),
         http=HttpConfig(
             max_body_bytes=http.max_body_bytes,

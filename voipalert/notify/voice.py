@@ -85,6 +85,8 @@ def target_uri(contact: Contact | str, domain: str) -> SipUri:
         )  # fmt: skip
         contact = Contact(kind, contact)
     address = contact.address.strip()
+    if contact.kind is ContactKind.EMAIL:
+        raise ValueError("an e-mail address is not a SIP target")
     if contact.kind is ContactKind.SIP:
         try:
             return SipUri.parse(address, "contact")

@@ -44,6 +44,7 @@ from voipalert.settings.sections import (
     SmtpSettings,
     TtsSettings,
 )
+from voipalert.settings.text import MailSettings, TextSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -59,6 +60,7 @@ __all__ = [
     "HooksSettings",
     "HttpSettings",
     "ImapSettings",
+    "MailSettings",
     "MediaSettings",
     "OutboundSettings",
     "RouteSettings",
@@ -66,6 +68,7 @@ __all__ = [
     "Settings",
     "SipSettings",
     "SmtpSettings",
+    "TextSettings",
     "TtsSettings",
     "config_path",
     "load_settings",
@@ -103,6 +106,8 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     outbound: OutboundSettings = OutboundSettings()
     selftest: SelfTestSettings = SelfTestSettings()
+    text: TextSettings = TextSettings()
+    mail: MailSettings = MailSettings()
 
     @classmethod
     def settings_customise_sources(
