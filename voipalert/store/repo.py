@@ -33,6 +33,7 @@ from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.db import Database, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
+from voipalert.store.feeds import FeedStore
 from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.tokens import TokenStore
 
@@ -71,7 +72,7 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
+class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, FeedStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 

@@ -27,7 +27,9 @@ from voipalert.domain.rota import (
     Route,
     Schedule,
     ScheduleName,
+    ScheduleSource,
     ShiftUnit,
+    SourceKind,
     Step,
     Target,
     TargetKind,
@@ -103,6 +105,15 @@ async def _save_schedules(conn: aiosqlite.Connection, rota: Rota, people: Ids) -
                     for i, w in enumerate(layer.windows)
                 ],
             )
+    await conn.execute("DELETE FROM schedule_sources")
+    await conn.executemany(
+        "INSERT INTO schedule_sources (schedule_id, spec) VALUES (?, ?)",
+        [
+            (schedules[s.name], source_to_json(s.source))
+            for s in rota.schedules
+            if s.source is not None
+        ],
+    )
     await conn.execute("DELETE FROM overrides")
     await conn.executemany(
         "INSERT INTO overrides (schedule_id, person_id, replaces_person_id, start_at, end_at) "
@@ -119,6 +130,20 @@ async def _save_schedules(conn: aiosqlite.Connection, rota: Rota, people: Ids) -
         ],
     )
     return schedules
+
+
+def source_to_json(source: ScheduleSource) -> str:
+    fields = {k: getattr(source, k) for k in ScheduleSource.__slots__}
+    fields["kind"] = source.kind.value
+    fields["aliases"] = [list(pair) for pair in source.aliases]
+    return json.dumps(fields, sort_keys=True)
+
+
+def source_from_json(text: str) -> ScheduleSource:
+    fields = json.loads(text)
+    fields["kind"] = SourceKind(fields["kind"])
+    fields["aliases"] = tuple((k, PersonName(v)) for k, v in fields["aliases"])
+    return ScheduleSource(**fields)
 
 
 async def _save_policies(
@@ -251,6 +276,10 @@ async def _load_schedules(conn: aiosqlite.Connection, names: dict[int, str]) -> 
         await conn.execute_fetchall("SELECT * FROM layers ORDER BY schedule_id, position"),
         "schedule_id",
     )
+    sources = {
+        row["schedule_id"]: source_from_json(row["spec"])
+        for row in await conn.execute_fetchall("SELECT * FROM schedule_sources")
+    }
     return [
         Schedule(
             ScheduleName(s["name"]),
@@ -276,6 +305,7 @@ async def _load_schedules(conn: aiosqlite.Connection, names: dict[int, str]) -> 
                 )
                 for layer in layers.get(s["id"], [])
             ),
+            sources.get(s["id"]),
         )
         for s in await conn.execute_fetchall("SELECT * FROM schedules ORDER BY position, id")
     ]
