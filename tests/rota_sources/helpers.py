@@ -41,6 +41,7 @@ class FeedServer:
     hang: bool = False
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     not_modified: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def put(self, name: str, body: bytes | str, content_type: str = "text/calendar") -> str:
         self.files[name] = (body.encode() if isinstance(body, str) else body, content_type)
@@ -49,7 +50,7 @@ class FeedServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs, dict(request.headers)))
         if self.hang:
-            await asyncio.Event().wait()
+            await self.release.wait()  # until the test ends
         if self.down:
             return web.Response(status=503, text="down for maintenance")
         name = request.match_info["name"]
@@ -77,6 +78,7 @@ async def feed_server() -> AsyncIterator[FeedServer]:
     try:
         yield server
     finally:
+        server.release.set()
         await runner.cleanup()
 
 

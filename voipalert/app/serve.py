@@ -26,6 +26,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from voipalert.app.config import (
@@ -38,6 +39,7 @@ from voipalert.app.config import (
     silencer_config,
     sip_bind,
     sip_tls,
+    sources_config,
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
@@ -50,6 +52,7 @@ from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
 from voipalert.ingest.app_keys import INTAKE, METRICS
 from voipalert.ingest.config import IngestConfig
+from voipalert.ingest.feed_poll import SourcePoller
 from voipalert.ingest.health import SipState
 from voipalert.ingest.heartbeat import HeartbeatWatch
 from voipalert.ingest.imap import ImapPoller
@@ -142,10 +145,15 @@ async def serve(
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(), name="engine")
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
+                http_client = await stack.enter_async_context(aiohttp.ClientSession())
+                sources = SourcePoller(
+                    store, app[INTAKE], clock, http_client, sources_config(settings)
+                )
                 side_tasks = [
                     group.create_task(job, name=name)
                     for name, job in _side_jobs(app, config, silencer, watch)
                 ]
+                side_tasks.append(group.create_task(sources.run(), name="rota-sources"))
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 test_caller.shutdown()

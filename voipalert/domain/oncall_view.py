@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from voipalert.domain.oncall import OnCall, resolve_local, who_is_on_call
+from voipalert.domain.oncall import SOURCE_LAYER, OnCall, resolve_local, who_is_on_call
 from voipalert.domain.rota import Override, PersonName, Schedule
 
 SAMPLE: Final = timedelta(minutes=15)
@@ -29,7 +29,9 @@ def parse_at(text: str, schedule: Schedule) -> datetime:
 def source_of(answer: OnCall) -> str:
     if answer.override and answer.override.replaces:
         return f"override of {answer.override.replaces}"
-    return "override" if answer.override else f"layer {answer.layer}"
+    if answer.override:
+        return "override"
+    return "live source" if answer.layer == SOURCE_LAYER else f"layer {answer.layer}"
 
 
 def describe(schedule: Schedule, at: datetime, answer: OnCall) -> str:

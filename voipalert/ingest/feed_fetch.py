@@ -18,6 +18,7 @@ its file at each fetch so it can be rotated without a restart.
 
 from __future__ import annotations
 
+import base64
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,16 +65,20 @@ def source_url(source: ScheduleSource, at: datetime) -> str:
     return source.url
 
 
-def _auth(source: ScheduleSource) -> aiohttp.BasicAuth | None:
+def _auth(source: ScheduleSource) -> dict[str, str]:
+    """The Authorization header of HTTP Basic (RFC 7617 §2, UTF-8 per §2.1)."""
     if source.username is None:
-        return None
+        return {}
     password = ""
     if source.password_file is not None:
         try:
             password = Path(source.password_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise SourceError(f"cannot read password_file: {exc}") from None
-    return aiohttp.BasicAuth(source.username, password)
+    if ":" in source.username:
+        raise SourceError("a Basic user name cannot contain ':' (RFC 7617 §2)")
+    pair = f"{source.username}:{password}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -108,7 +113,7 @@ class Fetcher:
         Raises ``SourceError``, ``aiohttp.ClientError`` or ``TimeoutError``."""
         if source.kind is SourceKind.CALDAV:
             return await self._caldav(source, stored, window)
-        headers = {"User-Agent": USER_AGENT}
+        headers = {"User-Agent": USER_AGENT, **_auth(source)}
         if stored.etag:
             headers["If-None-Match"] = stored.etag
         if stored.last_modified:
@@ -116,7 +121,6 @@ class Fetcher:
         async with self._session.get(
             source_url(source, at),
             headers=headers,
-            auth=_auth(source),
             timeout=self._timeout,
             allow_redirects=False,
         ) as response:
@@ -132,12 +136,15 @@ class Fetcher:
     async def _caldav(
         self, source: ScheduleSource, stored: Validators, window: tuple[datetime, datetime]
     ) -> Fetched:
-        auth = _auth(source)
-        headers = {"User-Agent": USER_AGENT, "Content-Type": "application/xml; charset=utf-8"}
+        headers = {
+            "User-Agent": USER_AGENT,
+            "Content-Type": "application/xml; charset=utf-8",
+            **_auth(source),
+        }
         ctag = None
         async with self._session.request(
             "PROPFIND", source.url, data=_CTAG_BODY, headers={**headers, "Depth": "0"},
-            auth=auth, timeout=self._timeout, allow_redirects=False,
+            timeout=self._timeout, allow_redirects=False,
         ) as response:  # fmt: skip
             if response.status != 207:
                 raise SourceError(f"CalDAV PROPFIND: HTTP {response.status}")
@@ -154,7 +161,7 @@ class Fetcher:
         ).encode()
         async with self._session.request(
             "REPORT", source.url, data=query, headers={**headers, "Depth": "1"},
-            auth=auth, timeout=self._timeout, allow_redirects=False,
+            timeout=self._timeout, allow_redirects=False,
         ) as response:  # fmt: skip
             if response.status != 207:
                 raise SourceError(f"CalDAV REPORT: HTTP {response.status}")

@@ -49,7 +49,7 @@ class SourcesConfig:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     expand_seconds: float = 15.0
     horizon_days: int = 62
-    severity: Severity = Severity.WARNING
+    severity: Severity = Severity.ERROR
 
 
 def dedup_key(schedule: str) -> str:
@@ -204,3 +204,49 @@ class SourcePoller:
             copy = replace(copy, alerted=True)
         await self._store.save_source_copy(copy, changed=False)
         return copy
+
+
+async def feed_at(
+    schedule: Schedule,
+    rota: Rota,
+    copy: SourceCopy | None,
+    at: datetime,
+    now: datetime,
+    *,
+    fetch: bool = False,
+    config: SourcesConfig | None = None,
+) -> tuple[Schedule, str]:
+    """``schedule`` with the source's shifts around ``at`` attached, and which copy
+    answered: what ``voipalert oncall --at`` asks. From the stored copy (expanded again
+    around ``at`` when its window does not reach it), or, with ``fetch``, from the source
+    now (a JSON source is asked about ``at``). Nothing is stored."""
+    source = schedule.source
+    if source is None:
+        return schedule, ""
+    config = config or SourcesConfig()
+    if copy is not None and copy.url != source.url:
+        copy = None
+    if fetch:
+        async with aiohttp.ClientSession() as session:
+            fetcher = Fetcher(
+                session, max_bytes=config.max_bytes, timeout_seconds=config.timeout_seconds
+            )
+            try:
+                fresh = await refresh_copy(fetcher, schedule, source, rota, None, now, config, at)
+            except (SourceError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                answer = await feed_at(schedule, rota, copy, at, now, config=config)
+                return answer[0], f"fetch failed ({str(exc) or type(exc).__name__}); {answer[1]}"
+        return replace(schedule, feed=fresh.feed), "live (fetched now)"
+    if copy is None or copy.feed is None:
+        return replace(schedule, feed=None), copy.describe() if copy else "none (not fetched yet)"
+    feed = copy.feed
+    if not feed.covers(at) and copy.body is not None and source.kind.value != "json":
+        people = frozenset(p.name for p in rota.people)
+        window = window_at(at, config.horizon_days)
+        try:
+            feed = await expand(
+                copy.body, source, people, schedule.time_zone, at, window, config.expand_seconds
+            )
+        except SourceError as exc:
+            return replace(schedule, feed=copy.feed), f"{copy.describe()}; {exc}"
+    return replace(schedule, feed=feed), copy.describe()

@@ -304,6 +304,12 @@ class ReadyOut(_Out):
     ready: bool
     database: str = Field(description="'ok', or why it cannot be read")
     sip: str = Field(description="SIP registration state")
+    rota_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="each schedule with a live source: which copy answers ('live', "
+        "'cached since T (why)', 'none (why)'); a failing source does not make the "
+        "process unready (it opens an alert of its own)",
+    )
 
 
 # ------------------------------------------------------------------ domain -> response

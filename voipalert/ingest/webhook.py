@@ -38,7 +38,7 @@ from voipalert.ingest.app_keys import (
 from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
-from voipalert.ingest.health import SipState, check_readiness
+from voipalert.ingest.health import SipState, check_readiness, source_report
 from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
@@ -284,13 +284,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     readiness = await check_readiness(request.app[TABLES], request.app[SIP_STATE])
-    body = ReadyOut(ready=readiness.ready, database=readiness.database, sip=readiness.sip.value)
+    body = ReadyOut(
+        ready=readiness.ready,
+        database=readiness.database,
+        sip=readiness.sip.value,
+        rota_sources=await source_report(request.app[STORE]),
+    )
     return json_response(body, 200 if readiness.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    await app[METRICS].refresh(app[TABLES], app[SIP_STATE]())
+    await app[METRICS].refresh(app[TABLES], app[SIP_STATE](), await app[STORE].source_states())
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -37,6 +37,7 @@ from voipalert.settings.sections import (
     HttpSettings,
     ImapSettings,
     MediaSettings,
+    RotaSourcesSettings,
     RouteSettings,
     SipSettings,
     SmtpSettings,
@@ -58,6 +59,7 @@ __all__ = [
     "HttpSettings",
     "ImapSettings",
     "MediaSettings",
+    "RotaSourcesSettings",
     "RouteSettings",
     "Settings",
     "SipSettings",
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     routes: list[RouteSettings] = Field(default_factory=list)
     hooks: HooksSettings = HooksSettings()
     heartbeat: HeartbeatSettings = HeartbeatSettings()
+    rota_sources: RotaSourcesSettings = RotaSourcesSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()

@@ -155,6 +155,18 @@ class FeedStore:
             if changed:
                 await _bump(conn)
 
+    async def source_states(self) -> dict[str, SourceCopy | None]:
+        """Each schedule that has a source now: its copy (None: none of its url)."""
+        async with self._db.transaction(write=False, what="read source states") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT s.name AS name, json_extract(ss.spec, '$.url') AS source_url, c.* "
+                "FROM schedule_sources ss JOIN schedules s ON s.id = ss.schedule_id "
+                "LEFT JOIN source_copies c ON c.schedule = s.name ORDER BY s.position, s.id"
+            )
+        return {
+            row["name"]: _copy(row) if row["url"] == row["source_url"] else None for row in rows
+        }
+
     async def feeds_version(self) -> int:
         async with self._db.transaction(write=False) as conn:
             rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'feeds_version'")
