@@ -365,7 +365,12 @@ async def test_healthz_and_readyz(api: Api) -> None:
     status, body, _ = await api.call("GET", "/healthz", token=None)
     assert status == 200 and body == {"status": "ok"}
     status, body, _ = await api.call("GET", "/readyz", token=None)
-    assert status == 200 and body == {"ready": True, "database": "ok", "sip": "registered"}
+    assert status == 200 and body == {
+        "ready": True,
+        "database": "ok",
+        "sip": "registered",
+        "rota_sources": {},  # no schedule has a live source
+    }
     api.sip.append(SipState.FAILED)
     status, body, _ = await api.call("GET", "/readyz", token=None)
     assert status == 503 and body["ready"] is False and body["sip"] == "failed"

@@ -348,6 +348,38 @@ def _heartbeat_paths() -> dict[str, Any]:
     }
 
 
+def _calendar_paths() -> dict[str, Any]:
+    def parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name, "in": "path", "required": True, "description": description,
+            "schema": schema,
+        }  # fmt: skip
+
+    ics = {
+        "description": "an iCalendar feed (RFC 5545) of the shifts, times in UTC",
+        "content": {"text/calendar": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/api/v1/calendars/{kind}/{name}/{token}.ics": {
+            "get": _operation(
+                "calendarFeed",
+                "A person's shifts (in every schedule) or a schedule's, from 14 days back to "
+                "90 days ahead, for calendar applications to subscribe to; the token in the "
+                "URL is the credential (voipalert calendar url). A wrong token and an unknown "
+                "name get the same 404",
+                {"200": ics, **_responses({}, (404, 429))},
+                parameters=[
+                    parameter(
+                        "kind", "whose shifts", {"type": "string", "enum": ["person", "schedule"]}
+                    ),
+                    parameter("name", "the person's or schedule's name", {"type": "string"}),
+                    parameter("token", "the URL's secret", {"type": "string"}),
+                ],
+            )
+        }
+    }
+
+
 def _probe_paths() -> dict[str, Any]:
     text = {
         "description": "Prometheus text format",
@@ -395,7 +427,13 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             "version": __version__,
             "description": "Triggers, alert history and acknowledgement for voipalert.",
         },
-        "paths": {**_alert_paths(), **_hook_paths(config), **_heartbeat_paths(), **_probe_paths()},
+        "paths": {
+            **_alert_paths(),
+            **_hook_paths(config),
+            **_heartbeat_paths(),
+            **_calendar_paths(),
+            **_probe_paths(),
+        },
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

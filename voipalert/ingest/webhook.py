@@ -36,6 +36,7 @@ from voipalert.ingest.app_keys import (
     WAKE,
 )
 from voipalert.ingest.auth import Authenticator
+from voipalert.ingest.calendar_out import add_calendar_routes
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
 from voipalert.ingest.health import SipState, check_readiness, source_report
@@ -359,6 +360,7 @@ def build_app(
     ]
     app.add_routes(routes)
     add_heartbeat_routes(app, API)
+    add_calendar_routes(app, API)
     return app
 
 
