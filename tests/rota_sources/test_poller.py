@@ -18,9 +18,11 @@ from tests.rota_sources.helpers import FeedServer, event, feed_server, ics, sour
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus
 from voipalert.domain.oncall import who_is_on_call
+from voipalert.domain.policy import step_targets
 from voipalert.domain.rota import Rota, ScheduleSource, SourceKind
 from voipalert.ingest.app_keys import INTAKE
 from voipalert.ingest.config import IngestConfig
+from voipalert.ingest.feed_parse import SourceError, caldav_to_ical
 from voipalert.ingest.feed_poll import SourcePoller, SourcesConfig, dedup_key
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app
@@ -193,3 +195,28 @@ async def test_rota_import_keeps_the_copy_and_a_new_url_drops_it(rig: Rig) -> No
     moved = replace(rig.rota.schedules[0], source=replace(source, url=source.url + "?v=2"))
     await rig.store.replace_rota(replace(rig.rota, schedules=(moved,)))
     assert await rig.on_call(START) is None
+
+
+async def test_escalation_calls_whom_the_source_names(rig: Rig) -> None:
+    assert await rig.check() is CopyState.LIVE
+    loaded, _ = await rig.store.load_rota_with_feeds()
+    step = loaded.policies[0].steps[0]  # the schedule "night"
+    assert [p.name for p in step_targets(step, loaded, START)] == ["alice"]
+    assert [p.name for p in step_targets(step, loaded, START.replace(hour=21))] == ["bob"]
+
+
+async def test_a_rota_import_rechecks_every_source_at_once(rig: Rig) -> None:
+    assert await rig.poller.poll_due() == ["night"]
+    assert await rig.poller.poll_due() == []
+    await rig.store.replace_rota(rig.rota)
+    assert await rig.poller.poll_due() == ["night"]
+
+
+def test_xml_entity_bombs_are_refused() -> None:
+    levels = "".join(f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    bomb = (
+        f'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY l0 "lol">{levels}]>'
+        '<d:multistatus xmlns:d="DAV:">&l9;</d:multistatus>'
+    ).encode()
+    with pytest.raises(SourceError, match="not a CalDAV multistatus"):
+        caldav_to_ical(bomb)

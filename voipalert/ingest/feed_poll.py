@@ -140,6 +140,7 @@ class SourcePoller:
             timeout_seconds=self._config.timeout_seconds,
         )
         self._due: dict[str, float] = {}
+        self._rota: tuple[int, Rota] | None = None
 
     async def run(self) -> None:
         while True:
@@ -150,8 +151,13 @@ class SourcePoller:
             await asyncio.sleep(IDLE_SECONDS)
 
     async def poll_due(self) -> list[str]:
-        """Check every source whose poll time has come; the schedules checked."""
-        rota = await self._store.load_rota()
+        """Check every source whose poll time has come; the schedules checked. After a
+        rota import every source is checked at once: its people or url may have changed."""
+        version = await self._store.rota_version()
+        if self._rota is None or self._rota[0] != version:
+            self._rota = (version, await self._store.load_rota())
+            self._due.clear()
+        rota = self._rota[1]
         checked: list[str] = []
         for schedule in rota.schedules:
             if schedule.source is None:
