@@ -31,7 +31,6 @@ import recurring_ical_events
 from voipalert.domain.oncall import resolve_local
 from voipalert.domain.rota import Feed, FeedShift, PersonName, ScheduleSource
 from voipalert.errors import VoipAlertError
-from voipalert.ingest.mapping import lookup
 
 MAX_OCCURRENCES: Final = 20_000
 MAX_COMPONENTS: Final = 20_000
@@ -39,6 +38,23 @@ FOREVER: Final = timedelta(days=3650)  # window end of an open-ended JSON answer
 _REFUSED_FREQ: Final = ("SECONDLY", "MINUTELY")
 _DAV: Final = "{DAV:}"
 _CALDAV: Final = "{urn:ietf:params:xml:ns:caldav}"
+
+
+def lookup(document: object, path: str) -> object:
+    """The value at the dotted ``path`` (object keys and list indexes), or None; the same
+    paths as the generic webhooks' (``ingest.mapping``), without loading its models in the
+    expansion's child process."""
+    node = document
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
 
 
 class SourceError(VoipAlertError, ValueError):

@@ -35,12 +35,16 @@ from voipalert.ingest.feed_worker import expand
 from voipalert.ingest.intake import Intake
 from voipalert.store import Store
 from voipalert.store.feeds import SourceCopy
+from voipalert.store.rota_sql import source_to_json
 
 log = logging.getLogger("voipalert.rota_sources")
 
 SOURCE: Final = "rota-source"
 IDLE_SECONDS: Final = 5.0  # how often the rota is looked at for new or changed sources
 MAX_ERROR_CHARS: Final = 300
+# An unchanged body is expanded again once its window has moved this much (the horizon
+# moves on; expanding costs a child process).
+REEXPAND_AFTER: Final = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +105,19 @@ async def refresh_copy(
     if body is None:
         raise SourceError("not modified, but no copy is stored")
     people = frozenset(p.name for p in rota.people)
-    feed = await expand(
-        body, source, people, schedule.time_zone, at or now, window, config.expand_seconds
-    )
+    if (
+        fetched.body is None
+        and stored is not None
+        and stored.feed is not None
+        and stored.spec == source_to_json(source)
+        and all(s.person in people for s in stored.feed.shifts)
+        and timedelta(0) <= window[0] - stored.feed.window_start < REEXPAND_AFTER
+    ):
+        feed = stored.feed  # not modified, read alike, window moved little: as it was
+    else:
+        feed = await expand(
+            body, source, people, schedule.time_zone, at or now, window, config.expand_seconds
+        )
     good_at = now if fetched.body is not None or stored is None else stored.good_at
     return SourceCopy(
         schedule=schedule.name,
@@ -115,6 +129,7 @@ async def refresh_copy(
         good_at=good_at,
         checked_at=now,
         alerted=stored.alerted if stored else False,
+        spec=source_to_json(source),
     )
 
 

@@ -32,6 +32,7 @@ class SourceCopy:
     schedule: str
     url: str
     body: bytes | None = None
+    spec: str | None = None  # the source's settings it was read with (rota_sql JSON)
     etag: str | None = None
     last_modified: str | None = None
     feed: Feed | None = None
@@ -79,6 +80,7 @@ def _copy(row: aiosqlite.Row) -> SourceCopy:
         schedule=row["schedule"],
         url=row["url"],
         body=row["body"],
+        spec=row["spec"],
         etag=row["etag"],
         last_modified=row["last_modified"],
         feed=feed,
@@ -133,12 +135,14 @@ class FeedStore:
         feed = copy.feed
         async with self._db.transaction(write=True, what="save source copy") as conn:
             await conn.execute(
-                "INSERT OR REPLACE INTO source_copies (schedule, url, body, etag, "
+                "INSERT OR REPLACE INTO source_copies (schedule, url, spec, body, etag, "
                 "last_modified, shifts, window_start, window_end, good_at, checked_at, "
-                "failing_since, error, alerted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "failing_since, error, alerted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     copy.schedule,
                     copy.url,
+                    copy.spec,
                     copy.body,
                     copy.etag,
                     copy.last_modified,

@@ -14,6 +14,7 @@ CREATE TABLE schedule_sources (
 CREATE TABLE source_copies (
     schedule TEXT PRIMARY KEY,
     url TEXT NOT NULL,
+    spec TEXT,                   -- the source's settings the copy was read with (JSON)
     body BLOB,                   -- the last good body (for 304 and re-expansion)
     etag TEXT,                   -- validators of that body (RFC 9110 §8.8)
     last_modified TEXT,
