@@ -111,6 +111,8 @@ def _child() -> None:
         answer: dict[str, object] = {"error": str(exc)}
     except MemoryError:
         answer = {"error": "expanding the events needed too much memory; refused"}
+    except Exception as exc:  # a library's surprise on hostile input: still an answer
+        answer = {"error": f"cannot read the calendar: {type(exc).__name__}: {exc}"[:300]}
     else:
         answer = {
             "shifts": feed_to_json(feed),
