@@ -44,17 +44,17 @@ def expand_here(
     return parse_ical(body, source, people, zone, window)
 
 
-async def expand(
+def child_request(
     body: bytes,
     source: ScheduleSource,
     people: frozenset[str],
     zone: str,
     now: datetime,
     window: tuple[datetime, datetime],
-    deadline_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-) -> Feed:
-    """``expand_here`` in a child process; ``SourceError`` on bad data or past the deadline."""
-    request = json.dumps(
+    deadline_seconds: float,
+) -> bytes:
+    """What the child reads on stdin."""
+    return json.dumps(
         {
             "body": base64.b64encode(body).decode("ascii"),
             "source": source_to_json(source),
@@ -65,6 +65,19 @@ async def expand(
             "cpu_seconds": max(1, int(deadline_seconds) + 1),
         }
     ).encode()
+
+
+async def expand(
+    body: bytes,
+    source: ScheduleSource,
+    people: frozenset[str],
+    zone: str,
+    now: datetime,
+    window: tuple[datetime, datetime],
+    deadline_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+) -> Feed:
+    """``expand_here`` in a child process; ``SourceError`` on bad data or past the deadline."""
+    request = child_request(body, source, people, zone, now, window, deadline_seconds)
     child = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "voipalert.ingest.feed_worker",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
