@@ -202,7 +202,7 @@ class Engine:
     async def _current_rota(self) -> Rota:
         # Reloaded when the rota is imported or a live source's copy changes; schedules
         # with a source carry its last good copy (docs/rota-sources.md).
-        version = (await self._store.rota_version(), await self._store.feeds_version())
+        version = await self._store.rota_key()
         if self._rota is None or self._rota[0] != version:
             self._rota = (version, (await self._store.load_rota_with_feeds())[0])
         return self._rota[1]

@@ -366,14 +366,13 @@ async def test_healthz_and_readyz(api: Api) -> None:
     assert status == 200 and body == {"status": "ok"}
     status, body, _ = await api.call("GET", "/readyz", token=None)
     assert status == 200 and body == {
-        "ready": True,
-        "database": "ok",
-        "sip": "registered",
+        "ready": True, "status": "ok", "database": "ok", "sip": "registered", "degraded": [],
         "rota_sources": {},  # no schedule has a live source
-    }
+    }  # fmt: skip
     api.sip.append(SipState.FAILED)
     status, body, _ = await api.call("GET", "/readyz", token=None)
     assert status == 503 and body["ready"] is False and body["sip"] == "failed"
+    assert body["status"] == "not ready"
     api.sip.append(SipState.NOT_CONFIGURED)  # calling targets directly needs no registrar
     status, body, _ = await api.call("GET", "/readyz", token=None)
     assert status == 200 and body["sip"] == "not_configured"

@@ -35,7 +35,9 @@ from voipalert.app.config import (
     engine_config,
     ingest_config,
     media_config,
+    outbound_config,
     script_config,
+    selftest_config,
     silencer_config,
     sip_bind,
     sip_tls,
@@ -43,14 +45,21 @@ from voipalert.app.config import (
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
+from voipalert.app.selftest import (
+    AlertOnFailure,
+    PhonePathListener,
+    SelfTest,
+    check_number,
+    lend,
+)
 from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
-from voipalert.clock import SystemClock
+from voipalert.clock import Clock, SystemClock
 from voipalert.console.routes import add_console
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
-from voipalert.ingest.app_keys import INTAKE, METRICS
+from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.feed_poll import SourcePoller
 from voipalert.ingest.health import SipState
@@ -59,6 +68,7 @@ from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
+from voipalert.ingest.status_hooks import StatusSender
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
@@ -122,13 +132,17 @@ async def serve(
             )  # fmt: skip
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
+            sender = StatusSender(store, clock, outbound_config(settings))
+            await sender.start()
             app = build_app(
-                store, wake=_both(engine.wake, silencer.wake),
+                store, wake=_all(engine.wake, silencer.wake, sender.wake),
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
             silencer.observe = app[METRICS].observe_silence
+            sender.observe = app[METRICS].observe_status_webhook
             stalls.metrics = app[METRICS]
             test_caller = _add_web_routes(app, settings, phone, speech)
+            selftest = _self_test(settings, app, phone, test_caller, clock)
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)
@@ -145,15 +159,14 @@ async def serve(
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(), name="engine")
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
-                http_client = await stack.enter_async_context(aiohttp.ClientSession())
-                sources = SourcePoller(
-                    store, app[INTAKE], clock, http_client, sources_config(settings)
-                )
                 side_tasks = [
                     group.create_task(job, name=name)
-                    for name, job in _side_jobs(app, config, silencer, watch)
+                    for name, job in [
+                        *_side_jobs(app, config, silencer, watch, sender),
+                        ("selftest", selftest.run()),
+                        ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
+                    ]
                 ]
-                side_tasks.append(group.create_task(sources.run(), name="rota-sources"))
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 test_caller.shutdown()
@@ -168,13 +181,29 @@ async def serve(
     return 0
 
 
+def _rota_sources(
+    settings: Settings, app: web.Application, store: Store, clock: Clock, stack: AsyncExitStack
+) -> SourcePoller:
+    """The poller of the schedules' live sources (docs/rota-sources.md), with its own HTTP
+    client session, closed with the process."""
+    http_client = aiohttp.ClientSession()
+    stack.push_async_callback(http_client.close)
+    return SourcePoller(store, app[INTAKE], clock, http_client, sources_config(settings))
+
+
 def _side_jobs(
-    app: web.Application, config: IngestConfig, silencer: Silencer, watch: HeartbeatWatch
+    app: web.Application,
+    config: IngestConfig,
+    silencer: Silencer,
+    watch: HeartbeatWatch,
+    sender: StatusSender,
 ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """The tasks beside the engine: the silencer, the heartbeat watch, the IMAP poller."""
+    """The tasks beside the engine: the silencer, the heartbeat watch, the status webhook
+    sender, the IMAP poller."""
     jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
         ("silencer", silencer.run()),
         ("heartbeats", watch.run()),
+        ("status-webhooks", sender.run()),
     ]
     if config.imap is not None:
         poller = ImapPoller(
@@ -185,13 +214,13 @@ def _side_jobs(
     return jobs
 
 
-def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-    """The API's wake-up: the engine, and the silencer (an ack or a resolve through the API
-    may have queued a silence request)."""
+def _all(*wakes: Callable[[], None]) -> Callable[[], None]:
+    """The API's wake-up: the engine, the silencer and the status webhook sender (an ack
+    or a resolve through the API may have queued a silence request and notifications)."""
 
     def wake() -> None:
-        first()
-        second()
+        for each in wakes:
+            each()
 
     return wake
 
@@ -220,6 +249,21 @@ def _add_web_routes(
             test_call=test_caller.place_from_console, speech=speech,
         )  # fmt: skip
     return test_caller
+
+
+def _self_test(
+    settings: Settings, app: web.Application, phone: Phone, caller: TestCaller, clock: Clock
+) -> SelfTest:
+    """The self-test (test calls, registration watch), reported by /readyz and /metrics.
+    Its listeners are the channels told when the phone path fails: the alert it opens
+    reaches the status webhooks; a channel that must be told directly (e-mail) is added
+    to ``listeners`` here."""
+    config = selftest_config(settings)
+    check_number(config, caller.domain)
+    listeners: list[PhonePathListener] = [AlertOnFailure(app[INTAKE])] if config.alert else []
+    selftest = SelfTest(config, clock, lambda: sip_state(phone), lend(caller), listeners)
+    app[PHONE_PATH] = selftest.status
+    return selftest
 
 
 def settle_heap() -> int:

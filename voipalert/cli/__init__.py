@@ -23,6 +23,7 @@ from voipalert.cli import (
     demo_cmd,
     dtmf_cmd,
     heartbeat_cmd,
+    override_cmd,
     rota_cmd,
     say_cmd,
     serve_cmd,
@@ -52,6 +53,7 @@ COMMAND_MODULES = (
     user_cmd,
     heartbeat_cmd,
     calendar_cmd,
+    override_cmd,
 )
 
 

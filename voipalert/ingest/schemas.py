@@ -302,8 +302,18 @@ class HealthOut(_Out):
 
 class ReadyOut(_Out):
     ready: bool
+    status: str = Field(
+        default="ok",
+        description="'ok'; 'degraded' when ready but the self-test finds the phone path "
+        "failing; 'not ready'",
+    )
     database: str = Field(description="'ok', or why it cannot be read")
     sip: str = Field(description="SIP registration state")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="why the phone path is degraded (a failed test call, a lost "
+        "registration), one reason per failing part; docs/outbound.md",
+    )
     rota_sources: dict[str, str] = Field(
         default_factory=dict,
         description="each schedule with a live source: which copy answers ('live', "

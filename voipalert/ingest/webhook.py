@@ -29,6 +29,7 @@ from voipalert.ingest.app_keys import (
     INTAKE,
     METRICS,
     OPENAPI,
+    PHONE_PATH,
     REJECTION_LOG,
     SIP_STATE,
     STORE,
@@ -39,7 +40,7 @@ from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.calendar_out import add_calendar_routes
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
-from voipalert.ingest.health import SipState, check_readiness, source_report
+from voipalert.ingest.health import PhonePath, SipState, check_readiness, source_report
 from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
@@ -47,6 +48,7 @@ from voipalert.ingest.intake import Intake
 from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from voipalert.ingest.openapi import build_openapi, with_targets
+from voipalert.ingest.overrides_api import add_override_routes
 from voipalert.ingest.rejections import trigger_endpoint
 from voipalert.ingest.schemas import (
     DB_ID_MAX,
@@ -285,18 +287,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     readiness = await check_readiness(request.app[TABLES], request.app[SIP_STATE])
+    degraded = request.app[PHONE_PATH]().degraded
+    status = "not ready" if not readiness.ready else "degraded" if degraded else "ok"
     body = ReadyOut(
-        ready=readiness.ready,
-        database=readiness.database,
-        sip=readiness.sip.value,
+        ready=readiness.ready, status=status, database=readiness.database,
+        sip=readiness.sip.value, degraded=list(degraded),
         rota_sources=await source_report(request.app[STORE]),
-    )
+    )  # fmt: skip
     return json_response(body, 200 if readiness.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    await app[METRICS].refresh(app[TABLES], app[SIP_STATE](), await app[STORE].source_states())
+    await app[METRICS].refresh(
+        app[TABLES], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states()
+    )
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -338,6 +343,7 @@ def build_app(
     app[CLOCK] = clock
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
+    app[PHONE_PATH] = PhonePath
     app[METRICS] = app_metrics
     app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)
@@ -360,6 +366,7 @@ def build_app(
     ]
     app.add_routes(routes)
     add_heartbeat_routes(app, API)
+    add_override_routes(app, API)
     add_calendar_routes(app, API)
     return app
 

@@ -37,8 +37,10 @@ from voipalert.settings.sections import (
     HttpSettings,
     ImapSettings,
     MediaSettings,
+    OutboundSettings,
     RotaSourcesSettings,
     RouteSettings,
+    SelfTestSettings,
     SipSettings,
     SmtpSettings,
     TtsSettings,
@@ -59,8 +61,10 @@ __all__ = [
     "HttpSettings",
     "ImapSettings",
     "MediaSettings",
+    "OutboundSettings",
     "RotaSourcesSettings",
     "RouteSettings",
+    "SelfTestSettings",
     "Settings",
     "SipSettings",
     "SmtpSettings",
@@ -100,6 +104,8 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    selftest: SelfTestSettings = SelfTestSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -176,6 +176,16 @@ class FeedStore:
             rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'feeds_version'")
         return int(next(iter(rows))["value"])
 
+    async def rota_key(self) -> tuple[int, int]:
+        """(rota_version, feeds_version) in one read: what the engine's cached rota
+        depends on."""
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT key, value FROM meta WHERE key IN ('rota_version', 'feeds_version')"
+            )
+        values = {row["key"]: int(row["value"]) for row in rows}
+        return values["rota_version"], values.get("feeds_version", 0)
+
     async def load_rota_with_feeds(self) -> tuple[Rota, dict[str, SourceCopy]]:
         """The stored rota with the sources' last good copies attached, in one read."""
         async with self._db.transaction(write=False) as conn:
