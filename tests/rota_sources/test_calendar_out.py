@@ -33,7 +33,8 @@ from voipalert.domain.rota import (
     Window,
 )
 from voipalert.ingest.app_keys import INTAKE
-from voipalert.ingest.calendar_out import REQUESTS_PER_MINUTE, calendar_path, calendar_token
+from voipalert.ingest.calendar_out import REQUESTS_PER_MINUTE
+from voipalert.ingest.calendar_urls import calendar_path, calendar_token
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.feed_poll import SourcePoller
 from voipalert.ingest.health import SipState

@@ -30,7 +30,6 @@ from voipalert.ingest.config import (
 )
 from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
-from voipalert.ingest.feed_poll import SourcesConfig
 from voipalert.ingest.mapping import GenericMapping
 from voipalert.net.sip_dns import DnsConfig
 from voipalert.net.sip_transport import client_tls_context
@@ -207,17 +206,6 @@ def _alertmanager(hook: AlertmanagerHookSettings, base: str) -> AlertmanagerHook
         allowed_urls=tuple(hook.allowed_urls),
         silence_seconds=hook.silence_minutes * 60,
         alert_url=base,
-    )
-
-
-def sources_config(settings: Settings) -> SourcesConfig:
-    section = settings.rota_sources
-    return SourcesConfig(
-        max_bytes=section.max_bytes,
-        timeout_seconds=section.timeout_seconds,
-        expand_seconds=section.expand_seconds,
-        horizon_days=section.horizon_days,
-        severity=section.alert_severity,
     )
 
 

@@ -41,7 +41,6 @@ from voipalert.app.config import (
     silencer_config,
     sip_bind,
     sip_tls,
-    sources_config,
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
@@ -52,7 +51,7 @@ from voipalert.app.selftest import (
     check_number,
     lend,
 )
-from voipalert.app.store_config import store_config
+from voipalert.app.store_config import sources_config, store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import Clock, SystemClock

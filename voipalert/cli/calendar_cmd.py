@@ -12,6 +12,7 @@ import sys
 
 from voipalert.app.store_config import public_url, store_config
 from voipalert.cli.with_store import with_store
+from voipalert.ingest.calendar_urls import calendar_path, calendar_token
 from voipalert.settings import load_settings
 from voipalert.store import Store
 
@@ -32,8 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_url(args: argparse.Namespace) -> int:
-    from voipalert.ingest.calendar_out import calendar_path, calendar_token
-
     settings = load_settings(args.config)
 
     async def action(store: Store) -> str | None:

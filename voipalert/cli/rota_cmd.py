@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from voipalert.app.store_config import sources_config
 from voipalert.clock import SystemClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import OnCall, who_is_on_call
@@ -113,13 +114,13 @@ async def oncall_answers(
 ) -> list[tuple[Schedule, datetime, OnCall, str]]:
     """What ``voipalert oncall`` answers for each schedule at its instant, with which copy
     of its live source answered ("" for a schedule without one)."""
-    from voipalert.ingest.feed_poll import feed_at  # aiohttp: only when asked
-
     now = SystemClock().now_utc()
     answers = []
     for schedule, at in zip(schedules, instants, strict=True):
         said = ""
         if schedule.source is not None:
+            from voipalert.ingest.feed_poll import feed_at  # aiohttp: only for sources
+
             copy = copies.get(schedule.name)
             schedule, said = await feed_at(
                 schedule, rota, copy, at, now, fetch=fetch, config=config
@@ -209,14 +210,10 @@ def run_oncall(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"voipalert: --at: not an ISO date-time: {args.at!r}", file=sys.stderr)
         return EXIT_USAGE
-    from voipalert.app.config import sources_config
-
+    config = sources_config(settings) if any(s.source for s in schedules) else None
     answers = asyncio.run(
-        oncall_answers(
-            rota, copies, schedules, instants,
-            fetch=args.fetch, config=sources_config(settings),
-        )
-    )  # fmt: skip
+        oncall_answers(rota, copies, schedules, instants, fetch=args.fetch, config=config)
+    )
     gap = False
     for schedule, at, answer, said in answers:
         gap = gap or answer.gap

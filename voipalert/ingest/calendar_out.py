@@ -14,14 +14,11 @@ client address.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Final
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -31,10 +28,10 @@ from voipalert.domain.oncall import resolve_local, shift_at, who_is_on_call
 from voipalert.domain.oncall_view import Segment, source_of
 from voipalert.domain.rota import Layer, Override, Rota, Schedule
 from voipalert.ingest.app_keys import CLOCK, STORE
+from voipalert.ingest.calendar_urls import KINDS, calendar_token
 from voipalert.ingest.heartbeat import RateLimit
 from voipalert.ingest.http_errors import ApiError
 
-KINDS: Final = ("person", "schedule")
 PAST_DAYS: Final = 14
 AHEAD_DAYS: Final = 90
 REQUESTS_PER_MINUTE: Final = 60
@@ -43,16 +40,6 @@ MAX_TOKEN_CHARS: Final = 100
 CONTENT_TYPE: Final = "text/calendar"
 
 CALENDAR_LIMIT = web.AppKey("calendar_rate_limit", RateLimit)
-
-
-def calendar_token(server_key: bytes, kind: str, name: str, generation: int) -> str:
-    message = f"voipalert calendar\0{kind}\0{name}\0{generation}".encode()
-    digest = hmac.new(server_key, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
-
-
-def calendar_path(kind: str, name: str, token: str) -> str:
-    return f"/api/v1/calendars/{kind}/{quote(name, safe='')}/{token}.ics"
 
 
 def _window(now: datetime) -> tuple[datetime, int]:
