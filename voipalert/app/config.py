@@ -144,6 +144,7 @@ def script_config(settings: Settings) -> ScriptConfig:
         repeat_digit=settings.engine.repeat_digit,
         repetitions=settings.call.repetitions,
         pause_seconds=settings.call.pause_seconds,
+        leave_voicemail=settings.call.leave_voicemail,
     )
 
 
@@ -283,6 +284,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
     """The trigger side's configuration (HTTP API, webhooks, e-mail, routes)."""
     http, smtp = settings.http, settings.smtp
     return IngestConfig(
+        ack_digit=settings.engine.ack_digit,
         routes=tuple(_route(r) for r in settings.routes),
         http=HttpConfig(
             max_body_bytes=http.max_body_bytes,

@@ -190,3 +190,4 @@ class IngestConfig:
     builtin_email_parser: bool = True
     smtp: SmtpConfig = SmtpConfig()
     imap: ImapConfig | None = None
+    ack_digit: str = "1"  # what a reply to an alert e-mail says to acknowledge

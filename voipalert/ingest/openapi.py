@@ -41,6 +41,7 @@ from voipalert.ingest.schemas import (
     ReadyOut,
     TransitionOut,
 )
+from voipalert.store.ack_links import MAX_TOKEN_CHARS
 from voipalert.store.repo import MAX_PAGE_SIZE
 
 REF: Final = "#/components/schemas/{model}"
@@ -390,6 +391,45 @@ def _calendar_paths() -> dict[str, Any]:
     }
 
 
+def _ack_link_paths() -> dict[str, Any]:
+    token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "the signed, single-use, expiring token of an e-mail's link",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS},
+    }
+    page = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    gone = {"description": "expired or already used", **page}
+    missing = {"description": "not a link we issued (unknown, altered or too long)", **page}
+    return {
+        "/ack/{token}": {
+            "get": _operation(
+                "ack_link_page",
+                "The page of an e-mail's acknowledgement link: asks to confirm, changes nothing "
+                "(a mail scanner fetching links acknowledges nothing)",
+                {
+                    "200": {"description": "the confirmation page", **page},
+                    "404": missing,
+                    "410": gone,
+                },
+                parameters=[token],
+            ),
+            "post": _operation(
+                "ack_link_use",
+                "Acknowledge the link's alert as the person it was sent to; the link then no "
+                "longer works",
+                {
+                    "200": {"description": "acknowledged, or already handled", **page},
+                    "404": missing,
+                    "410": gone,
+                },
+                parameters=[token],
+            ),
+        }
+    }
+
+
 def _probe_paths() -> dict[str, Any]:
     text = {
         "description": "Prometheus text format",
@@ -508,6 +548,7 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             **_heartbeat_paths(),
             **_override_paths(),
             **_calendar_paths(),
+            **_ack_link_paths(),
             **_probe_paths(),
         },
         "components": {

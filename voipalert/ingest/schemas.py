@@ -27,7 +27,7 @@ from voipalert.domain.alert import (
     AttemptState,
     Severity,
 )
-from voipalert.domain.rota import ContactKind
+from voipalert.domain.rota import ContactKind, NotifyMethod
 
 MAX_SUMMARY_CHARS: Final = 1000
 MAX_KEY_CHARS: Final = 255
@@ -179,6 +179,12 @@ class AttemptOut(_Out):
     repeat: int = Field(description="pass over the policy's steps, 0 first")
     step: int
     number: int = Field(description="attempt number for this person in this step")
+    method: NotifyMethod = Field(
+        default=NotifyMethod.CALL, description="call, message (SIP MESSAGE) or email"
+    )
+    rule: int | None = Field(
+        default=None, description="the person's notification rule that made it (0 first)"
+    )
     state: AttemptState
     outcome: AttemptOutcome | None
     sip_status: int | None
@@ -333,6 +339,8 @@ def attempt_out(attempt: Attempt) -> AttemptOut:
         repeat=attempt.key.repeat,
         step=attempt.key.step,
         number=attempt.key.number,
+        method=attempt.method,
+        rule=attempt.rule,
         state=attempt.state,
         outcome=attempt.outcome,
         sip_status=attempt.sip_status,

@@ -22,6 +22,7 @@ from aiohttp import web
 from voipalert.clock import Clock
 from voipalert.domain.alert import Alert, AlertStatus
 from voipalert.ingest import hooks
+from voipalert.ingest.ack_page import add_ack_link_routes
 from voipalert.ingest.app_keys import (
     AUTH,
     CLOCK,
@@ -347,7 +348,9 @@ def build_app(
     app[METRICS] = app_metrics
     app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)
-    app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
+    app[INTAKE] = Intake(
+        store, wake, config.routes, app_metrics.observe_committed, ack_digit=config.ack_digit
+    )
     app[OPENAPI] = build_openapi(config.http)
     routes = [
         web.post(f"{API}/alerts", create_alert),
@@ -367,6 +370,7 @@ def build_app(
     app.add_routes(routes)
     add_heartbeat_routes(app, API)
     add_override_routes(app, API)
+    add_ack_link_routes(app)
     add_calendar_routes(app, API)
     return app
 

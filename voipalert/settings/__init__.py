@@ -45,6 +45,7 @@ from voipalert.settings.sections import (
     SmtpSettings,
     TtsSettings,
 )
+from voipalert.settings.text import MailSettings, TextSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -60,6 +61,7 @@ __all__ = [
     "HooksSettings",
     "HttpSettings",
     "ImapSettings",
+    "MailSettings",
     "MediaSettings",
     "OutboundSettings",
     "RotaSourcesSettings",
@@ -68,6 +70,7 @@ __all__ = [
     "Settings",
     "SipSettings",
     "SmtpSettings",
+    "TextSettings",
     "TtsSettings",
     "config_path",
     "load_settings",
@@ -106,6 +109,8 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     outbound: OutboundSettings = OutboundSettings()
     selftest: SelfTestSettings = SelfTestSettings()
+    text: TextSettings = TextSettings()
+    mail: MailSettings = MailSettings()
 
     @classmethod
     def settings_customise_sources(

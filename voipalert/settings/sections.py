@@ -650,6 +650,11 @@ class CallSettings(_Section):
     pause_seconds: float = Field(
         default=3.0, ge=0.5, le=30, description="silence after each menu, listening for a key"
     )
+    leave_voicemail: bool = Field(
+        default=True,
+        description="when a mailbox answers and beeps, say the alert once for its recording "
+        "and hang up (the attempt stays answered without acknowledgement)",
+    )
 
 
 StatusEvent = Literal["created", "escalated", "call", "acknowledged", "resolved", "closed"]

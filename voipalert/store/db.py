@@ -161,10 +161,20 @@ class Database:
                 await self._conn.executescript(
                     f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
                 )
+                if "writable_schema" in sql:
+                    await self._reload_schema()
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     await self._conn.rollback()
                 raise StoreError(f"apply migration {name}: {exc}") from exc
+
+    async def _reload_schema(self) -> None:
+        """A migration edited sqlite_master itself: a new schema cookie makes this
+        connection parse the schema again (others parse it when they open)."""
+        async with self._conn.execute("PRAGMA schema_version") as cursor:
+            row = await cursor.fetchone()
+        cookie = int(row[0]) if row else 0
+        await self._conn.execute(f"PRAGMA schema_version = {cookie + 1}")
 
     async def close(self) -> None:
         await self._conn.close()

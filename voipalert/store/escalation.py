@@ -62,9 +62,9 @@ class EscalationStore:
                 await conn.execute_fetchall(
                     "INSERT INTO attempts (alert_id, esc_repeat, esc_step, person_name, "
                     "attempt_no, person_id, contact_index, contact_kind, contact_address, "
-                    "language, ring_timeout_seconds, state, created_at) "
+                    "language, ring_timeout_seconds, state, created_at, method, rule_index) "
                     "SELECT ?, ?, ?, ?, ?, (SELECT id FROM people WHERE name = ?), ?, ?, ?, ?, ?, "
-                    "'pending', ? WHERE EXISTS "
+                    "'pending', ?, ?, ? WHERE EXISTS "
                     f"(SELECT 1 FROM alerts WHERE id = ? AND {WANTS_CALLS}) "
                     "ON CONFLICT DO NOTHING RETURNING *",
                     (
@@ -80,6 +80,8 @@ class EscalationStore:
                         call.person.language,
                         call.ring_timeout_seconds,
                         to_db(now),
+                        call.method.value,
+                        call.rule,
                         key.alert,
                     ),
                 )

@@ -28,6 +28,7 @@ from voipalert.domain.alert import (
 from voipalert.domain.rota import Rota, Route
 from voipalert.domain.routing import route
 from voipalert.store import alert_sql, rota_sql
+from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.db import Database, StoreConfig, to_db
@@ -37,6 +38,7 @@ from voipalert.store.feeds import FeedStore
 from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.overrides import OverrideStore, check_kept_edits, drop_duplicated_edits
 from voipalert.store.status_outbox import StatusOutboxStore
+from voipalert.store.texts import TextStore
 from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
@@ -81,6 +83,8 @@ class Store(
     HeartbeatStore,
     OverrideStore,
     StatusOutboxStore,
+    TextStore,
+    AckLinkStore,
     FeedStore,
 ):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
