@@ -29,7 +29,9 @@ from voipalert.domain.rota import (
     Route,
     Schedule,
     ScheduleName,
+    ScheduleSource,
     ShiftUnit,
+    SourceKind,
     Step,
     Target,
     TargetKind,
@@ -107,6 +109,15 @@ async def _save_schedules(
                     for i, w in enumerate(layer.windows)
                 ],
             )
+    await conn.execute("DELETE FROM schedule_sources")
+    await conn.executemany(
+        "INSERT INTO schedule_sources (schedule_id, spec) VALUES (?, ?)",
+        [
+            (schedules[s.name], source_to_json(s.source))
+            for s in rota.schedules
+            if s.source is not None
+        ],
+    )
     # The file's overrides are replaced; overrides made one at a time (migration 0007) go
     # too, unless the import keeps them (docs/rota-edits.md).
     await conn.execute("DELETE FROM overrides" + (" WHERE origin = 'file'" if keep_edits else ""))
@@ -125,6 +136,20 @@ async def _save_schedules(
         ],
     )
     return schedules
+
+
+def source_to_json(source: ScheduleSource) -> str:
+    fields = {k: getattr(source, k) for k in ScheduleSource.__slots__}
+    fields["kind"] = source.kind.value
+    fields["aliases"] = [list(pair) for pair in source.aliases]
+    return json.dumps(fields, sort_keys=True)
+
+
+def source_from_json(text: str) -> ScheduleSource:
+    fields = json.loads(text)
+    fields["kind"] = SourceKind(fields["kind"])
+    fields["aliases"] = tuple((k, PersonName(v)) for k, v in fields["aliases"])
+    return ScheduleSource(**fields)
 
 
 async def _save_policies(
@@ -280,6 +305,10 @@ async def _load_schedules(conn: aiosqlite.Connection, names: dict[int, str]) -> 
         await conn.execute_fetchall("SELECT * FROM layers ORDER BY schedule_id, position"),
         "schedule_id",
     )
+    sources = {
+        row["schedule_id"]: source_from_json(row["spec"])
+        for row in await conn.execute_fetchall("SELECT * FROM schedule_sources")
+    }
     return [
         Schedule(
             ScheduleName(s["name"]),
@@ -305,6 +334,7 @@ async def _load_schedules(conn: aiosqlite.Connection, names: dict[int, str]) -> 
                 )
                 for layer in layers.get(s["id"], [])
             ),
+            sources.get(s["id"]),
         )
         for s in await conn.execute_fetchall("SELECT * FROM schedules ORDER BY position, id")
     ]
