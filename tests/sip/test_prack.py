@@ -136,7 +136,7 @@ def test_prack_failure_does_not_end_the_call() -> None:
     assert not [e for e in peer.events if isinstance(e, CallEnded)]
     assert pracks(peer.take()) == [second]  # only its retransmissions, no new PRACK
     peer.reply(invite, 200, headers=[("Contact", CONTACT), *SDP], body=SDP_ANSWER)
-    assert peer.last(CallAnswered)
+    assert isinstance(peer.last(CallAnswered), CallAnswered)
 
 
 def test_unreliable_or_unusable_provisionals_get_no_prack() -> None:
