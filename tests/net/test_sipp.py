@@ -127,3 +127,24 @@ async def test_reliable_183_is_pracked_then_answered_and_hung_up(tmp_path: Path)
     log = far.messages()
     (invite,), (prack,), (bye,) = cseqs(log, "INVITE"), cseqs(log, "PRACK"), cseqs(log, "BYE")
     assert invite < prack < bye  # the 2xx dialog continues above the PRACK
+
+
+async def test_session_timer_refreshed_with_update_before_half_the_interval(
+    tmp_path: Path,
+) -> None:
+    # The call lasts some 4-5 s after the answer: past the refresh due at 3 s.
+    script = ScriptConfig(repetitions=1, pause_seconds=2.0)
+    report, far, status = await call_sipp("session_timer_uac.xml", tmp_path, script=script)
+    assert status == 0
+    assert report.answered and report.outcome is AttemptOutcome.ANSWERED_NO_ACK
+    log = far.messages()
+    (invite,), updates, (bye,) = cseqs(log, "INVITE"), cseqs(log, "UPDATE"), cseqs(log, "BYE")
+    assert updates and invite < updates[0] and updates[-1] < bye
+
+
+async def test_422_is_retried_once_with_its_min_se(tmp_path: Path) -> None:
+    report, far, status = await call_sipp("session_422.xml", tmp_path)
+    assert status == 0
+    assert report.answered and report.outcome is AttemptOutcome.ANSWERED_NO_ACK
+    first, second = cseqs(far.messages(), "INVITE")
+    assert second == first + 1
