@@ -24,6 +24,10 @@ Call progress and early media (docs/sip.md §4.5.1):
   busy, unreachable, no answer or rejected: gateways put the ISDN cause there, and the
   announcement heard as early media says the same thing. Otherwise our ring timeout is
   "no answer", after ringing or early media alike.
+
+Reliable provisionals (RFC 3262: PRACK in each fork's early dialog) and session timers
+(RFC 4028: refresh at N/2 by UPDATE or re-INVITE, BYE when the session lapses) follow
+docs/sip.md §4.13.
 """
 
 from __future__ import annotations
