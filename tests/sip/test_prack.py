@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tests.sip.peer import PROXY, SDP_ANSWER, Peer, sip, ua_config
+from tests.sip.peer import CHALLENGE, PROXY, SDP_ANSWER, Peer, sip, ua_config
 from tests.sip.test_call import CONTACT, RECORD_ROUTE, ended, start_call
 from voipalert.sip.call import MAX_EARLY_DIALOGS
 from voipalert.sip.events import CallAnswered, CallEnded, CallOutcome, CallRinging
@@ -176,3 +176,18 @@ def test_prack_goes_to_the_route_of_a_proxy_we_sent_through() -> None:
     assert "Route" not in prack.headers
     assert peer.destination_of(prack) == ("192.0.2.20", 5161)
     assert PROXY != ("192.0.2.20", 5161)
+
+
+def test_a_new_invite_after_a_challenge_starts_the_rseq_spaces_again() -> None:
+    peer = Peer()
+    _, invite = start_call(peer)
+    peer.reply(invite, 183, headers=reliable("4"), body=SDP_ANSWER)
+    (first,) = pracks(peer.take())
+    peer.reply(invite, 407, headers=[("Proxy-Authenticate", CHALLENGE)])
+    retry = peer.take_one("INVITE")
+    assert isinstance(retry, Request)
+    assert retry.cseq.seq == first.cseq.seq + 1  # above the PRACK, too
+    peer.reply(retry, 183, headers=reliable("1"), body=SDP_ANSWER)
+    (second,) = pracks(peer.take())
+    assert second.headers.get("RAck") == f"1 {retry.cseq.seq} INVITE"
+    assert second.cseq.seq == retry.cseq.seq + 1

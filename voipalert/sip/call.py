@@ -221,7 +221,9 @@ class Call:
             return self.setup_deadline if self.ring_deadline is None else self.ring_deadline
         if self.state is CallState.CONFIRMED and self.session is not None:
             # A refresh in flight: only the expiry is left to watch.
-            return self.session.expires_at if self._refresh else self.session.next_deadline()
+            if self._refresh is not None:
+                return self.session.expires_at
+            return self.session.next_deadline()
         return None
 
     # ---------------------------------------------------------------- commands
@@ -331,6 +333,9 @@ class Call:
 
     def _send_invite(self, now: float) -> None:
         config = self._agent.config
+        # A new INVITE (after a challenge or a 422): the early dialogs of the last one are
+        # gone with it, and a fork may start its RSeq space again.
+        self._early.clear()
         self._cseq += 1
         route: tuple[NameAddr, ...] = ()
         if config.outbound_proxy is not None:
@@ -395,7 +400,6 @@ class Call:
         ):
             return False
         self._min_se = max(min_se, MIN_SE)
-        self._early.clear()  # the forks of the refused INVITE are gone with it
         self.state = CallState.CALLING
         self._send_invite(now)
         return True
