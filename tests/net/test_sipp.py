@@ -148,3 +148,32 @@ async def test_422_is_retried_once_with_its_min_se(tmp_path: Path) -> None:
     assert report.answered and report.outcome is AttemptOutcome.ANSWERED_NO_ACK
     first, second = cseqs(far.messages(), "INVITE")
     assert second == first + 1
+
+
+def origins(log: str) -> list[str]:
+    """The o= lines of the INVITEs SIPp received, in order."""
+    return re.findall(r"^INVITE sip:.*?^(o=[^\r\n]*)", log, re.M | re.S)
+
+
+async def test_without_update_the_refresh_is_a_reinvite_of_the_same_session(
+    tmp_path: Path,
+) -> None:
+    script = ScriptConfig(repetitions=1, pause_seconds=2.0)
+    report, far, status = await call_sipp("session_timer_reinvite.xml", tmp_path, script=script)
+    assert status == 0
+    assert report.answered
+    log = far.messages()
+    invites = cseqs(log, "INVITE")
+    assert len(invites) >= 2 and invites == sorted(invites)
+    first, *refreshes = origins(log)
+    assert refreshes and all(origin == first for origin in refreshes)  # same o= version
+    assert cseqs(log, "UPDATE") == []
+
+
+async def test_far_end_that_stops_refreshing_gets_our_bye(tmp_path: Path) -> None:
+    script = ScriptConfig(repetitions=1, pause_seconds=8.0)
+    report, far, status = await call_sipp("session_timer_uas.xml", tmp_path, script=script)
+    assert status == 0
+    assert report.answered and report.talk_seconds is not None
+    assert report.talk_seconds < 6.0  # ended by the session timer (4 s), not the script
+    assert cseqs(far.messages(), "UPDATE") == []  # SIPp would have refused one, too
