@@ -299,3 +299,17 @@ def test_parse_session_expires_never_raises(value: str, parsed: SessionExpires |
 def test_compact_form_x_is_read() -> None:
     message = Response.build(200, headers=[("x", "300;refresher=uas")])
     assert parse_session_expires(message) == SessionExpires(300, "uas")
+
+
+def test_a_forged_update_from_elsewhere_refreshes_nothing() -> None:
+    """In-dialog admission (docs/security.md): an UPDATE with the sniffed Call-ID and tags
+    from a host that is not a dialog peer is dropped, so it cannot keep a dead call alive."""
+    peer = Peer()
+    _, invite, ok = answered(peer, ("Session-Expires", "90;refresher=uas"), ALLOW_UPDATE)
+    peer.advance(50)
+    forged = from_far_end(ok, invite, "UPDATE", [("Session-Expires", "90;refresher=uac")])
+    peer.deliver(forged, ("198.51.100.9", 5060))
+    assert peer.take() == []
+    assert peer.ua.stats["untrusted_in_dialog"] == 1
+    peer.advance(10.1)  # still 60 s after the answer, not after the forged refresh
+    assert len(sent(peer, "BYE")) == 1
