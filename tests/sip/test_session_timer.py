@@ -313,3 +313,17 @@ def test_a_forged_update_from_elsewhere_refreshes_nothing() -> None:
     assert peer.ua.stats["untrusted_in_dialog"] == 1
     peer.advance(10.1)  # still 60 s after the answer, not after the forged refresh
     assert len(sent(peer, "BYE")) == 1
+
+
+def test_an_update_with_a_bad_offer_gets_488_and_refreshes_nothing() -> None:
+    peer = Peer()
+    _, invite, ok = answered(peer, ("Session-Expires", "90;refresher=uas"), ALLOW_UPDATE)
+    peer.advance(50)
+    update = from_far_end(
+        ok, invite, "UPDATE",
+        [("Session-Expires", "90;refresher=uac"), ("Content-Type", "application/sdp")],
+        body=b"v=0\r\nnonsense\r\n",
+    )  # fmt: skip
+    assert answer(peer, update).status == 488
+    peer.advance(10.1)  # the failed UPDATE moved nothing: expiry 60 s after the answer
+    assert len(sent(peer, "BYE")) == 1

@@ -773,18 +773,21 @@ class UserAgent:
                 return self._answer_update(request, call, now)
         return uas.unsupported_method(request, self._config.user_agent)
 
-    def _session_headers(
-        self, request: Request, call: Call, now: float
-    ) -> tuple[HeaderInput, ...] | Response:
-        """A re-INVITE or UPDATE from the far end refreshes the session (RFC 4028 §9,
-        §10): our 2xx repeats the interval it asked for, with ``Require: timer`` when it
-        is the refresher. Below 90 s it gets 422 with our ``Min-SE`` (§9): a tiny interval
-        would have us refreshing (or expiring) every few seconds."""
+    def _interval_too_small(self, request: Request) -> Response | None:
+        """RFC 4028 §9: a re-INVITE or UPDATE asking for less than 90 s gets 422 with our
+        ``Min-SE``: a tiny interval would have us refreshing (or expiring) every few
+        seconds."""
         if not self._config.session_timers:
-            return ()
+            return None
         asked = parse_session_expires(request)
         if asked is not None and asked.seconds < MIN_SE:
             return response_to(request, 422, headers=(("Min-SE", str(MIN_SE)),))
+        return None
+
+    def _session_headers(self, request: Request, call: Call, now: float) -> tuple[HeaderInput, ...]:
+        """A re-INVITE or UPDATE from the far end that we answer 2xx refreshes the session
+        (RFC 4028 §9, §10): our 2xx repeats the interval it asked for, with
+        ``Require: timer`` when it is the refresher."""
         answer = call.remote_refresh(request, now)
         if answer is None:
             return ()
@@ -796,16 +799,17 @@ class UserAgent:
     def _answer_update(self, request: Request, call: Call, now: float) -> Response:
         """UPDATE (RFC 3311) in our dialog: a session refresh without SDP (200), or an
         offer answered like a re-INVITE's, without the 2xx retransmissions of INVITE."""
-        session = self._session_headers(request, call, now)
-        if isinstance(session, Response):
-            return session
+        if too_small := self._interval_too_small(request):
+            return too_small
         contact = (("Contact", our_contact(self._config)),)
         if not request.body:
+            session = self._session_headers(request, call, now)
             return response_to(request, 200, headers=(*contact, *session))
         try:
             answer = answer_offer(call.local_media, request.body)
         except RemoteProtocolError:
             return response_to(request, 488)
+        session = self._session_headers(request, call, now)
         call.local_media = answer.local
         call.set_media(answer.remote)
         self.emit(CallMediaChanged(call.call_id, answer.remote))
@@ -850,22 +854,24 @@ class UserAgent:
         self, request: Request, call: Call, source: Address, now: float
     ) -> Response:
         """Answer with the current session: hold, direct-media moves, session refreshes."""
-        session = self._session_headers(request, call, now)
-        if isinstance(session, Response):
-            return session
-        contact = (("Contact", our_contact(self._config)), *session)
+        if too_small := self._interval_too_small(request):
+            return too_small
         sdp = (("Content-Type", "application/sdp"),)
         if request.body:
             try:
                 answer = answer_offer(call.local_media, request.body)
             except RemoteProtocolError:
-                return response_to(request, 488)
+                return response_to(request, 488)  # a failed re-INVITE refreshes nothing
             call.local_media = answer.local
             call.set_media(answer.remote)
             self.emit(CallMediaChanged(call.call_id, answer.remote))
             body = answer.body
         else:
             body = call.local_media.sdp()  # delayed offer: their answer comes in the ACK
+        contact = (
+            ("Contact", our_contact(self._config)),
+            *self._session_headers(request, call, now),
+        )
         response = response_to(request, 200, headers=(*contact, *sdp), body=body)
         if not self._config.reliable and call.dialog is not None:
             timers = self._config.timers
