@@ -27,6 +27,7 @@ contacts = [{ extension = "201" }, { number = "+33 6 12 34 56 78" }]
 name = "bob"
 language = "fr"
 contacts = [{ sip = "sip:bob@pbx.example.com" }]
+shift_notice = { contact = 1, before = "1h" }
 
 [[people]]
 name = "carol"

@@ -51,6 +51,7 @@ from voipalert.app.selftest import (
     check_number,
     lend,
 )
+from voipalert.app.shift_notices import ShiftNoticeConfig, ShiftNoticeSender
 from voipalert.app.store_config import sources_config, store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
@@ -226,10 +227,15 @@ def _channels(
 
 
 def _mail_channel(settings: Settings, store: Store, clock: Clock) -> dict[NotifyMethod, Notifier]:
+    config = _mail_config(settings)
+    return {} if config is None else {NotifyMethod.EMAIL: EmailNotifier(store, config, clock)}
+
+
+def _mail_config(settings: Settings) -> MailConfig | None:
     mail = settings.mail
     if not mail.enabled:
-        return {}
-    config = MailConfig(
+        return None
+    return MailConfig(
         host=mail.host, port=mail.port, security=mail.security, from_address=mail.from_address,
         username=mail.username,
         password=mail.password.get_secret_value() if mail.password else None,
@@ -238,22 +244,27 @@ def _mail_channel(settings: Settings, store: Store, clock: Clock) -> dict[Notify
         public_url=settings.http.public_url, link_valid_seconds=mail.link_valid_minutes * 60,
         timeout_seconds=mail.timeout_seconds,
     )  # fmt: skip
-    return {NotifyMethod.EMAIL: EmailNotifier(store, config, clock)}
 
 
 def _text_jobs(
     settings: Settings, store: Store, clock: Clock, engine: Engine, texter: SipTexter | None
 ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """The task that reads replies to our texts, when texts are on."""
+    """The task that reads replies to our texts, when texts are on, and the one that sends
+    shift-change notices (texts or e-mails)."""
+    notices = ShiftNoticeSender(
+        store, clock, ShiftNoticeConfig(ua_config(settings).domain),
+        texter=texter, mail=_mail_config(settings),
+    )  # fmt: skip
+    jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [("shift notices", notices.run())]
     if texter is None:
-        return []
+        return jobs
     replies = TextReplies(
         store, clock, ua_config(settings).domain, engine.wake,
         reply_window_seconds=settings.text.reply_window_seconds,
         replies_per_minute=settings.text.replies_per_minute,
         ack_digit=engine_config(settings).ack_menu.ack_digit,
     )  # fmt: skip
-    return [("text replies", replies.run(texter.replies))]
+    return [*jobs, ("text replies", replies.run(texter.replies))]
 
 
 def _side_jobs(

@@ -56,6 +56,16 @@ class NotifyRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ShiftNotice:
+    """Tell the person ``before_seconds`` before each of their shifts starts, by a text
+    (a sip or extension contact) or an e-mail (an email contact): ``contact`` is an index
+    into their contacts."""
+
+    contact: int
+    before_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Person:
     """Without ``rules``, a step calls the contacts one after another until one is heard;
     with them, every rule runs at its delay until the alert is acknowledged or resolved."""
@@ -64,6 +74,7 @@ class Person:
     language: str
     contacts: tuple[Contact, ...]
     rules: tuple[NotifyRule, ...] = ()
+    shift_notice: ShiftNotice | None = None
 
 
 @dataclass(frozen=True, slots=True)

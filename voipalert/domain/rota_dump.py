@@ -79,6 +79,16 @@ def _contact(contact: Contact) -> dict[str, Any]:
     return out
 
 
+def _notice(person: Person) -> dict[str, Any]:
+    notice = person.shift_notice
+    assert notice is not None
+    named = person.contacts[notice.contact].name
+    return {
+        "contact": named if named is not None else notice.contact + 1,
+        "before": notice.before_seconds,
+    }
+
+
 def _rule(person: Person, rule: NotifyRule) -> dict[str, Any]:
     named = person.contacts[rule.contact].name
     return {
@@ -130,6 +140,7 @@ def rota_to_data(rota: Rota) -> dict[str, Any]:
                 "language": p.language,
                 "contacts": [_contact(c) for c in p.contacts],
                 **({"rules": [_rule(p, r) for r in p.rules]} if p.rules else {}),
+                **({"shift_notice": _notice(p)} if p.shift_notice else {}),
             }
             for p in rota.people
         ],

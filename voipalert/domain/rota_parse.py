@@ -18,6 +18,7 @@ from voipalert.domain.rota import (
     Schedule,
     ScheduleName,
     ScheduleSource,
+    ShiftNotice,
     ShiftUnit,
     SourceKind,
     TargetKind,
@@ -26,7 +27,7 @@ from voipalert.domain.rota import (
     Window,
 )
 from voipalert.domain.rota_parse_policy import policy, route
-from voipalert.domain.rota_parse_rules import check_contact_names, contact, rules
+from voipalert.domain.rota_parse_rules import check_contact_names, contact, rules, shift_notice
 from voipalert.domain.rota_read import NAME, Reader, join
 from voipalert.domain.rota_source import Node, load_toml, load_yaml
 
@@ -46,7 +47,7 @@ def _each(
 
 
 def _person(r: Reader, node: Node, path: str) -> Person | None:
-    items = r.mapping(node, path, ("name", "contacts"), ("language", "rules"))
+    items = r.mapping(node, path, ("name", "contacts"), ("language", "rules", "shift_notice"))
     if items is None:
         return None
     name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
@@ -66,9 +67,11 @@ def _person(r: Reader, node: Node, path: str) -> Person | None:
     valid = _valid(contacts)
     check_contact_names(r, items.get("contacts"), join(path, "contacts"), list(valid))
     found = rules(r, items.get("rules"), join(path, "rules"), list(valid))
-    if name is None or not language or found is None:
+    notice = shift_notice(r, items.get("shift_notice"), join(path, "shift_notice"), list(valid))
+    if name is None or not language or found is None or notice is False:
         return None
-    return Person(PersonName(name), language, valid, tuple(found))
+    kept = notice if isinstance(notice, ShiftNotice) else None
+    return Person(PersonName(name), language, valid, tuple(found), kept)
 
 
 def _names(r: Reader, node: Node | None, path: str, known: set[str], what: str) -> list[str] | None:

@@ -9,7 +9,7 @@ starts notifying the person (docs/text-channels.md)."""
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, Literal
 
 from voipalert.domain.rota import (
     CALL_CONTACT_KINDS,
@@ -18,6 +18,7 @@ from voipalert.domain.rota import (
     ContactKind,
     NotifyMethod,
     NotifyRule,
+    ShiftNotice,
 )
 from voipalert.domain.rota_read import Reader, join
 from voipalert.domain.rota_source import Node
@@ -51,6 +52,7 @@ METHOD_KINDS: Final = {
 CONTACT_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 MAX_RULES: Final = 16
 MAX_RULE_DELAY_SECONDS: Final = 86_400
+SHIFT_NOTICE_SECONDS: Final = (60, 7 * 86_400)
 
 
 def contact(r: Reader, node: Node, path: str) -> Contact | None:
@@ -161,3 +163,29 @@ def rules(
         else:
             found.append(rule)
     return found if ok else None
+
+
+def shift_notice(
+    r: Reader, node: Node | None, path: str, contacts: list[Contact]
+) -> ShiftNotice | Literal[False] | None:
+    """The person's shift notice; None when not asked for; False after a problem."""
+    if node is None:
+        return None
+    items = r.mapping(node, path, ("contact", "before"), ())
+    if items is None:
+        return False
+    index = _contact_ref(r, items.get("contact"), join(path, "contact"), contacts)
+    before = r.duration(items["before"], join(path, "before")) if "before" in items else None
+    if index is None or before is None:
+        return False
+    low, high = SHIFT_NOTICE_SECONDS
+    if not low <= before <= high:
+        r.fail(items["before"], join(path, "before"), "must be between 1m and 7d")
+        return False
+    if contacts[index].kind not in TEXT_CONTACT_KINDS | {ContactKind.EMAIL}:
+        r.fail(
+            items.get("contact"), join(path, "contact"),
+            "a shift notice is a text (sip or extension contact) or an e-mail (email contact)",
+        )  # fmt: skip
+        return False
+    return ShiftNotice(index, before)

@@ -141,3 +141,21 @@ class EmailNotifier:
         return NotifyResult(
             NotifyOutcome.ANSWERED_NO_ACK, detail=f"e-mail accepted: {one_line(reply, 200)}"
         )
+
+
+async def send_plain(config: MailConfig, to: str, subject: str, body: str, clock: Clock) -> str:
+    """A plain e-mail that needs no answer (a shift notice); the server's reply, or raises
+    ``aiosmtplib.SMTPException`` / ``OSError``."""
+    message = EmailMessage()
+    message["From"] = formataddr((config.from_name, config.from_address))
+    message["To"] = to
+    message["Subject"] = one_line(subject, MAX_SUBJECT_SUMMARY_CHARS)
+    message["Date"] = format_datetime(clock.now_utc())
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5
+    message.set_content(body + "\n")
+    _, reply = await aiosmtplib.send(
+        message, hostname=config.host, port=config.port, use_tls=config.security == "tls",
+        start_tls=config.security == "starttls", username=config.username,
+        password=config.password, tls_context=config.tls_context, timeout=config.timeout_seconds,
+    )  # fmt: skip
+    return reply

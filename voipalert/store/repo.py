@@ -8,6 +8,7 @@ caller wakes the engine; the engine's own statements live in ``store.escalation`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -392,6 +393,26 @@ class Store(
         more = len(alerts) > limit
         alerts = alerts[:limit]
         return AlertPage(tuple(alerts), alerts[-1].id if more and alerts else None)
+
+    async def record(self, actor: str, action: str, detail: Mapping[str, object]) -> None:
+        """One audit entry for something that is about no alert (a shift notice sent)."""
+        now = self._clock.now_utc()
+        async with self._db.transaction(write=True, what=action) as conn:
+            await conn.execute(
+                "INSERT INTO audit_log (at, actor, action, detail) VALUES (?, ?, ?, ?)",
+                (to_db(now), actor, action, json.dumps(dict(detail), default=str)),
+            )
+
+    async def audit_since(
+        self, action: str, since: datetime, limit: int = 10_000
+    ) -> list[AuditEntry]:
+        """The audit entries of one ``action`` since ``since``, oldest first."""
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT * FROM audit_log WHERE action = ? AND at >= ? ORDER BY id LIMIT ?",
+                (action, to_db(since), limit),
+            )
+        return [alert_sql.audit_from_row(r) for r in rows]
 
     async def audit_trail(
         self, alert_id: AlertId | None = None, limit: int = 1000

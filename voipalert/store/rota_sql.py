@@ -30,6 +30,7 @@ from voipalert.domain.rota import (
     Schedule,
     ScheduleName,
     ScheduleSource,
+    ShiftNotice,
     ShiftUnit,
     SourceKind,
     Step,
@@ -213,8 +214,18 @@ async def save_rota(conn: aiosqlite.Connection, rota: Rota, *, keep_edits: bool 
     """Replace the stored rota with ``rota``, inside the caller's write transaction.
     ``keep_edits``: keep the overrides not made by a rota file (the caller has checked that
     their schedules and people are still there: a dropped one would cascade them away)."""
-    rows = [(p.name, i, p.language) for i, p in enumerate(rota.people)]
-    people = await _replace_named(conn, "people", ("name", "position", "language"), rows)
+    rows = [
+        (
+            p.name, i, p.language,
+            p.shift_notice.contact if p.shift_notice else None,
+            p.shift_notice.before_seconds if p.shift_notice else None,
+        )
+        for i, p in enumerate(rota.people)
+    ]  # fmt: skip
+    columns = (
+        "name", "position", "language", "shift_notice_contact", "shift_notice_before_seconds"
+    )  # fmt: skip
+    people = await _replace_named(conn, "people", columns, rows)
     await conn.execute("DELETE FROM contacts")
     await conn.executemany(
         "INSERT INTO contacts (person_id, position, kind, address, name) VALUES (?, ?, ?, ?, ?)",
@@ -264,7 +275,8 @@ def _grouped(rows: Iterable[aiosqlite.Row], key: str) -> dict[int, list[aiosqlit
 
 async def _load_people(conn: aiosqlite.Connection) -> tuple[list[Person], dict[int, str]]:
     people = await conn.execute_fetchall(
-        "SELECT id, name, language FROM people ORDER BY position, id"
+        "SELECT id, name, language, shift_notice_contact, shift_notice_before_seconds "
+        "FROM people ORDER BY position, id"
     )
     contacts = _grouped(
         await conn.execute_fetchall("SELECT * FROM contacts ORDER BY person_id, position"),
@@ -285,6 +297,11 @@ async def _load_people(conn: aiosqlite.Connection) -> tuple[list[Person], dict[i
             tuple(
                 NotifyRule(r["contact_position"], NotifyMethod(r["method"]), r["after_seconds"])
                 for r in rules.get(p["id"], [])
+            ),
+            (
+                ShiftNotice(p["shift_notice_contact"], p["shift_notice_before_seconds"])
+                if p["shift_notice_contact"] is not None
+                else None
             ),
         )
         for p in people
