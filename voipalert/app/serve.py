@@ -2,6 +2,8 @@
 
 Start-up, in the order that lets each check say clearly what is wrong:
 
+0. the database's engine lock (``store.engine_lock``): a second ``serve`` on the same
+   database stops here, naming the holder's pid;
 1. the voices (a missing or broken voice is a configuration error, exit 2);
 2. the database (migrations applied), then the languages of the rota against the voices;
 3. the SIP socket (a port already taken stops the start) and the registration, which only
@@ -61,6 +63,7 @@ from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
+from voipalert.store.engine_lock import EngineLock, EngineLockHeld
 from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.serve")
@@ -104,6 +107,8 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with AsyncExitStack() as stack:
+            # First of all, before a port is bound or a phone registered.
+            _lock_database(settings, stack)
             stalls = await _watch_loop(settings, stack)
             speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
             stack.push_async_callback(speech.aclose)
@@ -158,6 +163,16 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _lock_database(settings: Settings, stack: AsyncExitStack) -> None:
+    """One engine per database (store.engine_lock), held until the process ends."""
+    try:
+        lock = EngineLock.acquire(settings.database.path)
+    except EngineLockHeld as exc:
+        raise StartupError(str(exc)) from exc
+    if lock is not None:
+        stack.callback(lock.release)
 
 
 def _side_jobs(
