@@ -1,0 +1,195 @@
+"""The PostgreSQL backend of ``store.sql.Database`` (asyncpg), chosen by
+``[database] url = "postgresql://..."`` (docs/database.md).
+
+It keeps the SQLite backend's rules so that the store's statements mean the same on both:
+
+- one connection, one transaction at a time on it (an ``asyncio.Lock``), each short;
+- writers are serialized across processes too: a write transaction first takes one
+  transaction-scoped advisory lock, as SQLite's ``BEGIN IMMEDIATE`` takes its one write
+  lock, so conditional updates (``WHERE state = 'pending'``) see the same order of events;
+- read transactions are ``REPEATABLE READ``: the two reads of the engine's snapshot see one
+  state of the database, as in a SQLite read transaction;
+- times stay ISO-8601 text (``store.db.to_db``), so comparisons and ordering are the same.
+
+Statements are written with ``?``; ``PgConn`` numbers them (``$1``, ``$2``...) outside
+string literals. Migrations are ``schema_pg/NNNN_name.sql``, numbered like SQLite's, and the
+version is the single row of ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Final, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from voipalert.store.errors import DatabaseUnusable, StoreError
+from voipalert.store.secret import load_server_key
+from voipalert.store.sql import POSTGRESQL, Conn, Row
+
+# pg_advisory_xact_lock keys: one for writers, one for migrations (any 64-bit numbers that
+# no other application on the same database uses; these spell "voipalrt" and "voipamig").
+WRITE_LOCK: Final = 0x766F6970616C7274
+MIGRATION_LOCK: Final = 0x766F6970616D6967
+CONNECT_TIMEOUT_SECONDS: Final = 10.0
+_MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_PLACEHOLDER_OR_LITERAL: Final = re.compile(r"'(?:[^']|'')*'|\?")
+
+
+def is_postgresql_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def numbered(sql: str) -> str:
+    """``?`` → ``$1``, ``$2``... (string literals left alone)."""
+    count = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group(0) != "?":
+            return match.group(0)
+        count += 1
+        return f"${count}"
+
+    return _PLACEHOLDER_OR_LITERAL.sub(replace, sql)
+
+
+def pg_migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("voipalert.store").joinpath("schema_pg").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class PgConn:
+    """``Conn`` over an asyncpg connection (the transaction is the caller's)."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, parameters: Sequence[object] = ()) -> None:
+        await self._conn.execute(numbered(sql), *parameters)
+
+    async def execute_fetchall(self, sql: str, parameters: Sequence[object] = ()) -> list[Row]:
+        return cast(list[Row], await self._conn.fetch(numbered(sql), *parameters))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        batch = [tuple(row) for row in rows]
+        if batch:
+            await self._conn.executemany(numbered(sql), batch)
+
+
+class PgDatabase:
+    def __init__(self, conn: asyncpg.Connection, url: str, secret_file: Path | None) -> None:
+        self._conn = conn
+        self._url = url
+        self._lock = asyncio.Lock()
+        self._secret_file = secret_file
+        self._server_key: bytes | None = None
+
+    @property
+    def server_key(self) -> bytes:
+        if self._server_key is None:
+            self._server_key = load_server_key(self._secret_file)
+        return self._server_key
+
+    @classmethod
+    async def open(cls, url: str, secret_file: Path | None) -> PgDatabase:
+        shown = shown_url(url)
+        if secret_file is None:
+            raise DatabaseUnusable(
+                shown,
+                "a PostgreSQL database has no file next to which the server secret could live",
+                "set [http] secret_file (VOIPALERT_HTTP__SECRET_FILE) to a 0600 file path",
+                configuration=True,
+            )
+        try:
+            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise DatabaseUnusable(
+                shown,
+                f"cannot connect ({type(exc).__name__}: {exc})",
+                "check [database] url, that PostgreSQL runs and accepts this user",
+            ) from exc
+        db = cls(conn, url, secret_file)
+        try:
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def _migrate(self) -> None:
+        available = pg_migrations()
+        latest = available[-1][0] if available else 0
+        try:
+            async with self._conn.transaction():
+                # Several processes may start at once: one migrates, the others wait here.
+                await self._conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+                    "one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one))"
+                )
+                current = await self._conn.fetchval("SELECT version FROM schema_version")
+                if current is None:
+                    current = 0
+                    await self._conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+                if current > latest:
+                    raise DatabaseUnusable(
+                        shown_url(self._url),
+                        f"its schema version {current} is newer than this voipalert knows "
+                        f"({latest})",
+                        "run the voipalert version that last used it, or restore the backup "
+                        "taken before the upgrade",
+                    )
+                for version, name, sql in available:
+                    if version <= current:
+                        continue
+                    try:
+                        async with self._conn.transaction():
+                            await self._conn.execute(sql)
+                            await self._conn.execute(
+                                "UPDATE schema_version SET version = $1", version
+                            )
+                    except asyncpg.PostgresError as exc:
+                        raise StoreError(f"apply migration {name}: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"migrate {shown_url(self._url)}: {exc}") from exc
+
+    async def schema_version(self) -> int:
+        return int(await self._conn.fetchval("SELECT version FROM schema_version"))
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool, what: str = "database") -> AsyncIterator[Conn]:
+        async with self._lock:
+            try:
+                isolation = "read_committed" if write else "repeatable_read"
+                async with self._conn.transaction(isolation=isolation):
+                    if write:
+                        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+                    yield PgConn(self._conn)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise StoreError(f"{what}: {exc}") from exc
