@@ -112,8 +112,7 @@ async def serve(
             stalls = await _watch_loop(settings, stack)
             speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
             stack.push_async_callback(speech.aclose)
-            store = await Store.open(settings.database.path, clock, store_config(settings))
-            stack.push_async_callback(store.close)
+            store = await _open_store(settings, clock, stack)
             languages = await _check_languages(store, speech)
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
@@ -173,6 +172,16 @@ def _lock_database(settings: Settings, stack: AsyncExitStack) -> None:
         raise StartupError(str(exc)) from exc
     if lock is not None:
         stack.callback(lock.release)
+
+
+async def _open_store(settings: Settings, clock: SystemClock, stack: AsyncExitStack) -> Store:
+    store = await Store.open(settings.database.location, clock, store_config(settings))
+    stack.push_async_callback(store.close)
+    try:
+        await store.claim_engine()  # PostgreSQL: its advisory lock (store.pg)
+    except EngineLockHeld as exc:
+        raise StartupError(str(exc)) from exc
+    return store
 
 
 def _side_jobs(

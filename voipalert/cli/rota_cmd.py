@@ -57,11 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     oncall.set_defaults(func=run_oncall)
 
 
-async def _with_store(database: Path) -> Store:
+async def _with_store(database: Path | str) -> Store:
     return await Store.open(database, SystemClock())
 
 
-async def _replace(database: Path, rota: Rota, source: str) -> None:
+async def _replace(database: Path | str, rota: Rota, source: str) -> None:
     store = await _with_store(database)
     try:
         await store.replace_rota(rota, actor="cli", source=source)
@@ -69,7 +69,7 @@ async def _replace(database: Path, rota: Rota, source: str) -> None:
         await store.close()
 
 
-async def _load(database: Path) -> Rota:
+async def _load(database: Path | str) -> Rota:
     store = await _with_store(database)
     try:
         return await store.load_rota()
@@ -104,14 +104,14 @@ def run_import(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{path}: valid ({summary}); not imported (--dry-run)")
         return EXIT_OK
-    database = load_settings(args.config).database.path
+    database = load_settings(args.config).database.location
     asyncio.run(_replace(database, rota, str(path)))
     print(f"{path}: imported into {database} ({summary})")
     return EXIT_OK
 
 
 def run_export(args: argparse.Namespace) -> int:
-    rota = asyncio.run(_load(load_settings(args.config).database.path))
+    rota = asyncio.run(_load(load_settings(args.config).database.location))
     text = dump_rota(rota)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
@@ -127,7 +127,7 @@ def _instant(text: str | None, schedule: Schedule) -> datetime:
 
 
 def run_oncall(args: argparse.Namespace) -> int:
-    rota = asyncio.run(_load(load_settings(args.config).database.path))
+    rota = asyncio.run(_load(load_settings(args.config).database.location))
     schedules = [s for s in rota.schedules if args.schedule in (None, s.name)]
     if args.schedule is not None and not schedules:
         print(f"voipalert: no schedule named {args.schedule!r}", file=sys.stderr)

@@ -169,6 +169,10 @@ class SqliteDatabase:
                     await self._conn.rollback()
                 raise StoreError(f"apply migration {name}: {exc}") from exc
 
+    async def claim_engine(self) -> None:
+        """Nothing to do here: for a file, ``serve`` takes ``store.engine_lock`` before it
+        opens anything (a lock file can be taken before the database is opened)."""
+
     async def close(self) -> None:
         await self._conn.close()
 

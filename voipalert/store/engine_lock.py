@@ -37,11 +37,10 @@ _MAX_HOLDER_TEXT: Final = 200
 class EngineLockHeld(StoreError):
     """Another ``voipalert serve`` holds the database's lock."""
 
-    def __init__(self, database: Path, lock_file: Path, holder: str) -> None:
+    def __init__(self, database: object, lock: object, holder: str) -> None:
         super().__init__(
             f"another voipalert serve ({holder}) is running on database {database} "
-            f"(it holds {lock_file}); stop it first, or give this one its own "
-            "[database] path"
+            f"(it holds {lock}); stop it first, or give this one its own database"
         )
         self.holder = holder
 

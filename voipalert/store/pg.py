@@ -19,7 +19,9 @@ version is the single row of ``schema_version``.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -29,17 +31,27 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from voipalert.store.engine_lock import EngineLockHeld
 from voipalert.store.errors import DatabaseUnusable, StoreError
 from voipalert.store.secret import load_server_key
 from voipalert.store.sql import POSTGRESQL, Conn, Row
 
-# pg_advisory_xact_lock keys: one for writers, one for migrations (any 64-bit numbers that
-# no other application on the same database uses; these spell "voipalrt" and "voipamig").
+# Advisory lock keys: writers and migrations (transaction-scoped), the engine (held by the
+# session of the one ``serve``). Any 64-bit numbers no other application on the same
+# database uses; these spell "voipalrt", "voipamig" and "voipaeng".
 WRITE_LOCK: Final = 0x766F6970616C7274
 MIGRATION_LOCK: Final = 0x766F6970616D6967
+ENGINE_LOCK: Final = 0x766F697061656E67
 CONNECT_TIMEOUT_SECONDS: Final = 10.0
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _PLACEHOLDER_OR_LITERAL: Final = re.compile(r"'(?:[^']|'')*'|\?")
+
+
+NAMEDATALEN: Final = 63  # PostgreSQL keeps this many bytes of application_name
+
+
+def _who() -> str:
+    return f"voipalert pid {os.getpid()} on {socket.gethostname()}"
 
 
 def is_postgresql_url(location: object) -> bool:
@@ -109,6 +121,16 @@ class PgDatabase:
 
     @property
     def server_key(self) -> bytes:
+        """As with SQLite (``store.db``), read or created at first use; but there is no
+        database file for it to sit beside, so the file must be configured: a key made up
+        per process would change every webhook signing secret at each start."""
+        if self._secret_file is None:
+            raise DatabaseUnusable(
+                shown_url(self._url),
+                "a PostgreSQL database has no file next to which the server secret could live",
+                "set [http] secret_file (VOIPALERT_HTTP__SECRET_FILE) to a 0600 file path",
+                configuration=True,
+            )
         if self._server_key is None:
             self._server_key = load_server_key(self._secret_file)
         return self._server_key
@@ -116,15 +138,13 @@ class PgDatabase:
     @classmethod
     async def open(cls, url: str, secret_file: Path | None) -> PgDatabase:
         shown = shown_url(url)
-        if secret_file is None:
-            raise DatabaseUnusable(
-                shown,
-                "a PostgreSQL database has no file next to which the server secret could live",
-                "set [http] secret_file (VOIPALERT_HTTP__SECRET_FILE) to a 0600 file path",
-                configuration=True,
-            )
         try:
-            conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_SECONDS)
+            conn = await asyncpg.connect(
+                url,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                # Shown to a second serve refused by the engine lock (claim_engine).
+                server_settings={"application_name": _who()[:NAMEDATALEN]},
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise DatabaseUnusable(
                 shown,
@@ -175,6 +195,24 @@ class PgDatabase:
                         raise StoreError(f"apply migration {name}: {exc}") from exc
         except asyncpg.PostgresError as exc:
             raise StoreError(f"migrate {shown_url(self._url)}: {exc}") from exc
+
+    async def claim_engine(self) -> None:
+        """One engine per database, as with SQLite's lock file (``store.engine_lock``): a
+        session advisory lock, which PostgreSQL drops when this connection ends, however
+        the process ends. Raises ``EngineLockHeld`` naming the holder."""
+        async with self._lock:
+            got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", ENGINE_LOCK)
+            if got:
+                return
+            holder = await self._conn.fetchval(
+                "SELECT a.application_name || COALESCE(' from ' || host(a.client_addr), '') "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1",
+                ENGINE_LOCK >> 32,
+                ENGINE_LOCK & 0xFFFFFFFF,
+            )
+        raise EngineLockHeld(shown_url(self._url), "an advisory lock", holder or "pid unknown")
 
     async def schema_version(self) -> int:
         return int(await self._conn.fetchval("SELECT version FROM schema_version"))

@@ -91,6 +91,11 @@ class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
     async def close(self) -> None:
         await self._db.close()
 
+    async def claim_engine(self) -> None:
+        """Be the one engine of this database (``EngineLockHeld`` when another is); for
+        SQLite the lock file (``store.engine_lock``) does it, taken earlier by ``serve``."""
+        await self._db.claim_engine()
+
     async def __aenter__(self) -> Store:
         return self
 

@@ -73,6 +73,9 @@ class Database(Protocol):
         self, *, write: bool, what: str = "database"
     ) -> AbstractAsyncContextManager[Conn]: ...
 
+    async def claim_engine(self) -> None:
+        """Make this process the database's one engine, or raise ``EngineLockHeld``."""
+
     async def close(self) -> None: ...
 
 
