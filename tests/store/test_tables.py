@@ -75,8 +75,10 @@ async def test_users_sessions_and_invitations(store: Store, clock: FakeClock) ->
     assert (fresh.failed_logins, fresh.locked_until, fresh.last_login_at) == (0, None, START)
     assert await users.set_password("ann", "hash3", "cli")
     assert await users.session(session_id) is None, "a new password ends every session"
-    _, again = await users.start_session(fresh, timedelta(hours=1), None, None)
+    second_id, _ = await users.start_session(fresh, timedelta(hours=1), None, None)
+    assert await users.session(second_id) is not None
     clock.advance(3601)
+    assert await users.session(second_id) is None, "expired"
     await users.end_session("whatever", "ann", None)
 
     token = await users.invite("ben", Role.RESPONDER, timedelta(days=1), "ann")
