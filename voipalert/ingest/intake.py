@@ -23,8 +23,9 @@ from voipalert.domain.rota import Route
 from voipalert.domain.routing import route
 from voipalert.ingest.convert import Event, Resolve
 from voipalert.logs import log_context
-from voipalert.store import Store, UnknownReference
+from voipalert.store import UnknownReference
 from voipalert.store.am_outbox import AmLink
+from voipalert.store.ports import IntakeStore
 
 log = logging.getLogger("voipalert.ingest")
 
@@ -49,7 +50,7 @@ Observer = Callable[[str, Outcome], None]
 class Intake:
     def __init__(
         self,
-        store: Store,
+        store: IntakeStore,
         wake: Callable[[], None],
         routes: Sequence[Route] = (),
         observe: Observer | None = None,

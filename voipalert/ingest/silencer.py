@@ -33,8 +33,8 @@ import aiohttp
 from voipalert.clock import Clock
 from voipalert.ingest.config import SilencerConfig
 from voipalert.logs import log_context
-from voipalert.store import Store
 from voipalert.store.am_outbox import OutboxItem, SilencedAlert
+from voipalert.store.ports import SilencerStore
 
 log = logging.getLogger("voipalert.alertmanager")
 
@@ -79,7 +79,7 @@ def backoff_seconds(tries: int, config: SilencerConfig) -> float:
 class Silencer:
     def __init__(
         self,
-        store: Store,
+        store: SilencerStore,
         clock: Clock,
         config: SilencerConfig | None = None,
         observe: Callable[[str, str], None] | None = None,
