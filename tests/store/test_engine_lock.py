@@ -188,7 +188,7 @@ def test_unusable_lock_file_is_one_line(open_dir: Path, case: str) -> None:
         expected = "its lock file " + str(directory / "voipalert.db.lock") + " cannot be written"
     else:
         directory.chmod(0o755 if root else 0o500)
-        expected = "does not let this user create its lock file"
+        expected = "is not writable"  # the database's own check, before the lock's
     env = _env(directory) | {"HOME": str(open_dir)}
     # The interpreter lives under root's private home, so the child starts as root, imports
     # what serve needs, then becomes ``nobody`` before it runs the command.

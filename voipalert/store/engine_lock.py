@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from voipalert.store.errors import DatabaseUnusable, StoreError
+from voipalert.store.startup import check_location
 
 _MAX_HOLDER_TEXT: Final = 200
 
@@ -66,6 +67,9 @@ class EngineLock:
         if text == ":memory:" or text.startswith("file:"):
             return None
         db = Path(database)
+        # The database's own checks first (missing or read-only directory...): the lock file
+        # sits beside it, and the operator should read the same line as without the lock.
+        check_location(db)
         path = lock_file_of(db)
         fd = _open(db, path)
         try:
