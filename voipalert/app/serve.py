@@ -166,6 +166,8 @@ async def serve(
 
 def _lock_database(settings: Settings, stack: AsyncExitStack) -> None:
     """One engine per database (store.engine_lock), held until the process ends."""
+    if settings.database.url is not None:
+        return  # PostgreSQL: Store.claim_engine, once connected
     try:
         lock = EngineLock.acquire(settings.database.path)
     except EngineLockHeld as exc:
