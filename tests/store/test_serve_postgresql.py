@@ -44,6 +44,13 @@ def _run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+def _spawn(env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "voipalert", "serve"], env=env, cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
 async def _ready(url: str, process: subprocess.Popen[str]) -> None:
     async with asyncio.timeout(90):
         while True:
@@ -71,10 +78,7 @@ async def test_serve_on_postgresql(pg_server: PgServer, tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     token = json.loads(created.stdout)["token"]
 
-    first = subprocess.Popen(
-        [sys.executable, "-m", "voipalert", "serve"], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
+    first = _spawn(env, tmp_path)
     try:
         api = f"http://127.0.0.1:{env['VOIPALERT_HTTP__PORT']}"
         await _ready(api, first)
