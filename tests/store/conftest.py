@@ -105,7 +105,11 @@ async def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
     """Where a fresh, empty database is: a file path, or a PostgreSQL URL."""
     if backend == "sqlite":
         return str(tmp_path / "voipalert.db")
-    server: PgServer = request.getfixturevalue("pg_server")
+    return await new_pg_database(request.getfixturevalue("pg_server"))
+
+
+async def new_pg_database(server: PgServer) -> str:
+    """The URL of a new, empty database on ``server``."""
     name = f"t{os.getpid()}_{next(_numbers)}"
     admin = await asyncpg.connect(server.url())
     try:

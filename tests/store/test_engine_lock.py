@@ -121,7 +121,7 @@ async def test_second_serve_refuses_then_starts_after_sigkill(
     third = _serve(tmp_path)
     servers.append(third)
     await _holds_lock(tmp_path, third)
-    _kill(third, signal.SIGTERM)
+    _kill(third)
 
 
 def test_lock_in_process(tmp_path: Path) -> None:

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 
 from tests.net.sip_harness import free_port
-from tests.store.conftest import PgServer
+from tests.store.conftest import PgServer, new_pg_database
 from tests.store.test_engine_lock import ROTA
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,10 +64,7 @@ async def _ready(url: str, process: subprocess.Popen[str]) -> None:
 
 
 async def test_serve_on_postgresql(pg_server: PgServer, tmp_path: Path) -> None:
-    admin = await asyncpg.connect(pg_server.url())
-    await admin.execute("CREATE DATABASE serve_pg")
-    await admin.close()
-    env = _env(tmp_path, pg_server.url("serve_pg"))
+    env = _env(tmp_path, await new_pg_database(pg_server))
     (tmp_path / "rota.yaml").write_text(ROTA)
     imported = await asyncio.to_thread(_run, env, tmp_path, "rota", "import", "rota.yaml")
     assert imported.returncode == 0, imported.stderr

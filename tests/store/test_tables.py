@@ -4,13 +4,16 @@ and the one-engine claim. Every method a consumer calls runs here on SQLite and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
+import asyncpg
 import pytest
 
-from tests.store.conftest import PgServer
+from tests.store.conftest import PgServer, new_pg_database
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
@@ -18,9 +21,10 @@ from voipalert.domain.rota_parse import parse_rota
 from voipalert.store import Scope, Store, StoreConfig
 from voipalert.store.api_tables import ApiTables
 from voipalert.store.engine_lock import EngineLockHeld
-from voipalert.store.errors import DatabaseUnusable
+from voipalert.store.errors import DatabaseUnusable, StoreError
 from voipalert.store.users import Role, UserTables
 
+T = TypeVar("T")
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
 ROTA = """
 people:
@@ -160,3 +164,57 @@ async def test_unreachable_postgresql_is_one_line(pg_server: PgServer, clock: Fa
     with pytest.raises(DatabaseUnusable, match="cannot connect") as caught:
         await Store.open(f"{wrong}:1/voipalert", clock)
     assert "hunter2" not in str(caught.value), "the password is never shown"
+
+
+async def test_postgresql_connection_lost_and_regained(
+    pg_server: PgServer, tmp_path: Path, clock: FakeClock
+) -> None:
+    """A restarted server or a network cut ends the connection: the transaction under way
+    fails with a ``StoreError``, the next one connects again, and the engine takes its lock
+    again; when another serve has taken it meanwhile, the engine's store refuses all work."""
+    database = await new_pg_database(pg_server)
+    config = StoreConfig(secret_file=tmp_path / "secret")
+    store = await Store.open(database, clock, config)
+    other = await Store.open(database, clock, config)
+    admin = await asyncpg.connect(pg_server.url())
+    name = database.rsplit("/", 1)[1]
+
+    async def cut() -> None:
+        """End every session of the database, and wait until they have ended
+        (pg_terminate_backend only signals)."""
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+        async with asyncio.timeout(10):
+            while True:
+                if not await admin.fetchval(query, name):
+                    return
+                await asyncio.sleep(0.02)
+
+    async def again(call: Callable[[], Awaitable[T]]) -> T:
+        """The first use after a cut may fail (its connection is gone); the next works."""
+        try:
+            return await call()
+        except EngineLockHeld:
+            raise
+        except StoreError:
+            return await call()
+
+    try:
+        await store.claim_engine()
+        await cut()
+        assert await again(store.rota_version) == 0
+        with pytest.raises(EngineLockHeld):  # taken again at the reconnection
+            await again(other.claim_engine)
+        await cut()
+        await again(other.claim_engine)  # the other one is first this time
+        with pytest.raises(EngineLockHeld):
+            await again(store.rota_version)
+        with pytest.raises(EngineLockHeld):  # and for good
+            await store.rota_version()
+        assert await other.rota_version() == 0
+    finally:
+        await admin.close()
+        await store.close()
+        await other.close()

@@ -19,6 +19,7 @@ version is the single row of ``schema_version``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import socket
@@ -35,6 +36,8 @@ from voipalert.store.engine_lock import EngineLockHeld
 from voipalert.store.errors import DatabaseUnusable, StoreError
 from voipalert.store.secret import load_server_key
 from voipalert.store.sql import POSTGRESQL, Conn, Row
+
+log = logging.getLogger("voipalert.store")
 
 # Advisory lock keys: writers and migrations (transaction-scoped), the engine (held by the
 # session of the one ``serve``). Any 64-bit numbers no other application on the same
@@ -112,12 +115,18 @@ class PgConn:
 
 
 class PgDatabase:
-    def __init__(self, conn: asyncpg.Connection, url: str, secret_file: Path | None) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, url: str, secret_file: Path | None, lock_timeout_ms: int
+    ) -> None:
         self._conn = conn
         self._url = url
         self._lock = asyncio.Lock()
         self._secret_file = secret_file
         self._server_key: bytes | None = None
+        self._lock_timeout_ms = lock_timeout_ms
+        self._engine = False  # this process claimed the engine lock
+        self._lost: EngineLockHeld | None = None  # ... and another serve took it since
+        self._closed = False
 
     @property
     def server_key(self) -> bytes:
@@ -136,28 +145,41 @@ class PgDatabase:
         return self._server_key
 
     @classmethod
-    async def open(cls, url: str, secret_file: Path | None) -> PgDatabase:
-        shown = shown_url(url)
-        try:
-            conn = await asyncpg.connect(
-                url,
-                timeout=CONNECT_TIMEOUT_SECONDS,
-                # Shown to a second serve refused by the engine lock (claim_engine).
-                server_settings={"application_name": _who()[:NAMEDATALEN]},
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise DatabaseUnusable(
-                shown,
-                f"cannot connect ({type(exc).__name__}: {exc})",
-                "check [database] url, that PostgreSQL runs and accepts this user",
-            ) from exc
-        db = cls(conn, url, secret_file)
+    async def open(
+        cls, url: str, secret_file: Path | None, lock_timeout_ms: int = 5000
+    ) -> PgDatabase:
+        conn = await _connect(url, lock_timeout_ms)
+        db = cls(conn, url, secret_file, lock_timeout_ms)
         try:
             await db._migrate()
         except BaseException:
             await conn.close()
             raise
         return db
+
+    async def _usable(self) -> asyncpg.Connection:
+        """The connection, connected again when it was lost (a restarted or failed-over
+        server, a network cut): the failed transaction gave its caller a ``StoreError``
+        and the next one starts afresh, as the engine's next tick re-plans. An engine whose
+        connection was lost also lost its session lock: it takes it again, or stops
+        (``EngineLockHeld``) when another serve took over meanwhile."""
+        if self._closed:
+            raise StoreError(f"database {shown_url(self._url)} is closed")
+        if self._lost is not None:
+            raise self._lost
+        if not self._conn.is_closed():
+            return self._conn
+        log.warning("reconnecting to %s: the connection was lost", shown_url(self._url))
+        self._conn = await _connect(self._url, self._lock_timeout_ms)
+        if self._engine:
+            self._engine = False
+            try:
+                await self._claim()
+            except EngineLockHeld as exc:
+                # Never two engines: this one does nothing more on this database.
+                self._lost = exc
+                raise
+        return self._conn
 
     async def _migrate(self) -> None:
         available = pg_migrations()
@@ -201,9 +223,16 @@ class PgDatabase:
         session advisory lock, which PostgreSQL drops when this connection ends, however
         the process ends. Raises ``EngineLockHeld`` naming the holder."""
         async with self._lock:
-            got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", ENGINE_LOCK)
-            if got:
-                return
+            try:
+                await self._usable()
+                await self._claim()
+            except _ERRORS as exc:
+                self._drop_if_broken(exc)
+                raise StoreError(f"claim the engine lock: {exc}") from exc
+
+    async def _claim(self) -> None:
+        got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", ENGINE_LOCK)
+        if not got:
             holder = await self._conn.fetchval(
                 "SELECT a.application_name || COALESCE(' from ' || host(a.client_addr), '') "
                 "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
@@ -212,22 +241,69 @@ class PgDatabase:
                 ENGINE_LOCK >> 32,
                 ENGINE_LOCK & 0xFFFFFFFF,
             )
-        raise EngineLockHeld(shown_url(self._url), "an advisory lock", holder or "pid unknown")
+            raise EngineLockHeld(shown_url(self._url), "an advisory lock", holder or "pid unknown")
+        self._engine = True
 
     async def schema_version(self) -> int:
         return int(await self._conn.fetchval("SELECT version FROM schema_version"))
 
     async def close(self) -> None:
+        self._closed = True
         await self._conn.close()
 
     @asynccontextmanager
     async def transaction(self, *, write: bool, what: str = "database") -> AsyncIterator[Conn]:
         async with self._lock:
             try:
+                conn = await self._usable()
                 isolation = "read_committed" if write else "repeatable_read"
-                async with self._conn.transaction(isolation=isolation):
+                async with conn.transaction(isolation=isolation):
                     if write:
-                        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-                    yield PgConn(self._conn)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                        # Waits at most lock_timeout ([database] busy_timeout_ms), like
+                        # SQLite's busy_timeout.
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+                    yield PgConn(conn)
+            except _ERRORS as exc:
+                self._drop_if_broken(exc)
                 raise StoreError(f"{what}: {exc}") from exc
+
+    def _drop_if_broken(self, exc: BaseException) -> None:
+        """After an error of the connection itself (not of a statement), drop it so that
+        the next transaction connects again instead of reusing a half-dead session."""
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        statement_error = isinstance(exc, asyncpg.PostgresError) and not (
+            # 08: connection exception; 57: operator intervention (shutdown, terminated)
+            isinstance(exc, asyncpg.PostgresConnectionError) or sqlstate[:2] in ("08", "57")
+        )
+        if not statement_error and not self._conn.is_closed():
+            self._conn.terminate()
+
+
+# What a connection can raise: statement errors (PostgresError), a broken or busy client
+# state (InterfaceError, InternalClientError), the network (OSError, TimeoutError).
+_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def _connect(url: str, lock_timeout_ms: int) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(
+            url,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings={
+                # Shown to a second serve refused by the engine lock (claim_engine).
+                "application_name": _who()[:NAMEDATALEN],
+                "lock_timeout": str(int(lock_timeout_ms)),
+            },
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        raise DatabaseUnusable(
+            shown_url(url),
+            f"cannot connect ({type(exc).__name__}: {exc})",
+            "check [database] url, that PostgreSQL runs and accepts this user",
+        ) from exc

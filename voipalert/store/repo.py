@@ -84,8 +84,9 @@ class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
         """Open (creating if needed) and migrate the database at ``path``: a SQLite file,
         or a ``postgresql://`` URL (docs/database.md)."""
         if is_postgresql_url(path):
-            secret_file = config.secret_file if config else None
-            return cls(await PgDatabase.open(str(path), secret_file), clock)
+            config = config or StoreConfig()
+            database = await PgDatabase.open(str(path), config.secret_file, config.busy_timeout_ms)
+            return cls(database, clock)
         return cls(await SqliteDatabase.open(path, config), clock)
 
     async def close(self) -> None:
