@@ -28,6 +28,7 @@ from voipalert.domain.alert import (
     AttemptState,
     NewAlert,
 )
+from voipalert.domain.override_edit import Origin, OverrideRequest
 from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
 from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
@@ -542,3 +543,18 @@ async def test_shutdown_records_an_unacknowledged_call_interrupted_with_its_fact
     assert attempt.state is AttemptState.INTERRUPTED
     assert attempt.sip_status == 487 and "stopped during the call" in (attempt.detail or "")
     assert harness.notifier.stops == [("alice", StopReason.SHUTDOWN)]
+
+
+async def test_an_override_added_while_running_is_used_by_the_next_alert(
+    harness: Harness,
+) -> None:
+    # First alert: the rota says alice. Then an override is added (as the CLI or the API
+    # would: no rota import, no restart) and the next alert calls carol.
+    harness.notifier.script = {"alice": [ACK], "carol": [ACK]}
+    first = await harness.trigger("disk full")
+    await eventually(lambda: _status(harness, first, AlertStatus.ACKNOWLEDGED), "first acked")
+    cover = OverrideRequest("primary", "carol", "2026-03-02T09:00Z", "2026-03-03T09:00Z")
+    await harness.store.add_override(cover, Origin.CLI, "alice")
+    second = await harness.trigger("database down")
+    await eventually(lambda: _status(harness, second, AlertStatus.ACKNOWLEDGED), "second acked")
+    assert [n.person for n in harness.notifier.calls] == ["alice", "carol"]

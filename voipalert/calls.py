@@ -130,6 +130,7 @@ class MediaConfig:
     telephone_event_pt: int = 101
     latching: bool = True
     inband_dtmf: bool = True
+    echo_canceller: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +210,23 @@ class Phone:
     def release_ports(self, ports: RtpPorts) -> None:
         """A call's media is closed: its RTP/RTCP ports go back to the allocator."""
         self._ports.release(ports)
+
+    async def _allocate_ports(self) -> RtpPorts:
+        """A bound RTP/RTCP pair, bound in a worker thread: socket() and bind() are system
+        calls a loaded VM has held for over 100 ms, and the loop carries every other call's
+        audio meanwhile (docs/realtime.md §6). A caller cancelled while the thread binds
+        gives the pair back when it arrives, so no port or socket is lost."""
+        loop = asyncio.get_running_loop()
+        binding = loop.run_in_executor(None, self._ports.allocate)
+        try:
+            return await asyncio.shield(binding)
+        except asyncio.CancelledError:
+            binding.add_done_callback(self._release_unclaimed)
+            raise
+
+    def _release_unclaimed(self, binding: asyncio.Future[RtpPorts]) -> None:
+        if not binding.cancelled() and binding.exception() is None:
+            self.release_ports(binding.result())
 
     def pacer(self) -> RtpPacer:
         """The pacer every call of this phone sends its audio with."""
@@ -295,8 +313,9 @@ class Phone:
         progress: ProgressHook | None = None,
         stop: StopRequest | None = None,
     ) -> CallReport:
+        ports = await self._allocate_ports()
         call = _Call(
-            self, _CallMedia(self, self._ports.allocate()), prompts,
+            self, _CallMedia(self, ports), prompts,
             progress or (lambda _: None), script or self.script, stop or StopRequest(),
         )  # fmt: skip
         return await call.run(target, ring_timeout)
@@ -612,6 +631,7 @@ class _Call:
             # may be latched to, besides other ports of the SDP host (docs/security.md).
             latch_hosts=self.phone.agent.config.trusted_hosts or frozenset(),
             inband_dtmf=self.phone.media.inband_dtmf,
+            echo_canceller=self.phone.media.echo_canceller,
         )
 
     # ------------------------------------------------------------ the outcome

@@ -43,6 +43,7 @@ def loaded(tmp_path: Path, *args: str) -> dict[str, object]:
         ("rota", "export"),
         ("ready",),
         ("heartbeat", "list"),
+        ("override", "list"),
         ("user", "list"),
     ],
 )

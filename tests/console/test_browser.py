@@ -16,6 +16,10 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser import system_chromium, watched_context
 from tests.console.conftest import PASSWORD, Console
 from tests.console.test_security import XSS_LABEL, XSS_SUMMARY
+from voipalert.clock import SystemClock
+
+# Next January: a winter night (CET) that is always ahead, so the overrides are accepted.
+YEAR = SystemClock().now_utc().year + 1
 
 pytestmark = pytest.mark.slow
 
@@ -111,14 +115,14 @@ async def test_rota_edit_and_override(console: Console, browser: Browser, tmp_pa
     await page.click("nav >> text=On call")
     form = page.locator("form#add-override")
     await form.locator("select[name=person]").select_option("alice")
-    await form.locator("input[name=start]").fill("2030-01-05T20:00")
-    await form.locator("input[name=end]").fill("2030-01-06T08:00")
+    await form.locator("input[name=start]").fill(f"{YEAR}-01-05T20:00")
+    await form.locator("input[name=end]").fill(f"{YEAR}-01-06T08:00")
     await form.locator("button").click()
     await expect(page.locator("p.done")).to_have_text("Override added.")
-    await page.fill("input[name=at]", "2030-01-05T22:00")
+    await page.fill("input[name=at]", f"{YEAR}-01-05T22:00")
     await page.click("button:has-text('Show')")
     await expect(page.locator("p.whatif code")).to_contain_text(
-        "primary: at 2030-01-05 22:00 CET: alice (override, 2030-01-05 20:00 CET → "
+        f"primary: at {YEAR}-01-05 22:00 CET: alice (override, {YEAR}-01-05 20:00 CET → "
     )
     await page.screenshot(path=tmp_path / "9-oncall-override.png", full_page=True)
     await context.close()

@@ -16,9 +16,14 @@ from urllib.parse import quote
 
 from tests.console.conftest import CSRF, Console, ConsoleFactory
 from tests.console.test_security import read_event
+from voipalert.clock import SystemClock
 from voipalert.domain.alert import AlertId, AttemptKey, AttemptOutcome, AttemptResult
+from voipalert.domain.override_edit import Origin, OverrideRequest
 from voipalert.domain.policy import PlaceCall
 from voipalert.domain.rota import Contact, ContactKind
+
+# Next January: a winter night (CET) that is always ahead, so the overrides are accepted.
+YEAR = SystemClock().now_utc().year + 1
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,25 +122,25 @@ async def test_oncall_what_if_agrees_with_the_cli(console: Console, tmp_path: Pa
     client = await console.login("alice")
     csrf = await console.csrf(client, "/oncall")
     form = {"csrf": csrf, "schedule": "primary", "person": "alice",
-            "start": "2030-01-05T20:00", "end": "2030-01-06T08:00"}  # fmt: skip
+            "start": f"{YEAR}-01-05T20:00", "end": f"{YEAR}-01-06T08:00"}  # fmt: skip
     status, page, response = await console.post(client, "/oncall/overrides", form)
     assert status == 303, page
     status, page, _ = await console.get(client, response.headers["Location"])
     assert "Override added." in page
-    for at in ("2030-01-05T22:00", "2030-01-06T09:30", "2030-01-05T19:00+00:00"):
+    for at in (f"{YEAR}-01-05T22:00", f"{YEAR}-01-06T09:30", f"{YEAR}-01-05T19:00+00:00"):
         status, page, _ = await console.get(client, f"/oncall?at={quote(at)}")
         expected = await asyncio.to_thread(_cli_oncall, tmp_path / "console0.db", at)
         assert expected.startswith("primary: at ")
         assert f"<code>{expected}</code>" in page, (at, expected)
     trail = await console.store.audit_trail()
-    assert any(e.action == "rota.imported" and e.actor == "alice" for e in trail)
+    assert any(e.action == "override.added" and e.actor == "alice" for e in trail)
 
 
 async def test_override_validation_is_the_clis(console: Console) -> None:
     client = await console.login("manager")
     csrf = await console.csrf(client, "/oncall")
     bad = {"csrf": csrf, "schedule": "primary", "person": "bob",
-           "start": "2030-01-06T08:00", "end": "2030-01-05T20:00"}  # fmt: skip
+           "start": f"{YEAR}-01-06T08:00", "end": f"{YEAR}-01-05T20:00"}  # fmt: skip
     status, page, _ = await console.post(client, "/oncall/overrides", bad)
     assert status == 422 and "must be after start" in page
     status, page, _ = await console.post(client, "/oncall/overrides", {**bad, "end": "soon"})
@@ -149,7 +154,7 @@ async def test_responder_may_only_change_their_own_overrides(console: Console) -
     client = await console.login("alice")
     csrf = await console.csrf(client, "/oncall")
     form = {"csrf": csrf, "schedule": "primary", "person": "bob",
-            "start": "2030-01-05T20:00", "end": "2030-01-06T08:00"}  # fmt: skip
+            "start": f"{YEAR}-01-05T20:00", "end": f"{YEAR}-01-06T08:00"}  # fmt: skip
     status, page, _ = await console.post(client, "/oncall/overrides", form)
     assert status == 403 and "your own overrides" in page
     manager = await console.login("manager")
@@ -379,3 +384,30 @@ async def test_unknown_pages_are_pages_and_api_errors_stay_json(console: Console
     assert status == 404 and response.content_type == "application/json"
     status, _, response = await console.get(client, "/no/such/page")
     assert status == 404 and response.content_type == "application/json"
+
+
+async def test_console_overrides_leave_the_others_as_they_were(console: Console) -> None:
+    bot = OverrideRequest(
+        "primary", "bob", f"{YEAR}-01-10T20:00", f"{YEAR}-01-11T08:00", note="<i>x</i>"
+    )
+    await console.store.add_override(bot, Origin.API, "ops-bot")
+    manager = await console.login("manager")
+    csrf = await console.csrf(manager, "/oncall")
+    form = {"csrf": csrf, "schedule": "primary", "person": "alice",
+            "start": f"{YEAR}-01-05T20:00", "end": f"{YEAR}-01-06T08:00"}  # fmt: skip
+    status, _, _ = await console.post(manager, "/oncall/overrides", form)
+    assert status == 303
+    made = [(r.origin, r.made_by) for r in await console.store.list_overrides()]
+    assert made == [("console", "manager"), ("api", "ops-bot")]
+    _, page, _ = await console.get(manager, "/oncall")
+    assert "<td>ops-bot <small>&lt;i&gt;x&lt;/i&gt;</small></td>" in page  # a note is text
+
+
+async def test_the_rota_page_says_how_many_overrides_were_made_since(console: Console) -> None:
+    manager = await console.login("manager")
+    _, page, _ = await console.get(manager, "/rota")
+    assert 'id="edits"' not in page
+    bot = OverrideRequest("primary", "bob", f"{YEAR}-01-10T20:00", f"{YEAR}-01-11T08:00")
+    await console.store.add_override(bot, Origin.API, "ops-bot")
+    _, page, _ = await console.get(manager, "/rota")
+    assert "Overrides made since the last import (see On call): 1." in page

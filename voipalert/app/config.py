@@ -106,6 +106,7 @@ def media_config(settings: Settings) -> MediaConfig:
         telephone_event_pt=media.telephone_event_payload_type,
         latching=media.latching,
         inband_dtmf=media.inband_dtmf,
+        echo_canceller=media.echo_canceller,
     )
 
 

@@ -22,6 +22,7 @@ from voipalert.cli import (
     demo_cmd,
     dtmf_cmd,
     heartbeat_cmd,
+    override_cmd,
     rota_cmd,
     say_cmd,
     serve_cmd,
@@ -50,6 +51,7 @@ COMMAND_MODULES = (
     token_cmd,
     user_cmd,
     heartbeat_cmd,
+    override_cmd,
 )
 
 

@@ -24,6 +24,8 @@ from voipalert.domain.rota_dump import dump_rota
 from voipalert.domain.rota_parse import RotaFormat, parse_rota
 from voipalert.settings import load_settings
 from voipalert.store import Store
+from voipalert.store.overrides import OverridesOrphaned
+from voipalert.store.pg import shown_url
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -40,6 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     imp.add_argument("file", type=Path, metavar="FILE")
     imp.add_argument(
         "--dry-run", action="store_true", help="only validate; leave the database alone"
+    )
+    imp.add_argument(
+        "--keep-overrides",
+        action="store_true",
+        help="keep the overrides made with `override add`, the API or a CSV since (refused, "
+        "with the list, if the file drops a schedule or person one of them names)",
     )
     imp.set_defaults(func=run_import)
     exp = actions.add_parser("export", help="print the stored rota as YAML (re-importable)")
@@ -61,10 +69,10 @@ async def _with_store(database: Path | str) -> Store:
     return await Store.open(database, SystemClock())
 
 
-async def _replace(database: Path | str, rota: Rota, source: str) -> None:
+async def _replace(database: Path | str, rota: Rota, source: str, keep: bool) -> int:
     store = await _with_store(database)
     try:
-        await store.replace_rota(rota, actor="cli", source=source)
+        return await store.replace_rota(rota, actor="cli", source=source, keep_overrides=keep)
     finally:
         await store.close()
 
@@ -79,6 +87,13 @@ async def _load(database: Path | str) -> Rota:
 
 def run_import(args: argparse.Namespace) -> int:
     path: Path = args.file
+    if path.suffix.lower() == ".csv":
+        print(
+            f"voipalert: {path}: a CSV of shifts is added with `voipalert override import "
+            f"{path}` (a rota file is YAML or TOML)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -105,8 +120,22 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"{path}: valid ({summary}); not imported (--dry-run)")
         return EXIT_OK
     database = load_settings(args.config).database.location
-    asyncio.run(_replace(database, rota, str(path)))
-    print(f"{path}: imported into {database} ({summary})")
+    try:
+        kept = asyncio.run(_replace(database, rota, str(path), args.keep_overrides))
+    except OverridesOrphaned as exc:
+        for reason in exc.reasons:
+            print(f"{path}: {reason}, which this file does not have", file=sys.stderr)
+        print(
+            f"voipalert: {path}: not imported (--keep-overrides would keep overrides that name "
+            "what the file drops); remove them with `voipalert override remove ID`, or "
+            "import without --keep-overrides; the database is unchanged",
+            file=sys.stderr,
+        )
+        return EXIT_REJECTED
+    kept_text = f"; kept {kept} overrides made since" if args.keep_overrides else ""
+    # A PostgreSQL URL may hold a password: never printed.
+    shown = shown_url(database) if isinstance(database, str) else database
+    print(f"{path}: imported into {shown} ({summary}{kept_text})")
     return EXIT_OK
 
 

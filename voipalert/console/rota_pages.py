@@ -72,9 +72,12 @@ def changes(old: Rota, new: Rota, now: datetime) -> list[ScheduleChange]:
 async def editor(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     rota = await store.load_rota()
+    # Overrides made one at a time (docs/rota-edits.md) are in the text like the file's;
+    # applying it makes them the file's. Say so, with how many there are.
+    edits = sum(r.origin != "file" for r in await store.list_overrides())
     return await render(
         request, "rota.html", text=dump_rota(rota), version=await store.rota_version(),
-        problems=[], preview=None, done=request.query.get("done") == "applied",
+        problems=[], preview=None, done=request.query.get("done") == "applied", edits=edits,
     )  # fmt: skip
 
 

@@ -18,6 +18,12 @@ from voipalert import __version__
 from voipalert.domain.alert import AlertStatus
 from voipalert.ingest.config import HttpConfig
 from voipalert.ingest.mapping import document_schema
+from voipalert.ingest.override_schemas import (
+    OverrideAddedOut,
+    OverrideIn,
+    OverrideListOut,
+    OverrideOut,
+)
 from voipalert.ingest.schemas import (
     DB_ID_MAX,
     MAX_NAME_CHARS,
@@ -43,6 +49,7 @@ _REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
     AckIn,
     AlertmanagerPayload,
     GrafanaPayload,
+    OverrideIn,
 )
 _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     AcceptedOut,
@@ -54,12 +61,15 @@ _RESPONSE_MODELS: Final[tuple[type[BaseModel], ...]] = (
     HookOut,
     ReadyOut,
     TransitionOut,
+    OverrideListOut,
+    OverrideAddedOut,
+    OverrideOut,
 )
 _ERRORS: Final = {
     400: "the body is not JSON",
     401: "no credentials, or unknown ones",
     403: "the token lacks the scope this operation needs",
-    404: "no such alert, hook or path",
+    404: "no such alert, hook, schedule, override or path",
     409: "the alert is past the state asked for",
     413: "the body is over the size limit",
     422: "the JSON does not fit the schema; `details` names each field and why",
@@ -382,6 +392,64 @@ def _probe_paths() -> dict[str, Any]:
     }
 
 
+def _override_paths() -> dict[str, Any]:
+    """docs/rota-edits.md; handlers in ``ingest.overrides_api``."""
+    schedule = {
+        "name": "name", "in": "path", "required": True,
+        "schema": {"type": "string", "minLength": 1}, "description": "the schedule's name",
+    }  # fmt: skip
+    override_id = {**_ALERT_ID, "description": "the override's id"}
+    window = [
+        {
+            "name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"},
+            "description": "only overrides that end after this instant (RFC 3339); default now",
+        },
+        {
+            "name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"},
+            "description": "only overrides that start before this instant (RFC 3339)",
+        },
+    ]  # fmt: skip
+    listed = {200: _json(OverrideListOut, "by start time")}
+    added = _json(
+        OverrideAddedOut,
+        "added",
+        headers={"Location": {"schema": {"type": "string"}, "required": True}},
+    )
+    return {
+        "/api/v1/overrides": {
+            "get": _operation(
+                "listOverrides", "Overrides of every schedule (from the file and made since)",
+                _responses(listed, (401, 403, 422, 503)), scope="read", parameters=window,
+            )
+        },
+        "/api/v1/schedules/{name}/overrides": {
+            "get": _operation(
+                "listScheduleOverrides", "Overrides of one schedule",
+                _responses(listed, (401, 403, 404, 422, 503)), scope="read",
+                parameters=[schedule, *window],
+            ),
+            "post": _operation(
+                "addOverride",
+                "Put someone on call for a while without replacing the rota; the same "
+                "override twice is one (200 the second time)",
+                _responses(
+                    {201: added, 200: _json(OverrideAddedOut, "it was already there")},
+                    (400, 401, 403, 404, 413, 422, 503),
+                ),
+                scope="admin", parameters=[schedule], body=_ref(OverrideIn),
+            ),
+        },
+        "/api/v1/schedules/{name}/overrides/{id}": {
+            "delete": _operation(
+                "removeOverride", "Remove an override (one from the file comes back with the "
+                "next rota import of that file)",
+                _responses({200: _json(OverrideOut, "the override removed")}, (401, 403, 404, 503)),
+                scope="admin", parameters=[schedule, override_id],
+            )
+        },
+    }  # fmt: skip
+
+
 def build_openapi(config: HttpConfig) -> dict[str, Any]:
     _, schemas = models_json_schema(
         [(m, "validation") for m in _REQUEST_MODELS]
@@ -395,7 +463,13 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             "version": __version__,
             "description": "Triggers, alert history and acknowledgement for voipalert.",
         },
-        "paths": {**_alert_paths(), **_hook_paths(config), **_heartbeat_paths(), **_probe_paths()},
+        "paths": {
+            **_alert_paths(),
+            **_hook_paths(config),
+            **_heartbeat_paths(),
+            **_override_paths(),
+            **_probe_paths(),
+        },
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

@@ -46,6 +46,7 @@ from voipalert.ingest.intake import Intake
 from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from voipalert.ingest.openapi import build_openapi, with_targets
+from voipalert.ingest.overrides_api import add_override_routes
 from voipalert.ingest.rejections import trigger_endpoint
 from voipalert.ingest.schemas import (
     DB_ID_MAX,
@@ -354,6 +355,7 @@ def build_app(
     ]
     app.add_routes(routes)
     add_heartbeat_routes(app, API)
+    add_override_routes(app, API)
     return app
 
 

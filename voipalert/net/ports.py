@@ -8,6 +8,12 @@ UDP socket it would let two calls share a port and split the packets between the
 the reason asyncio dropped ``reuse_address`` for UDP). The search starts after the last
 port handed out, so a port just released is not reused at once and stray late packets of
 the previous call do not land in the next one.
+
+``allocate`` is thread-safe, and the phone runs it in a worker thread: creating and binding
+two sockets are system calls that a loaded VM has been seen to hold for over 100 ms, and at
+call start nothing else may hold the event loop (docs/realtime.md §6). Only the bookkeeping
+(which ports are held, where the search resumes) is under the lock; the binding is not, so
+a release from the event loop never waits for a slow ``bind``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import threading
 from dataclasses import dataclass, field
 
 from voipalert.errors import VoipAlertError
@@ -80,23 +87,30 @@ class RtpPortAllocator:
         self.host = host
         self._ports = list(range(first, port_max, 2))  # even p with p + 1 <= port_max
         self._next = 0
-        self._held: set[int] = set()
+        self._held: set[int] = set()  # handed out, or being bound by some thread
+        self._lock = threading.Lock()
 
     @property
     def in_use(self) -> int:
         return len(self._held)
 
     def allocate(self) -> RtpPorts:
-        """Bind the next free pair; ``PortRangeExhaustedError`` when none is left."""
+        """Bind the next free pair; ``PortRangeExhaustedError`` when none is left.
+
+        Safe to call from several threads at once: a port is claimed under the lock before
+        it is bound, so two callers never try the same one."""
         for _ in range(len(self._ports)):
-            port = self._ports[self._next]
-            self._next = (self._next + 1) % len(self._ports)
-            if port in self._held:
-                continue
-            pair = self._try(port)
+            port = self._claim_next()
+            if port is None:
+                break
+            try:
+                pair = self._try(port)
+            except BaseException:
+                self._unclaim(port)
+                raise
             if pair is not None:
-                self._held.add(port)
                 return pair
+            self._unclaim(port)  # another process holds it: try the next one
         raise PortRangeExhaustedError(
             errno.EADDRINUSE,
             f"no free RTP port pair in {self._ports[0]}-{self._ports[-1] + 1} on {self.host}",
@@ -105,7 +119,22 @@ class RtpPortAllocator:
     def release(self, ports: RtpPorts) -> None:
         """Close the pair and make its port available again (idempotent)."""
         ports.close()
-        self._held.discard(ports.port)
+        self._unclaim(ports.port)
+
+    def _claim_next(self) -> int | None:
+        """The next port not held, now held; None when every port is."""
+        with self._lock:
+            for _ in range(len(self._ports)):
+                port = self._ports[self._next]
+                self._next = (self._next + 1) % len(self._ports)
+                if port not in self._held:
+                    self._held.add(port)
+                    return port
+            return None
+
+    def _unclaim(self, port: int) -> None:
+        with self._lock:
+            self._held.discard(port)
 
     def _try(self, port: int) -> RtpPorts | None:
         try:

@@ -27,6 +27,8 @@ class RtpSessionConfig:
     local_host: str = "127.0.0.1"
     latching: bool = True
     inband_dtmf: bool = True
+    echo_canceller: bool = True
+    """Find an echo of our audio and cancel it before the in-band detector (media.echo_line)."""
     dtmf_window_s: float = 0.5
     latch_hosts: frozenset[str] = frozenset()
     """Hosts besides the SDP host a far end behind NAT may latch from: the host the

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from voipalert.media.dtmf import Digit, DtmfSource
+from voipalert.media.echo_line import EchoLine
 from voipalert.media.g711 import SAMPLE_RATE_HZ
 from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
@@ -107,6 +108,12 @@ class RtpSession:
             inband=config.inband_dtmf,
             window_s=config.dtmf_window_s,
             detector=detector,
+        )
+        # Only worth its cost when the detector listens (docs/dtmf.md §3).
+        self.echo = (
+            EchoLine(config.codec, samples_per_slot=samples)
+            if config.inband_dtmf and config.echo_canceller
+            else None
         )
         self._addresses: dict[tuple[object, ...], Address] = {}
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
@@ -286,11 +293,14 @@ class RtpSession:
             self._packetizer.skip(skipped)
             self.stats.skipped_slots += skipped
         payload, ended = self._queue.next_frame(skipped)
+        event = self._event
+        if self.echo is not None:
+            audible = self._sending and event is None
+            self.echo.sent(slot, deadline, payload if audible else None)
         if not self._sending:
             self._packetizer.skip(1)
             self._ended(ended)
             return
-        event = self._event
         data = (
             self._packetizer.build(payload) if event is None else self._event_packet(event, skipped)
         )
@@ -334,10 +344,7 @@ class RtpSession:
             source = self._addresses[addr] = normalise_address(addr)
         for event in self._receiver.receive(data, source, now):
             if isinstance(event, AudioFrame):
-                if self._on_audio is not None:
-                    self._on_audio(event)
-                if self._inbox.audio(event.pcm, now):
-                    self._interrupt()
+                self._audio(event, now)
             elif isinstance(event, DigitReceived):
                 self._key(event.digit.char, DtmfSource.RFC4733)
             elif isinstance(event, SourceLatched):
@@ -345,6 +352,16 @@ class RtpSession:
                 self._dest = event.address
             elif isinstance(event, PacketDropped) and event.reason in _REFUSALS:
                 self._refused(source, event.reason, now)
+
+    def _audio(self, frame: AudioFrame, now: float) -> None:
+        if self._on_audio is not None:
+            self._on_audio(frame)
+        pcm = frame.pcm
+        if self.echo is not None:
+            # Our own prompt's echo out first, so a key pressed under it is heard.
+            pcm = self.echo.received(pcm, frame.ssrc, frame.timestamp, now)
+        if self._inbox.audio(pcm, now):
+            self._interrupt()
 
     def _refused(self, source: Address, reason: DropReason, now: float) -> None:
         # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).

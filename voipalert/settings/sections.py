@@ -188,6 +188,12 @@ class MediaSettings(_Section):
         description="also listen for DTMF tones in the received audio (PBXs with in-band "
         "DTMF, or no telephone-event in the SDP answer)",
     )
+    echo_canceller: bool = Field(
+        default=True,
+        description="on a line that echoes our prompt back (analogue hybrids), find the echo "
+        "and cancel it before listening for in-band keys, so a key pressed while we speak "
+        "is heard; a line without echo costs nothing after the first seconds",
+    )
 
     @field_validator("codecs")
     @classmethod

@@ -32,6 +32,7 @@ from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
 from voipalert.store.heartbeat import HeartbeatStore
+from voipalert.store.overrides import OverrideStore, check_kept_edits, drop_duplicated_edits
 from voipalert.store.pg import PgDatabase, is_postgresql_url
 from voipalert.store.sql import Conn, Database
 from voipalert.store.tokens import TokenStore
@@ -71,7 +72,7 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
+class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, OverrideStore):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 
@@ -105,10 +106,17 @@ class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
 
     # ---------------------------------------------------------------- rota
 
-    async def replace_rota(self, rota: Rota, actor: str = "cli", source: str = "") -> None:
-        """Replace the whole rota in one transaction: all of it or nothing."""
+    async def replace_rota(
+        self, rota: Rota, actor: str = "cli", source: str = "", *, keep_overrides: bool = False
+    ) -> int:
+        """Replace the whole rota in one transaction: all of it or nothing. With
+        ``keep_overrides`` the overrides made one at a time stay (``OverridesOrphaned``, and
+        nothing imported, when one names a schedule or person ``rota`` drops); returns how
+        many stayed."""
         async with self._db.transaction(write=True, what="import rota") as conn:
-            await rota_sql.save_rota(conn, rota)
+            kept = await check_kept_edits(conn, rota) if keep_overrides else []
+            await rota_sql.save_rota(conn, rota, keep_edits=keep_overrides)
+            duplicated = await drop_duplicated_edits(conn, rota) if keep_overrides else 0
             await alert_sql.audit(
                 conn,
                 self._clock.now_utc(),
@@ -118,7 +126,9 @@ class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore):
                 people=len(rota.people),
                 schedules=len(rota.schedules),
                 policies=len(rota.policies),
+                kept_overrides=len(kept) - duplicated,
             )
+        return len(kept) - duplicated
 
     async def load_rota(self) -> Rota:
         async with self._db.transaction(write=False) as conn:

@@ -61,7 +61,7 @@ async def _insert_id(conn: Conn, sql: str, params: tuple[object, ...]) -> int:
     return int(rows[0]["id"])
 
 
-async def _save_schedules(conn: Conn, rota: Rota, people: Ids) -> Ids:
+async def _save_schedules(conn: Conn, rota: Rota, people: Ids, keep_edits: bool) -> Ids:
     rows = [(s.name, i, s.time_zone) for i, s in enumerate(rota.schedules)]
     schedules = await _replace_named(conn, "schedules", ("name", "position", "time_zone"), rows)
     await conn.execute("DELETE FROM layers")
@@ -99,7 +99,9 @@ async def _save_schedules(conn: Conn, rota: Rota, people: Ids) -> Ids:
                     for i, w in enumerate(layer.windows)
                 ],
             )
-    await conn.execute("DELETE FROM overrides")
+    # The file's overrides are replaced; overrides made one at a time (migration 0007) go
+    # too, unless the import keeps them (docs/rota-edits.md).
+    await conn.execute("DELETE FROM overrides" + (" WHERE origin = 'file'" if keep_edits else ""))
     await conn.executemany(
         "INSERT INTO overrides (schedule_id, person_id, replaces_person_id, start_at, end_at) "
         "VALUES (?, ?, ?, ?, ?)",
@@ -172,8 +174,10 @@ async def _save_routes(conn: Conn, rota: Rota, teams: Ids, policies: Ids) -> Non
     )
 
 
-async def save_rota(conn: Conn, rota: Rota) -> None:
-    """Replace the stored rota with ``rota``, inside the caller's write transaction."""
+async def save_rota(conn: Conn, rota: Rota, *, keep_edits: bool = False) -> None:
+    """Replace the stored rota with ``rota``, inside the caller's write transaction.
+    ``keep_edits``: keep the overrides not made by a rota file (the caller has checked that
+    their schedules and people are still there: a dropped one would cascade them away)."""
     rows = [(p.name, i, p.language) for i, p in enumerate(rota.people)]
     people = await _replace_named(conn, "people", ("name", "position", "language"), rows)
     await conn.execute("DELETE FROM contacts")
@@ -192,7 +196,7 @@ async def save_rota(conn: Conn, rota: Rota) -> None:
         "INSERT INTO team_members (team_id, position, person_id) VALUES (?, ?, ?)",
         [(teams[t.name], i, people[m]) for t in rota.teams for i, m in enumerate(t.members)],
     )
-    schedules = await _save_schedules(conn, rota, people)
+    schedules = await _save_schedules(conn, rota, people, keep_edits)
     policies = await _save_policies(conn, rota, people, teams, schedules)
     await _save_routes(conn, rota, teams, policies)
     await conn.execute(
@@ -360,7 +364,9 @@ async def load_rota(conn: Conn) -> Rota:
             "SELECT s.name AS schedule, p.name AS person, r.name AS replaces, o.start_at, o.end_at "
             "FROM overrides o JOIN schedules s ON s.id = o.schedule_id "
             "JOIN people p ON p.id = o.person_id LEFT JOIN people r ON r.id = o.replaces_person_id "
-            "ORDER BY o.id"
+            # The file's first, then the edits in the order they were made: on a tie in
+            # who_is_on_call, the later one in this order wins (docs/rota-edits.md).
+            "ORDER BY o.origin <> 'file', o.id"
         )
     ]
     return Rota(

@@ -1,0 +1,150 @@
+"""One call's echo handling (media.echo_line), driven the way an RTP session drives it: our
+slots leave every 20 ms, the far end's frames arrive with its own timestamps (from a random
+origin, across the 32-bit wrap), a network delay and jitter, carrying the echo of what we
+sent through a hybrid and, sometimes, a key pressed under it (docs/dtmf.md §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from tests.media.dtmf_signals import dtmf, through_g711
+from tests.media.echo_signals import FS, echo_of, echo_path, speechlike
+from voipalert.media import g711
+from voipalert.media.dtmf_spectrum import dbm0_to_power
+from voipalert.media.echo_line import EchoLine, EchoState
+from voipalert.media.goertzel import DtmfDetector, ToneStarted
+
+SLOT = 160
+PTIME = 0.02
+
+
+def _keys(pcm: NDArray[np.int16]) -> str:
+    detector = DtmfDetector()
+    return "".join(
+        e.char for e in detector.feed(pcm) + detector.flush() if isinstance(e, ToneStarted)
+    )
+
+
+@dataclass
+class Call:
+    """What one call's line carries: our prompt, and what the far end sends back."""
+
+    ours: NDArray[np.int16]
+    theirs: NDArray[np.int16]
+    network_s: float = 0.03
+    jitter_s: float = 0.015
+    origin: int = (1 << 32) - 3 * FS  # the far end's timestamps wrap 3 s in
+    ssrc: int = 0x1234
+    drop: set[int] = field(default_factory=set)
+
+    def play(
+        self, line: EchoLine, rng: np.random.Generator
+    ) -> tuple[NDArray[np.int16], NDArray[np.int16]]:
+        """Run the call through ``line``: (what it heard raw, what it gave the detector)."""
+        events: list[tuple[float, int, int]] = []
+        for n in range(self.ours.size // SLOT):
+            events.append((n * PTIME, 0, n))  # our slot n leaves
+            arrival = (n + 1) * PTIME + self.network_s + rng.uniform(0, self.jitter_s)
+            if n not in self.drop:
+                events.append((arrival, 1, n))  # their frame n arrives
+        raw, heard = [], []
+        for at, kind, n in sorted(events):
+            if kind == 0:
+                payload = g711.encode("PCMU", self.ours[n * SLOT : (n + 1) * SLOT])
+                line.sent(n, at, payload)
+            else:
+                frame = self.theirs[n * SLOT : (n + 1) * SLOT]
+                timestamp = (self.origin + n * SLOT) % (1 << 32)
+                raw.append(frame)
+                heard.append(line.received(frame, self.ssrc, timestamp, at))
+        return np.concatenate(raw), np.concatenate(heard)
+
+
+def _echoing_call(
+    rng: np.random.Generator, *, erl_db: float, bulk: int, key_at: float | None
+) -> Call:
+    ours = through_g711(speechlike(rng, 6.0), "PCMU")
+    echo = echo_of(ours, echo_path(rng, bulk), erl_db)
+    if key_at is not None:
+        start = int(key_at * FS)
+        tone = dtmf("7", 0.08, row_dbm0=-25.0, rng=rng)
+        span = slice(start, start + tone.size)
+        # The echo over the key is 3 dB weaker than the key: lost without the canceller.
+        echo *= np.sqrt(2 * dbm0_to_power(-25.0) / 2 / np.mean(echo[span] ** 2))
+        echo[span] += tone
+    return Call(ours, through_g711(echo, "PCMU"))
+
+
+@pytest.mark.parametrize("bulk", [40, 900, 2400])
+def test_the_echo_is_found_and_a_key_under_it_heard(bulk: int) -> None:
+    rng = np.random.default_rng(bulk)
+    line = EchoLine("PCMU")
+    raw, heard = _echoing_call(rng, erl_db=6.0, bulk=bulk, key_at=4.5).play(line, rng)
+    assert line.state is EchoState.CANCELLING
+    assert line.stats.delay_samples is not None
+    # Found at the echo path's delay plus what the first frame's network delay and jitter
+    # added to the anchor: 30-45 ms, 240-360 samples, and the path's strongest tap.
+    assert bulk + 240 <= line.stats.delay_samples <= bulk + 360 + 64
+    assert _keys(raw) == ""
+    assert _keys(heard) == "7"
+
+
+def test_a_line_without_echo_is_left_alone_after_three_searches() -> None:
+    rng = np.random.default_rng(1)
+    ours = through_g711(speechlike(rng, 9.0), "PCMU")
+    # The person talking back (another voice, not our echo).
+    theirs = through_g711(speechlike(rng, 9.0, dbm0=-30.0, f0_hz=210.0), "PCMU")
+    line = EchoLine("PCMU")
+    raw, heard = Call(ours, theirs).play(line, rng)
+    assert line.state is EchoState.NO_ECHO
+    assert line.stats.searches == 3
+    assert line.stats.correlation < 0.2
+    np.testing.assert_array_equal(raw, heard)
+
+
+def test_silence_from_us_is_not_an_attempt() -> None:
+    """Before our prompt starts nothing can echo: the search waits instead of giving up."""
+    rng = np.random.default_rng(2)
+    ours = np.zeros(8 * FS, dtype=np.int16)
+    theirs = through_g711(speechlike(rng, 8.0, dbm0=-30.0, f0_hz=210.0), "PCMU")
+    line = EchoLine("PCMU")
+    Call(ours, theirs).play(line, rng)
+    assert line.state is EchoState.SEARCHING
+    assert line.stats.searches == 0
+
+
+def test_lost_frames_do_not_derail_the_canceller() -> None:
+    rng = np.random.default_rng(3)
+    call = _echoing_call(rng, erl_db=6.0, bulk=300, key_at=5.0)
+    call.drop = {150, 151, 190, 230}  # after the echo is found, before the key
+    line = EchoLine("PCMU")
+    _, heard = call.play(line, rng)
+    assert line.state is EchoState.CANCELLING
+    assert _keys(heard) == "7"
+
+
+def test_a_new_stream_is_anchored_again() -> None:
+    rng = np.random.default_rng(4)
+    line = EchoLine("PCMU")
+    _echoing_call(rng, erl_db=12.0, bulk=200, key_at=None).play(line, rng)
+    assert line.state is EchoState.CANCELLING
+    # A re-INVITE: the far end's stream changes SSRC and timestamp origin.
+    frame = np.zeros(SLOT, dtype=np.int16)
+    line.sent(400, 8.0, g711.encode("PCMU", frame))
+    line.received(frame, 0x9999, 77, 8.05)
+    assert line.stats.re_anchored == 1
+    assert _state(line) is EchoState.SEARCHING
+
+
+def _state(line: EchoLine) -> EchoState:
+    return line.state  # read afresh: the line changes state under mypy's narrowing
+
+
+def test_nothing_heard_before_we_sent_passes_through() -> None:
+    line = EchoLine("PCMU")
+    frame = np.arange(SLOT, dtype=np.int16)
+    assert line.received(frame, 1, 0, 0.0) is frame
