@@ -19,6 +19,7 @@ version is the single row of ``schema_version``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -71,6 +72,7 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+@functools.lru_cache(maxsize=1024)  # the store's statements are a fixed, small set
 def numbered(sql: str) -> str:
     """``?`` → ``$1``, ``$2``... (string literals left alone)."""
     count = 0
