@@ -218,3 +218,30 @@ async def test_postgresql_connection_lost_and_regained(
         await admin.close()
         await store.close()
         await other.close()
+
+
+async def test_cancelled_transaction_rolls_back(
+    store: Store, database: str, clock: FakeClock
+) -> None:
+    """A task cancelled in the middle of a transaction (the engine's tick timeout) is
+    cancelled, its work undone, and the next transaction runs normally."""
+    sleep = "SELECT pg_sleep(5)" if database.startswith("postgresql://") else None
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        async with store._db.transaction(write=True) as conn:
+            await conn.execute("UPDATE meta SET value = '99' WHERE key = 'rota_version'")
+            started.set()
+            if sleep is not None:
+                await conn.execute(sleep)
+            else:
+                await asyncio.Event().wait()
+
+    task = asyncio.create_task(slow())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await store.rota_version() == 1
+    alert, _ = await store.create_or_join_alert(NewAlert("after the cancel"))
+    assert alert.summary == "after the cancel"
