@@ -297,6 +297,19 @@ class Testbed:
         self.command(caller, "dial", callee if ":" in callee else self.uri(callee))
         return since
 
+    def send_text(self, bot: str, to: str, text: str) -> None:
+        """Make ``bot`` send ``text`` as a SIP MESSAGE (RFC 3428) to ``to`` (a user name or a
+        SIP URI), through Kamailio like its calls. baresip 1.0's ``/message`` goes to the
+        contact module's current contact, so the bot's contacts file is rewritten to hold
+        just that one and the module is (re)loaded to read it."""
+        uri = to if ":" in to else self.uri(to)
+        directory = Path(self.bots[bot].directory)
+        (directory / "contacts").write_text(f'"{to}" <{uri}>\n')
+        (directory / "current_contact").write_text(uri)
+        self.command(bot, "rmmod", "contact")  # answers ok when it was not loaded
+        self.command(bot, "insmod", "contact")
+        self.command(bot, "message", text)
+
     def recordings(self, bot: str, kind: str = "dec") -> list[Path]:
         """What ``bot`` heard (``dec``) or sent (``enc``), one WAV per call, oldest first."""
         return sorted(self.bots[bot].rec_dir.glob(f"dump-*-{kind}.wav"))

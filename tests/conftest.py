@@ -17,7 +17,7 @@ from testbed import DEFAULT_BOTS, INSTALL_HINT, BotSpec, Testbed, missing_progra
 
 from tests.requires import need
 
-TestbedFactory = Callable[[Sequence[BotSpec]], Testbed]
+TestbedFactory = Callable[..., Testbed]  # (bots, port=None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,8 +52,8 @@ def testbed_factory() -> Iterator[TestbedFactory]:
     _require_programs()
     started: list[Testbed] = []
 
-    def factory(bots: Sequence[BotSpec]) -> Testbed:
-        tb = start(bots=bots, watch_pid=os.getpid())
+    def factory(bots: Sequence[BotSpec], port: int | None = None) -> Testbed:
+        tb = start(bots=bots, port=port, watch_pid=os.getpid())
         started.append(tb)
         return tb
 

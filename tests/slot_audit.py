@@ -132,6 +132,7 @@ class HeardAudit:
     bad: int  # voiced slots that do not match at the prompt's alignment
     longest_gap: int  # the longest run of consecutive bad slots
     alignment: float  # normalised correlation of the whole prompt at its best lag
+    lag: int = 0  # where the prompt starts in the recording (samples)
 
     @property
     def clean(self) -> bool:
@@ -176,7 +177,7 @@ def audit_heard(
             bad_runs.append(run)
             run = 0
     bad_runs.append(run)
-    return HeardAudit(voiced, bad, max(bad_runs), alignment)
+    return HeardAudit(voiced, bad, max(bad_runs), alignment, lag)
 
 
 def _ncc(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:

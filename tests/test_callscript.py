@@ -11,6 +11,7 @@ from voipalert.callscript import (
     MENU,
     MESSAGE,
     NO_ACKNOWLEDGEMENT,
+    VOICEMAIL,
     CallScript,
     HangUp,
     Phase,
@@ -177,3 +178,62 @@ def test_stop_request_first_reason_wins_and_listeners_run_once() -> None:
     request.subscribe(heard.append)  # a late subscriber hears the reason at once
     assert heard == [StopReason.HANDLED, StopReason.HANDLED]
     assert request.reason is StopReason.HANDLED
+
+
+# ------------------------------------------------------------------ mailboxes
+
+
+def test_a_beep_says_the_alert_once_for_the_mailbox_then_hangs_up() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    assert script.beep(1.2) == [Play((VOICEMAIL, MESSAGE, GOODBYE))]
+    assert script.beep(1.5) == []  # its message is being left: once
+    actions = script.playback_finished(15.0)
+    assert actions[0] == HangUp()
+    result = actions[1]
+    assert isinstance(result, ScriptResult)
+    assert (result.acknowledged, result.voicemail) == (False, True)
+
+
+def test_a_beep_while_listening_after_the_menu_leaves_the_message_too() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.playback_finished(10.0)
+    assert script.phase is Phase.LISTENING
+    assert script.beep(11.0) == [Play((VOICEMAIL, MESSAGE, GOODBYE))]
+    assert script.next_deadline() is not None  # bounded like any closing phrase
+
+
+def test_a_beep_before_the_answer_or_after_the_end_does_nothing() -> None:
+    script = CallScript()
+    assert script.beep(0.0) == []  # early media: a ring-back, an announcement
+    script.answered(1.0)
+    script.digit("1", 2.0)
+    assert script.beep(3.0) == []  # acknowledged and closing: nothing to leave
+
+
+def test_a_key_during_the_mailbox_message_means_a_person_who_can_acknowledge() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.beep(1.0)
+    assert script.digit("1", 3.0) == [Play((ACKNOWLEDGED, GOODBYE))]
+    result = script.playback_finished(5.0)[1]
+    assert isinstance(result, ScriptResult)
+    assert (result.acknowledged, result.voicemail) == (True, False)
+
+
+def test_a_stop_cuts_the_mailbox_message() -> None:
+    script = CallScript()
+    script.answered(0.0)
+    script.beep(1.0)
+    assert script.stop(StopReason.HANDLED, 4.0) == [Play((HANDLED_ELSEWHERE,))]
+    assert script.stop(StopReason.SHUTDOWN, 4.5) == []
+    result = script.playback_finished(6.0)[1]
+    assert isinstance(result, ScriptResult)
+    assert result.stopped is StopReason.HANDLED
+
+
+def test_mailboxes_can_be_left_alone() -> None:
+    script = CallScript(ScriptConfig(leave_voicemail=False))
+    script.answered(0.0)
+    assert script.beep(1.0) == []

@@ -50,6 +50,7 @@ from voipalert.callscript import (
     StopRequest,
 )
 from voipalert.domain.alert import AttemptOutcome
+from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.playout import PlayEnd
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
@@ -73,6 +74,8 @@ from voipalert.sip.events import (
     RegistrationState,
     RegistrationStatus,
     SipEvent,
+    TextDone,
+    TextReceived,
 )
 from voipalert.sip.sdp import Codec, MediaParams, new_local_media
 from voipalert.sip.uri import SipUri
@@ -159,6 +162,8 @@ class CallReport:
     classified_by: str | None = None
     """What decided the SIP outcome: ``status``, ``cause`` (Q.850), ``ring timeout``,
     ``setup timeout``, ``no response`` or ``local`` (docs/sip.md §4.5.1)."""
+    voicemail: bool = False
+    """A mailbox answered and beeped, and the alert was said once for its recording."""
 
     @property
     def answered(self) -> bool:
@@ -194,6 +199,8 @@ class Phone:
         # re-ACK, the 200 to our BYE) is dropped, not queued for nobody.
         self._finished: deque[CallId] = deque(maxlen=FINISHED_CALLS_REMEMBERED)
         self._registration_changed = asyncio.Event()
+        # Where SIP MESSAGE events go (notify/message.py); None: texts are not used.
+        self.on_text_event: Callable[[TextDone | TextReceived], None] | None = None
 
     @property
     def registration(self) -> RegistrationStatus | None:
@@ -274,6 +281,10 @@ class Phone:
             )  # fmt: skip
             self._registration_changed.set()
             return
+        if isinstance(event, TextDone | TextReceived):
+            if self.on_text_event is not None:
+                self.on_text_event(event)
+            return
         call = self._calls.get(event.call_id)
         if call is not None:
             call.post(event)
@@ -343,10 +354,14 @@ class _CallMedia:
         self.closed_at: float | None = None
         self._released = False
 
-    async def open(self, config: RtpSessionConfig) -> RtpSession:
+    async def open(
+        self, config: RtpSessionConfig, on_beep: Callable[[Beep], None] | None = None
+    ) -> RtpSession:
         if self._released:
             raise RtpSessionClosedError("the call's media was released")
-        self.session = await RtpSession.open(config, ports=self.ports, pacer=self._phone.pacer())
+        self.session = await RtpSession.open(
+            config, ports=self.ports, pacer=self._phone.pacer(), on_beep=on_beep
+        )
         return self.session
 
     def stop_sending(self, now: float) -> None:
@@ -389,6 +404,13 @@ class _Stop:
 
 
 @dataclass(frozen=True, slots=True)
+class _Beep:
+    """The far end beeped: a mailbox about to record (``media.beep``)."""
+
+    hz: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Prompt:
     """The audio of a ``Play`` is ready (None: it could not be made)."""
 
@@ -396,7 +418,7 @@ class _Prompt:
     pcm: NDArray[np.int16] | None
 
 
-_Input = SipEvent | Digit | _Tick | _PlayDone | _Stop | _Prompt
+_Input = SipEvent | Digit | _Tick | _PlayDone | _Stop | _Prompt | _Beep
 
 
 @dataclass(slots=True)
@@ -483,7 +505,11 @@ class _Call:
             return  # the agent ACKs and BYEs any other fork's 2xx (RFC 3261 §13.2.2.4)
         self.time.answered = self.loop.time()
         self.progress("answered")
-        session = await self.media.open(self._rtp_config(media))
+        listen_for_beeps = self.script.config.leave_voicemail
+        session = await self.media.open(
+            self._rtp_config(media),
+            on_beep=(lambda beep: self.post(_Beep(beep.hz))) if listen_for_beeps else None,
+        )
         self.state.pumps.append(group.create_task(self._pump_digits(session), name="digits"))
         await self._apply(self.script.answered(self.loop.time()))
 
@@ -501,10 +527,19 @@ class _Call:
             await self._apply(self.script.digit(item.char, now))
         elif isinstance(item, _Prompt | _PlayDone):
             await self._playout(item, now)
-        elif isinstance(item, _Tick):
-            deadline = self.script.next_deadline()
-            if deadline is not None and now >= deadline:
-                await self._apply(self.script.handle_timer(now))
+        elif isinstance(item, _Beep | _Tick):
+            await self._script_event(item, now)
+
+    async def _script_event(self, item: _Beep | _Tick, now: float) -> None:
+        if isinstance(item, _Beep):
+            actions = self.script.beep(now)
+            if actions:
+                self.progress(f"mailbox beep ({item.hz:.0f} Hz): leaving the message")
+            await self._apply(actions)
+            return
+        deadline = self.script.next_deadline()
+        if deadline is not None and now >= deadline:
+            await self._apply(self.script.handle_timer(now))
 
     async def _pump_digits(self, session: RtpSession) -> None:
         with contextlib.suppress(RtpSessionClosedError):
@@ -674,4 +709,5 @@ class _Call:
             early_media=progress is not None and progress.early_media,
             q850_cause=progress.cause if progress is not None else None,
             classified_by=ended.classified_by if ended else None,
+            voicemail=result is not None and result.voicemail,
         )

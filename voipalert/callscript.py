@@ -9,7 +9,12 @@ The same script runs for every call (escalation, mass alert, ``voipalert call``)
 3. No key: after a pause the message is repeated, up to ``repetitions`` times in all; then
    "no acknowledgement received", goodbye, hang up — answered without acknowledgement, so
    the escalation goes on (an answering machine never acknowledges: only a key does).
-4. Asked to stop (``stop``: the alert was handled elsewhere, or the service is stopping):
+4. A mailbox answered: when the far end's audio has a beep (``beep``: a mailbox's "leave
+   your message after the tone"), whatever plays stops and the alert is said once for the
+   recording ("this is an alert from voipalert, left on your voicemail", the message,
+   goodbye), then we hang up: answered without acknowledgement, the escalation goes on,
+   and the person finds the message in their mailbox.
+5. Asked to stop (``stop``: the alert was handled elsewhere, or the service is stopping):
    "handled by someone else" or "goodbye", then hang up. A key already accepted stays
    accepted: a stop that arrives while the callee hears "acknowledged" changes nothing.
    Closing is bounded: if the last phrase never finishes, ``handle_timer`` hangs up at
@@ -36,7 +41,10 @@ ACKNOWLEDGED: Final = "acknowledged"
 NO_ACKNOWLEDGEMENT: Final = "no_acknowledgement"
 GOODBYE: Final = "goodbye"
 HANDLED_ELSEWHERE: Final = "handled_elsewhere"
+VOICEMAIL: Final = "voicemail"
 MENU: Final = (PRESS_TO_ACKNOWLEDGE, PRESS_TO_REPEAT)
+# The longest message a mailbox is given time for, on top of the closing bound.
+VOICEMAIL_MESSAGE_SECONDS: Final = 60.0
 
 
 class StopReason(StrEnum):
@@ -93,6 +101,8 @@ class ScriptConfig:
     """Keys that ask to repeat, at most (a stuck key must not hold the line forever)."""
     max_closing_seconds: float = 8.0
     """The last phrase ("acknowledged, goodbye", "handled elsewhere") is cut after this."""
+    leave_voicemail: bool = True
+    """On a mailbox's beep, say the alert once for the recording, then hang up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,8 @@ class ScriptResult:
     digits_heard: tuple[str, ...]
     repetitions: int
     stopped: StopReason | None = None
+    voicemail: bool = False
+    """The alert was said to a mailbox after its beep."""
 
 
 Action = Play | HangUp | ScriptResult
@@ -128,6 +140,7 @@ class CallScript:
         self._ack_digit: str | None = None
         self._close_by: float | None = None
         self._stopped: StopReason | None = None
+        self._voicemail = False
 
     def next_deadline(self) -> float | None:
         if self.phase is Phase.LISTENING:
@@ -142,8 +155,11 @@ class CallScript:
         return [Play((GREETING, MESSAGE, *MENU))]
 
     def digit(self, key: str, now: float) -> list[Action]:
-        if self.phase not in (Phase.SPEAKING, Phase.LISTENING):
+        if self.phase not in (Phase.SPEAKING, Phase.LISTENING) and not self._for_mailbox():
             return []  # before the answer (early media) or while closing: not ours to act on
+        # A key while we speak to a "mailbox" proves a person is there (the beep was
+        # something else): the menu works as usual, and they can acknowledge.
+        self._voicemail = False
         self._digits.append(key)
         self._listen_until = None
         if key == self.config.ack_digit:
@@ -158,6 +174,21 @@ class CallScript:
             return [Play((MESSAGE, *MENU))]
         return [Play((INVALID_KEY,))]
 
+    def beep(self, now: float) -> list[Action]:
+        """The far end beeped (a mailbox starts recording): the alert once, for it."""
+        if (
+            not self.config.leave_voicemail
+            or self._voicemail
+            or self.phase not in (Phase.SPEAKING, Phase.LISTENING)
+        ):
+            return []
+        self._voicemail = True
+        self._listen_until = None
+        # Closing, bounded like any last phrase but long enough for the message.
+        self.phase = Phase.CLOSING
+        self._close_by = now + self.config.max_closing_seconds + VOICEMAIL_MESSAGE_SECONDS
+        return [Play((VOICEMAIL, MESSAGE, GOODBYE))]
+
     def playback_finished(self, now: float) -> list[Action]:
         if self.phase is Phase.CLOSING:
             self.phase = Phase.DONE
@@ -168,8 +199,9 @@ class CallScript:
         return []
 
     def stop(self, reason: StopReason, now: float) -> list[Action]:
-        """The call is to end now: a last phrase, then hang up (nothing once closing)."""
-        if self.phase in (Phase.CLOSING, Phase.DONE):
+        """The call is to end now: a last phrase, then hang up (nothing once closing, but
+        a message being left in a mailbox is cut: it would be out of date)."""
+        if self.phase in (Phase.CLOSING, Phase.DONE) and not self._for_mailbox():
             return []
         self._stopped = reason
         self._listen_until = None
@@ -200,6 +232,10 @@ class CallScript:
         self.phase = Phase.DONE
         return [self._result()]
 
+    def _for_mailbox(self) -> bool:
+        """Saying the alert to a mailbox (neither cut by a stop nor ended yet)."""
+        return self._voicemail and self.phase is Phase.CLOSING and self._stopped is None
+
     def _close(self, now: float, *phrases: str) -> list[Action]:
         self.phase = Phase.CLOSING
         self._close_by = now + self.config.max_closing_seconds
@@ -212,4 +248,5 @@ class CallScript:
             digits_heard=tuple(self._digits),
             repetitions=self._said,
             stopped=self._stopped,
+            voicemail=self._voicemail,
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -54,7 +55,7 @@ from voipalert.domain.policy import (
     WaitUntil,
     plan,
 )
-from voipalert.domain.rota import Rota
+from voipalert.domain.rota import NotifyMethod, Rota
 from voipalert.logs import log_context
 from voipalert.notify import (
     AckMenu,
@@ -315,6 +316,7 @@ class Engine:
             fields=alert_fields(alert),
             menu=self._config.ack_menu,
             ring_timeout_seconds=attempt.ring_timeout_seconds,
+            method=attempt.method,
         )
         stop = StopRequest()
         task = self._group.create_task(
@@ -327,13 +329,16 @@ class Engine:
             with log_context(
                 alert_id=attempt.key.alert, call_id=str(attempt.key), person=attempt.key.person
             ):
-                async with self._slots:
+                # A slot is a PBX channel: texts and e-mails use none and never wait for one.
+                slot = self._slots if attempt.method is NotifyMethod.CALL else nullcontext()
+                async with slot:
                     if stop.reason is not None or not await self._store.start_attempt(attempt.id):
                         return
                     started = self._clock.now_utc()
                     log.info(
-                        "calling %s (%s)", attempt.key.person, attempt.contact.kind.value,
-                        extra={"person": attempt.key.person},
+                        "%s %s (%s)", "calling" if attempt.method is NotifyMethod.CALL
+                        else f"sending a {attempt.method.value} to", attempt.key.person,
+                        attempt.contact.kind.value, extra={"person": attempt.key.person},
                     )  # fmt: skip
                     try:
                         result = await self._notifier.notify(notification, stop)

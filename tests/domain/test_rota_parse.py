@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from voipalert.domain.errors import RotaError
-from voipalert.domain.rota import ContactKind, ShiftUnit, TargetKind
+from voipalert.domain.rota import ContactKind, NotifyMethod, NotifyRule, ShiftUnit, TargetKind
 from voipalert.domain.rota_dump import dump_rota
 from voipalert.domain.rota_parse import parse_rota
 
@@ -30,7 +30,17 @@ contacts = [{ sip = "sip:bob@pbx.example.com" }]
 
 [[people]]
 name = "carol"
-contacts = [{ extension = "203" }]
+contacts = [
+  { extension = "203", name = "desk" },
+  { number = "+33 6 98 76 54 32", name = "mobile" },
+  { email = "carol@example.com", name = "mail" },
+]
+rules = [
+  { contact = "desk", method = "message", after = "0m" },
+  { contact = "desk", method = "call", after = 0 },
+  { contact = "mobile", method = "call", after = "2m" },
+  { contact = "mail", method = "email", after = "5m" },
+]
 
 [[people]]
 name = "dave"
@@ -121,6 +131,14 @@ def test_example_rota_parses() -> None:
     assert [s.timeout_seconds for s in policy.steps] == [300, 300, 600]
     assert policy.steps[2].targets[0].kind is TargetKind.TEAM
     assert rota.routes[0].labels == (("team", "dba"),) and rota.routes[1].default
+    carol = rota.person("carol")
+    assert carol is not None and [c.name for c in carol.contacts] == ["desk", "mobile", "mail"]
+    assert carol.rules == (
+        NotifyRule(0, NotifyMethod.MESSAGE, 0),
+        NotifyRule(0, NotifyMethod.CALL, 0),
+        NotifyRule(1, NotifyMethod.CALL, 120),
+        NotifyRule(2, NotifyMethod.EMAIL, 300),
+    )
 
 
 def test_toml_and_yaml_describe_the_same_rota() -> None:
@@ -193,7 +211,7 @@ def test_broken_rota_reports_every_problem_with_its_line() -> None:
     lines = [p.describe("broken.yaml") for p in caught.value.problems]
     assert lines == [
         "broken.yaml:7: people[1].contacts[0].phone: unknown key "
-        "(expected one of: extension, number, sip)",
+        "(expected one of: email, extension, name, number, sip)",
         "broken.yaml:8: people[2].name: duplicate name 'alice'",
         "broken.yaml:9: people[2].contacts: a person needs at least one contact",
         "broken.yaml:12: schedules[0].time_zone: unknown time zone 'Europe/Pariss' "
@@ -278,3 +296,84 @@ overrides:
     override = parse_rota(text).overrides[0]
     assert override.start == datetime(2026, 3, 29, 1, 0, tzinfo=UTC)  # the gap ends 03:00 CEST
     assert override.end == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # first 02:30
+
+
+RULES_BASE = """
+people:
+  - name: erin
+    contacts:
+      - {extension: "301", name: desk}
+      - {number: "+33612345678", name: mobile}
+      - {extension: "302"}
+      - {email: erin@example.com, name: mail}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rules", "expected"),
+    [
+        ("[{contact: pager, method: call}]",
+         "rota:9: people[0].rules[0].contact: no contact named 'pager' "
+         "(name it with name: pager in contacts)"),
+        ("[{contact: 5, method: call}]",
+         "rota:9: people[0].rules[0].contact: no contact number 5 (this person has 4)"),
+        ("[{contact: mail, method: call}]",
+         "rota:9: people[0].rules[0].contact: a call goes to a sip, extension or number contact"),
+        ("[{contact: desk, method: email}]",
+         "rota:9: people[0].rules[0].contact: an email goes to an email contact"),
+        ("[{contact: desk, method: fax}]",
+         "rota:9: people[0].rules[0].method: expected call, message or email"),
+        ("[{contact: mobile, method: message}]",
+         "rota:9: people[0].rules[0].contact: a message goes to a sip or extension contact, "
+         "not a number"),
+        ("[{contact: desk, method: call, after: 2d}]",
+         "rota:9: people[0].rules[0].after: must be at most 1d"),
+        ("[{contact: desk, method: call, after: soon}]",
+         "rota:9: people[0].rules[0].after: expected a duration like 300, 30s, 5m or 2h"),
+        ("[{contact: desk, method: call}, {contact: desk, method: call, after: 0}]",
+         "rota:9: people[0].rules[1]: the same rule twice"),
+        ("[]", "rota:9: people[0].rules: must not be empty "
+         "(leave rules out to call the contacts in order)"),
+        ("[{contact: desk}]", "rota:9: people[0].rules[0].method: missing"),
+        ("[{contact: desk, method: call, when: now}]",
+         "rota:9: people[0].rules[0].when: unknown key (expected one of: after, contact, method)"),
+    ],
+)  # fmt: skip
+def test_rule_problems_name_their_line(rules: str, expected: str) -> None:
+    with pytest.raises(RotaError) as caught:
+        parse_rota(f"{RULES_BASE}    rules: {rules}\n")
+    assert [p.describe("rota") for p in caught.value.problems] == [expected]
+
+
+def test_duplicate_contact_names_are_refused() -> None:
+    text = RULES_BASE.replace('{extension: "302"}', '{extension: "302", name: desk}')
+    with pytest.raises(RotaError) as caught:
+        parse_rota(text)
+    assert [p.describe("rota") for p in caught.value.problems] == [
+        "rota:7: people[0].contacts[2]: duplicate contact name 'desk'"
+    ]
+
+
+def test_rules_round_trip_by_name_or_position() -> None:
+    rules = "[{contact: 3, method: message, after: 90s}, {contact: desk, method: call}]"
+    text = f"{RULES_BASE}    rules: {rules}\n"
+    rota = parse_rota(text)
+    erin = rota.person("erin")
+    assert erin is not None
+    assert erin.rules == (
+        NotifyRule(2, NotifyMethod.MESSAGE, 90),
+        NotifyRule(0, NotifyMethod.CALL, 0),
+    )
+    dumped = dump_rota(rota)
+    assert "contact: 3" in dumped and "contact: desk" in dumped
+    assert parse_rota(dumped) == rota
+
+
+@pytest.mark.parametrize("address", ["erin at example.com", "erin@example.com, x@y.z", "<e@x.y>"])
+def test_an_email_contact_is_one_plain_address(address: str) -> None:
+    text = RULES_BASE.replace("erin@example.com", f'"{address}"')
+    with pytest.raises(RotaError) as caught:
+        parse_rota(text)
+    (problem,) = caught.value.problems
+    assert problem.describe("rota").startswith("rota:8: people[0].contacts[3].email: ")
+    assert problem.describe("rota").endswith("is not an e-mail address like alice@example.com")

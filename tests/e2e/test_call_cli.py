@@ -65,9 +65,17 @@ def test_inband_tones_acknowledge_through_the_goertzel_path(
     assert result.returncode == 0
 
 
-def test_voicemail_is_answered_without_ack_and_hears_our_speech(
-    testbed: Testbed, prompt_cache: Path
-) -> None:
+VOICEMAIL_PHRASE = (
+    "Hello. This is an alert from voipalert, left on your voicemail. It is not acknowledged yet."
+)
+# The testbed's mailbox bot: one second of silence, then a 1 kHz beep of 0.5 s, then it
+# records (sip-testbed/supervisor.py).
+BOT_BEEP_S = 1.0
+
+
+def test_a_mailbox_gets_the_message_after_its_beep(testbed: Testbed, prompt_cache: Path) -> None:
+    """The voicemail bot answers, beeps and records: we stop the greeting, say the alert
+    once for the recording, and hang up; answered, not acknowledged (docs/dtmf.md §4)."""
     before = set(testbed.recordings("voicemail"))
     rtp = free_port(even=True)
     ports = {
@@ -77,35 +85,31 @@ def test_voicemail_is_answered_without_ack_and_hears_our_speech(
     with RtpCapture(range(rtp, rtp + 10)) as capture:
         result, report = call(testbed, "voicemail", prompt_cache, "--repetitions", "1", **ports)
     assert report["outcome"] == "answered_no_ack", report
+    assert report["voicemail"] is True, report
     assert report["digit"] is None
     assert result.returncode == 1
     new = [p for p in testbed.recordings("voicemail") if p not in before]
     assert len(new) == 1
     heard, rate = soundfile.read(new[0], dtype="int16")
     assert rate == 8000
-    sent = [
-        p for p in testbed.recordings("voicemail", kind="enc") if p.stem[:-4] == new[0].stem[:-4]
-    ]
-    assert sent  # the bot's own outgoing audio exists too (it played its beep)
-    greeting = _render_reference(prompt_cache)
-    # What we sent: every 20 ms slot of the greeting left once, in order, byte-exact and
-    # on time (tests/slot_audit.py): one skipped slot fails the call.
+    phrase = _render_reference(prompt_cache, VOICEMAIL_PHRASE)
+    # What we sent: every 20 ms slot of the mailbox phrase left once, in order, byte-exact
+    # and on time (tests/slot_audit.py): one skipped slot fails the call.
     streams = capture.streams()
     assert len(streams) == 1, {ssrc: len(p) for ssrc, p in streams.items()}
-    wire = audit_stream(next(iter(streams.values())), greeting)
+    wire = audit_stream(next(iter(streams.values())), phrase)
     assert wire.clean, wire.describe()
-    # What the bot recorded: the whole greeting at one alignment, every voiced slot in place.
-    heard_audit = audit_heard(heard, greeting)
+    # What the mailbox recorded: the whole phrase at one alignment, every voiced slot in
+    # place, and after the beep, where a mailbox records.
+    heard_audit = audit_heard(heard, phrase)
     assert heard_audit.voiced >= 50 and heard_audit.clean, heard_audit.describe()
+    assert heard_audit.lag >= (BOT_BEEP_S + 0.2) * 8000, heard_audit.lag
 
 
-def _render_reference(cache: Path) -> NDArray[np.int16]:
-    """The greeting as a call plays it, rendered by `voipalert say` from the same cache."""
-    out = cache.parent / "greeting.wav"
-    result = run(
-        "say", "Hello. This is an alert call from voipalert.", "-o", str(out),
-        env={"VOIPALERT_TTS__CACHE_DIR": str(cache)},
-    )  # fmt: skip
+def _render_reference(cache: Path, text: str) -> NDArray[np.int16]:
+    """A phrase as a call plays it, rendered by `voipalert say` from the same cache."""
+    out = cache.parent / "reference.wav"
+    result = run("say", text, "-o", str(out), env={"VOIPALERT_TTS__CACHE_DIR": str(cache)})
     assert result.returncode == 0, result.stderr
     pcm, _ = soundfile.read(out, dtype="int16")
     return np.asarray(pcm, dtype=np.int16)

@@ -89,6 +89,8 @@ async def test_voicemail_is_not_an_acknowledgement(
             ("voicemail-person", "answered_no_ack"),
             ("ack-person", "acknowledged"),
         ]
+        # The mailbox beeped and got the message (docs/dtmf.md §4); escalation went on.
+        assert "message left on voicemail" in alert["attempts"][0]["detail"]
 
 
 async def test_busy_moves_on_at_once(testbed: Testbed, tmp_path: Path, cache: Path) -> None:

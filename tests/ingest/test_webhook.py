@@ -365,10 +365,13 @@ async def test_healthz_and_readyz(api: Api) -> None:
     status, body, _ = await api.call("GET", "/healthz", token=None)
     assert status == 200 and body == {"status": "ok"}
     status, body, _ = await api.call("GET", "/readyz", token=None)
-    assert status == 200 and body == {"ready": True, "database": "ok", "sip": "registered"}
+    assert status == 200 and body == {
+        "ready": True, "status": "ok", "database": "ok", "sip": "registered", "degraded": [],
+    }  # fmt: skip
     api.sip.append(SipState.FAILED)
     status, body, _ = await api.call("GET", "/readyz", token=None)
     assert status == 503 and body["ready"] is False and body["sip"] == "failed"
+    assert body["status"] == "not ready"
     api.sip.append(SipState.NOT_CONFIGURED)  # calling targets directly needs no registrar
     status, body, _ = await api.call("GET", "/readyz", token=None)
     assert status == 200 and body["sip"] == "not_configured"

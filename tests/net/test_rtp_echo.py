@@ -108,10 +108,11 @@ def _prompt() -> NDArray[np.int16]:
 
 async def test_a_key_under_our_echo_is_heard_with_the_canceller() -> None:
     async with _call(echo_canceller=True) as (session, _):
-        session.play(_prompt(), interrupt_on_digit=False)
+        playing = session.play(_prompt(), interrupt_on_digit=False)
         async with asyncio.timeout(PROMPT_S + 2):
             digit = await session.next_digit()
         assert (digit.char, digit.source) == ("7", DtmfSource.INBAND)
+        assert not playing.done(), "heard while we were still speaking"
         assert session.echo is not None
         assert session.echo.state is EchoState.CANCELLING
         delay = session.echo.stats.delay_samples
@@ -124,8 +125,10 @@ async def test_without_the_canceller_the_same_key_is_lost() -> None:
     """The control: the key is there, but our own echo hides it from the detector."""
     async with _call(echo_canceller=False) as (session, phone):
         assert session.echo is None
-        session.play(_prompt(), interrupt_on_digit=False)
+        playing = session.play(_prompt(), interrupt_on_digit=False)
+        async with asyncio.timeout(PROMPT_S + 2):
+            await playing
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(PROMPT_S):
+            async with asyncio.timeout(0.5):
                 await session.next_digit()
         assert phone.heard.size > (KEY_AT_S + 0.5) * FS, "the far end never reached the key"

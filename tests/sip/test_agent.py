@@ -72,7 +72,7 @@ def test_unsolicited_invite_is_refused_without_state() -> None:
 
 
 @pytest.mark.parametrize(("method", "status"), [("BYE", 481), ("INFO", 481), ("SUBSCRIBE", 405),
-                                                ("MESSAGE", 405), ("FROBNICATE", 501)])  # fmt: skip
+                                                ("MESSAGE", 403), ("FROBNICATE", 501)])  # fmt: skip
 def test_requests_outside_our_dialogs(method: str, status: int) -> None:
     peer = Peer()
     to = "<sip:voipalert@192.0.2.1>" + (";tag=nope" if method in ("BYE", "INFO") else "")

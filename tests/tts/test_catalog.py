@@ -17,6 +17,7 @@ REQUIRED = {
     "no_acknowledgement",
     "goodbye",
     "handled_elsewhere",
+    "voicemail",
     "fallback",
     "fallback_unknown",
 }

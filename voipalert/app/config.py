@@ -10,6 +10,7 @@ import re
 import ssl
 
 from voipalert import __version__
+from voipalert.app.selftest import SelfTestConfig
 from voipalert.app.store_config import public_url
 from voipalert.calls import MediaConfig
 from voipalert.callscript import ScriptConfig
@@ -21,8 +22,11 @@ from voipalert.ingest.config import (
     HttpConfig,
     ImapConfig,
     IngestConfig,
+    OutboundConfig,
+    RetryPolicy,
     SilencerConfig,
     SmtpConfig,
+    StatusTarget,
 )
 from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
@@ -38,6 +42,7 @@ from voipalert.settings import (
     RouteSettings,
     Settings,
 )
+from voipalert.settings.sections import duration_seconds
 from voipalert.sip.config import UAConfig
 from voipalert.sip.locate import parse_name_server
 from voipalert.sip.sdp import Codec
@@ -139,6 +144,7 @@ def script_config(settings: Settings) -> ScriptConfig:
         repeat_digit=settings.engine.repeat_digit,
         repetitions=settings.call.repetitions,
         pause_seconds=settings.call.pause_seconds,
+        leave_voicemail=settings.call.leave_voicemail,
     )
 
 
@@ -212,6 +218,51 @@ def silencer_config(settings: Settings) -> SilencerConfig:
     )
 
 
+def outbound_config(settings: Settings) -> OutboundConfig:
+    """The status webhook sender's targets and pace (docs/outbound.md)."""
+    out = settings.outbound
+    targets = tuple(
+        StatusTarget(
+            name=name,
+            url=target.url.get_secret_value(),
+            format=target.format,
+            events=frozenset(target.events),
+            secret=target.secret.get_secret_value().encode() if target.secret else None,
+        )
+        for name, target in sorted(out.targets.items())
+    )
+    # The console's page of the alert when the console is served, else the API's.
+    path = "/alerts" if settings.console.enabled else "/api/v1/alerts"
+    return OutboundConfig(
+        targets=targets,
+        retry=RetryPolicy(
+            max_tries=out.max_tries,
+            first_seconds=out.backoff_first_seconds,
+            max_seconds=max(out.backoff_first_seconds, out.backoff_max_seconds),
+            jitter=0.5,
+        ),
+        timeout_seconds=out.timeout_seconds,
+        poll_seconds=out.poll_seconds,
+        alert_url=public_url(settings) + path,
+    )
+
+
+def selftest_config(settings: Settings) -> SelfTestConfig:
+    """The self-test's number and pace (docs/outbound.md)."""
+    test = settings.selftest
+    return SelfTestConfig(
+        number=test.number,
+        every_seconds=float(duration_seconds(test.every)),
+        ring_timeout_seconds=test.ring_timeout_seconds,
+        message=test.message,
+        language=test.language,
+        require_ack=test.require_ack,
+        registration_grace_seconds=test.registration_grace_seconds,
+        check_seconds=test.check_seconds,
+        alert=test.alert,
+    )
+
+
 def _imap(imap: ImapSettings) -> ImapConfig | None:
     if not imap.enabled or imap.username is None or imap.password is None:
         return None
@@ -233,6 +284,7 @@ def ingest_config(settings: Settings) -> IngestConfig:
     """The trigger side's configuration (HTTP API, webhooks, e-mail, routes)."""
     http, smtp = settings.http, settings.smtp
     return IngestConfig(
+        ack_digit=settings.engine.ack_digit,
         routes=tuple(_route(r) for r in settings.routes),
         http=HttpConfig(
             max_body_bytes=http.max_body_bytes,

@@ -36,21 +36,31 @@ from voipalert.app.config import (
     engine_config,
     ingest_config,
     media_config,
+    outbound_config,
     script_config,
+    selftest_config,
     silencer_config,
     sip_bind,
     sip_tls,
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
+from voipalert.app.selftest import (
+    AlertOnFailure,
+    PhonePathListener,
+    SelfTest,
+    check_number,
+    lend,
+)
 from voipalert.app.store_config import store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
-from voipalert.clock import SystemClock
+from voipalert.clock import Clock, SystemClock
 from voipalert.console.routes import add_console
+from voipalert.domain.rota import NotifyMethod
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
-from voipalert.ingest.app_keys import INTAKE, METRICS
+from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.heartbeat import HeartbeatWatch
@@ -58,7 +68,13 @@ from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
+from voipalert.ingest.status_hooks import StatusSender
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.notify import Notifier
+from voipalert.notify.channels import ChannelNotifier
+from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
+from voipalert.notify.message import MessageNotifier, SipTexter
+from voipalert.notify.replies import TextReplies
 from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
@@ -117,19 +133,18 @@ async def serve(
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
             phone = await _start_phone(settings, stack)
-            engine = Engine(
-                store, VoiceNotifier(phone, speech, ua_config(settings).domain), clock,
-                engine_config(settings),
-            )  # fmt: skip
+            engine, texter = _engine(settings, store, clock, phone, speech)
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
+            sender = StatusSender(store, clock, outbound_config(settings))
+            await sender.start()
             app = build_app(
-                store, wake=_both(engine.wake, silencer.wake),
+                store, wake=_all(engine.wake, silencer.wake, sender.wake),
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
-            silencer.observe = app[METRICS].observe_silence
-            stalls.metrics = app[METRICS]
+            _observe(app, silencer, sender, stalls)
             test_caller = _add_web_routes(app, settings, phone, speech)
+            selftest = _self_test(settings, app, phone, test_caller, clock)
             edges = _Edges()
             stack.push_async_callback(edges.close)
             http_port = await _start_http(settings, app, edges)
@@ -146,10 +161,12 @@ async def serve(
             async with asyncio.TaskGroup() as group:
                 engine_task = group.create_task(engine.run(), name="engine")
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
-                side_tasks = [
-                    group.create_task(job, name=name)
-                    for name, job in _side_jobs(app, config, silencer, watch)
+                jobs = [
+                    *_side_jobs(app, config, silencer, watch, sender),
+                    ("selftest", selftest.run()),
+                    *_text_jobs(settings, store, clock, engine, texter),
                 ]
+                side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 test_caller.shutdown()
@@ -186,13 +203,85 @@ async def _open_store(settings: Settings, clock: SystemClock, stack: AsyncExitSt
     return store
 
 
-def _side_jobs(
-    app: web.Application, config: IngestConfig, silencer: Silencer, watch: HeartbeatWatch
+def _observe(
+    app: web.Application, silencer: Silencer, sender: StatusSender, stalls: _StallReport
+) -> None:
+    """The side services report into the app's metrics."""
+    silencer.observe = app[METRICS].observe_silence
+    sender.observe = app[METRICS].observe_status_webhook
+    stalls.metrics = app[METRICS]
+
+
+def _engine(
+    settings: Settings, store: Store, clock: Clock, phone: Phone, speech: Speech
+) -> tuple[Engine, SipTexter | None]:
+    """The engine, with a notifier per method (calls, texts, e-mail)."""
+    channels, texter = _channels(settings, phone, speech)
+    channels |= _mail_channel(settings, store, clock)
+    return Engine(store, ChannelNotifier(channels), clock, engine_config(settings)), texter
+
+
+def _channels(
+    settings: Settings, phone: Phone, speech: Speech
+) -> tuple[dict[NotifyMethod, Notifier], SipTexter | None]:
+    """The notifier of each method: calls always; SIP MESSAGE texts unless turned off."""
+    domain = ua_config(settings).domain
+    channels: dict[NotifyMethod, Notifier] = {
+        NotifyMethod.CALL: VoiceNotifier(phone, speech, domain)
+    }
+    if not settings.text.sip_messages:
+        return channels, None
+    texter = SipTexter(phone)
+    channels[NotifyMethod.MESSAGE] = MessageNotifier(
+        texter, domain, settings.text.reply_window_seconds
+    )
+    return channels, texter
+
+
+def _mail_channel(settings: Settings, store: Store, clock: Clock) -> dict[NotifyMethod, Notifier]:
+    mail = settings.mail
+    if not mail.enabled:
+        return {}
+    config = MailConfig(
+        host=mail.host, port=mail.port, security=mail.security, from_address=mail.from_address,
+        username=mail.username,
+        password=mail.password.get_secret_value() if mail.password else None,
+        tls_context=None if mail.security == "none"
+        else mail_tls_context(mail.ca_file, mail.verify),
+        public_url=settings.http.public_url, link_valid_seconds=mail.link_valid_minutes * 60,
+        timeout_seconds=mail.timeout_seconds,
+    )  # fmt: skip
+    return {NotifyMethod.EMAIL: EmailNotifier(store, config, clock)}
+
+
+def _text_jobs(
+    settings: Settings, store: Store, clock: Clock, engine: Engine, texter: SipTexter | None
 ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """The tasks beside the engine: the silencer, the heartbeat watch, the IMAP poller."""
+    """The task that reads replies to our texts, when texts are on."""
+    if texter is None:
+        return []
+    replies = TextReplies(
+        store, clock, ua_config(settings).domain, engine.wake,
+        reply_window_seconds=settings.text.reply_window_seconds,
+        replies_per_minute=settings.text.replies_per_minute,
+        ack_digit=engine_config(settings).ack_menu.ack_digit,
+    )  # fmt: skip
+    return [("text replies", replies.run(texter.replies))]
+
+
+def _side_jobs(
+    app: web.Application,
+    config: IngestConfig,
+    silencer: Silencer,
+    watch: HeartbeatWatch,
+    sender: StatusSender,
+) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    """The tasks beside the engine: the silencer, the heartbeat watch, the status webhook
+    sender, the IMAP poller."""
     jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
         ("silencer", silencer.run()),
         ("heartbeats", watch.run()),
+        ("status-webhooks", sender.run()),
     ]
     if config.imap is not None:
         poller = ImapPoller(
@@ -203,13 +292,13 @@ def _side_jobs(
     return jobs
 
 
-def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-    """The API's wake-up: the engine, and the silencer (an ack or a resolve through the API
-    may have queued a silence request)."""
+def _all(*wakes: Callable[[], None]) -> Callable[[], None]:
+    """The API's wake-up: the engine, the silencer and the status webhook sender (an ack
+    or a resolve through the API may have queued a silence request and notifications)."""
 
     def wake() -> None:
-        first()
-        second()
+        for each in wakes:
+            each()
 
     return wake
 
@@ -238,6 +327,21 @@ def _add_web_routes(
             test_call=test_caller.place_from_console, speech=speech,
         )  # fmt: skip
     return test_caller
+
+
+def _self_test(
+    settings: Settings, app: web.Application, phone: Phone, caller: TestCaller, clock: Clock
+) -> SelfTest:
+    """The self-test (test calls, registration watch), reported by /readyz and /metrics.
+    Its listeners are the channels told when the phone path fails: the alert it opens
+    reaches the status webhooks; a channel that must be told directly (e-mail) is added
+    to ``listeners`` here."""
+    config = selftest_config(settings)
+    check_number(config, caller.domain)
+    listeners: list[PhonePathListener] = [AlertOnFailure(app[INTAKE])] if config.alert else []
+    selftest = SelfTest(config, clock, lambda: sip_state(phone), lend(caller), listeners)
+    app[PHONE_PATH] = selftest.status
+    return selftest
 
 
 def settle_heap() -> int:

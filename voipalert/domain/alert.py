@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NewType
 
-from voipalert.domain.rota import Contact, PersonName, PolicyName, TeamName
+from voipalert.domain.rota import Contact, NotifyMethod, PersonName, PolicyName, TeamName
 
 AlertId = NewType("AlertId", int)
 AttemptId = NewType("AttemptId", int)
@@ -163,6 +163,8 @@ class Attempt:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     detail: str | None = None
+    method: NotifyMethod = NotifyMethod.CALL
+    rule: int | None = None  # the person's notification rule that made it (None: no rules)
 
 
 @dataclass(frozen=True, slots=True)

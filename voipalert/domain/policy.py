@@ -17,6 +17,11 @@ picks up where the dead process stopped. Rules:
   once; after the last step the policy repeats ``repeat_count`` times, each pass starting
   ``repeat_delay_seconds`` later; after that the alert is closed unacknowledged (once its last
   calls have ended).
+- A person with notification rules (``Person.rules``) is not called contact after contact:
+  each rule (a contact, a method, a delay) runs once, at its delay after the step started,
+  until the alert is acknowledged or resolved; such a step lasts until its timeout (a text
+  is answered by a reply, later), and a rule due after the timeout does not run in it.
+  Only a key press (or a reply to a text) acknowledges.
 - An attempt interrupted by a crash is retried on the same contact under a new attempt number,
   once; a second interruption on that contact moves on. No attempt key is ever reused.
 """
@@ -41,8 +46,10 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.oncall import who_is_on_call
 from voipalert.domain.rota import (
+    CALL_CONTACT_KINDS,
     Contact,
     EscalationPolicy,
+    NotifyMethod,
     Person,
     Rota,
     Step,
@@ -60,6 +67,8 @@ class PlaceCall:
     contact_index: int
     contact: Contact
     ring_timeout_seconds: int
+    method: NotifyMethod = NotifyMethod.CALL
+    rule: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +150,7 @@ def _progress(person: Person, attempts: Sequence[Attempt], *, answered_finishes:
     if any(a.outcome in heard for a in mine):
         return _Progress()
     if not mine:
-        return _Progress(next_contact=0 if person.contacts else None)
+        return _Progress(next_contact=_callable(person, 0))
     last = mine[-1]
     index = last.contact_index + 1
     if last.state is AttemptState.INTERRUPTED:
@@ -152,9 +161,64 @@ def _progress(person: Person, attempts: Sequence[Attempt], *, answered_finishes:
         )
         if tries <= MAX_INTERRUPTED_RETRIES:
             index = last.contact_index
-    if index >= len(person.contacts):
+    found = index if index == last.contact_index else _callable(person, index)
+    if found is None or found >= len(person.contacts):
         return _Progress()
-    return _Progress(next_contact=index, next_number=last.key.number + 1)
+    return _Progress(next_contact=found, next_number=last.key.number + 1)
+
+
+def _callable(person: Person, start: int) -> int | None:
+    """The first contact from ``start`` on that a call can reach (not an e-mail address)."""
+    for index in range(start, len(person.contacts)):
+        if person.contacts[index].kind in CALL_CONTACT_KINDS:
+            return index
+    return None
+
+
+@dataclass(slots=True)
+class _Calls:
+    calls: list[PlaceCall]
+    live: list[AttemptId]
+    next_due: datetime | None = None  # the earliest notification rule not yet due
+    # Someone with rules was notified: the step waits for a reply until its timeout.
+    hold: bool = False
+
+
+def _rule_calls(
+    alert: Alert,
+    position: Position,
+    person: Person,
+    mine: Sequence[Attempt],
+    ring_timeout_seconds: int,
+    now: datetime,
+) -> tuple[list[PlaceCall], datetime | None]:
+    """A person with notification rules: every rule once, at its delay after the step
+    started, each one independent of the others (a rule whose attempt was interrupted by
+    a crash is retried once, like a contact)."""
+    if any(a.outcome is AttemptOutcome.ACKNOWLEDGED for a in mine):
+        return [], None
+    number = max((a.key.number for a in mine), default=0) + 1
+    calls: list[PlaceCall] = []
+    next_due: datetime | None = None
+    for index, rule in enumerate(person.rules):
+        made = [a for a in mine if a.rule == index]
+        if any(a.state.is_live for a in made):
+            continue
+        interrupted = sum(1 for a in made if a.state is AttemptState.INTERRUPTED)
+        if made and (made[-1].state is not AttemptState.INTERRUPTED
+                     or interrupted > MAX_INTERRUPTED_RETRIES):  # fmt: skip
+            continue
+        due = position.since + timedelta(seconds=rule.after_seconds)
+        if due > now:
+            next_due = due if next_due is None else min(next_due, due)
+            continue
+        key = AttemptKey(alert.id, position.repeat, position.step, person.name, number)
+        number += 1
+        contact = person.contacts[rule.contact]
+        calls.append(
+            PlaceCall(key, person, rule.contact, contact, ring_timeout_seconds, rule.method, index)
+        )
+    return calls, next_due
 
 
 def _calls_for(
@@ -163,12 +227,21 @@ def _calls_for(
     people: Sequence[Person],
     attempts: Sequence[Attempt],
     ring_timeout_seconds: int,
+    now: datetime,
     *,
     answered_finishes: bool,
-) -> tuple[list[PlaceCall], list[AttemptId]]:
+) -> _Calls:
     here = [a for a in attempts if _at(a, position)]
-    calls: list[PlaceCall] = []
+    found = _Calls([], [a.id for a in here if a.state.is_live])
     for person in people:
+        if person.rules:
+            mine = [a for a in here if a.key.person == person.name]
+            calls, due = _rule_calls(alert, position, person, mine, ring_timeout_seconds, now)
+            found.calls.extend(calls)
+            found.hold = True
+            if due is not None and (found.next_due is None or due < found.next_due):
+                found.next_due = due
+            continue
         progress = _progress(person, here, answered_finishes=answered_finishes)
         if progress.next_contact is None:
             continue
@@ -176,9 +249,10 @@ def _calls_for(
             alert.id, position.repeat, position.step, person.name, progress.next_number
         )
         contact = person.contacts[progress.next_contact]
-        calls.append(PlaceCall(key, person, progress.next_contact, contact, ring_timeout_seconds))
-    live = [a.id for a in here if a.state.is_live]
-    return calls, live
+        found.calls.append(
+            PlaceCall(key, person, progress.next_contact, contact, ring_timeout_seconds)
+        )
+    return found
 
 
 def _at(attempt: Attempt, position: Position) -> bool:
@@ -215,16 +289,26 @@ def _plan_escalation(
         step = policy.steps[position.step]
         deadline = position.since + timedelta(seconds=step.timeout_seconds)
         people = step_targets(step, rota, position.since)
-        calls, live = _calls_for(
-            alert, position, people, attempts, step.ring_timeout_seconds, answered_finishes=False
+        found = _calls_for(
+            alert,
+            position,
+            people,
+            attempts,
+            step.ring_timeout_seconds,
+            now,
+            answered_finishes=False,
         )
-        if now < deadline and (calls or live):
-            return (*actions, *calls, WaitUntil(deadline))
+        # A rule due after the step's deadline never runs in this step.
+        rule_due = found.next_due if found.next_due and found.next_due < deadline else None
+        busy = bool(found.calls or found.live or rule_due)
+        if now < deadline and (busy or found.hold):
+            wake = min(deadline, rule_due) if rule_due else deadline
+            return (*actions, *found.calls, WaitUntil(wake))
         reason = (
             "nobody to call"
             if not people
             else "step timed out"
-            if now >= deadline and (calls or live)
+            if now >= deadline and busy
             else "no acknowledgement"
         )
         # Calls of this step still waiting for a free line are pointless now.
@@ -246,16 +330,22 @@ def _plan_escalation(
 
 
 def _plan_mass(
-    alert: Alert, rota: Rota, attempts: Sequence[Attempt], ring_timeout_seconds: int
+    alert: Alert,
+    rota: Rota,
+    attempts: Sequence[Attempt],
+    ring_timeout_seconds: int,
+    now: datetime,
 ) -> tuple[Action, ...]:
     team = rota.team(alert.team) if alert.team else None
     members = (rota.person(name) for name in dict.fromkeys(team.members if team else ()))
     people = [p for p in members if p is not None]
-    calls, live = _calls_for(
-        alert, alert.position, people, attempts, ring_timeout_seconds, answered_finishes=True
+    found = _calls_for(
+        alert, alert.position, people, attempts, ring_timeout_seconds, now, answered_finishes=True
     )
-    if calls or live:
-        return (*calls, AwaitCalls(tuple(live)))
+    if found.next_due is not None:
+        return (*found.calls, WaitUntil(found.next_due))
+    if found.calls or found.live:
+        return (*found.calls, AwaitCalls(tuple(found.live)))
     if alert.status is AlertStatus.ACKNOWLEDGED:
         return (Settled("mass alert: everyone called"),)
     return (CloseUnacknowledged("mass alert: everyone called, nobody acknowledged"),)
@@ -278,7 +368,7 @@ def plan(
     if alert.kind is AlertKind.MASS:
         if alert.status in (AlertStatus.RESOLVED, AlertStatus.CLOSED_UNACKNOWLEDGED):
             return _wind_down(alert, attempts)
-        return _plan_mass(alert, rota, attempts, mass_ring_timeout_seconds)
+        return _plan_mass(alert, rota, attempts, mass_ring_timeout_seconds, now)
     if alert.status is not AlertStatus.TRIGGERED:
         return _wind_down(alert, attempts)
     policy = rota.policy(alert.policy) if alert.policy else None

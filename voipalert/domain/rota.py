@@ -23,19 +23,47 @@ class ContactKind(enum.StrEnum):
     SIP = "sip"  # a SIP URI called directly or through the outbound proxy
     EXTENSION = "extension"  # a PBX extension, dialled as user@registrar-domain
     NUMBER = "number"  # an E.164 or national number dialled through the trunk
+    EMAIL = "email"  # an e-mail address, for rules with method email (never called)
 
 
 @dataclass(frozen=True, slots=True)
 class Contact:
     kind: ContactKind
     address: str
+    name: str | None = None  # what notification rules call it ("mobile", "desk")
+
+
+class NotifyMethod(enum.StrEnum):
+    CALL = "call"  # a phone call with the spoken alert and the ack key
+    MESSAGE = "message"  # a SIP MESSAGE text (RFC 3428); a reply "1" acknowledges
+    EMAIL = "email"  # an e-mail with an acknowledgement link; a reply "1" acknowledges
+
+
+# Contact kinds a SIP MESSAGE can reach: a trunk number is usually not text-capable.
+TEXT_CONTACT_KINDS = frozenset({ContactKind.SIP, ContactKind.EXTENSION})
+CALL_CONTACT_KINDS = frozenset({ContactKind.SIP, ContactKind.EXTENSION, ContactKind.NUMBER})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyRule:
+    """Notify ``contact`` (an index into the person's contacts) by ``method``,
+    ``after_seconds`` after an escalation step starts notifying the person (GoAlert's
+    notification rules)."""
+
+    contact: int
+    method: NotifyMethod
+    after_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
 class Person:
+    """Without ``rules``, a step calls the contacts one after another until one is heard;
+    with them, every rule runs at its delay until the alert is acknowledged or resolved."""
+
     name: PersonName
     language: str
     contacts: tuple[Contact, ...]
+    rules: tuple[NotifyRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

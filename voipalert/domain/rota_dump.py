@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from voipalert.domain.rota import Layer, Rota, Route, Step
+from voipalert.domain.rota import Contact, Layer, NotifyRule, Person, Rota, Route, Step
 
 _WEEKDAY_NAMES = {1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
 
@@ -32,6 +32,22 @@ def _layer(layer: Layer) -> dict[str, Any]:
             for w in layer.windows
         ]
     return out
+
+
+def _contact(contact: Contact) -> dict[str, Any]:
+    out: dict[str, Any] = {contact.kind.value: contact.address}
+    if contact.name is not None:
+        out["name"] = contact.name
+    return out
+
+
+def _rule(person: Person, rule: NotifyRule) -> dict[str, Any]:
+    named = person.contacts[rule.contact].name
+    return {
+        "contact": named if named is not None else rule.contact + 1,
+        "method": rule.method.value,
+        "after": rule.after_seconds,
+    }
 
 
 def _step(step: Step) -> dict[str, Any]:
@@ -74,7 +90,8 @@ def rota_to_data(rota: Rota) -> dict[str, Any]:
             {
                 "name": p.name,
                 "language": p.language,
-                "contacts": [{c.kind.value: c.address} for c in p.contacts],
+                "contacts": [_contact(c) for c in p.contacts],
+                **({"rules": [_rule(p, r) for r in p.rules]} if p.rules else {}),
             }
             for p in rota.people
         ],

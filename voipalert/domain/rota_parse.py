@@ -10,8 +10,6 @@ from zoneinfo import ZoneInfo
 
 from voipalert.domain.errors import RotaError
 from voipalert.domain.rota import (
-    Contact,
-    ContactKind,
     Layer,
     Override,
     Person,
@@ -26,6 +24,7 @@ from voipalert.domain.rota import (
     Window,
 )
 from voipalert.domain.rota_parse_policy import policy, route
+from voipalert.domain.rota_parse_rules import check_contact_names, contact, rules
 from voipalert.domain.rota_read import NAME, Reader, join
 from voipalert.domain.rota_source import Node, load_toml, load_yaml
 
@@ -33,15 +32,6 @@ RotaFormat = Literal["yaml", "toml"]
 FORMAT_VERSION: Final = 1
 
 LANGUAGE: Final = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2,4})?")
-# Contact addresses end up in a SIP request line: no whitespace, quotes or angle brackets.
-CONTACT_PATTERNS: Final = {
-    ContactKind.SIP: (
-        re.compile(r"sips?:[^\s<>\"'\\]{1,250}"),
-        "a SIP URI like sip:alice@pbx.example.com",
-    ),
-    ContactKind.EXTENSION: (re.compile(r"[A-Za-z0-9*#+._-]{1,32}"), "a PBX extension like 201"),
-    ContactKind.NUMBER: (re.compile(r"\+?[0-9]{2,20}"), "a phone number like +33612345678"),
-}
 WEEKDAYS: Final = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
 
 T = TypeVar("T")
@@ -53,26 +43,8 @@ def _each(
     return [build(r, item, join(path, i)) for i, item in enumerate(r.sequence(node, path))]
 
 
-def _contact(r: Reader, node: Node, path: str) -> Contact | None:
-    chosen = r.one_of(node, path, [k.value for k in ContactKind])
-    if chosen is None:
-        return None
-    key, value = chosen
-    kind = ContactKind(key)
-    pattern, what = CONTACT_PATTERNS[kind]
-    text = r.text(value, join(path, key))
-    if text is None:
-        return None
-    if kind is ContactKind.NUMBER:
-        text = re.sub(r"[\s().-]", "", text)  # "+33 6 12-34" is a number too
-    if pattern.fullmatch(text) is None:
-        r.fail(value, join(path, key), f"{text!r} is not {what}")
-        return None
-    return Contact(kind, text)
-
-
 def _person(r: Reader, node: Node, path: str) -> Person | None:
-    items = r.mapping(node, path, ("name", "contacts"), ("language",))
+    items = r.mapping(node, path, ("name", "contacts"), ("language", "rules"))
     if items is None:
         return None
     name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
@@ -84,12 +56,17 @@ def _person(r: Reader, node: Node, path: str) -> Person | None:
             )
             or ""
         )
-    contacts = _each(r, items.get("contacts"), join(path, "contacts"), _contact)
+    contacts = _each(r, items.get("contacts"), join(path, "contacts"), contact)
     if "contacts" in items and items["contacts"].value == []:
         r.fail(items["contacts"], join(path, "contacts"), "a person needs at least one contact")
-    if name is None or not language or None in contacts or not contacts:
+    if None in contacts or not contacts:
         return None
-    return Person(PersonName(name), language, tuple(c for c in contacts if c is not None))
+    valid = _valid(contacts)
+    check_contact_names(r, items.get("contacts"), join(path, "contacts"), list(valid))
+    found = rules(r, items.get("rules"), join(path, "rules"), list(valid))
+    if name is None or not language or found is None:
+        return None
+    return Person(PersonName(name), language, valid, tuple(found))
 
 
 def _names(r: Reader, node: Node | None, path: str, known: set[str], what: str) -> list[str] | None:

@@ -8,8 +8,10 @@ nothing here reads files or the environment.
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Final
 
 from voipalert.domain.alert import Severity
@@ -56,6 +58,69 @@ class AlertmanagerHook:
             if candidate in {normalize_url(u) for u in self.allowed_urls}:
                 return candidate
         return normalize_url(self.url) if self.url else None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff: ``first_seconds`` after the first failure, doubling up to
+    ``max_seconds``, at most ``max_tries`` tries in all. With ``jitter`` (0..1) each wait is
+    drawn from [wait * (1 - jitter), wait], so that many rows that failed together (a
+    receiver that was down) do not all come back in the same second."""
+
+    max_tries: int = 8
+    first_seconds: float = 2.0
+    max_seconds: float = 300.0
+    jitter: float = 0.0
+
+    def wait_seconds(self, tries: int, rng: random.Random | None = None) -> float:
+        """The wait after the ``tries``-th failed try."""
+        wait = float(min(self.max_seconds, self.first_seconds * 2 ** max(0, tries - 1)))
+        if rng is None or self.jitter <= 0:
+            return wait
+        return wait * (1.0 - self.jitter * rng.random())
+
+    def next_due(
+        self, tries: int, permanent: bool, now: datetime, rng: random.Random | None = None
+    ) -> datetime | None:
+        """When to try again after the ``tries``-th failed try; None: give up."""
+        if permanent or tries >= self.max_tries:
+            return None
+        return now + timedelta(seconds=self.wait_seconds(tries, rng))
+
+
+STATUS_EVENTS: Final = ("created", "escalated", "call", "acknowledged", "resolved", "closed")
+STATUS_FORMATS: Final = ("json", "slack")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTarget:
+    """One receiver of status webhooks (``[outbound.targets.NAME]``); docs/outbound.md."""
+
+    name: str
+    url: str  # http:// or https:// only, from the operator's configuration
+    format: str = "json"  # one of STATUS_FORMATS
+    events: frozenset[str] = frozenset(STATUS_EVENTS)
+    secret: bytes | None = None  # HMAC-SHA256 key of the signature headers
+
+    def __post_init__(self) -> None:
+        if not self.url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"status target {self.name}: only http:// and https:// URLs")
+        if self.format not in STATUS_FORMATS:
+            raise ValueError(f"status target {self.name}: unknown format {self.format!r}")
+        if not self.events <= frozenset(STATUS_EVENTS):
+            raise ValueError(f"status target {self.name}: unknown events")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    """The status webhook sender's targets and pace (``ingest.status_hooks``)."""
+
+    targets: tuple[StatusTarget, ...] = ()
+    retry: RetryPolicy = RetryPolicy(max_tries=8, first_seconds=5.0, max_seconds=600.0, jitter=0.5)
+    timeout_seconds: float = 10.0
+    poll_seconds: float = 1.0
+    # Base URL people reach voipalert at: notifications link to the alert under it.
+    alert_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +190,4 @@ class IngestConfig:
     builtin_email_parser: bool = True
     smtp: SmtpConfig = SmtpConfig()
     imap: ImapConfig | None = None
+    ack_digit: str = "1"  # what a reply to an alert e-mail says to acknowledge

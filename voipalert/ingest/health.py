@@ -2,9 +2,10 @@
 
 ``/healthz`` only says the process answers. ``/readyz`` says whether it can do its job: the
 database answers a read (never a write: the probe is unauthenticated), and the SIP side can
-place calls (registered, or configured to call
-targets directly). The SIP state comes from a callable the composition root passes in, so
-this package needs nothing from the SIP stack.
+place calls (registered, or configured to call targets directly). It also says when the
+self-test finds the phone path degraded (a test call failed, the registration was lost),
+with the reasons (docs/outbound.md). The SIP state and the phone path come from callables
+the composition root passes in, so this package needs nothing from the SIP stack.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from voipalert.store import StoreError
 from voipalert.store.api_tables import ApiTables
@@ -33,6 +35,22 @@ class SipState(enum.StrEnum):
 
 
 SipStateSource = Callable[[], SipState]
+
+
+@dataclass(frozen=True, slots=True)
+class PhonePath:
+    """What the self-test knows of the phone path (docs/outbound.md §Self-test), filled by
+    the composition root (``app.selftest``): this package knows nothing of SIP."""
+
+    monitored: bool = False
+    degraded: tuple[str, ...] = ()  # why, one reason per failing part; empty: all well
+    last_success_at: datetime | None = None  # the last test call that was answered
+    test_calls: int = 0
+    failures: int = 0  # test calls that failed, since start
+    registration_losses: int = 0  # times the registration was lost longer than the grace
+
+
+PhonePathSource = Callable[[], PhonePath]
 
 
 @dataclass(frozen=True, slots=True)

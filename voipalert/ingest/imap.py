@@ -164,15 +164,23 @@ class ImapPoller:
         raw = await self._fetch(client, uid)
         if isinstance(raw, Rejected):
             return self._refuse(validity, uid, raw.reason)
-        mail = read_mail(parse_bytes(raw))
+        message = parse_bytes(raw)
+        if await self._intake.take_mail_reply(message) is not None:
+            await self._mark(client, uid)
+            return True
+        mail = read_mail(message)
         if not sender_allowed(mail.sender, self._config.allowed_senders):
             return self._refuse(validity, uid, f"sender {mail.sender[:100]!r} not allowed")
         result = parse_mail(mail, self._rules, builtin=self._builtin)
         if isinstance(result, Rejected):
             return self._refuse(validity, uid, result.reason)
         await self._intake.submit(result)  # on disk from here on
+        await self._mark(client, uid)
+        return True
+
+    async def _mark(self, client: Any, uid: str) -> None:
+        """Done with a message: moved to ``move_to`` or flagged seen."""
         if self._config.move_to is not None:
             _ok(await client.uid("move", uid, self._config.move_to), "MOVE")
         else:
             _ok(await client.uid("store", uid, "+FLAGS.SILENT", r"(\Seen)"), "STORE")
-        return True

@@ -17,15 +17,18 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 from voipalert.domain.alert import Alert, NewAlert
 from voipalert.domain.rota import Route
 from voipalert.domain.routing import route
 from voipalert.ingest.convert import Event, Resolve
+from voipalert.ingest.mail_reply import mail_reply
 from voipalert.logs import log_context
 from voipalert.store import UnknownReference
 from voipalert.store.am_outbox import AmLink
 from voipalert.store.ports import IntakeStore
+from voipalert.store.texts import ReplyResult
 
 log = logging.getLogger("voipalert.ingest")
 
@@ -54,11 +57,29 @@ class Intake:
         wake: Callable[[], None],
         routes: Sequence[Route] = (),
         observe: Observer | None = None,
+        ack_digit: str = "1",
     ) -> None:
         self._store = store
         self._wake = wake
         self._routes = tuple(routes)
         self._observe = observe
+        self._ack_digit = ack_digit
+
+    async def take_mail_reply(self, message: EmailMessage) -> ReplyResult | None:
+        """When ``message`` answers one of our alert e-mails, record it (acknowledging when
+        it says the ack digit, from the address it went to) and say what it did; None when
+        it is not such a reply (then it may be an alert)."""
+        reply = mail_reply(message, self._ack_digit)
+        if reply is None:
+            return None
+        result = await self._store.ack_by_mail_reply(
+            reply.sender, nonce=reply.nonce, alert_id=reply.alert_id,
+            acknowledge=reply.acknowledge, first_line=reply.first_line,
+        )  # fmt: skip
+        log.info("e-mail reply from %s: %s", reply.sender[:100], result)
+        if result == "acknowledged":
+            self._wake()
+        return result
 
     def _routed(self, new: NewAlert) -> NewAlert:
         if new.policy is not None or new.team is not None or not self._routes:

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from voipalert import __version__
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
-from voipalert.ingest.health import SipState
+from voipalert.ingest.health import PhonePath, SipState
 from voipalert.ingest.intake import Outcome
 from voipalert.store.api_tables import ApiTables, Counts
 
@@ -40,6 +40,7 @@ class _StoreCollector(Collector):
     def __init__(self) -> None:
         self.counts = Counts({}, {})
         self.sip = SipState.NOT_CONFIGURED
+        self.phone = PhonePath()
 
     def collect(self) -> Iterator[Metric]:
         alerts = GaugeMetricFamily("voipalert_alerts", "Alerts by state", labels=["state"])
@@ -66,6 +67,43 @@ class _StoreCollector(Collector):
         for state in SipState:
             sip.add_metric([state.value], 1.0 if state is self.sip else 0.0)
         yield sip
+        queued = GaugeMetricFamily(
+            "voipalert_status_webhooks_queued",
+            "Status webhook notifications waiting (pending) or given up (dead), by target",
+            labels=["target", "state"],
+        )
+        for (target, state), count in sorted(self.counts.status_webhooks.items()):
+            queued.add_metric([target, state], count)
+        yield queued
+        if self.phone.monitored:
+            yield from _phone_path(self.phone)
+
+
+def _phone_path(phone: PhonePath) -> Iterator[Metric]:
+    """The self-test's figures (docs/outbound.md): alert on ``degraded`` and on the age of
+    the last success (``time() - voipalert_selftest_last_success_timestamp_seconds``)."""
+    yield GaugeMetricFamily(
+        "voipalert_phone_path_degraded",
+        "1 while the self-test finds the phone path failing (see /readyz for why)",
+        value=1.0 if phone.degraded else 0.0,
+    )
+    if phone.last_success_at is not None:
+        yield GaugeMetricFamily(
+            "voipalert_selftest_last_success_timestamp_seconds",
+            "Unix time of the last test call that was answered",
+            value=phone.last_success_at.timestamp(),
+        )
+    yield CounterMetricFamily(
+        "voipalert_selftest_calls", "Test calls placed by the self-test", value=phone.test_calls
+    )
+    yield CounterMetricFamily(
+        "voipalert_selftest_failures", "Test calls that failed", value=phone.failures
+    )
+    yield CounterMetricFamily(
+        "voipalert_sip_registration_losses",
+        "Times the SIP registration was lost for longer than the self-test's grace",
+        value=phone.registration_losses,
+    )
 
 
 class IngestMetrics:
@@ -130,6 +168,17 @@ class IngestMetrics:
             ["action", "result"],
             registry=self.registry,
         )
+        # Fed by the status webhook sender (ingest.status_hooks): tries by how they ended
+        # (ok, retry, dead); targets are the configured ones, so the label set is bounded.
+        self.status_webhooks = Counter(
+            "voipalert_status_webhooks",
+            "Status webhook tries, by target and result (ok, retry, dead)",
+            ["target", "result"],
+            registry=self.registry,
+        )
+
+    def observe_status_webhook(self, target: str, result: str) -> None:
+        self.status_webhooks.labels(target=target, result=result).inc()
 
     def observe_silence(self, action: str, result: str) -> None:
         self.silences.labels(action=action, result=result).inc()
@@ -150,9 +199,12 @@ class IngestMetrics:
     def observe_committed(self, source: str, outcome: Outcome) -> None:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
 
-    async def refresh(self, tables: ApiTables, sip: SipState) -> None:
+    async def refresh(
+        self, tables: ApiTables, sip: SipState, phone: PhonePath | None = None
+    ) -> None:
         self._store.counts = await tables.counts()
         self._store.sip = sip
+        self._store.phone = phone or PhonePath()
         for call in await tables.calls_finished_after(self._calls_seen_until):
             self.call_setup_seconds.labels(outcome=call.outcome).observe(call.setup_seconds)
             self._calls_seen_until = max(self._calls_seen_until, call.ended_at)

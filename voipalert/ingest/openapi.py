@@ -41,6 +41,7 @@ from voipalert.ingest.schemas import (
     ReadyOut,
     TransitionOut,
 )
+from voipalert.store.ack_links import MAX_TOKEN_CHARS
 from voipalert.store.repo import MAX_PAGE_SIZE
 
 REF: Final = "#/components/schemas/{model}"
@@ -358,6 +359,45 @@ def _heartbeat_paths() -> dict[str, Any]:
     }
 
 
+def _ack_link_paths() -> dict[str, Any]:
+    token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "the signed, single-use, expiring token of an e-mail's link",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_CHARS},
+    }
+    page = {"content": {"text/html": {"schema": {"type": "string"}}}}
+    gone = {"description": "expired or already used", **page}
+    missing = {"description": "not a link we issued (unknown, altered or too long)", **page}
+    return {
+        "/ack/{token}": {
+            "get": _operation(
+                "ack_link_page",
+                "The page of an e-mail's acknowledgement link: asks to confirm, changes nothing "
+                "(a mail scanner fetching links acknowledges nothing)",
+                {
+                    "200": {"description": "the confirmation page", **page},
+                    "404": missing,
+                    "410": gone,
+                },
+                parameters=[token],
+            ),
+            "post": _operation(
+                "ack_link_use",
+                "Acknowledge the link's alert as the person it was sent to; the link then no "
+                "longer works",
+                {
+                    "200": {"description": "acknowledged, or already handled", **page},
+                    "404": missing,
+                    "410": gone,
+                },
+                parameters=[token],
+            ),
+        }
+    }
+
+
 def _probe_paths() -> dict[str, Any]:
     text = {
         "description": "Prometheus text format",
@@ -372,8 +412,15 @@ def _probe_paths() -> dict[str, Any]:
         "/readyz": {
             "get": _operation(
                 "ready",
-                "The database takes writes and SIP can place calls",
-                _responses({200: _json(ReadyOut, "ready"), 503: _json(ReadyOut, "not ready")}, ()),
+                "The database answers and SIP can place calls; status 'degraded' (still 200) "
+                "with the reasons when the self-test finds the phone path failing",
+                _responses(
+                    {
+                        200: _json(ReadyOut, "ready (or degraded)"),
+                        503: _json(ReadyOut, "not ready"),
+                    },
+                    (),
+                ),
             )
         },
         "/metrics": {"get": _operation("metrics", "Prometheus metrics", {"200": text})},
@@ -468,6 +515,7 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             **_hook_paths(config),
             **_heartbeat_paths(),
             **_override_paths(),
+            **_ack_link_paths(),
             **_probe_paths(),
         },
         "components": {

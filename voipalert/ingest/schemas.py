@@ -27,7 +27,7 @@ from voipalert.domain.alert import (
     AttemptState,
     Severity,
 )
-from voipalert.domain.rota import ContactKind
+from voipalert.domain.rota import ContactKind, NotifyMethod
 
 MAX_SUMMARY_CHARS: Final = 1000
 MAX_KEY_CHARS: Final = 255
@@ -179,6 +179,12 @@ class AttemptOut(_Out):
     repeat: int = Field(description="pass over the policy's steps, 0 first")
     step: int
     number: int = Field(description="attempt number for this person in this step")
+    method: NotifyMethod = Field(
+        default=NotifyMethod.CALL, description="call, message (SIP MESSAGE) or email"
+    )
+    rule: int | None = Field(
+        default=None, description="the person's notification rule that made it (0 first)"
+    )
     state: AttemptState
     outcome: AttemptOutcome | None
     sip_status: int | None
@@ -302,8 +308,18 @@ class HealthOut(_Out):
 
 class ReadyOut(_Out):
     ready: bool
+    status: str = Field(
+        default="ok",
+        description="'ok'; 'degraded' when ready but the self-test finds the phone path "
+        "failing; 'not ready'",
+    )
     database: str = Field(description="'ok', or why it cannot be read")
     sip: str = Field(description="SIP registration state")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="why the phone path is degraded (a failed test call, a lost "
+        "registration), one reason per failing part; docs/outbound.md",
+    )
 
 
 # ------------------------------------------------------------------ domain -> response
@@ -317,6 +333,8 @@ def attempt_out(attempt: Attempt) -> AttemptOut:
         repeat=attempt.key.repeat,
         step=attempt.key.step,
         number=attempt.key.number,
+        method=attempt.method,
+        rule=attempt.rule,
         state=attempt.state,
         outcome=attempt.outcome,
         sip_status=attempt.sip_status,

@@ -31,7 +31,8 @@ from urllib.parse import quote
 import aiohttp
 
 from voipalert.clock import Clock
-from voipalert.ingest.config import SilencerConfig
+from voipalert.ingest.config import RetryPolicy, SilencerConfig
+from voipalert.ingest.retry import RequestFailed, check_response
 from voipalert.logs import log_context
 from voipalert.store.am_outbox import OutboxItem, SilencedAlert
 from voipalert.store.ports import SilencerStore
@@ -40,13 +41,6 @@ log = logging.getLogger("voipalert.alertmanager")
 
 COMMENT_CHARS: Final = 300
 OUTBOX_BATCH: Final = 50
-_PERMANENT_EXCEPT: Final = frozenset({408, 425, 429})
-
-
-class RequestFailed(Exception):
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
-        super().__init__(reason)
-        self.permanent = permanent
 
 
 def silence_body(item: OutboxItem, now: datetime) -> dict[str, Any]:
@@ -69,13 +63,6 @@ def silence_body(item: OutboxItem, now: datetime) -> dict[str, Any]:
     }
 
 
-def backoff_seconds(tries: int, config: SilencerConfig) -> float:
-    """The wait after the ``tries``-th failed try."""
-    return float(
-        min(config.backoff_max_seconds, config.backoff_first_seconds * 2 ** max(0, tries - 1))
-    )
-
-
 class Silencer:
     def __init__(
         self,
@@ -90,6 +77,11 @@ class Silencer:
         self._reconciled_at: float | None = None
         self._clock = clock
         self._config = config or SilencerConfig()
+        self._retry = RetryPolicy(
+            self._config.max_tries,
+            self._config.backoff_first_seconds,
+            self._config.backoff_max_seconds,
+        )
         self.observe = observe or (lambda action, result: None)
         self._wake = asyncio.Event()
 
@@ -180,10 +172,8 @@ class Silencer:
 
     async def _failed(self, item: OutboxItem, reason: str, permanent: bool) -> None:
         tries = item.tries + 1
-        give_up = permanent or tries >= self._config.max_tries
-        due = None
-        if not give_up:
-            due = self._clock.now_utc() + timedelta(seconds=backoff_seconds(tries, self._config))
+        due = self._retry.next_due(tries, permanent, self._clock.now_utc())
+        give_up = due is None
         await self._store.outbox_retry(item, reason, due)
         log.warning(
             "Alertmanager %s request failed (try %d): %s%s", item.action, tries, reason,
@@ -198,7 +188,7 @@ class Silencer:
             if item.action == "silence":
                 body = silence_body(item, self._clock.now_utc())
                 async with session.post(f"{base}/api/v2/silences", json=body) as response:
-                    await _check(response)
+                    await check_response(response)
                     reply = await response.json(content_type=None)
                 silence_id = reply.get("silenceID") if isinstance(reply, dict) else None
                 if not isinstance(silence_id, str) or not silence_id:
@@ -212,10 +202,10 @@ class Silencer:
                 text = await response.text()
                 if response.status >= 400 and "already expired" in text:
                     return item.silence_id
-                await _check(response)
+                await check_response(response, text)
                 return item.silence_id
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise RequestFailed(f"{type(exc).__name__}: {exc}"[:300]) from None
+            raise RequestFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 def _matcher(name: str, value: str) -> str:
@@ -230,16 +220,8 @@ async def _still_firing(session: aiohttp.ClientSession, silenced: SilencedAlert)
     params += [(flag, "true") for flag in ("active", "silenced", "inhibited", "unprocessed")]
     url = f"{silenced.link.url.rstrip('/')}/api/v2/alerts"
     async with session.get(url, params=params) as response:
-        await _check(response)
+        await check_response(response)
         alerts = await response.json(content_type=None)
     if not isinstance(alerts, list):
         raise ValueError("Alertmanager's alert list is not a list")
     return len(alerts) > 0
-
-
-async def _check(response: aiohttp.ClientResponse) -> None:
-    if response.status < 400:
-        return
-    text = (await response.text())[:200]
-    permanent = 400 <= response.status < 500 and response.status not in _PERMANENT_EXCEPT
-    raise RequestFailed(f"HTTP {response.status}: {text}", permanent=permanent)

@@ -102,12 +102,27 @@ class AlertSmtpHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return OK
 
+    async def _reply(self, message: EmailMessage) -> str | None:
+        """The SMTP answer when ``message`` replies to one of our alert e-mails."""
+        try:
+            replied = await self._intake.take_mail_reply(message)
+        except StoreError:
+            log.exception("e-mail reply not stored; the sender will retry")
+            return "451 4.3.0 Reply not stored, try again later"
+        return None if replied is None else f"250 2.0.0 Reply taken ({replied})"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content or envelope.content
         if not isinstance(content, bytes):
             content = str(content).encode("utf-8", "replace")
         try:
             message = parse_bytes(content)
+        except Exception:
+            log.exception("e-mail could not be parsed", extra={"sender": envelope.mail_from})
+            return self._reject("unparseable", "550 5.6.0 Message could not be parsed")
+        if (answer := await self._reply(message)) is not None:
+            return answer
+        try:
             result = parse_email(
                 message,
                 self._rules,

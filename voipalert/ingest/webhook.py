@@ -22,6 +22,7 @@ from aiohttp import web
 from voipalert.clock import Clock
 from voipalert.domain.alert import Alert, AlertStatus
 from voipalert.ingest import hooks
+from voipalert.ingest.ack_page import add_ack_link_routes
 from voipalert.ingest.app_keys import (
     AUTH,
     CLOCK,
@@ -29,6 +30,7 @@ from voipalert.ingest.app_keys import (
     INTAKE,
     METRICS,
     OPENAPI,
+    PHONE_PATH,
     REJECTION_LOG,
     SIP_STATE,
     STORE,
@@ -38,7 +40,7 @@ from voipalert.ingest.app_keys import (
 from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
-from voipalert.ingest.health import SipState, check_readiness
+from voipalert.ingest.health import PhonePath, SipState, check_readiness
 from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
@@ -285,13 +287,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     readiness = await check_readiness(request.app[TABLES], request.app[SIP_STATE])
-    body = ReadyOut(ready=readiness.ready, database=readiness.database, sip=readiness.sip.value)
+    degraded = request.app[PHONE_PATH]().degraded
+    status = "not ready" if not readiness.ready else "degraded" if degraded else "ok"
+    body = ReadyOut(
+        ready=readiness.ready, status=status, database=readiness.database,
+        sip=readiness.sip.value, degraded=list(degraded),
+    )  # fmt: skip
     return json_response(body, 200 if readiness.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    await app[METRICS].refresh(app[TABLES], app[SIP_STATE]())
+    await app[METRICS].refresh(app[TABLES], app[SIP_STATE](), app[PHONE_PATH]())
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -333,10 +340,13 @@ def build_app(
     app[CLOCK] = clock
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
+    app[PHONE_PATH] = PhonePath
     app[METRICS] = app_metrics
     app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)
-    app[INTAKE] = Intake(store, wake, config.routes, app_metrics.observe_committed)
+    app[INTAKE] = Intake(
+        store, wake, config.routes, app_metrics.observe_committed, ack_digit=config.ack_digit
+    )
     app[OPENAPI] = build_openapi(config.http)
     routes = [
         web.post(f"{API}/alerts", create_alert),
@@ -356,6 +366,7 @@ def build_app(
     app.add_routes(routes)
     add_heartbeat_routes(app, API)
     add_override_routes(app, API)
+    add_ack_link_routes(app)
     return app
 
 

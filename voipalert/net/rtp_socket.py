@@ -31,6 +31,7 @@ from typing import Final, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from voipalert.media.beep import Beep, BeepDetector
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.echo_line import EchoLine
 from voipalert.media.g711 import SAMPLE_RATE_HZ
@@ -84,9 +85,12 @@ class RtpSession:
         rng: random.Random,
         detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
+        on_beep: Callable[[Beep], None] | None = None,
     ) -> None:
         self.config = config
         self._on_audio = on_audio
+        self._on_beep = on_beep
+        self._beeps = BeepDetector() if on_beep is not None else None
         self._loop = asyncio.get_running_loop()
         self._pacer = pacer
         samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
@@ -138,6 +142,7 @@ class RtpSession:
         rng: random.Random | None = None,
         detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
+        on_beep: Callable[[Beep], None] | None = None,
     ) -> Self:
         """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
 
@@ -146,7 +151,8 @@ class RtpSession:
         ``Phone`` gives all its calls one); without one the session paces itself. The
         sockets are closed by ``close``; give the ports back
         to their allocator afterwards. ``on_audio`` sees every decoded audio frame
-        (recording, diagnostics)."""
+        (recording, diagnostics); ``on_beep`` is told of each beep in the far end's audio
+        (a mailbox about to record, ``media.beep``)."""
         if ports is not None and ports.port != config.local_port:
             raise ValueError(f"ports {ports.port} do not match local_port {config.local_port}")
         session = cls(
@@ -155,6 +161,7 @@ class RtpSession:
             rng=rng if rng is not None else random.SystemRandom(),
             detector=detector,
             on_audio=on_audio,
+            on_beep=on_beep,
         )
         if ports is None:
             ports = bind_pair(config.local_host, config.local_port)
@@ -362,6 +369,9 @@ class RtpSession:
             pcm = self.echo.received(pcm, frame.ssrc, frame.timestamp, now)
         if self._inbox.audio(pcm, now):
             self._interrupt()
+        if self._beeps is not None and self._on_beep is not None:
+            for beep in self._beeps.feed(pcm):
+                self._on_beep(beep)
 
     def _refused(self, source: Address, reason: DropReason, now: float) -> None:
         # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from voipalert.callscript import StopReason, StopRequest
 from voipalert.domain.alert import AlertId, AttemptId, AttemptOutcome
-from voipalert.domain.rota import Contact
+from voipalert.domain.rota import Contact, NotifyMethod
 
 __all__ = [
     "AckMenu",
@@ -64,6 +64,7 @@ class Notification:
     fields: Mapping[str, str] = field(default_factory=dict)  # summary, severity... for templates
     menu: AckMenu = field(default_factory=AckMenu)
     ring_timeout_seconds: int = 30
+    method: NotifyMethod = NotifyMethod.CALL  # a call, or a text (notify/channels.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ def target_uri(contact: Contact | str, domain: str) -> SipUri:
         )  # fmt: skip
         contact = Contact(kind, contact)
     address = contact.address.strip()
+    if contact.kind is ContactKind.EMAIL:
+        raise ValueError("an e-mail address is not a SIP target")
     if contact.kind is ContactKind.SIP:
         try:
             return SipUri.parse(address, "contact")
@@ -183,6 +185,8 @@ def notify_result(report: CallReport) -> NotifyResult:
             detail = f"{detail}; classified by {report.classified_by}"
     if report.digit_source:
         detail = f"{detail}; key {report.digit} by {report.digit_source}"
+    if report.voicemail:
+        detail = f"{detail}; message left on voicemail"
     if report.stopped is not None:
         detail = f"{detail}; stopped: {report.stopped.value}"
     return NotifyResult(

@@ -37,11 +37,14 @@ from voipalert.settings.sections import (
     HttpSettings,
     ImapSettings,
     MediaSettings,
+    OutboundSettings,
     RouteSettings,
+    SelfTestSettings,
     SipSettings,
     SmtpSettings,
     TtsSettings,
 )
+from voipalert.settings.text import MailSettings, TextSettings
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -57,11 +60,15 @@ __all__ = [
     "HooksSettings",
     "HttpSettings",
     "ImapSettings",
+    "MailSettings",
     "MediaSettings",
+    "OutboundSettings",
     "RouteSettings",
+    "SelfTestSettings",
     "Settings",
     "SipSettings",
     "SmtpSettings",
+    "TextSettings",
     "TtsSettings",
     "config_path",
     "load_settings",
@@ -97,6 +104,10 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
+    outbound: OutboundSettings = OutboundSettings()
+    selftest: SelfTestSettings = SelfTestSettings()
+    text: TextSettings = TextSettings()
+    mail: MailSettings = MailSettings()
 
     @classmethod
     def settings_customise_sources(

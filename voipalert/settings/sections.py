@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -646,3 +647,141 @@ class CallSettings(_Section):
     pause_seconds: float = Field(
         default=3.0, ge=0.5, le=30, description="silence after each menu, listening for a key"
     )
+    leave_voicemail: bool = Field(
+        default=True,
+        description="when a mailbox answers and beeps, say the alert once for its recording "
+        "and hang up (the attempt stays answered without acknowledgement)",
+    )
+
+
+StatusEvent = Literal["created", "escalated", "call", "acknowledged", "resolved", "closed"]
+ALL_STATUS_EVENTS: Final[tuple[StatusEvent, ...]] = (
+    "created", "escalated", "call", "acknowledged", "resolved", "closed",
+)  # fmt: skip
+
+
+def _check_target_url(value: SecretStr) -> SecretStr:
+    url = value.get_secret_value().strip()
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        # Only the operator chooses where voipalert sends requests (docs/outbound.md): no
+        # file:, gopher: or other scheme a client library might also speak.
+        raise ValueError("expected an http:// or https:// URL")
+    if parts.username is not None or parts.fragment:
+        raise ValueError("no user:password@ or #fragment in a target URL")
+    return SecretStr(url)
+
+
+class StatusTargetSettings(_Section):
+    """``[outbound.targets.NAME]``: one receiver of status webhooks (docs/outbound.md)."""
+
+    url: SecretStr = Field(
+        description="where the notifications are POSTed (http or https); kept secret in "
+        "`config check` output, as chat webhook URLs carry their token",
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json",
+        description="json: voipalert's signed document; slack: the incoming-webhook message "
+        'Slack, Mattermost and Rocket.Chat accept ({"text": ..., "attachments": [...]})',
+    )
+    events: list[StatusEvent] = Field(
+        default_factory=lambda: list(ALL_STATUS_EVENTS),
+        min_length=1,
+        description="which events this target gets",
+    )  # fmt: skip
+    secret: SecretStr | None = Field(
+        default=None,
+        description="key of the X-Voipalert-Signature HMAC-SHA256 (at least 16 characters); "
+        "unset: requests are not signed",
+    )
+
+    _url = field_validator("url")(_check_target_url)
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("a signing secret needs at least 16 characters")
+        return value
+
+
+class OutboundSettings(_Section):
+    """``[outbound]``: outgoing status webhooks (docs/outbound.md)."""
+
+    targets: dict[HookName, StatusTargetSettings] = Field(default_factory=dict)
+    max_tries: int = Field(
+        default=8, ge=1, le=100, description="tries of one notification before it is dead"
+    )
+    backoff_first_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="wait after the first failure (then doubled)"
+    )
+    backoff_max_seconds: float = Field(
+        default=600.0, gt=0, le=86400, description="longest wait between two tries"
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="one try's limit, connecting included"
+    )
+    poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=300,
+        description="how often the outbox is looked at (the longest a notification of the "
+        "engine's waits; one made through the API leaves at once)",
+    )
+
+
+_DURATION_TEXT: Final = re.compile(r"^(\d{1,7})([smhd]?)$")
+_DURATION_UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``90``, ``30s``, ``5m``, ``2h``, ``1d`` in seconds."""
+    match = _DURATION_TEXT.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r}: expected a duration like 30s, 5m, 2h, 1d")
+    return int(match.group(1)) * _DURATION_UNIT_SECONDS[match.group(2)]
+
+
+class SelfTestSettings(_Section):
+    """``[selftest]``: test calls and registration monitoring (docs/outbound.md)."""
+
+    number: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="who the test call rings (SIP URI, extension or +number): something "
+        "that answers, e.g. an echo test or an answering machine; unset: no test calls",
+    )
+    every: str = Field(
+        default="1h", description="how often a test call is placed (first: at start)"
+    )
+    ring_timeout_seconds: float = Field(default=30.0, ge=1, le=300)
+    message: str = Field(
+        default="This is a voipalert self test. No action is needed.",
+        min_length=1,
+        max_length=600,
+    )
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}$")
+    require_ack: bool = Field(
+        default=False,
+        description="a test call succeeds only when the key is pressed (else: when answered)",
+    )
+    registration_grace_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="not registered this long: registration lost"
+    )
+    check_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often the registration state is read"
+    )
+    alert: bool = Field(
+        default=True,
+        description="open an alert (source selftest) while the phone path fails, so the "
+        "other channels (status webhooks) hear of it; resolved when it works again",
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        seconds = duration_seconds(value)
+        if not 10 <= seconds <= 7 * 86400:
+            raise ValueError("every: between 10s and 7d")
+        return value

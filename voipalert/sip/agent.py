@@ -58,6 +58,7 @@ from voipalert.sip.events import (
     RegistrationState,
     RegistrationStatus,
     SipEvent,
+    TextId,
 )
 from voipalert.sip.fields import Via
 from voipalert.sip.ids import new_branch, new_call_id, new_tag
@@ -67,6 +68,7 @@ from voipalert.sip.nat import PING, KeepAliveSchedule, mapped_address
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration
 from voipalert.sip.sdp import LocalMedia, answer_offer, parse_answer
+from voipalert.sip.text import ExpectedSenders, OutgoingText, answer_text
 from voipalert.sip.transaction import (
     Transaction,
     TxAction,
@@ -179,6 +181,8 @@ class UserAgent:
         self._ended: dict[CallId, float] = {}
         self._retransmit: dict[CallId, _Retransmit2xx] = {}
         self._registration: Registration | None = None
+        self._texts: dict[TextId, OutgoingText] = {}
+        self._text_senders = ExpectedSenders()
         self._out: list[Outbound] = []
         self._events: deque[SipEvent] = deque()
         self._routes: OrderedDict[Hop, _Route] = OrderedDict()
@@ -358,6 +362,23 @@ class UserAgent:
         call.start(now)
         self._note_ended(now)
         return call_id
+
+    def send_text(self, target: SipUri, text: str, now: float) -> TextId:
+        """Send ``text`` as a SIP MESSAGE (RFC 3428); ``TextDone`` tells its final answer."""
+        text_id = TextId(new_call_id(self._rng))
+        outgoing = OutgoingText(self, text_id, target, text)
+        self._texts[text_id] = outgoing
+        outgoing.start(now)
+        self._forget_texts()
+        return text_id
+
+    def expect_texts_from(self, sender: SipUri, until: float) -> None:
+        """Accept MESSAGE requests from ``sender`` until ``until``; others get 403."""
+        self._text_senders.expect(sender, until)
+
+    def _forget_texts(self) -> None:
+        for text_id in [t for t, out in self._texts.items() if out.done is not None]:
+            del self._texts[text_id]
 
     def hang_up(self, call_id: CallId, now: float) -> None:
         call = self._calls.get(call_id)
@@ -731,7 +752,7 @@ class UserAgent:
         if method == "NOTIFY":
             return response_to(request, uas.notify_status(request))
         if call is None:
-            return self._answer_outside_dialogs(request)
+            return self._answer_outside_dialogs(request, source, now)
         return self._answer_in_dialog(request, call, source, now)
 
     def _answer_in_dialog(
@@ -747,8 +768,14 @@ class UserAgent:
                 return self._answer_reinvite(request, call, source, now)
         return uas.unsupported_method(request, self._config.user_agent)
 
-    def _answer_outside_dialogs(self, request: Request) -> Response:
+    def _answer_outside_dialogs(self, request: Request, source: Address, now: float) -> Response:
         in_dialog = request.to.tag is not None
+        if request.method == "MESSAGE" and not in_dialog:
+            response, received = answer_text(request, self._text_senders, source, now)
+            self.stats[f"text_{response.status}"] += 1
+            if received is not None:
+                self.emit(received)
+            return response
         if request.method == "INVITE" and not in_dialog:
             # Someone calls the alerting engine (or a scanner probes it): refuse at once,
             # ring nothing, keep no state beyond this transaction.

@@ -21,7 +21,7 @@ from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri
 
 Address = tuple[str, int]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, MESSAGE"
 MAX_FORWARDS = "70"
 AUTH_HEADERS = ("authorization", "proxy-authorization")
 

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import NewType
 
 from voipalert.sip.sdp import MediaParams
+from voipalert.sip.uri import SipUri
 
 CallId = NewType("CallId", str)
 
@@ -130,6 +131,34 @@ class CallEnded:
     cause), ``ring timeout``, ``setup timeout``, ``no response`` or ``local``."""
 
 
+TextId = NewType("TextId", str)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDone:
+    """The final answer to a MESSAGE we sent (or the failure standing for one: 408, 503)."""
+
+    text_id: TextId
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextReceived:
+    """A MESSAGE from a sender we were waiting for, already answered 200 (sip/text.py)."""
+
+    sender: SipUri
+    body: str
+    source: tuple[str, int]
+
+
 SipEvent = (
-    RegistrationChanged | CallRinging | CallAnswered | CallMediaChanged | DigitReceived | CallEnded
+    RegistrationChanged
+    | CallRinging
+    | CallAnswered
+    | CallMediaChanged
+    | DigitReceived
+    | CallEnded
+    | TextDone
+    | TextReceived
 )

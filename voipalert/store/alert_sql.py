@@ -22,7 +22,14 @@ from voipalert.domain.alert import (
     Position,
     Severity,
 )
-from voipalert.domain.rota import Contact, ContactKind, PersonName, PolicyName, TeamName
+from voipalert.domain.rota import (
+    Contact,
+    ContactKind,
+    NotifyMethod,
+    PersonName,
+    PolicyName,
+    TeamName,
+)
 from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.sql import Conn, Row
 
@@ -97,6 +104,8 @@ def attempt_from_row(row: Row) -> Attempt:
         answered_at=from_db_opt(row["answered_at"]),
         ended_at=from_db_opt(row["ended_at"]),
         detail=row["detail"],
+        method=NotifyMethod(row["method"]),
+        rule=row["rule_index"],
     )
 
 

@@ -9,7 +9,7 @@ one). Every statement targets tables of migrations 0001 and 0002 (``api_tokens``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from voipalert.clock import Clock
@@ -31,6 +31,8 @@ class SigningKey:
 class Counts:
     alerts_by_status: Mapping[str, int]
     attempts_by_outcome: Mapping[str, int]
+    # Status webhook deliveries waiting or given up, by (target, state): docs/outbound.md.
+    status_webhooks: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,15 @@ class ApiTables:
             attempts = await conn.execute_fetchall(
                 "SELECT coalesce(outcome, state) AS o, count(*) AS n FROM attempts GROUP BY o"
             )
-        return Counts({r["status"]: r["n"] for r in alerts}, {r["o"]: r["n"] for r in attempts})
+            webhooks = await conn.execute_fetchall(
+                "SELECT target, state, count(*) AS n FROM status_deliveries "
+                "WHERE state IN ('pending', 'dead') GROUP BY target, state"
+            )
+        return Counts(
+            {r["status"]: r["n"] for r in alerts},
+            {r["o"]: r["n"] for r in attempts},
+            {(r["target"], r["state"]): r["n"] for r in webhooks},
+        )
 
     async def calls_finished_after(
         self, after: datetime, limit: int = 10_000

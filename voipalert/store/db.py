@@ -164,6 +164,8 @@ class SqliteDatabase:
                 await self._conn.executescript(
                     f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
                 )
+                if "writable_schema" in sql:
+                    await self._reload_schema()
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     await self._conn.rollback()
@@ -172,6 +174,14 @@ class SqliteDatabase:
     async def claim_engine(self) -> None:
         """Nothing to do here: for a file, ``serve`` takes ``store.engine_lock`` before it
         opens anything (a lock file can be taken before the database is opened)."""
+
+    async def _reload_schema(self) -> None:
+        """A migration edited sqlite_master itself: a new schema cookie makes this
+        connection parse the schema again (others parse it when they open)."""
+        async with self._conn.execute("PRAGMA schema_version") as cursor:
+            row = await cursor.fetchone()
+        cookie = int(row[0]) if row else 0
+        await self._conn.execute(f"PRAGMA schema_version = {cookie + 1}")
 
     async def close(self) -> None:
         await self._conn.close()

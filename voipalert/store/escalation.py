@@ -61,12 +61,13 @@ class EscalationStore:
                 await conn.execute_fetchall(
                     "INSERT INTO attempts (alert_id, esc_repeat, esc_step, person_name, "
                     "attempt_no, person_id, contact_index, contact_kind, contact_address, "
-                    "language, ring_timeout_seconds, state, created_at) "
+                    "language, ring_timeout_seconds, state, created_at, method, rule_index) "
                     # Typed: PostgreSQL cannot infer a bare parameter's type in a SELECT list.
                     "SELECT CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER), "
                     "CAST(? AS TEXT), CAST(? AS INTEGER), (SELECT id FROM people WHERE name = ?), "
                     "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
-                    "CAST(? AS INTEGER), 'pending', CAST(? AS TEXT) WHERE EXISTS "
+                    "CAST(? AS INTEGER), 'pending', CAST(? AS TEXT), CAST(? AS TEXT), "
+                    "CAST(? AS INTEGER) WHERE EXISTS "
                     f"(SELECT 1 FROM alerts WHERE id = ? AND {WANTS_CALLS}) "
                     "ON CONFLICT DO NOTHING RETURNING *",
                     (
@@ -82,6 +83,8 @@ class EscalationStore:
                         call.person.language,
                         call.ring_timeout_seconds,
                         to_db(now),
+                        call.method.value,
+                        call.rule,
                         key.alert,
                     ),
                 )

@@ -26,6 +26,7 @@ from voipalert.domain.alert import (
 from voipalert.domain.rota import Rota, Route
 from voipalert.domain.routing import route
 from voipalert.store import alert_sql, rota_sql
+from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
@@ -35,6 +36,8 @@ from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.overrides import OverrideStore, check_kept_edits, drop_duplicated_edits
 from voipalert.store.pg import PgDatabase, is_postgresql_url
 from voipalert.store.sql import Conn, Database
+from voipalert.store.status_outbox import StatusOutboxStore
+from voipalert.store.texts import TextStore
 from voipalert.store.tokens import TokenStore
 
 MAX_PAGE_SIZE: Final = 500
@@ -72,7 +75,16 @@ class Transition:
     cancelled_attempts: tuple[AttemptId, ...] = field(default=())
 
 
-class Store(EscalationStore, TokenStore, OutboxStore, HeartbeatStore, OverrideStore):
+class Store(
+    EscalationStore,
+    TokenStore,
+    OutboxStore,
+    HeartbeatStore,
+    OverrideStore,
+    StatusOutboxStore,
+    TextStore,
+    AckLinkStore,
+):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
 

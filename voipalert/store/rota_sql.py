@@ -17,6 +17,8 @@ from voipalert.domain.rota import (
     ContactKind,
     EscalationPolicy,
     Layer,
+    NotifyMethod,
+    NotifyRule,
     Override,
     Person,
     PersonName,
@@ -182,11 +184,21 @@ async def save_rota(conn: Conn, rota: Rota, *, keep_edits: bool = False) -> None
     people = await _replace_named(conn, "people", ("name", "position", "language"), rows)
     await conn.execute("DELETE FROM contacts")
     await conn.executemany(
-        "INSERT INTO contacts (person_id, position, kind, address) VALUES (?, ?, ?, ?)",
+        "INSERT INTO contacts (person_id, position, kind, address, name) VALUES (?, ?, ?, ?, ?)",
         [
-            (people[p.name], i, c.kind.value, c.address)
+            (people[p.name], i, c.kind.value, c.address, c.name)
             for p in rota.people
             for i, c in enumerate(p.contacts)
+        ],
+    )
+    await conn.execute("DELETE FROM notify_rules")
+    await conn.executemany(
+        "INSERT INTO notify_rules (person_id, position, contact_position, method, after_seconds) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [
+            (people[p.name], i, r.contact, r.method.value, r.after_seconds)
+            for p in rota.people
+            for i, r in enumerate(p.rules)
         ],
     )
     team_rows = [(t.name, i) for i, t in enumerate(rota.teams)]
@@ -225,11 +237,22 @@ async def _load_people(conn: Conn) -> tuple[list[Person], dict[int, str]]:
         await conn.execute_fetchall("SELECT * FROM contacts ORDER BY person_id, position"),
         "person_id",
     )
+    rules = _grouped(
+        await conn.execute_fetchall("SELECT * FROM notify_rules ORDER BY person_id, position"),
+        "person_id",
+    )
     loaded = [
         Person(
             PersonName(p["name"]),
             p["language"],
-            tuple(Contact(ContactKind(c["kind"]), c["address"]) for c in contacts.get(p["id"], [])),
+            tuple(
+                Contact(ContactKind(c["kind"]), c["address"], c["name"])
+                for c in contacts.get(p["id"], [])
+            ),
+            tuple(
+                NotifyRule(r["contact_position"], NotifyMethod(r["method"]), r["after_seconds"])
+                for r in rules.get(p["id"], [])
+            ),
         )
         for p in people
     ]

@@ -1,0 +1,134 @@
+"""A mailbox's beep in the far end's audio (sans-IO): one steady tone, alone, long enough.
+
+A voicemail greeting ends with a beep, and what is said after it is recorded. To leave the
+alert in the mailbox (docs/dtmf.md §4) the call must hear that beep. What makes a beep, and
+tells it from what else comes back on a line:
+
+* a single tone between 400 and 2,500 Hz (mailboxes use 440-1,400 Hz; the band leaves out
+  the pitch of most voices, whose lone low harmonic can be steady for a while, and the
+  top of the telephone channel);
+* alone: the peak and its window's main lobe carry at least ``min_purity`` of the frame's
+  power. Speech spreads its power over harmonics and formants, DTMF over two tones
+  (each at most about half);
+* steady: the same frequency (within ``max_drift``) for ``min_seconds`` (a sung vowel
+  glides; a beep does not), at a level above ``min_dbm0``. A ring-back's two close tones
+  (440 + 480 Hz, ITU-T E.180) fall in one 20 ms frame's main lobe, but they beat: the
+  peak jumps between 422 and 461 Hz from frame to frame, never steady for long.
+
+Frames of 20 ms (160 samples), Hann-windowed and zero-padded to 1,024 points (7.8 Hz per
+bin, the peak interpolated between bins). The detector reports a beep once, when its
+``min_seconds`` are reached, and again only after the tone has stopped. Time is counted in
+samples fed; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from numpy.typing import NDArray
+
+from voipalert.media.dtmf_spectrum import dbm0_to_power
+
+FS: Final = 8000
+FRAME: Final = 160
+FFT: Final = 1024
+_HANN: Final = np.hanning(FRAME)
+_FREQS: Final = np.fft.rfftfreq(FFT, 1 / FS)
+# The Hann main lobe of a 160-sample frame is ±100 Hz (±2 bins of 50 Hz): ±13 bins here.
+_LOBE_BINS: Final = 13
+
+
+@dataclass(frozen=True, slots=True)
+class BeepConfig:
+    min_hz: float = 400.0
+    max_hz: float = 2500.0
+    min_seconds: float = 0.2
+    min_purity: float = 0.9
+    max_drift: float = 0.015
+    min_dbm0: float = -40.0
+
+
+@dataclass(frozen=True, slots=True)
+class Beep:
+    """A beep at ``hz``, sounding since sample ``start``."""
+
+    hz: float
+    start: int
+
+
+class BeepDetector:
+    """Streaming beep detector: feed 8 kHz audio in chunks of any size."""
+
+    def __init__(self, config: BeepConfig | None = None) -> None:
+        self.config = cfg = config or BeepConfig()
+        self._frames_needed = max(1, round(cfg.min_seconds * FS / FRAME))
+        self._min_power = dbm0_to_power(cfg.min_dbm0)
+        self._pending: NDArray[np.float64] = np.zeros(0)
+        self._frame_index = 0
+        self._run_hz = 0.0
+        self._run_frames = 0
+        self._run_start = 0
+        self._reported = False
+
+    def feed(self, pcm: NDArray[np.int16]) -> list[Beep]:
+        x = np.concatenate((self._pending, pcm.astype(np.float64)))
+        whole = x.size // FRAME
+        self._pending = x[whole * FRAME :]
+        if whole == 0:
+            return []
+        frames = x[: whole * FRAME].reshape(whole, FRAME)
+        hz = _tone_per_frame(frames, self.config, self._min_power)
+        found: list[Beep] = []
+        for f in hz:
+            beep = self._step(float(f))
+            if beep is not None:
+                found.append(beep)
+        return found
+
+    def _step(self, hz: float) -> Beep | None:
+        index = self._frame_index
+        self._frame_index += 1
+        if hz <= 0.0:
+            self._run_frames, self._reported = 0, False
+            return None
+        # Compared with the run's first frame, not the previous one: a slow glide moves
+        # little per frame but far over a beep's length.
+        steady = self._run_frames > 0 and abs(hz - self._run_hz) <= self.config.max_drift * hz
+        if not steady:
+            self._run_frames, self._run_start, self._reported = 0, index, False
+            self._run_hz = hz
+        self._run_frames += 1
+        if self._run_frames >= self._frames_needed and not self._reported:
+            self._reported = True
+            return Beep(hz=round(hz, 1), start=self._run_start * FRAME)
+        return None
+
+
+def _tone_per_frame(
+    frames: NDArray[np.float64], cfg: BeepConfig, min_power: float
+) -> NDArray[np.float64]:
+    """Per frame: the frequency of a lone steady-state tone, or 0."""
+    power = np.einsum("ij,ij->i", frames, frames) / FRAME
+    out = np.zeros(frames.shape[0])
+    loud = np.flatnonzero(power >= min_power)
+    if loud.size == 0:
+        return out
+    spectrum = np.abs(np.fft.rfft(frames[loud] * _HANN, FFT, axis=1)) ** 2
+    band = (_FREQS >= cfg.min_hz) & (_FREQS <= cfg.max_hz)
+    peak = np.argmax(np.where(band, spectrum, 0.0), axis=1)
+    total = spectrum[:, _FREQS >= 100.0].sum(axis=1) + 1e-9
+    bins = np.arange(FFT // 2 + 1)
+    lobe = np.abs(bins[None, :] - peak[:, None]) <= _LOBE_BINS
+    purity = np.where(lobe, spectrum, 0.0).sum(axis=1) / total
+    ok = (purity >= cfg.min_purity) & (peak > 0) & (peak < FFT // 2)
+    rows = np.arange(loud.size)
+    a = np.log(spectrum[rows, np.maximum(peak - 1, 0)] + 1e-9)
+    b = np.log(spectrum[rows, peak] + 1e-9)
+    c = np.log(spectrum[rows, np.minimum(peak + 1, FFT // 2)] + 1e-9)
+    curvature = a - 2 * b + c
+    shift = np.where(curvature < 0, 0.5 * (a - c) / np.where(curvature < 0, curvature, -1), 0)
+    hz = (peak + np.clip(shift, -0.5, 0.5)) * FS / FFT
+    out[loud[ok]] = hz[ok]
+    return out

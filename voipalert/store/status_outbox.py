@@ -1,0 +1,172 @@
+"""The outbox of outgoing status webhooks (docs/outbound.md).
+
+Rows are queued by the trigger of migration 0008 on the audit trail, inside the
+transaction that creates, escalates, acknowledges or closes the alert or ends a call; this
+module keeps the table of targets in step with the configuration, hands the sender
+(``ingest.status_hooks``) what is due, and records what happened.
+
+Per target, the deliveries of one alert go out in order: a delivery waits while an
+earlier one of the same alert to the same target is still pending (retrying), so a
+receiver never hears "resolved" before "created". Other alerts are not held up by it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from voipalert.clock import Clock
+from voipalert.domain.alert import AlertId
+from voipalert.store.db import Database, from_db, to_db
+
+DeliveryState = Literal["pending", "done", "dead", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event to send to one target, with the snapshot the trigger took."""
+
+    id: int
+    event_id: int
+    alert_id: AlertId
+    target: str
+    event: str
+    at: datetime
+    tries: int
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    id: int
+    event_id: int
+    event: str
+    target: str
+    state: DeliveryState
+    tries: int
+    due_at: datetime
+    last_error: str | None
+
+
+# A delivery goes only when no earlier one of its alert to its target is still pending.
+_FIRST_OF_ALERT = """NOT EXISTS (SELECT 1 FROM status_deliveries p WHERE p.target = d.target
+    AND p.alert_id = d.alert_id AND p.state = 'pending' AND p.id < d.id)"""
+_NEXT = f"""
+SELECT d.id, d.event_id, d.alert_id, d.target, d.tries, e.event, e.at, e.payload
+FROM status_deliveries d JOIN status_events e ON e.id = d.event_id
+WHERE d.target = ? AND d.state = 'pending' AND d.due_at <= ? AND {_FIRST_OF_ALERT}
+ORDER BY d.id LIMIT 1
+"""
+
+
+class StatusOutboxStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def set_status_targets(self, targets: Mapping[str, Sequence[str]]) -> int:
+        """Make the targets table say ``targets`` (name -> events); the pending deliveries
+        of a target no longer configured are cancelled. How many were cancelled."""
+        async with self._db.transaction(write=True, what="set the status targets") as conn:
+            names = json.dumps(sorted(targets))
+            rows = await conn.execute_fetchall(
+                "UPDATE status_deliveries SET state = 'cancelled', last_error = "
+                "'target removed from the configuration' WHERE state = 'pending' AND "
+                "target NOT IN (SELECT value FROM json_each(?)) RETURNING id",
+                (names,),
+            )
+            await conn.execute(
+                "DELETE FROM status_targets WHERE name NOT IN (SELECT value FROM json_each(?))",
+                (names,),
+            )
+            await conn.executemany(
+                "INSERT INTO status_targets (name, events) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET events = excluded.events",
+                [(name, json.dumps(list(events))) for name, events in sorted(targets.items())],
+            )
+        return len(list(rows))
+
+    async def next_delivery(self, target: str) -> Delivery | None:
+        """The oldest delivery due to ``target`` whose alert has no earlier one pending."""
+        now = to_db(self._clock.now_utc())
+        async with self._db.transaction(write=False) as conn:
+            rows = list(await conn.execute_fetchall(_NEXT, (target, now)))
+        if not rows:
+            return None
+        r = rows[0]
+        return Delivery(
+            id=r["id"],
+            event_id=r["event_id"],
+            alert_id=AlertId(r["alert_id"]),
+            target=r["target"],
+            event=r["event"],
+            at=from_db(r["at"]),
+            tries=r["tries"],
+            payload=json.loads(r["payload"]),
+        )
+
+    async def next_delivery_due(self, target: str) -> datetime | None:
+        async with self._db.transaction(write=False) as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT MIN(d.due_at) AS due FROM status_deliveries d "
+                    f"WHERE d.target = ? AND d.state = 'pending' AND {_FIRST_OF_ALERT}",
+                    (target,),
+                )
+            )
+        due = rows[0]["due"] if rows else None
+        return from_db(due) if due else None
+
+    async def delivery_done(self, delivery: Delivery) -> None:
+        now = to_db(self._clock.now_utc())
+        async with self._db.transaction(write=True, what="record a status delivery") as conn:
+            await conn.execute(
+                "UPDATE status_deliveries SET state = 'done', tries = tries + 1, sent_at = ?, "
+                "last_error = NULL WHERE id = ?",
+                (now, delivery.id),
+            )
+
+    async def delivery_failed(
+        self, delivery: Delivery, error: str, due_at: datetime | None
+    ) -> None:
+        """One try failed: try again at ``due_at``, or give up (None: the row is dead)."""
+        state = "pending" if due_at is not None else "dead"
+        async with self._db.transaction(write=True, what="record a status failure") as conn:
+            await conn.execute(
+                "UPDATE status_deliveries SET state = ?, tries = tries + 1, last_error = ?, "
+                "due_at = COALESCE(?, due_at) WHERE id = ?",
+                (state, error[:300], to_db(due_at) if due_at else None, delivery.id),
+            )
+
+    async def deliveries_of(self, alert_id: int) -> list[DeliveryRow]:
+        """An alert's deliveries, oldest first (for tests and inspection)."""
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT d.*, e.event FROM status_deliveries d "
+                "JOIN status_events e ON e.id = d.event_id WHERE d.alert_id = ? ORDER BY d.id",
+                (alert_id,),
+            )
+        return [
+            DeliveryRow(
+                r["id"],
+                r["event_id"],
+                r["event"],
+                r["target"],
+                r["state"],
+                r["tries"],
+                from_db(r["due_at"]),
+                r["last_error"],
+            )
+            for r in rows
+        ]
+
+    async def delivery_counts(self) -> dict[tuple[str, str], int]:
+        """Deliveries by (target, state), for /metrics."""
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT target, state, COUNT(*) AS n FROM status_deliveries GROUP BY target, state"
+            )
+        return {(r["target"], r["state"]): r["n"] for r in rows}
