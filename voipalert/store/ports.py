@@ -23,6 +23,7 @@ from voipalert.domain.rota import Rota
 from voipalert.store.am_outbox import AmLink, OutboxItem, SilencedAlert
 from voipalert.store.heartbeat import Heartbeat
 from voipalert.store.repo import Transition
+from voipalert.store.texts import ReplyResult
 from voipalert.store.tokens import ApiToken
 
 
@@ -68,6 +69,16 @@ class IntakeStore(Protocol):
     ) -> tuple[Alert, bool]: ...
 
     async def resolve_by_dedup_key(self, dedup_key: str, by: str) -> Transition | None: ...
+
+    async def ack_by_mail_reply(
+        self,
+        sender: str,
+        *,
+        nonce: str | None,
+        alert_id: int | None,
+        acknowledge: bool,
+        first_line: str,
+    ) -> ReplyResult: ...
 
 
 class SilencerStore(Protocol):
