@@ -107,9 +107,9 @@ async def test_email_contacts_and_attempts_fit_the_widened_schema(
     finally:
         await store.close()
     # The widened CHECKs still refuse unknown kinds, on both tables.
-    with pytest.raises(RawError, match="(?i)check"):
+    with pytest.raises(RawError, match=r"(?i)check"):
         await raw.execute("UPDATE contacts SET kind = 'fax'")
-    with pytest.raises(RawError, match="(?i)check"):
+    with pytest.raises(RawError, match=r"(?i)check"):
         await raw.execute("UPDATE attempts SET contact_kind = 'fax'")
     if database.startswith("postgresql://"):
         return
