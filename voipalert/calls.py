@@ -53,6 +53,7 @@ from voipalert.domain.alert import AttemptOutcome
 from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.playout import PlayEnd
+from voipalert.media.quality import CallQuality
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_config import RtpSessionClosedError
 from voipalert.net.rtp_pacer import RtpPacer
@@ -164,6 +165,9 @@ class CallReport:
     ``setup timeout``, ``no response`` or ``local`` (docs/sip.md §4.5.1)."""
     voicemail: bool = False
     """A mailbox answered and beeped, and the alert was said once for its recording."""
+    quality: CallQuality | None = None
+    """Both directions' loss and jitter, the round trip and an estimated MOS (RTCP), for
+    an answered call."""
 
     @property
     def answered(self) -> bool:
@@ -352,6 +356,7 @@ class _CallMedia:
         self.ports = ports
         self.session: RtpSession | None = None
         self.closed_at: float | None = None
+        self.quality: CallQuality | None = None
         self._released = False
 
     async def open(
@@ -378,6 +383,7 @@ class _CallMedia:
         self.stop_sending(now)
         try:
             if self.session is not None:
+                self.quality = self.session.quality_summary()
                 # Transports first: they take the sockets out of the event loop.
                 await self.session.close()
         finally:
@@ -710,4 +716,5 @@ class _Call:
             q850_cause=progress.cause if progress is not None else None,
             classified_by=ended.classified_by if ended else None,
             voicemail=result is not None and result.voicemail,
+            quality=self.media.quality,
         )

@@ -52,6 +52,7 @@ from numpy.typing import NDArray
 from voipalert.media import g711
 from voipalert.media.errors import RemoteProtocolError
 from voipalert.media.g711 import Codec
+from voipalert.media.quality import SourceCounts
 from voipalert.media.rfc4733 import EventDigit, EventReceiver
 from voipalert.media.rtp import SEQ_MOD, RtpPacket, seq_diff
 
@@ -216,6 +217,15 @@ class RtpReceiver:
     def source(self) -> Address | None:
         """The address media is accepted from, once fixed."""
         return self._source
+
+    def source_counts(self) -> SourceCounts | None:
+        """The current stream's counters for an RTCP report block (None before audio)."""
+        seq, ssrc = self._seq, self._ssrc
+        if seq is None or ssrc is None:
+            return None
+        return SourceCounts(
+            ssrc, seq.cycles + seq.max_seq, seq.expected, seq.received, self.stats.jitter
+        )
 
     def set_remote(self, remote: Address | None) -> None:
         """New SDP answer (re-INVITE): media may come from somewhere else now."""

@@ -30,6 +30,8 @@ class RtpSessionConfig:
     echo_canceller: bool = True
     """Find an echo of our audio and cancel it before the in-band detector (media.echo_line)."""
     dtmf_window_s: float = 0.5
+    rtcp_interval_s: float = 5.0
+    """Mean interval between our RTCP reports (RFC 3550 §6.2's minimum; randomised)."""
     latch_hosts: frozenset[str] = frozenset()
     """Hosts besides the SDP host a far end behind NAT may latch from: the host the
     call's SIP signalling came from (see ``media.receiver``)."""
@@ -45,6 +47,9 @@ class SenderStats:
     bad_info_digits: int = 0
     transport_errors: int = 0
     rtcp_packets_received: int = 0
+    rtcp_refused: int = 0
+    """RTCP from a host other than the call's media peer."""
+    rtcp_malformed: int = 0
     drained_before_answer: int = 0
     """Datagrams queued on the ports before the call was answered, discarded unread."""
 

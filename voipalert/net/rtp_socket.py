@@ -31,13 +31,16 @@ from typing import Final, Self
 import numpy as np
 from numpy.typing import NDArray
 
+from voipalert.clock import Clock, SystemClock
 from voipalert.media.beep import Beep, BeepDetector
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.echo_line import EchoLine
+from voipalert.media.errors import RemoteProtocolError
 from voipalert.media.g711 import SAMPLE_RATE_HZ
 from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
+from voipalert.media.quality import CallQuality, CallQualityMeter
 from voipalert.media.receiver import (
     Address,
     AudioFrame,
@@ -50,6 +53,7 @@ from voipalert.media.receiver import (
     SourceLatched,
 )
 from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
+from voipalert.media.rtcp import compound, parse_compound
 from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_config import (
     RtpSessionClosedError,
@@ -86,6 +90,7 @@ class RtpSession:
         detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
         on_beep: Callable[[Beep], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self._on_audio = on_audio
@@ -119,6 +124,12 @@ class RtpSession:
             if config.inband_dtmf and config.echo_canceller
             else None
         )
+        # RTCP (RFC 3550 §6): our reports every 5 s (randomised), theirs read and checked.
+        self.quality = CallQualityMeter(self._packetizer.ssrc)
+        self._cname = f"{rng.getrandbits(64):016x}@voipalert"  # RFC 7022: random per session
+        self._rtcp_timer: asyncio.TimerHandle | None = None
+        self._rtcp_rng = rng
+        self._clock = clock or SystemClock()
         self._addresses: dict[tuple[object, ...], Address] = {}
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
         self._event: EventSender | None = None
@@ -174,6 +185,7 @@ class RtpSession:
             ports.close()
             raise
         session._pacer.add(session, ptime=config.ptime_ms / 1000)
+        session._schedule_rtcp(config.rtcp_interval_s / 2)  # §6.2: the first at half
         return session
 
     async def _attach(self, ports: RtpPorts) -> None:
@@ -373,6 +385,55 @@ class RtpSession:
             for beep in self._beeps.feed(pcm):
                 self._on_beep(beep)
 
+    # ------------------------------------------------------------------ RTCP
+
+    def _schedule_rtcp(self, interval: float) -> None:
+        # §6.3.1: each interval randomised over [0.5, 1.5] so that sessions started together
+        # do not report together.
+        delay = interval * self._rtcp_rng.uniform(0.5, 1.5)
+        self._rtcp_timer = self._loop.call_later(delay, self._send_rtcp)
+
+    def _send_rtcp(self) -> None:
+        self._rtcp_timer = None
+        if self._closed or self._rtcp is None:
+            return
+        report = self.quality.report(
+            now=self._loop.time(), wall=self._wall(), sent_packets=self.stats.packets,
+            sent_octets=self.stats.octets, rtp_timestamp=self._packetizer.next_timestamp,
+            source=self._receiver.source_counts(),
+        )  # fmt: skip
+        host, port = self._dest
+        try:
+            self._rtcp.sendto(compound(report, self._cname), (host, port + 1))
+        except OSError:
+            self.stats.transport_errors += 1
+        self._schedule_rtcp(self.config.rtcp_interval_s)
+
+    def _rtcp_datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
+        self.stats.rtcp_packets_received += 1
+        host = normalise_address(addr)[0]
+        source = self._receiver.source
+        # Only from the host our media comes from (or the SDP's, before any media): a
+        # stranger's reports would falsify the call's quality record.
+        if host not in {self._dest[0], source[0] if source is not None else None}:
+            self.stats.rtcp_refused += 1
+            return
+        try:
+            reports = parse_compound(data)
+        except RemoteProtocolError:
+            self.stats.rtcp_malformed += 1
+            return
+        self.quality.received(reports, now=self._loop.time(), wall=self._wall())
+
+    def _wall(self) -> float:
+        """Unix time for the NTP timestamps of reports (§4)."""
+        return self._clock.now_utc().timestamp()
+
+    def quality_summary(self) -> CallQuality:
+        """The call's audio quality so far (both directions, from RTCP and our counters)."""
+        stats = self._receiver.stats
+        return self.quality.summary(stats.expected, stats.lost, stats.jitter)
+
     def _refused(self, source: Address, reason: DropReason, now: float) -> None:
         # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).
         self._rejected_since_log += 1
@@ -412,6 +473,9 @@ class RtpSession:
     def _shutdown(self) -> None:
         self._closed = True
         self._pacer.remove(self)
+        if self._rtcp_timer is not None:
+            self._rtcp_timer.cancel()
+            self._rtcp_timer = None
         self._ended(self._queue.stop(PlayEnd.STOPPED))
         for future, _ in self._plays.values():
             if not future.done():
@@ -467,13 +531,13 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 
 
 class _RtcpSink(asyncio.DatagramProtocol):
-    """Reads RTCP on port + 1 so it does not pile up; its content is not acted on yet."""
+    """Reads RTCP on port + 1 (RFC 3550 §11) for the call's quality record."""
 
     def __init__(self, session: RtpSession) -> None:
         self._session = session
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._session.stats.rtcp_packets_received += 1
+        self._session._rtcp_datagram(data, addr)
 
     def error_received(self, exc: Exception) -> None:
         self._session.stats.transport_errors += 1

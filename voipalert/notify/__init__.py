@@ -32,6 +32,7 @@ from typing import Protocol
 from voipalert.callscript import StopReason, StopRequest
 from voipalert.domain.alert import AlertId, AttemptId, AttemptOutcome
 from voipalert.domain.rota import Contact, NotifyMethod
+from voipalert.media.quality import CallQuality
 
 __all__ = [
     "AckMenu",
@@ -77,6 +78,7 @@ class NotifyResult:
     talk_seconds: float | None = None  # answer to the end of our media
     detail: str | None = None
     duration_seconds: float | None = None  # dial to the end (None: unknown, use the clock)
+    quality: CallQuality | None = None  # an answered call's audio quality (RTCP, MOS)
 
 
 class Notifier(Protocol):

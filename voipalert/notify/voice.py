@@ -198,4 +198,5 @@ def notify_result(report: CallReport) -> NotifyResult:
         talk_seconds=report.talk_seconds,
         detail=detail,
         duration_seconds=report.duration_seconds,
+        quality=report.quality,
     )
