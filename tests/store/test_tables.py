@@ -128,10 +128,12 @@ async def test_api_tables_and_live_calls(store: Store, clock: FakeClock) -> None
     assert await users.live_attempts([alert.id]) == {alert.id: [("alice", "calling")]}
     ended = START + timedelta(seconds=20)
     result = AttemptResult(AttemptOutcome.NO_ANSWER, ended, sip_status=408)
+    await store.set_status_targets({"chat": ["call"]})
     await store.finish_attempt(attempt.id, result)
     counts = await tables.counts()
     assert counts.alerts_by_status == {"triggered": 1}
     assert counts.attempts_by_outcome == {"no_answer": 1}
+    assert counts.status_webhooks == {("chat", "pending"): 1}
     [finished] = await tables.calls_finished_after(START)
     assert (finished.outcome, finished.ended_at, finished.setup_seconds) == (
         "no_answer",
