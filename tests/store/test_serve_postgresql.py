@@ -1,5 +1,6 @@
 """``voipalert serve`` on PostgreSQL, as real processes: the database commands and the server
-work on a ``[database] url``, an alert posted to the API is stored and planned, and a
+work on a ``[database] url``, an alert posted to the API is stored and planned and its
+status webhook (queued by schema_pg/0008's trigger) reaches a receiver, signed, and a
 second server on the same database refuses to start naming the first."""
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.ingest.status_receiver import Receiver, receiving
 from tests.net.sip_harness import free_port
 from tests.store.conftest import PgServer, new_pg_database
 from tests.store.test_engine_lock import ROTA
+from voipalert.ingest import status_format
 
 REPO = Path(__file__).resolve().parents[2]
+SECRET = "pg-outbound-signing-key"
 
 
 def _env(directory: Path, url: str) -> dict[str, str]:
@@ -64,7 +68,16 @@ async def _ready(url: str, process: subprocess.Popen[str]) -> None:
 
 
 async def test_serve_on_postgresql(pg_server: PgServer, tmp_path: Path) -> None:
-    env = _env(tmp_path, await new_pg_database(pg_server))
+    async with receiving(Receiver()) as receiver:
+        await _serve_on_postgresql(pg_server, tmp_path, receiver)
+
+
+async def _serve_on_postgresql(pg_server: PgServer, tmp_path: Path, receiver: Receiver) -> None:
+    env = _env(tmp_path, await new_pg_database(pg_server)) | {
+        "VOIPALERT_OUTBOUND__TARGETS__SIEM__URL": receiver.url,
+        "VOIPALERT_OUTBOUND__TARGETS__SIEM__SECRET": SECRET,
+        "VOIPALERT_OUTBOUND__POLL_SECONDS": "0.2",
+    }
     (tmp_path / "rota.yaml").write_text(ROTA)
     imported = await asyncio.to_thread(_run, env, tmp_path, "rota", "import", "rota.yaml")
     assert imported.returncode == 0, imported.stderr
@@ -91,6 +104,12 @@ async def test_serve_on_postgresql(pg_server: PgServer, tmp_path: Path) -> None:
                         break
                     await asyncio.sleep(0.2)
             assert body["attempts"][0]["person"] == "alice"
+        await receiver.wait_for(1, seconds=30)
+        created = receiver.got[0]
+        assert (created.json["event"], created.json["alert"]["id"]) == ("created", alert_id)
+        timestamp = int(created.headers[status_format.TIMESTAMP_HEADER])
+        signature = created.headers[status_format.SIGNATURE_HEADER]
+        assert status_format.verify(SECRET.encode(), timestamp, created.body, signature)
 
         second_env = env | {"VOIPALERT_HTTP__PORT": str(free_port(socket.SOCK_STREAM))}
         refused = await asyncio.to_thread(_run, second_env, tmp_path, "serve")
