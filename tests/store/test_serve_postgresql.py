@@ -105,11 +105,11 @@ async def _serve_on_postgresql(pg_server: PgServer, tmp_path: Path, receiver: Re
                     await asyncio.sleep(0.2)
             assert body["attempts"][0]["person"] == "alice"
         await receiver.wait_for(1, seconds=30)
-        created = receiver.got[0]
-        assert (created.json["event"], created.json["alert"]["id"]) == ("created", alert_id)
-        timestamp = int(created.headers[status_format.TIMESTAMP_HEADER])
-        signature = created.headers[status_format.SIGNATURE_HEADER]
-        assert status_format.verify(SECRET.encode(), timestamp, created.body, signature)
+        hook = receiver.got[0]
+        assert (hook.json["event"], hook.json["alert"]["id"]) == ("created", alert_id)
+        timestamp = int(hook.headers[status_format.TIMESTAMP_HEADER])
+        signature = hook.headers[status_format.SIGNATURE_HEADER]
+        assert status_format.verify(SECRET.encode(), timestamp, hook.body, signature)
 
         second_env = env | {"VOIPALERT_HTTP__PORT": str(free_port(socket.SOCK_STREAM))}
         refused = await asyncio.to_thread(_run, second_env, tmp_path, "serve")
