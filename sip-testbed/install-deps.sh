@@ -7,15 +7,17 @@
 # deploy tests rebuild the systemd unit's seccomp sandbox with libseccomp and run
 # `systemd-analyze verify`; systemd need not be PID 1 for that), dnsmasq-base (the DNS
 # server the RFC 3263 tests start on loopback: the binary only, no system service),
-# prometheus-alertmanager (the silence tests start their own, on loopback), and chromium
-# (the web console's browser tests drive it with Playwright; no browser is downloaded), and
+# prometheus-alertmanager (the silence tests start their own, on loopback), chromium
+# (the web console's browser tests drive it with Playwright; no browser is downloaded),
 # postgresql (15: the store's contract tests start their own server with initdb/pg_ctl in a
-# temporary directory, as the postgres user the package creates, on 127.0.0.1 only).
+# temporary directory, as the postgres user the package creates, on 127.0.0.1 only), and
+# radicale (the CalDAV server the rota-source tests start on loopback, with a temporary
+# storage folder: no system service).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base
-        prometheus-alertmanager chromium postgresql)
+        prometheus-alertmanager chromium postgresql radicale)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)

@@ -131,7 +131,7 @@ class Engine:
         self._calls: dict[AttemptId, _Running] = {}
         self._stopping = False
         self._group: asyncio.TaskGroup | None = None
-        self._rota: tuple[int, Rota] | None = None
+        self._rota: tuple[tuple[int, int], Rota] | None = None
         self.ticks = 0  # completed ticks, for tests and metrics
 
     def wake(self) -> None:
@@ -201,9 +201,11 @@ class Engine:
             pass
 
     async def _current_rota(self) -> Rota:
-        version = await self._store.rota_version()
+        # Reloaded when the rota is imported or a live source's copy changes; schedules
+        # with a source carry its last good copy (docs/rota-sources.md).
+        version = await self._store.rota_key()
         if self._rota is None or self._rota[0] != version:
-            self._rota = (version, await self._store.load_rota())
+            self._rota = (version, (await self._store.load_rota_with_feeds())[0])
         return self._rota[1]
 
     async def tick(self) -> datetime | None:

@@ -45,6 +45,8 @@ def loaded(tmp_path: Path, *args: str) -> dict[str, object]:
         ("heartbeat", "list"),
         ("override", "list"),
         ("user", "list"),
+        ("calendar", "url", "person", "nobody"),
+        ("oncall",),
     ],
 )
 def test_commands_that_do_not_speak_load_no_speech_or_phone(

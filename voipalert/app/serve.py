@@ -28,6 +28,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from voipalert.app.config import (
@@ -52,7 +53,7 @@ from voipalert.app.selftest import (
     check_number,
     lend,
 )
-from voipalert.app.store_config import store_config
+from voipalert.app.store_config import sources_config, store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
 from voipalert.calls import Phone
 from voipalert.clock import Clock, SystemClock
@@ -62,6 +63,7 @@ from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
 from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH
 from voipalert.ingest.config import IngestConfig
+from voipalert.ingest.feed_poll import SourcePoller
 from voipalert.ingest.health import SipState
 from voipalert.ingest.heartbeat import HeartbeatWatch
 from voipalert.ingest.imap import ImapPoller
@@ -165,6 +167,7 @@ async def serve(
                     *_side_jobs(app, config, silencer, watch, sender),
                     ("selftest", selftest.run()),
                     *_text_jobs(settings, store, clock, engine, texter),
+                    ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
                 ]
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
@@ -201,6 +204,16 @@ async def _open_store(settings: Settings, clock: SystemClock, stack: AsyncExitSt
     except EngineLockHeld as exc:
         raise StartupError(str(exc)) from exc
     return store
+
+
+def _rota_sources(
+    settings: Settings, app: web.Application, store: Store, clock: Clock, stack: AsyncExitStack
+) -> SourcePoller:
+    """The poller of the schedules' live sources (docs/rota-sources.md), with its own HTTP
+    client session, closed with the process."""
+    http_client = aiohttp.ClientSession()
+    stack.push_async_callback(http_client.close)
+    return SourcePoller(store, app[INTAKE], clock, http_client, sources_config(settings))
 
 
 def _observe(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from voipalert import __version__
 from voipalert.cli import (
+    calendar_cmd,
     call_cmd,
     config_cmd,
     demo_cmd,
@@ -51,6 +52,7 @@ COMMAND_MODULES = (
     token_cmd,
     user_cmd,
     heartbeat_cmd,
+    calendar_cmd,
     override_cmd,
 )
 

@@ -14,18 +14,24 @@ import asyncio
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from voipalert.app.store_config import sources_config
 from voipalert.clock import SystemClock
 from voipalert.domain.errors import RotaError
-from voipalert.domain.oncall import who_is_on_call
+from voipalert.domain.oncall import OnCall, who_is_on_call
 from voipalert.domain.oncall_view import describe, parse_at
 from voipalert.domain.rota import Rota, Schedule
 from voipalert.domain.rota_dump import dump_rota
 from voipalert.domain.rota_parse import RotaFormat, parse_rota
 from voipalert.settings import load_settings
 from voipalert.store import Store
+from voipalert.store.feeds import SourceCopy
 from voipalert.store.overrides import OverridesOrphaned
 from voipalert.store.pg import shown_url
+
+if TYPE_CHECKING:
+    from voipalert.ingest.feed_poll import SourcesConfig
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -62,6 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "time; first occurrence when ambiguous) or 2026-03-29T00:45Z; default: now",
     )
     oncall.add_argument("--schedule", metavar="NAME", help="only this schedule")
+    oncall.add_argument(
+        "--fetch",
+        action="store_true",
+        help="ask schedules' live sources now instead of using their stored copies",
+    )
     oncall.set_defaults(func=run_oncall)
 
 
@@ -83,6 +94,41 @@ async def _load(database: Path | str) -> Rota:
         return await store.load_rota()
     finally:
         await store.close()
+
+
+async def _load_with_copies(database: Path | str) -> tuple[Rota, dict[str, SourceCopy]]:
+    store = await _with_store(database)
+    try:
+        return await store.load_rota_with_feeds()
+    finally:
+        await store.close()
+
+
+async def oncall_answers(
+    rota: Rota,
+    copies: dict[str, SourceCopy],
+    schedules: list[Schedule],
+    instants: list[datetime],
+    *,
+    fetch: bool = False,
+    config: SourcesConfig | None = None,
+) -> list[tuple[Schedule, datetime, OnCall, str]]:
+    """What ``voipalert oncall`` answers for each schedule at its instant, with which copy
+    of its live source answered ("" for a schedule without one)."""
+    now = SystemClock().now_utc()
+    answers = []
+    for schedule, at in zip(schedules, instants, strict=True):
+        said = ""
+        if schedule.source is not None:
+            from voipalert.ingest.feed_poll import feed_at  # aiohttp: only for sources
+
+            copy = copies.get(schedule.name)
+            schedule, said = await feed_at(
+                schedule, rota, copy, at, now, fetch=fetch, config=config
+            )
+        answer = who_is_on_call(schedule, rota.overrides_for(schedule.name), at)
+        answers.append((schedule, at, answer, said))
+    return answers
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -156,7 +202,8 @@ def _instant(text: str | None, schedule: Schedule) -> datetime:
 
 
 def run_oncall(args: argparse.Namespace) -> int:
-    rota = asyncio.run(_load(load_settings(args.config).database.location))
+    settings = load_settings(args.config)
+    rota, copies = asyncio.run(_load_with_copies(settings.database.location))
     schedules = [s for s in rota.schedules if args.schedule in (None, s.name)]
     if args.schedule is not None and not schedules:
         print(f"voipalert: no schedule named {args.schedule!r}", file=sys.stderr)
@@ -166,9 +213,14 @@ def run_oncall(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"voipalert: --at: not an ISO date-time: {args.at!r}", file=sys.stderr)
         return EXIT_USAGE
+    config = sources_config(settings) if any(s.source for s in schedules) else None
+    answers = asyncio.run(
+        oncall_answers(rota, copies, schedules, instants, fetch=args.fetch, config=config)
+    )
     gap = False
-    for schedule, at in zip(schedules, instants, strict=True):
-        answer = who_is_on_call(schedule, rota.overrides_for(schedule.name), at)
+    for schedule, at, answer, said in answers:
         gap = gap or answer.gap
         print(describe(schedule, at, answer))
+        if said:
+            print(f"  source ({schedule.source.kind.value if schedule.source else ''}): {said}")
     return EXIT_GAP if gap else EXIT_OK

@@ -35,7 +35,8 @@ def _may_change(session: Session, person: str) -> bool:
 
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.StreamResponse:
-    rota = await request.app[STORE].load_rota()
+    # With the live sources' copies, so the page answers as `voipalert oncall` does.
+    rota, _ = await request.app[STORE].load_rota_with_feeds()
     session = await session_of(request)
     assert session is not None
     now = request.app[CLOCK].now_utc()

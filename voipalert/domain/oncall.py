@@ -16,6 +16,10 @@ Rules (the ones a team lead asks about before a daylight-saving night):
 - An override without ``replaces`` takes the whole schedule over for its period (when several
   overlap, the one that started last wins, then the later one in the rota); an override with
   ``replaces`` swaps that person out only while they would have been on call.
+- A schedule with a live source: the source's shifts form a layer above all the others
+  (``layer == "source"``), inside the window the source's copy covers; when two of its
+  shifts overlap, the one that started last wins (a swap entered as a short event on top
+  of a weekly one). Outside that window, or where the source has nobody, the layers answer.
 - Nobody from any layer and no override: a gap, reported as ``OnCall.person is None``.
 """
 
@@ -26,7 +30,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from voipalert.domain.rota import Layer, Override, PersonName, Schedule, ShiftUnit, Window
+from voipalert.domain.rota import (
+    Feed,
+    Layer,
+    Override,
+    PersonName,
+    Schedule,
+    ShiftUnit,
+    Window,
+)
+
+SOURCE_LAYER = "source"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +140,27 @@ def in_windows(windows: Sequence[Window], zone: ZoneInfo, at: datetime) -> bool:
     return False
 
 
+def feed_at(feed: Feed, at: datetime) -> OnCall | None:
+    """The source's shift at ``at`` (the latest-starting one when they overlap), or None
+    when the source has nobody then or its copy does not cover ``at``."""
+    if not feed.covers(at):
+        return None
+    best = None
+    for shift in feed.shifts:
+        if shift.start > at:
+            break  # sorted by start
+        if (shift.end is None or at < shift.end) and (best is None or shift.start >= best.start):
+            best = shift
+    if best is None:
+        return None
+    return OnCall(person=best.person, layer=SOURCE_LAYER, since=best.start, until=best.end)
+
+
 def _from_layers(schedule: Schedule, zone: ZoneInfo, at: datetime) -> OnCall:
+    if schedule.feed is not None:
+        from_feed = feed_at(schedule.feed, at)
+        if from_feed is not None:
+            return from_feed
     for layer in reversed(schedule.layers):
         shift = shift_at(layer, zone, at)
         if shift is not None and in_windows(layer.windows, zone, at):

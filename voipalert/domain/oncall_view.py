@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from voipalert.domain.oncall import OnCall, resolve_local, who_is_on_call
+from voipalert.domain.oncall import SOURCE_LAYER, OnCall, resolve_local, who_is_on_call
 from voipalert.domain.rota import Override, PersonName, Schedule
 
 SAMPLE: Final = timedelta(minutes=15)
@@ -29,7 +29,9 @@ def parse_at(text: str, schedule: Schedule) -> datetime:
 def source_of(answer: OnCall) -> str:
     if answer.override and answer.override.replaces:
         return f"override of {answer.override.replaces}"
-    return "override" if answer.override else f"layer {answer.layer}"
+    if answer.override:
+        return "override"
+    return "live source" if answer.layer == SOURCE_LAYER else f"layer {answer.layer}"
 
 
 def describe(schedule: Schedule, at: datetime, answer: OnCall) -> str:
@@ -69,17 +71,15 @@ def segments(
 ) -> list[Segment]:
     """Who is on call from ``start`` for ``days`` days, as consecutive segments. The answer
     is asked at every quarter hour, at the end of each answer's shift, and at every
-    override's start and end, and equal neighbours are merged; so a hand-off is shown at
-    its exact time, and a window that cuts a shift is seen within 15 minutes (windows start
-    and end on quarter hours in practice)."""
+    override's and live-source shift's start and end, and equal neighbours are merged; so
+    a hand-off is shown at its exact time, and a window that cuts a shift is seen within 15
+    minutes (windows start and end on quarter hours in practice)."""
     end = start + timedelta(days=days)
-    bounds = sorted(
-        t
-        for o in overrides
-        if o.schedule == schedule.name
-        for t in (o.start, o.end)
-        if start < t < end
-    )
+    changes = [t for o in overrides if o.schedule == schedule.name for t in (o.start, o.end)]
+    if schedule.feed is not None:  # a live source's shifts start and end anywhere
+        changes += [t for s in schedule.feed.shifts for t in (s.start, s.end) if t is not None]
+        changes += [schedule.feed.window_start, schedule.feed.window_end]
+    bounds = sorted(t for t in changes if start < t < end)
     found: list[Segment] = []
     at = start
     while at < end:

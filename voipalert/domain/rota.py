@@ -102,13 +102,73 @@ class Layer:
     windows: tuple[Window, ...] = ()  # empty: always active
 
 
+class SourceKind(enum.StrEnum):
+    """Where a schedule's live source lives (docs/rota-sources.md)."""
+
+    ICAL = "ical"  # an iCalendar (RFC 5545) file fetched over HTTP
+    CALDAV = "caldav"  # a CalDAV (RFC 4791) calendar collection, asked with a REPORT
+    JSON = "json"  # an HTTP endpoint answering "who is on call" in JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSource:
+    """A live source of shifts for one schedule. It acts as the schedule's top layer: where
+    it has someone, they are on call; elsewhere the built-in layers (if any) answer.
+
+    ``person_field`` names the event property that holds the person (iCalendar and CalDAV);
+    ``aliases`` maps what the source says (an e-mail, a display name) to rota names. For
+    JSON, ``shifts`` is the dotted path of a list of shifts (each with ``person``, ``start``
+    and ``end`` paths inside it), or None when the document is one answer for "now" whose
+    ``person`` path names who is on call (``start``/``end`` optional)."""
+
+    kind: SourceKind
+    url: str
+    person_field: str = "SUMMARY"
+    aliases: tuple[tuple[str, PersonName], ...] = ()
+    poll_seconds: int = 300
+    alert_after_seconds: int = 900
+    username: str | None = None
+    password_file: str | None = None
+    shifts: str | None = None
+    person: str = "person"
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedShift:
+    """``person`` is on call from ``start`` to ``end`` (None: until the source says
+    otherwise) according to the schedule's live source."""
+
+    person: PersonName
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """The shifts a source gave, as far as they are known: between ``window_start`` and
+    ``window_end`` (recurring events are expanded only inside that window)."""
+
+    shifts: tuple[FeedShift, ...]
+    window_start: datetime
+    window_end: datetime
+
+    def covers(self, at: datetime) -> bool:
+        return self.window_start <= at < self.window_end
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """Layers from lowest to highest priority: a higher layer wins wherever it has someone."""
+    """Layers from lowest to highest priority: a higher layer wins wherever it has someone.
+    With a ``source``, the source's shifts (``feed``, attached from its last good copy) sit
+    above every layer."""
 
     name: ScheduleName
     time_zone: str
     layers: tuple[Layer, ...]
+    source: ScheduleSource | None = None
+    feed: Feed | None = None
 
 
 @dataclass(frozen=True, slots=True)

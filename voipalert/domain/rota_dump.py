@@ -8,7 +8,17 @@ from typing import Any
 
 import yaml
 
-from voipalert.domain.rota import Contact, Layer, NotifyRule, Person, Rota, Route, Step
+from voipalert.domain.rota import (
+    Contact,
+    Layer,
+    NotifyRule,
+    Person,
+    Rota,
+    Route,
+    Schedule,
+    ScheduleSource,
+    Step,
+)
 
 _WEEKDAY_NAMES = {1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat", 7: "sun"}
 
@@ -31,6 +41,34 @@ def _layer(layer: Layer) -> dict[str, Any]:
             }
             for w in layer.windows
         ]
+    return out
+
+
+def source_to_data(source: ScheduleSource) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": source.kind.value, "url": source.url}
+    if source.kind.value != "json":
+        out["person_field"] = source.person_field
+    if source.aliases:
+        out["people"] = dict(source.aliases)
+    out["poll"] = source.poll_seconds
+    out["alert_after"] = source.alert_after_seconds
+    for key in ("username", "password_file", "shifts"):
+        if getattr(source, key) is not None:
+            out[key] = getattr(source, key)
+    if source.kind.value == "json":
+        out["person"] = source.person
+        for key in ("start", "end"):
+            if getattr(source, key) is not None:
+                out[key] = getattr(source, key)
+    return out
+
+
+def _schedule(s: Schedule) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": s.name, "time_zone": s.time_zone}
+    if s.layers or s.source is None:
+        out["layers"] = [_layer(x) for x in s.layers]
+    if s.source is not None:
+        out["source"] = source_to_data(s.source)
     return out
 
 
@@ -96,10 +134,7 @@ def rota_to_data(rota: Rota) -> dict[str, Any]:
             for p in rota.people
         ],
         "teams": [{"name": t.name, "members": list(t.members)} for t in rota.teams],
-        "schedules": [
-            {"name": s.name, "time_zone": s.time_zone, "layers": [_layer(x) for x in s.layers]}
-            for s in rota.schedules
-        ],
+        "schedules": [_schedule(s) for s in rota.schedules],
         "overrides": [
             {
                 "schedule": o.schedule,

@@ -17,7 +17,9 @@ from voipalert.domain.rota import (
     Rota,
     Schedule,
     ScheduleName,
+    ScheduleSource,
     ShiftUnit,
+    SourceKind,
     TargetKind,
     Team,
     TeamName,
@@ -157,12 +159,104 @@ def _layer(r: Reader, node: Node, path: str, people: set[str]) -> Layer | None:
     )
 
 
+# Event properties that can name the person (RFC 5545 §3.8); X- properties are allowed too.
+PERSON_FIELDS: Final = ("SUMMARY", "ATTENDEE", "ORGANIZER", "DESCRIPTION", "LOCATION",
+                        "CATEGORIES", "CONTACT", "COMMENT")  # fmt: skip
+_URL: Final = re.compile(r"https?://[^\s<>\"'\\]{1,2000}")
+_DOTTED: Final = re.compile(r"[A-Za-z0-9_@$-]+(?:\.[A-Za-z0-9_@$-]+){0,15}")
+_SOURCE_KEYS: Final = {
+    "kind", "url", "person_field", "people", "poll", "alert_after", "username",
+    "password_file", "shifts", "person", "start", "end",
+}  # fmt: skip
+MIN_POLL_SECONDS: Final = 10
+
+
+def _aliases(r: Reader, node: Node | None, path: str, people: set[str]) -> list[tuple[str, str]]:
+    if node is None:
+        return []
+    items = r.mapping(node, path, (), any_keys=True)
+    out = []
+    for key, value in (items or {}).items():
+        name = r.text(value, join(path, key))
+        if name is not None and name not in people:
+            r.fail(value, join(path, key), f"no person named {name!r}")
+        elif name is not None:
+            out.append((key.strip(), name))
+    return out
+
+
+def _json_paths(
+    r: Reader, node: Node, items: dict[str, Node], path: str, kind: SourceKind | None
+) -> dict[str, str | None]:
+    paths = {
+        key: r.text(items.get(key), join(path, key), _DOTTED, "a dotted path like data.user.name")
+        for key in ("shifts", "person", "start", "end")
+    }
+    if kind is SourceKind.JSON and paths["shifts"] is not None:
+        for key in ("start", "end"):
+            if paths[key] is None:
+                r.fail(node, join(path, key), "missing (a list of shifts needs start and end)")
+    if kind is not SourceKind.JSON:
+        for key in paths:
+            if key in items:
+                r.fail(items[key], join(path, key), "only for kind: json")
+    return paths
+
+
+def _source(r: Reader, node: Node, path: str, people: set[str]) -> ScheduleSource | None:
+    before = len(r.problems)
+    items = r.mapping(node, path, ("kind", "url"), _SOURCE_KEYS - {"kind", "url"})
+    if items is None:
+        return None
+    kind_text = r.text(items.get("kind"), join(path, "kind"))
+    kind = {k.value: k for k in SourceKind}.get(kind_text or "")
+    if kind_text is not None and kind is None:
+        r.fail(items.get("kind"), join(path, "kind"), "expected ical, caldav or json")
+    url = r.text(items.get("url"), join(path, "url"), _URL, "an http:// or https:// URL")
+    field = (r.text(items.get("person_field"), join(path, "person_field")) or "SUMMARY").upper()
+    if field not in PERSON_FIELDS and not field.startswith("X-"):
+        r.fail(
+            items.get("person_field"),
+            join(path, "person_field"),
+            f"expected one of {', '.join(PERSON_FIELDS)} or an X- property",
+        )
+    aliases = _aliases(r, items.get("people"), join(path, "people"), people)
+    poll = r.duration(items.get("poll"), join(path, "poll"), MIN_POLL_SECONDS)
+    alert_after = r.duration(items.get("alert_after"), join(path, "alert_after"), 0)
+    username = r.text(items.get("username"), join(path, "username"))
+    password_file = r.text(items.get("password_file"), join(path, "password_file"))
+    paths = _json_paths(r, node, items, path, kind)
+    if kind is None or url is None or len(r.problems) > before:
+        return None
+    return ScheduleSource(
+        kind=kind,
+        url=url,
+        person_field=field,
+        aliases=tuple((k, PersonName(v)) for k, v in aliases),
+        poll_seconds=poll if poll is not None else 300,
+        alert_after_seconds=alert_after if alert_after is not None else 900,
+        username=username,
+        password_file=password_file,
+        shifts=paths["shifts"],
+        person=paths["person"] or "person",
+        start=paths["start"],
+        end=paths["end"],
+    )
+
+
 def _schedule(
     r: Reader, node: Node, path: str, people: set[str], zones: dict[str, ZoneInfo | None]
 ) -> Schedule | None:
-    items = r.mapping(node, path, ("name", "time_zone", "layers"))
+    items = r.mapping(node, path, ("name", "time_zone"), ("layers", "source"))
     if items is None:
         return None
+    source = None
+    if "source" in items:
+        source = _source(r, items["source"], join(path, "source"), people)
+        if source is None:
+            return None
+    elif "layers" not in items:
+        r.fail(node, join(path, "layers"), "missing (a schedule needs layers, a source, or both)")
     name = r.text(items.get("name"), join(path, "name"), NAME, "a name")
     zone = r.zone(items.get("time_zone"), join(path, "time_zone"))
     if name is not None:
@@ -175,7 +269,7 @@ def _schedule(
     _unique(r, items.get("layers"), layers_path)
     if name is None or zone is None or None in layers:
         return None
-    return Schedule(ScheduleName(name), zone.key, _valid(layers))
+    return Schedule(ScheduleName(name), zone.key, _valid(layers), source)
 
 
 def _unique(r: Reader, node: Node | None, path: str) -> set[str]:

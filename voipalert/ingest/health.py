@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from voipalert.store import StoreError
+from voipalert.store import Store, StoreError
 from voipalert.store.api_tables import ApiTables
 
 log = logging.getLogger("voipalert.http")
@@ -71,3 +71,16 @@ async def check_readiness(tables: ApiTables, sip_state: SipStateSource) -> Readi
         log.warning("readiness: database not readable: %s", exc)
         database = f"not readable: {type(exc).__name__}"
     return Readiness(database, sip_state())
+
+
+async def source_report(store: Store) -> dict[str, str]:
+    """Which copy answers for each schedule with a live source (docs/rota-sources.md)."""
+    try:
+        states = await store.source_states()
+    except (StoreError, sqlite3.Error) as exc:
+        log.warning("readiness: rota sources not readable: %s", exc)
+        return {}
+    return {
+        name: copy.describe() if copy is not None else "none (not fetched yet)"
+        for name, copy in states.items()
+    }

@@ -23,6 +23,7 @@ from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.ingest.health import PhonePath, SipState
 from voipalert.ingest.intake import Outcome
 from voipalert.store.api_tables import ApiTables, Counts
+from voipalert.store.feeds import CopyState, SourceCopy
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 TRIGGER_BUCKETS_SECONDS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -37,10 +38,12 @@ _ENDED: Final = (*(o.value for o in AttemptOutcome), "interrupted")
 class _StoreCollector(Collector):
     """Figures from the last ``refresh``: alerts by state, calls by outcome, SIP state."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
         self.counts = Counts({}, {})
         self.sip = SipState.NOT_CONFIGURED
         self.phone = PhonePath()
+        self.sources: dict[str, SourceCopy | None] = {}
+        self._clock = clock
 
     def collect(self) -> Iterator[Metric]:
         alerts = GaugeMetricFamily("voipalert_alerts", "Alerts by state", labels=["state"])
@@ -78,6 +81,30 @@ class _StoreCollector(Collector):
         if self.phone.monitored:
             yield from _phone_path(self.phone)
 
+        yield from self._collect_sources()
+
+    def _collect_sources(self) -> Iterator[Metric]:
+        # One series per schedule with a source: bounded by the rota, not by senders.
+        state = GaugeMetricFamily(
+            "voipalert_rota_source",
+            "1 for the copy that answers for each schedule's live source (live, cached, none)",
+            labels=["schedule", "state"],
+        )
+        age = GaugeMetricFamily(
+            "voipalert_rota_source_copy_age_seconds",
+            "Age of the last good copy of each schedule's live source",
+            labels=["schedule"],
+        )
+        now = self._clock.now_utc()
+        for name, copy in self.sources.items():
+            current = copy.state if copy is not None else CopyState.NONE
+            for each in CopyState:
+                state.add_metric([name, each.value], 1.0 if each is current else 0.0)
+            if copy is not None and copy.good_at is not None:
+                age.add_metric([name], (now - copy.good_at).total_seconds())
+        yield state
+        yield age
+
 
 def _phone_path(phone: PhonePath) -> Iterator[Metric]:
     """The self-test's figures (docs/outbound.md): alert on ``degraded`` and on the age of
@@ -109,7 +136,7 @@ def _phone_path(phone: PhonePath) -> Iterator[Metric]:
 class IngestMetrics:
     def __init__(self, clock: Clock) -> None:
         self.registry = CollectorRegistry()
-        self._store = _StoreCollector()
+        self._store = _StoreCollector(clock)
         self.registry.register(self._store)
         self._calls_seen_until = clock.now_utc()
         # voipalert_build_info{version,python} 1: which build a scrape came from (the usual
@@ -200,11 +227,16 @@ class IngestMetrics:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
 
     async def refresh(
-        self, tables: ApiTables, sip: SipState, phone: PhonePath | None = None
+        self,
+        tables: ApiTables,
+        sip: SipState,
+        phone: PhonePath | None = None,
+        sources: dict[str, SourceCopy | None] | None = None,
     ) -> None:
         self._store.counts = await tables.counts()
         self._store.sip = sip
         self._store.phone = phone or PhonePath()
+        self._store.sources = sources or {}
         for call in await tables.calls_finished_after(self._calls_seen_until):
             self.call_setup_seconds.labels(outcome=call.outcome).observe(call.setup_seconds)
             self._calls_seen_until = max(self._calls_seen_until, call.ended_at)

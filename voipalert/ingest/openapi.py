@@ -359,6 +359,38 @@ def _heartbeat_paths() -> dict[str, Any]:
     }
 
 
+def _calendar_paths() -> dict[str, Any]:
+    def parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name, "in": "path", "required": True, "description": description,
+            "schema": schema,
+        }  # fmt: skip
+
+    ics = {
+        "description": "an iCalendar feed (RFC 5545) of the shifts, times in UTC",
+        "content": {"text/calendar": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/api/v1/calendars/{kind}/{name}/{token}.ics": {
+            "get": _operation(
+                "calendarFeed",
+                "A person's shifts (in every schedule) or a schedule's, from 14 days back to "
+                "90 days ahead, for calendar applications to subscribe to; the token in the "
+                "URL is the credential (voipalert calendar url). A wrong token and an unknown "
+                "name get the same 404",
+                {"200": ics, **_responses({}, (404, 429))},
+                parameters=[
+                    parameter(
+                        "kind", "whose shifts", {"type": "string", "enum": ["person", "schedule"]}
+                    ),
+                    parameter("name", "the person's or schedule's name", {"type": "string"}),
+                    parameter("token", "the URL's secret", {"type": "string"}),
+                ],
+            )
+        }
+    }
+
+
 def _ack_link_paths() -> dict[str, Any]:
     token = {
         "name": "token",
@@ -515,6 +547,7 @@ def build_openapi(config: HttpConfig) -> dict[str, Any]:
             **_hook_paths(config),
             **_heartbeat_paths(),
             **_override_paths(),
+            **_calendar_paths(),
             **_ack_link_paths(),
             **_probe_paths(),
         },

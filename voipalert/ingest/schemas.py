@@ -320,6 +320,12 @@ class ReadyOut(_Out):
         description="why the phone path is degraded (a failed test call, a lost "
         "registration), one reason per failing part; docs/outbound.md",
     )
+    rota_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description="each schedule with a live source: which copy answers ('live', "
+        "'cached since T (why)', 'none (why)'); a failing source does not make the "
+        "process unready (it opens an alert of its own)",
+    )
 
 
 # ------------------------------------------------------------------ domain -> response

@@ -38,9 +38,10 @@ from voipalert.ingest.app_keys import (
     WAKE,
 )
 from voipalert.ingest.auth import Authenticator
+from voipalert.ingest.calendar_out import add_calendar_routes
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.convert import from_alert_in
-from voipalert.ingest.health import PhonePath, SipState, check_readiness
+from voipalert.ingest.health import PhonePath, SipState, check_readiness, source_report
 from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
 from voipalert.ingest.http_io import json_response, read_model
@@ -292,13 +293,16 @@ async def readyz(request: web.Request) -> web.Response:
     body = ReadyOut(
         ready=readiness.ready, status=status, database=readiness.database,
         sip=readiness.sip.value, degraded=list(degraded),
+        rota_sources=await source_report(request.app[STORE]),
     )  # fmt: skip
     return json_response(body, 200 if readiness.ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    await app[METRICS].refresh(app[TABLES], app[SIP_STATE](), app[PHONE_PATH]())
+    await app[METRICS].refresh(
+        app[TABLES], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states()
+    )
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -367,6 +371,7 @@ def build_app(
     add_heartbeat_routes(app, API)
     add_override_routes(app, API)
     add_ack_link_routes(app)
+    add_calendar_routes(app, API)
     return app
 
 

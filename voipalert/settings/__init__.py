@@ -38,6 +38,7 @@ from voipalert.settings.sections import (
     ImapSettings,
     MediaSettings,
     OutboundSettings,
+    RotaSourcesSettings,
     RouteSettings,
     SelfTestSettings,
     SipSettings,
@@ -63,6 +64,7 @@ __all__ = [
     "MailSettings",
     "MediaSettings",
     "OutboundSettings",
+    "RotaSourcesSettings",
     "RouteSettings",
     "SelfTestSettings",
     "Settings",
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     routes: list[RouteSettings] = Field(default_factory=list)
     hooks: HooksSettings = HooksSettings()
     heartbeat: HeartbeatSettings = HeartbeatSettings()
+    rota_sources: RotaSourcesSettings = RotaSourcesSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
     call: CallSettings = CallSettings()

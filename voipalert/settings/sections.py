@@ -551,6 +551,28 @@ class HeartbeatSettings(_Section):
     )
 
 
+class RotaSourcesSettings(_Section):
+    """How schedules' live sources are fetched (each source itself is in the rota file)."""
+
+    max_bytes: int = Field(
+        default=4 * 1_048_576, ge=1024, le=256 * 1_048_576,
+        description="largest body taken from a source (larger: refused, last copy kept)",
+    )  # fmt: skip
+    timeout_seconds: float = Field(
+        default=20.0, gt=0, le=300, description="deadline of one request to a source"
+    )
+    expand_seconds: float = Field(
+        default=15.0, gt=0, le=300,
+        description="deadline of expanding a calendar's recurring events (in a child process)",
+    )  # fmt: skip
+    horizon_days: int = Field(
+        default=62, ge=1, le=730, description="how far ahead recurring events are expanded"
+    )
+    alert_severity: Severity = Field(
+        default=Severity.ERROR, description="severity of the alert about a failing source"
+    )
+
+
 class DatabaseSettings(_Section):
     path: Path = Path("voipalert.db")
     url: SecretStr | None = Field(

@@ -32,6 +32,7 @@ from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
+from voipalert.store.feeds import FeedStore
 from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.overrides import OverrideStore, check_kept_edits, drop_duplicated_edits
 from voipalert.store.pg import PgDatabase, is_postgresql_url
@@ -84,6 +85,7 @@ class Store(
     StatusOutboxStore,
     TextStore,
     AckLinkStore,
+    FeedStore,
 ):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""

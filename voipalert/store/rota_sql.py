@@ -27,7 +27,9 @@ from voipalert.domain.rota import (
     Route,
     Schedule,
     ScheduleName,
+    ScheduleSource,
     ShiftUnit,
+    SourceKind,
     Step,
     Target,
     TargetKind,
@@ -101,6 +103,15 @@ async def _save_schedules(conn: Conn, rota: Rota, people: Ids, keep_edits: bool)
                     for i, w in enumerate(layer.windows)
                 ],
             )
+    await conn.execute("DELETE FROM schedule_sources")
+    await conn.executemany(
+        "INSERT INTO schedule_sources (schedule_id, spec) VALUES (?, ?)",
+        [
+            (schedules[s.name], source_to_json(s.source))
+            for s in rota.schedules
+            if s.source is not None
+        ],
+    )
     # The file's overrides are replaced; overrides made one at a time (migration 0007) go
     # too, unless the import keeps them (docs/rota-edits.md).
     await conn.execute("DELETE FROM overrides" + (" WHERE origin = 'file'" if keep_edits else ""))
@@ -119,6 +130,20 @@ async def _save_schedules(conn: Conn, rota: Rota, people: Ids, keep_edits: bool)
         ],
     )
     return schedules
+
+
+def source_to_json(source: ScheduleSource) -> str:
+    fields = {k: getattr(source, k) for k in ScheduleSource.__slots__}
+    fields["kind"] = source.kind.value
+    fields["aliases"] = [list(pair) for pair in source.aliases]
+    return json.dumps(fields, sort_keys=True)
+
+
+def source_from_json(text: str) -> ScheduleSource:
+    fields = json.loads(text)
+    fields["kind"] = SourceKind(fields["kind"])
+    fields["aliases"] = tuple((k, PersonName(v)) for k, v in fields["aliases"])
+    return ScheduleSource(**fields)
 
 
 async def _save_policies(conn: Conn, rota: Rota, people: Ids, teams: Ids, schedules: Ids) -> Ids:
@@ -272,6 +297,10 @@ async def _load_schedules(conn: Conn, names: dict[int, str]) -> list[Schedule]:
         await conn.execute_fetchall("SELECT * FROM layers ORDER BY schedule_id, position"),
         "schedule_id",
     )
+    sources = {
+        row["schedule_id"]: source_from_json(row["spec"])
+        for row in await conn.execute_fetchall("SELECT * FROM schedule_sources")
+    }
     return [
         Schedule(
             ScheduleName(s["name"]),
@@ -297,6 +326,7 @@ async def _load_schedules(conn: Conn, names: dict[int, str]) -> list[Schedule]:
                 )
                 for layer in layers.get(s["id"], [])
             ),
+            sources.get(s["id"]),
         )
         for s in await conn.execute_fetchall("SELECT * FROM schedules ORDER BY position, id")
     ]
