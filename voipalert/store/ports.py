@@ -21,6 +21,7 @@ from voipalert.domain.alert import (
 from voipalert.domain.policy import PlaceCall
 from voipalert.domain.rota import Rota
 from voipalert.store.am_outbox import AmLink, OutboxItem, SilencedAlert
+from voipalert.store.feeds import SourceCopy
 from voipalert.store.heartbeat import Heartbeat
 from voipalert.store.repo import Transition
 from voipalert.store.texts import ReplyResult
@@ -35,6 +36,10 @@ class RotaReader(Protocol):
 
 class EngineStore(RotaReader, Protocol):
     """The escalation engine's statements (``store.escalation``) and the rota."""
+
+    async def rota_key(self) -> tuple[int, int]: ...
+
+    async def load_rota_with_feeds(self) -> tuple[Rota, dict[str, SourceCopy]]: ...
 
     async def engine_snapshot(self) -> list[tuple[Alert, list[Attempt]]]: ...
 
