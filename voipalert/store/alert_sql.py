@@ -19,6 +19,7 @@ from voipalert.domain.alert import (
     AttemptKey,
     AttemptOutcome,
     AttemptState,
+    CallQualityRecord,
     Position,
     Severity,
 )
@@ -106,7 +107,13 @@ def attempt_from_row(row: Row) -> Attempt:
         detail=row["detail"],
         method=NotifyMethod(row["method"]),
         rule=row["rule_index"],
+        quality=json.loads(row["quality"]) if row["quality"] else None,
     )
+
+
+def quality_json(quality: CallQualityRecord | None) -> str | None:
+    """An answered call's quality as the ``attempts.quality`` column keeps it (JSON)."""
+    return json.dumps(dict(quality), sort_keys=True) if quality is not None else None
 
 
 def audit_from_row(row: Row) -> AuditEntry:

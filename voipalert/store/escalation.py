@@ -23,7 +23,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
-from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS
+from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, quality_json
 from voipalert.store.db import to_db
 from voipalert.store.sql import Conn, Database
 
@@ -140,7 +140,8 @@ class EscalationStore:
             rows = list(
                 await conn.execute_fetchall(
                     "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
-                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ? "
+                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ?, "
+                    "quality = ? "
                     "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
                     (
                         result.outcome.value,
@@ -150,6 +151,7 @@ class EscalationStore:
                         to_db(result.answered_at) if result.answered_at else None,
                         to_db(result.ended_at),
                         result.detail,
+                        quality_json(result.quality),
                         attempt_id,
                     ),
                 )
@@ -347,7 +349,7 @@ async def _fill_cancelled(conn: Conn, attempt_id: int, result: AttemptResult) ->
     alert was handled is kept in ``detail`` only."""
     await conn.execute(
         "UPDATE attempts SET sip_status = ?, sip_reason = ?, answered_at = ?, ended_at = ?, "
-        "detail = coalesce(detail, '') || ?, digit = NULL "
+        "detail = coalesce(detail, '') || ?, digit = NULL, quality = ? "
         "WHERE id = ? AND state = 'cancelled' AND sip_status IS NULL",
         (
             result.sip_status,
@@ -355,6 +357,7 @@ async def _fill_cancelled(conn: Conn, attempt_id: int, result: AttemptResult) ->
             to_db(result.answered_at) if result.answered_at else None,
             to_db(result.ended_at),
             f"; call: {result.detail}" if result.detail else "",
+            quality_json(result.quality),
             attempt_id,
         ),
     )
