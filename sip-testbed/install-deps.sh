@@ -9,6 +9,8 @@
 # server the RFC 3263 tests start on loopback: the binary only, no system service),
 # prometheus-alertmanager (the silence tests start their own, on loopback), chromium
 # (the web console's browser tests drive it with Playwright; no browser is downloaded),
+# postgresql (15: the store's contract tests start their own server with initdb/pg_ctl in a
+# temporary directory, as the postgres user the package creates, on 127.0.0.1 only),
 # radicale (the CalDAV server the rota-source tests start on loopback, with a temporary
 # storage folder: no system service), and sip-tester (SIPp: the callee of the 100rel/PRACK
 # and session-timer tests, run with the scenarios of tests/data/sipp/ on loopback).
@@ -16,7 +18,7 @@ set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base
-        prometheus-alertmanager chromium radicale sip-tester)
+        prometheus-alertmanager chromium postgresql radicale sip-tester)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)

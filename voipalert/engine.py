@@ -65,7 +65,7 @@ from voipalert.notify import (
     StopReason,
     StopRequest,
 )
-from voipalert.store import Store
+from voipalert.store.ports import EngineStore
 
 log = logging.getLogger("voipalert.engine")
 
@@ -117,7 +117,7 @@ class Engine:
 
     def __init__(
         self,
-        store: Store,
+        store: EngineStore,
         notifier: Notifier,
         clock: Clock,
         config: EngineConfig | None = None,

@@ -14,7 +14,7 @@ from tests.store.test_store import ROTA, START, _intent
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store
+from voipalert.store import Store, StoreConfig
 from voipalert.store.am_outbox import AmLink
 from voipalert.store.heartbeat import HeartbeatExists
 
@@ -22,8 +22,9 @@ LINK = AmLink("default", "http://127.0.0.1:9093", {"alertname": "HostDown"}, 360
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", FakeClock(START))
+async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
+    config = StoreConfig(secret_file=tmp_path / "store.secret")
+    opened = await Store.open(database, FakeClock(START), config)
     await opened.replace_rota(parse_rota(ROTA))
     try:
         yield opened

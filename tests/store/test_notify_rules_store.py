@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.store.conftest import Raw, RawError
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
 from voipalert.domain.rota_dump import dump_rota
 from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store
+from voipalert.store import Store, StoreConfig
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
 ROTA = """
@@ -39,8 +40,9 @@ routes:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", FakeClock(START))
+async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
+    config = StoreConfig(secret_file=tmp_path / "store.secret")
+    opened = await Store.open(database, FakeClock(START), config)
     await opened.replace_rota(parse_rota(ROTA))
     try:
         yield opened
@@ -79,10 +81,13 @@ async def test_text_attempts_keep_their_method_and_rule(store: Store) -> None:
     ]
 
 
-async def test_email_contacts_and_attempts_fit_the_widened_schema(tmp_path: Path) -> None:
-    # Migration 0009 widens the contact-kind CHECKs in place; the connection that ran it
-    # must see the new schema at once (the runner bumps schema_version).
-    store = await Store.open(tmp_path / "fresh.db", FakeClock(START))
+async def test_email_contacts_and_attempts_fit_the_widened_schema(
+    database: str, raw: Raw, tmp_path: Path
+) -> None:
+    # Migration 0009 widens the contact-kind CHECKs (in place on SQLite); the connection
+    # that ran it must see the new schema at once (the SQLite runner bumps schema_version).
+    config = StoreConfig(secret_file=tmp_path / "store.secret")
+    store = await Store.open(database, FakeClock(START), config)
     try:
         rota = ROTA.replace(
             '      - {number: "+33698765432", name: mobile}\n',
@@ -101,15 +106,20 @@ async def test_email_contacts_and_attempts_fit_the_widened_schema(tmp_path: Path
         assert attempt is not None and attempt.contact.address == "carol@example.com"
     finally:
         await store.close()
+    # The widened CHECKs still refuse unknown kinds, on both tables.
+    with pytest.raises(RawError, match=r"(?i)check"):
+        await raw.execute("UPDATE contacts SET kind = 'fax'")
+    with pytest.raises(RawError, match=r"(?i)check"):
+        await raw.execute("UPDATE attempts SET contact_kind = 'fax'")
+    if database.startswith("postgresql://"):
+        return
     # A fresh connection reads the edited schema, and SQLite finds nothing wrong with it.
-    conn = sqlite3.connect(tmp_path / "fresh.db")
+    conn = sqlite3.connect(database)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         (schema,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'attempts'").fetchone()
         assert "'number', 'email')" in schema
-        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
-            conn.execute("UPDATE contacts SET kind = 'fax'")
     finally:
         conn.close()
 

@@ -4,19 +4,19 @@ and a CSV imported twice."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.store.conftest import Raw, RawError
 from voipalert.clock import FakeClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import who_is_on_call
 from voipalert.domain.override_edit import Origin, OverrideRequest
 from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store
+from voipalert.store import Store, StoreConfig
 from voipalert.store.overrides import OverridesOrphaned
 
 ROTA = """
@@ -43,8 +43,9 @@ SATURDAY = OverrideRequest("primary", "bob", "2026-03-28 18:00", "2026-03-29 18:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", FakeClock(NOW))
+async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
+    config = StoreConfig(secret_file=tmp_path / "store.secret")
+    opened = await Store.open(database, FakeClock(NOW), config)
     await opened.replace_rota(parse_rota(ROTA))
     try:
         yield opened
@@ -179,15 +180,13 @@ async def test_a_bad_csv_adds_nothing(store: Store) -> None:
     assert len(await store.list_overrides()) == 1
 
 
-async def test_the_database_refuses_a_duplicate_edit_row(store: Store, tmp_path: Path) -> None:
+async def test_the_database_refuses_a_duplicate_edit_row(store: Store, raw: Raw) -> None:
     await store.add_override(SATURDAY, Origin.CLI, "alice")
-    conn = sqlite3.connect(tmp_path / "voipalert.db", isolation_level=None)
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute(
+    with pytest.raises(RawError):
+        await raw.execute(
             "INSERT INTO overrides (schedule_id, person_id, start_at, end_at, origin) "
             "SELECT schedule_id, person_id, start_at, end_at, 'api' FROM overrides "
             "WHERE origin = 'cli'"
         )
-    with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("UPDATE overrides SET origin = 'elsewhere'")
-    conn.close()
+    with pytest.raises(RawError):
+        await raw.execute("UPDATE overrides SET origin = 'elsewhere'")

@@ -14,14 +14,16 @@ from tests.store.test_store import ROTA, START, _intent
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert, Position
 from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store
+from voipalert.store import Store, StoreConfig
+from voipalert.store.db import to_db
 
 ALL = ["created", "escalated", "call", "acknowledged", "resolved", "closed"]
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", FakeClock(START))
+async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
+    config = StoreConfig(secret_file=tmp_path / "store.secret")
+    opened = await Store.open(database, FakeClock(START), config)
     await opened.replace_rota(parse_rota(ROTA))
     try:
         yield opened
@@ -120,3 +122,38 @@ async def test_a_target_removed_from_the_configuration_gets_nothing_more(store: 
         ("chat", "resolved", "pending"),
     ]
     assert await store.next_delivery("old") is None
+
+
+async def test_the_payload_is_the_same_document_on_both_backends(store: Store) -> None:
+    # SQLite builds it with json_object, PostgreSQL with json_build_object (schema_pg/0008):
+    # the receiver must not tell them apart.
+    await store.set_status_targets({"siem": ["created", "call"]})
+    alert, _ = await store.create_or_join_alert(
+        NewAlert("disk full", source="grafana", labels={"host": "db1", "n": "2"})
+    )
+    created = await store.next_delivery("siem")
+    assert created is not None
+    assert created.payload == {
+        "actor": "grafana",
+        "detail": created.payload["detail"],
+        "alert": {
+            "id": alert.id, "kind": "escalation", "status": "triggered",
+            "severity": "critical", "summary": "disk full", "source": "grafana",
+            "labels": {"host": "db1", "n": "2"}, "created_at": to_db(alert.created_at),
+            "acked_by": None, "acked_via": None, "resolved_by": None,
+            "escalation_repeat": 0, "escalation_step": 0,
+        },
+        "call": None,
+    }  # fmt: skip
+    assert list(created.payload) == ["actor", "detail", "alert", "call"]
+    await store.delivery_done(created)
+    attempt = await store.record_intent(await _intent(store, alert.id))
+    assert attempt is not None and await store.start_attempt(attempt.id)
+    result = AttemptResult(AttemptOutcome.BUSY, START, 486, "Busy Here")
+    await store.finish_attempt(attempt.id, result)
+    call = await store.next_delivery("siem")
+    assert call is not None
+    assert call.payload["call"] == {
+        "attempt_id": attempt.id, "person": "alice", "contact_kind": "extension",
+        "outcome": "busy", "sip_status": 486,
+    }  # fmt: skip

@@ -1,9 +1,9 @@
-"""The SQLite store on real files: schema and pragmas, the append-only audit log, forward-only
-attempt states, dedup, all-or-nothing rota import, and the trigger-side API."""
+"""The store on both backends (a real SQLite file, a real PostgreSQL database): schema and
+migrations, the append-only audit log, forward-only attempt states, dedup, all-or-nothing
+rota import, and the trigger-side API."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.store.conftest import Raw, RawError
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import (
     AlertKind,
@@ -34,7 +35,11 @@ from voipalert.store import (
     StoreError,
     UnknownReference,
 )
-from voipalert.store.db import migrations
+from voipalert.store.db import StoreConfig, migrations
+from voipalert.store.pg import pg_migrations
+
+# SQLite says "UNIQUE constraint failed", PostgreSQL "duplicate key value violates unique".
+UNIQUE = "UNIQUE|duplicate key"
 
 ROTA = """
 people:
@@ -67,9 +72,13 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
+def config(tmp_path: Path) -> StoreConfig:
+    return StoreConfig(secret_file=tmp_path / "store.secret")
+
+
 @pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
+async def store(database: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    opened = await Store.open(database, clock, config(tmp_path))
     await opened.replace_rota(parse_rota(ROTA))
     try:
         yield opened
@@ -77,39 +86,40 @@ async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
         await opened.close()
 
 
-def raw(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")
-    return conn
-
-
-async def test_schema_version_and_pragmas(store: Store, tmp_path: Path, clock: FakeClock) -> None:
-    conn = raw(tmp_path / "voipalert.db")
-    latest = migrations()[-1][0]
-    assert conn.execute("PRAGMA user_version").fetchone() == (latest,)
-    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    conn.close()
-    reopened = await Store.open(tmp_path / "voipalert.db", clock)  # migrating twice: no-op
+async def test_schema_version_and_pragmas(
+    store: Store, database: str, raw: Raw, tmp_path: Path, clock: FakeClock
+) -> None:
+    if database.startswith("postgresql://"):
+        latest = pg_migrations()[-1][0]
+        assert latest == migrations()[-1][0], "every migration exists for both backends"
+        assert await raw.execute("SELECT version FROM schema_version") == [(latest,)]
+    else:
+        latest = migrations()[-1][0]
+        assert await raw.execute("PRAGMA user_version") == [(latest,)]
+        assert await raw.execute("PRAGMA journal_mode") == [("wal",)]
+    reopened = await Store.open(database, clock, config(tmp_path))  # migrating twice: no-op
     assert await reopened.rota_version() == 1
     await reopened.close()
 
 
-async def test_newer_database_is_refused(tmp_path: Path, clock: FakeClock) -> None:
-    conn = raw(tmp_path / "future.db")
-    conn.execute("PRAGMA user_version = 999")
-    conn.close()
+async def test_newer_database_is_refused(
+    database: str, raw: Raw, tmp_path: Path, clock: FakeClock
+) -> None:
+    if database.startswith("postgresql://"):
+        await (await Store.open(database, clock, config(tmp_path))).close()
+        await raw.execute("UPDATE schema_version SET version = 999")
+    else:
+        await raw.execute("PRAGMA user_version = 999")
     with pytest.raises(StoreError, match="newer than this voipalert"):
-        await Store.open(tmp_path / "future.db", clock)
+        await Store.open(database, clock, config(tmp_path))
 
 
-async def test_audit_log_is_append_only(store: Store, tmp_path: Path) -> None:
+async def test_audit_log_is_append_only(store: Store, raw: Raw) -> None:
     await store.create_or_join_alert(NewAlert("disk full"))
-    conn = raw(tmp_path / "voipalert.db")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("UPDATE audit_log SET actor = 'mallory'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM audit_log")
-    conn.close()
+    with pytest.raises(RawError, match="append-only"):
+        await raw.execute("UPDATE audit_log SET actor = 'mallory'")
+    with pytest.raises(RawError, match="append-only"):
+        await raw.execute("DELETE FROM audit_log")
     assert [e.action for e in await store.audit_trail()] == ["rota.imported", "alert.created"]
 
 
@@ -121,7 +131,7 @@ async def _intent(store: Store, alert_id: int) -> PlaceCall:
     return action
 
 
-async def test_attempt_states_only_move_forward(store: Store, tmp_path: Path) -> None:
+async def test_attempt_states_only_move_forward(store: Store, raw: Raw) -> None:
     alert, _ = await store.create_or_join_alert(NewAlert("disk full"))
     call = await _intent(store, alert.id)
     attempt = await store.record_intent(call)
@@ -131,10 +141,8 @@ async def test_attempt_states_only_move_forward(store: Store, tmp_path: Path) ->
     assert not await store.start_attempt(attempt.id), "dialled once"
     result = AttemptResult(AttemptOutcome.BUSY, START, sip_status=486)
     assert not await store.finish_attempt(attempt.id, result)  # busy does not acknowledge
-    conn = raw(tmp_path / "voipalert.db")
-    with pytest.raises(sqlite3.IntegrityError, match="only move forward"):
-        conn.execute("UPDATE attempts SET state = 'in_flight' WHERE id = ?", (attempt.id,))
-    conn.close()
+    with pytest.raises(RawError, match="only move forward"):
+        await raw.execute("UPDATE attempts SET state = 'in_flight' WHERE id = ?", attempt.id)
     detail = await store.get_alert_with_attempts(alert.id)
     assert detail is not None
     assert [(a.state, a.outcome, a.sip_status) for a in detail.attempts] == [
@@ -173,22 +181,18 @@ async def test_an_answered_calls_quality_is_kept_with_its_attempt(store: Store) 
     assert detail.attempts[0].quality == quality
 
 
-async def test_dedup_key_joins_open_alerts_only(
-    store: Store, tmp_path: Path, clock: FakeClock
-) -> None:
+async def test_dedup_key_joins_open_alerts_only(store: Store, raw: Raw, clock: FakeClock) -> None:
     first, created = await store.create_or_join_alert(NewAlert("disk full", dedup_key="fp"))
     clock.advance(30)
     again, joined = await store.create_or_join_alert(NewAlert("disk full", dedup_key="fp"))
     assert created and not joined and again.id == first.id
     assert (again.occurrences, again.last_seen_at) == (2, START + timedelta(seconds=30))
-    conn = raw(tmp_path / "voipalert.db")
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        conn.execute(
+    with pytest.raises(RawError, match=UNIQUE):
+        await raw.execute(
             "INSERT INTO alerts (kind, status, severity, summary, source, dedup_key, created_at, "
             "last_seen_at, esc_since) VALUES ('escalation', 'triggered', 'critical', 'x', 'y', "
             "'fp', '', '', '')"
         )
-    conn.close()
     assert (await store.resolve_alert(first.id, "alertmanager")).changed
     fresh, created = await store.create_or_join_alert(NewAlert("disk full", dedup_key="fp"))
     assert created and fresh.id != first.id
@@ -263,7 +267,8 @@ async def test_rota_import_is_all_or_nothing(store: Store) -> None:
     # The parser refuses a zero ring timeout; the database's CHECK is the last line.
     broken_step = Step(policy.steps[0].targets, 300, 0)
     broken = replace(before, policies=(replace(policy, steps=(broken_step,)), *before.policies[1:]))
-    with pytest.raises(StoreError, match="import rota: CHECK constraint failed"):
+    refused = r"import rota: (CHECK constraint failed|.* violates check constraint)"
+    with pytest.raises(StoreError, match=refused):
         await store.replace_rota(broken)
     assert await store.load_rota() == before
     assert await store.rota_version() == version
@@ -303,12 +308,10 @@ async def test_interrupted_and_advanced(store: Store) -> None:
     assert await store.engine_snapshot() == []
 
 
-async def test_api_tokens_are_kept_hashed(store: Store, tmp_path: Path) -> None:
+async def test_api_tokens_are_kept_hashed(store: Store, raw: Raw) -> None:
     token, secret = await store.create_api_token("grafana", frozenset({Scope.TRIGGER}))
     assert secret.startswith("va_") and len(secret) > 40
-    conn = raw(tmp_path / "voipalert.db")
-    stored = conn.execute("SELECT token_sha256 FROM api_tokens").fetchone()[0]
-    conn.close()
+    stored = (await raw.execute("SELECT token_sha256 FROM api_tokens"))[0][0]
     assert secret not in stored and len(stored) == 64
     found = await store.verify_api_token(secret)
     assert found is not None and (found.name, found.scopes) == (
@@ -317,7 +320,7 @@ async def test_api_tokens_are_kept_hashed(store: Store, tmp_path: Path) -> None:
     )
     assert found.last_used_at == START
     assert await store.verify_api_token(secret + "x") is None
-    with pytest.raises(StoreError, match="UNIQUE"):
+    with pytest.raises(StoreError, match=UNIQUE):
         await store.create_api_token("grafana", frozenset({Scope.READ}))
     assert await store.revoke_api_token("grafana")
     assert await store.verify_api_token(secret) is None

@@ -184,7 +184,7 @@ async def _prepare(settings: Settings, testbed: Any) -> tuple[str, str]:
     rota = parse_rota(DEMO_ROTA.format(alice=testbed.uri("alice"), bob=testbed.uri("bob")))
     password = secrets.token_urlsafe(12)
     hashed = await asyncio.to_thread(hash_password, password)
-    async with await Store.open(settings.database.path, SystemClock()) as store:
+    async with await Store.open(settings.database.location, SystemClock()) as store:
         await store.replace_rota(rota, actor="demo")
         _, secret = await store.create_api_token("demo", frozenset({Scope.ADMIN}))
         await UserTables(store, SystemClock()).add_user(DEMO_USER, Role.ADMIN, hashed, "demo")

@@ -2,6 +2,8 @@
 
 Start-up, in the order that lets each check say clearly what is wrong:
 
+0. the database's engine lock (``store.engine_lock``): a second ``serve`` on the same
+   database stops here, naming the holder's pid;
 1. the voices (a missing or broken voice is a configuration error, exit 2);
 2. the database (migrations applied), then the languages of the rota against the voices;
 3. the SIP socket (a port already taken stops the start) and the registration, which only
@@ -80,6 +82,7 @@ from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
+from voipalert.store.engine_lock import EngineLock, EngineLockHeld
 from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.serve")
@@ -123,11 +126,12 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         async with AsyncExitStack() as stack:
+            # First of all, before a port is bound or a phone registered.
+            _lock_database(settings, stack)
             stalls = await _watch_loop(settings, stack)
             speech = await asyncio.to_thread(Speech.open, settings.tts.to_config())
             stack.push_async_callback(speech.aclose)
-            store = await Store.open(settings.database.path, clock, store_config(settings))
-            stack.push_async_callback(store.close)
+            store = await _open_store(settings, clock, stack)
             languages = await _check_languages(store, speech)
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
@@ -179,6 +183,28 @@ async def serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _lock_database(settings: Settings, stack: AsyncExitStack) -> None:
+    """One engine per database (store.engine_lock), held until the process ends."""
+    if settings.database.url is not None:
+        return  # PostgreSQL: Store.claim_engine, once connected
+    try:
+        lock = EngineLock.acquire(settings.database.path)
+    except EngineLockHeld as exc:
+        raise StartupError(str(exc)) from exc
+    if lock is not None:
+        stack.callback(lock.release)
+
+
+async def _open_store(settings: Settings, clock: SystemClock, stack: AsyncExitStack) -> Store:
+    store = await Store.open(settings.database.location, clock, store_config(settings))
+    stack.push_async_callback(store.close)
+    try:
+        await store.claim_engine()  # PostgreSQL: its advisory lock (store.pg)
+    except EngineLockHeld as exc:
+        raise StartupError(str(exc)) from exc
+    return store
 
 
 def _rota_sources(

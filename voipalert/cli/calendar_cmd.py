@@ -46,7 +46,7 @@ def run_url(args: argparse.Namespace) -> int:
             generation = await store.calendar_generation(args.kind, args.name)
         return calendar_token(store.server_key, args.kind, args.name, generation)
 
-    token = asyncio.run(with_store((settings.database.path, store_config(settings)), action))
+    token = asyncio.run(with_store((settings.database.location, store_config(settings)), action))
     if token is None:
         print(f"voipalert: no {args.kind} named {args.name!r}", file=sys.stderr)
         return EXIT_UNKNOWN

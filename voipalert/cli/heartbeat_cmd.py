@@ -111,7 +111,7 @@ def run_add(args: argparse.Namespace) -> int:
         except HeartbeatExists as exc:
             return f"{exc}"
 
-    result = asyncio.run(with_store((settings.database.path, store_config(settings)), action))
+    result = asyncio.run(with_store((settings.database.location, store_config(settings)), action))
     if isinstance(result, str):
         print(f"voipalert: {result}", file=sys.stderr)
         return EXIT_USAGE if result.startswith("no ") else EXIT_REFUSED
@@ -147,7 +147,7 @@ def _record_json(heartbeat: Heartbeat) -> dict[str, object]:
 
 def run_list(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    database = (settings.database.path, store_config(settings))
+    database = (settings.database.location, store_config(settings))
     heartbeats = asyncio.run(with_store(database, lambda store: store.list_heartbeats()))
     if args.json:
         print(json.dumps([_record_json(h) for h in heartbeats]))
@@ -161,7 +161,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    database = (settings.database.path, store_config(settings))
+    database = (settings.database.location, store_config(settings))
 
     async def action(store: Store) -> bool:
         if not await store.remove_heartbeat(args.name):

@@ -104,7 +104,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run(args: argparse.Namespace, action: Callable[[Store], Awaitable[T]]) -> T:
     settings = load_settings(args.config)
-    return asyncio.run(with_store((settings.database.path, store_config(settings)), action))
+    return asyncio.run(with_store((settings.database.location, store_config(settings)), action))
 
 
 def _print_problems(exc: RotaError, where: str) -> None:

@@ -28,6 +28,7 @@ from voipalert.settings import load_settings
 from voipalert.store import Store
 from voipalert.store.feeds import SourceCopy
 from voipalert.store.overrides import OverridesOrphaned
+from voipalert.store.pg import shown_url
 
 if TYPE_CHECKING:
     from voipalert.ingest.feed_poll import SourcesConfig
@@ -75,11 +76,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     oncall.set_defaults(func=run_oncall)
 
 
-async def _with_store(database: Path) -> Store:
+async def _with_store(database: Path | str) -> Store:
     return await Store.open(database, SystemClock())
 
 
-async def _replace(database: Path, rota: Rota, source: str, keep: bool) -> int:
+async def _replace(database: Path | str, rota: Rota, source: str, keep: bool) -> int:
     store = await _with_store(database)
     try:
         return await store.replace_rota(rota, actor="cli", source=source, keep_overrides=keep)
@@ -87,7 +88,7 @@ async def _replace(database: Path, rota: Rota, source: str, keep: bool) -> int:
         await store.close()
 
 
-async def _load(database: Path) -> Rota:
+async def _load(database: Path | str) -> Rota:
     store = await _with_store(database)
     try:
         return await store.load_rota()
@@ -95,7 +96,7 @@ async def _load(database: Path) -> Rota:
         await store.close()
 
 
-async def _load_with_copies(database: Path) -> tuple[Rota, dict[str, SourceCopy]]:
+async def _load_with_copies(database: Path | str) -> tuple[Rota, dict[str, SourceCopy]]:
     store = await _with_store(database)
     try:
         return await store.load_rota_with_feeds()
@@ -164,7 +165,7 @@ def run_import(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{path}: valid ({summary}); not imported (--dry-run)")
         return EXIT_OK
-    database = load_settings(args.config).database.path
+    database = load_settings(args.config).database.location
     try:
         kept = asyncio.run(_replace(database, rota, str(path), args.keep_overrides))
     except OverridesOrphaned as exc:
@@ -178,12 +179,14 @@ def run_import(args: argparse.Namespace) -> int:
         )
         return EXIT_REJECTED
     kept_text = f"; kept {kept} overrides made since" if args.keep_overrides else ""
-    print(f"{path}: imported into {database} ({summary}{kept_text})")
+    # A PostgreSQL URL may hold a password: never printed.
+    shown = shown_url(database) if isinstance(database, str) else database
+    print(f"{path}: imported into {shown} ({summary}{kept_text})")
     return EXIT_OK
 
 
 def run_export(args: argparse.Namespace) -> int:
-    rota = asyncio.run(_load(load_settings(args.config).database.path))
+    rota = asyncio.run(_load(load_settings(args.config).database.location))
     text = dump_rota(rota)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
@@ -200,7 +203,7 @@ def _instant(text: str | None, schedule: Schedule) -> datetime:
 
 def run_oncall(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    rota, copies = asyncio.run(_load_with_copies(settings.database.path))
+    rota, copies = asyncio.run(_load_with_copies(settings.database.location))
     schedules = [s for s in rota.schedules if args.schedule in (None, s.name)]
     if args.schedule is not None and not schedules:
         print(f"voipalert: no schedule named {args.schedule!r}", file=sys.stderr)

@@ -84,9 +84,9 @@ async def _create(
     return secret, await store.signing_secret(name)
 
 
-def _database(args: argparse.Namespace) -> tuple[Path, StoreConfig]:
+def _database(args: argparse.Namespace) -> tuple[Path | str, StoreConfig]:
     settings = load_settings(args.config)
-    return settings.database.path, store_config(settings)
+    return settings.database.location, store_config(settings)
 
 
 def _record_json(record: ApiToken) -> dict[str, object]:

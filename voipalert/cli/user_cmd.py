@@ -86,7 +86,7 @@ def _password_options(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run(
-    database: tuple[Path, StoreConfig], action: Callable[[UserTables], Awaitable[T]]
+    database: tuple[Path | str, StoreConfig], action: Callable[[UserTables], Awaitable[T]]
 ) -> T:
     store = await Store.open(database[0], SystemClock(), database[1])
     try:
@@ -95,9 +95,9 @@ async def _run(
         await store.close()
 
 
-def _database(args: argparse.Namespace) -> tuple[Path, StoreConfig]:
+def _database(args: argparse.Namespace) -> tuple[Path | str, StoreConfig]:
     settings = load_settings(args.config)
-    return settings.database.path, store_config(settings)
+    return settings.database.location, store_config(settings)
 
 
 def _password(args: argparse.Namespace) -> str | None:

@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 async def with_store(
-    database: tuple[Path, StoreConfig], action: Callable[[Store], Awaitable[T]]
+    database: tuple[Path | str, StoreConfig], action: Callable[[Store], Awaitable[T]]
 ) -> T:
     store = await Store.open(database[0], SystemClock(), database[1])
     try:

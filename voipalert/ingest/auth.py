@@ -36,8 +36,9 @@ from voipalert.ingest.tokens import (
     signature_matches,
     token_digest,
 )
-from voipalert.store import ApiToken, Scope, Store
+from voipalert.store import ApiToken, Scope
 from voipalert.store.api_tables import ApiTables, SigningKey
+from voipalert.store.ports import TokenVerifier
 
 CACHE_MAX_ENTRIES: Final = 4096
 _BEARER: Final = re.compile(r"^Bearer +([\x21-\x7e]{1,256}) *$", re.IGNORECASE)
@@ -66,7 +67,9 @@ def _unauthorized(message: str, reason: str) -> ApiError:
 
 
 class Authenticator:
-    def __init__(self, store: Store, tables: ApiTables, config: HttpConfig, clock: Clock) -> None:
+    def __init__(
+        self, store: TokenVerifier, tables: ApiTables, config: HttpConfig, clock: Clock
+    ) -> None:
         self._store = store
         self._tables = tables
         self._config = config

@@ -33,8 +33,8 @@ from voipalert.ingest.http_io import json_response
 from voipalert.ingest.intake import Intake
 from voipalert.ingest.schemas import BeatOut
 from voipalert.logs import log_context
-from voipalert.store import Store
 from voipalert.store.heartbeat import Heartbeat
+from voipalert.store.ports import HeartbeatWatchStore
 
 log = logging.getLogger("voipalert.heartbeat")
 
@@ -163,7 +163,7 @@ class HeartbeatWatch:
     ``check_seconds``; ``check()`` is one pass, for tests with a fake clock)."""
 
     def __init__(
-        self, store: Store, intake: Intake, clock: Clock, check_seconds: float = 5.0
+        self, store: HeartbeatWatchStore, intake: Intake, clock: Clock, check_seconds: float = 5.0
     ) -> None:
         self._store = store
         self._intake = intake

@@ -25,8 +25,9 @@ from voipalert.domain.routing import route
 from voipalert.ingest.convert import Event, Resolve
 from voipalert.ingest.mail_reply import mail_reply
 from voipalert.logs import log_context
-from voipalert.store import Store, UnknownReference
+from voipalert.store import UnknownReference
 from voipalert.store.am_outbox import AmLink
+from voipalert.store.ports import IntakeStore
 from voipalert.store.texts import ReplyResult
 
 log = logging.getLogger("voipalert.ingest")
@@ -52,7 +53,7 @@ Observer = Callable[[str, Outcome], None]
 class Intake:
     def __init__(
         self,
-        store: Store,
+        store: IntakeStore,
         wake: Callable[[], None],
         routes: Sequence[Route] = (),
         observe: Observer | None = None,

@@ -34,8 +34,8 @@ from voipalert.clock import Clock
 from voipalert.ingest.config import RetryPolicy, SilencerConfig
 from voipalert.ingest.retry import RequestFailed, check_response
 from voipalert.logs import log_context
-from voipalert.store import Store
 from voipalert.store.am_outbox import OutboxItem, SilencedAlert
+from voipalert.store.ports import SilencerStore
 
 log = logging.getLogger("voipalert.alertmanager")
 
@@ -66,7 +66,7 @@ def silence_body(item: OutboxItem, now: datetime) -> dict[str, Any]:
 class Silencer:
     def __init__(
         self,
-        store: Store,
+        store: SilencerStore,
         clock: Clock,
         config: SilencerConfig | None = None,
         observe: Callable[[str, str], None] | None = None,

@@ -585,6 +585,11 @@ class RotaSourcesSettings(_Section):
 
 class DatabaseSettings(_Section):
     path: Path = Path("voipalert.db")
+    url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:password@host:port/dbname to use PostgreSQL instead "
+        "of the SQLite file at path (docs/database.md); a secret: it may hold a password",
+    )
     busy_timeout_ms: int = Field(
         default=5000, ge=0, description="how long a write waits for another writer"
     )
@@ -593,6 +598,20 @@ class DatabaseSettings(_Section):
         description="FULL: every commit is on disk before the trigger gets its 202; NORMAL "
         "is faster but a power cut may lose the last alerts",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must be a postgresql:// URL (leave it out to use the SQLite path)")
+        return value
+
+    @property
+    def location(self) -> Path | str:
+        """Where the store is: the PostgreSQL URL when set, else the SQLite file."""
+        return self.url.get_secret_value() if self.url is not None else self.path
 
 
 class EngineSettings(_Section):

@@ -1,4 +1,5 @@
-"""voipalert's database (SQLite through aiosqlite): the only package with SQL in it."""
+"""voipalert's database (SQLite through aiosqlite, or PostgreSQL through asyncpg:
+docs/database.md): the only package with SQL in it."""
 
 from voipalert.store.alert_sql import AuditEntry
 from voipalert.store.db import StoreConfig

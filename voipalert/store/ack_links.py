@@ -22,7 +22,8 @@ from typing import Final, Literal
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertId
 from voipalert.store import alert_sql
-from voipalert.store.db import Database, to_db
+from voipalert.store.db import to_db
+from voipalert.store.sql import Database
 from voipalert.store.texts import ReplyResult
 
 _CONTEXT: Final = b"voipalert ack link v1\x00"

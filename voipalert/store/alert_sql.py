@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-import aiosqlite
-
 from voipalert.domain.alert import (
     Alert,
     AlertId,
@@ -34,6 +32,7 @@ from voipalert.domain.rota import (
     TeamName,
 )
 from voipalert.store.db import from_db, from_db_opt, to_db
+from voipalert.store.sql import Conn, Row
 
 ALERT_SELECT: Final = (
     "SELECT a.*, p.name AS policy_name, t.name AS team_name FROM alerts a "
@@ -54,7 +53,7 @@ class AuditEntry:
     detail: Mapping[str, object]
 
 
-def alert_from_row(row: aiosqlite.Row) -> Alert:
+def alert_from_row(row: Row) -> Alert:
     return Alert(
         id=AlertId(row["id"]),
         kind=AlertKind(row["kind"]),
@@ -82,7 +81,7 @@ def alert_from_row(row: aiosqlite.Row) -> Alert:
     )
 
 
-def attempt_from_row(row: aiosqlite.Row) -> Attempt:
+def attempt_from_row(row: Row) -> Attempt:
     return Attempt(
         id=AttemptId(row["id"]),
         key=AttemptKey(
@@ -117,7 +116,7 @@ def quality_json(quality: CallQualityRecord | None) -> str | None:
     return json.dumps(dict(quality), sort_keys=True) if quality is not None else None
 
 
-def audit_from_row(row: aiosqlite.Row) -> AuditEntry:
+def audit_from_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
         at=from_db(row["at"]),
@@ -130,7 +129,7 @@ def audit_from_row(row: aiosqlite.Row) -> AuditEntry:
 
 
 async def audit(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     now: datetime,
     actor: str,
     action: str,
@@ -146,12 +145,12 @@ async def audit(
     )
 
 
-async def fetch_alert(conn: aiosqlite.Connection, alert_id: int) -> Alert | None:
+async def fetch_alert(conn: Conn, alert_id: int) -> Alert | None:
     rows = list(await conn.execute_fetchall(f"{ALERT_SELECT} WHERE a.id = ?", (alert_id,)))
     return alert_from_row(rows[0]) if rows else None
 
 
-async def fetch_attempts(conn: aiosqlite.Connection, alert_id: int) -> list[Attempt]:
+async def fetch_attempts(conn: Conn, alert_id: int) -> list[Attempt]:
     rows = await conn.execute_fetchall(
         "SELECT * FROM attempts WHERE alert_id = ? ORDER BY id", (alert_id,)
     )
@@ -159,7 +158,7 @@ async def fetch_attempts(conn: aiosqlite.Connection, alert_id: int) -> list[Atte
 
 
 async def cancel_pending(
-    conn: aiosqlite.Connection, alert_id: int, now: datetime, actor: str, reason: str
+    conn: Conn, alert_id: int, now: datetime, actor: str, reason: str
 ) -> list[AttemptId]:
     """Cancel the attempts not dialled yet; the engine cancels those in flight."""
     rows = await conn.execute_fetchall(
@@ -182,11 +181,11 @@ async def cancel_pending(
 
 
 async def cancel_live(
-    conn: aiosqlite.Connection, ids: list[AttemptId], now: datetime, reason: str
+    conn: Conn, ids: list[AttemptId], now: datetime, reason: str
 ) -> list[AttemptId]:
     rows = await conn.execute_fetchall(
         "UPDATE attempts SET state = 'cancelled', outcome = 'cancelled', ended_at = ?, detail = ? "
-        "WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('pending', 'in_flight') "
+        f"WHERE id IN {conn.dialect.json_ints} AND state IN ('pending', 'in_flight') "
         "RETURNING id, alert_id",
         (to_db(now), reason, json.dumps(ids)),
     )

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import aiosqlite
-
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertId
 from voipalert.store import alert_sql
-from voipalert.store.db import Database, from_db, to_db
+from voipalert.store.db import from_db, to_db
+from voipalert.store.sql import Conn, Database, Row
 
 OutboxAction = Literal["silence", "expire"]
 OutboxState = Literal["pending", "done", "failed", "cancelled"]
@@ -60,7 +59,7 @@ class OutboxRow:
     last_error: str | None
 
 
-async def save_link(conn: aiosqlite.Connection, alert_id: int, link: AmLink) -> None:
+async def save_link(conn: Conn, alert_id: int, link: AmLink) -> None:
     await conn.execute(
         "INSERT INTO am_links (alert_id, hook, url, matchers, silence_seconds, comment_url) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id) DO UPDATE SET "
@@ -98,7 +97,7 @@ class SilencedAlert:
     silence_id: str
 
 
-def _link(row: aiosqlite.Row) -> AmLink:
+def _link(row: Row) -> AmLink:
     return AmLink(
         row["hook"], row["url"], json.loads(row["matchers"]), row["silence_seconds"],
         row["comment_url"],

@@ -42,6 +42,7 @@ from voipalert.store.secret import (
     load_server_key,
     make_private,
 )
+from voipalert.store.sql import Conn, SqliteConn
 from voipalert.store.startup import check_location, explain
 
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -95,7 +96,9 @@ def _private_files(path: Path | str) -> None:
         raise StoreError(f"open database {path}: {exc}") from exc
 
 
-class Database:
+class SqliteDatabase:
+    """The SQLite backend of ``store.sql.Database``."""
+
     def __init__(
         self, conn: aiosqlite.Connection, path: Path | str = "", secret_file: Path | None = None
     ) -> None:
@@ -115,7 +118,7 @@ class Database:
         return self._server_key
 
     @classmethod
-    async def open(cls, path: Path | str, config: StoreConfig | None = None) -> Database:
+    async def open(cls, path: Path | str, config: StoreConfig | None = None) -> SqliteDatabase:
         config = config or StoreConfig()
         check_location(path)
         try:
@@ -168,6 +171,10 @@ class Database:
                     await self._conn.rollback()
                 raise StoreError(f"apply migration {name}: {exc}") from exc
 
+    async def claim_engine(self) -> None:
+        """Nothing to do here: for a file, ``serve`` takes ``store.engine_lock`` before it
+        opens anything (a lock file can be taken before the database is opened)."""
+
     async def _reload_schema(self) -> None:
         """A migration edited sqlite_master itself: a new schema cookie makes this
         connection parse the schema again (others parse it when they open)."""
@@ -180,9 +187,7 @@ class Database:
         await self._conn.close()
 
     @asynccontextmanager
-    async def transaction(
-        self, *, write: bool, what: str = "database"
-    ) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, *, write: bool, what: str = "database") -> AsyncIterator[Conn]:
         """One transaction, alone on the connection. Writers take the write lock at BEGIN
         (IMMEDIATE), so a busy database is waited for there, not half-way through. SQLite
         errors come out as ``StoreError`` saying ``what`` was being done."""
@@ -190,7 +195,7 @@ class Database:
             try:
                 await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
-                    yield self._conn
+                    yield SqliteConn(self._conn)
                     await self._conn.commit()
                 except BaseException:
                     # A no-op when COMMIT already ran; undoes the work or a failed COMMIT.

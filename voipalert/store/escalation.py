@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 
-import aiosqlite
-
 from voipalert.clock import Clock
 from voipalert.domain.alert import (
     Alert,
@@ -26,7 +24,8 @@ from voipalert.domain.alert import (
 from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
 from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, quality_json
-from voipalert.store.db import Database, to_db
+from voipalert.store.db import to_db
+from voipalert.store.sql import Conn, Database
 
 
 class EscalationStore:
@@ -63,8 +62,12 @@ class EscalationStore:
                     "INSERT INTO attempts (alert_id, esc_repeat, esc_step, person_name, "
                     "attempt_no, person_id, contact_index, contact_kind, contact_address, "
                     "language, ring_timeout_seconds, state, created_at, method, rule_index) "
-                    "SELECT ?, ?, ?, ?, ?, (SELECT id FROM people WHERE name = ?), ?, ?, ?, ?, ?, "
-                    "'pending', ?, ?, ? WHERE EXISTS "
+                    # Typed: PostgreSQL cannot infer a bare parameter's type in a SELECT list.
+                    "SELECT CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS INTEGER), "
+                    "CAST(? AS TEXT), CAST(? AS INTEGER), (SELECT id FROM people WHERE name = ?), "
+                    "CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
+                    "CAST(? AS INTEGER), 'pending', CAST(? AS TEXT), CAST(? AS TEXT), "
+                    "CAST(? AS INTEGER) WHERE EXISTS "
                     f"(SELECT 1 FROM alerts WHERE id = ? AND {WANTS_CALLS}) "
                     "ON CONFLICT DO NOTHING RETURNING *",
                     (
@@ -220,7 +223,7 @@ class EscalationStore:
                     attempt_id=attempt.id,
                 )
             await conn.execute(
-                "UPDATE alerts SET engine_active = 1 WHERE id IN (SELECT value FROM json_each(?))",
+                f"UPDATE alerts SET engine_active = 1 WHERE id IN {conn.dialect.json_ints}",
                 (json.dumps(sorted({a.key.alert for a in attempts})),),
             )
             return attempts
@@ -340,9 +343,7 @@ class EscalationStore:
             return bool(rows)
 
 
-async def _fill_cancelled(
-    conn: aiosqlite.Connection, attempt_id: int, result: AttemptResult
-) -> None:
+async def _fill_cancelled(conn: Conn, attempt_id: int, result: AttemptResult) -> None:
     """The facts of a call whose attempt was recorded cancelled while it went on. The
     outcome stays ``cancelled`` (one terminal outcome per attempt); a key pressed after the
     alert was handled is kept in ``detail`` only."""

@@ -14,11 +14,10 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import aiosqlite
-
 from voipalert.domain.rota import Feed, FeedShift, PersonName, Rota
 from voipalert.store import rota_sql
-from voipalert.store.db import Database, from_db, from_db_opt, to_db
+from voipalert.store.db import from_db, from_db_opt, to_db
+from voipalert.store.sql import Conn, Database, Row
 
 
 class CopyState(enum.StrEnum):
@@ -72,7 +71,7 @@ def feed_from_json(text: str, start: str, end: str) -> Feed:
     return Feed(shifts, from_db(start), from_db(end))
 
 
-def _copy(row: aiosqlite.Row) -> SourceCopy:
+def _copy(row: Row) -> SourceCopy:
     feed = None
     if row["shifts"] is not None and row["window_start"] and row["window_end"]:
         feed = feed_from_json(row["shifts"], row["window_start"], row["window_end"])
@@ -92,11 +91,20 @@ def _copy(row: aiosqlite.Row) -> SourceCopy:
     )
 
 
-async def _bump(conn: aiosqlite.Connection) -> None:
+async def _bump(conn: Conn) -> None:
     await conn.execute(
         "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
         "WHERE key = 'feeds_version'"
     )
+
+
+_REPLACE_COPY = ", ".join(
+    f"{column} = excluded.{column}"
+    for column in (
+        "url", "spec", "body", "etag", "last_modified", "shifts", "window_start", "window_end",
+        "good_at", "checked_at", "failing_since", "error", "alerted",
+    )
+)  # fmt: skip
 
 
 def attach_feeds(rota: Rota, copies: dict[str, SourceCopy]) -> Rota:
@@ -135,10 +143,13 @@ class FeedStore:
         feed = copy.feed
         async with self._db.transaction(write=True, what="save source copy") as conn:
             await conn.execute(
-                "INSERT OR REPLACE INTO source_copies (schedule, url, spec, body, etag, "
+                # The whole row, written over the old one (what SQLite's INSERT OR REPLACE
+                # did; ON CONFLICT is the form both backends take).
+                "INSERT INTO source_copies (schedule, url, spec, body, etag, "
                 "last_modified, shifts, window_start, window_end, good_at, checked_at, "
                 "failing_since, error, alerted) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"ON CONFLICT (schedule) DO UPDATE SET {_REPLACE_COPY}",
                 (
                     copy.schedule,
                     copy.url,
@@ -163,12 +174,17 @@ class FeedStore:
         """Each schedule that has a source now: its copy (None: none of its url)."""
         async with self._db.transaction(write=False, what="read source states") as conn:
             rows = await conn.execute_fetchall(
-                "SELECT s.name AS name, json_extract(ss.spec, '$.url') AS source_url, c.* "
+                # The source's url is read from its spec here rather than with the
+                # dialects' different JSON functions.
+                "SELECT s.name AS name, ss.spec AS source_spec, c.* "
                 "FROM schedule_sources ss JOIN schedules s ON s.id = ss.schedule_id "
                 "LEFT JOIN source_copies c ON c.schedule = s.name ORDER BY s.position, s.id"
             )
         return {
-            row["name"]: _copy(row) if row["url"] == row["source_url"] else None for row in rows
+            row["name"]: _copy(row)
+            if row["url"] == json.loads(row["source_spec"]).get("url")
+            else None
+            for row in rows
         }
 
     async def feeds_version(self) -> int:
@@ -211,7 +227,7 @@ class FeedStore:
         async with self._db.transaction(write=True, what="rotate calendar token") as conn:
             await conn.execute(
                 "INSERT INTO calendar_feeds (kind, name, generation) VALUES (?, ?, 2) "
-                "ON CONFLICT (kind, name) DO UPDATE SET generation = generation + 1",
+                "ON CONFLICT (kind, name) DO UPDATE SET generation = calendar_feeds.generation + 1",
                 (kind, name),
             )
             rows = list(

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-import aiosqlite
-
 from voipalert.clock import Clock
 from voipalert.domain.alert import Severity
 from voipalert.store import alert_sql
-from voipalert.store.db import Database, from_db, from_db_opt, to_db
+from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.errors import StoreError
+from voipalert.store.sql import Database, Row
 
 HEARTBEAT_TOKEN_PREFIX: Final = "hb_"
 HEARTBEAT_TOKEN_BYTES: Final = 24
@@ -53,7 +52,7 @@ def token_sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _from_row(row: aiosqlite.Row) -> Heartbeat:
+def _from_row(row: Row) -> Heartbeat:
     return Heartbeat(
         name=row["name"],
         every_seconds=row["every_seconds"],

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-import aiosqlite
-
 from voipalert.clock import Clock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.override_csv import parse_shifts
@@ -29,8 +27,9 @@ from voipalert.domain.override_edit import (
 )
 from voipalert.domain.rota import Override, PersonName, Rota, ScheduleName
 from voipalert.store import alert_sql, rota_sql
-from voipalert.store.db import Database, from_db, from_db_opt, to_db
+from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.errors import StoreError
+from voipalert.store.sql import Conn, Database, Row
 
 MAX_ROW_ID: Final = 2**63 - 1
 
@@ -66,7 +65,7 @@ _SELECT = (
 )
 
 
-def _record(row: aiosqlite.Row) -> OverrideRecord:
+def _record(row: Row) -> OverrideRecord:
     return OverrideRecord(
         id=row["id"],
         override=Override(
@@ -84,7 +83,7 @@ def _record(row: aiosqlite.Row) -> OverrideRecord:
 
 
 async def select_overrides(
-    conn: aiosqlite.Connection,
+    conn: Conn,
     *,
     schedule: str | None = None,
     since: datetime | None = None,
@@ -109,7 +108,7 @@ async def select_overrides(
     return [_record(r) for r in rows]
 
 
-async def _bump_version(conn: aiosqlite.Connection) -> None:
+async def _bump_version(conn: Conn) -> None:
     await conn.execute(
         "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
         "WHERE key = 'rota_version'"
@@ -117,7 +116,7 @@ async def _bump_version(conn: aiosqlite.Connection) -> None:
 
 
 async def _insert(
-    conn: aiosqlite.Connection, o: Override, origin: str, note: str, actor: str, now: datetime
+    conn: Conn, o: Override, origin: str, note: str, actor: str, now: datetime
 ) -> tuple[int, bool]:
     """The row's id and whether it is new (the unique index of migration 0007 makes the
     same override made twice one row)."""
@@ -125,7 +124,9 @@ async def _insert(
         await conn.execute_fetchall(
             "INSERT INTO overrides (schedule_id, person_id, replaces_person_id, start_at, "
             "end_at, origin, note, made_by, made_at) "
-            "SELECT s.id, p.id, r.id, ?, ?, ?, ?, ?, ? FROM schedules s, people p "
+            # Typed: PostgreSQL cannot infer a bare parameter's type in a SELECT list.
+            "SELECT s.id, p.id, r.id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
+            "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT) FROM schedules s, people p "
             "LEFT JOIN people r ON r.name = ? WHERE s.name = ? AND p.name = ? "
             "ON CONFLICT DO NOTHING RETURNING id",
             (to_db(o.start), to_db(o.end), origin, note, actor, to_db(now), o.replaces,
@@ -244,7 +245,7 @@ class OverrideStore:
         return CsvImported(tuple(records[i] for i in added), already)
 
 
-async def check_kept_edits(conn: aiosqlite.Connection, rota: Rota) -> list[OverrideRecord]:
+async def check_kept_edits(conn: Conn, rota: Rota) -> list[OverrideRecord]:
     """The edits an import with ``--keep-overrides`` keeps, after refusing (``OverridesOrphaned``)
     when any names a schedule or person ``rota`` drops."""
     edits = await select_overrides(conn, edits_only=True)
@@ -254,7 +255,7 @@ async def check_kept_edits(conn: aiosqlite.Connection, rota: Rota) -> list[Overr
     return edits
 
 
-async def drop_duplicated_edits(conn: aiosqlite.Connection, rota: Rota) -> int:
+async def drop_duplicated_edits(conn: Conn, rota: Rota) -> int:
     """After an import that kept the edits: remove each edit the new file now carries itself
     (an export imported back), so it is not there twice. Returns how many."""
     in_file = set(rota.overrides)

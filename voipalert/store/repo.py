@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-import aiosqlite
-
 from voipalert.clock import Clock
 from voipalert.domain.alert import (
     Alert,
@@ -32,12 +30,14 @@ from voipalert.store import alert_sql, rota_sql
 from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
-from voipalert.store.db import Database, StoreConfig, to_db
+from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
 from voipalert.store.feeds import FeedStore
 from voipalert.store.heartbeat import HeartbeatStore
 from voipalert.store.overrides import OverrideStore, check_kept_edits, drop_duplicated_edits
+from voipalert.store.pg import PgDatabase, is_postgresql_url
+from voipalert.store.sql import Conn, Database
 from voipalert.store.status_outbox import StatusOutboxStore
 from voipalert.store.texts import TextStore
 from voipalert.store.tokens import TokenStore
@@ -97,11 +97,21 @@ class Store(
 
     @classmethod
     async def open(cls, path: Path | str, clock: Clock, config: StoreConfig | None = None) -> Store:
-        """Open (creating if needed) and migrate the database at ``path``."""
-        return cls(await Database.open(path, config), clock)
+        """Open (creating if needed) and migrate the database at ``path``: a SQLite file,
+        or a ``postgresql://`` URL (docs/database.md)."""
+        if is_postgresql_url(path):
+            config = config or StoreConfig()
+            database = await PgDatabase.open(str(path), config.secret_file, config.busy_timeout_ms)
+            return cls(database, clock)
+        return cls(await SqliteDatabase.open(path, config), clock)
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def claim_engine(self) -> None:
+        """Be the one engine of this database (``EngineLockHeld`` when another is); for
+        SQLite the lock file (``store.engine_lock``) does it, taken earlier by ``serve``."""
+        await self._db.claim_engine()
 
     async def __aenter__(self) -> Store:
         return self
@@ -147,7 +157,7 @@ class Store(
     # ---------------------------------------------------------------- alerts
 
     async def _resolve_targets(
-        self, conn: aiosqlite.Connection, new: NewAlert
+        self, conn: Conn, new: NewAlert
     ) -> tuple[str | None, str | None, str]:
         if new.policy is not None or new.team is not None:
             rows = await conn.execute_fetchall(
@@ -176,7 +186,7 @@ class Store(
             return None, None, "no route"
         return chosen.policy, chosen.team, chosen.name
 
-    async def _join(self, conn: aiosqlite.Connection, new: NewAlert, now: datetime) -> int | None:
+    async def _join(self, conn: Conn, new: NewAlert, now: datetime) -> int | None:
         """Count ``new`` on the open alert with its dedup key (refreshing what it says when
         ``new.refresh``); the alert's id, or None when none is open."""
         rows = list(
@@ -233,11 +243,11 @@ class Store(
                     assert alert is not None
                     return alert, False
             policy, team, how = await self._resolve_targets(conn, new)
-            cursor = await conn.execute(
+            inserted = await conn.execute_fetchall(
                 "INSERT INTO alerts (kind, status, severity, summary, source, dedup_key, fields, "
                 "labels, policy_id, team_id, created_at, last_seen_at, esc_since) VALUES "
                 "(?, 'triggered', ?, ?, ?, ?, ?, ?, (SELECT id FROM policies WHERE name = ?), "
-                "(SELECT id FROM teams WHERE name = ?), ?, ?, ?)",
+                "(SELECT id FROM teams WHERE name = ?), ?, ?, ?) RETURNING id",
                 (
                     new.kind.value,
                     new.severity.value,
@@ -253,8 +263,7 @@ class Store(
                     to_db(now),
                 ),
             )
-            alert_id = cursor.lastrowid
-            assert alert_id is not None
+            alert_id = int(inserted[0]["id"])
             await alert_sql.audit(
                 conn,
                 now,
@@ -369,11 +378,12 @@ class Store(
         """Alerts matching ``filters``, newest first, one page at a time."""
         filters, page = filters or AlertFilter(), page or Page()
         limit = max(1, min(page.limit, MAX_PAGE_SIZE))
-        where: list[str] = ["1"]
+        where: list[str] = ["TRUE"]
         params: list[object] = []
         if filters.statuses:
-            where.append("a.status IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(sorted(s.value for s in filters.statuses)))
+            statuses = sorted(s.value for s in filters.statuses)
+            where.append(f"a.status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
         if filters.since is not None:
             where.append("a.created_at >= ?")
             params.append(to_db(filters.since))

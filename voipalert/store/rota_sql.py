@@ -12,8 +12,6 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import date, time
 
-import aiosqlite
-
 from voipalert.domain.rota import (
     Contact,
     ContactKind,
@@ -41,17 +39,16 @@ from voipalert.domain.rota import (
     Window,
 )
 from voipalert.store.db import from_db, to_db
+from voipalert.store.sql import Conn, Row
 
 Ids = dict[str, int]
 
 
 async def _replace_named(
-    conn: aiosqlite.Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+    conn: Conn, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
 ) -> Ids:
     names = json.dumps([row[0] for row in rows])
-    await conn.execute(
-        f"DELETE FROM {table} WHERE name NOT IN (SELECT value FROM json_each(?))", (names,)
-    )
+    await conn.execute(f"DELETE FROM {table} WHERE name NOT IN {conn.dialect.json_texts}", (names,))
     updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
     await conn.executemany(
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
@@ -64,15 +61,12 @@ async def _replace_named(
     }
 
 
-async def _insert_id(conn: aiosqlite.Connection, sql: str, params: tuple[object, ...]) -> int:
-    cursor = await conn.execute(sql, params)
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
+async def _insert_id(conn: Conn, sql: str, params: tuple[object, ...]) -> int:
+    rows = await conn.execute_fetchall(f"{sql} RETURNING id", params)
+    return int(rows[0]["id"])
 
 
-async def _save_schedules(
-    conn: aiosqlite.Connection, rota: Rota, people: Ids, keep_edits: bool
-) -> Ids:
+async def _save_schedules(conn: Conn, rota: Rota, people: Ids, keep_edits: bool) -> Ids:
     rows = [(s.name, i, s.time_zone) for i, s in enumerate(rota.schedules)]
     schedules = await _replace_named(conn, "schedules", ("name", "position", "time_zone"), rows)
     await conn.execute("DELETE FROM layers")
@@ -153,9 +147,7 @@ def source_from_json(text: str) -> ScheduleSource:
     return ScheduleSource(**fields)
 
 
-async def _save_policies(
-    conn: aiosqlite.Connection, rota: Rota, people: Ids, teams: Ids, schedules: Ids
-) -> Ids:
+async def _save_policies(conn: Conn, rota: Rota, people: Ids, teams: Ids, schedules: Ids) -> Ids:
     rows = [
         (p.name, i, p.repeat_count, p.repeat_delay_seconds) for i, p in enumerate(rota.policies)
     ]
@@ -188,7 +180,7 @@ async def _save_policies(
     return policies
 
 
-async def _save_routes(conn: aiosqlite.Connection, rota: Rota, teams: Ids, policies: Ids) -> None:
+async def _save_routes(conn: Conn, rota: Rota, teams: Ids, policies: Ids) -> None:
     await conn.execute("DELETE FROM routes")
     await conn.executemany(
         "INSERT INTO routes (position, name, policy_id, team_id, match_source, match_severity, "
@@ -210,7 +202,7 @@ async def _save_routes(conn: aiosqlite.Connection, rota: Rota, teams: Ids, polic
     )
 
 
-async def save_rota(conn: aiosqlite.Connection, rota: Rota, *, keep_edits: bool = False) -> None:
+async def save_rota(conn: Conn, rota: Rota, *, keep_edits: bool = False) -> None:
     """Replace the stored rota with ``rota``, inside the caller's write transaction.
     ``keep_edits``: keep the overrides not made by a rota file (the caller has checked that
     their schedules and people are still there: a dropped one would cascade them away)."""
@@ -261,19 +253,19 @@ async def save_rota(conn: aiosqlite.Connection, rota: Rota, *, keep_edits: bool 
     )
 
 
-async def rota_version(conn: aiosqlite.Connection) -> int:
+async def rota_version(conn: Conn) -> int:
     rows = await conn.execute_fetchall("SELECT value FROM meta WHERE key = 'rota_version'")
     return int(next(iter(rows))["value"])
 
 
-def _grouped(rows: Iterable[aiosqlite.Row], key: str) -> dict[int, list[aiosqlite.Row]]:
-    groups: dict[int, list[aiosqlite.Row]] = {}
+def _grouped(rows: Iterable[Row], key: str) -> dict[int, list[Row]]:
+    groups: dict[int, list[Row]] = {}
     for row in rows:
         groups.setdefault(row[key], []).append(row)
     return groups
 
 
-async def _load_people(conn: aiosqlite.Connection) -> tuple[list[Person], dict[int, str]]:
+async def _load_people(conn: Conn) -> tuple[list[Person], dict[int, str]]:
     people = await conn.execute_fetchall(
         "SELECT id, name, language, shift_notice_contact, shift_notice_before_seconds "
         "FROM people ORDER BY position, id"
@@ -309,7 +301,7 @@ async def _load_people(conn: aiosqlite.Connection) -> tuple[list[Person], dict[i
     return loaded, {p["id"]: p["name"] for p in people}
 
 
-async def _load_schedules(conn: aiosqlite.Connection, names: dict[int, str]) -> list[Schedule]:
+async def _load_schedules(conn: Conn, names: dict[int, str]) -> list[Schedule]:
     members = _grouped(
         await conn.execute_fetchall("SELECT * FROM layer_members ORDER BY layer_id, position"),
         "layer_id",
@@ -357,7 +349,7 @@ async def _load_schedules(conn: aiosqlite.Connection, names: dict[int, str]) -> 
     ]
 
 
-async def _load_policies(conn: aiosqlite.Connection) -> list[EscalationPolicy]:
+async def _load_policies(conn: Conn) -> list[EscalationPolicy]:
     targets = _grouped(
         await conn.execute_fetchall(
             "SELECT t.step_id, s.name AS schedule, p.name AS person, m.name AS team "
@@ -372,7 +364,7 @@ async def _load_policies(conn: aiosqlite.Connection) -> list[EscalationPolicy]:
         "policy_id",
     )
 
-    def target(row: aiosqlite.Row) -> Target:
+    def target(row: Row) -> Target:
         kind = next(k for k in TargetKind if row[k.value] is not None)
         return Target(kind, row[kind.value])
 
@@ -394,7 +386,7 @@ async def _load_policies(conn: aiosqlite.Connection) -> list[EscalationPolicy]:
     ]
 
 
-async def load_routes(conn: aiosqlite.Connection) -> list[Route]:
+async def load_routes(conn: Conn) -> list[Route]:
     rows = await conn.execute_fetchall(
         "SELECT r.*, p.name AS policy, t.name AS team FROM routes r "
         "LEFT JOIN policies p ON p.id = r.policy_id LEFT JOIN teams t ON t.id = r.team_id "
@@ -415,7 +407,7 @@ async def load_routes(conn: aiosqlite.Connection) -> list[Route]:
     ]
 
 
-async def load_rota(conn: aiosqlite.Connection) -> Rota:
+async def load_rota(conn: Conn) -> Rota:
     """The stored rota, inside the caller's transaction."""
     people, names = await _load_people(conn)
     team_rows = await conn.execute_fetchall("SELECT id, name FROM teams ORDER BY position, id")

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertId
-from voipalert.store.db import Database, from_db, to_db
+from voipalert.store.db import from_db, to_db
+from voipalert.store.sql import Database
 
 DeliveryState = Literal["pending", "done", "dead", "cancelled"]
 
@@ -75,11 +76,11 @@ class StatusOutboxStore:
             rows = await conn.execute_fetchall(
                 "UPDATE status_deliveries SET state = 'cancelled', last_error = "
                 "'target removed from the configuration' WHERE state = 'pending' AND "
-                "target NOT IN (SELECT value FROM json_each(?)) RETURNING id",
+                f"target NOT IN {conn.dialect.json_texts} RETURNING id",
                 (names,),
             )
             await conn.execute(
-                "DELETE FROM status_targets WHERE name NOT IN (SELECT value FROM json_each(?))",
+                f"DELETE FROM status_targets WHERE name NOT IN {conn.dialect.json_texts}",
                 (names,),
             )
             await conn.executemany(

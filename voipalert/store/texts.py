@@ -10,7 +10,8 @@ from typing import Final, Literal
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, Attempt
 from voipalert.store import alert_sql
-from voipalert.store.db import Database, to_db
+from voipalert.store.db import to_db
+from voipalert.store.sql import Database
 
 MAX_RECENT_TEXTS: Final = 500
 ReplyResult = Literal["acknowledged", "already_handled", "not_understood", "no_open_text"]

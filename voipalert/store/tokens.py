@@ -23,9 +23,10 @@ from typing import Final
 
 from voipalert.clock import Clock
 from voipalert.store import alert_sql
-from voipalert.store.db import Database, from_db, from_db_opt, to_db
+from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.errors import StoreError
 from voipalert.store.secret import derive_signing_secret, new_salt
+from voipalert.store.sql import Database
 
 TOKEN_BYTES: Final = 32
 TOKEN_PREFIX: Final = "va_"

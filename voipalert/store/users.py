@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import aiosqlite
-
 from voipalert.clock import Clock
 from voipalert.store import alert_sql
 from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.repo import Store
+from voipalert.store.sql import Row
 
 # A user name: what `voipalert user add` and the users page accept alike.
 USER_NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -75,7 +74,7 @@ def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def _user(r: aiosqlite.Row) -> User:
+def _user(r: Row) -> User:
     return User(
         id=r["id"],
         name=r["name"],

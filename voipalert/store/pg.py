@@ -1,0 +1,311 @@
+"""The PostgreSQL backend of ``store.sql.Database`` (asyncpg), chosen by
+``[database] url = "postgresql://..."`` (docs/database.md).
+
+It keeps the SQLite backend's rules so that the store's statements mean the same on both:
+
+- one connection, one transaction at a time on it (an ``asyncio.Lock``), each short;
+- writers are serialized across processes too: a write transaction first takes one
+  transaction-scoped advisory lock, as SQLite's ``BEGIN IMMEDIATE`` takes its one write
+  lock, so conditional updates (``WHERE state = 'pending'``) see the same order of events;
+- read transactions are ``REPEATABLE READ``: the two reads of the engine's snapshot see one
+  state of the database, as in a SQLite read transaction;
+- times stay ISO-8601 text (``store.db.to_db``), so comparisons and ordering are the same.
+
+Statements are written with ``?``; ``PgConn`` numbers them (``$1``, ``$2``...) outside
+string literals. Migrations are ``schema_pg/NNNN_name.sql``, numbered like SQLite's, and the
+version is the single row of ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import re
+import socket
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Final, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from voipalert.store.engine_lock import EngineLockHeld
+from voipalert.store.errors import DatabaseUnusable, StoreError
+from voipalert.store.secret import load_server_key
+from voipalert.store.sql import POSTGRESQL, Conn, Row
+
+log = logging.getLogger("voipalert.store")
+
+# Advisory lock keys: writers and migrations (transaction-scoped), the engine (held by the
+# session of the one ``serve``). Any 64-bit numbers no other application on the same
+# database uses; these spell "voipalrt", "voipamig" and "voipaeng".
+WRITE_LOCK: Final = 0x766F6970616C7274
+MIGRATION_LOCK: Final = 0x766F6970616D6967
+ENGINE_LOCK: Final = 0x766F697061656E67
+CONNECT_TIMEOUT_SECONDS: Final = 10.0
+_MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_PLACEHOLDER_OR_LITERAL: Final = re.compile(r"'(?:[^']|'')*'|\?")
+
+
+NAMEDATALEN: Final = 63  # PostgreSQL keeps this many bytes of application_name
+
+
+def _who() -> str:
+    return f"voipalert pid {os.getpid()} on {socket.gethostname()}"
+
+
+def is_postgresql_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@functools.lru_cache(maxsize=1024)  # the store's statements are a fixed, small set
+def numbered(sql: str) -> str:
+    """``?`` → ``$1``, ``$2``... (string literals left alone)."""
+    count = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        if match.group(0) != "?":
+            return match.group(0)
+        count += 1
+        return f"${count}"
+
+    return _PLACEHOLDER_OR_LITERAL.sub(replace, sql)
+
+
+def pg_migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("voipalert.store").joinpath("schema_pg").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class PgConn:
+    """``Conn`` over an asyncpg connection (the transaction is the caller's)."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, parameters: Sequence[object] = ()) -> None:
+        await self._conn.execute(numbered(sql), *parameters)
+
+    async def execute_fetchall(self, sql: str, parameters: Sequence[object] = ()) -> list[Row]:
+        return cast(list[Row], await self._conn.fetch(numbered(sql), *parameters))
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        batch = [tuple(row) for row in rows]
+        if batch:
+            await self._conn.executemany(numbered(sql), batch)
+
+
+class PgDatabase:
+    def __init__(
+        self, conn: asyncpg.Connection, url: str, secret_file: Path | None, lock_timeout_ms: int
+    ) -> None:
+        self._conn = conn
+        self._url = url
+        self._lock = asyncio.Lock()
+        self._secret_file = secret_file
+        self._server_key: bytes | None = None
+        self._lock_timeout_ms = lock_timeout_ms
+        self._engine = False  # this process claimed the engine lock
+        self._lost: EngineLockHeld | None = None  # ... and another serve took it since
+        self._closed = False
+
+    @property
+    def server_key(self) -> bytes:
+        """As with SQLite (``store.db``), read or created at first use; but there is no
+        database file for it to sit beside, so the file must be configured: a key made up
+        per process would change every webhook signing secret at each start."""
+        if self._secret_file is None:
+            raise DatabaseUnusable(
+                shown_url(self._url),
+                "a PostgreSQL database has no file next to which the server secret could live",
+                "set [http] secret_file (VOIPALERT_HTTP__SECRET_FILE) to a 0600 file path",
+                configuration=True,
+            )
+        if self._server_key is None:
+            self._server_key = load_server_key(self._secret_file)
+        return self._server_key
+
+    @classmethod
+    async def open(
+        cls, url: str, secret_file: Path | None, lock_timeout_ms: int = 5000
+    ) -> PgDatabase:
+        conn = await _connect(url, lock_timeout_ms)
+        db = cls(conn, url, secret_file, lock_timeout_ms)
+        try:
+            await db._migrate()
+        except BaseException:
+            await conn.close()
+            raise
+        return db
+
+    async def _usable(self) -> asyncpg.Connection:
+        """The connection, connected again when it was lost (a restarted or failed-over
+        server, a network cut): the failed transaction gave its caller a ``StoreError``
+        and the next one starts afresh, as the engine's next tick re-plans. An engine whose
+        connection was lost also lost its session lock: it takes it again, or stops
+        (``EngineLockHeld``) when another serve took over meanwhile."""
+        if self._closed:
+            raise StoreError(f"database {shown_url(self._url)} is closed")
+        if self._lost is not None:
+            raise self._lost
+        if not self._conn.is_closed():
+            return self._conn
+        log.warning("reconnecting to %s: the connection was lost", shown_url(self._url))
+        self._conn = await _connect(self._url, self._lock_timeout_ms)
+        if self._engine:
+            self._engine = False
+            try:
+                await self._claim()
+            except EngineLockHeld as exc:
+                # Never two engines: this one does nothing more on this database.
+                self._lost = exc
+                raise
+        return self._conn
+
+    async def _migrate(self) -> None:
+        available = pg_migrations()
+        latest = available[-1][0] if available else 0
+        try:
+            async with self._conn.transaction():
+                # Several processes may start at once: one migrates, the others wait here.
+                await self._conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+                    "one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one))"
+                )
+                current = await self._conn.fetchval("SELECT version FROM schema_version")
+                if current is None:
+                    current = 0
+                    await self._conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+                if current > latest:
+                    raise DatabaseUnusable(
+                        shown_url(self._url),
+                        f"its schema version {current} is newer than this voipalert knows "
+                        f"({latest})",
+                        "run the voipalert version that last used it, or restore the backup "
+                        "taken before the upgrade",
+                    )
+                for version, name, sql in available:
+                    if version <= current:
+                        continue
+                    try:
+                        async with self._conn.transaction():
+                            await self._conn.execute(sql)
+                            await self._conn.execute(
+                                "UPDATE schema_version SET version = $1", version
+                            )
+                    except asyncpg.PostgresError as exc:
+                        raise StoreError(f"apply migration {name}: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreError(f"migrate {shown_url(self._url)}: {exc}") from exc
+
+    async def claim_engine(self) -> None:
+        """One engine per database, as with SQLite's lock file (``store.engine_lock``): a
+        session advisory lock, which PostgreSQL drops when this connection ends, however
+        the process ends. Raises ``EngineLockHeld`` naming the holder."""
+        async with self._lock:
+            try:
+                await self._usable()
+                await self._claim()
+            except _ERRORS as exc:
+                self._drop_if_broken(exc)
+                raise StoreError(f"claim the engine lock: {exc}") from exc
+
+    async def _claim(self) -> None:
+        got = await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", ENGINE_LOCK)
+        if not got:
+            holder = await self._conn.fetchval(
+                "SELECT a.application_name || COALESCE(' from ' || host(a.client_addr), '') "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1",
+                ENGINE_LOCK >> 32,
+                ENGINE_LOCK & 0xFFFFFFFF,
+            )
+            raise EngineLockHeld(shown_url(self._url), "an advisory lock", holder or "pid unknown")
+        self._engine = True
+
+    async def schema_version(self) -> int:
+        return int(await self._conn.fetchval("SELECT version FROM schema_version"))
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._conn.close()
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool, what: str = "database") -> AsyncIterator[Conn]:
+        async with self._lock:
+            try:
+                conn = await self._usable()
+                isolation = "read_committed" if write else "repeatable_read"
+                async with conn.transaction(isolation=isolation):
+                    if write:
+                        # Waits at most lock_timeout ([database] busy_timeout_ms), like
+                        # SQLite's busy_timeout.
+                        await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+                    yield PgConn(conn)
+            except _ERRORS as exc:
+                self._drop_if_broken(exc)
+                raise StoreError(f"{what}: {exc}") from exc
+
+    def _drop_if_broken(self, exc: BaseException) -> None:
+        """After an error of the connection itself (not of a statement), drop it so that
+        the next transaction connects again instead of reusing a half-dead session."""
+        sqlstate = getattr(exc, "sqlstate", None) or ""
+        statement_error = isinstance(exc, asyncpg.PostgresError) and not (
+            # 08: connection exception; 57: operator intervention (shutdown, terminated)
+            isinstance(exc, asyncpg.PostgresConnectionError) or sqlstate[:2] in ("08", "57")
+        )
+        if not statement_error and not self._conn.is_closed():
+            self._conn.terminate()
+
+
+# What a connection can raise: statement errors (PostgresError), a broken or busy client
+# state (InterfaceError, InternalClientError), the network (OSError, TimeoutError).
+_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def _connect(url: str, lock_timeout_ms: int) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(
+            url,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings={
+                # Shown to a second serve refused by the engine lock (claim_engine).
+                "application_name": _who()[:NAMEDATALEN],
+                "lock_timeout": str(int(lock_timeout_ms)),
+            },
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        raise DatabaseUnusable(
+            shown_url(url),
+            f"cannot connect ({type(exc).__name__}: {exc})",
+            "check [database] url, that PostgreSQL runs and accepts this user",
+        ) from exc

@@ -1,0 +1,5 @@
+-- voipalert schema 10 (PostgreSQL; schema/0010_call_quality.sql for SQLite): the audio
+-- quality of each answered call (docs/realtime.md §7): loss and jitter both ways, the round
+-- trip and an estimated MOS, from RTCP, as one JSON object.
+ALTER TABLE attempts ADD COLUMN quality TEXT
+    CHECK (quality IS NULL OR CAST(quality AS json) IS NOT NULL);
