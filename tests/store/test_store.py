@@ -325,3 +325,22 @@ async def test_api_tokens_are_kept_hashed(store: Store, raw: Raw) -> None:
     assert await store.revoke_api_token("grafana")
     assert await store.verify_api_token(secret) is None
     assert token.id == found.id
+
+
+async def test_shift_notices_and_their_audit_on_both_backends(store: Store) -> None:
+    """A person's shift notice survives the rota's trip through the database, and the
+    audit entries the notice sender writes and reads back (app.shift_notices)."""
+    text = ROTA.replace(
+        '{name: alice, contacts: [{extension: "201"}]}',
+        '{name: alice, contacts: [{extension: "201"}], shift_notice: {contact: 1, before: 45m}}',
+        1,
+    )
+    rota = parse_rota(text)
+    assert any(p.shift_notice is not None for p in rota.people)
+    await store.replace_rota(rota)
+    assert await store.load_rota() == rota
+    detail = {"person": "alice", "schedule": "ops", "start": START.isoformat(), "outcome": "ok"}
+    await store.record("voipalert", "shift_notice.sent", detail)
+    (entry,) = await store.audit_since("shift_notice.sent", START - timedelta(days=1))
+    assert entry.detail == detail and entry.alert_id is None
+    assert await store.audit_since("shift_notice.sent", START + timedelta(days=1)) == []
