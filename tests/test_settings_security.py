@@ -94,3 +94,19 @@ def test_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VOIPALERT_SIP__DISPLAY_NAME", "Alerts\nX: 1")
     with pytest.raises(ConfigError, match="display_name"):
         load_settings()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("policy", ["optional", "required"])
+def test_srtp_needs_sip_over_tls(tmp_path: Path, transport: str, policy: str) -> None:
+    # SDES keys travel in the SDP: refused at configuration time, never sent in clear.
+    path = write(tmp_path, f'[sip]\ntransport = "{transport}"\n[media]\nsrtp = "{policy}"\n')
+    with pytest.raises(ConfigError, match="needs \\[sip\\] transport = 'tls'"):
+        load_settings(path)
+
+
+def test_srtp_over_tls_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sip]\ntransport = "tls"\n[media]\nsrtp = "required"\n')
+    assert load_settings(path).media.srtp == "required"
+    with pytest.raises(ConfigError, match="srtp"):
+        load_settings(write(tmp_path, '[media]\nsrtp = "maybe"\n'))

@@ -45,6 +45,7 @@ from voipalert.settings import (
 from voipalert.settings.sections import duration_seconds
 from voipalert.sip.config import UAConfig
 from voipalert.sip.locate import parse_name_server
+from voipalert.sip.sdes import SrtpPolicy
 from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
 
@@ -112,6 +113,7 @@ def media_config(settings: Settings) -> MediaConfig:
         latching=media.latching,
         inband_dtmf=media.inband_dtmf,
         echo_canceller=media.echo_canceller,
+        srtp=SrtpPolicy(media.srtp),
     )
 
 

@@ -195,6 +195,12 @@ class MediaSettings(_Section):
         "and cancel it before listening for in-band keys, so a key pressed while we speak "
         "is heard; a line without echo costs nothing after the first seconds",
     )
+    srtp: Literal["off", "optional", "required"] = Field(
+        default="off",
+        description="SDES-SRTP (AES_CM_128_HMAC_SHA1_80): 'required' offers RTP/SAVP and "
+        "hangs up an answer without acceptable keys; 'optional' offers keys on RTP/AVP and "
+        "falls back to plain RTP when the answer has none; needs [sip] transport = tls",
+    )
 
     @field_validator("codecs")
     @classmethod
