@@ -10,12 +10,13 @@
 # prometheus-alertmanager (the silence tests start their own, on loopback), chromium
 # (the web console's browser tests drive it with Playwright; no browser is downloaded), and
 # radicale (the CalDAV server the rota-source tests start on loopback, with a temporary
-# storage folder: no system service).
+# storage folder: no system service), and kamailio-tls-modules (Kamailio's TLS module: the
+# testbed listens on TLS when a bot registers over TLS, for the SIP/TLS + SRTP tests).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base
-        prometheus-alertmanager chromium radicale)
+        prometheus-alertmanager chromium radicale kamailio-tls-modules)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)
