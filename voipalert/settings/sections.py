@@ -139,6 +139,15 @@ class SipSettings(_Section):
     )
     tls_ca_file: Path | None = None
     tls_verify: bool = True
+    tls_listen: bool = Field(
+        default=False,
+        description="with transport = tls: accept TLS connections from the PBX on local_port "
+        "(requests to our Contact), with tls_cert_file and tls_key_file",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="our certificate chain (PEM) for tls_listen"
+    )
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM)")
     dns_servers: list[str] = Field(
         default_factory=list,
         max_length=8,
@@ -154,6 +163,14 @@ class SipSettings(_Section):
         for server in value:
             parse_name_server(server)  # ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _check_tls_listen(self) -> SipSettings:
+        if self.tls_listen and self.transport != "tls":
+            raise ValueError("tls_listen needs transport = 'tls'")
+        if self.tls_listen and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("tls_listen needs tls_cert_file and tls_key_file")
+        return self
 
     @model_validator(mode="after")
     def _check_addresses(self) -> SipSettings:
