@@ -92,7 +92,8 @@ class Callee(asyncio.DatagramProtocol):
             ),
             source,
         )  # fmt: skip
-        await asyncio.sleep(0.4)
+        # After our session has opened (it discards what arrived before the answer).
+        await asyncio.sleep(0.8)
         if self.press:
             self._press_1((HOST, int(port.group(1))))
 

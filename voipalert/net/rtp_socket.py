@@ -363,11 +363,8 @@ class RtpSession:
     def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
         now = self._loop.time()
         if self._srtp is not None:
-            # Authenticated before anything reads it: a forged or replayed packet (a key
-            # press among them) is counted here and goes no further.
-            plain = self._srtp.unprotect(data)
+            plain = self._unprotect(self._srtp, data, addr)
             if plain is None:
-                self.stats.srtp_rejected += 1
                 return
             data = plain
         source = self._addresses.get(addr)
@@ -385,6 +382,22 @@ class RtpSession:
                 self._dest = event.address
             elif isinstance(event, PacketDropped) and event.reason in _REFUSALS:
                 self._refused(source, event.reason, now)
+
+    def _unprotect(self, srtp: SrtpContext, data: bytes, addr: tuple[object, ...]) -> bytes | None:
+        # Authenticated before anything reads it: a forged or replayed packet (a key press
+        # among them) is counted here and goes no further.
+        plain = srtp.unprotect(data)
+        if plain is None:
+            self.stats.srtp_rejected += 1
+            if self.stats.srtp_rejected == 1:
+                # Once per call: a far end on another key fails every packet, and the
+                # counter alone would leave that silent.
+                log.warning(
+                    "SRTP packet from %s:%s failed authentication (forged, tampered, "
+                    "replayed, or not under the far end's key); such packets are dropped "
+                    "and counted", *addr[:2],
+                )  # fmt: skip
+        return plain
 
     def _audio(self, frame: AudioFrame, now: float) -> None:
         if self._on_audio is not None:
