@@ -119,7 +119,7 @@ class _Sink(asyncio.DatagramProtocol):
 
 @contextlib.asynccontextmanager
 async def scenario(
-    callee: Callee, policy: SrtpPolicy
+    callee: Callee, policy: SrtpPolicy, repetitions: int = 2
 ) -> AsyncIterator[tuple[Phone, _Sink, SipUri]]:
     loop = asyncio.get_running_loop()
     sip_transport, _ = await loop.create_datagram_endpoint(lambda: callee, local_addr=(HOST, 0))
@@ -133,7 +133,7 @@ async def scenario(
     config = UAConfig(user="voipalert", domain=HOST, local_host=HOST, local_port=sip_port)
     phone = Phone(
         config, (HOST, sip_port), MediaConfig(HOST, HOST, rtp, rtp + 20, srtp=policy),
-        script=ScriptConfig(repetitions=2, pause_seconds=0.5), rng=random.Random(3),
+        script=ScriptConfig(repetitions=repetitions, pause_seconds=0.5), rng=random.Random(3),
     )  # fmt: skip
     await phone.start(register=False)
     try:
@@ -186,7 +186,7 @@ async def test_bad_key_in_the_answer_hangs_up_failed() -> None:
 
 async def test_optional_srtp_and_a_plain_answer_is_plain_rtp() -> None:
     callee = Callee("RTP/AVP", (), secrets.token_bytes(30), press=False)
-    async with scenario(callee, SrtpPolicy.OPTIONAL) as (phone, sink, target):
+    async with scenario(callee, SrtpPolicy.OPTIONAL, repetitions=1) as (phone, sink, target):
         report = await asyncio.wait_for(phone.call(target, prompts, ring_timeout=10), 20)
     assert "RTP/AVP 0 8 101" in callee.received[0].body.decode()
     assert report.outcome is AttemptOutcome.ANSWERED_NO_ACK, report
