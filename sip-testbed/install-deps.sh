@@ -8,15 +8,17 @@
 # `systemd-analyze verify`; systemd need not be PID 1 for that), dnsmasq-base (the DNS
 # server the RFC 3263 tests start on loopback: the binary only, no system service),
 # prometheus-alertmanager (the silence tests start their own, on loopback), chromium
-# (the web console's browser tests drive it with Playwright; no browser is downloaded), and
+# (the web console's browser tests drive it with Playwright; no browser is downloaded),
 # radicale (the CalDAV server the rota-source tests start on loopback, with a temporary
-# storage folder: no system service), and kamailio-tls-modules (Kamailio's TLS module: the
-# testbed listens on TLS when a bot registers over TLS, for the SIP/TLS + SRTP tests).
+# storage folder: no system service), sip-tester (SIPp: the callee of the 100rel/PRACK
+# and session-timer tests, run with the scenarios of tests/data/sipp/ on loopback), and
+# kamailio-tls-modules (Kamailio's TLS module: the testbed listens on TLS when a bot
+# registers over TLS, for the SIP/TLS + SRTP tests).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base
-        prometheus-alertmanager chromium radicale kamailio-tls-modules)
+        prometheus-alertmanager chromium radicale sip-tester kamailio-tls-modules)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)

@@ -255,3 +255,19 @@ def test_keepalive_seconds_maps_onto_the_user_agent(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VOIPALERT_SIP__KEEPALIVE_SECONDS", "-1")
     with pytest.raises(ConfigError, match="keepalive_seconds"):
         load_settings()
+
+
+def test_100rel_and_session_timers_map_onto_the_user_agent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from voipalert.app.config import ua_config
+
+    config = ua_config(load_settings())
+    assert config.reliable_provisionals and config.session_timers  # on by default
+    monkeypatch.setenv("VOIPALERT_SIP__RELIABLE_PROVISIONALS", "false")
+    monkeypatch.setenv("VOIPALERT_SIP__SESSION_TIMERS", "false")
+    config = ua_config(load_settings())
+    assert not config.reliable_provisionals and not config.session_timers
+    monkeypatch.setenv("VOIPALERT_SIP__SESSION_TIMERS", "sometimes")
+    with pytest.raises(ConfigError, match="session_timers"):
+        load_settings()

@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -388,4 +388,5 @@ class Engine:
             digit=result.digit,
             answered_at=answered,
             detail=result.detail,
+            quality=asdict(result.quality) if result.quality is not None else None,
         )

@@ -91,6 +91,13 @@ async def test_voicemail_is_not_an_acknowledgement(
         ]
         # The mailbox beeped and got the message (docs/dtmf.md §4); escalation went on.
         assert "message left on voicemail" in alert["attempts"][0]["detail"]
+        # Each answered call keeps its audio quality (RTCP, docs/realtime.md §7): loopback
+        # loses nothing.
+        for attempt in alert["attempts"]:
+            quality = attempt["quality"]
+            assert quality is not None, attempt
+            assert quality["packets_expected"] > 50 and quality["loss_percent"] == 0.0
+            assert quality["mos"] > 4.0 and quality["reports_sent"] >= 1
 
 
 async def test_busy_moves_on_at_once(testbed: Testbed, tmp_path: Path, cache: Path) -> None:

@@ -65,7 +65,8 @@ def test_invite_carries_an_sdp_offer_and_identity() -> None:
     assert "a=rtpmap:101 telephone-event/8000" in body
     assert "c=IN IP4 192.0.2.1" in body
     assert "INVITE" in (invite.headers.get("Allow") or "")
-    assert "Supported" not in invite.headers  # no 100rel or timer: not implemented
+    assert invite.supported == ("100rel", "timer")  # RFC 3262, RFC 4028 (docs/sip.md §4.13)
+    assert "Session-Expires" not in invite.headers  # the UAS chooses, unless a 422 said
     assert invite.max_forwards == 70
     assert invite.via.has_rport
 

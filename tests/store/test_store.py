@@ -153,6 +153,26 @@ async def test_key_press_acknowledges_through_its_attempt(store: Store) -> None:
     assert (fresh.acked_by, fresh.acked_via, fresh.ack_attempt) == ("alice", "call", attempt.id)
 
 
+async def test_an_answered_calls_quality_is_kept_with_its_attempt(store: Store) -> None:
+    alert, _ = await store.create_or_join_alert(NewAlert("disk full"))
+    attempt = await store.record_intent(await _intent(store, alert.id))
+    assert attempt is not None and await store.start_attempt(attempt.id)
+    quality = {
+        "loss_percent": 1.5,
+        "jitter_ms": 3.25,
+        "rtt_ms": None,
+        "mos": 4.1,
+        "packets_lost": 3,
+    }
+    result = AttemptResult(
+        AttemptOutcome.ANSWERED_NO_ACK, START, 200, "OK", answered_at=START, quality=quality
+    )
+    await store.finish_attempt(attempt.id, result)
+    detail = await store.get_alert_with_attempts(alert.id)
+    assert detail is not None
+    assert detail.attempts[0].quality == quality
+
+
 async def test_dedup_key_joins_open_alerts_only(
     store: Store, tmp_path: Path, clock: FakeClock
 ) -> None:

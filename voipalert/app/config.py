@@ -82,6 +82,8 @@ def ua_config(settings: Settings) -> UAConfig:
         outbound_proxy=proxy,
         register_expires=sip.register_expires,
         keepalive_seconds=float(sip.keepalive_seconds),
+        reliable_provisionals=sip.reliable_provisionals,
+        session_timers=sip.session_timers,
         user_agent=f"voipalert/{__version__}",
         trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
     )

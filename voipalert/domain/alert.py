@@ -145,6 +145,11 @@ class AttemptKey:
         return f"{self.alert}/{self.repeat}/{self.step}/{self.person}/{self.number}"
 
 
+CallQualityRecord = Mapping[str, float | int | None]
+"""An answered call's audio quality as recorded (``media.quality.CallQuality`` as fields:
+loss and jitter both ways, round trip, estimated MOS; docs/realtime.md §7)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     id: AttemptId
@@ -165,6 +170,7 @@ class Attempt:
     detail: str | None = None
     method: NotifyMethod = NotifyMethod.CALL
     rule: int | None = None  # the person's notification rule that made it (None: no rules)
+    quality: CallQualityRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +184,7 @@ class AttemptResult:
     digit: str | None = None
     answered_at: datetime | None = None
     detail: str | None = None
+    quality: CallQualityRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,21 @@ class ContactOut(_Out):
     address: str
 
 
+class CallQualityOut(_Out):
+    """Both directions of one answered call (docs/realtime.md §7)."""
+
+    packets_expected: int = Field(description="packets of the far end's stream expected")
+    packets_lost: int
+    loss_percent: float = Field(description="the far end's stream, as we received it")
+    jitter_ms: float = Field(description="largest interarrival jitter of the far end's stream")
+    far_loss_percent: float | None = Field(description="our stream, as the far end reported")
+    far_jitter_ms: float | None
+    rtt_ms: float | None = Field(description="median round trip from RTCP (None: no report)")
+    mos: float = Field(description="estimated MOS, ITU-T G.107 E-model for G.711 (1-4.5)")
+    reports_sent: int
+    reports_received: int
+
+
 class AttemptOut(_Out):
     id: int
     person: str
@@ -195,6 +210,9 @@ class AttemptOut(_Out):
     answered_at: datetime | None
     ended_at: datetime | None
     detail: str | None
+    quality: CallQualityOut | None = Field(
+        default=None, description="an answered call's audio quality (RTCP, estimated MOS)"
+    )
 
 
 class AlertOut(_Out):
@@ -351,6 +369,7 @@ def attempt_out(attempt: Attempt) -> AttemptOut:
         answered_at=attempt.answered_at,
         ended_at=attempt.ended_at,
         detail=attempt.detail,
+        quality=CallQualityOut.model_validate(dict(attempt.quality)) if attempt.quality else None,
     )
 
 

@@ -137,6 +137,16 @@ class SipSettings(_Section):
         description="NAT keep-alive between calls: OPTIONS to the registrar on UDP, a CRLF "
         "ping on TCP/TLS (RFC 5626 §4.4.1); 0 = off",
     )
+    reliable_provisionals: bool = Field(
+        default=True,
+        description="offer Supported: 100rel on INVITE (RFC 3262); a provisional that "
+        "requires it is PRACKed either way",
+    )
+    session_timers: bool = Field(
+        default=True,
+        description="session timers (RFC 4028): offer Supported: timer, refresh when the "
+        "2xx makes us the refresher, BYE a call the far end stops refreshing",
+    )
     tls_ca_file: Path | None = None
     tls_verify: bool = True
     tls_listen: bool = Field(

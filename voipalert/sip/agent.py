@@ -61,6 +61,7 @@ from voipalert.sip.events import (
     TextId,
 )
 from voipalert.sip.fields import Via
+from voipalert.sip.headers import HeaderInput
 from voipalert.sip.ids import new_branch, new_call_id, new_tag
 from voipalert.sip.locate import Hop, hop_of, is_ip
 from voipalert.sip.message import Request, Response, response_to
@@ -68,6 +69,7 @@ from voipalert.sip.nat import PING, KeepAliveSchedule, mapped_address
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration
 from voipalert.sip.sdp import LocalMedia, answer_offer, parse_answer
+from voipalert.sip.sessiontimer import MIN_SE, parse_session_expires, tokens
 from voipalert.sip.text import ExpectedSenders, OutgoingText, answer_text
 from voipalert.sip.transaction import (
     Transaction,
@@ -742,7 +744,8 @@ class UserAgent:
                 del self._server_by_host[host]
 
     def _answer(self, request: Request, call: Call | None, source: Address, now: float) -> Response:
-        if unsupported := uas.unsupported_extensions(request):
+        supported = frozenset({"timer"}) if self._config.session_timers else frozenset()
+        if unsupported := uas.unsupported_extensions(request, supported):
             return response_to(request, 420, headers=(("Unsupported", ", ".join(unsupported)),))
         method = request.method
         if method == "OPTIONS":
@@ -766,7 +769,52 @@ class UserAgent:
                 return self._answer_info(request, call)
             case "INVITE":
                 return self._answer_reinvite(request, call, source, now)
+            case "UPDATE":
+                return self._answer_update(request, call, now)
         return uas.unsupported_method(request, self._config.user_agent)
+
+    def _interval_too_small(self, request: Request) -> Response | None:
+        """RFC 4028 §9: a re-INVITE or UPDATE asking for less than 90 s gets 422 with our
+        ``Min-SE``: a tiny interval would have us refreshing (or expiring) every few
+        seconds."""
+        if not self._config.session_timers:
+            return None
+        asked = parse_session_expires(request)
+        if asked is not None and asked.seconds < MIN_SE:
+            return response_to(request, 422, headers=(("Min-SE", str(MIN_SE)),))
+        return None
+
+    def _session_headers(self, request: Request, call: Call, now: float) -> tuple[HeaderInput, ...]:
+        """A re-INVITE or UPDATE from the far end that we answer 2xx refreshes the session
+        (RFC 4028 §9, §10): our 2xx repeats the interval it asked for, with
+        ``Require: timer`` when it is the refresher."""
+        answer = call.remote_refresh(request, now)
+        if answer is None:
+            return ()
+        headers: list[HeaderInput] = [("Session-Expires", answer.format())]
+        if answer.refresher == "uac" and "timer" in tokens(request, "Supported"):
+            headers.append(("Require", "timer"))
+        return tuple(headers)
+
+    def _answer_update(self, request: Request, call: Call, now: float) -> Response:
+        """UPDATE (RFC 3311) in our dialog: a session refresh without SDP (200), or an
+        offer answered like a re-INVITE's, without the 2xx retransmissions of INVITE."""
+        if too_small := self._interval_too_small(request):
+            return too_small
+        contact = (("Contact", our_contact(self._config)),)
+        if not request.body:
+            session = self._session_headers(request, call, now)
+            return response_to(request, 200, headers=(*contact, *session))
+        try:
+            answer = answer_offer(call.local_media, request.body)
+        except RemoteProtocolError:
+            return response_to(request, 488)
+        session = self._session_headers(request, call, now)
+        call.local_media = answer.local
+        call.set_media(answer.remote)
+        self.emit(CallMediaChanged(call.call_id, answer.remote))
+        sdp = (("Content-Type", "application/sdp"),)
+        return response_to(request, 200, headers=(*contact, *session, *sdp), body=answer.body)
 
     def _answer_outside_dialogs(self, request: Request, source: Address, now: float) -> Response:
         in_dialog = request.to.tag is not None
@@ -806,19 +854,24 @@ class UserAgent:
         self, request: Request, call: Call, source: Address, now: float
     ) -> Response:
         """Answer with the current session: hold, direct-media moves, session refreshes."""
-        contact = (("Contact", our_contact(self._config)),)
+        if too_small := self._interval_too_small(request):
+            return too_small
         sdp = (("Content-Type", "application/sdp"),)
         if request.body:
             try:
                 answer = answer_offer(call.local_media, request.body)
             except RemoteProtocolError:
-                return response_to(request, 488)
+                return response_to(request, 488)  # a failed re-INVITE refreshes nothing
             call.local_media = answer.local
             call.set_media(answer.remote)
             self.emit(CallMediaChanged(call.call_id, answer.remote))
             body = answer.body
         else:
             body = call.local_media.sdp()  # delayed offer: their answer comes in the ACK
+        contact = (
+            ("Contact", our_contact(self._config)),
+            *self._session_headers(request, call, now),
+        )
         response = response_to(request, 200, headers=(*contact, *sdp), body=body)
         if not self._config.reliable and call.dialog is not None:
             timers = self._config.timers

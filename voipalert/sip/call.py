@@ -24,10 +24,15 @@ Call progress and early media (docs/sip.md §4.5.1):
   busy, unreachable, no answer or rejected: gateways put the ISDN cause there, and the
   announcement heard as early media says the same thing. Otherwise our ring timeout is
   "no answer", after ringing or early media alike.
+
+Reliable provisionals (RFC 3262: PRACK in each fork's early dialog) and session timers
+(RFC 4028: refresh at N/2 by UPDATE or re-INVITE, BYE when the session lapses) follow
+docs/sip.md §4.13.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final
 
@@ -57,10 +62,32 @@ from voipalert.sip.ids import new_branch, new_tag
 from voipalert.sip.locate import hop_of
 from voipalert.sip.message import Request, Response
 from voipalert.sip.sdp import LocalMedia, MediaParams, parse_answer
+from voipalert.sip.sessiontimer import (
+    MIN_SE,
+    SessionExpires,
+    SessionTimer,
+    agreed_as_uac,
+    agreed_as_uas,
+    parse_min_se,
+    parse_rseq,
+    tokens,
+)
 from voipalert.sip.uri import SipUri
 
 MAX_INVITE_AUTH_ROUNDS: Final = 2  # the challenge, then one stale=true renewal
 SDP: Final = "application/sdp"
+MAX_EARLY_DIALOGS: Final = 16
+"""Forks whose reliable provisionals we PRACK; beyond that a flood of To tags is ignored."""
+SESSION_EXPIRED: Final = 'SIP;cause=408;text="Session timer expired"'
+
+
+@dataclass(slots=True)
+class _Early:
+    """An early dialog created by a reliable provisional (RFC 3262 §4): one per fork."""
+
+    dialog: Dialog
+    rseq: int
+    """The RSeq of the last reliable provisional we PRACKed on it."""
 
 
 class CallState(Enum):
@@ -171,14 +198,32 @@ class Call:
         self._bye_extra: tuple[HeaderInput, ...] = ()
         self._late_answer: CallOutcome | None = None
         self._media_failure: str | None = None
+        self._bye_why: str | None = None
+        self._early: dict[str, _Early] = {}
+        self._pracks = 0
+        self._min_se: int | None = None
+        """Set by a 422 (RFC 4028 §7.4): the interval our requests ask for from then on."""
+        self.session: SessionTimer | None = None
+        self._refresh: Request | None = None
+        self._refresh_ack: tuple[Request, Request] | None = None
+        self._update_allowed = False
 
     @property
     def ended(self) -> bool:
         return self.state is CallState.ENDED
 
+    @property
+    def pracks_sent(self) -> int:
+        return self._pracks
+
     def next_deadline(self) -> float | None:
         if self.state in (CallState.CALLING, CallState.RINGING) and self._cancel is None:
             return self.setup_deadline if self.ring_deadline is None else self.ring_deadline
+        if self.state is CallState.CONFIRMED and self.session is not None:
+            # A refresh in flight: only the expiry is left to watch.
+            if self._refresh is not None:
+                return self.session.expires_at
+            return self.session.next_deadline()
         return None
 
     # ---------------------------------------------------------------- commands
@@ -196,6 +241,9 @@ class Call:
             self._send_bye(now)
 
     def handle_timer(self, now: float) -> None:
+        if self.state is CallState.CONFIRMED and self.session is not None:
+            self._session_timer(now)
+            return
         deadline = self.next_deadline()
         if deadline is not None and now >= deadline:
             ringing = self.ring_deadline is not None
@@ -212,12 +260,32 @@ class Call:
     def set_media(self, media: MediaParams) -> None:
         self.remote_media = media
 
+    def remote_refresh(self, request: Request, now: float) -> SessionExpires | None:
+        """The far end sent a re-INVITE or UPDATE in our dialog: a session refresh
+        (RFC 4028 §9, §10). Returns the ``Session-Expires`` our 2xx carries, if any."""
+        if not self._agent.config.session_timers or self.state is not CallState.CONFIRMED:
+            return None
+        agreed = agreed_as_uas(request, now)
+        if agreed is None:
+            if self.session is not None:
+                # Any re-INVITE or UPDATE refreshes the session (§10), even without the
+                # header; the agreement stands.
+                self.session = replace(self.session, refreshed_at=now)
+            return None
+        self.session, answer = agreed
+        return answer
+
     # ---------------------------------------------------------------- TxUser
 
     def on_response(self, request: Request, response: Response, now: float) -> None:
         method = request.method
         if method == "INVITE" and request is self._invite:
             self._invite_response(request, response, now)
+        elif request is self._refresh and response.status >= 200:
+            self._refresh_answered(request, response, now)
+        elif self._refresh_ack is not None and request is self._refresh_ack[0]:
+            if 200 <= response.status < 300:
+                self._send_ack(self._refresh_ack[1], now)  # a retransmitted 2xx
         elif method == "BYE" and request is self._bye and response.status >= 200:
             if response.status in (401, 407) and self._retry_bye(request, response, now):
                 return
@@ -231,6 +299,11 @@ class Call:
         if request is self._invite and self._cancel is None:
             self._invite = retry
             return True
+        if request is self._refresh:
+            self._refresh = retry
+            return True
+        if request.method == "PRACK":
+            return True  # nobody waits for its answer
         if request is self._bye:
             self._bye = retry
             return True
@@ -248,11 +321,21 @@ class Call:
                 )  # fmt: skip
         elif request.method == "BYE" and request is self._bye:
             self._end_after_bye()  # §15.1.1: a BYE without answer still ends the call
+        elif request is self._refresh:
+            # RFC 4028 §10: a refresh timed out (a 408) or unreachable: the session is dead.
+            self._refresh = None
+            if self.state is CallState.CONFIRMED:
+                self._bye_why = f"session refresh failed ({failure.value})"
+                self._send_bye(now, reason=SESSION_EXPIRED)
+        # A PRACK that fails (481, timeout) changes nothing: the INVITE's answer decides.
 
     # ---------------------------------------------------------------- INVITE
 
     def _send_invite(self, now: float) -> None:
         config = self._agent.config
+        # A new INVITE (after a challenge or a 422): the early dialogs of the last one are
+        # gone with it, and a fork may start its RSeq space again.
+        self._early.clear()
         self._cseq += 1
         route: tuple[NameAddr, ...] = ()
         if config.outbound_proxy is not None:
@@ -263,11 +346,22 @@ class Call:
         )  # fmt: skip
         invite = build_request(
             config, "INVITE", self.target, envelope, contact=our_contact(config),
-            extra=self._auth, body=self.local_media.sdp(), content_type=SDP,
+            extra=(*self._auth, *self._extensions()), body=self.local_media.sdp(),
+            content_type=SDP,
         )  # fmt: skip
         self._invite = invite
         hop = config.outbound_proxy or self.target
         self._agent.send_request(invite, hop_of(hop, config.transport), self, now)
+
+    def _extensions(self) -> tuple[HeaderInput, ...]:
+        """``Supported`` of our INVITE, and after a 422 the interval it asked for."""
+        config = self._agent.config
+        wanted = (("100rel", config.reliable_provisionals), ("timer", config.session_timers))
+        options = [tag for tag, on in wanted if on]
+        extra: list[HeaderInput] = [("Supported", ", ".join(options))] if options else []
+        if self._min_se is not None:
+            extra += [("Session-Expires", str(self._min_se)), ("Min-SE", str(self._min_se))]
+        return tuple(extra)
 
     def _invite_response(self, invite: Request, response: Response, now: float) -> None:
         status = response.status
@@ -275,6 +369,8 @@ class Call:
             self._provisional(response, now)
         elif status < 300:
             self._success(invite, response, now)
+        elif status == 422 and self._too_small(response, now):
+            return
         elif status in (401, 407) and self._cancel is None:
             self._challenged(invite, response, now)
         elif self.state in (CallState.CALLING, CallState.RINGING):
@@ -290,7 +386,27 @@ class Call:
                     classified_by=by,
                 )  # fmt: skip
 
+    def _too_small(self, response: Response, now: float) -> bool:
+        """RFC 4028 §7.4: 422 Session Interval Too Small: once, ask again with its Min-SE
+        (same Call-ID and From tag, next CSeq, new branch; the 422 is ACKed by the
+        transaction). A second 422, or one without a usable Min-SE, ends the call."""
+        min_se = parse_min_se(response)
+        if (
+            min_se is None
+            or self._min_se is not None
+            or self._cancel is not None
+            or not self._agent.config.session_timers
+            or self.state not in (CallState.CALLING, CallState.RINGING)
+        ):
+            return False
+        self._min_se = max(min_se, MIN_SE)
+        self.state = CallState.CALLING
+        self._send_invite(now)
+        return True
+
     def _provisional(self, response: Response, now: float) -> None:
+        if response.status > 100 and not self._reliable(response, now):
+            return
         if self.state is CallState.CALLING:
             self.state = CallState.RINGING
         if response.status > 100:
@@ -298,6 +414,47 @@ class Call:
             self._note_progress(response, early, now)
             self._agent.emit(CallRinging(self.call_id, response.status, response.reason, early))
         self._maybe_cancel(now)
+
+    def _reliable(self, response: Response, now: float) -> bool:
+        """RFC 3262 §4: a 1xx with ``Require: 100rel`` and an ``RSeq`` is acknowledged with
+        PRACK in the early dialog of its To tag. The first one of a fork starts its RSeq
+        space; after that only RSeq + 1 is new: a retransmission (already PRACKed) or an
+        RSeq out of order is not processed at all (§7.1). False: ignore the response."""
+        if "100rel" not in tokens(response, "Require") or self._invite is None:
+            return True
+        rseq = parse_rseq(response)
+        if rseq is None or response.cseq.seq != self._invite.cseq.seq:
+            return True  # no usable RSeq: an ordinary, unreliable provisional
+        to_tag = response.to.tag
+        early = self._early.get(to_tag or "")
+        if early is None:
+            if len(self._early) >= MAX_EARLY_DIALOGS:
+                return False
+            try:
+                dialog = Dialog.early(self._invite, response)
+            except RemoteProtocolError:
+                return True  # no To tag or an unreadable Contact: no dialog to PRACK in
+            early = _Early(dialog, rseq)
+            self._early[dialog.remote_tag] = early
+        elif rseq == early.rseq + 1:
+            early.rseq = rseq
+        else:
+            return False
+        self._send_prack(early, response, now)
+        return True
+
+    def _send_prack(self, early: _Early, response: Response, now: float) -> None:
+        """The PRACK (RFC 3262 §7.2): its own non-INVITE transaction, the next local CSeq
+        (shared with the INVITE's dialog: the 2xx dialog continues above it)."""
+        config = self._agent.config
+        self._cseq += 1
+        rack = f"{early.rseq} {response.cseq.seq} {response.cseq.method}"
+        prack = early.dialog.request(
+            config, "PRACK", new_branch(self._agent.rng), cseq=self._cseq,
+            extra=(("RAck", rack),),
+        )  # fmt: skip
+        self._pracks += 1
+        self._agent.send_request(prack, early.dialog.next_hop(config.transport), self, now)
 
     def _note_progress(self, response: Response, early: bool, now: float) -> None:
         previous = self.progress
@@ -354,6 +511,8 @@ class Call:
         except RemoteProtocolError as exc:
             self._end(CallOutcome.FAILED, response.status, f"unusable 2xx: {exc}")
             return
+        # PRACKs took CSeq numbers after the INVITE's: the dialog goes on above them.
+        self.dialog.local_cseq = max(self.dialog.local_cseq, self._cseq)
         self._ack = self.dialog.request(
             self._agent.config, "ACK", new_branch(self._agent.rng),
             cseq=invite.cseq.seq, extra=self._auth,
@@ -373,7 +532,80 @@ class Call:
             self._send_bye(now, reason='SIP;cause=488;text="Not Acceptable Here"')
             return
         self.state = CallState.CONFIRMED
+        if self._agent.config.session_timers:
+            self.session = agreed_as_uac(response, now)
+            self._update_allowed = "update" in tokens(response, "Allow") | tokens(
+                response, "Supported"
+            )
         self._agent.emit(CallAnswered(self.call_id, self.remote_media))
+
+    # ---------------------------------------------------------------- session timer
+
+    def _session_timer(self, now: float) -> None:
+        session = self.session
+        assert session is not None
+        if now >= session.expires_at:
+            # RFC 4028 §10: no refresh by N - min(32, N/3): the far end (or the path to
+            # it) is gone; BYE rather than keep a call nobody hears.
+            self.session = None
+            self._bye_why = "session timer expired (no refresh)"
+            self._send_bye(now, reason=SESSION_EXPIRED)
+        elif session.we_refresh and self._refresh is None and now >= session.refresh_at:
+            self._send_refresh(now)
+
+    def _send_refresh(self, now: float) -> None:
+        """RFC 4028 §7.4, §10: UPDATE (RFC 3311) when the far end allows it, else a
+        re-INVITE with the SDP we last sent (same o= version: no change of session)."""
+        assert self.dialog is not None and self.session is not None
+        config = self._agent.config
+        extra: list[HeaderInput] = [
+            ("Session-Expires", SessionExpires(self.session.interval, "uac").format()),
+            ("Supported", "timer"),
+        ]
+        if self._min_se is not None:
+            extra.append(("Min-SE", str(self._min_se)))
+        branch = new_branch(self._agent.rng)
+        if self._update_allowed:
+            refresh = self.dialog.request(config, "UPDATE", branch, extra=extra)
+        else:
+            refresh = self.dialog.request(
+                config, "INVITE", branch, extra=extra, body=self.local_media.sdp(),
+                content_type=SDP,
+            )  # fmt: skip
+        self._refresh = refresh
+        self._agent.send_request(refresh, self.dialog.next_hop(config.transport), self, now)
+
+    def _refresh_answered(self, request: Request, response: Response, now: float) -> None:
+        assert self.dialog is not None
+        self._refresh = None
+        status = response.status
+        if status < 300:
+            if request.method == "INVITE":
+                ack = self.dialog.request(
+                    self._agent.config, "ACK", new_branch(self._agent.rng),
+                    cseq=request.cseq.seq,
+                )  # fmt: skip
+                self._refresh_ack = (request, ack)
+                self._send_ack(ack, now)
+            if self.state is CallState.CONFIRMED:
+                # §7.2 again: the 2xx says the interval from now on (none: no timer).
+                self.session = agreed_as_uac(response, now)
+            return
+        if self.state is not CallState.CONFIRMED or self.session is None:
+            return
+        min_se = parse_min_se(response)
+        if status == 422 and min_se is not None and min_se > self.session.interval:
+            self._min_se = min_se
+            self.session = replace(self.session, interval=min_se)
+            self._send_refresh(now)
+        elif status in (408, 481):
+            # RFC 4028 §10: the dialog is gone (481) or the far end silent (408).
+            self._bye_why = f"session refresh failed ({status} {response.reason})"
+            self._send_bye(now, reason=SESSION_EXPIRED)
+        else:
+            # Another failure (491 glare, 5xx...): no new refresh; the session lapses at
+            # its expiry unless the far end refreshes it meanwhile.
+            self.session = replace(self.session, we_refresh=False)
 
     def _ack_and_bye_fork(self, invite: Request, response: Response, now: float) -> None:
         """A 2xx from a second fork (another To tag): ACK it and BYE it (§13.2.2.4)."""
@@ -473,6 +705,8 @@ class Call:
             self._end(self._late_answer, 200, reason)
         elif self._media_failure is not None:
             self._end(CallOutcome.FAILED, 488, self._media_failure, answered=True, by="local")
+        elif self._bye_why is not None:
+            self._end(CallOutcome.ANSWERED, 200, self._bye_why, answered=True, by="local")
         else:
             self._end(CallOutcome.ANSWERED, 200, "we hung up", answered=True, by="local")
 

@@ -48,6 +48,12 @@ class UAConfig:
     """Our address as the registrar sees it, learnt from ``received``/``rport`` in the
     Via of its responses (RFC 3581 §4): the Contact carries it instead of ``local_host``."""
     public_port: int | None = None
+    reliable_provisionals: bool = True
+    """Offer ``Supported: 100rel`` (RFC 3262) on INVITE. A provisional that requires it is
+    PRACKed either way (docs/sip.md §4.13)."""
+    session_timers: bool = True
+    """Offer ``Supported: timer`` (RFC 4028) on INVITE, refresh the session when the 2xx
+    makes us the refresher, and BYE a call whose far end stops refreshing."""
     max_server_transactions: int = 512
     max_server_transactions_per_source: int = 32
     """Server transactions one host that is neither trusted nor a dialog peer may hold

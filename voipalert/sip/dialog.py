@@ -21,7 +21,7 @@ from voipalert.sip.message import Request, Response
 from voipalert.sip.uri import SipUri, Uri
 
 Address = tuple[str, int]
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, MESSAGE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, MESSAGE, UPDATE"
 MAX_FORWARDS = "70"
 AUTH_HEADERS = ("authorization", "proxy-authorization")
 
@@ -175,6 +175,23 @@ class Dialog:
             local=invite.from_,
             remote=to,
             remote_target=contacts[0].uri,
+            route_set=tuple(reversed(response.record_route)),
+            local_cseq=invite.cseq.seq,
+        )
+
+    @classmethod
+    def early(cls, invite: Request, response: Response) -> Dialog:
+        """The early dialog a reliable 1xx creates (RFC 3261 §12.1.2, RFC 3262 §4): like a
+        2xx's, but a 1xx without Contact keeps the INVITE's Request-URI as remote target."""
+        to = response.to
+        if to.tag is None:
+            raise RemoteProtocolError("provisional without a To tag creates no dialog")
+        contacts = response.contacts
+        return cls(
+            call_id=invite.call_id,
+            local=invite.from_,
+            remote=to,
+            remote_target=contacts[0].uri if contacts else invite.uri,
             route_set=tuple(reversed(response.record_route)),
             local_cseq=invite.cseq.seq,
         )

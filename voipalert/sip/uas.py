@@ -42,11 +42,14 @@ def unsupported_method(request: Request, user_agent: str) -> Response:
     return response_to(request, status, headers=(*allow_headers(), ("Server", user_agent)))
 
 
-def unsupported_extensions(request: Request) -> tuple[str, ...]:
-    """Options in ``Require`` that we do not support: we support none (§8.2.2.3)."""
+def unsupported_extensions(
+    request: Request, supported: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """Options in ``Require`` that we do not support (§8.2.2.3): all but ``supported``
+    (``timer`` when session timers are on, RFC 4028 §9)."""
     if request.method in ("ACK", "CANCEL"):
         return ()
-    return request.require
+    return tuple(tag for tag in request.require if tag.lower() not in supported)
 
 
 def options_response(request: Request, user_agent: str) -> Response:

@@ -21,6 +21,7 @@ from voipalert.domain.alert import (
     AttemptKey,
     AttemptOutcome,
     AttemptState,
+    CallQualityRecord,
     Position,
     Severity,
 )
@@ -107,7 +108,13 @@ def attempt_from_row(row: aiosqlite.Row) -> Attempt:
         detail=row["detail"],
         method=NotifyMethod(row["method"]),
         rule=row["rule_index"],
+        quality=json.loads(row["quality"]) if row["quality"] else None,
     )
+
+
+def quality_json(quality: CallQualityRecord | None) -> str | None:
+    """An answered call's quality as the ``attempts.quality`` column keeps it (JSON)."""
+    return json.dumps(dict(quality), sort_keys=True) if quality is not None else None
 
 
 def audit_from_row(row: aiosqlite.Row) -> AuditEntry:

@@ -25,7 +25,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
-from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS
+from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, quality_json
 from voipalert.store.db import Database, to_db
 
 
@@ -137,7 +137,8 @@ class EscalationStore:
             rows = list(
                 await conn.execute_fetchall(
                     "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
-                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ? "
+                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ?, "
+                    "quality = ? "
                     "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
                     (
                         result.outcome.value,
@@ -147,6 +148,7 @@ class EscalationStore:
                         to_db(result.answered_at) if result.answered_at else None,
                         to_db(result.ended_at),
                         result.detail,
+                        quality_json(result.quality),
                         attempt_id,
                     ),
                 )
@@ -346,7 +348,7 @@ async def _fill_cancelled(
     alert was handled is kept in ``detail`` only."""
     await conn.execute(
         "UPDATE attempts SET sip_status = ?, sip_reason = ?, answered_at = ?, ended_at = ?, "
-        "detail = coalesce(detail, '') || ?, digit = NULL "
+        "detail = coalesce(detail, '') || ?, digit = NULL, quality = ? "
         "WHERE id = ? AND state = 'cancelled' AND sip_status IS NULL",
         (
             result.sip_status,
@@ -354,6 +356,7 @@ async def _fill_cancelled(
             to_db(result.answered_at) if result.answered_at else None,
             to_db(result.ended_at),
             f"; call: {result.detail}" if result.detail else "",
+            quality_json(result.quality),
             attempt_id,
         ),
     )
