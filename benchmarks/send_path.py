@@ -1,6 +1,6 @@
 """What one RTP packet costs us, beside a plain asyncio sender, in one run.
 
-    python -m benchmarks.send_path [--streams 1000] [--seconds 5] [--repeat 3]
+    python -m benchmarks.send_path [--streams 1000] [--seconds 5] [--repeat 3] [--srtp]
 
 Three senders of N streams of 20 ms packets each, to a sink in another process, taking
 turns in the same run (so the machine's load is the same for each), sender only:
@@ -10,6 +10,8 @@ turns in the same run (so the machine's load is the same for each), sender only:
 * ``pacer``: our ``RtpPacer`` (deadline schedule, skips after a stall, balanced phases)
   driving streams whose slot is that same one ``sendto``: what the scheduling costs.
 * ``session``: real ``RtpSession``s (play queue, packetizer, stats): what a call costs.
+* ``srtp`` (with ``--srtp``): the same sessions with SDES-SRTP keys, so every packet is
+  also protected by libsrtp (AES-128-CM + HMAC-SHA1-80): what encryption adds.
 
 For each: CPU microseconds per packet (user + system of this process, over the packets
 sent), the share of a core, send lateness p50/p99 (against each packet's deadline), and
@@ -23,6 +25,7 @@ import asyncio
 import os
 import random
 import resource
+import secrets
 import socket
 import statistics
 import sys
@@ -36,6 +39,7 @@ from benchmarks.rtp_pacing import HOST, PTIME, Sink
 from voipalert.net.ports import RtpPortAllocator
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+from voipalert.sip.sdes import SrtpKeys
 
 PACKET = bytes(12) + b"\xff" * 160
 
@@ -163,7 +167,7 @@ async def paced(n: int, seconds: float, port: int) -> Figures:
     return _figures("pacer", sent, cpu, wall, late)
 
 
-async def sessions(n: int, seconds: float, port: int) -> Figures:
+async def sessions(n: int, seconds: float, port: int, srtp: bool = False) -> Figures:
     late: list[float] = []
     pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=late.append)
     allocator = RtpPortAllocator(HOST, 40000, 40000 + 4 * n + 100)
@@ -175,6 +179,7 @@ async def sessions(n: int, seconds: float, port: int) -> Figures:
             config = RtpSessionConfig(
                 local_port=ports.port, remote_addr=(HOST, port), codec="PCMU", payload_type=0,
                 telephone_event_pt=101, inband_dtmf=False,
+                srtp=SrtpKeys(secrets.token_bytes(30), secrets.token_bytes(30)) if srtp else None,
             )  # fmt: skip
             session = await RtpSession.open(config, ports=ports, pacer=pacer, rng=random.Random())
             _ = session.play(prompt, repeat=1000)
@@ -185,7 +190,11 @@ async def sessions(n: int, seconds: float, port: int) -> Figures:
     finally:
         for session in opened:
             await session.close()
-    return _figures("session", sent, cpu, wall, late)
+    return _figures("srtp" if srtp else "session", sent, cpu, wall, late)
+
+
+async def srtp_sessions(n: int, seconds: float, port: int) -> Figures:
+    return await sessions(n, seconds, port, srtp=True)
 
 
 def main() -> None:
@@ -193,13 +202,15 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--srtp", action="store_true", help="add the SRTP sessions' turn")
     args = parser.parse_args()
     print(f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; "
           f"{args.streams} streams, {args.seconds} s per turn, {args.repeat} turns each; "
           f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     runs: dict[str, list[Figures]] = {}
     for _ in range(args.repeat):
-        for sender in (plain, paced, sessions):
+        senders = (plain, paced, sessions, *((srtp_sessions,) if args.srtp else ()))
+        for sender in senders:
             sink = Sink(echo=False)
             try:
                 figures = asyncio.run(sender(args.streams, args.seconds, sink.port))

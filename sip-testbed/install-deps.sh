@@ -12,13 +12,15 @@
 # postgresql (15: the store's contract tests start their own server with initdb/pg_ctl in a
 # temporary directory, as the postgres user the package creates, on 127.0.0.1 only),
 # radicale (the CalDAV server the rota-source tests start on loopback, with a temporary
-# storage folder: no system service), and sip-tester (SIPp: the callee of the 100rel/PRACK
-# and session-timer tests, run with the scenarios of tests/data/sipp/ on loopback).
+# storage folder: no system service), sip-tester (SIPp: the callee of the 100rel/PRACK
+# and session-timer tests, run with the scenarios of tests/data/sipp/ on loopback), and
+# kamailio-tls-modules (Kamailio's TLS module: the testbed listens on TLS when a bot
+# registers over TLS, for the SIP/TLS + SRTP tests).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base
-        prometheus-alertmanager chromium postgresql radicale sip-tester)
+        prometheus-alertmanager chromium postgresql radicale sip-tester kamailio-tls-modules)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)

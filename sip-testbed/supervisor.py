@@ -92,7 +92,7 @@ def _audio_for(spec: BotSpec, directory: Path) -> Path:
     return path
 
 
-def _baresip_config(info: BotInfo, audio: Path) -> str:
+def _baresip_config(info: BotInfo, audio: Path, tls_dir: Path | None = None) -> str:
     lines = {
         "poll_method": "epoll",
         "sip_listen": f"{HOST}:{info.sip_port}",
@@ -111,6 +111,12 @@ def _baresip_config(info: BotInfo, audio: Path) -> str:
         "snd_path": str(info.rec_dir),
     }
     modules = ["g711.so", "aufile.so", "alsa.so", "sndfile.so"]
+    if info.transport == "tls" and tls_dir is not None:
+        # A TLS listener (sip_port + 1) for Kamailio's requests, the testbed's certificate
+        # trusted for Kamailio's, and SDES-SRTP for ";mediaenc=srtp-mand" accounts.
+        lines["sip_certificate"] = str(tls_dir / "bundle.pem")
+        lines["sip_cafile"] = str(tls_dir / "cert.pem")
+        modules.append("srtp.so")
     text = "".join(f"{key}\t\t{value}\n" for key, value in lines.items())
     text += "".join(f"module\t\t{m}\n" for m in modules)
     text += "module_tmp\t\tuuid.so\nmodule_tmp\t\taccount.so\n"
@@ -120,10 +126,40 @@ def _baresip_config(info: BotInfo, audio: Path) -> str:
 
 def _baresip_account(info: BotInfo, password: str, kam_port: int) -> str:
     answer = "manual" if info.mode in ("noanswer", "busy", "caller") else "auto"
+    # Over TLS the bot insists on SRTP: an offer without a=crypto is refused (488).
+    tls = info.transport == "tls"
+    media, aor = (";mediaenc=srtp-mand", ";transport=tls") if tls else ("", "")
     return (
-        f"<sip:{info.name}@{HOST}:{kam_port}>;auth_pass={password};"
+        f"<sip:{info.name}@{HOST}:{kam_port}{aor}>;auth_pass={password};"
         f'outbound="sip:{HOST}:{kam_port};transport={info.transport}";regint=600;'
-        f"answermode={answer};audio_codecs=PCMU,PCMA;ptime=20\n"
+        f"answermode={answer};audio_codecs=PCMU,PCMA;ptime=20{media}\n"
+    )
+
+
+def _certificate(directory: Path) -> Path:
+    """A self-signed certificate for 127.0.0.1 (Kamailio's and the TLS bots'), made with
+    the openssl command line; ``bundle.pem`` is certificate + key for baresip."""
+    directory.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", "key.pem", "-out", "cert.pem"],
+        cwd=directory, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    bundle = (directory / "cert.pem").read_text() + (directory / "key.pem").read_text()
+    (directory / "bundle.pem").write_text(bundle)
+    return directory
+
+
+def _kamailio_tls(directory: Path) -> str:
+    # The testbed trusts nobody's certificate and asks for none: it is a lab on loopback
+    # (voipalert's side verifies Kamailio's certificate against tls_ca).
+    return (
+        f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+        f"require_certificate = no\nprivate_key = {directory / 'key.pem'}\n"
+        f"certificate = {directory / 'cert.pem'}\n\n"
+        "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n"
+        "require_certificate = no\n"
     )
 
 
@@ -222,6 +258,8 @@ class Supervisor:
         self.bots: dict[str, _Bot] = {}
         self.users = read_users()
         self.port = 0
+        self.tls_port = 0
+        self.tls_dir: Path | None = None
 
     def _spawn(self, args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
@@ -260,10 +298,16 @@ class Supervisor:
             raise TestbedError(f"port {self.requested_port} is taken on {HOST}")
         listen = f"{HOST}:{self.port}"
         log = kdir / "kamailio.log"
+        extra: list[str] = []
+        if any(spec.transport == "tls" for spec in self.specs):
+            self.tls_dir = _certificate(self.run_dir / "tls")
+            self.tls_port = free_port(avoid={self.port})
+            (kdir / "tls.cfg").write_text(_kamailio_tls(self.tls_dir))
+            extra = ["-A", "WITH_TLS", "-l", f"tls:{HOST}:{self.tls_port}"]
         child = self._spawn(
             ["kamailio", "-f", str(kdir / "kamailio.cfg"), "-DD", "-E", "-m", "64", "-M", "8",
              "-Y", str(kdir), "-w", str(kdir), "-P", str(kdir / "kamailio.pid"),
-             "-l", f"udp:{listen}", "-l", f"tcp:{listen}"],
+             "-l", f"udp:{listen}", "-l", f"tcp:{listen}", *extra],
             kdir, log,
         )  # fmt: skip
         await self._wait(
@@ -280,8 +324,9 @@ class Supervisor:
         # one in between. baresip then exits with EADDRINUSE, and we retry on fresh ports.
         for attempt in range(1, 4):
             info = self._bot_ports(spec, bdir, taken)
-            (bdir / "config").write_text(_baresip_config(info, audio))
-            (bdir / "accounts").write_text(_baresip_account(info, self.users[spec.name], self.port))
+            (bdir / "config").write_text(_baresip_config(info, audio, self.tls_dir))
+            kam_port = self.tls_port if spec.transport == "tls" else self.port
+            (bdir / "accounts").write_text(_baresip_account(info, self.users[spec.name], kam_port))
             info.events_file.touch()
             # -s: SIP trace in the log, so tests can see the real messages each bot exchanged.
             child = self._spawn(["baresip", "-f", str(bdir), "-s"], bdir, info.log_file)
@@ -333,6 +378,8 @@ class Supervisor:
             "realm": REALM,
             "users": self.users,
             "control": str(self.run_dir / "control.sock"),
+            "tls_port": self.tls_port,
+            "tls_ca": str(self.tls_dir / "cert.pem") if self.tls_dir else "",
             "bots": {name: asdict(bot.info) for name, bot in self.bots.items()},
         }
 

@@ -80,7 +80,8 @@ class BotSpec:
 
     @classmethod
     def parse(cls, text: str) -> BotSpec:
-        """``NAME=MODE[:DIGIT[:DELAY]][/tcp]``, e.g. ``ack=dtmf:1:3`` or ``vm=voicemail``."""
+        """``NAME=MODE[:DIGIT[:DELAY]][/tcp|/tls]``, e.g. ``ack=dtmf:1:3`` or ``vm=voicemail``.
+        ``/tls``: the bot registers over TLS and requires SRTP (SDES) on its calls."""
         name, sep, rest = text.partition("=")
         if not sep or not name:
             raise TestbedError(f"bot spec {text!r}: expected NAME=MODE[:DIGIT[:DELAY]]")
@@ -96,8 +97,8 @@ class BotSpec:
             raise TestbedError(f"bot {self.name}: unknown mode {self.mode!r} (one of {MODES})")
         if len(self.digit) != 1 or self.digit.upper() not in DTMF_KEYS:
             raise TestbedError(f"bot {self.name}: {self.digit!r} is not a DTMF key")
-        if self.transport not in ("udp", "tcp"):
-            raise TestbedError(f"bot {self.name}: transport must be udp or tcp")
+        if self.transport not in ("udp", "tcp", "tls"):
+            raise TestbedError(f"bot {self.name}: transport must be udp, tcp or tls")
 
 
 DEFAULT_BOTS: Final = (
@@ -227,6 +228,9 @@ class Testbed:
     keep: bool = False
     host: str = HOST
     realm: str = REALM
+    tls_port: int = 0
+    """Kamailio's TLS port when a bot uses TLS (else 0); ``tls_ca`` is its certificate."""
+    tls_ca: str = ""
     _stopped: bool = field(default=False, repr=False)
     # The supervisor, when this process started it: kept so it is reaped on stop().
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -244,11 +248,14 @@ class Testbed:
             users=dict(state["users"]),
             bots={n: BotInfo.from_json(b) for n, b in state["bots"].items()},
             control=Path(state["control"]),
+            tls_port=int(state.get("tls_port", 0)),
+            tls_ca=str(state.get("tls_ca", "")),
         )  # fmt: skip
 
     def uri(self, user: str, transport: str | None = None) -> str:
         suffix = f";transport={transport}" if transport else ""
-        return f"sip:{user}@{self.host}:{self.port}{suffix}"
+        port = self.tls_port if transport == "tls" else self.port
+        return f"sip:{user}@{self.host}:{port}{suffix}"
 
     @property
     def registrar(self) -> str:

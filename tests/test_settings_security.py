@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_main import run
+from voipalert.app.config import sip_tls_server
 from voipalert.errors import ConfigError
 from voipalert.settings import load_settings
 
@@ -94,3 +95,40 @@ def test_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("VOIPALERT_SIP__DISPLAY_NAME", "Alerts\nX: 1")
     with pytest.raises(ConfigError, match="display_name"):
         load_settings()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("policy", ["optional", "required"])
+def test_srtp_needs_sip_over_tls(tmp_path: Path, transport: str, policy: str) -> None:
+    # SDES keys travel in the SDP: refused at configuration time, never sent in clear.
+    path = write(tmp_path, f'[sip]\ntransport = "{transport}"\n[media]\nsrtp = "{policy}"\n')
+    with pytest.raises(ConfigError, match="needs \\[sip\\] transport = 'tls'"):
+        load_settings(path)
+
+
+def test_srtp_over_tls_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sip]\ntransport = "tls"\n[media]\nsrtp = "required"\n')
+    assert load_settings(path).media.srtp == "required"
+    with pytest.raises(ConfigError, match="srtp"):
+        load_settings(write(tmp_path, '[media]\nsrtp = "maybe"\n'))
+
+
+def test_tls_listen_needs_tls_and_a_certificate(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="tls_listen needs transport = 'tls'"):
+        load_settings(write(tmp_path, "[sip]\ntls_listen = true\n"))
+    with pytest.raises(ConfigError, match="tls_cert_file and tls_key_file"):
+        load_settings(write(tmp_path, '[sip]\ntransport = "tls"\ntls_listen = true\n'))
+
+
+def test_an_unreadable_certificate_is_a_named_config_error(tmp_path: Path) -> None:
+
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    settings = load_settings(
+        write(
+            tmp_path,
+            '[sip]\ntransport = "tls"\ntls_listen = true\n'
+            f'tls_cert_file = "{tmp_path / "cert.pem"}"\ntls_key_file = "{tmp_path / "k.pem"}"\n',
+        )
+    )
+    with pytest.raises(ConfigError, match=r"tls_cert_file/tls_key_file .* cannot be loaded"):
+        sip_tls_server(settings)

@@ -63,6 +63,7 @@ from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
 from voipalert.sip.config import UAConfig
 from voipalert.sip.dialog import Address
+from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import (
     CallAnswered,
     CallEnded,
@@ -78,6 +79,7 @@ from voipalert.sip.events import (
     TextDone,
     TextReceived,
 )
+from voipalert.sip.sdes import KEY_SALT_BYTES, SdesOffer, SrtpKeys, SrtpPolicy, negotiate
 from voipalert.sip.sdp import Codec, MediaParams, new_local_media
 from voipalert.sip.uri import SipUri
 
@@ -135,6 +137,8 @@ class MediaConfig:
     latching: bool = True
     inband_dtmf: bool = True
     echo_canceller: bool = True
+    srtp: SrtpPolicy = SrtpPolicy.OFF
+    """SDES-SRTP (docs/security.md §SRTP); the settings allow it only over SIP/TLS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,9 +301,14 @@ class Phone:
 
     def _dial(self, call: _Call, target: SipUri, ring_timeout: float) -> CallId:
         media = self.media
+        if media.srtp is not SrtpPolicy.OFF:
+            # Fresh keys per call (RFC 4568 §6.1 wants them random and unique).
+            call.sdes = SdesOffer(
+                secrets.token_bytes(KEY_SALT_BYTES), mandatory=media.srtp is SrtpPolicy.REQUIRED
+            )
         local = new_local_media(
             media.advertised_host, call.media.ports.port, rng=random.Random(),
-            codecs=media.codecs, dtmf_payload_type=media.telephone_event_pt,
+            codecs=media.codecs, dtmf_payload_type=media.telephone_event_pt, sdes=call.sdes,
         )  # fmt: skip
 
         def invite(now: float) -> CallId:
@@ -441,6 +450,8 @@ class _State:
     hang_up_sent: bool = False
     digit_source: str | None = None
     stopped: StopReason | None = None
+    media_refused: str | None = None
+    """Why we hung up an answered call whose media we could not accept (SRTP)."""
     playing: asyncio.Future[PlayEnd] | None = None
     play_token: int = 0  # the Play whose audio is awaited; an older one is dropped
     timer: asyncio.TimerHandle | None = None
@@ -466,6 +477,7 @@ class _Call:
         self.script = CallScript(script)
         self.stop_request = stop
         self.call_id: CallId | None = None
+        self.sdes: SdesOffer | None = None
         self.time = _Timeline(self.loop.time())
         self.state = _State()
         self._group: asyncio.TaskGroup | None = None
@@ -509,11 +521,21 @@ class _Call:
     async def _answered(self, media: MediaParams, group: asyncio.TaskGroup) -> None:
         if self.media.session is not None:
             return  # the agent ACKs and BYEs any other fork's 2xx (RFC 3261 §13.2.2.4)
+        try:
+            keys = self._srtp_keys(media)
+        except RemoteProtocolError as exc:
+            # Their media cannot be decrypted, or would go in clear against the policy:
+            # nobody would hear us, so the attempt fails at once and escalation goes on.
+            self.state.media_refused = str(exc)
+            log.warning("call %s: hung up at answer: %s", self.call_id, exc)
+            self.progress(f"hung up: {exc}")
+            self._send_hang_up()
+            return
         self.time.answered = self.loop.time()
-        self.progress("answered")
+        self.progress("answered" if keys is None else "answered (SRTP)")
         listen_for_beeps = self.script.config.leave_voicemail
         session = await self.media.open(
-            self._rtp_config(media),
+            self._rtp_config(media, keys),
             on_beep=(lambda beep: self.post(_Beep(beep.hz))) if listen_for_beeps else None,
         )
         self.state.pumps.append(group.create_task(self._pump_digits(session), name="digits"))
@@ -658,7 +680,18 @@ class _Call:
             parts += [await self.prompts(key), gap]
         return np.concatenate(parts) if parts else gap
 
-    def _rtp_config(self, media: MediaParams) -> RtpSessionConfig:
+    def _srtp_keys(self, media: MediaParams) -> SrtpKeys | None:
+        """The answer's SRTP keys per our policy (docs/security.md §SRTP)."""
+        if self.sdes is None:
+            if media.transport != "RTP/AVP" or media.crypto:
+                raise RemoteProtocolError("SRTP: the answer has SRTP we did not offer")
+            return None
+        keys = negotiate(self.sdes, media.transport, media.crypto)
+        if keys is None and self.sdes.mandatory:
+            raise RemoteProtocolError("SRTP required, the answer has no a=crypto")
+        return keys
+
+    def _rtp_config(self, media: MediaParams, srtp: SrtpKeys | None) -> RtpSessionConfig:
         return RtpSessionConfig(
             local_port=self.media.ports.port,
             remote_addr=(media.address, media.port),
@@ -673,6 +706,7 @@ class _Call:
             latch_hosts=self.phone.agent.config.trusted_hosts or frozenset(),
             inband_dtmf=self.phone.media.inband_dtmf,
             echo_canceller=self.phone.media.echo_canceller,
+            srtp=srtp,
         )
 
     # ------------------------------------------------------------ the outcome
@@ -690,6 +724,8 @@ class _Call:
         acked = result is not None and result.acknowledged
         if acked:
             outcome = AttemptOutcome.ACKNOWLEDGED
+        elif state.media_refused is not None:
+            outcome = AttemptOutcome.FAILED
         elif state.stopped is not None:
             outcome = AttemptOutcome.CANCELLED
         elif answered or (ended is not None and ended.answered):
@@ -701,7 +737,8 @@ class _Call:
         return CallReport(
             outcome,
             200 if answered else (ended.status if ended else None),
-            ended.reason if ended else "no final SIP answer to our hang-up",
+            state.media_refused
+            or (ended.reason if ended else "no final SIP answer to our hang-up"),
             digit=result.digit if acked and result else None,
             digit_source=state.digit_source if acked else None,
             ring_seconds=ring,

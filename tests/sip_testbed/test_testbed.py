@@ -168,6 +168,9 @@ def test_failed_start_leaves_nothing_behind(
 def test_bot_spec_parsing() -> None:
     assert BotSpec.parse("ack=dtmf:5:2.5") == BotSpec("ack", "dtmf", "5", 2.5)
     assert BotSpec.parse("b=busy/tcp").transport == "tcp"
+    assert BotSpec.parse("s=dtmf:1:2/tls").transport == "tls"
+    with pytest.raises(TestbedError, match="udp, tcp or tls"):
+        BotSpec.parse("x=dtmf/sctp")
     with pytest.raises(TestbedError, match="unknown mode"):
         BotSpec.parse("x=ringtone")
     with pytest.raises(TestbedError, match="DTMF key"):

@@ -17,6 +17,7 @@ from voipalert.callscript import ScriptConfig
 from voipalert.console.security import ConsoleConfig
 from voipalert.domain.rota import PolicyName, Route, TeamName
 from voipalert.engine import EngineConfig
+from voipalert.errors import ConfigError
 from voipalert.ingest.config import (
     AlertmanagerHook,
     HttpConfig,
@@ -32,7 +33,7 @@ from voipalert.ingest.convert import Grouping
 from voipalert.ingest.email_parse import EmailRule, RuleAction
 from voipalert.ingest.mapping import GenericMapping
 from voipalert.net.sip_dns import DnsConfig
-from voipalert.net.sip_transport import client_tls_context
+from voipalert.net.sip_transport import client_tls_context, server_tls_context
 from voipalert.notify import AckMenu
 from voipalert.settings import (
     AlertmanagerHookSettings,
@@ -45,6 +46,7 @@ from voipalert.settings import (
 from voipalert.settings.sections import duration_seconds
 from voipalert.sip.config import UAConfig
 from voipalert.sip.locate import parse_name_server
+from voipalert.sip.sdes import SrtpPolicy
 from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
 
@@ -102,6 +104,23 @@ def sip_tls(settings: Settings) -> ssl.SSLContext | None:
     return client_tls_context(settings.sip.tls_ca_file, settings.sip.tls_verify)
 
 
+def sip_tls_server(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS listener's context (``[sip] tls_listen``); a certificate or key that cannot
+    be loaded is a configuration error, named, at start."""
+    sip = settings.sip
+    if not sip.tls_listen or sip.tls_cert_file is None or sip.tls_key_file is None:
+        return None
+    try:
+        return server_tls_context(sip.tls_cert_file, sip.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [
+                f"[sip] tls_cert_file/tls_key_file ({sip.tls_cert_file}, {sip.tls_key_file}) "
+                f"cannot be loaded: {exc}"
+            ]
+        ) from None
+
+
 def media_config(settings: Settings) -> MediaConfig:
     sip, media = settings.sip, settings.media
     return MediaConfig(
@@ -114,6 +133,7 @@ def media_config(settings: Settings) -> MediaConfig:
         latching=media.latching,
         inband_dtmf=media.inband_dtmf,
         echo_canceller=media.echo_canceller,
+        srtp=SrtpPolicy(media.srtp),
     )
 
 

@@ -43,6 +43,7 @@ from voipalert.app.config import (
     silencer_config,
     sip_bind,
     sip_tls,
+    sip_tls_server,
     ua_config,
 )
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
@@ -481,6 +482,7 @@ async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
         ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings),
         dns=dns_config(settings),
     )  # fmt: skip
+    phone.endpoint.tls_server = sip_tls_server(settings)
     try:
         await phone.start(register=ua.registrar is not None)
     except OSError as exc:

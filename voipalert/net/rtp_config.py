@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from voipalert.errors import VoipAlertError
 from voipalert.media.g711 import Codec
 from voipalert.media.receiver import Address
+from voipalert.sip.sdes import SrtpKeys
 
 
 class RtpSessionClosedError(VoipAlertError, ConnectionError):
@@ -35,6 +36,8 @@ class RtpSessionConfig:
     latch_hosts: frozenset[str] = frozenset()
     """Hosts besides the SDP host a far end behind NAT may latch from: the host the
     call's SIP signalling came from (see ``media.receiver``)."""
+    srtp: SrtpKeys | None = None
+    """SDES keys (RFC 4568): every RTP and RTCP packet is SRTP/SRTCP both ways."""
 
 
 @dataclass(slots=True)
@@ -51,6 +54,9 @@ class SenderStats:
     """RTCP from a host other than the call's media peer."""
     rtcp_malformed: int = 0
     drained_before_answer: int = 0
+    srtp_rejected: int = 0
+    """SRTP packets that failed authentication or replayed (dropped before the receiver)."""
+    srtcp_rejected: int = 0
     """Datagrams queued on the ports before the call was answered, discarded unread."""
 
 

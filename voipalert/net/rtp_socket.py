@@ -63,6 +63,7 @@ from voipalert.net.rtp_config import (
 )
 from voipalert.net.rtp_dtmf import DigitInbox
 from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.srtp import SrtpContext
 
 log = logging.getLogger("voipalert.net.rtp")
 
@@ -129,6 +130,8 @@ class RtpSession:
         self._cname = f"{rng.getrandbits(64):016x}@voipalert"  # RFC 7022: random per session
         self._rtcp_timer: asyncio.TimerHandle | None = None
         self._rtcp_rng = rng
+        # SRTP (RFC 3711) when the SDP exchange agreed keys: docs/security.md §SRTP.
+        self._srtp = SrtpContext(config.srtp) if config.srtp is not None else None
         self._clock = clock or SystemClock()
         self._addresses: dict[tuple[object, ...], Address] = {}
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
@@ -323,6 +326,9 @@ class RtpSession:
         data = (
             self._packetizer.build(payload) if event is None else self._event_packet(event, skipped)
         )
+        octets = len(data) - 12
+        if self._srtp is not None:
+            data = self._srtp.protect(data)
         try:
             # Straight to the socket: a real-time packet that cannot leave now is dropped,
             # not queued behind the next one (what the transport's buffer would do).
@@ -333,7 +339,7 @@ class RtpSession:
             self._error(exc)
         else:
             self.stats.packets += 1
-            self.stats.octets += len(data) - 12
+            self.stats.octets += octets
         if ended is not None:
             self._ended(ended)
 
@@ -356,6 +362,11 @@ class RtpSession:
 
     def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
         now = self._loop.time()
+        if self._srtp is not None:
+            plain = self._unprotect(self._srtp, data, addr)
+            if plain is None:
+                return
+            data = plain
         source = self._addresses.get(addr)
         if source is None:
             if len(self._addresses) >= MAX_CACHED_ADDRESSES:
@@ -371,6 +382,22 @@ class RtpSession:
                 self._dest = event.address
             elif isinstance(event, PacketDropped) and event.reason in _REFUSALS:
                 self._refused(source, event.reason, now)
+
+    def _unprotect(self, srtp: SrtpContext, data: bytes, addr: tuple[object, ...]) -> bytes | None:
+        # Authenticated before anything reads it: a forged or replayed packet (a key press
+        # among them) is counted here and goes no further.
+        plain = srtp.unprotect(data)
+        if plain is None:
+            self.stats.srtp_rejected += 1
+            if self.stats.srtp_rejected == 1:
+                # Once per call: a far end on another key fails every packet, and the
+                # counter alone would leave that silent.
+                log.warning(
+                    "SRTP packet from %s:%s failed authentication (forged, tampered, "
+                    "replayed, or not under the far end's key); such packets are dropped "
+                    "and counted", *addr[:2],
+                )  # fmt: skip
+        return plain
 
     def _audio(self, frame: AudioFrame, now: float) -> None:
         if self._on_audio is not None:
@@ -403,8 +430,11 @@ class RtpSession:
             source=self._receiver.source_counts(),
         )  # fmt: skip
         host, port = self._dest
+        packet = compound(report, self._cname)
+        if self._srtp is not None:
+            packet = self._srtp.protect_rtcp(packet)
         try:
-            self._rtcp.sendto(compound(report, self._cname), (host, port + 1))
+            self._rtcp.sendto(packet, (host, port + 1))
         except OSError:
             self.stats.transport_errors += 1
         self._schedule_rtcp(self.config.rtcp_interval_s)
@@ -418,6 +448,12 @@ class RtpSession:
         if host not in {self._dest[0], source[0] if source is not None else None}:
             self.stats.rtcp_refused += 1
             return
+        if self._srtp is not None:
+            plain = self._srtp.unprotect_rtcp(data)
+            if plain is None:
+                self.stats.srtcp_rejected += 1
+                return
+            data = plain
         try:
             reports = parse_compound(data)
         except RemoteProtocolError:

@@ -25,8 +25,12 @@ deadline. The agent never sees a socket and the endpoint never interprets SIP.
   and everybody together ``total``, where ``total`` stays well under RLIMIT_NOFILE (read,
   and the soft limit raised to the hard one, at start). At a cap the stalest connection
   of that peer (or of all) is dropped for the new one: a connection that never carried a
-  message goes first, so a flood of idle sockets cannot lock the PBX out. TLS has no
-  listener here (we hold no server certificate): TLS connections are the ones we open.
+  message goes first, so a flood of idle sockets cannot lock the PBX out.
+* TLS: the connections we open (certificate checked, ``client_tls_context``) and, when
+  given a server context (``tls_server``, ``server_tls_context``: ``[sip] tls_listen``), a
+  TLS listener on ``bind`` for the PBX's requests to our ``;transport=tls`` Contact, under
+  the same limits as TCP; a handshake must finish within
+  ``limits.tls_handshake_timeout`` (docs/security.md).
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class ConnectionLimits:
     per_peer: int = 32
     total: int = 1000
     """Upper bound; at start it is lowered to half the descriptors RLIMIT_NOFILE leaves."""
+    tls_handshake_timeout: float = 10.0
+    """Seconds an inbound TLS connection may take to finish its handshake."""
 
 
 def raise_nofile_limit() -> int:
@@ -126,6 +132,7 @@ class SipEndpoint:
         self, agent: UserAgent, bind: Address, on_event: EventHandler,
         trace: WireTrace = log_wire, tls: ssl.SSLContext | None = None,
         limits: ConnectionLimits | None = None, resolver: SipResolver | None = None,
+        tls_server: ssl.SSLContext | None = None,
     ) -> None:  # fmt: skip
         self.agent = agent
         # The resolver's family follows the socket's: AAAA records for an IPv6 bind.
@@ -134,6 +141,8 @@ class SipEndpoint:
         self._dns_rng = random.SystemRandom()
         self._trace = trace
         self._tls = tls
+        self.tls_server = tls_server
+        """The TLS listener's context; set before ``start`` (``[sip] tls_listen``)."""
         if agent.config.transport == "tls" and tls is None:
             raise ValueError("transport tls needs an SSL context (see client_tls_context)")
         self._bind = bind
@@ -170,21 +179,30 @@ class SipEndpoint:
                 lambda: _DatagramProtocol(self), sock=self._udp_sock
             )
         elif self.transport_name == "tls":
-            # No TLS listener: we have no server certificate. The PBX reaches us over the
-            # connection we registered on (Asterisk does this; RFC 5626 flows).
-            pass
+            # Without a certificate of ours the PBX reaches us over the connection we
+            # registered on (Asterisk does this; RFC 5626 flows).
+            if self.tls_server is not None:
+                await self._listen(host, port, self.tls_server)
         else:
-            nofile = raise_nofile_limit()
-            self.max_inbound = connection_budget(self.limits, nofile)
-            log.info(
-                "SIP TCP: open-file limit %s, at most %d inbound connections (%d per peer), "
-                "closed after %.0f s without a message",
-                _show(nofile), self.max_inbound, self.limits.per_peer, self.limits.idle_timeout,
-            )  # fmt: skip
-            self._server = await self._loop.create_server(
-                lambda: _StreamProtocol(self, None), host, port
-            )
-            self._arm_sweeper()
+            await self._listen(host, port, None)
+
+    async def _listen(self, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+        nofile = raise_nofile_limit()
+        self.max_inbound = connection_budget(self.limits, nofile)
+        log.info(
+            "SIP %s: open-file limit %s, at most %d inbound connections (%d per peer), "
+            "closed after %.0f s without a message",
+            "TLS" if tls else "TCP", _show(nofile), self.max_inbound, self.limits.per_peer,
+            self.limits.idle_timeout,
+        )  # fmt: skip
+        # The limits count a connection once its handshake is done (asyncio calls
+        # connection_made then); a peer that stalls the handshake is dropped after
+        # limits.tls_handshake_timeout.
+        self._server = await self._loop.create_server(
+            lambda: _StreamProtocol(self, None), host, port, ssl=tls,
+            ssl_handshake_timeout=self.limits.tls_handshake_timeout if tls else None,
+        )  # fmt: skip
+        self._arm_sweeper()
 
     async def close(self) -> None:
         self._closed = True
@@ -543,6 +561,15 @@ class _StreamProtocol(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+
+def server_tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The TLS listener's context: our certificate chain and key, TLS 1.2 or newer, no
+    client certificate asked for (the PBX is checked like any peer: docs/security.md)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def client_tls_context(ca_file: Path | None, verify: bool = True) -> ssl.SSLContext:

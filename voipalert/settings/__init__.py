@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voipalert.errors import ConfigError
@@ -111,6 +111,17 @@ class Settings(BaseSettings):
     selftest: SelfTestSettings = SelfTestSettings()
     text: TextSettings = TextSettings()
     mail: MailSettings = MailSettings()
+
+    @model_validator(mode="after")
+    def _srtp_over_tls(self) -> Settings:
+        # SDES puts the SRTP keys in the SDP in clear (RFC 4568 §8.3): over UDP or TCP
+        # anyone on the path could read them. Refused here, not discovered in a call.
+        if self.media.srtp != "off" and self.sip.transport != "tls":
+            raise ValueError(
+                f"[media] srtp = {self.media.srtp!r} needs [sip] transport = 'tls' (the SRTP "
+                f"keys travel in the SDP; over {self.sip.transport} they would be readable)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -149,6 +149,15 @@ class SipSettings(_Section):
     )
     tls_ca_file: Path | None = None
     tls_verify: bool = True
+    tls_listen: bool = Field(
+        default=False,
+        description="with transport = tls: accept TLS connections from the PBX on local_port "
+        "(requests to our Contact), with tls_cert_file and tls_key_file",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="our certificate chain (PEM) for tls_listen"
+    )
+    tls_key_file: Path | None = Field(default=None, description="its private key (PEM)")
     dns_servers: list[str] = Field(
         default_factory=list,
         max_length=8,
@@ -164,6 +173,14 @@ class SipSettings(_Section):
         for server in value:
             parse_name_server(server)  # ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _check_tls_listen(self) -> SipSettings:
+        if self.tls_listen and self.transport != "tls":
+            raise ValueError("tls_listen needs transport = 'tls'")
+        if self.tls_listen and (self.tls_cert_file is None or self.tls_key_file is None):
+            raise ValueError("tls_listen needs tls_cert_file and tls_key_file")
+        return self
 
     @model_validator(mode="after")
     def _check_addresses(self) -> SipSettings:
@@ -204,6 +221,12 @@ class MediaSettings(_Section):
         description="on a line that echoes our prompt back (analogue hybrids), find the echo "
         "and cancel it before listening for in-band keys, so a key pressed while we speak "
         "is heard; a line without echo costs nothing after the first seconds",
+    )
+    srtp: Literal["off", "optional", "required"] = Field(
+        default="off",
+        description="SDES-SRTP (AES_CM_128_HMAC_SHA1_80): 'required' offers RTP/SAVP and "
+        "hangs up an answer without acceptable keys; 'optional' offers keys on RTP/AVP and "
+        "falls back to plain RTP when the answer has none; needs [sip] transport = tls",
     )
 
     @field_validator("codecs")

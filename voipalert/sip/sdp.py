@@ -13,13 +13,15 @@ Public API:
   first audio stream: address (media-level ``c=`` over session-level), port, the first codec
   of *their* list that we support with *their* payload type, their telephone-event payload
   type at 8000 Hz, ptime/maxptime, direction. Port 0 (rejected), no common codec, another
-  transport (SAVP/DTLS) and malformed SDP raise ``RemoteProtocolError``. LF-only lines,
+  transport (DTLS, AVPF) and malformed SDP raise ``RemoteProtocolError``. RTP/SAVP is
+  read, with the stream's ``a=crypto`` values in ``crypto`` for ``sdes.negotiate``. LF-only lines,
   static payload types without ``a=rtpmap`` and unknown attributes are fine.
 * ``answer_offer(local, offer) -> SdpAnswer(body, local, remote)`` — our answer to a
   re-INVITE's offer: same session id, the offered codecs we support, the offerer's
   telephone-event number, the mirrored direction; ``o=`` version + 1 only when the SDP differs
   from the one ``local`` describes (RFC 3264 §8). An unusable offer (port 0, no common codec)
-  raises ``RemoteProtocolError``: answer the re-INVITE with 488.
+  raises ``RemoteProtocolError``: answer the re-INVITE with 488. So does any SRTP in a
+  re-offer or a call that offered SRTP: keys are not renegotiated within a call.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final
 
 from voipalert.sip.errors import LocalProtocolError, RemoteProtocolError
+from voipalert.sip.sdes import AVP, MAX_CRYPTO_LINES, SAVP, SdesOffer
 
 CLOCK_RATE_HZ: Final = 8000
 TELEPHONE_EVENT: Final = "telephone-event"
@@ -85,6 +88,8 @@ class LocalMedia:
     dtmf_payload_type: int | None = 101
     ptime_ms: int = 20
     direction: Direction = Direction.SENDRECV
+    sdes: SdesOffer | None = None
+    """SRTP keys offered in ``a=crypto`` (RFC 4568); ``None`` for plain RTP."""
 
     def sdp(self) -> bytes:
         ip = _local_address(self.address)
@@ -111,7 +116,10 @@ class LocalMedia:
                 raise LocalProtocolError(f"telephone-event payload type {dtmf} is not 96-127")
             pts.append(dtmf)
             lines += [f"a=rtpmap:{dtmf} {TELEPHONE_EVENT}/{CLOCK_RATE_HZ}", f"a=fmtp:{dtmf} 0-16"]
-        lines.insert(5, f"m=audio {self.port} RTP/AVP {' '.join(map(str, pts))}")
+        transport = AVP if self.sdes is None else self.sdes.transport
+        lines.insert(5, f"m=audio {self.port} {transport} {' '.join(map(str, pts))}")
+        if self.sdes is not None:
+            lines.append(f"a={self.sdes.attribute()}")
         lines += [f"a=ptime:{self.ptime_ms}", f"a={self.direction.value}", ""]
         return "\r\n".join(lines).encode()
 
@@ -137,6 +145,7 @@ def new_local_media(
     codecs: tuple[Codec, ...] = (Codec.PCMU, Codec.PCMA),
     dtmf_payload_type: int | None = 101,
     ptime_ms: int = 20,
+    sdes: SdesOffer | None = None,
 ) -> LocalMedia:
     """A new session with a random 62-bit id (fits the signed 64-bit some parsers use)."""
     return LocalMedia(
@@ -146,6 +155,7 @@ def new_local_media(
         codecs=codecs,
         dtmf_payload_type=dtmf_payload_type,
         ptime_ms=ptime_ms,
+        sdes=sdes,
     )
 
 
@@ -163,6 +173,9 @@ class MediaParams:
     direction: Direction
     session_id: str
     session_version: int
+    transport: str = AVP
+    crypto: tuple[str, ...] = ()
+    """The stream's ``a=crypto`` values as written; ``sdes.negotiate`` judges them."""
 
     @property
     def remote_receives(self) -> bool:
@@ -194,6 +207,7 @@ class _Section:
     maxptime: int | None = None
     media: tuple[str, int, str, tuple[int, ...]] | None = None
     rtpmap: dict[int, tuple[str, int]] | None = None
+    crypto: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +273,8 @@ def _media_params(audio: _Audio, codecs: Sequence[Codec]) -> MediaParams:
         direction=audio.media.direction or audio.session.direction or Direction.SENDRECV,
         session_id=audio.origin[0],
         session_version=audio.origin[1],
+        transport=audio.media.media[2].upper(),
+        crypto=tuple(audio.media.crypto),
     )
 
 
@@ -266,6 +282,10 @@ def answer_offer(local: LocalMedia, offer: bytes) -> SdpAnswer:
     """Answer a (re-)INVITE offer with our current session (RFC 3264 §6.1, §8)."""
     audio = _parse_audio(offer)
     remote = _media_params(audio, local.codecs)
+    if local.sdes is not None or remote.transport == SAVP or remote.crypto:
+        # Keys are set once per call: a re-offer would have to re-key the running session
+        # (RFC 4568 §7.1.4). A 488 leaves the session as it was (RFC 3261 §14.2).
+        raise RemoteProtocolError("SDP: SRTP re-negotiation in a re-INVITE is not supported")
     offered = {name for _, name, rate in audio.formats if rate == CLOCK_RATE_HZ}
     candidate = replace(
         local,
@@ -323,7 +343,7 @@ def _check_audio(
         raise RemoteProtocolError("SDP: no audio stream")
     if audio.media[1] == 0:
         raise RemoteProtocolError("SDP: audio stream rejected (port 0)")
-    if audio.media[2].upper() != "RTP/AVP":
+    if audio.media[2].upper() not in (AVP, SAVP):
         raise RemoteProtocolError(f"SDP: unsupported media transport {audio.media[2]}")
     return _Audio(session, audio, origin)
 
@@ -389,6 +409,10 @@ def _parse_attribute(section: _Section, value: str, number: int) -> None:
     elif name in ("ptime", "maxptime"):
         whole = rest.strip().split(".", 1)[0]
         setattr(section, name, _number(whole, 1, 1000, what))
+    elif name == "crypto" and section.media is not None and section.media[0] == "audio":
+        if len(section.crypto) >= MAX_CRYPTO_LINES:
+            raise RemoteProtocolError(f"SDP: more than {MAX_CRYPTO_LINES} a=crypto lines")
+        section.crypto.append(rest.strip())
     elif name in _DIRECTIONS:
         section.direction = _DIRECTIONS[name]
 
