@@ -242,7 +242,7 @@ def report(alert: dict[str, Any], kinds: list[str], channels: int) -> None:
           f"mean {statistics.fmean(displacement):.1f} places")  # fmt: skip
 
 
-async def cancel_phase(api: Api, people: int, channels: int) -> None:
+async def cancel_phase(api: Api, people: int, channels: int, log: Path) -> None:
     posted = await api.call("POST", "/api/v1/alerts", {
         "summary": "Drill over, stand down", "kind": "mass", "team": "everyone",
         "dedup_key": "mass-cancel",
@@ -265,13 +265,39 @@ async def cancel_phase(api: Api, people: int, channels: int) -> None:
             gone = CLOCK.now_utc().timestamp() - resolved_at
             break
         await asyncio.sleep(0.05)
-    attempts = alert["attempts"]
-    ends = [e.timestamp() for a in attempts if (e := when(a["ended_at"])) is not None]
-    later = [a for a in attempts if (s := when(a["started_at"])) and s.timestamp() > resolved_at]
-    last = max(ends) - resolved_at if ends else float("nan")
-    print(f"cancellation: {in_flight} calls in progress at the resolve; all gone from the API "
-          f"after {gone if gone is None else round(gone, 2)} s; last call's recorded end "
-          f"{last:.2f} s after; dialled after the resolve: {len(later)}")  # fmt: skip
+    # The API shows the attempts cancelled as soon as the resolve is committed; when each
+    # call really ended (CANCEL answered, or BYE after the last phrase) is in serve's log.
+    for _ in range(100):  # 10 s for the calls to end and the log to say so
+        ended, dialled, resolved = calls_after_resolve(log, alert_id)
+        if resolved is not None and len(ended) >= in_flight:
+            break
+        await asyncio.sleep(0.1)
+    last = max(ended) - resolved if ended and resolved is not None else float("nan")
+    print(
+        f"cancellation: {in_flight} calls in progress at the resolve; no attempt live in the "
+        f"API after {gone if gone is None else round(gone, 2)} s; {len(ended)} calls ended, "
+        f"the last {last:.2f} s after the resolve (serve's log); dialled after: {dialled}"
+    )
+    print(f"  load average: {load_average()}")
+
+
+def calls_after_resolve(log: Path, alert_id: int) -> tuple[list[float], int, float | None]:
+    """From serve's log: when each call of the alert ended after its resolve, how many were
+    dialled after it, and when the resolve was taken (the log's own clock)."""
+    resolved: float | None = None
+    ended: list[float] = []
+    dialled = 0
+    tag = f"[alert={alert_id} "
+    for line in log.read_text(errors="replace").splitlines():
+        if f"[alert={alert_id}]" in line and f"alert {alert_id} resolved" in line:
+            resolved = datetime.fromisoformat(line[:23]).timestamp()
+        elif resolved is not None and tag in line:
+            at = datetime.fromisoformat(line[:23]).timestamp()
+            if " ended: " in line:
+                ended.append(at)
+            elif "voipalert.engine" in line and "] calling " in line and at > resolved:
+                dialled += 1
+    return ended, dialled, resolved
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -323,7 +349,6 @@ def make_serve(directory: Path, args: argparse.Namespace) -> Serve:
         "VOIPALERT_ENGINE__MASS_RING_TIMEOUT_SECONDS": str(args.ring_timeout),
         "VOIPALERT_CALL__REPETITIONS": "1",
         "VOIPALERT_CALL__PAUSE_SECONDS": "1",
-        "VOIPALERT_LOG__LEVEL": args.log_level,
     }
     return Serve(directory, env, f"http://127.0.0.1:{http}")
 
@@ -355,7 +380,7 @@ async def measure(serve: Serve, args: argparse.Namespace, kinds: list[str]) -> N
               f"({1000 * (cpu_after - cpu_before) / calls:.0f} ms a call); "
               f"peak RSS {peak / 2**20:.0f} MiB")  # fmt: skip
         if not args.no_cancel:
-            await cancel_phase(api, args.people, args.channels)
+            await cancel_phase(api, args.people, args.channels, serve.directory / "serve.log")
 
 
 def main() -> None:
@@ -368,7 +393,6 @@ def main() -> None:
     parser.add_argument("--ring-timeout", type=int, default=8)
     parser.add_argument("--sip-port", type=int, default=5090)
     parser.add_argument("--no-cancel", action="store_true")
-    parser.add_argument("--log-level", default="WARNING", help="serve's [log] level")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the database")
     parser.add_argument(
         "--tts-cache", type=Path, default=REPO / ".pytest_cache" / "d" / "bench-mass-tts"
