@@ -281,6 +281,23 @@ async def cancel_phase(api: Api, people: int, channels: int, log: Path) -> None:
     print(f"  load average: {load_average()}")
 
 
+def log_size(log: Path) -> int:
+    return log.stat().st_size
+
+
+def loop_stalls(log: Path, start: int) -> Counter[str]:
+    """serve's loop-watch reports from byte ``start`` of its log on, by cause (busy and
+    blocked are ours; preempted is the machine giving our core to another process)."""
+    found: Counter[str] = Counter()
+    with log.open("rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    for line in text.splitlines():
+        if "event loop stalled" in line and "(" in line:
+            found[line.split("(", 1)[1].split(":", 1)[0]] += 1
+    return found
+
+
 def calls_after_resolve(log: Path, alert_id: int) -> tuple[list[float], int, float | None]:
     """From serve's log: when each call of the alert ended after its resolve, how many were
     dialled after it, and when the resolve was taken (the log's own clock)."""
@@ -360,6 +377,7 @@ async def measure(serve: Serve, args: argparse.Namespace, kinds: list[str]) -> N
         renders_before = await api.syntheses()
         cpu_before, _ = serve.usage()
         building = int(CLOCK.now_utc().timestamp()) % 900 + 100
+        log_start = log_size(serve.directory / "serve.log")
         posted = await api.call("POST", "/api/v1/alerts", {
             # A new message each run, so its render is counted (not found in the cache).
             "summary": f"Evacuate building {building} now by the north stairs", "kind": "mass",
@@ -379,6 +397,9 @@ async def measure(serve: Serve, args: argparse.Namespace, kinds: list[str]) -> N
         print(f"  serve CPU {cpu_after - cpu_before:.1f} s for {calls} calls "
               f"({1000 * (cpu_after - cpu_before) / calls:.0f} ms a call); "
               f"peak RSS {peak / 2**20:.0f} MiB")  # fmt: skip
+        stalls = loop_stalls(serve.directory / "serve.log", log_start)
+        print(f"  serve's event loop stalls over its threshold (loop watch, docs/realtime.md §2), "
+              f"by cause: {dict(sorted(stalls.items())) or 'none'}")  # fmt: skip
         if not args.no_cancel:
             await cancel_phase(api, args.people, args.channels, serve.directory / "serve.log")
 
