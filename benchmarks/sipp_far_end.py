@@ -35,6 +35,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -137,7 +138,7 @@ async def phones(
     audio = talk_pcap(directory / "talk.pcap")
     keyed = talk_pcap(directory / "talk-key1.pcap", key_at=key_ms / 1000)
     common = ["-i", "127.0.0.1", "-nostdin", "-max_socket", "4096", "-l", "5000",
-              "-deadcall_wait", "2000"]  # fmt: skip
+              "-deadcall_wait", "2000", "-trace_err"]  # fmt: skip
     runs = [
         ("acks", "answer.xml", port, {"ring_ms": str(ring_ms), "audio_pcap": str(keyed)}),
         ("silent", "answer.xml", port + 1, {"ring_ms": str(ring_ms), "audio_pcap": str(audio)}),
@@ -208,9 +209,12 @@ def main() -> None:
     parser.add_argument("--ring-ms", type=int, default=2000)
     parser.add_argument("--key-ms", type=int, default=4000)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--dir", type=Path, default=Path("benchmarks/sipp/run"))
+    parser.add_argument("--dir", type=Path, help="for the logs and pcaps (default: a new temp)")
     args = parser.parse_args()
+    if args.dir is None:
+        args.dir = Path(tempfile.mkdtemp(prefix="sipp-phones-"))
     args.dir.mkdir(parents=True, exist_ok=True)
+    print(f"logs and pcaps in {args.dir}")
     asyncio.run(_serve_phones(args))
 
 
