@@ -327,7 +327,7 @@ async def run(args: argparse.Namespace) -> None:
     directory = Path(tempfile.mkdtemp(prefix="mass-alert-"))
     try:
         async with phones(directory, port=args.sip_port, ring_ms=args.ring_ms,
-                          key_ms=args.key_ms) as at:  # fmt: skip
+                          key_ms=args.key_ms, trace=args.trace_sip) as at:  # fmt: skip
             serve = make_serve(directory, args)
             (directory / "rota.yaml").write_text(rota_yaml(kinds, at))
             imported = await asyncio.to_thread(serve.cli, "rota", "import", "rota.yaml")
@@ -414,6 +414,7 @@ def main() -> None:
     parser.add_argument("--ring-timeout", type=int, default=8)
     parser.add_argument("--sip-port", type=int, default=5090)
     parser.add_argument("--no-cancel", action="store_true")
+    parser.add_argument("--trace-sip", action="store_true", help="SIPp's -trace_msg")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the database")
     parser.add_argument(
         "--tts-cache", type=Path, default=REPO / ".pytest_cache" / "d" / "bench-mass-tts"

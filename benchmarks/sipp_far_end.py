@@ -131,7 +131,12 @@ def sipp_program() -> str:
 
 @asynccontextmanager
 async def phones(
-    directory: Path, *, port: int = 5090, ring_ms: int = 2000, key_ms: int = 4000
+    directory: Path,
+    *,
+    port: int = 5090,
+    ring_ms: int = 2000,
+    key_ms: int = 4000,
+    trace: bool = False,
 ) -> AsyncIterator[Phones]:
     """The four SIPp phones, up while the block runs; each stopped by its pid."""
     sipp = sipp_program()
@@ -139,6 +144,8 @@ async def phones(
     keyed = talk_pcap(directory / "talk-key1.pcap", key_at=key_ms / 1000)
     common = ["-i", "127.0.0.1", "-nostdin", "-max_socket", "4096", "-l", "5000",
               "-deadcall_wait", "2000", "-trace_err"]  # fmt: skip
+    if trace:  # every SIP message SIPp sends and receives, with its time
+        common.append("-trace_msg")
     runs = [
         ("acks", "answer.xml", port, {"ring_ms": str(ring_ms), "audio_pcap": str(keyed)}),
         ("silent", "answer.xml", port + 1, {"ring_ms": str(ring_ms), "audio_pcap": str(audio)}),
