@@ -8,12 +8,13 @@
 # `systemd-analyze verify`; systemd need not be PID 1 for that), dnsmasq-base (the DNS
 # server the RFC 3263 tests start on loopback: the binary only, no system service),
 # prometheus-alertmanager (the silence tests start their own, on loopback), and chromium
-# (the web console's browser tests drive it with Playwright; no browser is downloaded).
+# (the web console's browser tests drive it with Playwright; no browser is downloaded), and
+# sip-tester (SIPp: the phones of the capacity benchmarks, docs/capacity.md).
 set -euo pipefail
 packages=(kamailio baresip-core python3-venv iproute2 procps ca-certificates)
 if [[ "${1:-}" == "--tests" ]]; then
     packages+=(multimon-ng sox dovecot-imapd openssl python3-seccomp systemd dnsmasq-base
-        prometheus-alertmanager chromium)
+        prometheus-alertmanager chromium sip-tester)
 fi
 if [[ $(id -u) -ne 0 ]]; then
     sudo=(sudo)
