@@ -1,6 +1,10 @@
 """Simultaneous calls from one process against the SIP testbed, with clean audio.
 
     python -m benchmarks.concurrent_calls [N ...] [--runs R]   (default: 16 24 32, 5 runs)
+    python -m benchmarks.concurrent_calls --sipp 50 100 200 --runs 1
+
+With ``--sipp`` the far end is SIPp (benchmarks/sipp_far_end.py) instead of baresip bots:
+phones that answer, talk back and never press a key; the wire is audited, nothing is heard.
 
 For each N, R times: a testbed with N answering bots (baresip, voicemail mode), one ``Phone``
 in this process placing N calls at once with the real call script (greeting, message, menu,
@@ -35,6 +39,7 @@ import numpy as np
 import soundfile
 from numpy.typing import NDArray
 
+from benchmarks.sipp_far_end import phones
 from tests.rtp_capture import RtpCaptureProcess
 from tests.slot_audit import audit_heard, audit_stream
 from voipalert.app.demo import find_testbed, testbed_ports
@@ -73,6 +78,55 @@ class Run:
     @property
     def longest(self) -> Stall | None:
         return max(self.stalls, key=lambda s: s.lag, default=None)
+
+
+async def run_sipp(
+    n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]], directory: Path
+) -> Run:
+    """N calls to SIPp phones that answer, talk back (G.711 from a pcap) and never press a
+    key (benchmarks/sipp_far_end.py): no registrar, calls go straight to SIPp. SIPp records
+    nothing, so only the wire is audited; it decodes nothing either, so it leaves the
+    cores to us (docs/capacity.md)."""
+    result = Run(n)
+    async with phones(directory, port=5190, ring_ms=1000) as far:
+        sip_port, rtp, _ = testbed_ports()
+        rtp_max = rtp + 2 * n + 10
+        config = UAConfig(user="voipalert", domain="127.0.0.1", local_host="127.0.0.1",
+                          local_port=sip_port)  # fmt: skip
+        pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=result.lateness.append)
+        phone = Phone(
+            config, ("127.0.0.1", sip_port), MediaConfig("127.0.0.1", "127.0.0.1", rtp, rtp_max),
+            script=ScriptConfig(repetitions=1, pause_seconds=1.0), pacer=pacer,
+            rng=random.Random(n),
+        )  # fmt: skip
+        await phone.start(register=False)
+        settle_heap()
+        watch = LoopWatch(0.02, result.stalls.append, period=0.005)
+        host, port = far.silent.split(":")
+
+        async def one(i: int) -> str:
+            spoken = SpokenPrompts(speech, "en", {"summary": SUMMARY})
+            try:
+                target = SipUri(user=f"load{i:04d}", host=host, port=int(port))
+                report = await phone.call(target, spoken, ring_timeout=20)
+            finally:
+                await spoken.close()
+            return report.outcome.value
+
+        with RtpCaptureProcess(range(rtp, rtp_max + 1)) as capture:
+            watch.start()
+            cpu, wall = _cpu(), time.perf_counter()
+            outcomes = await asyncio.gather(*(one(i) for i in range(n)))
+            result.cpu = (_cpu() - cpu) / (time.perf_counter() - wall)
+            await watch.close()
+        await phone.stop()
+    result.answered = outcomes.count("answered_no_ack")
+    result.skipped = pacer.skipped_slots
+    for stream in capture.streams().values():
+        audit = audit_stream(stream, prompts[FIRST_PLAY])
+        result.wire_clean += audit.clean
+        result.bad_slots += audit.bad if audit.found else audit.slots
+    return result
 
 
 async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> Run:
@@ -154,7 +208,7 @@ HEADER = (
 )
 
 
-async def main_async(sizes: list[int], runs: int) -> None:
+async def main_async(sizes: list[int], runs: int, sipp: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         speech = await asyncio.to_thread(Speech.open, TtsConfig(cache_dir=Path(tmp)))
         try:
@@ -168,13 +222,15 @@ async def main_async(sizes: list[int], runs: int) -> None:
             prompts[FIRST_PLAY] = np.concatenate(
                 [part for key in (GREETING, MESSAGE, *MENU) for part in (prompts[key], gap)]
             )
-            print(f"concurrent calls against the testbed, {os.cpu_count()} cores, "
+            far = "SIPp phones (heard: not recorded)" if sipp else "the testbed"
+            print(f"concurrent calls against {far}, {os.cpu_count()} cores, "
                   f"load average {os.getloadavg()[0]:.2f} before")  # fmt: skip
             print(HEADER)
             summary: dict[int, list[Run]] = {}
             for n in sizes:
                 for _ in range(runs):
-                    r = await run(n, speech, prompts)
+                    r = await (run_sipp(n, speech, prompts, Path(tmp)) if sipp
+                               else run(n, speech, prompts))  # fmt: skip
                     summary.setdefault(n, []).append(r)
                     print(_row(r), flush=True)
                     for stall in [s for s in r.stalls if s.kind is not StallKind.PREEMPTED][:3]:
@@ -205,10 +261,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.concurrent_calls")
     parser.add_argument("sizes", nargs="*", type=int, default=[16, 24, 32])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--sipp", action="store_true", help="call SIPp phones instead of testbed bots"
+    )
     args = parser.parse_args()
-    if max(args.sizes) > 48:
+    if max(args.sizes) > 48 and not args.sipp:
         raise SystemExit("at most 48 (the load accounts in sip-testbed/users.txt)")
-    asyncio.run(main_async(args.sizes, args.runs))
+    asyncio.run(main_async(args.sizes, args.runs, args.sipp))
 
 
 if __name__ == "__main__":

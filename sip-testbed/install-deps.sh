@@ -13,7 +13,8 @@
 # temporary directory, as the postgres user the package creates, on 127.0.0.1 only),
 # radicale (the CalDAV server the rota-source tests start on loopback, with a temporary
 # storage folder: no system service), sip-tester (SIPp: the callee of the 100rel/PRACK
-# and session-timer tests, run with the scenarios of tests/data/sipp/ on loopback), and
+# and session-timer tests, run with the scenarios of tests/data/sipp/ on loopback, and the
+# phones of the capacity benchmarks, docs/capacity.md), and
 # kamailio-tls-modules (Kamailio's TLS module: the testbed listens on TLS when a bot
 # registers over TLS, for the SIP/TLS + SRTP tests).
 set -euo pipefail

@@ -24,7 +24,9 @@ from voipalert.domain.alert import (
     AlertKind,
     AlertStatus,
     Attempt,
+    AttemptId,
     AttemptOutcome,
+    AttemptResult,
     AttemptState,
     NewAlert,
 )
@@ -558,3 +560,48 @@ async def test_an_override_added_while_running_is_used_by_the_next_alert(
     second = await harness.trigger("database down")
     await eventually(lambda: _status(harness, second, AlertStatus.ACKNOWLEDGED), "second acked")
     assert [n.person for n in harness.notifier.calls] == ["alice", "carol"]
+
+
+class _SlowRecords(Store):
+    """The real store, whose outcome commits wait for ``gate``: a database busy with the
+    other calls' writes, as under a large mass alert."""
+
+    gate: asyncio.Event
+
+    async def finish_attempt(self, attempt_id: AttemptId, result: AttemptResult) -> bool:
+        await self.gate.wait()
+        return await super().finish_attempt(attempt_id, result)
+
+
+async def test_a_line_is_free_as_soon_as_its_call_hangs_up(tmp_path: Path) -> None:
+    # Two lines, five people: the first two calls end at once but their outcomes cannot be
+    # committed yet. The next calls must still take the lines (a PBX channel is free when
+    # the call hangs up, not when our database has caught up; docs/capacity.md).
+    clock = FakeClock(START)
+    store = await _SlowRecords.open(tmp_path / "voipalert.db", clock)
+    assert isinstance(store, _SlowRecords)
+    store.gate = asyncio.Event()
+    await store.replace_rota(parse_rota(ROTA))
+    notifier = ScriptedNotifier(default=ACK)
+    hold = asyncio.Event()
+    notifier.script = {p: [Hold(hold, ACK)] for p in ("carol", "dave", "erin")}
+    engine = Engine(store, notifier, clock, EngineConfig(idle_poll_seconds=3600,
+                                                         max_concurrent_calls=2))  # fmt: skip
+    task = asyncio.create_task(engine.run())
+    harness = Harness(store, engine, notifier, clock)
+    try:
+        alert = await harness.trigger("evacuate hall B", kind=AlertKind.MASS, team="ops")
+        await eventually(lambda: _count(harness, 4), "two more calls while records wait")
+        assert notifier.max_active == 2
+        store.gate.set()
+        hold.set()
+        await eventually(lambda: _count(harness, 5), "everyone called")
+        await settle(harness)
+        attempts = await harness.attempts(alert)
+        assert sorted(a.key.person for a in attempts) == ["alice", "bob", "carol", "dave", "erin"]
+        assert {a.outcome for a in attempts} == {AttemptOutcome.ACKNOWLEDGED}
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await store.close()

@@ -417,3 +417,23 @@ def test_resolved_mass_alert_cancels_its_calls() -> None:
     assert plan(alert(AlertStatus.RESOLVED, kind=MASS), ROTA, live, at(5)) == (
         CancelCalls((live[0].id,), "alert resolved"),
     )
+
+
+def test_mass_alert_of_thousands_finds_each_persons_own_attempts() -> None:
+    # Attempts are grouped by person once per plan (linear, not people x attempts):
+    # every person's next step still comes from their own attempts only.
+    people = tuple(
+        Person(PersonName(f"p{n:04d}"), "en", (Contact(ContactKind.EXTENSION, f"{n}"),
+                                               Contact(ContactKind.NUMBER, f"+3361{n:07d}")))
+        for n in range(2000)
+    )  # fmt: skip
+    rota = Rota(people=people, teams=(Team(TeamName("ops"), tuple(p.name for p in people)),))
+    outcomes = (Out.ACKNOWLEDGED, Out.ANSWERED_NO_ACK, Out.NO_ANSWER)
+    attempts = [
+        attempt(p, state=IN_FLIGHT) if n % 4 == 3 else attempt(p, outcome=outcomes[n % 4])
+        for n, p in enumerate(people)
+    ]
+    actions = plan(alert(kind=MASS, policy=None), rota, attempts, at(60))
+    expected_calls = [call(p, 2, contact=1, ring=45) for n, p in enumerate(people) if n % 4 == 2]
+    live = tuple(a.id for n, a in enumerate(attempts) if n % 4 == 3)
+    assert actions == (*expected_calls, AwaitCalls(live))

@@ -147,6 +147,7 @@ async def serve(
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
             _observe(app, silencer, sender, stalls)
+            app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
             test_caller = _add_web_routes(app, settings, phone, speech)
             selftest = _self_test(settings, app, phone, test_caller, clock)
             edges = _Edges()

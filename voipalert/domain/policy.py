@@ -233,16 +233,22 @@ def _calls_for(
 ) -> _Calls:
     here = [a for a in attempts if _at(a, position)]
     found = _Calls([], [a.id for a in here if a.state.is_live])
+    # Each person's attempts, found once: a mass alert to N people plans after every call
+    # that ends, and filtering all attempts per person made each plan O(N^2) (38 ms of
+    # event loop at N = 1,000, stalling the calls' audio; docs/capacity.md).
+    by_person: dict[str, list[Attempt]] = {}
+    for a in here:
+        by_person.setdefault(a.key.person, []).append(a)
     for person in people:
+        mine = by_person.get(person.name, [])
         if person.rules:
-            mine = [a for a in here if a.key.person == person.name]
             calls, due = _rule_calls(alert, position, person, mine, ring_timeout_seconds, now)
             found.calls.extend(calls)
             found.hold = True
             if due is not None and (found.next_due is None or due < found.next_due):
                 found.next_due = due
             continue
-        progress = _progress(person, here, answered_finishes=answered_finishes)
+        progress = _progress(person, mine, answered_finishes=answered_finishes)
         if progress.next_contact is None:
             continue
         key = AttemptKey(

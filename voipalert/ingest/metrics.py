@@ -10,7 +10,7 @@ one (from the app's start, so a restart does not replay history into it).
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
@@ -44,8 +44,17 @@ class _StoreCollector(Collector):
         self.phone = PhonePath()
         self.sources: dict[str, SourceCopy | None] = {}
         self._clock = clock
+        self.syntheses: Callable[[], int] | None = None
 
     def collect(self) -> Iterator[Metric]:
+        if self.syntheses is not None:
+            # A mass alert renders its message once per language, however many it calls
+            # (docs/capacity.md): this counter is how an operator (and the benchmark) sees it.
+            yield CounterMetricFamily(
+                "voipalert_tts_syntheses",
+                "Prompts synthesized by Piper since start (cache hits do not count)",
+                value=self.syntheses(),
+            )
         alerts = GaugeMetricFamily("voipalert_alerts", "Alerts by state", labels=["state"])
         for status in AlertStatus:
             alerts.add_metric([status.value], self.counts.alerts_by_status.get(status.value, 0))
@@ -225,6 +234,10 @@ class IngestMetrics:
 
     def observe_committed(self, source: str, outcome: Outcome) -> None:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
+
+    def count_syntheses(self, count: Callable[[], int]) -> None:
+        """Expose the speech renderer's synthesis count as ``voipalert_tts_syntheses``."""
+        self._store.syntheses = count
 
     async def refresh(
         self,

@@ -443,11 +443,19 @@ _IP_RECVERR: Final = 11
 _IPV6_RECVERR: Final = 25
 
 
+# Room for a burst of SIP datagrams while the event loop is busy: 200 calls hanging up
+# together get 200 answers to their BYEs at once, and the default 208 KiB (about 100 small
+# datagrams on loopback, counting the kernel's per-packet overhead) dropped 117 of them
+# (docs/capacity.md §3). The kernel caps it at net.core.rmem_max.
+SIP_UDP_RECEIVE_BUFFER_BYTES: Final = 4 * 1024 * 1024
+
+
 def _udp_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SIP_UDP_RECEIVE_BUFFER_BYTES)
         if sys.platform == "linux":
             level, option = (
                 (socket.IPPROTO_IPV6, _IPV6_RECVERR)
