@@ -43,8 +43,8 @@ from benchmarks.sipp_far_end import phones
 from tests.rtp_capture import RtpCaptureProcess
 from tests.slot_audit import audit_heard, audit_stream
 from voipalert.app.demo import find_testbed, testbed_ports
+from voipalert.app.heap import settle_heap
 from voipalert.app.loop_watch import LoopWatch, Stall, StallKind
-from voipalert.app.serve import settle_heap
 from voipalert.calls import PROMPT_GAP_SECONDS, MediaConfig, Phone
 from voipalert.callscript import GREETING, MENU, MESSAGE, ScriptConfig
 from voipalert.net.rtp_pacer import RtpPacer

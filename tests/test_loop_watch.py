@@ -145,7 +145,7 @@ def test_serve_settles_its_start_up_heap_out_of_the_collectors_scans() -> None:
     import gc
     import weakref
 
-    from voipalert.app.serve import settle_heap
+    from voipalert.app.heap import settle_heap
 
     class Node:
         def __init__(self) -> None:

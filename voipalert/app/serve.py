@@ -20,7 +20,6 @@ start (docs/call-lifecycle.md) — then un-register, close the database; exit 0.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -46,6 +45,7 @@ from voipalert.app.config import (
     sip_tls_server,
     ua_config,
 )
+from voipalert.app.heap import settle_heap
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.selftest import (
     AlertOnFailure,
@@ -368,21 +368,6 @@ def _self_test(
     selftest = SelfTest(config, clock, lambda: sip_state(phone), lend(caller), listeners)
     app[PHONE_PATH] = selftest.status
     return selftest
-
-
-def settle_heap() -> int:
-    """Collect start-up's garbage, then move every object left (voices, the app, the
-    OpenAPI document, pydantic's schemas: some 80,000 of them) out of the collector's sight.
-
-    A full collection walks every tracked object with the GIL held, in C: measured 20-75 ms
-    on 2 cores after start-up, a stall of the loop that paces every call, at a moment nobody
-    chooses (docs/realtime.md §4). Frozen objects are never scanned again; what calls and
-    alerts allocate later is collected as usual. Returns how many objects were frozen."""
-    gc.collect()
-    gc.freeze()
-    frozen = gc.get_freeze_count()
-    log.debug("start-up heap frozen: %d objects out of the collector's scans", frozen)
-    return frozen
 
 
 async def _watch_loop(settings: Settings, stack: AsyncExitStack) -> _StallReport:

@@ -153,6 +153,7 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
         sip_tls,
         ua_config,
     )
+    from voipalert.app.heap import settle_heap
     from voipalert.calls import Phone
     from voipalert.notify.voice import SpokenPrompts, menu_fields, target_uri
     from voipalert.tts.speech import Speech
@@ -182,6 +183,9 @@ async def _call(settings: Settings, args: argparse.Namespace) -> CallReport | No
             await phone.start(register=ua.registrar is not None)
         if ua.registrar is not None:
             await _wait_registered(phone, say)
+        # As serve does before it says ready: a full collection of start-up's objects
+        # in the middle of the call would stall its audio 20-75 ms (docs/realtime.md §4).
+        settle_heap()
         menu = menu_fields(script.ack_digit, script.repeat_digit, args.lang)
         prompts = SpokenPrompts(speech, args.lang, {"summary": args.message}, menu)
         try:

@@ -28,6 +28,7 @@ from voipalert.callscript import (
     NO_ACKNOWLEDGEMENT,
     PRESS_TO_ACKNOWLEDGE,
     PRESS_TO_REPEAT,
+    VOICEMAIL,
 )
 from voipalert.domain.rota import Contact, ContactKind
 from voipalert.logs import log_context
@@ -40,6 +41,9 @@ from voipalert.tts.speech import Speech
 log = logging.getLogger("voipalert.notify")
 PHRASE_FIELDS: Final = ("name",)
 ANSWER_PHRASES: Final = (GREETING, PRESS_TO_ACKNOWLEDGE, PRESS_TO_REPEAT)
+# Said to a mailbox right after its beep (callscript): made with the answer's phrases, so
+# the beep never waits for synthesis, nor synthesis competes with the call's own audio.
+MAILBOX_PHRASES: Final = (VOICEMAIL, GOODBYE)
 CALL_PHRASES: Final = (
     GREETING,
     PRESS_TO_ACKNOWLEDGE,
@@ -49,6 +53,7 @@ CALL_PHRASES: Final = (
     NO_ACKNOWLEDGEMENT,
     HANDLED_ELSEWHERE,
     GOODBYE,
+    VOICEMAIL,
 )
 KEY_NAMES: Final = {
     "en": {"*": "star", "#": "hash"},
@@ -103,7 +108,8 @@ def target_uri(contact: Contact | str, domain: str) -> SipUri:
 
 class SpokenPrompts:
     """The prompts of one call in one language. What the answer needs (greeting, message,
-    menu) starts rendering at once, in the speech workers, while the INVITE goes out. The
+    menu) and what a mailbox's beep needs (the voicemail phrase, goodbye) start rendering at
+    once, in the speech workers, while the INVITE goes out. The
     other phrases are made when first asked for: synthesis running in the background while
     the callee listens would compete with the 20 ms pacing on a small machine (``serve``
     renders them all into the cache at start-up, so a call finds them there)."""
@@ -123,7 +129,7 @@ class SpokenPrompts:
         self._phrases: dict[str, asyncio.Future[Prompt]] = {
             MESSAGE: asyncio.ensure_future(speech.phrase(MESSAGE, language=language, **fields))
         }
-        for key in ANSWER_PHRASES:
+        for key in (*ANSWER_PHRASES, *MAILBOX_PHRASES):
             self._phrases[key] = asyncio.ensure_future(
                 speech.phrase(key, language=language, **extra)
             )
