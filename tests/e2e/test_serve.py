@@ -224,7 +224,16 @@ async def test_a_taken_http_port_is_reported_clearly(
 ) -> None:
     async with running_server(testbed, rota_yaml(testbed, "ack", "busy"), tmp_path, cache) as s:
         other_sip = str(free_port())
-        second = Server(tmp_path, {**s.env, "VOIPALERT_SIP__LOCAL_PORT": other_sip}, s.http_port)
+        # Its own database (one engine per database is refused first: test_engine_lock),
+        # the same HTTP port.
+        other = tmp_path / "second"
+        other.mkdir()
+        env = {
+            **s.env, "VOIPALERT_SIP__LOCAL_PORT": other_sip,
+            "VOIPALERT_DATABASE__PATH": str(other / "voipalert.db"),
+        }  # fmt: skip
+        second = Server(other, env, s.http_port)
+        assert second.cli("rota", "import", str(s.directory / "rota.yaml")).returncode == 0
         result = second.cli("serve")
         assert result.returncode == 1
         assert "cannot start: cannot listen for HTTP" in result.stderr
