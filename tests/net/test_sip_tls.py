@@ -8,9 +8,13 @@ the real message layer. Certificates come from the openssl command line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
+import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -123,3 +127,66 @@ async def test_a_certificate_from_another_ca_is_refused(registrar: tuple[int, Pa
     assert event.status.state is RegistrationState.FAILING
     assert event.status.last_status == 503
     assert "transport error" in event.status.last_reason
+
+
+class _SilentAtClose:
+    """A TLS registrar on a thread that answers REGISTER, then ignores our close_notify
+    (Python's ssl reports it as b"" and sends none back), and records when the TCP
+    connection itself is closed."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(20)
+        self.port: int = self._listener.getsockname()[1]
+        self.close_notify = threading.Event()
+        self.tcp_closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError), self._listener:
+            raw, _ = self._listener.accept()
+            raw.settimeout(20)
+            # A duplicate of the descriptor reads the TCP stream under the TLS layer.
+            watcher = socket.socket(fileno=os.dup(raw.fileno()))
+            watcher.settimeout(20)
+            with watcher, self._context.wrap_socket(raw, server_side=True) as tls:
+                framer = StreamFramer()
+                while data := tls.recv(65536):
+                    framer.feed(data)
+                    while (message := framer.next_event()) is not None:
+                        if isinstance(message, Request) and message.method == "REGISTER":
+                            contact = message.headers.get("Contact") or ""
+                            reply = response_to(
+                                message, 200, headers=[("Contact", contact)], to_tag="r1"
+                            )
+                            tls.sendall(reply.serialize())
+                self.close_notify.set()
+                while watcher.recv(65536):  # until the client's FIN or RST
+                    pass
+                self.tcp_closed.set()
+
+    def stop(self) -> None:
+        self._listener.close()
+        self._thread.join(timeout=25)
+
+
+async def test_close_releases_a_tls_connection_whose_peer_never_answers_close_notify(
+    tmp_path: Path,
+) -> None:
+    # asyncio waits up to 30 s for the peer's close_notify after close(); a loop that stops
+    # meanwhile leaves the socket open (a ResourceWarning at collection). close() must
+    # return with the connection released.
+    ca, cert, key = make_pki(tmp_path / "pki", "voipalert")
+    peer = _SilentAtClose(cert, key)
+    try:
+        event, _ = await register_over_tls(peer.port, ca)  # ends with endpoint.close()
+        assert event.status.state is RegistrationState.REGISTERED
+        assert peer.close_notify.is_set() or await asyncio.to_thread(peer.close_notify.wait, 5)
+        # No waiting here beyond the thread's own observation: close() has returned, so
+        # the socket must already be closed and the FIN on its way.
+        assert await asyncio.to_thread(peer.tcp_closed.wait, 5), "socket still open"
+    finally:
+        await asyncio.to_thread(peer.stop)

@@ -62,6 +62,10 @@ from voipalert.sip.message import Request, Response
 _T = TypeVar("_T")
 log = logging.getLogger("voipalert.sip")
 CONNECT_TIMEOUT_SECONDS: Final = 5.0
+CLOSE_GRACE_SECONDS: Final = 1.0
+"""How long close() lets a TLS peer answer our close_notify (RFC 8446 §6.1) before the
+connection is aborted. asyncio would otherwise wait up to 30 s in the background, and a
+loop that stops meanwhile leaves the socket open."""
 # File descriptors kept out of the connection budget: the database, RTP sockets (two per
 # call), the HTTP server's connections, log files, the event loop's own.
 FD_RESERVE: Final = 256
@@ -216,8 +220,7 @@ class SipEndpoint:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for stream in list(self._streams.values()):
-            stream.close()
+        await _close_streams(list(self._streams.values()))
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -499,6 +502,22 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         self._endpoint.datagram_error(exc)
 
 
+async def _close_streams(streams: list[_StreamProtocol]) -> None:
+    """Close every connection and return once each socket is released: a TLS peer that
+    does not answer our close_notify within CLOSE_GRACE_SECONDS is aborted."""
+    for stream in streams:
+        stream.close()
+    lost = [stream.lost for stream in streams]
+    if not lost:
+        return
+    await asyncio.wait(lost, timeout=CLOSE_GRACE_SECONDS)
+    stalled = [stream for stream in streams if not stream.lost.done()]
+    for stream in stalled:
+        stream.abort()
+    if stalled:  # abort() releases the socket at the next loop iteration
+        await asyncio.wait([stream.lost for stream in stalled], timeout=CLOSE_GRACE_SECONDS)
+
+
 class _StreamProtocol(asyncio.Protocol):
     """One TCP connection: bytes → StreamFramer → agent. ``key`` is the destination we
     connected to (outbound) or, for accepted connections, the peer's address."""
@@ -512,6 +531,8 @@ class _StreamProtocol(asyncio.Protocol):
         self.last_active = endpoint._loop.time()
         """When the connection opened or last carried a complete SIP message."""
         self.last_message_at: float | None = None
+        self.lost: asyncio.Future[None] = endpoint._loop.create_future()
+        """Done once the connection is gone and its socket released."""
 
     @property
     def outbound(self) -> bool:
@@ -556,6 +577,8 @@ class _StreamProtocol(asyncio.Protocol):
             self._endpoint.received_message(event, self._key)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
         self._endpoint.stream_lost(self._key, self, self._outbound)
 
     def write(self, data: bytes) -> None:
