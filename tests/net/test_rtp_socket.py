@@ -255,7 +255,9 @@ async def test_close_releases_every_waiter(pair: Pair) -> None:
     await pair.a.close()  # idempotent
 
 
-async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator) -> None:
+async def test_a_stall_catches_up_recent_slots_and_skips_older_ones(
+    allocator: RtpPortAllocator,
+) -> None:
     loop = asyncio.get_running_loop()
     lateness: list[float] = []
     pacer = RtpPacer(loop, on_lateness=lateness.append)
@@ -283,15 +285,18 @@ async def test_a_stall_skips_slots_and_never_bursts(allocator: RtpPortAllocator)
     assert all(seq == 1 for seq, _ in steps)  # nothing lost on loopback, nothing repeated
     assert all(ts % 160 == 0 and ts >= 160 for _, ts in steps)
     stall = max(range(len(steps)), key=lambda i: steps[i][1])
-    assert steps[stall][1] >= 5 * 160  # the 110 ms stall: 5 or 6 slots in one step
-    assert packets[stall + 1].marker is True  # the receiver may re-sync its jitter buffer
+    # The 110 ms stall: the slots older than CATCH_UP_S were skipped (a timestamp jump with
+    # no sequence gap, and the marker: the receiver may re-sync its jitter buffer) ...
+    assert steps[stall][1] >= 2 * 160
+    assert packets[stall + 1].marker is True
     skipped = sum(ts // 160 - 1 for _, ts in steps)
     assert pacer.skipped_slots == skipped == session.stats.skipped_slots
     # Time kept counting: the timestamps span the run's duration in samples.
     span = ts_diff(packets[-1].timestamp, packets[0].timestamp) / 8000
     assert span == pytest.approx(ran, abs=0.045)
-    # Never a burst: every packet is sent for the current slot, never for a past one.
-    assert max(lateness) < 0.020
+    # ... and the recent ones left at once, in order, each with its own timestamp (the
+    # catch-up's bound is tests/net/test_rtp_pacer.py's, on a clock the test drives).
+    assert sum(late > 0.020 for late in lateness) >= 2
 
 
 async def test_hold_stops_sending_and_time_keeps_counting(allocator: RtpPortAllocator) -> None:

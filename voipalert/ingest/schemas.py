@@ -185,6 +185,10 @@ class CallQualityOut(_Out):
     mos: float = Field(description="estimated MOS, ITU-T G.107 E-model for G.711 (1-4.5)")
     reports_sent: int
     reports_received: int
+    sent_skipped_slots: int = Field(
+        0, description="20 ms slots of our audio never sent (the process stalled over 60 ms)"
+    )
+    sent_dropped: int = Field(0, description="packets of ours the socket buffer refused")
 
 
 class AttemptOut(_Out):

@@ -9,8 +9,9 @@
   ``stats.drained_before_answer``) before it attaches its protocol.
 * Refused sources (wrong address, probation, contested latching, wrong SSRC) are counted by
   the receiver and logged here, at most once per ``REJECT_LOG_INTERVAL`` per call.
-* Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; a stall skips
-  slots and never bursts; the RTP timestamp keeps counting sampling time.
+* Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; after a stall the
+  slots still within a jitter buffer's depth leave at once, older ones are skipped; the
+  RTP timestamp keeps counting sampling time (docs/realtime.md §1).
 * A play queue: the prompt, then G.711 silence until the call ends (PBX media timeouts hang
   up silent calls). A key press stops the prompt at the next slot.
 * Received audio is decoded for the in-band detector; RFC 4733 events, in-band tones and SIP
@@ -468,7 +469,10 @@ class RtpSession:
     def quality_summary(self) -> CallQuality:
         """The call's audio quality so far (both directions, from RTCP and our counters)."""
         stats = self._receiver.stats
-        return self.quality.summary(stats.expected, stats.lost, stats.jitter)
+        return self.quality.summary(
+            stats.expected, stats.lost, stats.jitter,
+            sent_skipped_slots=self.stats.skipped_slots, sent_dropped=self.stats.send_dropped,
+        )  # fmt: skip
 
     def _refused(self, source: Address, reason: DropReason, now: float) -> None:
         # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).
