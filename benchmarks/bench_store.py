@@ -20,9 +20,9 @@ from pathlib import Path
 
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
 from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
 ROOT = Path(__file__).resolve().parent.parent

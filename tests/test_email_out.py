@@ -26,12 +26,12 @@ from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify import Notification, NotifyOutcome, StopRequest
 from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)

@@ -18,7 +18,7 @@ import pytest
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import AlertKind, AlertStatus, AttemptState, NewAlert
 from voipalert.domain.rota import PolicyName, TeamName
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

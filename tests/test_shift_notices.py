@@ -18,9 +18,9 @@ from voipalert.clock import FakeClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall_view import Segment
 from voipalert.domain.rota import PersonName, ScheduleName, ShiftNotice
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.domain.shift_notices import due_notices, notice_text, shifts
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 # Daily hand-off at 09:00 Paris time between erin (e-mail notice 30 min before) and dan

@@ -14,10 +14,10 @@ from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.notify import NotifyOutcome
 from voipalert.notify.message import compose_text, outcome_for
 from voipalert.notify.replies import TextReplies, parse_reply
+from voipalert.rotafile.parse import parse_rota
 from voipalert.sip.events import TextDone, TextId, TextReceived
 from voipalert.sip.uri import SipUri
 from voipalert.store import Store

@@ -18,12 +18,12 @@ from tests.ingest.test_imap import Mailbox, config
 from tests.requires import need, need_root
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, NewAlert
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.config import SmtpConfig
 from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.intake import Intake
 from voipalert.ingest.mail_reply import mail_reply
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)

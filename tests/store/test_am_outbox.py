@@ -13,7 +13,7 @@ import pytest
 from tests.store.test_store import ROTA, START, _intent
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 from voipalert.store.am_outbox import AmLink
 from voipalert.store.heartbeat import HeartbeatExists

@@ -15,7 +15,7 @@ from voipalert.clock import FakeClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import who_is_on_call
 from voipalert.domain.override_edit import Origin, OverrideRequest
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 from voipalert.store.overrides import OverridesOrphaned
 

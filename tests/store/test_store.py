@@ -25,7 +25,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import PolicyName, Step, TeamName
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import (
     AlertFilter,
     AlertNotFound,

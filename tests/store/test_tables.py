@@ -17,7 +17,7 @@ from tests.store.conftest import PgServer, new_pg_database
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Scope, Store, StoreConfig
 from voipalert.store.api_tables import ApiTables
 from voipalert.store.engine_lock import EngineLockHeld

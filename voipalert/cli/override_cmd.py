@@ -29,7 +29,6 @@ from voipalert.app.store_config import store_config
 from voipalert.cli.with_store import with_store
 from voipalert.clock import SystemClock
 from voipalert.domain.errors import RotaError
-from voipalert.domain.override_csv import MAX_CSV_CHARS
 from voipalert.domain.override_edit import (
     BadTime,
     Origin,
@@ -40,6 +39,7 @@ from voipalert.domain.override_edit import (
     parse_edit_time,
 )
 from voipalert.domain.rota import Rota
+from voipalert.rotafile.shifts_csv import MAX_CSV_CHARS
 from voipalert.settings import load_settings
 from voipalert.store import Store
 from voipalert.store.overrides import Added, CsvImported

@@ -22,8 +22,8 @@ from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import OnCall, who_is_on_call
 from voipalert.domain.oncall_view import describe, parse_at
 from voipalert.domain.rota import Rota, Schedule
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import RotaFormat, parse_rota
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import RotaFormat, parse_rota
 from voipalert.settings import load_settings
 from voipalert.store import Store
 from voipalert.store.feeds import SourceCopy

@@ -23,9 +23,9 @@ from voipalert.console.render import render, see_other
 from voipalert.domain.errors import RotaError, RotaProblem
 from voipalert.domain.oncall_view import Segment, segments
 from voipalert.domain.rota import Rota
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.app_keys import CLOCK, STORE
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 
 MAX_ROTA_CHARS: Final = 512 * 1024
 
