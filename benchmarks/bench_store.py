@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from voipalert.clock import FakeClock
-from voipalert.domain.alert import NewAlert
+from voipalert.domain.alert import AttemptOutcome, NewAlert
 from voipalert.engine import Engine, EngineConfig
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.notify import Notification, NotifyResult, StopRequest
 from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
@@ -35,7 +35,7 @@ class _RingsForever:
         stopped = asyncio.Event()
         stop.subscribe(lambda _: stopped.set())
         await stopped.wait()
-        return NotifyResult(NotifyOutcome.CANCELLED)
+        return NotifyResult(AttemptOutcome.CANCELLED)
 
 
 async def _insert_rate(directory: Path, n: int, synchronous: str) -> float:

@@ -14,7 +14,6 @@ from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
-from voipalert.notify import NotifyOutcome
 from voipalert.notify.message import compose_text, outcome_for
 from voipalert.notify.replies import TextReplies, parse_reply
 from voipalert.rotafile.parse import parse_rota
@@ -170,6 +169,6 @@ def test_the_text_puts_the_instruction_first_and_maps_answers() -> None:
         {"alert_id": "7", "severity": "critical", "summary": "db\r\ndown"}, "fr", "1"
     )
     assert text == "voipalert alerte n°7 (critical). Répondez 1 pour acquitter.\ndb down"
-    assert outcome_for(TextDone(TextId("x"), 200, "OK")) is NotifyOutcome.ANSWERED_NO_ACK
-    assert outcome_for(TextDone(TextId("x"), 480, "Offline")) is NotifyOutcome.UNREACHABLE
-    assert outcome_for(TextDone(TextId("x"), 415, "No")) is NotifyOutcome.FAILED
+    assert outcome_for(TextDone(TextId("x"), 200, "OK")) is AttemptOutcome.ANSWERED_NO_ACK
+    assert outcome_for(TextDone(TextId("x"), 480, "Offline")) is AttemptOutcome.UNREACHABLE
+    assert outcome_for(TextDone(TextId("x"), 415, "No")) is AttemptOutcome.FAILED

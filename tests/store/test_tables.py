@@ -1,5 +1,5 @@
 """The store's side tables on both backends: console users and sessions
-(``store.users``), the HTTP API's tables (``store.api_tables``), the board's live calls,
+(``store.users``), the HTTP API's reads (``store.api_reads``), the board's live calls,
 and the one-engine claim. Every method a consumer calls runs here on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Scope, Store, StoreConfig
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 from voipalert.store.engine_lock import EngineLockHeld
 from voipalert.store.errors import DatabaseUnusable, StoreError
 from voipalert.store.users import Role, UserTables
@@ -104,8 +104,8 @@ def _call(alert_plan: list[object]) -> PlaceCall:
     return action
 
 
-async def test_api_tables_and_live_calls(store: Store, clock: FakeClock) -> None:
-    tables = ApiTables(store, clock)
+async def test_api_reads_and_live_calls(store: Store, clock: FakeClock) -> None:
+    tables = ApiReads(store, clock)
     users = UserTables(store, clock)
     await store.create_api_token("grafana", frozenset({Scope.TRIGGER}))
     await store.create_api_token("reader", frozenset({Scope.READ}))

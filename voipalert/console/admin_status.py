@@ -18,7 +18,7 @@ from aiohttp import web
 
 from voipalert.console.keys import CONSOLE, session_of
 from voipalert.console.render import render
-from voipalert.ingest.app_keys import SIP_STATE, STORE, TABLES
+from voipalert.ingest.app_keys import API_READS, SIP_STATE, STORE
 from voipalert.ingest.health import check_readiness
 from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.store import Scope, StoreError
@@ -33,10 +33,10 @@ MAX_MESSAGE_CHARS: Final = 600
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
     app = request.app
-    readiness = await check_readiness(app[TABLES], app[SIP_STATE])
+    readiness = await check_readiness(app[API_READS], app[SIP_STATE])
     values: dict[str, Any] = {
         "readiness": readiness,
-        "tokens": await app[TABLES].list_tokens(),
+        "tokens": await app[API_READS].list_tokens(),
         "scopes": [s.value for s in Scope],
         "settings_text": app.get(SETTINGS_VIEW),
         "can_test_call": TEST_CALL in app,
@@ -76,7 +76,7 @@ async def _create(
     request: web.Request, name: str, scopes: frozenset[Scope], actor: str
 ) -> web.Response:
     store = request.app[STORE]
-    if any(t.name == name for t in await request.app[TABLES].list_tokens()):
+    if any(t.name == name for t in await request.app[API_READS].list_tokens()):
         return await _page(request, 409, error="That name is taken.")
     try:
         _, secret = await store.create_api_token(name, scopes, actor=actor)

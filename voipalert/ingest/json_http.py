@@ -1,4 +1,5 @@
-"""Reading request bodies and writing JSON replies, for every handler."""
+"""JSON over HTTP for every handler: reading request bodies (size-capped, depth-checked)
+and writing JSON replies."""
 
 from __future__ import annotations
 
