@@ -22,6 +22,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from tests.net.test_sip_tls import make_pki
 from tests.requires import need_program
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
@@ -31,7 +32,6 @@ from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.notify import Notification, StopRequest
 from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
-from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -67,12 +67,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture(scope="module")

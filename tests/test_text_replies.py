@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
 from voipalert.notify.message import compose_text, outcome_for
 from voipalert.notify.replies import TextReplies, parse_reply
-from voipalert.rotafile.parse import parse_rota
 from voipalert.sip.events import TextDone, TextId, TextReceived
 from voipalert.sip.uri import SipUri
 from voipalert.store import Store
@@ -49,12 +49,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 class Woken:

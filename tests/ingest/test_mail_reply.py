@@ -16,6 +16,7 @@ import pytest
 from tests.ingest import dovecot
 from tests.ingest.test_imap import Mailbox, config
 from tests.requires import need, need_root
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, NewAlert
 from voipalert.ingest.config import SmtpConfig
@@ -23,7 +24,6 @@ from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.intake import Intake
 from voipalert.ingest.mail_reply import mail_reply
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
-from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -88,12 +88,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def reply_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def mailed(store: Store, summary: str = "disk full") -> tuple[int, str]:

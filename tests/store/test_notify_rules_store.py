@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.conftest import Raw, RawError
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
 from voipalert.domain.policy import PlaceCall, plan
@@ -41,13 +42,8 @@ routes:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
-    config = StoreConfig(secret_file=tmp_path / "store.secret")
-    opened = await Store.open(database, FakeClock(START), config)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, FakeClock(START), ROTA, tmp_path / "store.secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_rules_and_contact_names_round_trip_through_the_database(store: Store) -> None:

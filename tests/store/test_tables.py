@@ -14,10 +14,10 @@ import asyncpg
 import pytest
 
 from tests.store.conftest import PgServer, new_pg_database
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
-from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Scope, Store, StoreConfig
 from voipalert.store.api_reads import ApiReads
 from voipalert.store.engine_lock import EngineLockHeld
@@ -44,12 +44,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(database, clock, StoreConfig(secret_file=tmp_path / "secret"))
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, clock, ROTA, tmp_path / "secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_users_sessions_and_invitations(store: Store, clock: FakeClock) -> None:
