@@ -10,6 +10,17 @@ from voipalert.clock import Clock
 from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
+# One person, paged by a default policy: enough for a store test that needs an alert.
+ALICE_ROTA = """
+people:
+  - {name: alice, contacts: [{extension: "201"}]}
+policies:
+  - name: default
+    steps: [{targets: [{person: alice}], timeout: 300}]
+routes:
+  - {name: rest, default: true, policy: default}
+"""
+
 
 @asynccontextmanager
 async def opened_store(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stores import opened_store
+from tests.stores import ALICE_ROTA, opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, NewAlert
 from voipalert.store import Store, alert_sql
@@ -18,15 +18,6 @@ from voipalert.store.alert_sql import Note
 from voipalert.store.sql import Row
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
-ROTA = """
-people:
-  - {name: alice, contacts: [{extension: "201"}]}
-policies:
-  - name: default
-    steps: [{targets: [{person: alice}], timeout: 300}]
-routes:
-  - {name: rest, default: true, policy: default}
-"""
 RENAME = "UPDATE alerts SET summary = ? WHERE status = 'triggered' AND summary = ? RETURNING id"
 
 
@@ -36,7 +27,9 @@ class Boom(Exception):
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
-    async with opened_store(database, FakeClock(START), ROTA, tmp_path / "store.secret") as opened:
+    async with opened_store(
+        database, FakeClock(START), ALICE_ROTA, tmp_path / "store.secret"
+    ) as opened:
         yield opened
 
 

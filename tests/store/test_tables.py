@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from tests.store.conftest import PgServer, new_pg_database
-from tests.stores import opened_store
+from tests.stores import ALICE_ROTA, opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
@@ -26,15 +26,6 @@ from voipalert.store.users import Role, UserTables
 
 T = TypeVar("T")
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
-ROTA = """
-people:
-  - {name: alice, contacts: [{extension: "201"}]}
-policies:
-  - name: default
-    steps: [{targets: [{person: alice}], timeout: 300}]
-routes:
-  - {name: rest, default: true, policy: default}
-"""
 
 
 @pytest.fixture
@@ -44,7 +35,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with opened_store(database, clock, ROTA, tmp_path / "secret") as opened:
+    async with opened_store(database, clock, ALICE_ROTA, tmp_path / "secret") as opened:
         yield opened
 
 
