@@ -21,10 +21,10 @@ from pathlib import Path
 from voipalert.app.heap import settle_heap
 from voipalert.app.loop_watch import LoopWatch, Stall
 from voipalert.clock import FakeClock
-from voipalert.domain.alert import NewAlert
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.domain.alert import AttemptOutcome, NewAlert
 from voipalert.engine import Engine, EngineConfig
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.notify import Notification, NotifyResult, StopRequest
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ class _RingsForever:
         stopped = asyncio.Event()
         stop.subscribe(lambda _: stopped.set())
         await stopped.wait()
-        return NotifyResult(NotifyOutcome.CANCELLED)
+        return NotifyResult(AttemptOutcome.CANCELLED)
 
 
 async def _insert_rate(directory: Path, n: int, synchronous: str) -> float:

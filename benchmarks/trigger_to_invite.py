@@ -27,7 +27,7 @@ import aiohttp
 from voipalert.app.demo import find_testbed, testbed_ports
 from voipalert.app.serve import Running, serve
 from voipalert.clock import SystemClock
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.settings import Settings
 from voipalert.store import Scope, Store
 

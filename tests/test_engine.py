@@ -31,9 +31,9 @@ from voipalert.domain.alert import (
     NewAlert,
 )
 from voipalert.domain.override_edit import Origin, OverrideRequest
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
 from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 ROTA = """

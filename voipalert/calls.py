@@ -54,8 +54,8 @@ from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.playout import PlayEnd
 from voipalert.media.quality import CallQuality
+from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
-from voipalert.net.rtp_config import RtpSessionClosedError
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 from voipalert.net.sip_dns import DnsConfig, SipResolver

@@ -32,7 +32,7 @@ from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.store import Scope, Store
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 TOKEN_SCOPES: Mapping[str, frozenset[Scope]] = {
     "trigger": frozenset({Scope.TRIGGER}),
@@ -77,7 +77,7 @@ class Api:
     base: str
     session: aiohttp.ClientSession
     store: Store
-    tables: ApiTables
+    tables: ApiReads
     db_path: Path
     app: web.Application
     tokens: dict[str, str] = field(default_factory=dict)
@@ -118,7 +118,7 @@ async def make_api(store: Store, tmp_path: Path) -> AsyncIterator[ApiFactory]:
     runners: list[web.AppRunner] = []
     sessions: list[aiohttp.ClientSession] = []
     clock = SystemClock()
-    tables = ApiTables(store, clock)
+    tables = ApiReads(store, clock)
     tokens: dict[str, str] = {}
     signing: dict[str, str] = {}
     for name, scopes in TOKEN_SCOPES.items():

@@ -3,8 +3,6 @@ ring-back and short blips are not (docs/dtmf.md §4)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -80,7 +78,7 @@ def test_a_gliding_tone_is_not_a_beep() -> None:
 
 def test_speech_is_never_a_beep() -> None:
     """Our own voice (Piper, at several pitches, through G.711) and its echo: no beep."""
-    renders = cached_renders(Path(".pytest_cache/d/voipalert-talkoff"))
+    renders = cached_renders()
     seconds, found = 0.0, []
     for clip in speech_clips(renders):
         seconds += clip.seconds

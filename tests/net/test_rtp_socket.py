@@ -20,9 +20,10 @@ from voipalert.media.playout import PlayEnd
 from voipalert.media.receiver import AudioFrame, DropReason
 from voipalert.media.rfc4733 import TelephoneEvent
 from voipalert.media.rtp import RtpPacket, seq_diff, ts_diff
+from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_pacer import RtpPacer
-from voipalert.net.rtp_socket import RtpSession, RtpSessionClosedError, RtpSessionConfig
+from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 
 HOST = "127.0.0.1"
 

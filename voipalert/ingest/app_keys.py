@@ -15,10 +15,10 @@ from voipalert.ingest.intake import Intake
 from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.store import Store
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 STORE = web.AppKey("store", Store)
-TABLES = web.AppKey("tables", ApiTables)
+API_READS = web.AppKey("api_reads", ApiReads)
 INTAKE = web.AppKey("intake", Intake)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", IngestMetrics)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from voipalert.store import Store, StoreError
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 log = logging.getLogger("voipalert.http")
 
@@ -63,7 +63,7 @@ class Readiness:
         return self.database == "ok" and self.sip.can_call
 
 
-async def check_readiness(tables: ApiTables, sip_state: SipStateSource) -> Readiness:
+async def check_readiness(tables: ApiReads, sip_state: SipStateSource) -> Readiness:
     try:
         await tables.probe_readable()
         database = "ok"

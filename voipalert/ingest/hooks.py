@@ -16,7 +16,7 @@ from voipalert.ingest.app_keys import AUTH, CONFIG, INTAKE, METRICS
 from voipalert.ingest.config import DEFAULT_AM_HOOK, AlertmanagerHook
 from voipalert.ingest.convert import AmEvent, Event, alertmanager_events, from_grafana
 from voipalert.ingest.http_errors import ApiError
-from voipalert.ingest.http_io import json_response, parse_json, read_body, read_model
+from voipalert.ingest.json_http import json_response, parse_json, read_body, read_model
 from voipalert.ingest.mapping import MappingError, map_document
 from voipalert.ingest.rejections import trigger_endpoint
 from voipalert.ingest.schemas import (

@@ -22,7 +22,7 @@ from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.ingest.health import PhonePath, SipState
 from voipalert.ingest.intake import Outcome
-from voipalert.store.api_tables import ApiTables, Counts
+from voipalert.store.api_reads import ApiReads, Counts
 from voipalert.store.feeds import CopyState, SourceCopy
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -241,7 +241,7 @@ class IngestMetrics:
 
     async def refresh(
         self,
-        tables: ApiTables,
+        tables: ApiReads,
         sip: SipState,
         phone: PhonePath | None = None,
         sources: dict[str, SourceCopy | None] | None = None,

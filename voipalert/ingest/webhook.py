@@ -24,6 +24,7 @@ from voipalert.domain.alert import Alert, AlertStatus
 from voipalert.ingest import hooks
 from voipalert.ingest.ack_page import add_ack_link_routes
 from voipalert.ingest.app_keys import (
+    API_READS,
     AUTH,
     CLOCK,
     CONFIG,
@@ -34,7 +35,6 @@ from voipalert.ingest.app_keys import (
     REJECTION_LOG,
     SIP_STATE,
     STORE,
-    TABLES,
     WAKE,
 )
 from voipalert.ingest.auth import Authenticator
@@ -44,8 +44,8 @@ from voipalert.ingest.convert import from_alert_in
 from voipalert.ingest.health import PhonePath, SipState, check_readiness, source_report
 from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
-from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
+from voipalert.ingest.json_http import json_response, read_model
 from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from voipalert.ingest.openapi import build_openapi, with_targets
@@ -70,7 +70,7 @@ from voipalert.ingest.schemas import (
 )
 from voipalert.logs import log_context
 from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 from voipalert.store.attempt_summary import AttemptSummary, attempt_summaries
 from voipalert.store.repo import MAX_PAGE_SIZE
 
@@ -287,7 +287,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    readiness = await check_readiness(request.app[TABLES], request.app[SIP_STATE])
+    readiness = await check_readiness(request.app[API_READS], request.app[SIP_STATE])
     degraded = request.app[PHONE_PATH]().degraded
     status = "not ready" if not readiness.ready else "degraded" if degraded else "ok"
     body = ReadyOut(
@@ -301,7 +301,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
     await app[METRICS].refresh(
-        app[TABLES], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states()
+        app[API_READS], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states()
     )
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -335,11 +335,11 @@ def build_app(
     app = web.Application(
         middlewares=[error_middleware], client_max_size=config.http.max_body_bytes
     )
-    tables = ApiTables(store, clock)
+    tables = ApiReads(store, clock)
     tables.load_server_key()
     app_metrics = IngestMetrics(clock)
     app[STORE] = store
-    app[TABLES] = tables
+    app[API_READS] = tables
     app[CONFIG] = config
     app[CLOCK] = clock
     app[WAKE] = wake

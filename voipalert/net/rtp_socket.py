@@ -55,9 +55,9 @@ from voipalert.media.receiver import (
 )
 from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
 from voipalert.media.rtcp import compound, parse_compound
+from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_config import (
-    RtpSessionClosedError,
     RtpSessionConfig,
     SenderStats,
     normalise_address,

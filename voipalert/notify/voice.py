@@ -30,9 +30,10 @@ from voipalert.callscript import (
     PRESS_TO_REPEAT,
     VOICEMAIL,
 )
+from voipalert.domain.alert import AttemptOutcome
 from voipalert.domain.rota import Contact, ContactKind
 from voipalert.logs import log_context
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.notify import Notification, NotifyResult, StopRequest
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.uri import SipUri
 from voipalert.tts.prompt import Prompt
@@ -166,7 +167,7 @@ class VoiceNotifier:
         try:
             target = target_uri(n.contact, self._domain)
         except ValueError as exc:
-            return NotifyResult(NotifyOutcome.FAILED, detail=f"bad contact: {exc}")
+            return NotifyResult(AttemptOutcome.FAILED, detail=f"bad contact: {exc}")
         menu = menu_fields(n.menu.ack_digit, n.menu.repeat_digit, n.language)
         prompts = SpokenPrompts(self._speech, n.language, n.fields, menu)
         script = replace(

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field, replace
 
 from voipalert.sip import uas
 from voipalert.sip.address import NameAddr
+from voipalert.sip.agent_services import TxFailure, TxUser
 from voipalert.sip.call import Call, CallState
 from voipalert.sip.config import UAConfig
-from voipalert.sip.core import TxFailure, TxUser
 from voipalert.sip.dialog import (
     Address,
     Envelope,

@@ -14,7 +14,6 @@ from voipalert.clock import Clock, LoopSlices
 from voipalert.domain.alert import (
     Alert,
     AlertId,
-    AlertKind,
     Attempt,
     AttemptId,
     AttemptOutcome,
@@ -23,7 +22,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
-from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, quality_json
+from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, Note, quality_json, update_audited
 from voipalert.store.db import to_db
 from voipalert.store.sql import Conn, Database
 
@@ -113,24 +112,16 @@ class EscalationStore:
         cancelled, or its alert was handled meanwhile)."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'in_flight', started_at = ? "
-                    "WHERE id = ? AND state = 'pending' AND EXISTS "
-                    f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}) "
-                    "RETURNING alert_id",
-                    (to_db(now), attempt_id),
-                )
+            rows = await update_audited(
+                conn,
+                "UPDATE attempts SET state = 'in_flight', started_at = ? "
+                "WHERE id = ? AND state = 'pending' AND EXISTS "
+                f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}) "
+                "RETURNING alert_id",
+                (to_db(now), attempt_id),
+                now,
+                lambda row: Note("engine", "attempt.dialling", row["alert_id"], attempt_id),
             )
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "attempt.dialling",
-                    alert_id=rows[0]["alert_id"],
-                    attempt_id=attempt_id,
-                )
             return bool(rows)
 
     async def finish_attempt(self, attempt_id: AttemptId, result: AttemptResult) -> bool:
@@ -142,64 +133,42 @@ class EscalationStore:
         really ended) are filled in, once."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
-                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ?, "
-                    "quality = ? "
-                    "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
-                    (
-                        result.outcome.value,
-                        result.sip_status,
-                        result.sip_reason,
-                        result.digit,
-                        to_db(result.answered_at) if result.answered_at else None,
-                        to_db(result.ended_at),
-                        result.detail,
-                        quality_json(result.quality),
-                        attempt_id,
-                    ),
-                )
+            ended = {
+                "outcome": result.outcome.value,
+                "sip_status": result.sip_status,
+                "digit": result.digit,
+            }
+            rows = await update_audited(
+                conn,
+                "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
+                "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ?, "
+                "quality = ? "
+                "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
+                (
+                    result.outcome.value,
+                    result.sip_status,
+                    result.sip_reason,
+                    result.digit,
+                    to_db(result.answered_at) if result.answered_at else None,
+                    to_db(result.ended_at),
+                    result.detail,
+                    quality_json(result.quality),
+                    attempt_id,
+                ),
+                now,
+                lambda row: Note("engine", "attempt.ended", row["alert_id"], attempt_id, ended),
             )
             if not rows:
                 await _fill_cancelled(conn, attempt_id, result)
                 return False
-            alert_id, person = rows[0]["alert_id"], rows[0]["person_name"]
-            await alert_sql.audit(
-                conn,
-                now,
-                "engine",
-                "attempt.ended",
-                alert_id=alert_id,
-                attempt_id=attempt_id,
-                outcome=result.outcome.value,
-                sip_status=result.sip_status,
-                digit=result.digit,
-            )
             if result.outcome is not AttemptOutcome.ACKNOWLEDGED:
                 return False
-            acked = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = 'call', "
-                    "acked_at = ?, ack_attempt_id = ? WHERE id = ? AND status = 'triggered' "
-                    "RETURNING kind",
-                    (person, to_db(now), attempt_id, alert_id),
-                )
-            )
-            if not acked:
-                return False
-            await alert_sql.audit(
-                conn,
-                now,
-                person,
-                "alert.acknowledged",
-                alert_id=alert_id,
-                attempt_id=attempt_id,
-                via="call",
-            )
-            if acked[0]["kind"] == AlertKind.ESCALATION.value:
-                await alert_sql.cancel_pending(conn, alert_id, now, "engine", "acknowledged")
-            return True
+            # The engine runs this itself: no need to wake it.
+            cancelled = await alert_sql.acknowledge(
+                conn, now, rows[0]["alert_id"], rows[0]["person_name"], via="call",
+                attempt_id=attempt_id, wake_engine=False,
+            )  # fmt: skip
+            return cancelled is not None
 
     async def cancel_attempts(self, ids: list[AttemptId], reason: str) -> list[AttemptId]:
         """Mark live attempts cancelled (their call tasks are cancelled by the engine)."""
@@ -211,22 +180,16 @@ class EscalationStore:
         have rung; they are never dialled again) and their alerts are re-evaluated."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = await conn.execute_fetchall(
+            rows = await update_audited(
+                conn,
                 "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
                 "detail = 'the process ended during the call' "
                 "WHERE state = 'in_flight' RETURNING *",
                 (to_db(now),),
+                now,
+                lambda row: Note("engine", "attempt.interrupted", row["alert_id"], row["id"]),
             )
             attempts = [alert_sql.attempt_from_row(r) for r in rows]
-            for attempt in attempts:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "attempt.interrupted",
-                    alert_id=attempt.key.alert,
-                    attempt_id=attempt.id,
-                )
             await conn.execute(
                 f"UPDATE alerts SET engine_active = 1 WHERE id IN {conn.dialect.json_ints}",
                 (json.dumps(sorted({a.key.alert for a in attempts})),),
@@ -245,32 +208,24 @@ class EscalationStore:
         if facts is not None:
             detail = f"voipalert stopped during the call ({facts.detail or 'no detail'})"
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'interrupted', ended_at = ?, detail = ?, "
-                    "sip_status = ?, sip_reason = ?, answered_at = ? "
-                    "WHERE id = ? AND state = 'in_flight' RETURNING alert_id",
-                    (
-                        to_db(facts.ended_at if facts else now),
-                        detail,
-                        facts.sip_status if facts else None,
-                        facts.sip_reason if facts else None,
-                        to_db(facts.answered_at) if facts and facts.answered_at else None,
-                        attempt_id,
-                    ),
-                )
+            rows = await update_audited(
+                conn,
+                "UPDATE attempts SET state = 'interrupted', ended_at = ?, detail = ?, "
+                "sip_status = ?, sip_reason = ?, answered_at = ? "
+                "WHERE id = ? AND state = 'in_flight' RETURNING alert_id",
+                (
+                    to_db(facts.ended_at if facts else now),
+                    detail,
+                    facts.sip_status if facts else None,
+                    facts.sip_reason if facts else None,
+                    to_db(facts.answered_at) if facts and facts.answered_at else None,
+                    attempt_id,
+                ),
+                now,
+                lambda row: Note("engine", "attempt.interrupted", row["alert_id"], attempt_id),
             )
             if not rows and facts is not None:
                 await _fill_cancelled(conn, attempt_id, facts)
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "attempt.interrupted",
-                    alert_id=rows[0]["alert_id"],
-                    attempt_id=attempt_id,
-                )
             return bool(rows)
 
     async def advance_escalation(
@@ -280,57 +235,46 @@ class EscalationStore:
         saw it."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET esc_repeat = ?, esc_step = ?, esc_since = ? "
-                    "WHERE id = ? AND status = 'triggered' "
-                    "AND esc_repeat = ? AND esc_step = ? AND esc_since = ? "
-                    "RETURNING id",
-                    (
-                        to.repeat,
-                        to.step,
-                        to_db(to.since),
-                        alert_id,
-                        expected.repeat,
-                        expected.step,
-                        to_db(expected.since),
-                    ),
-                )
+            moved = {
+                "repeat": to.repeat,
+                "step": to.step,
+                "since": to_db(to.since),
+                "reason": reason,
+            }
+            rows = await update_audited(
+                conn,
+                "UPDATE alerts SET esc_repeat = ?, esc_step = ?, esc_since = ? "
+                "WHERE id = ? AND status = 'triggered' "
+                "AND esc_repeat = ? AND esc_step = ? AND esc_since = ? "
+                "RETURNING id",
+                (
+                    to.repeat,
+                    to.step,
+                    to_db(to.since),
+                    alert_id,
+                    expected.repeat,
+                    expected.step,
+                    to_db(expected.since),
+                ),
+                now,
+                lambda _: Note("engine", "escalation.advanced", alert_id, detail=moved),
             )
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "escalation.advanced",
-                    alert_id=alert_id,
-                    repeat=to.repeat,
-                    step=to.step,
-                    since=to_db(to.since),
-                    reason=reason,
-                )
             return bool(rows)
 
     async def close_unacknowledged(self, alert_id: AlertId, reason: str) -> bool:
         """Give up on a triggered alert nobody acknowledged (policy exhausted)."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'closed_unacknowledged', closed_at = ?, "
-                    "close_reason = ? WHERE id = ? AND status = 'triggered' RETURNING id",
-                    (to_db(now), reason, alert_id),
-                )
+            rows = await update_audited(
+                conn,
+                "UPDATE alerts SET status = 'closed_unacknowledged', closed_at = ?, "
+                "close_reason = ? WHERE id = ? AND status = 'triggered' RETURNING id",
+                (to_db(now), reason, alert_id),
+                now,
+                lambda _: Note(
+                    "engine", "alert.closed_unacknowledged", alert_id, detail={"reason": reason}
+                ),
             )
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "alert.closed_unacknowledged",
-                    alert_id=alert_id,
-                    reason=reason,
-                )
             return bool(rows)
 
     async def settle(self, alert_id: AlertId) -> bool:
