@@ -172,6 +172,11 @@ class CallReport:
     quality: CallQuality | None = None
     """Both directions' loss and jitter, the round trip and an estimated MOS (RTCP), for
     an answered call."""
+    trunk: str | None = None
+    """The trunk that carried the call (``voipalert.trunks``); None: a single phone, or
+    every trunk failed."""
+    failed_trunks: tuple[str, ...] = ()
+    """``name: why`` of each trunk that failed this attempt before (docs/sip-failover.md)."""
 
     @property
     def answered(self) -> bool:
