@@ -129,7 +129,7 @@ def trunk_configs(settings: Settings) -> list[TrunkConfig]:
             trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
         )
         bind = (str(sip.local_host), trunk.local_port)
-        configs.append(TrunkConfig(trunk.name, ua, bind, trunk.register and registrar is not None))
+        configs.append(TrunkConfig(trunk.name, ua, bind, trunk.registers and registrar is not None))
     return configs
 
 

@@ -123,8 +123,11 @@ class TrunkSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     auth_username: str | None = None
-    register: bool = Field(
-        default=True, description="register on this trunk (when it has a registrar)"
+    # Aliased: "register" is a method of pydantic's model class (abc.ABCMeta.register).
+    registers: bool = Field(
+        default=True,
+        alias="register",
+        description="register on this trunk (when it has a registrar)",
     )
 
     _uris = field_validator("registrar", "outbound_proxy")(_check_sip_uri)
