@@ -117,7 +117,9 @@ class Trunks:
         stop = stop or StopRequest()
         say = progress or (lambda _: None)
         loop = asyncio.get_running_loop()
-        order = self.board.order(loop.time())
+        # A trunk whose registrar refuses us goes after the others too (a stable sort keeps
+        # the board's order otherwise); it is still tried: the proxy may carry calls anyway.
+        order = sorted(self.board.order(loop.time()), key=self._registration_failing)
         failed: list[str] = []
         report: CallReport | None = None
         for index, name in enumerate(order):
@@ -144,6 +146,10 @@ class Trunks:
                 break
         assert report is not None  # at least one trunk, so at least one call
         return replace(report, trunk=None, failed_trunks=tuple(failed))
+
+    def _registration_failing(self, name: str) -> bool:
+        status = self._by_name[name].phone.registration
+        return status is not None and status.state is RegistrationState.FAILING
 
     @staticmethod
     def _trunk_failed(report: CallReport) -> bool:
