@@ -103,7 +103,7 @@ def test_at_most_eight_trunks(tmp_path: Path) -> None:
     text = '[sip]\nregistrar = "sip:10.0.0.1"\n' + "".join(
         f'[[sip.trunk]]\nname = "t{i}"\nlocal_port = {6000 + i}\ndomain = "x"\n' for i in range(8)
     )
-    with pytest.raises(ConfigError, match="sip.trunk"):
+    with pytest.raises(ConfigError, match=r"sip\.trunk"):
         load_settings(write(tmp_path, text))
 
 
