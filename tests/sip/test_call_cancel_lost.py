@@ -6,6 +6,7 @@ from __future__ import annotations
 from tests.sip.peer import PROXY, Peer
 from tests.sip.test_call import ended, start_call
 from voipalert.sip.events import CallEnded, CallOutcome
+from voipalert.sip.message import Request
 
 
 def _ringing_then_cancelled(peer: Peer) -> None:
@@ -49,6 +50,7 @@ def test_a_cancel_answered_200_but_no_487_ends_the_call_after_64_t1() -> None:
     peer.reply(invite, 180)
     peer.advance(6)
     cancel = peer.take_one("CANCEL")
+    assert isinstance(cancel, Request)
     peer.reply(cancel, 200)
     peer.advance(30)
     assert not [e for e in peer.events if isinstance(e, CallEnded)]
