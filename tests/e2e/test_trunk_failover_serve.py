@@ -1,7 +1,9 @@
 """``voipalert serve`` with two trunks (two Kamailio testbeds, a bot behind each): the first
-trunk dies in the middle of an escalation, the next attempt fails over to the second trunk
-and the person's key acknowledges; the attempt that was ringing is not placed again;
-``/readyz`` and ``/metrics`` name the failing trunk (docs/sip-failover.md).
+trunk's PBX crashes in the middle of an escalation, while the first person's phone rings;
+that attempt ends at its ring timeout and is not placed again (it rang), the next attempt
+goes through the second trunk and the person's key acknowledges; ``/readyz`` and
+``/metrics`` name the failing trunk (docs/sip-failover.md). The failover inside one attempt
+is tested in tests/net/test_trunk_failover.py.
 """
 
 from __future__ import annotations
@@ -53,10 +55,10 @@ async def test_first_trunk_lost_mid_escalation_the_next_attempt_fails_over(
             "POST", "/api/v1/alerts", {"summary": "Trunk test", "severity": "critical"}
         )
         assert status == 202, body
-        # The first person's phone rings through the first trunk; then that PBX dies.
+        # The first person's phone rings through the first trunk; then that PBX crashes.
         rang = await asyncio.to_thread(first.wait_event, "noanswer", "CALL_INCOMING", 0, 20)
         assert rang is not None
-        await asyncio.to_thread(first.stop)
+        assert first.crash_kamailio() > 0
 
         alert = await server.wait_alert(int(body["id"]), "acknowledged", 60)
         attempts = sorted(alert["attempts"], key=lambda a: a["id"])
@@ -65,7 +67,9 @@ async def test_first_trunk_lost_mid_escalation_the_next_attempt_fails_over(
         assert "failed trunks" not in (attempts[0]["detail"] or "")
         assert attempts[1]["outcome"] == "acknowledged"
         detail = attempts[1]["detail"]
-        assert "failed trunks: main: " in detail and detail.endswith("via trunk backup"), detail
+        # The main trunk's crash showed at once (the CANCEL to it came back ICMP unreachable,
+        # and so did its registration): the next attempt started on the backup trunk.
+        assert detail.endswith("via trunk backup"), detail
         assert await asyncio.to_thread(second.wait_event, "ack", "CALL_ESTABLISHED", 0, 0)
 
         status, text = await _get(server, "/readyz")
@@ -78,4 +82,6 @@ async def test_first_trunk_lost_mid_escalation_the_next_attempt_fails_over(
         lines = set(metrics.splitlines())
         assert 'voipalert_sip_trunk_up{trunk="main"} 0.0' in lines
         assert 'voipalert_sip_trunk_up{trunk="backup"} 1.0' in lines
-        assert 'voipalert_sip_trunk_failovers_total{trunk="main"} 1.0' in lines
+        assert any(
+            ln.startswith('voipalert_sip_trunk_failovers_total{trunk="main"}') for ln in lines
+        )
