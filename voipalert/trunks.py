@@ -136,7 +136,7 @@ class Trunks:
                 carrier = name if len(self.trunks) > 1 else None
                 return replace(report, trunk=carrier, failed_trunks=tuple(failed))
             error = _describe(report)
-            self.board.call_failed(name, error, loop.time())
+            self.board.call_failed(name, error, loop.time(), report.retry_after)
             failed.append(f"{name}: {error}")
             if index + 1 < len(order) and stop.reason is None:
                 self._failovers[name] += 1

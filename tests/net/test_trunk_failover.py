@@ -149,7 +149,7 @@ class _Refuser(asyncio.DatagramProtocol):
         if not isinstance(message, Request) or message.method != "INVITE":
             return  # the ACK to our 503
         self.invites.append(asyncio.get_running_loop().time())
-        answer = response_to(message, 503, headers=[("Retry-After", "1")], to_tag="refuser")
+        answer = response_to(message, 503, headers=[("Retry-After", "120")], to_tag="refuser")
         assert self.transport is not None
         self.transport.sendto(answer.serialize(), addr)
 
@@ -176,7 +176,7 @@ async def test_trunks_answering_503_cost_one_invite_each_per_attempt() -> None:
     trunks = Trunks(
         [Trunk("a", _phone(_direct(port_one)), register=False),
          Trunk("b", _phone(_direct(port_two)), register=False)],
-        cooldown_seconds=60.0,
+        cooldown_seconds=10.0,
     )  # fmt: skip
     try:
         for trunk in trunks.trunks:
@@ -185,10 +185,15 @@ async def test_trunks_answering_503_cost_one_invite_each_per_attempt() -> None:
         for attempt in range(1, 4):
             report = await asyncio.wait_for(trunks.call(callee, prompts, ring_timeout=5), 10)
             assert report.sip_status == 503 and not report.answered, report
+            assert report.retry_after == 120
             assert report.trunk is None and len(report.failed_trunks) == 2
             # Bounded: each trunk gets one INVITE per attempt, never a retry storm.
             assert (len(one.invites), len(two.invites)) == (attempt, attempt)
-        statuses = trunks.statuses(asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        statuses = trunks.statuses(now)
+        # Retry-After: 120 outlasts the configured 10 s cool-down (RFC 3261 §21.5.4).
+        assert trunks.board.cooling_down("a", now + 100)
+        assert not trunks.board.cooling_down("a", now + 121)
         assert [s.state.value for s in statuses] == ["failing", "failing"]
         # The last trunk of an attempt has no next one to fail over to; both cool down, "a"
         # since earlier, so "a" stays first.

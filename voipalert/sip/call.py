@@ -398,7 +398,7 @@ class Call:
                 outcome, by = classify_failure(status, cause)
                 self._end(
                     outcome, status, response.reason, _reason_header(response),
-                    classified_by=by,
+                    classified_by=by, retry_after=_retry_after(response),
                 )  # fmt: skip
 
     def _too_small(self, response: Response, now: float) -> bool:
@@ -729,16 +729,24 @@ class Call:
     def _end(
         self, outcome: CallOutcome, status: int | None, reason: str,
         reason_header: str | None = None, *, answered: bool = False, by: str | None = None,
-        classified_by: str = "status",
+        classified_by: str = "status", retry_after: int | None = None,
     ) -> None:  # fmt: skip
         if self.state is CallState.ENDED:
             return
         self.state = CallState.ENDED
         event = CallEnded(
             self.call_id, outcome, status, reason, reason_header, answered, by,
-            self.progress, classified_by,
+            self.progress, classified_by, retry_after,
         )  # fmt: skip
         self._agent.emit(event)
+
+
+def _retry_after(response: Response) -> int | None:
+    """A malformed Retry-After is ignored: it only tunes how long a trunk rests."""
+    try:
+        return response.retry_after
+    except RemoteProtocolError:
+        return None
 
 
 def _reason_header(message: Request | Response) -> str | None:
