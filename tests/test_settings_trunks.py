@@ -114,3 +114,13 @@ def test_trunks_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     (trunk,) = trunk_configs(load_settings())
     assert trunk.name == "b" and trunk.register is False
+
+
+def test_config_check_shows_trunks_as_written_with_secrets_masked(tmp_path: Path) -> None:
+    from voipalert.settings import masked_dump
+
+    dumped = masked_dump(load_settings(write(tmp_path, TWO_TRUNKS)))
+    carrier, ip_auth = dumped["sip"]["trunk"]
+    assert carrier["password"] == "**********" and "secret-b" not in str(dumped)
+    assert carrier["register"] is True and ip_auth["register"] is False
+    assert "registers" not in carrier

@@ -25,7 +25,7 @@ from voipalert.sip.message import Request, response_to
 from voipalert.sip.parser import parse_message
 from voipalert.sip.timers import TimerConfig
 from voipalert.sip.uri import SipUri
-from voipalert.trunks import Trunk, Trunks
+from voipalert.trunks import Trunk, Trunks, readdress
 
 TONE: NDArray[np.int16] = (3000 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.int16)
 # Short SIP timers: a trunk that says nothing costs 64*T1 = 1.6 s, not 32 s.
@@ -204,3 +204,20 @@ async def test_trunks_answering_503_cost_one_invite_each_per_attempt() -> None:
             await trunk.phone.stop(seconds=0.5)
         close_one()
         close_two()
+
+
+async def test_targets_at_the_first_trunks_domain_are_readdressed() -> None:
+    first = Trunk("a", _phone(_direct(5070)), register=False)
+    a_registrar = UAConfig(
+        user="u", domain="127.0.0.1", local_host="127.0.0.1", local_port=free_port(),
+        registrar=SipUri(host="127.0.0.1", port=5080),
+    )  # fmt: skip
+    second = Trunk("b", _phone(a_registrar))
+    # "a" has no registrar: its home is its domain, any port.
+    extension = SipUri(user="1001", host="127.0.0.1")
+    assert readdress(extension, first, second) == SipUri(user="1001", host="127.0.0.1", port=5080)
+    number = SipUri(user="+4930123", host="127.0.0.1", params=(("user", "phone"),))
+    assert readdress(number, first, second).params == (("user", "phone"),)
+    elsewhere = SipUri(user="bob", host="pbx.example.org")
+    assert readdress(elsewhere, first, second) == elsewhere  # sent as written
+    assert readdress(extension, first, first) == extension

@@ -115,6 +115,9 @@ class TrunkSettings(_Section):
     Transport, addresses, timers and TLS are those of ``[sip]``; each trunk has its own
     SIP port, registrar, proxy and credentials."""
 
+    # `config check` prints ``register`` (the key the file uses), not the field's name.
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
     name: str = Field(pattern=_TRUNK_NAME, description="its name in /readyz, /metrics, logs")
     local_port: Port = Field(description="our SIP port for this trunk (one socket per trunk)")
     registrar: str | None = None
