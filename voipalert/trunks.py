@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
 from voipalert.calls import CallReport, Phone, ProgressHook, PromptSource
 from voipalert.callscript import ScriptConfig, StopRequest
@@ -24,6 +25,7 @@ from voipalert.sip.failover import TrunkBoard, TrunkState, may_fail_over
 from voipalert.sip.uri import SipUri
 
 log = logging.getLogger("voipalert.trunks")
+MAX_ERROR_CHARS: Final = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +71,16 @@ def readdress(target: SipUri, first: Trunk, trunk: Trunk) -> SipUri:
 
 
 def _describe(report: CallReport) -> str:
+    """``503 Service Unavailable``; the reason phrase is the trunk's own text, so it is cut
+    short before it goes into /readyz, the logs and the attempt's detail."""
     status = f"{report.sip_status} " if report.sip_status is not None else ""
-    return f"{status}{report.sip_reason}".strip()
+    text = f"{status}{report.sip_reason}".strip()
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 class Trunks:
-    """The trunks of this node, first = most preferred. ``start``/``stop`` the phones of all
-    but the first (the composition root owns the first: it also carries texts)."""
+    """The trunks of this node, first = most preferred. The composition root starts and
+    stops their phones (``app.trunks``)."""
 
     def __init__(self, trunks: Sequence[Trunk], cooldown_seconds: float = 60.0) -> None:
         if not trunks:
@@ -92,14 +97,6 @@ class Trunks:
     @property
     def script(self) -> ScriptConfig:
         return self.first.phone.script
-
-    async def start_others(self) -> None:
-        for trunk in self.trunks[1:]:
-            await trunk.phone.start(register=trunk.register)
-
-    async def stop_others(self) -> None:
-        for trunk in self.trunks[1:]:
-            await trunk.phone.stop()
 
     async def call(
         self,

@@ -149,7 +149,10 @@ class _Refuser(asyncio.DatagramProtocol):
         if not isinstance(message, Request) or message.method != "INVITE":
             return  # the ACK to our 503
         self.invites.append(asyncio.get_running_loop().time())
-        answer = response_to(message, 503, headers=[("Retry-After", "120")], to_tag="refuser")
+        answer = response_to(
+            message, 503, "Unavailable " + "x" * 400, headers=[("Retry-After", "120")],
+            to_tag="refuser",
+        )  # fmt: skip
         assert self.transport is not None
         self.transport.sendto(answer.serialize(), addr)
 
@@ -198,7 +201,10 @@ async def test_trunks_answering_503_cost_one_invite_each_per_attempt() -> None:
         # The last trunk of an attempt has no next one to fail over to; both cool down, "a"
         # since earlier, so "a" stays first.
         assert [s.failovers for s in statuses] == [3, 0]
-        assert statuses[1].last_error == "call: 503 Service Unavailable"
+        # The trunk's own reason phrase is cut short before /readyz and the detail.
+        assert statuses[1].last_error.startswith("call: 503 Unavailable xxx")
+        assert len(statuses[1].last_error) <= len("call: ") + 120
+        assert all(len(f) <= len("a: ") + 120 for f in report.failed_trunks)
     finally:
         for trunk in trunks.trunks:
             await trunk.phone.stop(seconds=0.5)
