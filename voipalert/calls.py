@@ -172,6 +172,13 @@ class CallReport:
     quality: CallQuality | None = None
     """Both directions' loss and jitter, the round trip and an estimated MOS (RTCP), for
     an answered call."""
+    trunk: str | None = None
+    """The trunk that carried the call (``voipalert.trunks``); None: a single phone, or
+    every trunk failed."""
+    failed_trunks: tuple[str, ...] = ()
+    """``name: why`` of each trunk that failed this attempt before (docs/sip-failover.md)."""
+    retry_after: int | None = None
+    """``Retry-After`` of the final failure (a 503's), for the trunk's cool-down."""
 
     @property
     def answered(self) -> bool:
@@ -754,4 +761,5 @@ class _Call:
             classified_by=ended.classified_by if ended else None,
             voicemail=result is not None and result.voicemail,
             quality=self.media.quality,
+            retry_after=ended.retry_after if ended else None,
         )

@@ -368,6 +368,7 @@ async def test_healthz_and_readyz(api: Api) -> None:
     assert status == 200 and body == {
         "ready": True, "status": "ok", "database": "ok", "sip": "registered", "degraded": [],
         "rota_sources": {},  # no schedule has a live source
+        "trunks": {},  # the composition root lists them (tests/ingest/test_trunk_health.py)
     }  # fmt: skip
     api.sip.append(SipState.FAILED)
     status, body, _ = await api.call("GET", "/readyz", token=None)

@@ -57,16 +57,23 @@ from voipalert.app.selftest import (
 from voipalert.app.shift_notices import ShiftNoticeConfig, ShiftNoticeSender
 from voipalert.app.store_config import sources_config, store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
+from voipalert.app.trunks import (
+    TrunkStartError,
+    phone_sip_state,
+    start_trunks,
+    trunk_health,
+    trunks_sip_state,
+)
 from voipalert.calls import Phone
 from voipalert.clock import Clock, SystemClock
 from voipalert.console.routes import add_console
 from voipalert.domain.rota import NotifyMethod
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
-from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH
+from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH, TRUNKS
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.feed_poll import SourcePoller
-from voipalert.ingest.health import SipState
+from voipalert.ingest.health import SipState, TrunkSource
 from voipalert.ingest.heartbeat import HeartbeatWatch
 from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.metrics import IngestMetrics
@@ -84,6 +91,7 @@ from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
 from voipalert.store.engine_lock import EngineLock, EngineLockHeld
+from voipalert.trunks import Trunks
 from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.serve")
@@ -104,14 +112,7 @@ class Running:
 
 
 def sip_state(phone: Phone) -> SipState:
-    status = phone.registration
-    if status is None:
-        return SipState.NOT_CONFIGURED
-    return {
-        RegistrationState.REGISTERED: SipState.REGISTERED,
-        RegistrationState.REGISTERING: SipState.REGISTERING,
-        RegistrationState.UNREGISTERING: SipState.REGISTERING,
-    }.get(status.state, SipState.FAILED)
+    return phone_sip_state(phone)
 
 
 async def serve(
@@ -136,17 +137,17 @@ async def serve(
             languages = await _check_languages(store, speech)
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
-            phone = await _start_phone(settings, stack)
-            engine, texter = _engine(settings, store, clock, phone, speech)
+            phone, trunks = await _start_phones(settings, stack)
+            engine, texter = _engine(settings, store, clock, trunks, speech)
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
             sender = StatusSender(store, clock, outbound_config(settings))
             await sender.start()
             app = build_app(
                 store, wake=_all(engine.wake, silencer.wake, sender.wake),
-                sip_state=lambda: sip_state(phone), config=config, clock=clock,
+                sip_state=lambda: trunks_sip_state(trunks), config=config, clock=clock,
             )  # fmt: skip
-            _observe(app, silencer, sender, stalls)
+            _observe(app, silencer, sender, stalls, lambda: trunk_health(trunks, clock))
             app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
             test_caller = _add_web_routes(app, settings, phone, speech)
             selftest = _self_test(settings, app, phone, test_caller, clock)
@@ -159,7 +160,7 @@ async def serve(
             log.info(
                 "voipalert ready: HTTP on %s:%s, SIP %s, registration %s",
                 settings.http.host, http_port, running.sip, running.registration,
-                extra={"registration_state": sip_state(phone).value},
+                extra={"registration_state": trunks_sip_state(trunks).value},
             )  # fmt: skip
             if on_ready is not None:
                 on_ready(running)
@@ -220,34 +221,40 @@ def _rota_sources(
 
 
 def _observe(
-    app: web.Application, silencer: Silencer, sender: StatusSender, stalls: _StallReport
+    app: web.Application,
+    silencer: Silencer,
+    sender: StatusSender,
+    stalls: _StallReport,
+    trunks: TrunkSource,
 ) -> None:
-    """The side services report into the app's metrics."""
+    """The side services report into the app's metrics (and the trunks into /readyz)."""
+    app[TRUNKS] = trunks
     silencer.observe = app[METRICS].observe_silence
     sender.observe = app[METRICS].observe_status_webhook
     stalls.metrics = app[METRICS]
 
 
 def _engine(
-    settings: Settings, store: Store, clock: Clock, phone: Phone, speech: Speech
+    settings: Settings, store: Store, clock: Clock, trunks: Trunks, speech: Speech
 ) -> tuple[Engine, SipTexter | None]:
     """The engine, with a notifier per method (calls, texts, e-mail)."""
-    channels, texter = _channels(settings, phone, speech)
+    channels, texter = _channels(settings, trunks, speech)
     channels |= _mail_channel(settings, store, clock)
     return Engine(store, ChannelNotifier(channels), clock, engine_config(settings)), texter
 
 
 def _channels(
-    settings: Settings, phone: Phone, speech: Speech
+    settings: Settings, trunks: Trunks, speech: Speech
 ) -> tuple[dict[NotifyMethod, Notifier], SipTexter | None]:
-    """The notifier of each method: calls always; SIP MESSAGE texts unless turned off."""
+    """The notifier of each method: calls always (failing over between the trunks); SIP
+    MESSAGE texts, through the first trunk, unless turned off."""
     domain = ua_config(settings).domain
     channels: dict[NotifyMethod, Notifier] = {
-        NotifyMethod.CALL: VoiceNotifier(phone, speech, domain)
+        NotifyMethod.CALL: VoiceNotifier(trunks, speech, domain)
     }
     if not settings.text.sip_messages:
         return channels, None
-    texter = SipTexter(phone)
+    texter = SipTexter(trunks.first.phone)
     channels[NotifyMethod.MESSAGE] = MessageNotifier(
         texter, domain, settings.text.reply_window_seconds
     )
@@ -478,6 +485,15 @@ async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
         ) from None
     stack.push_async_callback(phone.stop)
     return phone
+
+
+async def _start_phones(settings: Settings, stack: AsyncExitStack) -> tuple[Phone, Trunks]:
+    """The ``[sip]`` phone, then the further trunks' (docs/sip-failover.md)."""
+    phone = await _start_phone(settings, stack)
+    try:
+        return phone, await start_trunks(settings, phone, stack)
+    except TrunkStartError as exc:
+        raise StartupError(str(exc)) from None
 
 
 async def _registration(phone: Phone) -> str:

@@ -4,7 +4,9 @@
 database answers a read (never a write: the probe is unauthenticated), and the SIP side can
 place calls (registered, or configured to call targets directly). It also says when the
 self-test finds the phone path degraded (a test call failed, the registration was lost),
-with the reasons (docs/outbound.md). The SIP state and the phone path come from callables
+with the reasons (docs/outbound.md), and each SIP trunk's state: with several trunks, one
+registered trunk is enough to be ready, and a failing one is a degraded reason
+(docs/sip-failover.md). The SIP state and the phone path come from callables
 the composition root passes in, so this package needs nothing from the SIP stack.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,6 +53,27 @@ class PhonePath:
 
 
 PhonePathSource = Callable[[], PhonePath]
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkHealth:
+    """One SIP trunk as the composition root sees it (docs/sip-failover.md)."""
+
+    name: str
+    state: str  # "registered", "failing" or "unknown"
+    up: bool  # can carry calls as far as we know (registered, or not registering and not failing)
+    since: datetime | None = None
+    last_error: str = ""
+    failovers: int = 0  # calls that failed on it and went on to the next trunk
+
+    def degraded_reason(self) -> str | None:
+        if self.state != "failing":
+            return None
+        since = f" since {self.since.isoformat(timespec='seconds')}" if self.since else ""
+        return f"sip trunk {self.name} failing{since}: {self.last_error or 'no detail'}"
+
+
+TrunkSource = Callable[[], Sequence[TrunkHealth]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ one (from the app's start, so a restart does not replay history into it).
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from voipalert import __version__
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
-from voipalert.ingest.health import PhonePath, SipState
+from voipalert.ingest.health import PhonePath, SipState, TrunkHealth
 from voipalert.ingest.intake import Outcome
 from voipalert.store.api_reads import ApiReads, Counts
 from voipalert.store.feeds import CopyState, SourceCopy
@@ -43,6 +43,7 @@ class _StoreCollector(Collector):
         self.sip = SipState.NOT_CONFIGURED
         self.phone = PhonePath()
         self.sources: dict[str, SourceCopy | None] = {}
+        self.trunks: Sequence[TrunkHealth] = ()
         self._clock = clock
         self.syntheses: Callable[[], int] | None = None
 
@@ -89,6 +90,8 @@ class _StoreCollector(Collector):
         yield queued
         if self.phone.monitored:
             yield from _phone_path(self.phone)
+        if self.trunks:
+            yield from _trunks(self.trunks)
 
         yield from self._collect_sources()
 
@@ -113,6 +116,25 @@ class _StoreCollector(Collector):
                 age.add_metric([name], (now - copy.good_at).total_seconds())
         yield state
         yield age
+
+
+def _trunks(trunks: Sequence[TrunkHealth]) -> Iterator[Metric]:
+    """One series per configured trunk (docs/sip-failover.md): the label set is the config."""
+    up = GaugeMetricFamily(
+        "voipalert_sip_trunk_up",
+        "1 when the SIP trunk can carry calls as far as this node knows",
+        labels=["trunk"],
+    )
+    failovers = CounterMetricFamily(
+        "voipalert_sip_trunk_failovers",
+        "Calls that failed on the trunk and were placed again on the next one",
+        labels=["trunk"],
+    )
+    for trunk in trunks:
+        up.add_metric([trunk.name], 1.0 if trunk.up else 0.0)
+        failovers.add_metric([trunk.name], trunk.failovers)
+    yield up
+    yield failovers
 
 
 def _phone_path(phone: PhonePath) -> Iterator[Metric]:
@@ -245,8 +267,10 @@ class IngestMetrics:
         sip: SipState,
         phone: PhonePath | None = None,
         sources: dict[str, SourceCopy | None] | None = None,
+        trunks: Sequence[TrunkHealth] = (),
     ) -> None:
         self._store.counts = await tables.counts()
+        self._store.trunks = trunks
         self._store.sip = sip
         self._store.phone = phone or PhonePath()
         self._store.sources = sources or {}

@@ -445,7 +445,8 @@ def _probe_paths() -> dict[str, Any]:
             "get": _operation(
                 "ready",
                 "The database answers and SIP can place calls; status 'degraded' (still 200) "
-                "with the reasons when the self-test finds the phone path failing",
+                "with the reasons when the self-test finds the phone path failing or a SIP "
+                "trunk fails; each trunk's state under 'trunks'",
                 _responses(
                     {
                         200: _json(ReadyOut, "ready (or degraded)"),

@@ -328,6 +328,14 @@ class HealthOut(_Out):
     status: Literal["ok"]
 
 
+class TrunkOut(_Out):
+    state: str = Field(description="'registered', 'failing' or 'unknown'")
+    up: bool = Field(description="can carry calls as far as this node knows")
+    since: datetime | None = Field(default=None, description="last change of state")
+    last_error: str = ""
+    failovers: int = Field(default=0, description="calls that failed on it and went on")
+
+
 class ReadyOut(_Out):
     ready: bool
     status: str = Field(
@@ -347,6 +355,11 @@ class ReadyOut(_Out):
         description="each schedule with a live source: which copy answers ('live', "
         "'cached since T (why)', 'none (why)'); a failing source does not make the "
         "process unready (it opens an alert of its own)",
+    )
+    trunks: dict[str, TrunkOut] = Field(
+        default_factory=dict,
+        description="each SIP trunk in order of preference (docs/sip-failover.md); ready "
+        "needs one that can call, a failing one is listed in degraded",
     )
 
 

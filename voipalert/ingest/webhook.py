@@ -35,6 +35,7 @@ from voipalert.ingest.app_keys import (
     REJECTION_LOG,
     SIP_STATE,
     STORE,
+    TRUNKS,
     WAKE,
 )
 from voipalert.ingest.auth import Authenticator
@@ -65,6 +66,7 @@ from voipalert.ingest.schemas import (
     ReadyOut,
     SilenceRequestOut,
     TransitionOut,
+    TrunkOut,
     alert_detail_out,
     alert_out,
 )
@@ -288,12 +290,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     readiness = await check_readiness(request.app[API_READS], request.app[SIP_STATE])
-    degraded = request.app[PHONE_PATH]().degraded
+    trunks = request.app[TRUNKS]()
+    degraded = [
+        *request.app[PHONE_PATH]().degraded,
+        *(reason for t in trunks if (reason := t.degraded_reason()) is not None),
+    ]
     status = "not ready" if not readiness.ready else "degraded" if degraded else "ok"
     body = ReadyOut(
         ready=readiness.ready, status=status, database=readiness.database,
-        sip=readiness.sip.value, degraded=list(degraded),
+        sip=readiness.sip.value, degraded=degraded,
         rota_sources=await source_report(request.app[STORE]),
+        trunks={
+            t.name: TrunkOut(
+                state=t.state, up=t.up, since=t.since, last_error=t.last_error,
+                failovers=t.failovers,
+            )
+            for t in trunks
+        },
     )  # fmt: skip
     return json_response(body, 200 if readiness.ready else 503)
 
@@ -301,8 +314,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
     await app[METRICS].refresh(
-        app[API_READS], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states()
-    )
+        app[API_READS], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states(),
+        app[TRUNKS](),
+    )  # fmt: skip
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -345,6 +359,7 @@ def build_app(
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
     app[PHONE_PATH] = PhonePath
+    app[TRUNKS] = tuple
     app[METRICS] = app_metrics
     app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)

@@ -129,6 +129,9 @@ class CallEnded:
     classified_by: str = "status"
     """What decided ``outcome``: ``status`` (the final SIP status), ``cause`` (a Q.850
     cause), ``ring timeout``, ``setup timeout``, ``no response`` or ``local``."""
+    retry_after: int | None = None
+    """The final failure's ``Retry-After`` seconds (RFC 3261 §20.33), e.g. on a 503: how long
+    the server asks not to be tried (docs/sip-failover.md)."""
 
 
 TextId = NewType("TextId", str)
