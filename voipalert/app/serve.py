@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from voipalert.app.callin import start_callin, with_callin
 from voipalert.app.config import (
     console_config,
     dns_config,
@@ -146,8 +147,12 @@ async def serve(
                 store, wake=_all(engine.wake, silencer.wake, sender.wake),
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
-            _observe(app, silencer, sender, stalls)
-            app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
+            # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
+            await start_callin(
+                settings, store, speech, clock, phone,
+                _all(engine.wake, silencer.wake, sender.wake), languages, stack,
+            )  # fmt: skip
+            _observe(app, silencer, sender, stalls, speech)
             test_caller = _add_web_routes(app, settings, phone, speech)
             selftest = _self_test(settings, app, phone, test_caller, clock)
             edges = _Edges()
@@ -220,9 +225,11 @@ def _rota_sources(
 
 
 def _observe(
-    app: web.Application, silencer: Silencer, sender: StatusSender, stalls: _StallReport
-) -> None:
+    app: web.Application, silencer: Silencer, sender: StatusSender, stalls: _StallReport,
+    speech: Speech,
+) -> None:  # fmt: skip
     """The side services report into the app's metrics."""
+    app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
     silencer.observe = app[METRICS].observe_silence
     sender.observe = app[METRICS].observe_status_webhook
     stalls.metrics = app[METRICS]
@@ -462,7 +469,7 @@ async def _warm_phrases(speech: Speech, languages: list[str], settings: Settings
 
 
 async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
-    ua = ua_config(settings)
+    ua = with_callin(settings, ua_config(settings))
     bind = sip_bind(settings)
     phone = Phone(
         ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings),

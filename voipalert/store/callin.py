@@ -96,6 +96,13 @@ class CallinStore:
             return person if person in names else None
         return names[0] if len(names) == 1 else None
 
+    async def callin_any_pin(self) -> bool:
+        async with self._db.transaction(write=False) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT 1 FROM callin_people WHERE pin_digest IS NOT NULL LIMIT 1"
+            )
+        return bool(rows)
+
     async def callin_pin_failed(
         self, subjects: list[str], *, caller: str, person: str | None, locked: bool
     ) -> None:

@@ -1,0 +1,52 @@
+"""Wiring of call-in (docs/call-in.md) into ``serve``: the user agent answers calls to us
+only when ``[callin] enabled``, and the service that runs the menu is attached to the
+phone, its fixed phrases rendered into the speech cache first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import replace
+
+from voipalert.callin_menu import PHRASES, MenuConfig
+from voipalert.calls import Phone
+from voipalert.clock import Clock
+from voipalert.notify.callin import UNKNOWN, CallinConfig, CallinService
+from voipalert.settings import Settings
+from voipalert.sip.config import UAConfig
+from voipalert.store import Store
+from voipalert.tts.speech import Speech
+
+
+def with_callin(settings: Settings, ua: UAConfig) -> UAConfig:
+    """0 incoming calls (every INVITE to us refused 486) unless call-in is on."""
+    callin = settings.callin
+    return replace(ua, max_incoming_calls=callin.max_calls if callin.enabled else 0)
+
+
+def callin_config(settings: Settings) -> CallinConfig:
+    callin = settings.callin
+    return CallinConfig(
+        pin_required=callin.pin_required,
+        max_failures_per_hour=callin.max_failures_per_hour,
+        language=callin.language,
+        menu=MenuConfig(
+            max_pin_attempts=callin.max_pin_attempts,
+            max_call_seconds=float(callin.max_call_seconds),
+        ),
+    )
+
+
+async def start_callin(
+    settings: Settings, store: Store, speech: Speech, clock: Clock, phone: Phone,
+    wake: Callable[[], None], languages: Sequence[str], stack: AsyncExitStack,
+) -> CallinService | None:  # fmt: skip
+    if not settings.callin.enabled:
+        return None
+    for language in sorted({*languages, settings.callin.language}):
+        for key in (*PHRASES, UNKNOWN):
+            await speech.phrase(key, language=language)
+    service = CallinService(store, speech, clock, wake, callin_config(settings))
+    service.attach(phone)
+    stack.push_async_callback(service.aclose)
+    return service
