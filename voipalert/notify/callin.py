@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,13 +54,19 @@ from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import CallEnded
 from voipalert.sip.uri import SipUri
 from voipalert.store import Store
-from voipalert.tts.speech import Speech
+from voipalert.tts.prompt import Prompt
 
 log = logging.getLogger("voipalert.callin")
 
 UNKNOWN: Final = "callin_unknown"
 PROMPT_GAP_SECONDS: Final = 0.25
 MESSAGE: Final = "message"
+
+
+class Phrases(Protocol):
+    """What the menu needs of the speech engine (``tts.speech.Speech`` is one)."""
+
+    async def phrase(self, key: str, *, language: str, **fields: object) -> Prompt: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +119,7 @@ class CallinService:
     def __init__(
         self,
         store: Store,
-        speech: Speech,
+        speech: Phrases,
         clock: Clock,
         wake: Callable[[], None],
         config: CallinConfig,
