@@ -47,6 +47,7 @@ from voipalert.app.config import (
     ua_config,
 )
 from voipalert.app.heap import settle_heap
+from voipalert.app.housekeeping import Housekeeping
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.selftest import (
     AlertOnFailure,
@@ -176,7 +177,9 @@ async def serve(
                     ("selftest", selftest.run()),
                     *_text_jobs(settings, store, clock, engine, texter),
                     ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
-                ]
+                    ("housekeeping", Housekeeping(
+                        store, clock, settings.database.sent_retention_days).run()),
+                ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")

@@ -621,6 +621,14 @@ class DatabaseSettings(_Section):
         description="FULL: every commit is on disk before the trigger gets its 202; NORMAL "
         "is faster but a power cut may lose the last alerts",
     )
+    sent_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="finished status webhook deliveries, text replies and wrong call-in "
+        "PINs older than this are deleted (hourly); alerts, attempts and the audit trail "
+        "are kept",
+    )
 
     @field_validator("url")
     @classmethod
