@@ -386,6 +386,9 @@ class IncomingSession:
         self.media: _CallMedia | None = None
         self.ended: CallEnded | None = None
         self._answered = False
+        """answer() or reject() was called: nothing more to answer."""
+        self._up = False
+        """The 200 went out: the call exists in the agent until a BYE ends it."""
         self._hung_up = False
         self._pump: asyncio.Task[None] | None = None
 
@@ -418,6 +421,7 @@ class IncomingSession:
         remote = phone.endpoint.act(lambda now: phone.agent.answer_call(self.call_id, local, now))
         if remote is None:
             return False
+        self._up = True
         session = await self.media.open(
             RtpSessionConfig(
                 local_port=ports.port, remote_addr=(remote.address, remote.port),
@@ -464,7 +468,7 @@ class IncomingSession:
         try:
             if not self._answered:
                 self.reject(486)
-            elif self.ended is None:
+            elif self._up and self.ended is None:
                 self.hang_up()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(HANG_UP_GRACE_SECONDS):

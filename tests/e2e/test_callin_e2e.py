@@ -1,0 +1,75 @@
+"""Call-in through ``voipalert serve`` as a user runs it: ``[callin] enabled``, the rota's
+person calls voipalert's extension through Kamailio from the phone voipalert is ringing
+at that moment, hears the alert (Piper), presses 1: the alert is acknowledged by
+"call-in", and voipalert's own ringing call to that phone is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from testbed import BotSpec
+
+from tests.conftest import TestbedFactory
+from tests.e2e.server import running_server
+
+pytestmark = pytest.mark.testbed
+
+
+def rota(uri: str) -> str:
+    return f"""
+version: 1
+people:
+  - name: alice
+    language: en
+    contacts:
+      - sip: {uri}
+policies:
+  - name: page
+    repeat: 0
+    steps:
+      - targets:
+          - person: alice
+        timeout: 120s
+        ring_timeout: 60s
+routes:
+  - name: all
+    default: true
+    policy: page
+"""
+
+
+async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
+    testbed_factory: TestbedFactory, tmp_path: Path
+) -> None:
+    tb = testbed_factory([BotSpec("alice", "caller")])
+    async with running_server(
+        tb, rota(tb.uri("alice")), tmp_path, tmp_path / "cache",
+        CALLIN__ENABLED="true", CALLIN__PIN_REQUIRED="false",
+    ) as server:  # fmt: skip
+        status, body = await server.request(
+            "POST", "/api/v1/alerts", {"summary": "Disk full on SRV-DB-01"}
+        )
+        assert status == 202, body
+        alert_id = int(body["id"])
+        # voipalert rings alice's phone (which never answers by itself)...
+        assert await asyncio.to_thread(tb.wait_event, "alice", "CALL_INCOMING", 0, 30)
+        # ...and alice calls voipalert back from it.
+        since = tb.dial("alice", "voipalert")
+        established = await asyncio.to_thread(tb.wait_event, "alice", "CALL_ESTABLISHED",
+                                              since, 15)  # fmt: skip
+        assert established is not None
+        await asyncio.sleep(2.0)  # the welcome, then the alert: a key interrupts it
+        tb.command("alice", "sndcode", "1")
+        alert = await server.wait_alert(alert_id, "acknowledged", 30)
+        assert (alert["acknowledged_by"], alert["acknowledged_via"]) == ("alice", "call-in")
+        (attempt,) = alert["attempts"]
+        # The outbound call, still ringing, was cancelled: acknowledged once, by call-in.
+        for _ in range(100):
+            attempt = (await server.alert(alert_id))["attempts"][0]
+            if attempt["state"] != "in_flight":
+                break
+            await asyncio.sleep(0.2)
+        assert attempt["state"] == "cancelled" or attempt["outcome"] == "cancelled", attempt
+        assert await asyncio.to_thread(tb.wait_event, "alice", "CALL_CLOSED", since, 30)
