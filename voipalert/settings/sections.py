@@ -536,6 +536,11 @@ class AlertmanagerHookSettings(_Section):
         description="group: one alert per Alertmanager group (groupKey), its message "
         "summarising the group; alert: one alert per Alertmanager alert (fingerprint)",
     )
+    receiver_grouping: dict[str, Literal["group", "alert"]] = Field(
+        default_factory=dict,
+        description="per Alertmanager route: the grouping for notifications sent to the "
+        'receiver of that name (e.g. {"db-pager" = "alert"}); other receivers use grouping',
+    )
     url: str | None = Field(
         default=None,
         description="this Alertmanager's base URL: an acknowledged alert is silenced there "
