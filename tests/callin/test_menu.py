@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from voipalert.callin_menu import (
     ACKNOWLEDGED,
     ALREADY_HANDLED,
@@ -160,3 +163,72 @@ def test_closing_is_bounded_when_the_last_phrase_never_ends() -> None:
     deadline = menu.next_deadline()
     assert deadline == 1.0 + CONFIG.max_closing_seconds
     assert menu.handle_timer(deadline) == [HangUp()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pin_required=st.booleans(),
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("digit"), st.sampled_from("0123456789*#ABCD")),
+            st.tuples(st.just("played"), st.just("")),
+            st.tuples(st.just("timer"), st.just("")),
+            st.tuples(st.just("identified"), st.sampled_from(["", "alice"])),
+            st.tuples(st.just("done"), st.sampled_from(["yes", "no"])),
+        ),
+        max_size=60,
+    ),
+)
+def test_any_input_sequence_keeps_the_machine_sane(
+    pin_required: bool, steps: list[tuple[str, str]]
+) -> None:
+    """Whatever arrives in whatever order: one store request at a time, never an
+    acknowledgement of an alert not offered, and the call always ends by its bounds."""
+    config = MenuConfig(max_call_seconds=120.0)
+    menu = CallinMenu(config, pin_required=pin_required)
+    now = 0.0
+    outstanding = 0
+    actions = menu.answered(now)
+    for kind, value in steps:
+        now += 0.5
+        match kind:
+            case "digit":
+                actions = menu.digit(value, now)
+            case "played":
+                actions = menu.playback_finished(now)
+            case "timer":
+                deadline = menu.next_deadline()
+                now = max(now, deadline or now)
+                actions = menu.handle_timer(now)
+            case "identified":
+                actions = menu.identified(value or None, (1, 2), value == "alice", now)
+            case _:
+                actions = menu.done(value == "yes", now)
+                if actions:
+                    outstanding -= 1
+        for action in actions:
+            if isinstance(action, Acknowledge | Resolve):
+                outstanding += 1
+                assert action.alert_id in (1, 2)
+        assert outstanding in (0, 1)
+    now = _left_alone(menu, now)
+    assert menu.phase is Phase.DONE
+    assert now <= config.max_call_seconds + config.max_closing_seconds + 60
+
+
+def _left_alone(menu: CallinMenu, now: float) -> float:
+    """Run the clock (answering the adapter's requests): the call ends by its bounds."""
+    for _ in range(200):
+        if menu.phase is Phase.DONE:
+            break
+        deadline = menu.next_deadline()
+        if deadline is None:
+            # Waiting on the adapter (the store, or the PIN check): answer it.
+            menu.done(True, now)
+            menu.identified(None, (), False, now)
+            menu.playback_finished(now)
+            continue
+        now = max(now, deadline)
+        menu.handle_timer(now)
+        menu.playback_finished(now)
+    return now

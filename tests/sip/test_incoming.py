@@ -187,3 +187,12 @@ def test_reject_call_answers_the_status_given() -> None:
     peer.take()
     peer.ua.reject_call(CallId("in-1@pbx"), 603, peer.now)
     assert [r.status for r in responses(peer)] == [603]
+
+
+def test_invite_without_contact_or_from_tag_is_refused_400_without_state() -> None:
+    peer = callin_peer(unsolicited_per_second=1000.0)
+    peer.deliver(invite(extra=SDP))  # no Contact: nowhere to send our BYE
+    peer.deliver(invite(branch="z9hG4bKnt", call_id="nt@x", from_="<sip:201@192.0.2.10>"))
+    assert [r.status for r in responses(peer)] == [400, 400]
+    assert not [e for e in peer.events if isinstance(e, IncomingCall)]
+    assert peer.ua.active_calls == 0
