@@ -196,3 +196,11 @@ def test_invite_without_contact_or_from_tag_is_refused_400_without_state() -> No
     assert [r.status for r in responses(peer)] == [400, 400]
     assert not [e for e in peer.events if isinstance(e, IncomingCall)]
     assert peer.ua.active_calls == 0
+
+
+def test_the_same_call_id_on_another_branch_is_not_a_second_call() -> None:
+    peer = callin_peer(unsolicited_per_second=1000.0)
+    peer.deliver(invite())
+    peer.deliver(invite(branch="z9hG4bKother"))
+    assert [r.status for r in responses(peer)] == [180, 482]
+    assert len([e for e in peer.events if isinstance(e, IncomingCall)]) == 1

@@ -915,7 +915,12 @@ class UserAgent:
         busy = len(self._incoming) + sum(
             1 for c in self._incoming_calls if (call := self._calls.get(c)) and not call.ended
         )
-        if busy >= self._config.max_incoming_calls or call_id in self._calls:
+        if call_id in self._incoming or call_id in self._calls:
+            # The same call again on another branch (a fork merged back, §8.2.2.2), or a
+            # Call-ID we already use: never a second call under one id.
+            self.stats["incoming_merged"] += 1
+            return response_to(request, 482, to_tag=to_tag)
+        if busy >= self._config.max_incoming_calls:
             self.stats["incoming_busy"] += 1
             return response_to(request, 486, to_tag=to_tag)
         if problem := incoming.offer_problem(request):
