@@ -204,3 +204,15 @@ def test_the_same_call_id_on_another_branch_is_not_a_second_call() -> None:
     peer.deliver(invite(branch="z9hG4bKother"))
     assert [r.status for r in responses(peer)] == [180, 482]
     assert len([e for e in peer.events if isinstance(e, IncomingCall)]) == 1
+
+
+def test_a_retransmitted_invite_gets_the_180_then_is_absorbed_after_the_200() -> None:
+    peer = callin_peer()
+    peer.deliver(invite())
+    peer.deliver(invite())  # before the answer: the 180 again
+    assert [r.status for r in responses(peer)] == [180, 180]
+    peer.ua.answer_call(CallId("in-1@pbx"), media(), peer.now)
+    assert [r.status for r in responses(peer)] == [200]
+    peer.deliver(invite())  # RFC 6026 Accepted: absorbed, never a 482 for our own call
+    assert responses(peer) == []
+    assert peer.ua.active_calls == 1
