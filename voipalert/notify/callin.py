@@ -43,6 +43,7 @@ from voipalert.callin_menu import (
     MenuConfig,
     Play,
     Resolve,
+    alert_prompt,
 )
 from voipalert.calls import IncomingSession, Phone
 from voipalert.clock import Clock
@@ -61,6 +62,7 @@ log = logging.getLogger("voipalert.callin")
 UNKNOWN: Final = "callin_unknown"
 PROMPT_GAP_SECONDS: Final = 0.25
 MESSAGE: Final = "message"
+PREFETCH_ALERTS: Final = 2
 
 
 class Phrases(Protocol):
@@ -145,11 +147,13 @@ class CallinService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def run(self, session: IncomingSession) -> None:
+        call = _Call(self, session)
         try:
-            await _Call(self, session).run()
+            await call.run()
         except Exception:
             log.exception("call-in %s failed", session.call_id)
         finally:
+            call.close_renders()
             await session.close()
 
 
@@ -164,6 +168,7 @@ class _Call:
         self.person: str | None = None
         self.language = service.config.language
         self.alerts: dict[int, Alert] = {}
+        self._rendered: dict[str, asyncio.Task[NDArray[np.int16]]] = {}
         self.loop = asyncio.get_running_loop()
         self.menu: CallinMenu | None = None
         self.playing: asyncio.Future[PlayEnd] | None = None
@@ -291,6 +296,10 @@ class _Call:
         settings = await self.store.callin_person(person)
         alerts = await self.store.callin_open_alerts(person)
         self.alerts = {a.id: a for a in alerts}
+        # The first messages start rendering now, while the welcome plays (fixed phrases
+        # are in the speech cache since start-up; an alert's text is new).
+        for alert in alerts[:PREFETCH_ALERTS]:
+            _ = self._render(alert_prompt(alert.id))
         may_resolve = settings is not None and settings.may_resolve
         return menu.identified(person, tuple(self.alerts), may_resolve, self.loop.time())
 
@@ -325,7 +334,28 @@ class _Call:
                 log.exception("call-in prompt %r could not be made", key)
         return np.concatenate(parts) if parts else gap
 
+    def _render(self, key: str) -> asyncio.Task[NDArray[np.int16]]:
+        task = self._rendered.get(key)
+        if task is None:
+            task = self._rendered[key] = asyncio.ensure_future(self._make(key))
+            # A prefetch nobody awaits (the caller hung up) must not log "never retrieved";
+            # a failure that matters is logged where the prompt is awaited (_pcm).
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return task
+
     async def _prompt(self, key: str) -> NDArray[np.int16]:
+        if key.startswith(ALERT_PREFIX):
+            # The next alert's message renders while this one is heard.
+            following = [a for a in self.alerts if a > int(key.removeprefix(ALERT_PREFIX))]
+            if following:
+                _ = self._render(alert_prompt(following[0]))
+        return await asyncio.shield(self._render(key))
+
+    def close_renders(self) -> None:
+        for task in self._rendered.values():
+            task.cancel()
+
+    async def _make(self, key: str) -> NDArray[np.int16]:
         speech = self.service.speech
         if key.startswith(ALERT_PREFIX):
             alert = self.alerts[int(key.removeprefix(ALERT_PREFIX))]
