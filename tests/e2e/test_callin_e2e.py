@@ -48,6 +48,12 @@ async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
         tb, rota(tb.uri("alice")), tmp_path, tmp_path / "cache",
         CALLIN__ENABLED="true", CALLIN__PIN_REQUIRED="false",
     ) as server:  # fmt: skip
+        # Call-in takes calls once its phrases are in the speech cache.
+        for _ in range(600):
+            if "call-in: answering calls" in server.log.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert "call-in: answering calls" in server.log.read_text()
         status, body = await server.request(
             "POST", "/api/v1/alerts", {"summary": "Disk full on SRV-DB-01"}
         )

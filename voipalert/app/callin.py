@@ -1,11 +1,13 @@
 """Wiring of call-in (docs/call-in.md) into ``serve``: the user agent answers calls to us
 only when ``[callin] enabled``, and the service that runs the menu is attached to the
-phone, its fixed phrases rendered into the speech cache first."""
+phone, its fixed phrases rendered into the speech cache first (a task of serve's
+TaskGroup, cancelled at shutdown)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import replace
 
 from voipalert.callin_menu import PHRASES, MenuConfig
@@ -16,6 +18,8 @@ from voipalert.settings import Settings
 from voipalert.sip.config import UAConfig
 from voipalert.store import Store
 from voipalert.tts.speech import Speech
+
+log = logging.getLogger("voipalert.callin")
 
 
 def with_callin(settings: Settings, ua: UAConfig) -> UAConfig:
@@ -37,16 +41,24 @@ def callin_config(settings: Settings) -> CallinConfig:
     )
 
 
-async def start_callin(
+async def run_callin(
     settings: Settings, store: Store, speech: Speech, clock: Clock, phone: Phone,
-    wake: Callable[[], None], languages: Sequence[str], stack: AsyncExitStack,
-) -> CallinService | None:  # fmt: skip
+    wake: Callable[[], None], languages: Sequence[str],
+) -> None:  # fmt: skip
+    """A task of ``serve`` while call-in is on: render its phrases into the speech cache,
+    then take the calls made to us until cancelled (calls in progress are then hung up).
+    Until the phrases are ready (seconds at the first start, nothing once cached) a call
+    to us is refused 486 like when call-in is off."""
     if not settings.callin.enabled:
-        return None
+        return
     for language in sorted({*languages, settings.callin.language}):
         for key in (*PHRASES, UNKNOWN):
             await speech.phrase(key, language=language)
     service = CallinService(store, speech, clock, wake, callin_config(settings))
     service.attach(phone)
-    stack.push_async_callback(service.aclose)
-    return service
+    log.info("call-in: answering calls to %s", phone.agent.config.user)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        phone.on_incoming = None
+        await service.aclose()

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from voipalert.app.callin import start_callin, with_callin
+from voipalert.app.callin import run_callin, with_callin
 from voipalert.app.config import (
     console_config,
     dns_config,
@@ -148,12 +148,8 @@ async def serve(
                 store, wake=_all(engine.wake, silencer.wake, sender.wake),
                 sip_state=lambda: sip_state(phone), config=config, clock=clock,
             )  # fmt: skip
-            # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
-            await start_callin(
-                settings, store, speech, clock, phone,
-                _all(engine.wake, silencer.wake, sender.wake), languages, stack,
-            )  # fmt: skip
-            _observe(app, silencer, sender, stalls, speech)
+            _observe(app, silencer, sender, stalls)
+            app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
             test_caller = _add_web_routes(app, settings, phone, speech)
             selftest = _self_test(settings, app, phone, test_caller, clock)
             edges = _Edges()
@@ -179,6 +175,10 @@ async def serve(
                     ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
                     ("housekeeping", Housekeeping(
                         store, clock, settings.database.sent_retention_days).run()),
+                    # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
+                    ("call-in", run_callin(
+                        settings, store, speech, clock, phone,
+                        _all(engine.wake, silencer.wake, sender.wake), languages)),
                 ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
@@ -228,11 +228,9 @@ def _rota_sources(
 
 
 def _observe(
-    app: web.Application, silencer: Silencer, sender: StatusSender, stalls: _StallReport,
-    speech: Speech,
-) -> None:  # fmt: skip
+    app: web.Application, silencer: Silencer, sender: StatusSender, stalls: _StallReport
+) -> None:
     """The side services report into the app's metrics."""
-    app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
     silencer.observe = app[METRICS].observe_silence
     sender.observe = app[METRICS].observe_status_webhook
     stalls.metrics = app[METRICS]
