@@ -51,9 +51,15 @@ async def run_callin(
     to us is refused 486 like when call-in is off."""
     if not settings.callin.enabled:
         return
-    for language in sorted({*languages, settings.callin.language}):
-        for key in (*PHRASES, UNKNOWN):
-            await speech.phrase(key, language=language)
+    try:
+        for language in sorted({*languages, settings.callin.language}):
+            for key in (*PHRASES, UNKNOWN):
+                await speech.phrase(key, language=language)
+    except Exception:
+        # A language without a voice, a broken voice: call-in stays off (calls to us get
+        # 486), the rest of serve goes on; the log says why.
+        log.exception("call-in is off: its phrases could not be rendered")
+        return
     service = CallinService(store, speech, clock, wake, callin_config(settings))
     service.attach(phone)
     log.info("call-in: answering calls to %s", phone.agent.config.user)
