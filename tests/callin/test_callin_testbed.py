@@ -19,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testbed import BotSpec, Testbed
+from testbed import Testbed
 
-from tests.conftest import TestbedFactory
 from tests.net.sip_harness import free_port
 from tests.scripted_notifier import Hold, ScriptedNotifier
 from voipalert.callin_menu import MenuConfig
@@ -41,13 +40,15 @@ pytestmark = pytest.mark.testbed
 
 ROTA = """
 people:
-  - {name: alice, contacts: [{sip: "sip:alice@127.0.0.1"}]}
+  - {name: alice, contacts: [{sip: "sip:caller@127.0.0.1"}]}
 policies:
   - name: default
     steps: [{targets: [{person: alice}], timeout: 600}]
 routes:
   - {name: rest, default: true, policy: default}
 """
+ALICE = "caller"  # the session testbed's phone that dials on command: alice's phone
+STRANGER = "busy"  # another bot, whose number is nobody's in the rota
 TONE = (3000 * np.sin(2 * np.pi * 440 * np.arange(4000) / 8000)).astype(np.int16)
 
 
@@ -73,8 +74,8 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(testbed_factory: TestbedFactory, tmp_path: Path) -> AsyncIterator[Rig]:
-    tb = testbed_factory([BotSpec("alice", "caller"), BotSpec("bob", "caller")])
+async def rig(testbed: Testbed, tmp_path: Path) -> AsyncIterator[Rig]:
+    tb = testbed
     clock = SystemClock()
     store = await Store.open(tmp_path / "voipalert.db", clock)
     await store.replace_rota(parse_rota(ROTA))
@@ -133,7 +134,7 @@ async def open_alert(rig: Rig, summary: str) -> int:
 
 async def keys(rig: Rig, text: str) -> None:
     for key in text:
-        rig.tb.command("alice", "sndcode", key)
+        rig.tb.command(ALICE, "sndcode", key)
         await asyncio.sleep(0.4)  # one RFC 4733 event ends before the next starts
 
 
@@ -146,8 +147,8 @@ async def status(rig: Rig, alert_id: int) -> AlertStatus:
 async def test_known_caller_acknowledges_and_the_outbound_call_is_cancelled(rig: Rig) -> None:
     service = attach(rig, pin_required=False)
     alert_id = await open_alert(rig, "disk full on db1")
-    since = rig.tb.dial("alice", "voipalert")
-    assert await asyncio.to_thread(rig.tb.wait_event, "alice", "CALL_ESTABLISHED", since, 10)
+    since = rig.tb.dial(ALICE, "voipalert")
+    assert await asyncio.to_thread(rig.tb.wait_event, ALICE, "CALL_ESTABLISHED", since, 10)
     await until(lambda: "message:disk full on db1" in rig.phrases.said, 10, "the alert is said")
     await keys(rig, "1")
     for _ in range(100):
@@ -165,7 +166,7 @@ async def test_known_caller_acknowledges_and_the_outbound_call_is_cancelled(rig:
     acks = [e for e in await rig.store.audit_trail(None) if e.action == "alert.acknowledged"]
     assert len(acks) == 1
     # "Acknowledged", "no more alerts", goodbye, and we hang up.
-    assert await asyncio.to_thread(rig.tb.wait_event, "alice", "CALL_CLOSED", since, 15)
+    assert await asyncio.to_thread(rig.tb.wait_event, ALICE, "CALL_CLOSED", since, 15)
     await until(lambda: rig.phone.rtp_ports_in_use == 0, 10, "ports released")
     assert "acknowledged" in rig.phrases.said
     await service.aclose()
@@ -175,8 +176,8 @@ async def test_pin_wrong_then_right_then_resolve(rig: Rig) -> None:
     await rig.store.set_callin_pin("alice", "4711", may_resolve=True, actor="test")
     attach(rig, pin_required=True)
     alert_id = await open_alert(rig, "db down")
-    since = rig.tb.dial("alice", "voipalert")
-    assert await asyncio.to_thread(rig.tb.wait_event, "alice", "CALL_ESTABLISHED", since, 10)
+    since = rig.tb.dial(ALICE, "voipalert")
+    assert await asyncio.to_thread(rig.tb.wait_event, ALICE, "CALL_ESTABLISHED", since, 10)
     await until(lambda: "callin_enter_pin" in rig.phrases.said, 10, "the PIN is asked")
     await keys(rig, "9999#")
     await until(lambda: "callin_wrong_pin" in rig.phrases.said, 10, "a wrong PIN is said")
@@ -189,28 +190,28 @@ async def test_pin_wrong_then_right_then_resolve(rig: Rig) -> None:
         await asyncio.sleep(0.1)
     assert await status(rig, alert_id) is AlertStatus.RESOLVED
     since_hour = SystemClock().now_utc() - timedelta(hours=1)
-    assert await rig.store.callin_failures_since("caller:alice@127.0.0.1", since_hour) == 1
+    assert await rig.store.callin_failures_since("caller:caller@127.0.0.1", since_hour) == 1
     assert await rig.store.callin_failures_since("person:alice", since_hour) == 1
-    assert await asyncio.to_thread(rig.tb.wait_event, "alice", "CALL_CLOSED", since, 15)
+    assert await asyncio.to_thread(rig.tb.wait_event, ALICE, "CALL_CLOSED", since, 15)
 
     # The hour's limit reached (here: 1): the next call is refused before it is answered.
     attach(rig, pin_required=True, max_failures_per_hour=1)
-    again = rig.tb.dial("alice", "voipalert")
-    closed = await asyncio.to_thread(rig.tb.wait_event, "alice", "CALL_CLOSED", again, 10)
+    again = rig.tb.dial(ALICE, "voipalert")
+    closed = await asyncio.to_thread(rig.tb.wait_event, ALICE, "CALL_CLOSED", again, 10)
     assert closed is not None and "603" in str(closed.get("param")), closed
 
 
 async def test_unknown_caller_without_pins_is_told_and_hung_up_on(rig: Rig) -> None:
     attach(rig, pin_required=False)
-    since = rig.tb.dial("bob", "voipalert")
-    assert await asyncio.to_thread(rig.tb.wait_event, "bob", "CALL_ESTABLISHED", since, 10)
-    assert await asyncio.to_thread(rig.tb.wait_event, "bob", "CALL_CLOSED", since, 15)
+    since = rig.tb.dial(STRANGER, "voipalert")
+    assert await asyncio.to_thread(rig.tb.wait_event, STRANGER, "CALL_ESTABLISHED", since, 10)
+    assert await asyncio.to_thread(rig.tb.wait_event, STRANGER, "CALL_CLOSED", since, 15)
     assert rig.phrases.said == ["callin_unknown", "goodbye"]
     await until(lambda: rig.phone.rtp_ports_in_use == 0, 10, "ports released")
 
 
 async def test_call_in_off_still_refuses_486(rig: Rig) -> None:
     # Nobody attached: the phone refuses the call the agent would have offered it.
-    since = rig.tb.dial("alice", "voipalert")
-    closed = await asyncio.to_thread(rig.tb.wait_event, "alice", "CALL_CLOSED", since, 10)
+    since = rig.tb.dial(ALICE, "voipalert")
+    closed = await asyncio.to_thread(rig.tb.wait_event, ALICE, "CALL_CLOSED", since, 10)
     assert closed is not None and "486" in str(closed.get("param")), closed

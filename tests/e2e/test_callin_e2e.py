@@ -9,12 +9,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from testbed import BotSpec
+from testbed import Testbed
 
-from tests.conftest import TestbedFactory
 from tests.e2e.server import running_server
 
 pytestmark = pytest.mark.testbed
+PHONE = "caller"  # the session testbed's bot that rings without answering and dials on command
 
 
 def rota(uri: str) -> str:
@@ -41,11 +41,11 @@ routes:
 
 
 async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
-    testbed_factory: TestbedFactory, tmp_path: Path
+    testbed: Testbed, tmp_path: Path
 ) -> None:
-    tb = testbed_factory([BotSpec("alice", "caller")])
+    tb = testbed
     async with running_server(
-        tb, rota(tb.uri("alice")), tmp_path, tmp_path / "cache",
+        tb, rota(tb.uri(PHONE)), tmp_path, tmp_path / "cache",
         CALLIN__ENABLED="true", CALLIN__PIN_REQUIRED="false",
     ) as server:  # fmt: skip
         # Call-in takes calls once its phrases are in the speech cache.
@@ -54,20 +54,21 @@ async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
                 break
             await asyncio.sleep(0.1)
         assert "call-in: answering calls" in server.log.read_text()
+        since_start = len(tb.events(PHONE))
         status, body = await server.request(
             "POST", "/api/v1/alerts", {"summary": "Disk full on SRV-DB-01"}
         )
         assert status == 202, body
         alert_id = int(body["id"])
         # voipalert rings alice's phone (which never answers by itself)...
-        assert await asyncio.to_thread(tb.wait_event, "alice", "CALL_INCOMING", 0, 30)
+        assert await asyncio.to_thread(tb.wait_event, PHONE, "CALL_INCOMING", since_start, 30)
         # ...and alice calls voipalert back from it.
-        since = tb.dial("alice", "voipalert")
-        established = await asyncio.to_thread(tb.wait_event, "alice", "CALL_ESTABLISHED",
+        since = tb.dial(PHONE, "voipalert")
+        established = await asyncio.to_thread(tb.wait_event, PHONE, "CALL_ESTABLISHED",
                                               since, 15)  # fmt: skip
         assert established is not None
         await asyncio.sleep(2.0)  # the welcome, then the alert: a key interrupts it
-        tb.command("alice", "sndcode", "1")
+        tb.command(PHONE, "sndcode", "1")
         alert = await server.wait_alert(alert_id, "acknowledged", 30)
         assert (alert["acknowledged_by"], alert["acknowledged_via"]) == ("alice", "call-in")
         (attempt,) = alert["attempts"]
@@ -78,4 +79,4 @@ async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
                 break
             await asyncio.sleep(0.2)
         assert attempt["state"] == "cancelled" or attempt["outcome"] == "cancelled", attempt
-        assert await asyncio.to_thread(tb.wait_event, "alice", "CALL_CLOSED", since, 30)
+        assert await asyncio.to_thread(tb.wait_event, PHONE, "CALL_CLOSED", since, 30)
