@@ -269,6 +269,9 @@ def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
 def _alertmanager(hook: AlertmanagerHookSettings, base: str) -> AlertmanagerHook:
     return AlertmanagerHook(
         grouping=Grouping(hook.grouping),
+        receiver_grouping=tuple(
+            (receiver, Grouping(grouping)) for receiver, grouping in hook.receiver_grouping.items()
+        ),
         url=hook.url,
         allowed_urls=tuple(hook.allowed_urls),
         silence_seconds=hook.silence_minutes * 60,

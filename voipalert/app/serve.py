@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from voipalert.app.callin import run_callin, with_callin
 from voipalert.app.config import (
     console_config,
     dns_config,
@@ -46,6 +47,7 @@ from voipalert.app.config import (
     ua_config,
 )
 from voipalert.app.heap import settle_heap
+from voipalert.app.housekeeping import Housekeeping
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.selftest import (
     AlertOnFailure,
@@ -172,7 +174,13 @@ async def serve(
                     ("selftest", selftest.run()),
                     *_text_jobs(settings, store, clock, engine, texter),
                     ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
-                ]
+                    ("housekeeping", Housekeeping(
+                        store, clock, settings.database.sent_retention_days).run()),
+                    # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
+                    ("call-in", run_callin(
+                        settings, store, speech, clock, phone,
+                        _all(engine.wake, silencer.wake, sender.wake), languages)),
+                ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
@@ -469,7 +477,7 @@ async def _warm_phrases(speech: Speech, languages: list[str], settings: Settings
 
 
 async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
-    ua = ua_config(settings)
+    ua = with_callin(settings, ua_config(settings))
     bind = sip_bind(settings)
     phone = Phone(
         ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings),

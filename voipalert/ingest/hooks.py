@@ -71,7 +71,8 @@ async def alertmanager(request: web.Request) -> web.StreamResponse:
         hook = AlertmanagerHook()
     with request.app[METRICS].trigger_seconds.labels(edge="alertmanager").time():
         payload = await read_model(request, AlertmanagerPayload, config.max_body_bytes)
-        am_events = alertmanager_events(payload, config.default_severity, hook.grouping)
+        grouping = hook.grouping_for(payload.receiver)
+        am_events = alertmanager_events(payload, config.default_severity, grouping)
         links = [_am_link(name, hook, payload.externalURL, e) for e in am_events]
         return await _commit_all(request, [e.event for e in am_events], links)
 

@@ -61,6 +61,7 @@ from voipalert.ingest.schemas import (
     AlertListItemOut,
     AlertListOut,
     AttemptSummaryOut,
+    DeliveryOut,
     ErrorDetail,
     HealthOut,
     ReadyOut,
@@ -69,6 +70,7 @@ from voipalert.ingest.schemas import (
     TrunkOut,
     alert_detail_out,
     alert_out,
+    text_deliveries,
 )
 from voipalert.logs import log_context
 from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
@@ -215,8 +217,16 @@ async def get_alert(request: web.Request) -> web.Response:
         )
         for r in await store.outbox_of(alert_id)
     ]  # fmt: skip
+    webhooks = [
+        DeliveryOut(
+            channel="webhook", target=r.target, event=r.event, state=r.state, tries=r.tries,
+            at=r.at or r.due_at, sent_at=r.sent_at, detail=r.last_error,
+        )
+        for r in await store.deliveries_of(alert_id)
+    ]  # fmt: skip
+    deliveries = sorted([*text_deliveries(detail.attempts), *webhooks], key=lambda d: d.at)
     out = alert_detail_out(detail)
-    return json_response(out.model_copy(update={"silences": silences}))
+    return json_response(out.model_copy(update={"silences": silences, "deliveries": deliveries}))
 
 
 async def _ack_person(request: web.Request) -> str | None:

@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voipalert.errors import ConfigError
+from voipalert.settings.callin import CallinSettings
 from voipalert.settings.sections import (
     AlertmanagerHookSettings,
     CallSettings,
@@ -52,6 +53,7 @@ __all__ = [
     "ENV_PREFIX",
     "AlertmanagerHookSettings",
     "CallSettings",
+    "CallinSettings",
     "ConsoleSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
@@ -111,6 +113,7 @@ class Settings(BaseSettings):
     selftest: SelfTestSettings = SelfTestSettings()
     text: TextSettings = TextSettings()
     mail: MailSettings = MailSettings()
+    callin: CallinSettings = CallinSettings()
 
     @model_validator(mode="after")
     def _srtp_over_tls(self) -> Settings:

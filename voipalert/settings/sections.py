@@ -601,6 +601,11 @@ class AlertmanagerHookSettings(_Section):
         description="group: one alert per Alertmanager group (groupKey), its message "
         "summarising the group; alert: one alert per Alertmanager alert (fingerprint)",
     )
+    receiver_grouping: dict[str, Literal["group", "alert"]] = Field(
+        default_factory=dict,
+        description="per Alertmanager route: the grouping for notifications sent to the "
+        'receiver of that name (e.g. {"db-pager" = "alert"}); other receivers use grouping',
+    )
     url: str | None = Field(
         default=None,
         description="this Alertmanager's base URL: an acknowledged alert is silenced there "
@@ -685,6 +690,14 @@ class DatabaseSettings(_Section):
         default="FULL",
         description="FULL: every commit is on disk before the trigger gets its 202; NORMAL "
         "is faster but a power cut may lose the last alerts",
+    )
+    sent_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="finished status webhook deliveries, text replies and wrong call-in "
+        "PINs older than this are deleted (hourly); alerts, attempts and the audit trail "
+        "are kept",
     )
 
     @field_validator("url")

@@ -201,8 +201,9 @@ CLIENT_NON_INVITE: Final[Table] = {
     (TxState.COMPLETED, TxInput.TIMER_K): Row(TxState.TERMINATED),
 }
 
-# RFC 3261 §17.2.1 with RFC 6026 §7.1 (Figure 7 of RFC 6026). We only ever answer at
-# once (re-INVITE refresh, or a refusal of an unsolicited INVITE), so the TU sends no 100.
+# RFC 3261 §17.2.1 with RFC 6026 §7.1 (Figure 7 of RFC 6026). We answer at once (re-INVITE
+# refresh, a refusal of an unsolicited INVITE) or, for a call-in, 180 at once and the 2xx
+# once the media is ready (docs/call-in.md), so the TU sends no 100.
 SERVER_INVITE: Final[Table] = {
     (TxState.PROCEEDING, TxInput.REQUEST): Row(TxState.PROCEEDING, (TxAction.SEND_RESPONSE,)),
     (TxState.PROCEEDING, TxInput.ACK): Row(TxState.PROCEEDING),

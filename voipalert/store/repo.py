@@ -30,6 +30,7 @@ from voipalert.store import alert_sql, rota_sql
 from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
+from voipalert.store.callin import CallinStore
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
@@ -87,6 +88,7 @@ class Store(
     TextStore,
     AckLinkStore,
     FeedStore,
+    CallinStore,
 ):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
