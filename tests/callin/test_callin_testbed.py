@@ -27,9 +27,9 @@ from voipalert.callin_menu import MenuConfig
 from voipalert.calls import MediaConfig, Phone
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import AlertStatus, NewAlert
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
 from voipalert.notify.callin import CallinConfig, CallinService
+from voipalert.rotafile.parse import parse_rota
 from voipalert.sip.config import UAConfig
 from voipalert.sip.uri import SipUri
 from voipalert.store import Store

@@ -4,8 +4,8 @@ host, and a caller ID two people share names nobody."""
 from __future__ import annotations
 
 from voipalert.domain.rota import Contact, ContactKind
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.notify.callin import contact_matches, person_for
+from voipalert.rotafile.parse import parse_rota
 from voipalert.sip.uri import SipUri
 
 ROTA = """

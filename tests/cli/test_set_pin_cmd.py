@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.cli.test_user_cmd import user
 from voipalert.clock import SystemClock
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 ROTA = """

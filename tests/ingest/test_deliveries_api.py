@@ -6,7 +6,7 @@ from __future__ import annotations
 from tests.ingest.conftest import Api
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 
 ROTA = """
 people:

@@ -14,7 +14,7 @@ from tests.store.conftest import Raw
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
 from voipalert.domain.policy import PlaceCall, plan
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)

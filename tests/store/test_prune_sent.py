@@ -15,7 +15,7 @@ from tests.store.test_store import ROTA, START
 from voipalert.app.housekeeping import Housekeeping
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
 
