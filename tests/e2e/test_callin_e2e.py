@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import pytest
 from testbed import Testbed
 
@@ -80,3 +81,9 @@ async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
             await asyncio.sleep(0.2)
         assert attempt["state"] == "cancelled" or attempt["outcome"] == "cancelled", attempt
         assert await asyncio.to_thread(tb.wait_event, PHONE, "CALL_CLOSED", since, 30)
+        # /metrics counts what the call came to.
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as got:
+            metrics = await got.text()
+        for event in ("call", "identified", "acknowledged"):
+            assert f'voipalert_callin_events_total{{event="{event}"}} 1.0' in metrics, event
+        assert 'event="wrong_pin"' not in metrics

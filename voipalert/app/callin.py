@@ -44,6 +44,7 @@ def callin_config(settings: Settings) -> CallinConfig:
 async def run_callin(
     settings: Settings, store: Store, speech: Speech, clock: Clock, phone: Phone,
     wake: Callable[[], None], languages: Sequence[str],
+    observe: Callable[[str], None] | None = None,
 ) -> None:  # fmt: skip
     """A task of ``serve`` while call-in is on: render its phrases into the speech cache,
     then take the calls made to us until cancelled (calls in progress are then hung up).
@@ -60,7 +61,7 @@ async def run_callin(
         # 486), the rest of serve goes on; the log says why.
         log.exception("call-in is off: its phrases could not be rendered")
         return
-    service = CallinService(store, speech, clock, wake, callin_config(settings))
+    service = CallinService(store, speech, clock, wake, callin_config(settings), observe)
     service.attach(phone)
     log.info("call-in: answering calls to %s", phone.agent.config.user)
     try:

@@ -179,7 +179,8 @@ async def serve(
                     # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
                     ("call-in", run_callin(
                         settings, store, speech, clock, phone,
-                        _all(engine.wake, silencer.wake, sender.wake), languages)),
+                        _all(engine.wake, silencer.wake, sender.wake), languages,
+                        app[METRICS].observe_callin)),
                 ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()

@@ -220,6 +220,16 @@ class IngestMetrics:
 
         # Fed by the silencer (ingest.silencer): requests to Alertmanagers by what they did
         # (silence, expire) and how they ended (ok, retry, failed, skipped).
+        # Fed by call-in (notify.callin): what each call to us came to (docs/call-in.md).
+        self.callin = Counter(
+            "voipalert_callin_events",
+            "Calls to voipalert's call-in menu and what they did, by event: call (answered), "
+            "refused_locked (603: too many wrong PINs this hour), refused_unknown, "
+            "identified, wrong_pin, locked_out (the call's PIN tries used up), "
+            "acknowledged, resolved",
+            ["event"],
+            registry=self.registry,
+        )
         self.silences = Counter(
             "voipalert_alertmanager_silence_requests",
             "Silence requests to Alertmanager, by action and result",
@@ -237,6 +247,9 @@ class IngestMetrics:
 
     def observe_status_webhook(self, target: str, result: str) -> None:
         self.status_webhooks.labels(target=target, result=result).inc()
+
+    def observe_callin(self, event: str) -> None:
+        self.callin.labels(event=event).inc()
 
     def observe_silence(self, action: str, result: str) -> None:
         self.silences.labels(action=action, result=result).inc()

@@ -125,12 +125,15 @@ class CallinService:
         clock: Clock,
         wake: Callable[[], None],
         config: CallinConfig,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.speech = speech
         self.clock = clock
         self.wake = wake
         self.config = config
+        self.observe = observe or (lambda event: None)
+        """Told each event of a call (``voipalert_callin_events_total`` in /metrics)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def attach(self, phone: Phone) -> None:
@@ -184,14 +187,17 @@ class _Call:
             self.language = known.language
         if await self._locked():
             log.warning("call-in from %s refused: too many wrong PINs this hour", self.caller_text)
+            self.service.observe("refused_locked")
             self.session.reject(603)
             return
         pin_required = config.pin_required or self.person is None
         if self.person is None and not await self.store.callin_any_pin():
+            self.service.observe("refused_unknown")
             await self._refuse_unknown()
             return
         if not await self.session.answer():
             return
+        self.service.observe("call")
         log.info("call-in from %s (%s)", self.caller_text, self.person or "unknown caller")
         self.menu = CallinMenu(config.menu, pin_required=pin_required)
         await self._apply(self.menu.answered(self.loop.time()))
@@ -269,12 +275,14 @@ class _Call:
             elif isinstance(action, Acknowledge):
                 transition = await self.store.ack_alert(action.alert_id, self._who(), "call-in")
                 if transition.changed:
+                    self.service.observe("acknowledged")
                     log.info("alert %s acknowledged by %s by call-in", action.alert_id, self._who())
                     self.service.wake()
                 await self._apply(menu.done(transition.changed, self.loop.time()))
             elif isinstance(action, Resolve):
                 transition = await self.store.resolve_alert(action.alert_id, by=self._who())
                 if transition.changed:
+                    self.service.observe("resolved")
                     log.info("alert %s resolved by %s by call-in", action.alert_id, self._who())
                     self.service.wake()
                 await self._apply(menu.done(transition.changed, now))
@@ -293,6 +301,7 @@ class _Call:
                 return menu.identified(None, (), False, self.loop.time())
         assert person is not None
         self.person = person
+        self.service.observe("identified")
         settings = await self.store.callin_person(person)
         alerts = await self.store.callin_open_alerts(person)
         self.alerts = {a.id: a for a in alerts}
@@ -311,6 +320,7 @@ class _Call:
         await self.store.callin_pin_failed(
             subjects, caller=self.caller_text, person=self.person, locked=locked
         )
+        self.service.observe("locked_out" if locked else "wrong_pin")
         log.warning("call-in from %s: wrong PIN%s", self.caller_text,
                     "; locked out" if locked else "")  # fmt: skip
 
