@@ -1,0 +1,203 @@
+"""What analysing the far end's audio costs, per call and per stage.
+
+    python -m benchmarks.rx_analysis [--seconds 12] [--repeat 5] [--calls 50]
+
+One call's received audio is fed the way ``net.rtp_socket`` feeds it: a 20 ms frame at a
+time into the echo line (``media.echo_line``), then the in-band DTMF detector (three
+frames at a time, ``net.rtp_dtmf``) and the mailbox-beep detector (``media.beep``). Each
+stage runs on its own so its cost is its own:
+
+* ``dtmf``: the in-band detector on speech-like audio with a key every 2 s, split into
+  the grid of single-bin DFTs and cheap pre-tests (``goertzel``) and the full checks on
+  the windows that pass them (``spectrum checks``);
+* ``beep``: the beep detector on the same audio;
+* ``echo search``: the echo line while it looks for an echo of our prompt on a line that
+  returns none (three windows of our speech, then it gives up);
+* ``echo subtraction``: the echo line once it has found the echo and cancels it.
+
+For each: CPU microseconds per second of received audio per call, that times ``--calls``
+as a share of one core, and the longest single call into the stage (what blocks the event
+loop: every other call's next packet waits behind it). Medians over ``--repeat`` runs; the
+core count and the load average are printed with them (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from tests.media.dtmf_signals import dtmf, through_g711
+from tests.media.echo_signals import echo_of, echo_path, speechlike
+from voipalert.media import g711
+from voipalert.media.beep import BeepDetector
+from voipalert.media.echo_line import EchoLine, EchoState
+from voipalert.media.goertzel import DtmfDetector
+
+FS = 8000
+SLOT = 160
+PTIME = 0.02
+DETECTOR_FRAMES = 3  # net.rtp_dtmf.DETECTOR_FRAMES
+
+
+@dataclass
+class Timing:
+    """Wall time of each call into one stage (single-threaded, so it is its CPU)."""
+
+    calls: list[float] = field(default_factory=list)
+
+    def timed(self, fn: Callable[[NDArray[np.int16]], object], pcm: NDArray[np.int16]) -> None:
+        t0 = time.perf_counter()
+        fn(pcm)
+        self.calls.append(time.perf_counter() - t0)
+
+    @property
+    def total(self) -> float:
+        return sum(self.calls)
+
+    @property
+    def longest(self) -> float:
+        return max(self.calls, default=0.0)
+
+
+def _far_end(rng: np.random.Generator, seconds: float) -> NDArray[np.int16]:
+    """The far party talks, and presses a key every 2 s."""
+    talk = speechlike(rng, seconds, -20.0, f0_hz=180.0)
+    for at in np.arange(1.0, seconds - 0.2, 2.0):
+        key = dtmf("0123456789*#"[int(at) % 12], 0.08, row_dbm0=-12.0)
+        start = int(at * FS)
+        talk[start : start + key.size] += key
+    return through_g711(talk, "PCMU")
+
+
+def _frames(pcm: NDArray[np.int16]) -> list[NDArray[np.int16]]:
+    return [pcm[i : i + SLOT] for i in range(0, pcm.size - SLOT + 1, SLOT)]
+
+
+def run_dtmf(pcm: NDArray[np.int16]) -> tuple[Timing, Timing, Timing]:
+    detector = DtmfDetector()
+    analyser = detector._analyser
+    examine = analyser._examine
+    checks = Timing()
+
+    def timed_examine(*args: object) -> object:
+        t0 = time.perf_counter()
+        out = examine(*args)  # type: ignore[arg-type]
+        checks.calls.append(time.perf_counter() - t0)
+        return out
+
+    analyser._examine = timed_examine  # type: ignore[method-assign,assignment]
+    goertzel, per_feed = Timing(), Timing()
+    frames = _frames(pcm)
+    for i in range(0, len(frames) - DETECTOR_FRAMES + 1, DETECTOR_FRAMES):
+        chunk = np.concatenate(frames[i : i + DETECTOR_FRAMES])
+        before = len(checks.calls)
+        t0 = time.perf_counter()
+        detector.feed(chunk)
+        spent = time.perf_counter() - t0
+        examined = sum(checks.calls[before:])
+        per_feed.calls.append(spent)
+        goertzel.calls.append(spent - examined)
+    return per_feed, goertzel, checks
+
+
+def run_beep(pcm: NDArray[np.int16]) -> Timing:
+    detector = BeepDetector()
+    timing = Timing()
+    for frame in _frames(pcm):
+        timing.timed(detector.feed, frame)
+    return timing
+
+
+def run_echo(rng: np.random.Generator, seconds: float, *, echoes: bool) -> Timing:
+    """Our prompt goes out slot by slot; the far end returns its echo (or unrelated talk).
+    Only the calls made in the state of interest are kept."""
+    ours = through_g711(speechlike(rng, seconds, -14.0), "PCMU")
+    if echoes:
+        back = echo_of(ours, echo_path(rng, 40 * 8), 12.0)  # 40 ms round trip, ERL 12 dB
+        back += speechlike(rng, seconds, -45.0, f0_hz=200.0)  # line noise and a murmur
+    else:
+        back = speechlike(rng, seconds, -20.0, f0_hz=200.0)
+    theirs = through_g711(back, "PCMU")
+    line = EchoLine("PCMU")
+    keep = EchoState.CANCELLING if echoes else EchoState.SEARCHING
+    timing = Timing()
+    origin = int(rng.integers(0, 1 << 32))
+    for n in range(ours.size // SLOT):
+        now = n * PTIME
+        line.sent(n, now, g711.encode("PCMU", ours[n * SLOT : (n + 1) * SLOT]))
+        frame = theirs[n * SLOT : (n + 1) * SLOT]
+        ts = (origin + n * SLOT) % (1 << 32)
+        state = line.state
+        t0 = time.perf_counter()
+        line.received(frame, 0x1234, ts, now + 0.001)
+        spent = time.perf_counter() - t0
+        if state is keep:
+            timing.calls.append(spent)
+    return timing
+
+
+@dataclass
+class Row:
+    per_second_us: list[float] = field(default_factory=list)
+    longest_ms: list[float] = field(default_factory=list)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=12.0, help="audio per run")
+    parser.add_argument("--repeat", type=int, default=5, help="runs; medians are printed")
+    parser.add_argument("--calls", type=int, default=50, help="calls for the core share")
+    args = parser.parse_args()
+    print(
+        f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; "
+        f"numpy {np.__version__}; load average {os.getloadavg()[0]:.2f} before"
+    )
+    rows: dict[str, Row] = {}
+
+    def add(name: str, timing: Timing, audio_s: float) -> None:
+        row = rows.setdefault(name, Row())
+        row.per_second_us.append(timing.total / audio_s * 1e6)
+        row.longest_ms.append(timing.longest * 1e3)
+
+    searched = []
+    for r in range(args.repeat):
+        rng = np.random.default_rng(100 + r)
+        pcm = _far_end(rng, args.seconds)
+        audio_s = pcm.size / FS
+        whole, goertzel, checks = run_dtmf(pcm)
+        add("dtmf: goertzel + pre-tests", goertzel, audio_s)
+        add("dtmf: spectrum checks", checks, audio_s)
+        add("dtmf: total", whole, audio_s)
+        add("beep detector", run_beep(pcm), audio_s)
+        search = run_echo(rng, args.seconds, echoes=False)
+        searched.append(len(search.calls) * PTIME)
+        add("echo search (while searching)", search, max(len(search.calls), 1) * PTIME)
+        cancel = run_echo(rng, args.seconds, echoes=True)
+        add("echo subtraction (cancelling)", cancel, max(len(cancel.calls), 1) * PTIME)
+    print(
+        f"{args.repeat} runs of {args.seconds:g} s of audio per stage, medians; "
+        f"the echo search ran {statistics.median(searched):.1f} s before deciding"
+    )
+    print(
+        f"{'stage':34} {'µs CPU / s audio':>17} {f'% core @ {args.calls}':>13} "
+        f"{'longest call ms':>16}"
+    )
+    for name, row in rows.items():
+        per_s = statistics.median(row.per_second_us)
+        print(
+            f"{name:34} {per_s:17.0f} {per_s * args.calls / 1e4:13.1f} "
+            f"{statistics.median(row.longest_ms):16.2f}"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f} after")
+
+
+if __name__ == "__main__":
+    main()
