@@ -3,8 +3,8 @@
     python -m benchmarks.rx_analysis [--seconds 12] [--repeat 5] [--calls 50]
 
 One call's received audio is fed the way ``net.rtp_socket`` feeds it: a 20 ms frame at a
-time into the echo line (``media.echo_line``), then the in-band DTMF detector (three
-frames at a time, ``net.rtp_dtmf``) and the mailbox-beep detector (``media.beep``). Each
+time into the echo line (``media.echo_line``), then the in-band DTMF detector and the
+mailbox-beep detector (``media.beep``), each three frames at a time. Each
 stage runs on its own so its cost is its own:
 
 * ``dtmf``: the in-band detector on speech-like audio with a key every 2 s, split into
@@ -40,11 +40,12 @@ from voipalert.media import g711
 from voipalert.media.beep import BeepDetector
 from voipalert.media.echo_line import EchoLine, EchoState
 from voipalert.media.goertzel import DtmfDetector
+from voipalert.net.rtp_dtmf import DETECTOR_FRAMES
+from voipalert.net.rtp_socket import BEEP_FRAMES
 
 FS = 8000
 SLOT = 160
 PTIME = 0.02
-DETECTOR_FRAMES = 3  # net.rtp_dtmf.DETECTOR_FRAMES
 
 
 @dataclass
@@ -111,8 +112,9 @@ def run_dtmf(pcm: NDArray[np.int16]) -> tuple[Timing, Timing, Timing]:
 def run_beep(pcm: NDArray[np.int16]) -> Timing:
     detector = BeepDetector()
     timing = Timing()
-    for frame in _frames(pcm):
-        timing.timed(detector.feed, frame)
+    frames = _frames(pcm)
+    for i in range(0, len(frames) - BEEP_FRAMES + 1, BEEP_FRAMES):
+        timing.timed(detector.feed, np.concatenate(frames[i : i + BEEP_FRAMES]))
     return timing
 
 

@@ -106,27 +106,48 @@ class BeepDetector:
         return None
 
 
+# The band and the "everything but hum" range as bin slices, computed once.
+_ABOVE_HUM: Final = int(np.searchsorted(_FREQS, 100.0))
+
+
+def _band(cfg: BeepConfig) -> tuple[int, int]:
+    """First and last bin (inclusive) of ``min_hz``..``max_hz``."""
+    lo = int(np.searchsorted(_FREQS, cfg.min_hz))
+    hi = int(np.searchsorted(_FREQS, cfg.max_hz, side="right")) - 1
+    return lo, hi
+
+
 def _tone_per_frame(
     frames: NDArray[np.float64], cfg: BeepConfig, min_power: float
 ) -> NDArray[np.float64]:
-    """Per frame: the frequency of a lone steady-state tone, or 0."""
+    """Per frame: the frequency of a lone steady-state tone, or 0.
+
+    Every step is one numpy operation over all the frames at once, on bin slices rather
+    than masks over the whole spectrum: the detector runs on every call's audio, and at
+    160 samples per frame numpy's per-call overhead, not the arithmetic, is the cost
+    (docs/capacity.md §5)."""
     power = np.einsum("ij,ij->i", frames, frames) / FRAME
     out = np.zeros(frames.shape[0])
     loud = np.flatnonzero(power >= min_power)
     if loud.size == 0:
         return out
-    spectrum = np.abs(np.fft.rfft(frames[loud] * _HANN, FFT, axis=1)) ** 2
-    band = (_FREQS >= cfg.min_hz) & (_FREQS <= cfg.max_hz)
-    peak = np.argmax(np.where(band, spectrum, 0.0), axis=1)
-    total = spectrum[:, _FREQS >= 100.0].sum(axis=1) + 1e-9
-    bins = np.arange(FFT // 2 + 1)
-    lobe = np.abs(bins[None, :] - peak[:, None]) <= _LOBE_BINS
-    purity = np.where(lobe, spectrum, 0.0).sum(axis=1) / total
-    ok = (purity >= cfg.min_purity) & (peak > 0) & (peak < FFT // 2)
+    coeffs = np.fft.rfft(frames[loud] * _HANN, FFT, axis=1)
+    spectrum = np.square(coeffs.real)
+    spectrum += np.square(coeffs.imag)
+    lo, hi = _band(cfg)
+    peak = lo + np.argmax(spectrum[:, lo : hi + 1], axis=1)
+    # Power from 100 Hz up, and within the peak's main lobe (±_LOBE_BINS), from one
+    # running sum per frame: cum[:, k] is the power of bins below k.
+    cum = np.zeros((loud.size, FFT // 2 + 2))
+    np.cumsum(spectrum, axis=1, out=cum[:, 1:])
     rows = np.arange(loud.size)
-    a = np.log(spectrum[rows, np.maximum(peak - 1, 0)] + 1e-9)
-    b = np.log(spectrum[rows, peak] + 1e-9)
-    c = np.log(spectrum[rows, np.minimum(peak + 1, FFT // 2)] + 1e-9)
+    total = cum[:, -1] - cum[:, _ABOVE_HUM] + 1e-9
+    lobe_lo = np.maximum(peak - _LOBE_BINS, 0)
+    lobe_hi = np.minimum(peak + _LOBE_BINS, FFT // 2) + 1
+    purity = (cum[rows, lobe_hi] - cum[rows, lobe_lo]) / total
+    neighbours = spectrum[rows[:, None], np.clip(peak[:, None] + (-1, 0, 1), 0, FFT // 2)]
+    ok = (purity >= cfg.min_purity) & (peak < FFT // 2) & (neighbours[:, 1] > 0)
+    a, b, c = np.log(neighbours + 1e-9).T
     curvature = a - 2 * b + c
     shift = np.where(curvature < 0, 0.5 * (a - c) / np.where(curvature < 0, curvature, -1), 0)
     hz = (peak + np.clip(shift, -0.5, 0.5)) * FS / FFT
