@@ -13,7 +13,8 @@ stage runs on its own so its cost is its own:
 * ``beep``: the beep detector on the same audio;
 * ``echo search``: the echo line while it looks for an echo of our prompt on a line that
   returns none (three windows of our speech, then it gives up);
-* ``echo subtraction``: the echo line once it has found the echo and cancels it.
+* ``echo subtraction``: the echo line once it has found the echo and cancels it, while
+  we speak, and while we are silent (the script listening for a key).
 
 For each: CPU microseconds (the process's, helper threads included) per second of received
 audio per call, that times ``--calls``
@@ -127,10 +128,15 @@ def run_beep(pcm: NDArray[np.int16]) -> Timing:
     return timing
 
 
-def run_echo(rng: np.random.Generator, seconds: float, *, echoes: bool) -> Timing:
+def run_echo(
+    rng: np.random.Generator, seconds: float, *, echoes: bool, pause_at: float | None = None
+) -> Timing:
     """Our prompt goes out slot by slot; the far end returns its echo (or unrelated talk).
     Only the calls made in the state of interest are kept."""
-    ours = through_g711(speechlike(rng, seconds, -14.0), "PCMU")
+    talk = speechlike(rng, seconds, -14.0)
+    if pause_at is not None:
+        talk[int(pause_at * FS) :] = 0.0  # the prompt ends: the script listens for a key
+    ours = through_g711(talk, "PCMU")
     if echoes:
         back = echo_of(ours, echo_path(rng, 40 * 8), 12.0)  # 40 ms round trip, ERL 12 dB
         back += speechlike(rng, seconds, -45.0, f0_hz=200.0)  # line noise and a murmur
@@ -150,7 +156,7 @@ def run_echo(rng: np.random.Generator, seconds: float, *, echoes: bool) -> Timin
         p0, t0 = time.process_time(), time.thread_time()
         line.received(frame, 0x1234, ts, now + 0.001)
         spent, process = time.thread_time() - t0, time.process_time() - p0
-        if state is keep:
+        if state is keep and (pause_at is None or now >= pause_at + 0.1):
             timing.calls.append(spent)
             timing.process += process
     return timing
@@ -195,6 +201,8 @@ def main() -> None:
         add("echo search (while searching)", search, max(len(search.calls), 1) * PTIME)
         cancel = run_echo(rng, args.seconds, echoes=True)
         add("echo subtraction (cancelling)", cancel, max(len(cancel.calls), 1) * PTIME)
+        idle = run_echo(rng, args.seconds, echoes=True, pause_at=args.seconds / 2)
+        add("echo subtraction (we are silent)", idle, max(len(idle.calls), 1) * PTIME)
     print(
         f"{args.repeat} runs of {args.seconds:g} s of audio per stage, medians; "
         f"the echo search ran {statistics.median(searched):.1f} s before deciding"

@@ -31,6 +31,9 @@ from numpy.typing import NDArray
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 
 BLOCK: Final = 80  # 10 ms at 8 kHz: two blocks per 20 ms RTP packet
+# A reference no louder than this (16-bit scale) echoes below one G.711 step near zero
+# (μ-law's smallest is 8, and A-law's silence is a steady 8): nothing to subtract.
+QUIET_PEAK: Final = 16.0
 DEFAULT_TAPS: Final = 480  # a 60 ms tail: the hybrid's dispersion plus alignment slack
 
 
@@ -62,6 +65,7 @@ class EchoCanceller:
         self._last_ref = np.zeros(BLOCK)
         self._peaks: deque[float] = deque([0.0] * self._parts, maxlen=self._parts)
         self._hangover = 0
+        self._quiet_blocks = 0  # consecutive reference blocks no louder than QUIET_PEAK
         # A reference block quieter than -50 dBm0 (speech pauses) does not adapt the filter.
         self._quiet = BLOCK * dbm0_to_power(-50.0)
         self._ref_pending = np.zeros(0)
@@ -99,6 +103,10 @@ class EchoCanceller:
         self._ref_pending = self._rx_pending = np.zeros(0)
 
     def _block(self, x: NDArray[np.float64], d: NDArray[np.float64]) -> NDArray[np.float64]:
+        peak = float(np.abs(x).max())
+        self._quiet_blocks = self._quiet_blocks + 1 if peak <= QUIET_PEAK else 0
+        if self._quiet_blocks > self._parts:
+            return self._idle_block(x, d, peak)
         cfg = self.config
         spectrum = np.fft.rfft(np.concatenate((self._last_ref, x)))
         self._last_ref = x
@@ -107,7 +115,7 @@ class EchoCanceller:
         echo = np.fft.irfft((self._history * self._weights).sum(axis=0))[BLOCK:]
         error = d - echo
         self.blocks += 1
-        self._peaks.append(float(np.abs(x).max()))
+        self._peaks.append(peak)
         if float(np.abs(d).max()) > cfg.geigel_threshold * max(self._peaks):
             self._hangover = cfg.hangover_blocks
         if self._hangover > 0:
@@ -134,3 +142,23 @@ class EchoCanceller:
         impulse[:, BLOCK:] = 0.0
         self._weights += np.fft.rfft(impulse, axis=1)
         return error
+
+    def _idle_block(
+        self, x: NDArray[np.float64], d: NDArray[np.float64], peak: float
+    ) -> NDArray[np.float64]:
+        """The whole tail of what we sent is quiet (we are listening, not speaking): the
+        echo estimate is below one G.711 step and the filter would not adapt (the block is
+        far under the -50 dBm0 bar), so the received block passes unchanged, for a few
+        numpy calls instead of six FFTs. The double-talk bookkeeping goes on as usual, and
+        the history is the silence it would hold (docs/capacity.md §5)."""
+        if self._quiet_blocks == self._parts + 1:
+            self._history[:] = 0
+        self._last_ref = x
+        self.blocks += 1
+        self._peaks.append(peak)
+        if float(np.abs(d).max()) > self.config.geigel_threshold * max(self._peaks):
+            self._hangover = self.config.hangover_blocks
+        if self._hangover > 0:
+            self._hangover -= 1
+            self.double_talk_blocks += 1
+        return d
