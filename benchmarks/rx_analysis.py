@@ -217,6 +217,17 @@ def main() -> None:
             f"{name:34} {per_s:17.0f} {per_s * args.calls / 1e4:13.1f} "
             f"{statistics.median(row.longest_ms):16.2f}"
         )
+    # What one call runs at once: the key and beep detectors always, plus the echo line.
+    for name, echo in (
+        ("a call, line without echo, searching", "echo search (while searching)"),
+        ("a call, echoing line, we speak", "echo subtraction (cancelling)"),
+        ("a call, echoing line, we listen", "echo subtraction (we are silent)"),
+    ):
+        per_s = sum(
+            statistics.median(rows[stage].per_second_us)
+            for stage in ("dtmf: total", "beep detector", echo)
+        )
+        print(f"{name:34} {per_s:17.0f} {per_s * args.calls / 1e4:13.1f}")
     print(f"load average {os.getloadavg()[0]:.2f} after")
 
 
