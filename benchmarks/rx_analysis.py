@@ -7,6 +7,8 @@ time into the echo line (``media.echo_line``), then the in-band DTMF detector an
 mailbox-beep detector (``media.beep``), each three frames at a time. Each
 stage runs on its own so its cost is its own:
 
+* ``receive path``: what every packet costs before the analysis (``media.receiver``: parse,
+  admission, sequence and jitter, G.711 decoding);
 * ``dtmf``: the in-band detector on speech-like audio with a key every 2 s, split into
   the grid of single-bin DFTs and cheap pre-tests (``goertzel``) and the full checks on
   the windows that pass them (``spectrum checks``);
@@ -17,11 +19,11 @@ stage runs on its own so its cost is its own:
   we speak, and while we are silent (the script listening for a key).
 
 For each: CPU microseconds (the process's, helper threads included) per second of received
-audio per call, that times ``--calls``
-as a share of one core, and the longest single call into the stage (what blocks the event
-loop: every other call's next packet waits behind it), all in this thread's CPU time, so
-that other processes preempting it do not count. Medians over ``--repeat`` runs; the
-core count and the load average are printed with them (the machine is shared).
+audio per call, that times ``--calls`` as a share of one core, and the longest single call
+into the stage (what blocks the event loop: every other call's next packet waits behind
+it) in this thread's CPU time, so that other processes preempting it do not count. Then
+what one call runs at once, in each state of its echo line. Medians over ``--repeat``
+runs; the core count and the load average are printed with them (the machine is shared).
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ from voipalert.media import g711
 from voipalert.media.beep import BeepDetector
 from voipalert.media.echo_line import EchoLine, EchoState
 from voipalert.media.goertzel import DtmfDetector
+from voipalert.media.receiver import ReceiverConfig, RtpReceiver
+from voipalert.media.rtp import RtpPacket
 from voipalert.net.rtp_dtmf import DETECTOR_FRAMES
 from voipalert.net.rtp_socket import BEEP_FRAMES
 
 FS = 8000
+RECEIVE = "receive path (parse, checks, decode)"
 SLOT = 160
 PTIME = 0.02
 
@@ -117,6 +122,21 @@ def run_dtmf(pcm: NDArray[np.int16]) -> tuple[Timing, Timing, Timing]:
         goertzel.calls.append(spent - examined)
         goertzel.process += process - examined
     return per_feed, goertzel, checks
+
+
+def run_receive(pcm: NDArray[np.int16]) -> Timing:
+    """The receive path before any analysis: parse, admission and sequence checks, jitter,
+    G.711 decoding (``media.receiver``), one datagram per frame."""
+    receiver = RtpReceiver(ReceiverConfig("PCMU", 0, 101, ("127.0.0.1", 40000)))
+    timing = Timing()
+    for n, frame in enumerate(_frames(pcm)):
+        data = RtpPacket(0, n, n * SLOT, 0x1234, g711.encode("PCMU", frame)).serialize()
+        now = n * PTIME
+        p0, t0 = time.process_time(), time.thread_time()
+        receiver.receive(data, ("127.0.0.1", 40000), now)
+        timing.calls.append(time.thread_time() - t0)
+        timing.process += time.process_time() - p0
+    return timing
 
 
 def run_beep(pcm: NDArray[np.int16]) -> Timing:
@@ -191,6 +211,7 @@ def main() -> None:
         rng = np.random.default_rng(100 + r)
         pcm = _far_end(rng, args.seconds)
         audio_s = pcm.size / FS
+        add(RECEIVE, run_receive(pcm), audio_s)
         whole, goertzel, checks = run_dtmf(pcm)
         add("dtmf: goertzel + pre-tests", goertzel, audio_s)
         add("dtmf: spectrum checks", checks, audio_s)
@@ -217,7 +238,8 @@ def main() -> None:
             f"{name:34} {per_s:17.0f} {per_s * args.calls / 1e4:13.1f} "
             f"{statistics.median(row.longest_ms):16.2f}"
         )
-    # What one call runs at once: the key and beep detectors always, plus the echo line.
+    # What one call runs at once: the receive path, the key and beep detectors, and the
+    # echo line in one of its states.
     for name, echo in (
         ("a call, line without echo, searching", "echo search (while searching)"),
         ("a call, echoing line, we speak", "echo subtraction (cancelling)"),
@@ -225,7 +247,12 @@ def main() -> None:
     ):
         per_s = sum(
             statistics.median(rows[stage].per_second_us)
-            for stage in ("dtmf: total", "beep detector", echo)
+            for stage in (
+                "receive path (parse, checks, decode)",
+                "dtmf: total",
+                "beep detector",
+                echo,
+            )
         )
         print(f"{name:34} {per_s:17.0f} {per_s * args.calls / 1e4:13.1f}")
     print(f"load average {os.getloadavg()[0]:.2f} after")
