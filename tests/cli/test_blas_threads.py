@@ -1,5 +1,5 @@
 """The command line caps numpy's BLAS at one thread unless told otherwise
-(voipalert/cli/_blas_threads.py, docs/capacity.md §5)."""
+(voipalert/cli/_blas_threads.py, docs/capacity.md §4)."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def test_while_we_listen_the_far_end_passes_untouched_and_the_filter_is_kept(
 ) -> None:
     """A pause in our prompt (the script listening for a key): once the whole tail is
     G.711 silence the received audio passes as it came (the idle path,
-    docs/capacity.md §5), and the echo path learned before is cancelled after the pause at
+    docs/capacity.md §4), and the echo path learned before is cancelled after the pause at
     least as well as before it."""
     rng = np.random.default_rng(11)
     talk = speechlike(rng, 3.0)

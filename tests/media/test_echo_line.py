@@ -95,7 +95,7 @@ def test_the_echo_is_found_and_a_key_under_it_heard(bulk: int) -> None:
 
 @pytest.mark.parametrize("bulk", [37, 1001, 3333])
 def test_a_faint_echo_at_any_delay_is_found_by_the_coarse_search(bulk: int) -> None:
-    """The search runs at a quarter of the rate, then refines (docs/capacity.md §5): a
+    """The search runs at a quarter of the rate, then refines (docs/capacity.md §4): a
     faint echo (ERL 20 dB) at a delay that is no multiple of 4 is found, to the sample
     an exhaustive full-rate search finds, with frames lost and reordered on the way."""
     rng = np.random.default_rng(bulk)

@@ -339,7 +339,7 @@ async def test_open_on_a_configured_port_and_fail_cleanly(allocator: RtpPortAllo
 
 
 async def test_beeps_are_listened_for_only_when_asked(allocator: RtpPortAllocator) -> None:
-    """The beep detector runs while the script can act on a beep (docs/capacity.md §5):
+    """The beep detector runs while the script can act on a beep (docs/capacity.md §4):
     off, a beep goes unreported; on again, the next one is heard."""
     pa, pb = allocator.allocate(), allocator.allocate()
     beeps: list[Beep] = []

@@ -125,7 +125,7 @@ def _tone_per_frame(
     Every step is one numpy operation over all the frames at once, on bin slices rather
     than masks over the whole spectrum: the detector runs on every call's audio, and at
     160 samples per frame numpy's per-call overhead, not the arithmetic, is the cost
-    (docs/capacity.md §5)."""
+    (docs/capacity.md §4)."""
     power = np.einsum("ij,ij->i", frames, frames) / FRAME
     out = np.zeros(frames.shape[0])
     loud = np.flatnonzero(power >= min_power)

@@ -20,7 +20,7 @@ ahead of the echo; no peak after ``attempts`` windows of our speech means it doe
 the received audio goes to the detector untouched, at no cost, for the rest of the call.
 
 The search is spread over the frames as they arrive, so that no single call blocks the
-event loop (docs/capacity.md §5): each frame adds its share to a cross-correlation over the
+event loop (docs/capacity.md §4): each frame adds its share to a cross-correlation over the
 lags at a quarter of the sample rate (sums of four samples, lags in steps of 4, one small
 FFT per 200 ms block), and once the window is full only the 13 full-rate lags around the
 best coarse one are computed.
@@ -324,7 +324,7 @@ class EchoLine:
         offsets = lags[-1] - lags  # where our audio ``lags[k]`` earlier starts in ours_f
         # Products summed by numpy's own loops, not a dot product (nor np.correlate, which
         # calls one): BLAS runs a dot this long on its helper threads, and waits for them
-        # spinning; on a busy machine that cost 10-50 ms of the loop (docs/capacity.md §5).
+        # spinning; on a busy machine that cost 10-50 ms of the loop (docs/capacity.md §4).
         corr = np.array([(ours_f[o : o + heard.size] * heard).sum() for o in offsets.tolist()])
         energy = squares[offsets + heard.size] - squares[offsets]
         full = np.abs(corr) / np.sqrt(energy * float(np.square(heard).sum()) + 1e-9)

@@ -424,7 +424,7 @@ class RtpSession:
     def listen_for_beeps(self, enabled: bool) -> None:
         """Run the mailbox-beep detector only while a beep would change what the call
         does (the script says when): it costs more than the key detector
-        (docs/capacity.md §5). A beep heard again later starts from scratch."""
+        (docs/capacity.md §4). A beep heard again later starts from scratch."""
         if enabled == (self._beeps is not None) or self._on_beep is None:
             return
         self._beeps = BeepDetector() if enabled else None
