@@ -120,6 +120,25 @@ def test_a_faint_echo_at_any_delay_is_found_by_the_coarse_search(bulk: int) -> N
     assert line.stats.correlation >= 0.2
 
 
+def test_timestamps_that_jump_cannot_make_the_search_allocate_the_jump() -> None:
+    """A hostile far end's RTP timestamps leap by a quarter of the 32-bit range every few
+    frames: the search window never spans the leap (it starts again), so what it allocates
+    stays the size of a window, and nothing raises."""
+    rng = np.random.default_rng(6)
+    ours = through_g711(speechlike(rng, 6.0), "PCMU")
+    theirs = through_g711(speechlike(rng, 6.0, dbm0=-20.0, f0_hz=210.0), "PCMU")
+    line = EchoLine("PCMU")
+    for n in range(ours.size // SLOT):
+        line.sent(n, n * PTIME, g711.encode("PCMU", ours[n * SLOT : (n + 1) * SLOT]))
+        leap = (n // 7) * (1 << 30)
+        timestamp = (n * SLOT + leap) % (1 << 32)
+        frame = theirs[n * SLOT : (n + 1) * SLOT]
+        np.testing.assert_array_equal(line.received(frame, 0x77, timestamp, n * PTIME), frame)
+    assert line.state is EchoState.SEARCHING
+    assert line.stats.searches == 0
+    assert line.stats.window_restarts >= 40
+
+
 def test_a_line_without_echo_is_left_alone_after_three_searches() -> None:
     rng = np.random.default_rng(1)
     ours = through_g711(speechlike(rng, 9.0), "PCMU")

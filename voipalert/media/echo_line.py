@@ -83,6 +83,7 @@ class EchoLineStats:
     searches: int = 0
     frames_cancelled: int = 0
     re_anchored: int = 0
+    window_restarts: int = 0  # search windows dropped for a frame far outside them
 
 
 class EchoLine:
@@ -238,6 +239,14 @@ class EchoLine:
     # ------------------------------------------------------------------ finding the echo
 
     def _search(self, position: int, pcm: NDArray[np.int16]) -> None:
+        if self._heard:
+            # The window's frames must lie together: a timestamp that jumps (a hostile or
+            # broken far end) would otherwise make the window, and what the search
+            # allocates for it, as long as the jump. Such a frame starts a new window.
+            first = self._heard[0][0]
+            if not first - self._slot_samples <= position <= first + 2 * self._window:
+                self.stats.window_restarts += 1
+                self._new_window()
         self._heard.append((position, pcm))
         self._heard_samples += pcm.size
         self._accumulate(position, pcm)
