@@ -122,15 +122,16 @@ def test_a_faint_echo_at_any_delay_is_found_by_the_coarse_search(bulk: int) -> N
 
 def test_timestamps_that_jump_cannot_make_the_search_allocate_the_jump() -> None:
     """A hostile far end's RTP timestamps leap by a quarter of the 32-bit range every few
-    frames: the search window never spans the leap (it starts again), so what it allocates
-    stays the size of a window, and nothing raises."""
+    frames, forwards and back: the search window never spans a leap nor takes a frame from
+    before its start (it starts again), so what it allocates stays the size of a window,
+    and nothing raises."""
     rng = np.random.default_rng(6)
     ours = through_g711(speechlike(rng, 6.0), "PCMU")
     theirs = through_g711(speechlike(rng, 6.0, dbm0=-20.0, f0_hz=210.0), "PCMU")
     line = EchoLine("PCMU")
     for n in range(ours.size // SLOT):
         line.sent(n, n * PTIME, g711.encode("PCMU", ours[n * SLOT : (n + 1) * SLOT]))
-        leap = (n // 7) * (1 << 30)
+        leap = (n // 7) % 2 * (1 << 30) - (n % 11 == 0) * 320  # and now and then 40 ms back
         timestamp = (n * SLOT + leap) % (1 << 32)
         frame = theirs[n * SLOT : (n + 1) * SLOT]
         np.testing.assert_array_equal(line.received(frame, 0x77, timestamp, n * PTIME), frame)

@@ -240,11 +240,12 @@ class EchoLine:
 
     def _search(self, position: int, pcm: NDArray[np.int16]) -> None:
         if self._heard:
-            # The window's frames must lie together: a timestamp that jumps (a hostile or
-            # broken far end) would otherwise make the window, and what the search
-            # allocates for it, as long as the jump. Such a frame starts a new window.
+            # The window's frames must lie together, after its first: a timestamp that
+            # jumps (a hostile or broken far end) would otherwise make the window, and
+            # what the search allocates for it, as long as the jump, or fall before the
+            # window's start. Such a frame starts a new window.
             first = self._heard[0][0]
-            if not first - self._slot_samples <= position <= first + 2 * self._window:
+            if not first <= position <= first + 2 * self._window:
                 self.stats.window_restarts += 1
                 self._new_window()
         self._heard.append((position, pcm))
