@@ -23,6 +23,7 @@ samples fed; nothing here reads a clock.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -59,11 +60,21 @@ class Beep:
 
 
 class BeepDetector:
-    """Streaming beep detector: feed 8 kHz audio in chunks of any size."""
+    """Streaming beep detector: feed 8 kHz audio in chunks of any size.
 
-    def __init__(self, config: BeepConfig | None = None) -> None:
+    Not every frame is analysed. A beep is at least ``frames_needed`` tonal frames in a
+    row, so while nothing tonal is heard only every ``stride``-th frame (half that many)
+    is looked at; a tonal one means the frames before it, kept aside, are analysed after
+    all and every frame is until a frame is not tonal. Any run of tonal frames long enough
+    to be a beep contains a sampled frame within its first ``stride``, so it is seen from
+    its first frame, and the reports are those of analysing every frame (``exhaustive``,
+    the reference the tests compare with) at a fraction of the cost: speech is rarely
+    tonal (docs/capacity.md §4)."""
+
+    def __init__(self, config: BeepConfig | None = None, *, exhaustive: bool = False) -> None:
         self.config = cfg = config or BeepConfig()
         self._frames_needed = max(1, round(cfg.min_seconds * FS / FRAME))
+        self._stride = 1 if exhaustive else max(1, self._frames_needed // 2)
         self._min_power = dbm0_to_power(cfg.min_dbm0)
         self._pending: NDArray[np.float64] = np.zeros(0)
         self._frame_index = 0
@@ -71,6 +82,9 @@ class BeepDetector:
         self._run_frames = 0
         self._run_start = 0
         self._reported = False
+        self._tracking = self._stride == 1  # analysing every frame
+        # The frames since the last sampled one, for a tonal one to look back on.
+        self._back: deque[NDArray[np.float64]] = deque(maxlen=max(1, self._stride - 1))
 
     def feed(self, pcm: NDArray[np.int16]) -> list[Beep]:
         x = np.concatenate((self._pending, pcm.astype(np.float64)))
@@ -79,13 +93,41 @@ class BeepDetector:
         if whole == 0:
             return []
         frames = x[: whole * FRAME].reshape(whole, FRAME)
-        hz = _tone_per_frame(frames, self.config, self._min_power)
+        hz = np.full(whole, np.nan)  # analysed so far in this chunk
         found: list[Beep] = []
-        for f in hz:
-            beep = self._step(float(f))
+        for i in range(whole):
+            if self._tracking or self._frame_index % self._stride == 0:
+                if np.isnan(hz[i]):
+                    # Tracking: the rest of the chunk in one call; sampling: this frame.
+                    stop = whole if self._tracking else i + 1
+                    hz[i:stop] = _tone_per_frame(frames[i:stop], self.config, self._min_power)
+                if hz[i] > 0.0 and not self._tracking:
+                    self._look_back()
+                    self._tracking = True
+                tone = float(hz[i])
+            else:
+                tone = 0.0  # not analysed: as if not tonal (see the class docstring)
+            beep = self._step(tone)
             if beep is not None:
                 found.append(beep)
+            if tone <= 0.0 and self._stride > 1:
+                self._tracking = False
+            if self._stride > 1:
+                self._back.append(frames[i])
         return found
+
+    def _look_back(self) -> None:
+        """A sampled frame is tonal: replay the frames since the previous sample with what
+        they really hold. Those were stepped as silence, which left the state as the frame
+        before them did (not tonal, or the run would have been sampled already)."""
+        if not self._back:
+            return
+        back = np.stack(self._back)
+        self._back.clear()
+        self._frame_index -= back.shape[0]
+        self._run_frames, self._reported = 0, False
+        for tone in _tone_per_frame(back, self.config, self._min_power):
+            self._step(float(tone))  # fewer than frames_needed: never a report
 
     def _step(self, hz: float) -> Beep | None:
         index = self._frame_index
