@@ -153,7 +153,7 @@ class EchoCanceller:
         """The whole tail of what we sent is quiet (we are listening, not speaking): the
         echo estimate is below one G.711 step and the filter would not adapt (the block is
         far under the -50 dBm0 bar), so the received block passes unchanged, for a few
-        numpy calls instead of six FFTs. The double-talk bookkeeping goes on as usual, and
+        numpy calls instead of five FFTs. The double-talk bookkeeping goes on as usual, and
         the history is the silence it would hold (docs/capacity.md §4)."""
         if self._quiet_blocks == self._parts + 1:
             self._forget_history()
