@@ -733,6 +733,9 @@ class _Call:
                 self._send_hang_up()
             elif isinstance(action, ScriptResult):
                 self._finish([action])
+        session = self.media.session
+        if session is not None:
+            session.listen_for_beeps(self.script.listening_for_beep)
 
     async def _play(self, keys: Sequence[str]) -> None:
         """Get the prompts' audio in a helper task: the loop stays free meanwhile, so a

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from tests.media.dtmf_signals import dtmf, silence, to_pcm
+from tests.media.dtmf_signals import dtmf, silence, sine, to_pcm
 from voipalert.media import g711
+from voipalert.media.beep import Beep
 from voipalert.media.dtmf import DtmfSource
 from voipalert.media.playout import PlayEnd
 from voipalert.media.receiver import AudioFrame, DropReason
@@ -341,3 +342,31 @@ async def test_open_on_a_configured_port_and_fail_cleanly(allocator: RtpPortAllo
     again = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     again.bind((HOST, port))  # the RTP port was not leaked
     again.close()
+
+
+async def test_beeps_are_listened_for_only_when_asked(allocator: RtpPortAllocator) -> None:
+    """The beep detector runs while the script can act on a beep (docs/capacity.md §4):
+    off, a beep goes unreported; on again, the next one is heard."""
+    pa, pb = allocator.allocate(), allocator.allocate()
+    beeps: list[Beep] = []
+    a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa, rng=random.Random(1))
+    b = await RtpSession.open(
+        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_beep=beeps.append
+    )
+    beep = to_pcm(np.concatenate((silence(0.1), sine(1000.0, 2400, -15.0), silence(0.1))))
+    try:
+        b.listen_for_beeps(False)
+        async with asyncio.timeout(5):
+            assert await a.play(beep) == PlayEnd.FINISHED
+        await _eventually(lambda: b.receiver_stats.packets >= a.stats.packets)
+        assert beeps == []
+        b.listen_for_beeps(True)
+        async with asyncio.timeout(5):
+            assert await a.play(beep) == PlayEnd.FINISHED
+        await _eventually(lambda: len(beeps) == 1)
+        assert abs(beeps[0].hz - 1000.0) < 10.0
+    finally:
+        await a.close()
+        await b.close()
+        allocator.release(pa)
+        allocator.release(pb)

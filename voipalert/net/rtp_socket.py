@@ -62,7 +62,7 @@ from voipalert.net.rtp_config import (
     SenderStats,
     normalise_address,
 )
-from voipalert.net.rtp_dtmf import DigitInbox
+from voipalert.net.rtp_dtmf import DETECTOR_FRAMES, DigitInbox
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.srtp import SrtpContext
 
@@ -73,6 +73,7 @@ MAX_CACHED_ADDRESSES: Final = 16
 # keeps a spray that goes on during the drain from holding the loop.
 MAX_DRAINED: Final = 4096
 REJECT_LOG_INTERVAL: Final = 10.0
+BEEP_FRAMES: Final = DETECTOR_FRAMES  # packets per call into the beep detector
 _REFUSALS: Final = frozenset(
     {DropReason.WRONG_SOURCE, DropReason.PROBATION, DropReason.CONTESTED, DropReason.WRONG_SSRC}
 )
@@ -98,6 +99,7 @@ class RtpSession:
         self._on_audio = on_audio
         self._on_beep = on_beep
         self._beeps = BeepDetector() if on_beep is not None else None
+        self._beep_frames: list[NDArray[np.int16]] = []
         self._loop = asyncio.get_running_loop()
         self._pacer = pacer
         samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
@@ -410,8 +412,24 @@ class RtpSession:
         if self._inbox.audio(pcm, now):
             self._interrupt()
         if self._beeps is not None and self._on_beep is not None:
-            for beep in self._beeps.feed(pcm):
-                self._on_beep(beep)
+            # Three packets at a time, as for the key detector (net.rtp_dtmf): numpy's
+            # per-call cost dominates at 160 samples, and 40 ms later is early enough to
+            # start speaking into a mailbox.
+            self._beep_frames.append(pcm)
+            if len(self._beep_frames) >= BEEP_FRAMES:
+                chunk = np.concatenate(self._beep_frames)
+                self._beep_frames.clear()
+                for beep in self._beeps.feed(chunk):
+                    self._on_beep(beep)
+
+    def listen_for_beeps(self, enabled: bool) -> None:
+        """Run the mailbox-beep detector only while a beep would change what the call
+        does (the script says when): it costs more than the key detector
+        (docs/capacity.md §4). A beep heard again later starts from scratch."""
+        if enabled == (self._beeps is not None) or self._on_beep is None:
+            return
+        self._beeps = BeepDetector() if enabled else None
+        self._beep_frames.clear()
 
     # ------------------------------------------------------------------ RTCP
 
