@@ -48,7 +48,7 @@ from voipalert.media.goertzel import DtmfDetector
 from voipalert.media.receiver import ReceiverConfig, RtpReceiver
 from voipalert.media.rtp import RtpPacket
 from voipalert.net.rtp_dtmf import DETECTOR_FRAMES
-from voipalert.net.rtp_socket import BEEP_FRAMES
+from voipalert.net.rtp_inbound import BEEP_FRAMES
 
 FS = 8000
 RECEIVE = "receive path (parse, checks, decode)"

@@ -8,7 +8,8 @@
   session is opened on answer and discards that backlog unread (counted in
   ``stats.drained_before_answer``) before it attaches its protocol.
 * Refused sources (wrong address, probation, contested latching, wrong SSRC) are counted by
-  the receiver and logged here, at most once per ``REJECT_LOG_INTERVAL`` per call.
+  the receiver and logged by the receive half (``net.rtp_inbound``), at most once per
+  ``REJECT_LOG_INTERVAL`` per call; RTCP is ``net.rtp_rtcp``'s.
 * Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; after a stall the
   slots still within a jitter buffer's depth leave at once, older ones are skipped; the
   RTP timestamp keeps counting sampling time (docs/realtime.md §1).
@@ -33,10 +34,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from voipalert.clock import Clock, SystemClock
-from voipalert.media.beep import Beep, BeepDetector
+from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.echo_line import EchoLine
-from voipalert.media.errors import RemoteProtocolError
 from voipalert.media.g711 import SAMPLE_RATE_HZ
 from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
@@ -45,16 +45,11 @@ from voipalert.media.quality import CallQuality, CallQualityMeter
 from voipalert.media.receiver import (
     Address,
     AudioFrame,
-    DigitReceived,
-    DropReason,
-    PacketDropped,
     ReceiverConfig,
     ReceiverStats,
     RtpReceiver,
-    SourceLatched,
 )
 from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
-from voipalert.media.rtcp import compound, parse_compound
 from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_config import (
@@ -62,21 +57,17 @@ from voipalert.net.rtp_config import (
     SenderStats,
     normalise_address,
 )
-from voipalert.net.rtp_dtmf import DETECTOR_FRAMES, DigitInbox
+from voipalert.net.rtp_dtmf import DigitInbox
+from voipalert.net.rtp_inbound import InboundHooks, InboundMedia
 from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.rtp_rtcp import OurStream, RtcpLink, RtcpSink
 from voipalert.net.srtp import SrtpContext
 
 log = logging.getLogger("voipalert.net.rtp")
 
-MAX_CACHED_ADDRESSES: Final = 16
 # A socket buffer holds a few hundred datagrams (rmem_default ~208 KiB); the bound only
 # keeps a spray that goes on during the drain from holding the loop.
 MAX_DRAINED: Final = 4096
-REJECT_LOG_INTERVAL: Final = 10.0
-BEEP_FRAMES: Final = DETECTOR_FRAMES  # packets per call into the beep detector
-_REFUSALS: Final = frozenset(
-    {DropReason.WRONG_SOURCE, DropReason.PROBATION, DropReason.CONTESTED, DropReason.WRONG_SSRC}
-)
 
 __all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
@@ -96,10 +87,6 @@ class RtpSession:
         clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self._on_audio = on_audio
-        self._on_beep = on_beep
-        self._beeps = BeepDetector() if on_beep is not None else None
-        self._beep_frames: list[NDArray[np.int16]] = []
         self._loop = asyncio.get_running_loop()
         self._pacer = pacer
         samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
@@ -128,15 +115,22 @@ class RtpSession:
             if config.inband_dtmf and config.echo_canceller
             else None
         )
-        # RTCP (RFC 3550 §6): our reports every 5 s (randomised), theirs read and checked.
-        self.quality = CallQualityMeter(self._packetizer.ssrc)
-        self._cname = f"{rng.getrandbits(64):016x}@voipalert"  # RFC 7022: random per session
-        self._rtcp_timer: asyncio.TimerHandle | None = None
-        self._rtcp_rng = rng
         # SRTP (RFC 3711) when the SDP exchange agreed keys: docs/security.md §SRTP.
         self._srtp = SrtpContext(config.srtp) if config.srtp is not None else None
-        self._clock = clock or SystemClock()
-        self._addresses: dict[tuple[object, ...], Address] = {}
+        self.stats = SenderStats()
+        self.last_error: OSError | None = None
+        # The receive half: datagrams to key presses, audio to the detectors.
+        self._inbound = InboundMedia(
+            receiver=self._receiver, inbox=self._inbox, stats=self.stats, srtp=self._srtp,
+            echo=self.echo,
+            hooks=InboundHooks(self._key, self._interrupt, self._latched, on_audio, on_beep),
+        )  # fmt: skip
+        # RTCP (RFC 3550 §6): our reports every interval (randomised), theirs read, checked.
+        self._rtcp_link = RtcpLink(
+            ssrc=self._packetizer.ssrc, interval=config.rtcp_interval_s, rng=rng,
+            clock=clock or SystemClock(), receiver=self._receiver, srtp=self._srtp,
+            ours=OurStream(self.stats, lambda: self._packetizer.next_timestamp, lambda: self._dest),
+        )  # fmt: skip
         self._plays: dict[int, tuple[asyncio.Future[PlayEnd], bool]] = {}
         self._event: EventSender | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -144,10 +138,6 @@ class RtpSession:
         self._rtcp: asyncio.DatagramTransport | None = None
         self._closed = False
         self._sending = True
-        self._reject_logged_at: float | None = None
-        self._rejected_since_log = 0
-        self.stats = SenderStats()
-        self.last_error: OSError | None = None
 
     @classmethod
     async def open(
@@ -191,7 +181,7 @@ class RtpSession:
             ports.close()
             raise
         session._pacer.add(session, ptime=config.ptime_ms / 1000)
-        session._schedule_rtcp(config.rtcp_interval_s / 2)  # §6.2: the first at half
+        session._rtcp_link.start()
         return session
 
     async def _attach(self, ports: RtpPorts) -> None:
@@ -206,8 +196,9 @@ class RtpSession:
         )
         self._sock = ports.rtp
         self._rtcp, _ = await loop.create_datagram_endpoint(
-            lambda: _RtcpSink(self), sock=ports.rtcp
+            lambda: RtcpSink(self._rtcp_link, self.stats), sock=ports.rtcp
         )
+        self._rtcp_link.attach(self._rtcp)
 
     async def __aenter__(self) -> Self:
         return self
@@ -232,6 +223,19 @@ class RtpSession:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def quality(self) -> CallQualityMeter:
+        """The call's RTCP quality meter (reports sent and received, round trips)."""
+        return self._rtcp_link.quality
+
+    def quality_summary(self) -> CallQuality:
+        """The call's audio quality so far (both directions, from RTCP and our counters)."""
+        return self._rtcp_link.summary()
+
+    def listen_for_beeps(self, enabled: bool) -> None:
+        """Run the mailbox-beep detector only while the script would act on a beep."""
+        self._inbound.listen_for_beeps(enabled)
 
     # ------------------------------------------------------------------ playing
 
@@ -364,150 +368,10 @@ class RtpSession:
     # ------------------------------------------------------------------ datagrams
 
     def _datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
-        now = self._loop.time()
-        if self._srtp is not None:
-            plain = self._unprotect(self._srtp, data, addr)
-            if plain is None:
-                return
-            data = plain
-        source = self._addresses.get(addr)
-        if source is None:
-            if len(self._addresses) >= MAX_CACHED_ADDRESSES:
-                self._addresses.clear()  # a flood of strangers: start over
-            source = self._addresses[addr] = normalise_address(addr)
-        for event in self._receiver.receive(data, source, now):
-            if isinstance(event, AudioFrame):
-                self._audio(event, now)
-            elif isinstance(event, DigitReceived):
-                self._key(event.digit.char, DtmfSource.RFC4733)
-            elif isinstance(event, SourceLatched):
-                log.info("RTP source latched to %s:%d (NAT)", *event.address)
-                self._dest = event.address
-            elif isinstance(event, PacketDropped) and event.reason in _REFUSALS:
-                self._refused(source, event.reason, now)
+        self._inbound.datagram(data, addr)
 
-    def _unprotect(self, srtp: SrtpContext, data: bytes, addr: tuple[object, ...]) -> bytes | None:
-        # Authenticated before anything reads it: a forged or replayed packet (a key press
-        # among them) is counted here and goes no further.
-        plain = srtp.unprotect(data)
-        if plain is None:
-            self.stats.srtp_rejected += 1
-            if self.stats.srtp_rejected == 1:
-                # Once per call: a far end on another key fails every packet, and the
-                # counter alone would leave that silent.
-                log.warning(
-                    "SRTP packet from %s:%s failed authentication (forged, tampered, "
-                    "replayed, or not under the far end's key); such packets are dropped "
-                    "and counted", *addr[:2],
-                )  # fmt: skip
-        return plain
-
-    def _audio(self, frame: AudioFrame, now: float) -> None:
-        if self._on_audio is not None:
-            self._on_audio(frame)
-        pcm = frame.pcm
-        if self.echo is not None:
-            # Our own prompt's echo out first, so a key pressed under it is heard.
-            pcm = self.echo.received(pcm, frame.ssrc, frame.timestamp, now)
-        if self._inbox.audio(pcm, now):
-            self._interrupt()
-        if self._beeps is not None and self._on_beep is not None:
-            # Three packets at a time, as for the key detector (net.rtp_dtmf): numpy's
-            # per-call cost dominates at 160 samples, and 40 ms later is early enough to
-            # start speaking into a mailbox.
-            self._beep_frames.append(pcm)
-            if len(self._beep_frames) >= BEEP_FRAMES:
-                chunk = np.concatenate(self._beep_frames)
-                self._beep_frames.clear()
-                for beep in self._beeps.feed(chunk):
-                    self._on_beep(beep)
-
-    def listen_for_beeps(self, enabled: bool) -> None:
-        """Run the mailbox-beep detector only while a beep would change what the call
-        does (the script says when): it costs more than the key detector
-        (docs/capacity.md §4). A beep heard again later starts from scratch."""
-        if enabled == (self._beeps is not None) or self._on_beep is None:
-            return
-        self._beeps = BeepDetector() if enabled else None
-        self._beep_frames.clear()
-
-    # ------------------------------------------------------------------ RTCP
-
-    def _schedule_rtcp(self, interval: float) -> None:
-        # §6.3.1: each interval randomised over [0.5, 1.5] so that sessions started together
-        # do not report together.
-        delay = interval * self._rtcp_rng.uniform(0.5, 1.5)
-        self._rtcp_timer = self._loop.call_later(delay, self._send_rtcp)
-
-    def _send_rtcp(self) -> None:
-        self._rtcp_timer = None
-        if self._closed or self._rtcp is None:
-            return
-        report = self.quality.report(
-            now=self._loop.time(), wall=self._wall(), sent_packets=self.stats.packets,
-            sent_octets=self.stats.octets, rtp_timestamp=self._packetizer.next_timestamp,
-            source=self._receiver.source_counts(),
-        )  # fmt: skip
-        host, port = self._dest
-        packet = compound(report, self._cname)
-        if self._srtp is not None:
-            packet = self._srtp.protect_rtcp(packet)
-        try:
-            self._rtcp.sendto(packet, (host, port + 1))
-        except OSError:
-            self.stats.transport_errors += 1
-        self._schedule_rtcp(self.config.rtcp_interval_s)
-
-    def _rtcp_datagram(self, data: bytes, addr: tuple[object, ...]) -> None:
-        self.stats.rtcp_packets_received += 1
-        host = normalise_address(addr)[0]
-        source = self._receiver.source
-        # Only from the host our media comes from (or the SDP's, before any media): a
-        # stranger's reports would falsify the call's quality record.
-        if host not in {self._dest[0], source[0] if source is not None else None}:
-            self.stats.rtcp_refused += 1
-            return
-        if self._srtp is not None:
-            plain = self._srtp.unprotect_rtcp(data)
-            if plain is None:
-                self.stats.srtcp_rejected += 1
-                return
-            data = plain
-        try:
-            reports = parse_compound(data)
-        except RemoteProtocolError:
-            self.stats.rtcp_malformed += 1
-            return
-        self.quality.received(reports, now=self._loop.time(), wall=self._wall())
-
-    def _wall(self) -> float:
-        """Unix time for the NTP timestamps of reports (§4)."""
-        return self._clock.now_utc().timestamp()
-
-    def quality_summary(self) -> CallQuality:
-        """The call's audio quality so far (both directions, from RTCP and our counters)."""
-        stats = self._receiver.stats
-        return self.quality.summary(
-            stats.expected, stats.lost, stats.jitter,
-            sent_skipped_slots=self.stats.skipped_slots, sent_dropped=self.stats.send_dropped,
-        )  # fmt: skip
-
-    def _refused(self, source: Address, reason: DropReason, now: float) -> None:
-        # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).
-        self._rejected_since_log += 1
-        last = self._reject_logged_at
-        if last is not None and now - last < REJECT_LOG_INTERVAL:
-            return
-        fixed = self._receiver.source
-        # Probation is the normal start of a NAT'd far end's stream: not a warning.
-        level = logging.INFO if reason is DropReason.PROBATION else logging.WARNING
-        log.log(
-            level,
-            "RTP from %s:%d refused (%s); %d refused since the last report, source %s",
-            source[0], source[1], reason.value, self._rejected_since_log,
-            f"{fixed[0]}:{fixed[1]}" if fixed else "not fixed",
-        )  # fmt: skip
-        self._reject_logged_at, self._rejected_since_log = now, 0
+    def _latched(self, address: Address) -> None:
+        self._dest = address
 
     def _error(self, exc: OSError) -> None:
         # Linux reports no ICMP errors on an unconnected UDP socket; what arrives here are
@@ -531,9 +395,7 @@ class RtpSession:
     def _shutdown(self) -> None:
         self._closed = True
         self._pacer.remove(self)
-        if self._rtcp_timer is not None:
-            self._rtcp_timer.cancel()
-            self._rtcp_timer = None
+        self._rtcp_link.stop()
         self._ended(self._queue.stop(PlayEnd.STOPPED))
         for future, _ in self._plays.values():
             if not future.done():
@@ -586,16 +448,3 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._session._lost(exc)
-
-
-class _RtcpSink(asyncio.DatagramProtocol):
-    """Reads RTCP on port + 1 (RFC 3550 §11) for the call's quality record."""
-
-    def __init__(self, session: RtpSession) -> None:
-        self._session = session
-
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        self._session._rtcp_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self._session.stats.transport_errors += 1
