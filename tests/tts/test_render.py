@@ -1,7 +1,10 @@
 """Rendering with the REAL default voice (Piper + en_US-joe-medium)."""
 
 import asyncio
+import multiprocessing
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -136,6 +139,34 @@ async def test_synthesis_runs_off_the_event_loop(renderer: Renderer) -> None:
             await ticker
     # Synthesis takes hundreds of milliseconds; a blocked loop would tick once at most.
     assert ticks >= 5
+
+
+async def test_a_worker_process_is_never_started_from_the_event_loop(
+    inventory: VoiceInventory,
+) -> None:
+    """The pool starts its workers when work is submitted (through the forkserver, which
+    it starts first): a submit from the loop would block every call's audio for as long
+    (190 ms measured under load). Every submit, and so every start, happens off the loop."""
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    renderer = Renderer(inventory, workers=2)
+    loop_thread = threading.get_ident()
+    submitted_from: list[int] = []
+
+    class Watched(ProcessPoolExecutor):
+        def submit(self, *args: Any, **kwargs: Any) -> Future[Any]:
+            submitted_from.append(threading.get_ident())
+            return super().submit(*args, **kwargs)
+
+    renderer._pool.shutdown()
+    renderer._pool = Watched(max_workers=2, mp_context=multiprocessing.get_context("forkserver"))
+    try:
+        texts = ("The first worker starts for this.", "A second worker may start for this.")
+        await asyncio.gather(*(renderer.render(text) for text in texts))
+        assert len(submitted_from) == 2
+        assert loop_thread not in submitted_from
+    finally:
+        await renderer.aclose()
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_shared_render(renderer: Renderer) -> None:

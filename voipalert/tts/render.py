@@ -116,11 +116,16 @@ class Renderer:
     async def _in_worker(
         self, function: Callable[[synth_worker.Job], _R], job: synth_worker.Job
     ) -> _R:
-        """Run ``function(job)`` in a worker; a dead worker is replaced and the job fails."""
-        loop = asyncio.get_running_loop()
+        """Run ``function(job)`` in a worker; a dead worker is replaced and the job fails.
+
+        Submitted from a thread, not the loop: a submit may start a worker process (the
+        pool grows on demand, and a broken pool is replaced), which waits on the
+        forkserver, and the first one starts the forkserver itself: 190 ms with the loop
+        blocked was measured under load, every call's audio held meanwhile."""
         pool = self._pool
         try:
-            result = await loop.run_in_executor(pool, function, job)
+            future = await asyncio.to_thread(pool.submit, function, job)
+            result = await asyncio.wrap_future(future)
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 _log.error("a speech worker process died (%s); starting new ones", exc)
