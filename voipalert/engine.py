@@ -97,6 +97,7 @@ class _Running:
 
     task: asyncio.Task[None]
     stop: StopRequest
+    alert: int
 
 
 def alert_fields(alert: Alert) -> dict[str, str]:
@@ -213,7 +214,9 @@ class Engine:
         now = self._clock.now_utc()
         rota = await self._current_rota()
         due: datetime | None = None
-        for alert, attempts in await self._store.engine_snapshot():
+        snapshot = await self._store.engine_snapshot()
+        self._stop_unheld({alert.id for alert, _ in snapshot})
+        for alert, attempts in snapshot:
             with log_context(alert_id=alert.id):
                 try:
                     wait = await self._reconcile(alert, attempts, rota, now)
@@ -223,6 +226,16 @@ class Engine:
             if wait is not None and (due is None or wait < due):
                 due = wait
         return due
+
+    def _stop_unheld(self, held: set[int]) -> None:
+        """A call for an alert the snapshot no longer holds: on one of several nodes, its
+        lease went to another node (this one stopped renewing it in time), which has
+        interrupted the attempt and re-plans; this call must end (docs/multi-node.md). With
+        one engine it cannot happen: an alert with a call in progress stays in the
+        snapshot until its attempt is recorded."""
+        for running in self._calls.values():
+            if running.alert not in held and running.stop.request(StopReason.HANDLED):
+                log.warning("call for alert %s: its lease is lost, asked to stop", running.alert)
 
     async def _reconcile(
         self, alert: Alert, attempts: Sequence[Attempt], rota: Rota, now: datetime
@@ -324,7 +337,7 @@ class Engine:
         task = self._group.create_task(
             self._call(attempt, notification, stop), name=f"call {attempt.key}"
         )
-        self._calls[attempt.id] = _Running(task, stop)
+        self._calls[attempt.id] = _Running(task, stop, alert.id)
 
     async def _call(self, attempt: Attempt, notification: Notification, stop: StopRequest) -> None:
         try:

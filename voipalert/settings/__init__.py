@@ -27,6 +27,7 @@ from voipalert.errors import ConfigError
 from voipalert.settings.sections import (
     AlertmanagerHookSettings,
     CallSettings,
+    ClusterSettings,
     ConsoleSettings,
     DatabaseSettings,
     EmailRuleSettings,
@@ -52,6 +53,7 @@ __all__ = [
     "ENV_PREFIX",
     "AlertmanagerHookSettings",
     "CallSettings",
+    "ClusterSettings",
     "ConsoleSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
@@ -105,6 +107,7 @@ class Settings(BaseSettings):
     rota_sources: RotaSourcesSettings = RotaSourcesSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
+    cluster: ClusterSettings = ClusterSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
     outbound: OutboundSettings = OutboundSettings()
