@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
+from pydantic import ValidationError
 
 from tests.store.conftest import PgServer, new_pg_database
 from tests.test_engine import ROTA, START
@@ -24,9 +25,11 @@ from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, NewAlert
 from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
+from voipalert.ingest.metrics import IngestMetrics
 from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopReason, StopRequest
+from voipalert.settings import Settings
 from voipalert.store import Store
-from voipalert.store.cluster import ClusterNode
+from voipalert.store.cluster import ClusterNode, Lease
 
 NO_ANSWER = NotifyResult(NotifyOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
 CANCELLED = NotifyResult(NotifyOutcome.CANCELLED, 487, "Request Terminated")
@@ -239,6 +242,7 @@ async def test_an_ack_on_another_node_stops_the_call_at_once(
     b = await nodes(60.0, engine=False)
     alert, _ = await b.store.create_or_join_alert(NewAlert("database down"))
     await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    await asyncio.wait_for(a.cluster.listening.wait(), 20)
     acked = asyncio.get_running_loop().time()
     result = await b.store.ack_alert(alert.id, "bob", "api")
     assert result.changed
@@ -264,14 +268,15 @@ async def test_stopping_hands_over_then_leave_releases(
     takes no new ones, and releases the rest once its calls ended."""
     a = await nodes(60.0, hold=True, hold_only="ringing")
     ringing, _ = await a.store.create_or_join_alert(NewAlert("ringing"))
-    # An alert whose call ended (no answer): A holds its lease, waiting for the step's end.
+    # An alert whose calls ended (alice, then bob: no answer): A holds its lease while it
+    # waits for the next pass, with no call in flight.
     quiet, _ = await a.store.create_or_join_alert(NewAlert("quiet"))
 
     async def both_dialled() -> bool:
         done = await rows(url, "SELECT count(*) FROM attempts WHERE state = 'done'")
-        return len(a.phone.keys) == 2 and int(done[0][0]) == 1
+        return len(a.phone.keys) == 3 and int(done[0][0]) == 2
 
-    await eventually(both_dialled, "node A rang both, one call ended", 20)
+    await eventually(both_dialled, "node A rang for both, the quiet one's calls ended", 20)
     await a.cluster.begin_stopping()
     held = await rows(url, "SELECT id, lease_node FROM alerts ORDER BY id")
     assert [(r["id"], r["lease_node"]) for r in held] == [
@@ -297,3 +302,42 @@ async def test_heartbeat_renews_the_leases(nodes: Callable[..., Awaitable[Node]]
     renewed = await rows(url, "SELECT lease_until FROM alerts")
     assert after[0][0] > before[0][0]
     assert renewed[0][0] > until[0][0]
+
+
+async def test_any_notification_only_wakes(nodes: Callable[..., Awaitable[Node]], url: str) -> None:
+    """Anyone with the database's credentials can NOTIFY the channel: a payload is never
+    parsed (a wake-up is all it does), so garbage, a huge payload or a burst changes nothing
+    but a few extra engine passes; the node still works afterwards."""
+    a = await nodes(60.0, hold=True)
+    await asyncio.wait_for(a.cluster.listening.wait(), 20)
+    conn = await asyncpg.connect(url)
+    try:
+        for payload in ["", "not a number", "-1", "9" * 100, "x" * 7000, "'; DROP TABLE alerts"]:
+            await conn.execute("SELECT pg_notify('voipalert_alert', $1)", payload)
+        for _ in range(200):
+            await conn.execute("NOTIFY voipalert_alert")
+    finally:
+        await conn.close()
+
+    async def heard() -> bool:
+        return a.cluster.notifications >= 206
+
+    await eventually(heard, "every notification heard", 20)
+    await a.store.create_or_join_alert(NewAlert("still working"))
+    await eventually(lambda: _ringing(a.phone), "node A still rings", 20)
+
+
+def test_lease_seconds_are_bounded() -> None:
+    assert Settings(cluster={"lease_seconds": 3}).cluster.lease_seconds == 3
+    for bad in (0, 0.5, -1, 601, "soon"):
+        with pytest.raises(ValidationError, match="lease_seconds"):
+            Settings(cluster={"lease_seconds": bad})
+
+
+async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
+    metrics = IngestMetrics(FakeClock(START))
+    lease = Lease("n1", 15.0, held=3, interrupted_on_takeover=2)
+    metrics.count_cluster(lease)
+    text = metrics.render().decode()
+    assert "voipalert_cluster_leases 3.0" in text
+    assert "voipalert_cluster_takeover_interrupted_total 2.0" in text

@@ -146,6 +146,7 @@ class ClusterNode:
         self.lease = lease
         self._wake = wake
         self.notifications = 0  # received, for tests and metrics
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
 
     @property
     def id(self) -> str:
@@ -203,6 +204,7 @@ class ClusterNode:
                 log.warning("cannot LISTEN for acks from other nodes: %s", exc)
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
                 continue
+            self.listening.set()
             self._wake()  # whatever was notified while not listening
             try:
                 while True:
@@ -211,6 +213,7 @@ class ClusterNode:
             except StoreError as exc:
                 log.warning("%s: connecting again", exc)
             finally:
+                self.listening.clear()
                 listener.close()
 
     def _notified(self, payload: str) -> None:
