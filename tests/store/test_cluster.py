@@ -328,10 +328,10 @@ async def test_any_notification_only_wakes(nodes: Callable[..., Awaitable[Node]]
 
 
 def test_lease_seconds_are_bounded() -> None:
-    assert Settings(cluster={"lease_seconds": 3}).cluster.lease_seconds == 3
+    assert Settings.model_validate({"cluster": {"lease_seconds": 3}}).cluster.lease_seconds == 3
     for bad in (0, 0.5, -1, 601, "soon"):
         with pytest.raises(ValidationError, match="lease_seconds"):
-            Settings(cluster={"lease_seconds": bad})
+            Settings.model_validate({"cluster": {"lease_seconds": bad}})
 
 
 async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
