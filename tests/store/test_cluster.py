@@ -341,3 +341,22 @@ async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
     text = metrics.render().decode()
     assert "voipalert_cluster_leases 3.0" in text
     assert "voipalert_cluster_takeover_interrupted_total 2.0" in text
+
+
+async def test_a_node_that_lost_a_lease_stops_its_call(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """A node that stalled past its lease finds, at its next pass, that another node took
+    the alert (and interrupted its attempt): it asks its own call to stop."""
+    a = await nodes(60.0, hold=True)
+    b = await nodes(60.0, engine=False)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    await rows(url, "UPDATE alerts SET lease_node = $1", b.cluster.id)
+    a.engine.wake()
+
+    async def stopped() -> bool:
+        return bool(a.phone.stops)
+
+    await eventually(stopped, "node A stops its call", 10)
+    assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
