@@ -42,7 +42,10 @@ from voipalert.app.demo import find_testbed
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-NODES = 3
+# Each node registers with an account of its own (deploy/ha.md; the testbed's Kamailio
+# keeps at most two contacts per account).
+ACCOUNTS = ("voipalert", "voipalert2", "alice")
+NODES = len(ACCOUNTS)
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -108,7 +111,7 @@ def rota(testbed: Any, bots: list[str]) -> str:
     )
 
 
-def node_env(testbed: Any, url: str, top: Path, lease: float) -> dict[str, str]:
+def node_env(testbed: Any, url: str, top: Path, lease: float, account: str) -> dict[str, str]:
     rtp = _free_rtp()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOIPALERT_")}
     return env | {
@@ -118,8 +121,8 @@ def node_env(testbed: Any, url: str, top: Path, lease: float) -> dict[str, str]:
         "VOIPALERT_HTTP__PORT": str(_free_port()),
         "VOIPALERT_CLUSTER__LEASE_SECONDS": str(lease),
         "VOIPALERT_SIP__REGISTRAR": testbed.registrar,
-        "VOIPALERT_SIP__USERNAME": "voipalert",
-        "VOIPALERT_SIP__PASSWORD": testbed.users["voipalert"],
+        "VOIPALERT_SIP__USERNAME": account,
+        "VOIPALERT_SIP__PASSWORD": testbed.users[account],
         "VOIPALERT_SIP__LOCAL_PORT": str(_free_port(socket.SOCK_DGRAM)),
         "VOIPALERT_MEDIA__RTP_PORT_MIN": str(rtp),
         "VOIPALERT_MEDIA__RTP_PORT_MAX": str(rtp + 99),
@@ -184,7 +187,7 @@ async def run(alerts: int, lease: float, top: Path) -> dict[str, float]:
         await admin.execute("CREATE DATABASE bench")
         await admin.close()
         url = base_url.rsplit("/", 1)[0] + "/bench"
-        envs = [node_env(testbed, url, top, lease) for _ in range(NODES)]
+        envs = [node_env(testbed, url, top, lease, account) for account in ACCOUNTS]
         (top / "rota.yaml").write_text(rota(testbed, bots))
         cli(envs[0], top, "rota", "import", "rota.yaml")
         token = json.loads(cli(envs[0], top, "token", "create", "b", "--scope", "admin", "--json"))

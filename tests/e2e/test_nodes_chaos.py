@@ -34,6 +34,9 @@ from tests.store.conftest import PgServer, new_pg_database
 from tests.store.conftest import pg_server as pg_server  # the session's PostgreSQL
 
 BOTS = [f"load{n:02d}" for n in range(1, 7)]
+# Each node registers with an account of its own (deploy/ha.md; the testbed's Kamailio
+# keeps at most two contacts per account).
+ACCOUNTS = ("voipalert", "voipalert2", "alice")
 LEASE_SECONDS = 3.0
 TICK_SECONDS = 1.0  # [engine] idle_poll_seconds of the nodes
 SLACK_SECONDS = 10.0  # a loaded 2-core machine: reported, not a measurement
@@ -58,7 +61,9 @@ def _rota(testbed: Testbed) -> str:
     )
 
 
-def _node(directory: Path, testbed: Testbed, url: str, cache: Path, secret: Path) -> Server:
+def _node(
+    directory: Path, testbed: Testbed, url: str, cache: Path, secret: Path, account: str
+) -> Server:
     directory.mkdir()
     rtp = free_port(even=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOIPALERT_")}
@@ -68,8 +73,8 @@ def _node(directory: Path, testbed: Testbed, url: str, cache: Path, secret: Path
         "VOIPALERT_HTTP__SECRET_FILE": str(secret),  # one server key for all the nodes
         "VOIPALERT_CLUSTER__LEASE_SECONDS": str(LEASE_SECONDS),
         "VOIPALERT_SIP__REGISTRAR": testbed.registrar,
-        "VOIPALERT_SIP__USERNAME": "voipalert",
-        "VOIPALERT_SIP__PASSWORD": testbed.users["voipalert"],
+        "VOIPALERT_SIP__USERNAME": account,
+        "VOIPALERT_SIP__PASSWORD": testbed.users[account],
         "VOIPALERT_SIP__LOCAL_PORT": str(free_port()),
         "VOIPALERT_MEDIA__RTP_PORT_MIN": str(rtp),
         "VOIPALERT_MEDIA__RTP_PORT_MAX": str(rtp + 99),
@@ -98,6 +103,18 @@ async def _healthy(server: Server) -> bool:
         return False
 
 
+async def _all_ready(nodes: list[Server]) -> bool:
+    """Every node's /readyz answers 200: database readable, registered with its account."""
+    for node in nodes:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{node.url}/readyz") as r:
+                if r.status != 200:
+                    return False
+        except aiohttp.ClientError:
+            return False
+    return True
+
+
 async def _until(check: Any, what: str, seconds: float) -> float:
     """Poll ``check`` (an async callable) until true; the seconds it took."""
     started = time.monotonic()
@@ -118,7 +135,10 @@ async def test_three_nodes_one_killed(
     testbed = testbed_factory([BotSpec(bot, "noanswer") for bot in BOTS])
     url = await new_pg_database(pg_server)
     cache, secret = tmp_path / "cache", tmp_path / "store.secret"
-    nodes = [_node(tmp_path / f"node{n}", testbed, url, cache, secret) for n in range(3)]
+    nodes = [
+        _node(tmp_path / f"node{n}", testbed, url, cache, secret, account)
+        for n, account in enumerate(ACCOUNTS)
+    ]
     first = nodes[0]
     (first.directory / "rota.yaml").write_text(_rota(testbed))
     imported = await asyncio.to_thread(first.cli, "rota", "import", "rota.yaml")
@@ -132,6 +152,7 @@ async def test_three_nodes_one_killed(
     try:
         started = time.monotonic()
         await asyncio.gather(*(node.start() for node in nodes))
+        await _until(lambda: _all_ready(nodes), "every node ready (registered)", 30)
         print(f"three nodes started in {time.monotonic() - started:.1f} s")
         await _chaos(url, nodes)
     finally:
