@@ -129,6 +129,9 @@ def node_env(testbed: Any, url: str, top: Path, lease: float, account: str) -> d
         "VOIPALERT_TTS__CACHE_DIR": str(top / "cache"),  # shared: rendered once
         "VOIPALERT_TTS__VOICES_DIR": str(REPO / "voices"),
         "VOIPALERT_ENGINE__IDLE_POLL_SECONDS": "1",
+        # A survivor carries its own calls and the dead node's: with the default 8 lines, a
+        # taken-over call would wait for a line while every phone rings for 110 s.
+        "VOIPALERT_ENGINE__MAX_CONCURRENT_CALLS": "48",
     }
 
 
