@@ -240,7 +240,8 @@ async def test_an_ack_on_another_node_stops_the_call_at_once(
     to stop. A's heartbeat and idle poll are far away: only the notification can do it."""
     a = await nodes(60.0, hold=True)
     b = await nodes(60.0, engine=False)
-    alert, _ = await b.store.create_or_join_alert(NewAlert("database down"))
+    alert, _ = await a.store.create_or_join_alert(NewAlert("database down"))
+    a.engine.wake()  # as A's intake does after storing an alert
     await eventually(lambda: _ringing(a.phone), "node A rings", 20)
     await asyncio.wait_for(a.cluster.listening.wait(), 20)
     acked = asyncio.get_running_loop().time()
@@ -268,9 +269,11 @@ async def test_stopping_hands_over_then_leave_releases(
     takes no new ones, and releases the rest once its calls ended."""
     a = await nodes(60.0, hold=True, hold_only="ringing")
     ringing, _ = await a.store.create_or_join_alert(NewAlert("ringing"))
+    a.engine.wake()
     # An alert whose calls ended (alice, then bob: no answer): A holds its lease while it
     # waits for the next pass, with no call in flight.
     quiet, _ = await a.store.create_or_join_alert(NewAlert("quiet"))
+    a.engine.wake()
 
     async def both_dialled() -> bool:
         done = await rows(url, "SELECT count(*) FROM attempts WHERE state = 'done'")
@@ -294,6 +297,7 @@ async def test_stopping_hands_over_then_leave_releases(
 async def test_heartbeat_renews_the_leases(nodes: Callable[..., Awaitable[Node]], url: str) -> None:
     a = await nodes(60.0, hold=True)
     await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
     await eventually(lambda: _ringing(a.phone), "node A rings", 20)
     before = await rows(url, "SELECT heartbeat_at FROM nodes WHERE id = $1", a.cluster.id)
     until = await rows(url, "SELECT lease_until FROM alerts")
@@ -324,6 +328,7 @@ async def test_any_notification_only_wakes(nodes: Callable[..., Awaitable[Node]]
 
     await eventually(heard, "every notification heard", 20)
     await a.store.create_or_join_alert(NewAlert("still working"))
+    a.engine.wake()
     await eventually(lambda: _ringing(a.phone), "node A still rings", 20)
 
 
@@ -351,6 +356,7 @@ async def test_a_node_that_lost_a_lease_stops_its_call(
     a = await nodes(60.0, hold=True)
     b = await nodes(60.0, engine=False)
     await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
     await eventually(lambda: _ringing(a.phone), "node A rings", 20)
     await rows(url, "UPDATE alerts SET lease_node = $1", b.cluster.id)
     a.engine.wake()

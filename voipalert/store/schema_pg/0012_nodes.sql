@@ -27,11 +27,14 @@ CREATE INDEX alerts_lease_node ON alerts (lease_node) WHERE lease_node IS NOT NU
 ALTER TABLE attempts ADD COLUMN node TEXT REFERENCES nodes(id) ON DELETE SET NULL;
 CREATE INDEX attempts_in_flight_by_node ON attempts (node) WHERE state = 'in_flight';
 
--- An alert created, acknowledged, resolved or closed wakes every node's engine: NOTIFY is
--- sent at the commit of the very transaction that changed it (PostgreSQL delivers
--- notifications only on commit, and never those of a rolled-back transaction), whichever
--- code path made the change (API, e-mail, key press, silencer). The node holding a call
--- for the alert re-plans and hangs up (docs/multi-node.md, "Acks reach the node").
+-- An alert acknowledged, resolved or closed wakes every node's engine: NOTIFY is sent at
+-- the commit of the very transaction that changed it (PostgreSQL delivers notifications
+-- only on commit, and never those of a rolled-back transaction), whichever code path made
+-- the change (API, e-mail, key press, silencer). The node holding a call for the alert
+-- re-plans and hangs up (docs/multi-node.md, "Acks reach the node holding the call").
+-- A new alert notifies nobody: the node that stored it wakes its own engine, which takes
+-- it; waking every node for each new alert made them all compete for the write lock
+-- (create-to-dial median 288 ms with it, 108 ms without: benchmarks/nodes.py).
 CREATE FUNCTION alerts_notify_nodes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('voipalert_alert', CAST(NEW.id AS TEXT));
@@ -40,5 +43,3 @@ END $$;
 CREATE TRIGGER alerts_notify_status AFTER UPDATE OF status ON alerts
 FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
 EXECUTE FUNCTION alerts_notify_nodes();
-CREATE TRIGGER alerts_notify_insert AFTER INSERT ON alerts
-FOR EACH ROW EXECUTE FUNCTION alerts_notify_nodes();
