@@ -30,6 +30,7 @@ from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopReas
 from voipalert.settings import Settings
 from voipalert.store import Store
 from voipalert.store.cluster import ClusterNode, Lease
+from voipalert.store.errors import StoreError
 
 NO_ANSWER = NotifyResult(NotifyOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
 CANCELLED = NotifyResult(NotifyOutcome.CANCELLED, 487, "Request Terminated")
@@ -360,6 +361,42 @@ async def test_a_node_that_lost_a_lease_stops_its_call(
     await eventually(lambda: _ringing(a.phone), "node A rings", 20)
     await rows(url, "UPDATE alerts SET lease_node = $1", b.cluster.id)
     a.engine.wake()
+
+    async def stopped() -> bool:
+        return bool(a.phone.stops)
+
+    await eventually(stopped, "node A stops its call", 10)
+    assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
+
+
+async def test_acks_still_reach_the_node_after_its_connections_were_cut(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Every connection to the database is cut (as a failover or a restart does): the
+    nodes' store connections reconnect at their next transaction, and the listener notices
+    at its next probe and LISTENs again; an ack on node B then still stops A's call."""
+    a = await nodes(3.0, hold=True)
+    b = await nodes(3.0, engine=False)
+    alert, _ = await a.store.create_or_join_alert(NewAlert("database down"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    await asyncio.wait_for(a.cluster.listening.wait(), 20)
+    await rows(
+        url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )  # fmt: skip
+
+    async def listening_again() -> bool:
+        return a.cluster.listens >= 2
+
+    await eventually(listening_again, "node A's listener saw the cut and listens again", 20)
+    for _ in range(3):  # the first transaction on a cut connection fails (the API's 503)
+        try:
+            result = await b.store.ack_alert(alert.id, "bob", "api")
+            break
+        except StoreError:
+            continue
+    assert result.changed
 
     async def stopped() -> bool:
         return bool(a.phone.stops)

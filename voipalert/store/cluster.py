@@ -147,6 +147,7 @@ class ClusterNode:
         self._wake = wake
         self.notifications = 0  # received, for tests and metrics
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self.listens = 0  # LISTEN connections made: 1, and one more per reconnection
 
     @property
     def id(self) -> str:
@@ -204,6 +205,7 @@ class ClusterNode:
                 log.warning("cannot LISTEN for acks from other nodes: %s", exc)
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
                 continue
+            self.listens += 1
             self.listening.set()
             self._wake()  # whatever was notified while not listening
             try:
