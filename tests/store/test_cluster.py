@@ -252,6 +252,7 @@ async def test_an_ack_on_another_node_stops_the_call_at_once(
         while not a.phone.stops:  # noqa: ASYNC110 - the phone's stop is what is awaited
             await asyncio.sleep(0.01)
     stopped = asyncio.get_running_loop().time() - acked
+    print(f"ack on node B to stop on node A: {stopped * 1000:.0f} ms")
     assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
     assert a.cluster.notifications >= 1
     assert stopped < 5
