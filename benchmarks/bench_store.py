@@ -1,6 +1,6 @@
 """Store and engine throughput on a real SQLite file.
 
-    python benchmarks/bench_store.py [N]
+    python -m benchmarks.bench_store [N] [--tick-only]
 
 Prints: alerts stored per second through ``create_or_join_alert`` (each one its own
 committed transaction, synchronous=FULL and NORMAL), and how long one engine pass takes to
@@ -18,11 +18,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from voipalert.app.heap import settle_heap
+from voipalert.app.loop_watch import LoopWatch, Stall
 from voipalert.clock import FakeClock
-from voipalert.domain.alert import NewAlert
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.domain.alert import AttemptOutcome, NewAlert
 from voipalert.engine import Engine, EngineConfig
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.notify import Notification, NotifyResult, StopRequest
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +37,7 @@ class _RingsForever:
         stopped = asyncio.Event()
         stop.subscribe(lambda _: stopped.set())
         await stopped.wait()
-        return NotifyResult(NotifyOutcome.CANCELLED)
+        return NotifyResult(AttemptOutcome.CANCELLED)
 
 
 async def _insert_rate(directory: Path, n: int, synchronous: str) -> float:
@@ -58,8 +60,9 @@ async def _wait_ticks(engine: Engine, target: int) -> None:
     raise RuntimeError("the engine stopped ticking")
 
 
-async def _tick_cost(directory: Path, n: int) -> tuple[float, float]:
-    """(first pass: plan and commit n intents; later pass: re-plan n waiting alerts), s."""
+async def _tick_cost(directory: Path, n: int) -> tuple[float, float, Stall | None]:
+    """(first pass: plan and commit n intents; later pass: re-plan n waiting alerts, s;
+    the longest the loop was held during the later passes, with its cause and place)."""
     clock = FakeClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
     store = await Store.open(directory / "tick.db", clock)
     await store.replace_rota(parse_rota((ROOT / "deploy" / "rota.example.yaml").read_text()))
@@ -71,31 +74,41 @@ async def _tick_cost(directory: Path, n: int) -> tuple[float, float]:
     task = asyncio.create_task(engine.run())
     await _wait_ticks(engine, 1)
     first = time.perf_counter() - started
+    settle_heap()  # as serve does before calls begin (docs/realtime.md §4)
     passes = 5
     started = time.perf_counter()
+    stalls: list[Stall] = []
+    watch = LoopWatch(0.02, stalls.append)
+    watch.start()
     for _ in range(passes):
         target = engine.ticks + 1
         engine.wake()
         await _wait_ticks(engine, target)
     steady = (time.perf_counter() - started) / passes
+    await watch.close()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await store.close()
-    return first, steady
+    return first, steady, max(stalls, key=lambda s: s.lag, default=None)
 
 
-async def main(n: int) -> None:
-    print(f"cpu_count={os.cpu_count()} python={sys.version.split()[0]}")
+async def main(n: int, *, inserts: bool) -> None:
+    print(f"cpu_count={os.cpu_count()} python={sys.version.split()[0]} load={os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        for mode in ("FULL", "NORMAL"):
+        for mode in ("FULL", "NORMAL") if inserts else ():
             rate = await _insert_rate(directory, n, mode)
             print(f"create_or_join_alert synchronous={mode}: {rate:,.0f} alerts/s (n={n})")
-        first, steady = await _tick_cost(directory, n)
+        first, steady, held = await _tick_cost(directory, n)
         print(f"engine first pass, {n} new alerts (plan + commit each intent): {first:.2f} s")
         print(f"engine pass re-planning {n} alerts mid-escalation: {steady * 1000:.0f} ms")
+        print(
+            "longest loop stall during those passes: "
+            + (held.describe() if held is not None else "none over 20 ms")
+        )
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    asyncio.run(main(int(args[0]) if args else 2000, inserts="--tick-only" not in sys.argv))

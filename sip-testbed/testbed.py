@@ -327,6 +327,19 @@ class Testbed:
     def kamailio_log(self) -> str:
         return (self.run_dir / "kamailio" / "kamailio.log").read_text(errors="replace")
 
+    def crash_kamailio(self) -> int:
+        """SIGKILL every Kamailio process of this testbed at once: the PBX vanishes mid-call
+        (its ports answer ICMP unreachable from now on), as in a crash or a power cut. The
+        supervisor then sees Kamailio gone and stops the bots; ``stop()`` still cleans up.
+        Returns how many processes were killed."""
+        killed = 0
+        for pid in group_members(self.pgid):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "kamailio":
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        return killed
+
     def processes_alive(self) -> bool:
         return _group_alive(self.pgid)
 

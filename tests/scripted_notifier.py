@@ -11,31 +11,32 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopReason, StopRequest
+from voipalert.domain.alert import AttemptOutcome
+from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
 
-_TYPICAL: dict[NotifyOutcome, NotifyResult] = {
+_TYPICAL: dict[AttemptOutcome, NotifyResult] = {
     r.outcome: r
     for r in (
-        NotifyResult(NotifyOutcome.ACKNOWLEDGED, 200, "OK", "1", 4.0, 12.0),
-        NotifyResult(NotifyOutcome.ANSWERED_NO_ACK, 200, "OK", None, 3.0, 40.0),
-        NotifyResult(NotifyOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0),
-        NotifyResult(NotifyOutcome.BUSY, 486, "Busy Here", None, 0.2),
-        NotifyResult(NotifyOutcome.DECLINED, 603, "Decline", None, 5.0),
-        NotifyResult(NotifyOutcome.UNREACHABLE, 480, "Temporarily Unavailable"),
-        NotifyResult(NotifyOutcome.FAILED, 503, "Service Unavailable"),
+        NotifyResult(AttemptOutcome.ACKNOWLEDGED, 200, "OK", "1", 4.0, 12.0),
+        NotifyResult(AttemptOutcome.ANSWERED_NO_ACK, 200, "OK", None, 3.0, 40.0),
+        NotifyResult(AttemptOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0),
+        NotifyResult(AttemptOutcome.BUSY, 486, "Busy Here", None, 0.2),
+        NotifyResult(AttemptOutcome.DECLINED, 603, "Decline", None, 5.0),
+        NotifyResult(AttemptOutcome.UNREACHABLE, 480, "Temporarily Unavailable"),
+        NotifyResult(AttemptOutcome.FAILED, 503, "Service Unavailable"),
     )
 }
 
 
-def result(outcome: NotifyOutcome) -> NotifyResult:
+def result(outcome: AttemptOutcome) -> NotifyResult:
     """A result as a real call with that outcome would report it (typical SIP status)."""
     return _TYPICAL.get(outcome, NotifyResult(outcome))
 
 
-ACK = result(NotifyOutcome.ACKNOWLEDGED)
-NO_ANSWER = result(NotifyOutcome.NO_ANSWER)
-BUSY = result(NotifyOutcome.BUSY)
-ANSWERED_NO_ACK = result(NotifyOutcome.ANSWERED_NO_ACK)
+ACK = result(AttemptOutcome.ACKNOWLEDGED)
+NO_ANSWER = result(AttemptOutcome.NO_ANSWER)
+BUSY = result(AttemptOutcome.BUSY)
+ANSWERED_NO_ACK = result(AttemptOutcome.ANSWERED_NO_ACK)
 
 
 @dataclass
@@ -89,7 +90,7 @@ class ScriptedNotifier:
                     halt.cancel()
                 if stop.reason is not None and not step.gate.is_set():
                     self.cancelled.append(notification)
-                    return NotifyResult(NotifyOutcome.CANCELLED, 487, "Request Terminated")
+                    return NotifyResult(AttemptOutcome.CANCELLED, 487, "Request Terminated")
                 return step.then
             await asyncio.sleep(0)
             return step

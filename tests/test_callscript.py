@@ -233,6 +233,23 @@ def test_a_stop_cuts_the_mailbox_message() -> None:
     assert result.stopped is StopReason.HANDLED
 
 
+def test_the_beep_detector_is_wanted_only_while_a_beep_would_be_acted_on() -> None:
+    script = CallScript()
+    wanted = [script.listening_for_beep]  # before the answer
+    script.answered(0.0)
+    wanted.append(script.listening_for_beep)  # speaking
+    script.playback_finished(10.0)
+    wanted.append(script.listening_for_beep)  # listening for a key
+    script.beep(11.0)
+    wanted.append(script.listening_for_beep)  # leaving the message
+    script.digit("2", 12.0)
+    wanted.append(script.listening_for_beep)  # a person after all: the menu again
+    script.digit("1", 13.0)
+    wanted.append(script.listening_for_beep)  # acknowledged and closing
+    assert wanted == [False, True, True, False, True, False]
+    assert not CallScript(ScriptConfig(leave_voicemail=False)).listening_for_beep
+
+
 def test_mailboxes_can_be_left_alone() -> None:
     script = CallScript(ScriptConfig(leave_voicemail=False))
     script.answered(0.0)

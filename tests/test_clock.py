@@ -1,8 +1,9 @@
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
-from voipalert.clock import FakeClock, SystemClock
+from voipalert.clock import FakeClock, LoopSlices, SystemClock
 
 
 def test_fake_clock_moves_only_when_told() -> None:
@@ -27,3 +28,21 @@ async def test_system_clock_uses_the_running_loop() -> None:
     loop_time = asyncio.get_running_loop().time()
     assert abs(clock.monotonic() - loop_time) < 1.0
     assert clock.now_utc().tzinfo is UTC
+
+
+@pytest.mark.parametrize(("budget", "expected"), [(0.0, [1, 2, 3, 4, 5]), (3600.0, [0] * 5)])
+async def test_loop_slices_yield_only_once_their_budget_is_spent(
+    budget: float, expected: list[int]
+) -> None:
+    """Between pauses of a spent budget the loop runs what else is ready (a call's next
+    packet); within the budget nothing else runs until the pass gives the loop back."""
+    loop = asyncio.get_running_loop()
+    ran: list[None] = []
+    slices = LoopSlices(budget)
+    seen = []
+    for _ in range(5):
+        loop.call_soon(ran.append, None)
+        await slices.pause()
+        seen.append(len(ran))
+    assert seen == expected
+    assert slices.yields == (5 if budget == 0 else 0)

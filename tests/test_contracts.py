@@ -63,9 +63,20 @@ def _sip_core_opens_a_socket(tree: Path) -> str:
     return "voipalert.sip.message -> socket"
 
 
+def _decisions_import_the_file_format(tree: Path) -> str:
+    _append(tree / "voipalert/domain/oncall.py", "import voipalert.rotafile.parse  # noqa")
+    return "voipalert.domain.oncall -> voipalert.rotafile.parse"
+
+
+def _rota_parser_reads_the_clock(tree: Path) -> str:
+    _append(tree / "voipalert/rotafile/parse.py", "import time  # noqa")
+    return "voipalert.rotafile.parse -> time"
+
+
 @pytest.mark.parametrize(
     "breakage", [_io_in_email_parser, _renamed_engine, _store_imports_the_engine,
-                 _sip_core_opens_a_socket],
+                 _sip_core_opens_a_socket, _decisions_import_the_file_format,
+                 _rota_parser_reads_the_clock],
 )  # fmt: skip
 def test_each_broken_rule_fails_the_contracts(
     tmp_path: Path, breakage: Callable[[Path], str]

@@ -22,15 +22,15 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from tests.net.test_sip_tls import make_pki
 from tests.requires import need_program
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
-from voipalert.domain.alert import AlertStatus, NewAlert
+from voipalert.domain.alert import AlertStatus, AttemptOutcome, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
-from voipalert.notify import Notification, NotifyOutcome, StopRequest
+from voipalert.notify import Notification, StopRequest
 from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
 from voipalert.store import Store
 
@@ -67,12 +67,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +185,7 @@ async def test_the_email_goes_out_over_starttls_with_auth_and_its_link_acknowled
     result = await EmailNotifier(store, mail_config(port, tls), clock).notify(
         notification, StopRequest()
     )
-    assert result.outcome is NotifyOutcome.ANSWERED_NO_ACK
+    assert result.outcome is AttemptOutcome.ANSWERED_NO_ACK
     assert result.detail == "e-mail accepted: 2.0.0 queued as 42"
     assert mailbox.logins == ["PLAIN"]
     (message,) = mailbox.messages
@@ -255,7 +251,7 @@ async def test_wrong_credentials_fail_the_attempt_and_send_nothing(
     _, notification = await email_intent(store)
     config = mail_config(port, tls, password="wrong")
     result = await EmailNotifier(store, config, clock).notify(notification, StopRequest())
-    assert result.outcome is NotifyOutcome.FAILED
+    assert result.outcome is AttemptOutcome.FAILED
     assert (result.detail or "").startswith("SMTP authentication")
     assert mailbox.messages == []
 
@@ -267,4 +263,4 @@ async def test_a_server_we_cannot_reach_is_unreachable(
     _, notification = await email_intent(store)
     config = mail_config(port, ssl.create_default_context())  # not our CA: TLS fails
     result = await EmailNotifier(store, config, clock).notify(notification, StopRequest())
-    assert result.outcome is NotifyOutcome.UNREACHABLE
+    assert result.outcome is AttemptOutcome.UNREACHABLE

@@ -31,9 +31,9 @@ from voipalert.domain.alert import (
     NewAlert,
 )
 from voipalert.domain.override_edit import Origin, OverrideRequest
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
 from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 ROTA = """
@@ -605,3 +605,55 @@ async def test_a_line_is_free_as_soon_as_its_call_hangs_up(tmp_path: Path) -> No
         with suppress(asyncio.CancelledError):
             await task
         await store.close()
+
+
+@pytest.mark.parametrize(("slice_seconds", "yields"), [(0.0, True), (3600.0, False)])
+async def test_a_tick_over_many_alerts_gives_the_loop_back_between_them(
+    tmp_path: Path, slice_seconds: float, yields: bool
+) -> None:
+    """Planning is CPU on the loop that paces every call's audio (about 0.3 ms an alert:
+    10,000 open alerts held it for 3 s, benchmarks/README.md): the tick yields between
+    alerts once its slice is spent. A slice of 0 yields after every alert; an endless one
+    never does, the control that shows the count is the tick's own."""
+    clock = FakeClock(START)
+    store = await Store.open(tmp_path / "voipalert.db", clock)
+    await store.replace_rota(parse_rota(ROTA))
+    config = EngineConfig(idle_poll_seconds=3600, loop_slice_seconds=slice_seconds)
+    engine = Engine(store, ScriptedNotifier(), clock, config)
+    task = asyncio.create_task(engine.run())
+    try:
+        for i in range(30):
+            await store.create_or_join_alert(NewAlert(f"disk {i} full", dedup_key=f"disk{i}"))
+        engine.wake()
+        # Every alert called alice once (no answer) and now waits for its step's timeout.
+        await eventually(lambda: _attempts_done(store, 30), "every alert's first call ended")
+        # A tick that began before the wake-up may end after it: the second one after the
+        # wake-up surely planned all 30.
+        before = engine.ticks
+        engine.wake()
+        await eventually(lambda: _true(engine.ticks > before), "one more tick")
+        before = engine.ticks
+        engine.wake()
+        await eventually(lambda: _true(engine.ticks > before), "one more tick")
+        assert len(await store.engine_snapshot()) == 30
+        if yields:
+            assert engine.last_tick_yields >= 29
+        else:
+            assert engine.last_tick_yields == 0
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+async def _attempts_done(store: Store, alerts: int) -> bool:
+    """Every alert called someone and no call is still going: they all wait for a timeout."""
+    snapshot = await store.engine_snapshot()
+    return len(snapshot) == alerts and all(
+        attempts and not any(a.state.is_live for a in attempts) for _, attempts in snapshot
+    )
+
+
+async def _true(value: bool) -> bool:
+    return value

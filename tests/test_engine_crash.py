@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores import opened_store
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import AlertKind, AlertStatus, AttemptState, NewAlert
 from voipalert.domain.rota import PolicyName, TeamName
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,12 +96,8 @@ async def eventually(
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", SystemClock())
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", SystemClock(), ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_sigkill_mid_escalation_then_restart(store: Store, tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from tests.test_engine import START, Harness, eventually, settle
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.domain.rota import NotifyMethod
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.engine import Engine, EngineConfig
 from voipalert.notify.channels import ChannelNotifier
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 ROTA = """

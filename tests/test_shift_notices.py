@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores import opened_store
+
 # With the SMTP server fixtures (aiosmtpd with STARTTLS and AUTH, an openssl-made PKI).
 from tests.test_email_out import Mailbox, mail_config, pki, smtp  # noqa: F401
 from voipalert.app.shift_notices import ShiftNoticeConfig, ShiftNoticeSender
@@ -18,9 +20,9 @@ from voipalert.clock import FakeClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall_view import Segment
 from voipalert.domain.rota import PersonName, ScheduleName, ShiftNotice
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.domain.shift_notices import due_notices, notice_text, shifts
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 # Daily hand-off at 09:00 Paris time between erin (e-mail notice 30 min before) and dan
@@ -130,12 +132,8 @@ async def store(tmp_path: Path) -> AsyncIterator[tuple[Store, FakeClock]]:
     # 2026-03-28 08:00 UTC: erin's shift (her turn by the 2026-03-01 start) begins at 09:00
     # Paris, 08:00 UTC... the sender finds which day is whose from the rota itself.
     clock = FakeClock(datetime(2026, 3, 20, 6, 0, tzinfo=UTC))
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened, clock
-    finally:
-        await opened.close()
 
 
 async def test_notices_go_out_once_even_across_a_restart(

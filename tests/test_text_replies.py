@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
-from voipalert.domain.rota_parse import parse_rota
-from voipalert.notify import NotifyOutcome
 from voipalert.notify.message import compose_text, outcome_for
 from voipalert.notify.replies import TextReplies, parse_reply
 from voipalert.sip.events import TextDone, TextId, TextReceived
@@ -50,12 +49,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 class Woken:
@@ -170,6 +165,6 @@ def test_the_text_puts_the_instruction_first_and_maps_answers() -> None:
         {"alert_id": "7", "severity": "critical", "summary": "db\r\ndown"}, "fr", "1"
     )
     assert text == "voipalert alerte n°7 (critical). Répondez 1 pour acquitter.\ndb down"
-    assert outcome_for(TextDone(TextId("x"), 200, "OK")) is NotifyOutcome.ANSWERED_NO_ACK
-    assert outcome_for(TextDone(TextId("x"), 480, "Offline")) is NotifyOutcome.UNREACHABLE
-    assert outcome_for(TextDone(TextId("x"), 415, "No")) is NotifyOutcome.FAILED
+    assert outcome_for(TextDone(TextId("x"), 200, "OK")) is AttemptOutcome.ANSWERED_NO_ACK
+    assert outcome_for(TextDone(TextId("x"), 480, "Offline")) is AttemptOutcome.UNREACHABLE
+    assert outcome_for(TextDone(TextId("x"), 415, "No")) is AttemptOutcome.FAILED

@@ -54,8 +54,8 @@ from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.playout import PlayEnd
 from voipalert.media.quality import CallQuality
+from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
-from voipalert.net.rtp_config import RtpSessionClosedError
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 from voipalert.net.sip_dns import DnsConfig, SipResolver
@@ -72,6 +72,7 @@ from voipalert.sip.events import (
     CallOutcome,
     CallRinging,
     DigitReceived,
+    IncomingCall,
     RegistrationChanged,
     RegistrationState,
     RegistrationStatus,
@@ -172,6 +173,13 @@ class CallReport:
     quality: CallQuality | None = None
     """Both directions' loss and jitter, the round trip and an estimated MOS (RTCP), for
     an answered call."""
+    trunk: str | None = None
+    """The trunk that carried the call (``voipalert.trunks``); None: a single phone, or
+    every trunk failed."""
+    failed_trunks: tuple[str, ...] = ()
+    """``name: why`` of each trunk that failed this attempt before (docs/sip-failover.md)."""
+    retry_after: int | None = None
+    """``Retry-After`` of the final failure (a 503's), for the trunk's cool-down."""
 
     @property
     def answered(self) -> bool:
@@ -202,13 +210,15 @@ class Phone:
         self.media = media
         self.script = script or ScriptConfig()
         self._ports = RtpPortAllocator(media.bind_host, media.port_min, media.port_max)
-        self._calls: dict[CallId, _Call] = {}
+        self._calls: dict[CallId, _Call | IncomingSession] = {}
         # Calls whose task has returned: a late event for one (a retransmitted 2xx's
         # re-ACK, the 200 to our BYE) is dropped, not queued for nobody.
         self._finished: deque[CallId] = deque(maxlen=FINISHED_CALLS_REMEMBERED)
         self._registration_changed = asyncio.Event()
         # Where SIP MESSAGE events go (notify/message.py); None: texts are not used.
         self.on_text_event: Callable[[TextDone | TextReceived], None] | None = None
+        # Who takes calls made to us (notify/callin.py); None: they are refused 486.
+        self.on_incoming: Callable[[IncomingSession], None] | None = None
 
     @property
     def registration(self) -> RegistrationStatus | None:
@@ -293,6 +303,9 @@ class Phone:
             if self.on_text_event is not None:
                 self.on_text_event(event)
             return
+        if isinstance(event, IncomingCall):
+            self._incoming(event)
+            return
         call = self._calls.get(event.call_id)
         if call is not None:
             call.post(event)
@@ -319,6 +332,15 @@ class Phone:
             return call_id
 
         return self.endpoint.act(invite)
+
+    def _incoming(self, event: IncomingCall) -> None:
+        if self.on_incoming is None:
+            self.endpoint.act(lambda now: self.agent.reject_call(event.call_id, 486, now))
+            return
+        # Registered before anything else can arrive for it (a CANCEL, the caller's BYE).
+        session = IncomingSession(self, event)
+        self._calls[event.call_id] = session
+        self.on_incoming(session)
 
     def _hang_up(self, call_id: CallId) -> None:
         self.endpoint.act(lambda now: self.agent.hang_up(call_id, now))
@@ -351,6 +373,122 @@ def _last_answer(status: RegistrationStatus) -> str:
     if status.last_reason:
         parts.append(status.last_reason)
     return f" ({' '.join(parts)})" if parts else ""
+
+
+# ------------------------------------------------------------------ a call made to us
+
+
+class IncomingSession:
+    """A call someone made to us (call-in, docs/call-in.md), from the ``IncomingCall`` to
+    its release. Its owner ``answer()``s it (or ``reject()``s it), reads ``next_input()``
+    (keys from every DTMF path, and the ``CallEnded`` when the caller hangs up), ``play()``s
+    prompts, ``hang_up()``s and at the end ``close()``s it, which releases everything once."""
+
+    def __init__(self, phone: Phone, event: IncomingCall) -> None:
+        self.phone = phone
+        self.event = event
+        self.call_id = event.call_id
+        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        """SIP events and keys of the call, and whatever its owner posts (its timers)."""
+        self.media: _CallMedia | None = None
+        self.ended: CallEnded | None = None
+        self._answered = False
+        """answer() or reject() was called: nothing more to answer."""
+        self._up = False
+        """The 200 went out: the call exists in the agent until a BYE ends it."""
+        self._hung_up = False
+        self._pump: asyncio.Task[None] | None = None
+
+    def post(self, item: object) -> None:
+        if isinstance(item, CallEnded) and self.ended is None:
+            self.ended = item
+        self.inbox.put_nowait(item)
+
+    def reject(self, status: int) -> None:
+        if not self._answered:
+            self._answered = True  # nothing more to answer
+            self.phone.endpoint.act(
+                lambda now: self.phone.agent.reject_call(self.call_id, status, now)
+            )
+
+    async def answer(self) -> bool:
+        """200 with our SDP answer and an open RTP session; False when the caller is gone
+        (cancelled meanwhile) or the offer could not be answered (refused 488)."""
+        phone = self.phone
+        if self._answered or self.ended is not None:
+            return False
+        self._answered = True
+        ports = await phone._allocate_ports()
+        self.media = _CallMedia(phone, ports)
+        config = phone.media
+        local = new_local_media(
+            config.advertised_host, ports.port, rng=random.Random(), codecs=config.codecs,
+            dtmf_payload_type=config.telephone_event_pt,
+        )  # fmt: skip
+        remote = phone.endpoint.act(lambda now: phone.agent.answer_call(self.call_id, local, now))
+        if remote is None:
+            return False
+        self._up = True
+        session = await self.media.open(
+            RtpSessionConfig(
+                local_port=ports.port, remote_addr=(remote.address, remote.port),
+                codec="PCMA" if remote.codec is Codec.PCMA else "PCMU",
+                payload_type=remote.payload_type, telephone_event_pt=remote.telephone_event_pt,
+                ptime_ms=remote.ptime_ms or 20, local_host=config.bind_host,
+                latching=config.latching,
+                latch_hosts=phone.agent.config.trusted_hosts or frozenset(),
+                inband_dtmf=config.inband_dtmf, echo_canceller=config.echo_canceller,
+            )
+        )  # fmt: skip
+        self._pump = asyncio.create_task(self._pump_digits(session), name="call-in digits")
+        return True
+
+    async def _pump_digits(self, session: RtpSession) -> None:
+        with contextlib.suppress(RtpSessionClosedError):
+            while True:
+                self.post(await session.next_digit())
+
+    async def next_input(self) -> object:
+        item = await self.inbox.get()
+        if isinstance(item, DigitReceived):
+            session = None if self.media is None else self.media.session
+            if session is not None:
+                session.digit_received(item.digit, DtmfSource.SIP_INFO)
+        return item
+
+    def play(self, pcm: NDArray[np.int16]) -> asyncio.Future[PlayEnd] | None:
+        session = None if self.media is None else self.media.session
+        if session is None or session.closed:
+            return None
+        return session.play(pcm)
+
+    def hang_up(self) -> None:
+        if self._hung_up or self.ended is not None:
+            return
+        self._hung_up = True
+        if self.media is not None:
+            self.media.stop_sending(asyncio.get_running_loop().time())
+        self.phone._hang_up(self.call_id)
+
+    async def close(self) -> None:
+        """Hang up if still up, wait a bounded grace for the end, release media and ports."""
+        try:
+            if not self._answered:
+                self.reject(486)
+            elif self._up and self.ended is None:
+                self.hang_up()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(HANG_UP_GRACE_SECONDS):
+                        while self.ended is None:
+                            await self.inbox.get()
+        finally:
+            if self._pump is not None:
+                self._pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+            if self.media is not None:
+                await run_to_completion(self.media.close(asyncio.get_running_loop().time()))
+            self.phone._forget(self.call_id)
 
 
 # ------------------------------------------------------------------ one call's resources
@@ -595,6 +733,9 @@ class _Call:
                 self._send_hang_up()
             elif isinstance(action, ScriptResult):
                 self._finish([action])
+        session = self.media.session
+        if session is not None:
+            session.listen_for_beeps(self.script.listening_for_beep)
 
     async def _play(self, keys: Sequence[str]) -> None:
         """Get the prompts' audio in a helper task: the loop stays free meanwhile, so a
@@ -754,4 +895,5 @@ class _Call:
             classified_by=ended.classified_by if ended else None,
             voicemail=result is not None and result.voicemail,
             quality=self.media.quality,
+            retry_after=ended.retry_after if ended else None,
         )

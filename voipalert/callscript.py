@@ -176,11 +176,7 @@ class CallScript:
 
     def beep(self, now: float) -> list[Action]:
         """The far end beeped (a mailbox starts recording): the alert once, for it."""
-        if (
-            not self.config.leave_voicemail
-            or self._voicemail
-            or self.phase not in (Phase.SPEAKING, Phase.LISTENING)
-        ):
+        if not self.listening_for_beep:
             return []
         self._voicemail = True
         self._listen_until = None
@@ -231,6 +227,16 @@ class CallScript:
             return []
         self.phase = Phase.DONE
         return [self._result()]
+
+    @property
+    def listening_for_beep(self) -> bool:
+        """Whether a beep now would be acted on (``beep``): the session runs the beep
+        detector only then."""
+        return (
+            self.config.leave_voicemail
+            and not self._voicemail
+            and self.phase in (Phase.SPEAKING, Phase.LISTENING)
+        )
 
     def _for_mailbox(self) -> bool:
         """Saying the alert to a mailbox (neither cut by a stop nor ended yet)."""

@@ -53,3 +53,27 @@ class FakeClock:
             raise ValueError("time only moves forward")
         self._mono += seconds
         self._utc += timedelta(seconds=seconds)
+
+
+LOOP_SLICE_SECONDS = 0.005
+"""How long a long pass over many items (the engine's tick, the store's snapshot) may hold
+the event loop before it gives it back: every call's next RTP packet waits on the loop
+(docs/realtime.md §1), so a pass over 10,000 alerts must not be one 3-second callback."""
+
+
+class LoopSlices:
+    """Time slices of a long pass on the event loop, measured on the loop's own clock (the
+    real one, whatever ``Clock`` the caller's decisions use): ``await slices.pause()``
+    between items yields to the loop once the current slice has run ``budget`` seconds."""
+
+    def __init__(self, budget: float = LOOP_SLICE_SECONDS) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._budget = budget
+        self._since = self._loop.time()
+        self.yields = 0
+
+    async def pause(self) -> None:
+        if self._loop.time() - self._since >= self._budget:
+            await asyncio.sleep(0)
+            self.yields += 1
+            self._since = self._loop.time()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from voipalert.cli import main
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rota.example.yaml"
 

@@ -18,10 +18,10 @@ from voipalert.clock import SystemClock
 from voipalert.console.passwords import Cost, hash_password
 from voipalert.console.routes import add_console
 from voipalert.console.security import ConsoleConfig
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Scope, Store
 from voipalert.store.users import Role, UserTables
 

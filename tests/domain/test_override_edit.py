@@ -20,7 +20,7 @@ from voipalert.domain.override_edit import (
     parse_edit_time,
 )
 from voipalert.domain.rota import Rota
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)

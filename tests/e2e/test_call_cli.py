@@ -18,6 +18,7 @@ from tests.cli.test_main import run
 from tests.net.sip_harness import free_port
 from tests.rtp_capture import RtpCapture
 from tests.slot_audit import HeardAudit, StreamAudit, audit_heard, audit_stream
+from voipalert.net.rtp_pacer import CATCH_UP_S
 
 
 @pytest.fixture(scope="module")
@@ -77,21 +78,31 @@ def test_a_mailbox_gets_the_message_after_its_beep(testbed: Testbed, prompt_cach
     """The voicemail bot answers, beeps and records: we stop the greeting, say the alert
     once for the recording, and hang up; answered, not acknowledged (docs/dtmf.md §4).
 
-    The mailbox must hold the whole phrase after its beep: the phrase is found in the
-    bot's recording as a whole (normalised correlation at one alignment) after the beep.
-    The slot-by-slot audit is reported, not required here: on the CI VM a slot skipped by
-    the VM (docs/realtime.md §1-4) shifts every later slot of a recording by 20 ms; the
-    strict audit of the first prompt is the voicemail test of tests/e2e/test_serve.py's
-    race matrix and benchmarks/concurrent_calls.py."""
-    wire, heard_audit = _mailbox_call(testbed, prompt_cache)
-    print(f"mailbox phrase on the wire: {wire.describe()}; heard: {heard_audit.describe()}")
+    Every 20 ms slot of the mailbox phrase leaves once, in order, byte-exact, at its own
+    timestamp, and the bot's recording holds the whole phrase at one alignment, after the
+    beep. The one allowance: a stall of the process longer than the pacer's catch-up
+    (docs/realtime.md §1) skips slots; then each slot missing on the wire must be one the
+    sender counted and reported (``sent_skipped_slots``), never a silent loss, and the
+    recording is not required clean (a hole shifts what follows)."""
+    wire, heard, report = _mailbox_call(testbed, prompt_cache)
+    quality = report["quality"]
+    assert isinstance(quality, dict), report
+    counted = int(quality["sent_skipped_slots"]) + int(quality["sent_dropped"])
+    print(f"mailbox phrase on the wire: {wire.describe()}; sender counted {counted} unsent; "
+          f"heard: {heard.describe()}")  # fmt: skip
     assert wire.found, wire.describe()
-    assert heard_audit.voiced >= 50 and heard_audit.alignment >= 0.8, heard_audit.describe()
+    assert wire.wrong == 0 and wire.out_of_order == 0, wire.describe()
+    assert wire.skipped <= counted, (wire.describe(), quality)
+    if counted == 0:
+        assert wire.clean, wire.describe()
+        assert heard.clean and heard.alignment >= 0.95, heard.describe()
     # After the beep began (the recording starts a little after the bot's own playback).
-    assert heard_audit.lag >= BOT_BEEP_S * 8000, heard_audit.lag
+    assert heard.lag >= BOT_BEEP_S * 8000, heard.lag
 
 
-def _mailbox_call(testbed: Testbed, prompt_cache: Path) -> tuple[StreamAudit, HeardAudit]:
+def _mailbox_call(
+    testbed: Testbed, prompt_cache: Path
+) -> tuple[StreamAudit, HeardAudit, dict[str, object]]:
     before = set(testbed.recordings("voicemail"))
     rtp = free_port(even=True)
     ports = {
@@ -110,13 +121,14 @@ def _mailbox_call(testbed: Testbed, prompt_cache: Path) -> tuple[StreamAudit, He
     assert rate == 8000
     phrase = _render_reference(prompt_cache, VOICEMAIL_PHRASE)
     # What we sent: every 20 ms slot of the mailbox phrase left once, in order, byte-exact
-    # and on time (tests/slot_audit.py).
+    # and on time (tests/slot_audit.py); a slot caught up after a short stall leaves up to
+    # CATCH_UP_S late, which a jitter buffer still plays.
     streams = capture.streams()
     assert len(streams) == 1, {ssrc: len(p) for ssrc, p in streams.items()}
-    wire = audit_stream(next(iter(streams.values())), phrase)
+    wire = audit_stream(next(iter(streams.values())), phrase, late_s=CATCH_UP_S + 0.02)
     # What the mailbox recorded: the whole phrase at one alignment, every voiced slot in
     # place, and after the beep, where a mailbox records.
-    return wire, audit_heard(heard, phrase)
+    return wire, audit_heard(heard, phrase), report
 
 
 def _render_reference(cache: Path, text: str) -> NDArray[np.int16]:

@@ -28,11 +28,12 @@ from voipalert.domain.rota import (
     Team,
     TeamName,
 )
+from voipalert.ingest.app_keys import TRUNKS
 from voipalert.ingest.config import IngestConfig
-from voipalert.ingest.health import SipState
+from voipalert.ingest.health import SipState, TrunkHealth
 from voipalert.ingest.webhook import build_app, start_http
 from voipalert.store import Scope, Store
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 TOKEN_SCOPES: Mapping[str, frozenset[Scope]] = {
     "trigger": frozenset({Scope.TRIGGER}),
@@ -77,13 +78,14 @@ class Api:
     base: str
     session: aiohttp.ClientSession
     store: Store
-    tables: ApiTables
+    tables: ApiReads
     db_path: Path
     app: web.Application
     tokens: dict[str, str] = field(default_factory=dict)
     signing: dict[str, str] = field(default_factory=dict)  # tokens that may trigger
     woken: list[int] = field(default_factory=list)
     sip: list[SipState] = field(default_factory=lambda: [SipState.REGISTERED])
+    trunks: list[TrunkHealth] = field(default_factory=list)  # what /readyz lists
 
     def auth(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[name]}"}
@@ -118,7 +120,7 @@ async def make_api(store: Store, tmp_path: Path) -> AsyncIterator[ApiFactory]:
     runners: list[web.AppRunner] = []
     sessions: list[aiohttp.ClientSession] = []
     clock = SystemClock()
-    tables = ApiTables(store, clock)
+    tables = ApiReads(store, clock)
     tokens: dict[str, str] = {}
     signing: dict[str, str] = {}
     for name, scopes in TOKEN_SCOPES.items():
@@ -136,6 +138,7 @@ async def make_api(store: Store, tmp_path: Path) -> AsyncIterator[ApiFactory]:
             config=config or IngestConfig(),
             clock=clock,
         )
+        app[TRUNKS] = lambda: holder["api"].trunks
         runner, port = await start_http(app, "127.0.0.1", 0)
         runners.append(runner)
         session = aiohttp.ClientSession()

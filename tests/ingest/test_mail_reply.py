@@ -16,9 +16,9 @@ import pytest
 from tests.ingest import dovecot
 from tests.ingest.test_imap import Mailbox, config
 from tests.requires import need, need_root
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, NewAlert
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.config import SmtpConfig
 from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.intake import Intake
@@ -88,12 +88,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def reply_store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "voipalert.db", clock)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(tmp_path / "voipalert.db", clock, ROTA) as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def mailed(store: Store, summary: str = "disk full") -> tuple[int, str]:

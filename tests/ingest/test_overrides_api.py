@@ -13,7 +13,7 @@ import pytest
 from tests.ingest.conftest import Api
 from voipalert.clock import SystemClock
 from voipalert.domain.oncall import who_is_on_call
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 
 YEAR = SystemClock().now_utc().year + 1
 ROTA = """

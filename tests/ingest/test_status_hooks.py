@@ -27,7 +27,7 @@ from voipalert.ingest.health import SipState
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.ingest.status_hooks import StatusSender
 from voipalert.store import Store
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 SECRET = b"0123456789abcdef-receiver-key"
 FAST = RetryPolicy(max_tries=4, first_seconds=0.05, max_seconds=0.2, jitter=0.5)
@@ -167,7 +167,7 @@ async def test_dead_after_the_last_try_or_a_4xx(db: Path, caplog: pytest.LogCapt
             alert_id = await _alert(store)
             await eventually(lambda: _states(store, alert_id, {"dead"}), "both dead")
             rows = await store.deliveries_of(alert_id)
-            await metrics.refresh(ApiTables(store, SystemClock()), SipState.REGISTERED)
+            await metrics.refresh(ApiReads(store, SystemClock()), SipState.REGISTERED)
     assert {r.target: r.tries for r in rows} == {"down": FAST.max_tries, "gone": 1}
     assert len(down.got) == FAST.max_tries and len(gone.got) == 1
     assert all(r.last_error and len(r.last_error) <= 300 for r in rows)

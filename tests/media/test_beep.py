@@ -3,13 +3,12 @@ ring-back and short blips are not (docs/dtmf.md §4)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import add_noise, dtmf, silence, sine, through_g711
+from tests.media.echo_signals import speechlike
 from tests.media.talkoff_corpus import cached_renders, speech_clips
 from voipalert.media.beep import Beep, BeepDetector
 
@@ -80,10 +79,45 @@ def test_a_gliding_tone_is_not_a_beep() -> None:
 
 def test_speech_is_never_a_beep() -> None:
     """Our own voice (Piper, at several pitches, through G.711) and its echo: no beep."""
-    renders = cached_renders(Path(".pytest_cache/d/voipalert-talkoff"))
+    renders = cached_renders()
     seconds, found = 0.0, []
     for clip in speech_clips(renders):
         seconds += clip.seconds
         found += [(clip.name, b) for b in _beeps(clip.pcm)]
     assert seconds > 1800
     assert found == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sampling_frames_reports_what_analysing_every_frame_does(seed: int) -> None:
+    """The detector looks at every fifth frame until one is tonal (docs/capacity.md §4):
+    on tone bursts of every length from 1 to 14 frames, at every phase against the
+    sampling, with speech-like audio and silence between and chunks of any size, it reports
+    the beeps, at the same frequency and start, that analysing every frame reports."""
+    rng = np.random.default_rng(seed)
+    parts: list[NDArray[np.float64]] = []
+    for _ in range(40):
+        frames = int(rng.integers(1, 15))
+        offset = int(rng.integers(0, 160))
+        hz = float(rng.uniform(420.0, 2400.0))
+        tone = sine(hz, frames * 160 + offset, float(rng.uniform(-35.0, -10.0)))
+        if rng.random() < 0.3:  # 100 ms later, and 3 % higher
+            tone = tone * 0 + sine(hz * 1.03, tone.size, -15.0) * (np.arange(tone.size) > 800)
+        parts += [tone, silence(float(rng.uniform(0.0, 0.12)))]
+        if rng.random() < 0.4:
+            parts.append(speechlike(rng, float(rng.uniform(0.1, 0.6)), -20.0))
+    pcm = through_g711(np.concatenate(parts), "PCMU")
+
+    def run(detector: BeepDetector) -> list[Beep]:
+        found: list[Beep] = []
+        chunk_rng = np.random.default_rng(seed + 100)
+        i = 0
+        while i < pcm.size:
+            n = int(chunk_rng.integers(1, 700))
+            found += detector.feed(pcm[i : i + n])
+            i += n
+        return found
+
+    reference = run(BeepDetector(exhaustive=True))
+    assert len(reference) >= 10
+    assert run(BeepDetector()) == reference

@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.echo_signals import FS, echo_of, echo_path, speechlike
+from voipalert.media import g711
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo import BLOCK, EchoCanceller, EchoConfig
 from voipalert.media.goertzel import DtmfDetector, ToneStarted
@@ -99,6 +100,29 @@ def test_silence_in_silence_out() -> None:
     quiet = np.zeros(FS, dtype=np.int16)
     residual = EchoCanceller().process(quiet, quiet)
     assert not residual.any()
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+def test_while_we_listen_the_far_end_passes_untouched_and_the_filter_is_kept(
+    codec: g711.Codec,
+) -> None:
+    """A pause in our prompt (the script listening for a key): once the whole tail is
+    G.711 silence the received audio passes as it came (the idle path,
+    docs/capacity.md §4), and the echo path learned before is cancelled after the pause at
+    least as well as before it."""
+    rng = np.random.default_rng(11)
+    talk = speechlike(rng, 3.0)
+    pause = np.zeros(2 * FS)
+    sent = through_g711(np.concatenate((talk, pause, talk)), codec)
+    echo = echo_of(sent, echo_path(rng, 120), 12.0)
+    far = speechlike(rng, 2.0, dbm0=-35.0, f0_hz=210.0)  # the person murmurs in the pause
+    received = through_g711(echo + np.concatenate((np.zeros(3 * FS), far, np.zeros(3 * FS))), codec)
+    canceller = EchoCanceller()
+    residual = canceller.process(sent, received)
+    quiet = slice(3 * FS + 480 + BLOCK, 5 * FS)  # the tail has gone quiet
+    np.testing.assert_array_equal(residual[quiet], received[quiet])
+    before, after = slice(2 * FS, 3 * FS), slice(6 * FS, None)
+    assert _erle_db(echo[after], residual[after]) >= _erle_db(echo[before], residual[before])
 
 
 @pytest.mark.parametrize(

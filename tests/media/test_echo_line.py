@@ -93,6 +93,53 @@ def test_the_echo_is_found_and_a_key_under_it_heard(bulk: int) -> None:
     assert _keys(heard) == "7"
 
 
+@pytest.mark.parametrize("bulk", [37, 1001, 3333])
+def test_a_faint_echo_at_any_delay_is_found_by_the_coarse_search(bulk: int) -> None:
+    """The search runs at a quarter of the rate, then refines (docs/capacity.md §4): a
+    faint echo (ERL 20 dB) at a delay that is no multiple of 4 is found, to the sample
+    an exhaustive full-rate search finds, with frames lost and reordered on the way."""
+    rng = np.random.default_rng(bulk)
+    call = _echoing_call(rng, erl_db=20.0, bulk=bulk, key_at=None)
+    call.drop = {30, 31, 77}
+    line = EchoLine("PCMU")
+    call.play(line, rng)
+    assert line.state is EchoState.CANCELLING
+    delay = line.stats.delay_samples
+    assert delay is not None
+    assert bulk + 240 <= delay <= bulk + 360 + 64
+    # The full-rate correlation over every lag, on the whole call: the same best lag
+    # (up to the anchoring of the first frame, which moves every lag alike).
+    ours = call.ours.astype(np.float64)
+    theirs = call.theirs.astype(np.float64)
+    lags = np.arange(0, 4001)
+    n = theirs.size - 4000
+    corr = [float(theirs[4000 : 4000 + n] @ ours[4000 - k : 4000 - k + n]) for k in lags]
+    best = int(lags[int(np.argmax(np.abs(corr)))])
+    anchor = delay - best
+    assert 240 <= anchor <= 360  # the first frame's network delay and jitter: 30-45 ms
+    assert line.stats.correlation >= 0.2
+
+
+def test_timestamps_that_jump_cannot_make_the_search_allocate_the_jump() -> None:
+    """A hostile far end's RTP timestamps leap by a quarter of the 32-bit range every few
+    frames, forwards and back: the search window never spans a leap nor takes a frame from
+    before its start (it starts again), so what it allocates stays the size of a window,
+    and nothing raises."""
+    rng = np.random.default_rng(6)
+    ours = through_g711(speechlike(rng, 6.0), "PCMU")
+    theirs = through_g711(speechlike(rng, 6.0, dbm0=-20.0, f0_hz=210.0), "PCMU")
+    line = EchoLine("PCMU")
+    for n in range(ours.size // SLOT):
+        line.sent(n, n * PTIME, g711.encode("PCMU", ours[n * SLOT : (n + 1) * SLOT]))
+        leap = (n // 7) % 2 * (1 << 30) - (n % 11 == 0) * 320  # and now and then 40 ms back
+        timestamp = (n * SLOT + leap) % (1 << 32)
+        frame = theirs[n * SLOT : (n + 1) * SLOT]
+        np.testing.assert_array_equal(line.received(frame, 0x77, timestamp, n * PTIME), frame)
+    assert line.state is EchoState.SEARCHING
+    assert line.stats.searches == 0
+    assert line.stats.window_restarts >= 40
+
+
 def test_a_line_without_echo_is_left_alone_after_three_searches() -> None:
     rng = np.random.default_rng(1)
     ours = through_g711(speechlike(rng, 9.0), "PCMU")

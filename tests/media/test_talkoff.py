@@ -2,14 +2,12 @@
 
 The far end often echoes our own Piper message back, so the main corpus is Piper's voice
 (see ``talkoff_corpus``): at least 60 minutes after pitch/speed variants, telephone-band
-filtering and G.711. The Piper renders are generated on the first run and cached under
-pytest's cache directory, keyed by the hash of the generating code (about 80 s of CPU;
-later runs take seconds).
+filtering and G.711. The Piper renders are generated on the first run and cached in the
+repository's ``.cache/talkoff/``, in a file named by the hash of the generating code (about
+80 s of CPU; later runs take seconds). It works the same with ``-p no:cacheprovider``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +19,8 @@ from voipalert.media.goertzel import DtmfDetector, ToneStarted
 
 
 @pytest.fixture(scope="session")
-def piper_renders(request: pytest.FixtureRequest) -> list[NDArray[np.int16]]:
-    cache_dir: Path = request.config.cache.mkdir("voipalert-talkoff")
-    return cached_renders(cache_dir)
+def piper_renders() -> list[NDArray[np.int16]]:
+    return cached_renders()
 
 
 def _false_keys(clips: list[Clip]) -> list[tuple[str, str]]:

@@ -10,7 +10,8 @@ import pytest
 
 from tests.requires import need
 from voipalert.calls import MediaConfig, Phone
-from voipalert.net.ports import PortRangeExhaustedError, RtpPortAllocator, RtpPorts
+from voipalert.net.errors import PortRangeExhaustedError
+from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.sip.config import UAConfig
 from voipalert.sip.uri import SipUri
 

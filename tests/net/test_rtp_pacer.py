@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+from collections.abc import Callable
+from typing import cast
 
 import pytest
 
-from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.rtp_pacer import CATCH_UP_S, RtpPacer
 
 
 class Recorder:
@@ -42,7 +45,6 @@ async def test_each_stream_keeps_its_own_deadline_schedule() -> None:
             expected = slot + 1
             assert deadline == pytest.approx(start + i * 0.007 + slot * 0.02)
             assert sent >= deadline - 1e-3  # never early (beyond the timer's granularity)
-            assert sent < deadline + 0.02  # always the current slot, never an old one
         pacer.remove(stream)
     assert len(pacer) == 0
 
@@ -140,4 +142,122 @@ async def test_streams_on_one_grid_share_a_group_and_keep_their_own_slots() -> N
         # Every slot accounted for: sent, or counted as skipped (a loaded machine stalls).
         assert slots[-1] + 1 == len(slots) + skipped + (slots[0] if name == "c" else 0)
     assert seen["b"][0][0] == 0 and seen["a"][0][0] == 0
+    assert len(pacer) == 0
+
+
+class _Timer:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualLoop:
+    """Just what the pacer uses of a loop (time, call_at), with time moved by the test:
+    a stall is the clock jumping while no timer ran."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._order = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _Timer:
+        handle = _Timer(callback)
+        self._order += 1
+        heapq.heappush(self._timers, (when, self._order, handle))
+        return handle
+
+    def run_until(self, until: float) -> None:
+        """Run every timer due by ``until``, each at its own time; then stand at ``until``."""
+        while self._timers and self._timers[0][0] <= until:
+            when, _, handle = heapq.heappop(self._timers)
+            if not handle.cancelled:
+                self.now = max(self.now, when)
+                handle.callback()
+        self.now = until
+
+    def stall(self, seconds: float) -> None:
+        """The loop was held: time passes, nothing runs; then the due timers run late."""
+        self.now += seconds
+        self.run_until(self.now)
+
+
+def _pacer(loop: ManualLoop, catch_up: float = CATCH_UP_S) -> RtpPacer:
+    return RtpPacer(cast(asyncio.AbstractEventLoop, loop), catch_up=catch_up)
+
+
+@pytest.mark.parametrize(
+    ("stall", "sent_late", "skipped"),
+    [
+        # Stalled 45 ms after slot 3's tick: slots 4 and 5 (due 20 and 40 ms into it) leave
+        # together at its end, nothing is lost.
+        (0.045, [4, 5], 0),
+        # 250 ms: slots 4-15 were due; 13, 14, 15 are within 60 ms of the end and leave in
+        # order; 4-12 are skipped and counted.
+        (0.25, [13, 14, 15], 9),
+    ],
+)
+def test_after_a_stall_recent_slots_go_out_in_order_and_older_ones_are_skipped(
+    stall: float, sent_late: list[int], skipped: int
+) -> None:
+    """A jitter buffer still plays a packet up to CATCH_UP_S late, so after a stall the slots
+    due within it are sent at once, in order, each on its own deadline (its timestamp);
+    older ones are skipped and counted, so a long stall never becomes a long burst."""
+    loop = ManualLoop()
+    pacer = _pacer(loop)
+    stream = Recorder(cast(asyncio.AbstractEventLoop, loop))
+    start = loop.now + 0.01
+    pacer.add(stream, ptime=0.02, start=start)
+    loop.run_until(start + 3 * 0.02 + 0.001)  # slots 0-3 on time
+    loop.stall(stall)
+    burst = [slot for slot, _, _, sent in stream.slots if sent == loop.now]
+    assert burst == sent_late
+    assert [s for slot, s, _, _ in stream.slots if slot == sent_late[0]] == [skipped]
+    assert pacer.skipped_slots == skipped
+    for slot, _, deadline, sent in stream.slots:
+        assert deadline == pytest.approx(start + slot * 0.02)
+        assert sent - deadline <= CATCH_UP_S + 1e-9  # nothing later than a jitter buffer
+    loop.run_until(loop.now + 0.1)  # then back on the grid
+    slots = [slot for slot, _, _, _ in stream.slots]
+    assert slots == sorted(set(slots))
+    assert slots[-1] + 1 == len(slots) + skipped  # every slot sent once or counted
+    pacer.remove(stream)
+
+
+def test_catch_up_zero_sends_only_the_current_slot() -> None:
+    loop = ManualLoop()
+    pacer = _pacer(loop, catch_up=0.0)
+    stream = Recorder(cast(asyncio.AbstractEventLoop, loop))
+    start = loop.now + 0.01
+    pacer.add(stream, ptime=0.02, start=start)
+    loop.run_until(start + 0.061)
+    loop.stall(0.045)
+    assert [(slot, skipped) for slot, skipped, _, sent in stream.slots if sent == loop.now] == [
+        (5, 1)
+    ]
+    with pytest.raises(ValueError, match="negative"):
+        _pacer(loop, catch_up=-1.0)
+
+
+def test_a_stream_removed_by_its_own_slot_gets_no_more_of_the_burst() -> None:
+    loop = ManualLoop()
+    pacer = _pacer(loop)
+    start = loop.now + 0.01
+    calls: list[int] = []
+
+    class HangsUp:
+        def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
+            calls.append(slot)
+            if slot == 4:
+                pacer.remove(self)  # e.g. the call ended with this slot's prompt
+
+    pacer.add(HangsUp(), ptime=0.02, start=start)
+    loop.run_until(start + 0.061)
+    loop.stall(0.045)
+    assert calls == [0, 1, 2, 3, 4]
     assert len(pacer) == 0

@@ -82,7 +82,7 @@ async def test_two_srtp_sessions_exchange_audio_keys_and_srtcp(
     await _eventually(lambda: b.receiver_stats.packets >= a.stats.packets > 0)
     sent = g711.round_trip("PCMU", prompt)
     # The decrypted audio is ours: every frame of the prompt arrived intact, in order
-    # (less any slot a loaded machine made the sender skip: skipped, never bursted).
+    # (less any slot a loaded machine made the sender skip: a stall past the catch-up bound).
     frames = {sent[i : i + 160].tobytes(): i // 160 for i in range(0, sent.size, 160)}
     order = [frames[f.tobytes()] for f in heard if f.tobytes() in frames]
     assert order == sorted(order)

@@ -19,7 +19,6 @@ from tests.rota_sources.helpers import person
 from voipalert.cli import main
 from voipalert.cli.rota_cmd import oncall_answers
 from voipalert.clock import FakeClock
-from voipalert.domain.ics_out import fold
 from voipalert.domain.rota import (
     Layer,
     Override,
@@ -39,6 +38,7 @@ from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.feed_poll import SourcePoller
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.rotafile.ics import fold
 from voipalert.store import Store
 from voipalert.store.feeds import CopyState
 

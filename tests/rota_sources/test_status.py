@@ -14,13 +14,13 @@ from tests.rota_sources.helpers import event, feed_server, ics
 from voipalert.cli import main
 from voipalert.clock import FakeClock
 from voipalert.domain.errors import RotaError
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.ingest.app_keys import INTAKE
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.feed_poll import SourcePoller, SourcesConfig
 from voipalert.ingest.health import SipState
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

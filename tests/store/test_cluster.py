@@ -22,18 +22,18 @@ from pydantic import ValidationError
 from tests.store.conftest import PgServer, new_pg_database
 from tests.test_engine import ROTA, START
 from voipalert.clock import FakeClock
-from voipalert.domain.alert import AlertStatus, NewAlert
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.domain.alert import AlertStatus, AttemptOutcome, NewAlert
 from voipalert.engine import Engine, EngineConfig
 from voipalert.ingest.metrics import IngestMetrics
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopReason, StopRequest
+from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
+from voipalert.rotafile.parse import parse_rota
 from voipalert.settings import Settings
 from voipalert.store import Store
 from voipalert.store.cluster import ClusterNode, Lease
 from voipalert.store.errors import StoreError
 
-NO_ANSWER = NotifyResult(NotifyOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
-CANCELLED = NotifyResult(NotifyOutcome.CANCELLED, 487, "Request Terminated")
+NO_ANSWER = NotifyResult(AttemptOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
+CANCELLED = NotifyResult(AttemptOutcome.CANCELLED, 487, "Request Terminated")
 
 
 class Phone:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.store.conftest import Raw, RawError
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import NewAlert
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import NotifyMethod
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Store, StoreConfig
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -41,13 +42,8 @@ routes:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
-    config = StoreConfig(secret_file=tmp_path / "store.secret")
-    opened = await Store.open(database, FakeClock(START), config)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, FakeClock(START), ROTA, tmp_path / "store.secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_rules_and_contact_names_round_trip_through_the_database(store: Store) -> None:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.store.conftest import Raw, RawError
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import who_is_on_call
 from voipalert.domain.override_edit import Origin, OverrideRequest
-from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store, StoreConfig
+from voipalert.rotafile.parse import parse_rota
+from voipalert.store import Store
 from voipalert.store.overrides import OverridesOrphaned
 
 ROTA = """
@@ -44,13 +45,8 @@ SATURDAY = OverrideRequest("primary", "bob", "2026-03-28 18:00", "2026-03-29 18:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
-    config = StoreConfig(secret_file=tmp_path / "store.secret")
-    opened = await Store.open(database, FakeClock(NOW), config)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, FakeClock(NOW), ROTA, tmp_path / "store.secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_add_list_remove_with_who_did_it(store: Store) -> None:

@@ -19,7 +19,7 @@ from tests.requires import need_root
 from voipalert.clock import SystemClock
 from voipalert.domain.alert import NewAlert
 from voipalert.store import Scope, Store, StoreConfig
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 from voipalert.store.db import migrations
 from voipalert.tts.cache import PromptCache
 
@@ -65,7 +65,7 @@ async def test_database_wal_shm_and_secret_are_0600_whatever_the_umask(
     store = await Store.open(path, SystemClock())
     try:
         await store.create_or_join_alert(NewAlert("disk full"))  # the WAL and SHM exist now
-        ApiTables(store, SystemClock()).load_server_key()  # as the HTTP app does at start
+        ApiReads(store, SystemClock()).load_server_key()  # as the HTTP app does at start
         files = [path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.secret")]
         assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
     finally:
@@ -90,7 +90,7 @@ async def test_files_left_readable_by_an_older_version_are_tightened(shared_dir:
     write(Path(f"{path}.secret"), "ab" * 32 + "\n")
     os.chmod(f"{path}.secret", 0o644)
     store = await Store.open(path, SystemClock())
-    ApiTables(store, SystemClock()).load_server_key()
+    ApiReads(store, SystemClock()).load_server_key()
     await store.close()
     assert mode(path) == 0o600 and mode(Path(f"{path}.secret")) == 0o600
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.store.test_store import ROTA, START, _intent
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert, Position
-from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store, StoreConfig
+from voipalert.store import Store
 from voipalert.store.db import to_db
 
 ALL = ["created", "escalated", "call", "acknowledged", "resolved", "closed"]
@@ -22,13 +22,8 @@ ALL = ["created", "escalated", "call", "acknowledged", "resolved", "closed"]
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path) -> AsyncIterator[Store]:
-    config = StoreConfig(secret_file=tmp_path / "store.secret")
-    opened = await Store.open(database, FakeClock(START), config)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, FakeClock(START), ROTA, tmp_path / "store.secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_nothing_is_queued_without_targets(store: Store) -> None:

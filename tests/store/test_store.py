@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.store.conftest import Raw, RawError
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import (
     AlertKind,
@@ -25,7 +26,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.policy import PlaceCall, plan
 from voipalert.domain.rota import PolicyName, Step, TeamName
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
 from voipalert.store import (
     AlertFilter,
     AlertNotFound,
@@ -78,12 +79,8 @@ def config(tmp_path: Path) -> StoreConfig:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(database, clock, config(tmp_path))
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, clock, ROTA, tmp_path / "store.secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_schema_version_and_pragmas(

@@ -1,5 +1,5 @@
 """The store's side tables on both backends: console users and sessions
-(``store.users``), the HTTP API's tables (``store.api_tables``), the board's live calls,
+(``store.users``), the HTTP API's reads (``store.api_reads``), the board's live calls,
 and the one-engine claim. Every method a consumer calls runs here on SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -14,27 +14,18 @@ import asyncpg
 import pytest
 
 from tests.store.conftest import PgServer, new_pg_database
+from tests.stores import ALICE_ROTA, opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.store import Scope, Store, StoreConfig
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 from voipalert.store.engine_lock import EngineLockHeld
 from voipalert.store.errors import DatabaseUnusable, StoreError
 from voipalert.store.users import Role, UserTables
 
 T = TypeVar("T")
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
-ROTA = """
-people:
-  - {name: alice, contacts: [{extension: "201"}]}
-policies:
-  - name: default
-    steps: [{targets: [{person: alice}], timeout: 300}]
-routes:
-  - {name: rest, default: true, policy: default}
-"""
 
 
 @pytest.fixture
@@ -44,12 +35,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(database, clock, StoreConfig(secret_file=tmp_path / "secret"))
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, clock, ALICE_ROTA, tmp_path / "secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def test_users_sessions_and_invitations(store: Store, clock: FakeClock) -> None:
@@ -104,8 +91,8 @@ def _call(alert_plan: list[object]) -> PlaceCall:
     return action
 
 
-async def test_api_tables_and_live_calls(store: Store, clock: FakeClock) -> None:
-    tables = ApiTables(store, clock)
+async def test_api_reads_and_live_calls(store: Store, clock: FakeClock) -> None:
+    tables = ApiReads(store, clock)
     users = UserTables(store, clock)
     await store.create_api_token("grafana", frozenset({Scope.TRIGGER}))
     await store.create_api_token("reader", frozenset({Scope.READ}))

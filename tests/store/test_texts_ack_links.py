@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.store.conftest import Raw
+from tests.stores import opened_store
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, AttemptResult, NewAlert
 from voipalert.domain.policy import PlaceCall, plan
-from voipalert.domain.rota_parse import parse_rota
-from voipalert.store import Store, StoreConfig
+from voipalert.store import Store
 
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
 ROTA = """
@@ -39,13 +39,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def store(database: str, tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    config = StoreConfig(secret_file=tmp_path / "store.secret")
-    opened = await Store.open(database, clock, config)
-    await opened.replace_rota(parse_rota(ROTA))
-    try:
+    async with opened_store(database, clock, ROTA, tmp_path / "store.secret") as opened:
         yield opened
-    finally:
-        await opened.close()
 
 
 async def _notified(store: Store) -> tuple[int, dict[str, int]]:

@@ -20,6 +20,19 @@ REQUIRED = {
     "voicemail",
     "fallback",
     "fallback_unknown",
+    # The call-in menu (voipalert.callin_menu, docs/call-in.md).
+    "callin_welcome",
+    "callin_enter_pin",
+    "callin_wrong_pin",
+    "callin_locked_out",
+    "callin_unknown",
+    "callin_no_open_alerts",
+    "callin_menu",
+    "callin_menu_no_resolve",
+    "callin_resolved",
+    "callin_already_handled",
+    "callin_not_allowed",
+    "callin_no_more",
 }
 
 

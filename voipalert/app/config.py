@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
+from dataclasses import dataclass, replace
 
 from voipalert import __version__
 from voipalert.app.selftest import SelfTestConfig
@@ -87,6 +88,49 @@ def ua_config(settings: Settings) -> UAConfig:
         user_agent=f"voipalert/{__version__}",
         trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """One further trunk's user agent (``[[sip.trunk]]``, docs/sip-failover.md)."""
+
+    name: str
+    ua: UAConfig
+    bind: tuple[str, int]
+    register: bool
+
+
+def trunk_configs(settings: Settings) -> list[TrunkConfig]:
+    """The trunks after ``[sip]`` itself: its transport, addresses and timers, their own
+    port, registrar, proxy and credentials."""
+    sip, base = settings.sip, ua_config(settings)
+    configs = []
+    for trunk in sip.trunk:
+        what = f"[[sip.trunk]] {trunk.name}"
+        registrar = SipUri.parse(trunk.registrar, f"{what} registrar") if trunk.registrar else None
+        proxy = (
+            SipUri.parse(trunk.outbound_proxy, f"{what} outbound_proxy")
+            if trunk.outbound_proxy
+            else None
+        )
+        route = registrar or proxy
+        domain = trunk.domain or (route.host if route is not None else base.domain)
+        peers = {u.host for u in (registrar, proxy) if u is not None}
+        trusted = {ip for host in peers if (ip := _ip_literal(host)) is not None}
+        ua = replace(
+            base,
+            user=trunk.username or "voipalert",
+            domain=domain,
+            local_port=trunk.local_port,
+            auth_username=trunk.auth_username,
+            password=trunk.password.get_secret_value() if trunk.password else None,
+            registrar=registrar,
+            outbound_proxy=proxy,
+            trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
+        )
+        bind = (str(sip.local_host), trunk.local_port)
+        configs.append(TrunkConfig(trunk.name, ua, bind, trunk.registers and registrar is not None))
+    return configs
 
 
 def sip_bind(settings: Settings) -> tuple[str, int]:
@@ -225,6 +269,9 @@ def _generic(name: str, hook: GenericHookSettings) -> GenericMapping:
 def _alertmanager(hook: AlertmanagerHookSettings, base: str) -> AlertmanagerHook:
     return AlertmanagerHook(
         grouping=Grouping(hook.grouping),
+        receiver_grouping=tuple(
+            (receiver, Grouping(grouping)) for receiver, grouping in hook.receiver_grouping.items()
+        ),
         url=hook.url,
         allowed_urls=tuple(hook.allowed_urls),
         silence_seconds=hook.silence_minutes * 60,

@@ -26,8 +26,8 @@ import aiohttp
 from voipalert.app.serve import Running, serve
 from voipalert.clock import SystemClock
 from voipalert.console.passwords import hash_password
-from voipalert.domain.rota_parse import parse_rota
 from voipalert.errors import VoipAlertError
+from voipalert.rotafile.parse import parse_rota
 from voipalert.settings import Settings
 from voipalert.store import Scope, Store
 from voipalert.store.users import Role, UserTables

@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from voipalert.app.callin import run_callin, with_callin
 from voipalert.app.config import (
     console_config,
     dns_config,
@@ -46,6 +47,7 @@ from voipalert.app.config import (
     ua_config,
 )
 from voipalert.app.heap import settle_heap
+from voipalert.app.housekeeping import Housekeeping
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.selftest import (
     AlertOnFailure,
@@ -57,16 +59,23 @@ from voipalert.app.selftest import (
 from voipalert.app.shift_notices import ShiftNoticeConfig, ShiftNoticeSender
 from voipalert.app.store_config import sources_config, store_config
 from voipalert.app.test_call import TestCaller, add_test_call_route
+from voipalert.app.trunks import (
+    TrunkStartError,
+    phone_sip_state,
+    start_trunks,
+    trunk_health,
+    trunks_sip_state,
+)
 from voipalert.calls import Phone
 from voipalert.clock import Clock, SystemClock
 from voipalert.console.routes import add_console
 from voipalert.domain.rota import NotifyMethod
 from voipalert.engine import Engine
 from voipalert.errors import ConfigError, VoipAlertError
-from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH
+from voipalert.ingest.app_keys import INTAKE, METRICS, PHONE_PATH, TRUNKS
 from voipalert.ingest.config import IngestConfig
 from voipalert.ingest.feed_poll import SourcePoller
-from voipalert.ingest.health import SipState
+from voipalert.ingest.health import SipState, TrunkSource
 from voipalert.ingest.heartbeat import HeartbeatWatch
 from voipalert.ingest.imap import ImapPoller
 from voipalert.ingest.metrics import IngestMetrics
@@ -86,6 +95,7 @@ from voipalert.store import Store
 from voipalert.store.cluster import ClusterNode
 from voipalert.store.engine_lock import EngineLock, EngineLockHeld
 from voipalert.store.errors import StoreError
+from voipalert.trunks import Trunks
 from voipalert.tts.speech import Speech
 
 log = logging.getLogger("voipalert.serve")
@@ -106,14 +116,7 @@ class Running:
 
 
 def sip_state(phone: Phone) -> SipState:
-    status = phone.registration
-    if status is None:
-        return SipState.NOT_CONFIGURED
-    return {
-        RegistrationState.REGISTERED: SipState.REGISTERED,
-        RegistrationState.REGISTERING: SipState.REGISTERING,
-        RegistrationState.UNREGISTERING: SipState.REGISTERING,
-    }.get(status.state, SipState.FAILED)
+    return phone_sip_state(phone)
 
 
 async def serve(
@@ -138,8 +141,8 @@ async def serve(
             languages = await _check_languages(store, speech)
             await speech.renderer.preload()
             await _warm_phrases(speech, languages, settings)
-            phone = await _start_phone(settings, stack)
-            engine, texter = _engine(settings, store, clock, phone, speech)
+            phone, trunks = await _start_phones(settings, stack)
+            engine, texter = _engine(settings, store, clock, trunks, speech)
             node = await _join_cluster(settings, store, engine)
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
@@ -147,9 +150,9 @@ async def serve(
             await sender.start()
             app = build_app(
                 store, wake=_all(engine.wake, silencer.wake, sender.wake),
-                sip_state=lambda: sip_state(phone), config=config, clock=clock,
+                sip_state=lambda: trunks_sip_state(trunks), config=config, clock=clock,
             )  # fmt: skip
-            _observe(app, silencer, sender, stalls, node)
+            _observe(app, silencer, sender, stalls, lambda: trunk_health(trunks, clock), node)
             app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
             test_caller = _add_web_routes(app, settings, phone, speech)
             selftest = _self_test(settings, app, phone, test_caller, clock)
@@ -162,7 +165,7 @@ async def serve(
             log.info(
                 "voipalert ready: HTTP on %s:%s, SIP %s, registration %s",
                 settings.http.host, http_port, running.sip, running.registration,
-                extra={"registration_state": sip_state(phone).value},
+                extra={"registration_state": trunks_sip_state(trunks).value},
             )  # fmt: skip
             if on_ready is not None:
                 on_ready(running)
@@ -174,8 +177,15 @@ async def serve(
                     ("selftest", selftest.run()),
                     *_text_jobs(settings, store, clock, engine, texter),
                     ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
+                    ("housekeeping", Housekeeping(
+                        store, clock, settings.database.sent_retention_days).run()),
+                    # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
+                    ("call-in", run_callin(
+                        settings, store, speech, clock, phone,
+                        _all(engine.wake, silencer.wake, sender.wake), languages,
+                        app[METRICS].observe_callin)),
                     *([("node", node.run())] if node is not None else []),
-                ]
+                ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
@@ -255,9 +265,11 @@ def _observe(
     silencer: Silencer,
     sender: StatusSender,
     stalls: _StallReport,
+    trunks: TrunkSource,
     node: ClusterNode | None,
 ) -> None:
-    """The side services report into the app's metrics."""
+    """The side services report into the app's metrics (and the trunks into /readyz)."""
+    app[TRUNKS] = trunks
     if node is not None:
         app[METRICS].count_cluster(node.lease)
     silencer.observe = app[METRICS].observe_silence
@@ -266,25 +278,26 @@ def _observe(
 
 
 def _engine(
-    settings: Settings, store: Store, clock: Clock, phone: Phone, speech: Speech
+    settings: Settings, store: Store, clock: Clock, trunks: Trunks, speech: Speech
 ) -> tuple[Engine, SipTexter | None]:
     """The engine, with a notifier per method (calls, texts, e-mail)."""
-    channels, texter = _channels(settings, phone, speech)
+    channels, texter = _channels(settings, trunks, speech)
     channels |= _mail_channel(settings, store, clock)
     return Engine(store, ChannelNotifier(channels), clock, engine_config(settings)), texter
 
 
 def _channels(
-    settings: Settings, phone: Phone, speech: Speech
+    settings: Settings, trunks: Trunks, speech: Speech
 ) -> tuple[dict[NotifyMethod, Notifier], SipTexter | None]:
-    """The notifier of each method: calls always; SIP MESSAGE texts unless turned off."""
+    """The notifier of each method: calls always (failing over between the trunks); SIP
+    MESSAGE texts, through the first trunk, unless turned off."""
     domain = ua_config(settings).domain
     channels: dict[NotifyMethod, Notifier] = {
-        NotifyMethod.CALL: VoiceNotifier(phone, speech, domain)
+        NotifyMethod.CALL: VoiceNotifier(trunks, speech, domain)
     }
     if not settings.text.sip_messages:
         return channels, None
-    texter = SipTexter(phone)
+    texter = SipTexter(trunks.first.phone)
     channels[NotifyMethod.MESSAGE] = MessageNotifier(
         texter, domain, settings.text.reply_window_seconds
     )
@@ -499,7 +512,7 @@ async def _warm_phrases(speech: Speech, languages: list[str], settings: Settings
 
 
 async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
-    ua = ua_config(settings)
+    ua = with_callin(settings, ua_config(settings))
     bind = sip_bind(settings)
     phone = Phone(
         ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings),
@@ -515,6 +528,15 @@ async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
         ) from None
     stack.push_async_callback(phone.stop)
     return phone
+
+
+async def _start_phones(settings: Settings, stack: AsyncExitStack) -> tuple[Phone, Trunks]:
+    """The ``[sip]`` phone, then the further trunks' (docs/sip-failover.md)."""
+    phone = await _start_phone(settings, stack)
+    try:
+        return phone, await start_trunks(settings, phone, stack)
+    except TrunkStartError as exc:
+        raise StartupError(str(exc)) from None
 
 
 async def _registration(phone: Phone) -> str:

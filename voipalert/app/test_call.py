@@ -25,7 +25,7 @@ from voipalert.calls import CallReport, Phone
 from voipalert.callscript import StopReason, StopRequest
 from voipalert.ingest.app_keys import AUTH, CONFIG
 from voipalert.ingest.http_errors import ApiError
-from voipalert.ingest.http_io import read_model
+from voipalert.ingest.json_http import read_model
 from voipalert.notify.voice import SpokenPrompts, menu_fields, target_uri
 from voipalert.sip.uri import SipUri
 from voipalert.store import Scope

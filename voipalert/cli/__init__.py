@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voipalert import __version__
-from voipalert.cli import (
+from voipalert.cli import (  # _blas_threads first: before anything loads numpy
+    _blas_threads,  # noqa: F401
     calendar_cmd,
     call_cmd,
     config_cmd,

@@ -14,7 +14,7 @@ from voipalert.app.store_config import public_url, store_config
 from voipalert.cli.with_store import with_store
 from voipalert.ingest.calendar_urls import calendar_path, calendar_token
 from voipalert.settings import load_settings
-from voipalert.store import Store
+from voipalert.store.ports import CliStore
 
 EXIT_OK = 0
 EXIT_UNKNOWN = 1
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_url(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
 
-    async def action(store: Store) -> str | None:
+    async def action(store: CliStore) -> str | None:
         rota = await store.load_rota()
         found = rota.person(args.name) if args.kind == "person" else rota.schedule(args.name)
         if found is None:

@@ -23,8 +23,8 @@ from voipalert.cli.with_store import with_store
 from voipalert.domain.alert import Severity
 from voipalert.domain.rota import Rota
 from voipalert.settings import load_settings
-from voipalert.store import Store
 from voipalert.store.heartbeat import Heartbeat, HeartbeatExists
+from voipalert.store.ports import CliStore
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -99,7 +99,7 @@ def run_add(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings = load_settings(args.config)
 
-    async def action(store: Store) -> tuple[Heartbeat, str] | str:
+    async def action(store: CliStore) -> tuple[Heartbeat, str] | str:
         team, policy, problem = _targets(args, await store.load_rota())
         if problem:
             return problem
@@ -163,7 +163,7 @@ def run_remove(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     database = (settings.database.location, store_config(settings))
 
-    async def action(store: Store) -> bool:
+    async def action(store: CliStore) -> bool:
         if not await store.remove_heartbeat(args.name):
             return False
         # Its missed-beat alert, if open, would never be resolved by a beat now.

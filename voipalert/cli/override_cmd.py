@@ -29,7 +29,6 @@ from voipalert.app.store_config import store_config
 from voipalert.cli.with_store import with_store
 from voipalert.clock import SystemClock
 from voipalert.domain.errors import RotaError
-from voipalert.domain.override_csv import MAX_CSV_CHARS
 from voipalert.domain.override_edit import (
     BadTime,
     Origin,
@@ -40,9 +39,10 @@ from voipalert.domain.override_edit import (
     parse_edit_time,
 )
 from voipalert.domain.rota import Rota
+from voipalert.rotafile.shifts_csv import MAX_CSV_CHARS
 from voipalert.settings import load_settings
-from voipalert.store import Store
 from voipalert.store.overrides import Added, CsvImported
+from voipalert.store.ports import CliStore
 
 T = TypeVar("T")
 
@@ -102,7 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     imp.set_defaults(func=run_import)
 
 
-def _run(args: argparse.Namespace, action: Callable[[Store], Awaitable[T]]) -> T:
+def _run(args: argparse.Namespace, action: Callable[[CliStore], Awaitable[T]]) -> T:
     settings = load_settings(args.config)
     return asyncio.run(with_store((settings.database.location, store_config(settings)), action))
 
@@ -135,7 +135,7 @@ def run_add(args: argparse.Namespace) -> int:
     )
     who = os_user()
 
-    async def action(store: Store) -> tuple[Added, Rota]:
+    async def action(store: CliStore) -> tuple[Added, Rota]:
         return await store.add_override(request, Origin.CLI, who), await store.load_rota()
 
     try:
@@ -160,7 +160,7 @@ def _bound(text: str | None, zone: ZoneInfo) -> datetime | None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    async def action(store: Store) -> tuple[list[OverrideRecord], Rota] | str:
+    async def action(store: CliStore) -> tuple[list[OverrideRecord], Rota] | str:
         rota = await store.load_rota()
         schedule = rota.schedule(args.schedule) if args.schedule else None
         if args.schedule and schedule is None:
@@ -213,7 +213,7 @@ def write_csv(records: Sequence[OverrideRecord], rota: Rota, out: TextIO) -> Non
 def run_remove(args: argparse.Namespace) -> int:
     who = os_user()
 
-    async def action(store: Store) -> OverrideRecord | None:
+    async def action(store: CliStore) -> OverrideRecord | None:
         return await store.remove_override(args.id, who)
 
     gone: OverrideRecord | None = _run(args, action)
@@ -248,7 +248,7 @@ def run_import(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     who = os_user()
 
-    async def action(store: Store) -> CsvImported:
+    async def action(store: CliStore) -> CsvImported:
         return await store.import_shifts(text, who, str(path), dry_run=args.dry_run)
 
     try:

@@ -12,23 +12,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from voipalert.app.store_config import sources_config
+from voipalert.cli.with_store import with_store
 from voipalert.clock import SystemClock
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import OnCall, who_is_on_call
 from voipalert.domain.oncall_view import describe, parse_at
 from voipalert.domain.rota import Rota, Schedule
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import RotaFormat, parse_rota
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import RotaFormat, parse_rota
 from voipalert.settings import load_settings
-from voipalert.store import Store
+from voipalert.store import StoreConfig
 from voipalert.store.feeds import SourceCopy
 from voipalert.store.overrides import OverridesOrphaned
 from voipalert.store.pg import shown_url
+from voipalert.store.ports import CliStore
 
 if TYPE_CHECKING:
     from voipalert.ingest.feed_poll import SourcesConfig
@@ -76,32 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     oncall.set_defaults(func=run_oncall)
 
 
-async def _with_store(database: Path | str) -> Store:
-    return await Store.open(database, SystemClock())
+T = TypeVar("T")
 
 
-async def _replace(database: Path | str, rota: Rota, source: str, keep: bool) -> int:
-    store = await _with_store(database)
-    try:
-        return await store.replace_rota(rota, actor="cli", source=source, keep_overrides=keep)
-    finally:
-        await store.close()
-
-
-async def _load(database: Path | str) -> Rota:
-    store = await _with_store(database)
-    try:
-        return await store.load_rota()
-    finally:
-        await store.close()
-
-
-async def _load_with_copies(database: Path | str) -> tuple[Rota, dict[str, SourceCopy]]:
-    store = await _with_store(database)
-    try:
-        return await store.load_rota_with_feeds()
-    finally:
-        await store.close()
+def _on_store(database: Path | str, action: Callable[[CliStore], Awaitable[T]]) -> T:
+    return asyncio.run(with_store((database, StoreConfig()), action))
 
 
 async def oncall_answers(
@@ -167,7 +149,12 @@ def run_import(args: argparse.Namespace) -> int:
         return EXIT_OK
     database = load_settings(args.config).database.location
     try:
-        kept = asyncio.run(_replace(database, rota, str(path), args.keep_overrides))
+        kept = _on_store(
+            database,
+            lambda store: store.replace_rota(
+                rota, actor="cli", source=str(path), keep_overrides=args.keep_overrides
+            ),
+        )
     except OverridesOrphaned as exc:
         for reason in exc.reasons:
             print(f"{path}: {reason}, which this file does not have", file=sys.stderr)
@@ -186,7 +173,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    rota = asyncio.run(_load(load_settings(args.config).database.location))
+    rota = _on_store(load_settings(args.config).database.location, lambda s: s.load_rota())
     text = dump_rota(rota)
     if args.output is not None:
         args.output.write_text(text, encoding="utf-8")
@@ -203,7 +190,7 @@ def _instant(text: str | None, schedule: Schedule) -> datetime:
 
 def run_oncall(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    rota, copies = asyncio.run(_load_with_copies(settings.database.location))
+    rota, copies = _on_store(settings.database.location, lambda s: s.load_rota_with_feeds())
     schedules = [s for s in rota.schedules if args.schedule in (None, s.name)]
     if args.schedule is not None and not schedules:
         print(f"voipalert: no schedule named {args.schedule!r}", file=sys.stderr)

@@ -24,7 +24,7 @@ from voipalert.clock import SystemClock
 from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.settings import load_settings
 from voipalert.store import ApiToken, Scope, Store, StoreConfig, StoreError
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -73,7 +73,7 @@ async def _create(
 ) -> tuple[str, str | None] | None:
     """The new token's secret and signing secret (None for a token that may not sign), or
     None when the name is taken."""
-    if any(t.name == name for t in await ApiTables(store, SystemClock()).list_tokens()):
+    if any(t.name == name for t in await ApiReads(store, SystemClock()).list_tokens()):
         return None
     try:
         _, secret = await store.create_api_token(name, scopes)
@@ -137,7 +137,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     records = asyncio.run(
-        with_store(_database(args), lambda store: ApiTables(store, SystemClock()).list_tokens())
+        with_store(_database(args), lambda store: ApiReads(store, SystemClock()).list_tokens())
     )
     if args.json:
         print(json.dumps([_record_json(r) for r in records], indent=2))

@@ -1,4 +1,5 @@
-"""``voipalert user add|list|set-role|remove|passwd``: the people who log in to the web console.
+"""``voipalert user add|list|set-role|remove|passwd``: the people who log in to the web console;
+``voipalert user set-pin``: a rota person's call-in PIN (docs/call-in.md).
 
 Roles, each allowing what the ones before it allow: ``viewer`` (sees everything),
 ``responder`` (acknowledges and resolves, adds and removes their own overrides),
@@ -29,6 +30,7 @@ from voipalert.clock import SystemClock
 from voipalert.console.passwords import hash_password, password_problem
 from voipalert.settings import load_settings
 from voipalert.store import Store, StoreConfig
+from voipalert.store.callin import check_pin_format
 from voipalert.store.users import INVITATION_HOURS, USER_NAME, Role, UserTables
 
 EXIT_OK = 0
@@ -73,6 +75,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     passwd.add_argument("name", metavar="NAME")
     _password_options(passwd)
     passwd.set_defaults(func=run_passwd)
+    pin = actions.add_parser(
+        "set-pin",
+        help="set the call-in PIN of a person of the rota (docs/call-in.md)",
+        description="The PIN (4-8 digits) is asked twice on a terminal or read from the "
+        "first line of standard input; only a keyed digest is stored.",
+    )
+    pin.add_argument("name", metavar="PERSON", help="a person of the rota")
+    pin.add_argument(
+        "--may-resolve", action="store_true", help="let them resolve alerts by phone (key 2)"
+    )
+    pin.add_argument("--clear", action="store_true", help="remove their PIN")
+    pin.set_defaults(func=run_set_pin)
 
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
@@ -219,4 +233,42 @@ def run_passwd(args: argparse.Namespace) -> int:
         print(f"voipalert: no user named {name!r}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"password of {name} changed; their sessions have ended")
+    return EXIT_OK
+
+
+def _pin() -> str | None:
+    if not sys.stdin.isatty():
+        pin = sys.stdin.readline().strip()
+    else:
+        pin = getpass.getpass("PIN: ")
+        if getpass.getpass("again: ") != pin:
+            print("voipalert: the PINs differ", file=sys.stderr)
+            return None
+    try:
+        return check_pin_format(pin)
+    except ValueError as exc:
+        print(f"voipalert: {exc}", file=sys.stderr)
+        return None
+
+
+def run_set_pin(args: argparse.Namespace) -> int:
+    name: str = args.name
+    pin = None if args.clear else _pin()
+    if pin is None and not args.clear:
+        return EXIT_USAGE
+    location, config = _database(args)
+
+    async def apply() -> bool:
+        async with await Store.open(location, SystemClock(), config) as store:
+            if (await store.load_rota()).person(name) is None:
+                return False
+            await store.set_callin_pin(name, pin, may_resolve=args.may_resolve, actor="cli")
+            return True
+
+    if not asyncio.run(apply()):
+        print(f"voipalert: no person named {name!r} in the rota", file=sys.stderr)
+        return EXIT_REFUSED
+    what = "cleared" if pin is None else "set"
+    resolve = " (may resolve by phone)" if args.may_resolve and pin else ""
+    print(f"call-in PIN of {name} {what}{resolve}")
     return EXIT_OK

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from voipalert.console.keys import CONSOLE, session_of
+from voipalert.console.keys import CONSOLE, console_store, session_of
 from voipalert.console.render import render
-from voipalert.ingest.app_keys import SIP_STATE, STORE, TABLES
+from voipalert.ingest.app_keys import API_READS, SIP_STATE
 from voipalert.ingest.health import check_readiness
 from voipalert.ingest.tokens import TOKEN_NAME
 from voipalert.store import Scope, StoreError
@@ -33,10 +33,10 @@ MAX_MESSAGE_CHARS: Final = 600
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
     app = request.app
-    readiness = await check_readiness(app[TABLES], app[SIP_STATE])
+    readiness = await check_readiness(app[API_READS], app[SIP_STATE])
     values: dict[str, Any] = {
         "readiness": readiness,
-        "tokens": await app[TABLES].list_tokens(),
+        "tokens": await app[API_READS].list_tokens(),
         "scopes": [s.value for s in Scope],
         "settings_text": app.get(SETTINGS_VIEW),
         "can_test_call": TEST_CALL in app,
@@ -63,7 +63,7 @@ async def tokens(request: web.Request) -> web.StreamResponse:
     if TOKEN_NAME.match(name) is None:
         return await _page(request, 422, error="Use 1-64 letters, digits, '.', '_' or '-'.")
     if form.get("action") == "revoke":
-        if not await request.app[STORE].revoke_api_token(name, actor=session.user.name):
+        if not await console_store(request).revoke_api_token(name, actor=session.user.name):
             return await _page(request, 409, error="No such token.")
         return await _page(request, message="Saved.")
     scopes = frozenset(Scope(s) for s in form.getall("scope", []) if s in set(Scope))
@@ -75,8 +75,8 @@ async def tokens(request: web.Request) -> web.StreamResponse:
 async def _create(
     request: web.Request, name: str, scopes: frozenset[Scope], actor: str
 ) -> web.Response:
-    store = request.app[STORE]
-    if any(t.name == name for t in await request.app[TABLES].list_tokens()):
+    store = console_store(request)
+    if any(t.name == name for t in await request.app[API_READS].list_tokens()):
         return await _page(request, 409, error="That name is taken.")
     try:
         _, secret = await store.create_api_token(name, scopes, actor=actor)

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from voipalert.console.keys import CONSOLE, session_of
+from voipalert.console.keys import CONSOLE, console_store, session_of
 from voipalert.console.prompts import SPEECH, texts_for
 from voipalert.console.render import (
     error_page_async,
@@ -35,7 +35,7 @@ from voipalert.console.render import (
 )
 from voipalert.console.security import SESSION_COOKIE
 from voipalert.domain.alert import Alert, AlertStatus, Attempt, Severity
-from voipalert.ingest.app_keys import CLOCK, STORE, WAKE
+from voipalert.ingest.app_keys import CLOCK, WAKE
 from voipalert.store import AlertFilter, AlertNotFound, Page
 from voipalert.store.users import Role
 
@@ -125,7 +125,7 @@ def _most_urgent_first(alerts: Iterable[Alert]) -> tuple[Alert, ...]:
 
 
 async def _board_values(request: web.Request) -> dict[str, Any]:
-    store = request.app[STORE]
+    store = console_store(request)
     wanted = BoardFilter.of(request.query)
     open_page = await store.list_alerts(wanted.store_filter(OPEN), Page(BOARD_OPEN_LIMIT))
     recent = await store.list_alerts(wanted.store_filter(CLOSED), Page(BOARD_RECENT_LIMIT))
@@ -200,9 +200,9 @@ async def _stream_event(request: web.Request) -> bytes:
     context = await page_context(request)
     raw = request.query.get("alert", "")
     if raw.isascii() and raw.isdigit() and len(raw) <= ALERT_ID_DIGITS:
-        detail = await request.app[STORE].get_alert_with_attempts(int(raw))
+        detail = await console_store(request).get_alert_with_attempts(int(raw))
         if detail is not None:
-            trail = await request.app[STORE].audit_trail(detail.alert.id)
+            trail = await console_store(request).audit_trail(detail.alert.id)
             context.update(
                 attempts=detail.attempts,
                 totals=outcome_totals(detail.attempts),
@@ -228,7 +228,7 @@ def _timeline_detail(detail: object) -> str:
 
 
 async def alert_page(request: web.Request) -> web.StreamResponse:
-    store = request.app[STORE]
+    store = console_store(request)
     alert_id = _alert_id(request)
     detail = await store.get_alert_with_attempts(alert_id)
     if detail is None:
@@ -256,7 +256,7 @@ async def alert_page(request: web.Request) -> web.StreamResponse:
 
 async def confirm(request: web.Request) -> web.StreamResponse:
     """The confirmation step, a page of its own so it works without JavaScript."""
-    alert = await request.app[STORE].get_alert(_alert_id(request))
+    alert = await console_store(request).get_alert(_alert_id(request))
     if alert is None:
         return await error_page_async(request, 404, "Not found", "Not found")
     return await render(request, "confirm.html", alert=alert, action=request.match_info["action"])
@@ -265,7 +265,11 @@ async def confirm(request: web.Request) -> web.StreamResponse:
 async def act(request: web.Request) -> web.StreamResponse:
     session = await session_of(request)
     assert session is not None  # the guard let a responder through
-    store, alert_id, action = request.app[STORE], _alert_id(request), request.match_info["action"]
+    store, alert_id, action = (
+        console_store(request),
+        _alert_id(request),
+        request.match_info["action"],
+    )
     name = session.user.name
     try:
         if action == "ack":

@@ -10,6 +10,8 @@ from aiohttp import web
 
 from voipalert.console.feed import ChangeFeed
 from voipalert.console.security import SESSION_COOKIE, ConsoleConfig, LoginLimiter
+from voipalert.ingest.app_keys import STORE
+from voipalert.store.ports import ConsoleStore
 from voipalert.store.users import Session, UserTables
 
 
@@ -23,6 +25,13 @@ class ConsoleState:
 
 
 CONSOLE: Final = web.AppKey("console", ConsoleState)
+
+
+def console_store(request: web.Request) -> ConsoleStore:
+    """The store as the pages use it: what ``store.ports.ConsoleStore`` names, no more."""
+    return request.app[STORE]
+
+
 _SESSION: Final = web.RequestKey("voipalert_console_session", object)
 _NO_SESSION: Final = object()
 

@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from voipalert.console.keys import CONSOLE, session_of
+from voipalert.console.keys import CONSOLE, console_store, session_of
 from voipalert.console.prompts import SPEECH, mass_fields, spoken_text
 from voipalert.console.render import render, see_other
 from voipalert.domain.alert import AlertKind, NewAlert, Severity
 from voipalert.domain.rota import TeamName
-from voipalert.ingest.app_keys import INTAKE, STORE
+from voipalert.ingest.app_keys import INTAKE
 from voipalert.ingest.schemas import MAX_SUMMARY_CHARS
 from voipalert.store import AlertFilter, Page, UnknownReference
 from voipalert.tts.templates import TextLimits
@@ -26,7 +26,7 @@ RECENT: Final = 20
 
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
-    store = request.app[STORE]
+    store = console_store(request)
     rota = await store.load_rota()
     recent = await store.list_alerts(AlertFilter(), Page(200))
     values: dict[str, Any] = {

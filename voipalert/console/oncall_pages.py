@@ -16,13 +16,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from voipalert.console.keys import session_of
+from voipalert.console.keys import console_store, session_of
 from voipalert.console.render import render, see_other
 from voipalert.domain.errors import RotaError
 from voipalert.domain.oncall import who_is_on_call
 from voipalert.domain.oncall_view import describe, parse_at, segments, source_of
 from voipalert.domain.override_edit import Origin, OverrideRequest
-from voipalert.ingest.app_keys import CLOCK, STORE
+from voipalert.ingest.app_keys import CLOCK
 from voipalert.store.users import Role, Session
 
 FIELD_MAX_CHARS: Final = 64
@@ -36,7 +36,7 @@ def _may_change(session: Session, person: str) -> bool:
 
 async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.StreamResponse:
     # With the live sources' copies, so the page answers as `voipalert oncall` does.
-    rota, _ = await request.app[STORE].load_rota_with_feeds()
+    rota, _ = await console_store(request).load_rota_with_feeds()
     session = await session_of(request)
     assert session is not None
     now = request.app[CLOCK].now_utc()
@@ -68,7 +68,7 @@ async def _page(request: web.Request, status: int = 200, **extra: Any) -> web.St
         "at_invalid": bool(at_text) and all(s["what_if"] is None for s in schedules),
         "overrides": [
             (r.override, str(r.id), _may_change(session, r.override.person), r)
-            for r in await request.app[STORE].list_overrides()
+            for r in await console_store(request).list_overrides()
         ],
         "people": [p.name for p in rota.people],
         "zones": {s.name: s.time_zone for s in rota.schedules},
@@ -101,7 +101,7 @@ async def add_override(request: web.Request) -> web.StreamResponse:
         entry["schedule"], entry["person"], entry["start"], entry["end"], entry["replaces"] or None
     )
     try:
-        await request.app[STORE].add_override(wanted, Origin.CONSOLE, session.user.name)
+        await console_store(request).add_override(wanted, Origin.CONSOLE, session.user.name)
     except RotaError as exc:
         problems = [f"{p.path}: {p.message}" if p.path else p.message for p in exc.problems]
         return await _page(request, 422, problems=problems, form=entry)
@@ -113,12 +113,12 @@ async def remove_override(request: web.Request) -> web.StreamResponse:
     assert session is not None
     form = await request.post()
     ident = str(form.get("override", ""))[:20]
-    records = await request.app[STORE].list_overrides()
+    records = await console_store(request).list_overrides()
     match = [r for r in records if str(r.id) == ident]
     if not match:
         return await _page(request, 409, problems=["That override no longer exists."])
     if not _may_change(session, match[0].override.person):
         return await _page(request, 403, problems=[OWN_ONLY])
-    if await request.app[STORE].remove_override(match[0].id, session.user.name) is None:
+    if await console_store(request).remove_override(match[0].id, session.user.name) is None:
         return await _page(request, 409, problems=["That override no longer exists."])
     return see_other("/oncall?done=removed")

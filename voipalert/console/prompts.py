@@ -17,10 +17,10 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from voipalert.callscript import MESSAGE
+from voipalert.console.keys import console_store
 from voipalert.console.render import error_page_async
 from voipalert.domain.alert import Alert, Severity
 from voipalert.engine import alert_fields
-from voipalert.ingest.app_keys import STORE
 from voipalert.tts.catalog import load_catalog
 from voipalert.tts.errors import TemplateConfigError
 from voipalert.tts.prompt import Prompt
@@ -89,7 +89,7 @@ async def _wav(request: web.Request, fields: Mapping[str, object]) -> web.Stream
 
 
 async def alert_prompt(request: web.Request) -> web.StreamResponse:
-    alert = await request.app[STORE].get_alert(int(request.match_info["id"]))
+    alert = await console_store(request).get_alert(int(request.match_info["id"]))
     if alert is None:
         return await error_page_async(request, 404, "Not found", "Not found")
     return await _wav(request, alert_fields(alert))

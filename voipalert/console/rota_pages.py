@@ -18,14 +18,14 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from voipalert.console.keys import session_of
+from voipalert.console.keys import console_store, session_of
 from voipalert.console.render import render, see_other
 from voipalert.domain.errors import RotaError, RotaProblem
 from voipalert.domain.oncall_view import Segment, segments
 from voipalert.domain.rota import Rota
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
-from voipalert.ingest.app_keys import CLOCK, STORE
+from voipalert.ingest.app_keys import CLOCK
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 
 MAX_ROTA_CHARS: Final = 512 * 1024
 
@@ -70,7 +70,7 @@ def changes(old: Rota, new: Rota, now: datetime) -> list[ScheduleChange]:
 
 
 async def editor(request: web.Request) -> web.StreamResponse:
-    store = request.app[STORE]
+    store = console_store(request)
     rota = await store.load_rota()
     # Overrides made one at a time (docs/rota-edits.md) are in the text like the file's;
     # applying it makes them the file's. Say so, with how many there are.
@@ -99,7 +99,7 @@ def _problem(problem: RotaProblem) -> str:
 
 
 async def preview(request: web.Request) -> web.StreamResponse:
-    store = request.app[STORE]
+    store = console_store(request)
     text, version = await _text(request)
     new, problems = _parse(text)
     values: dict[str, Any] = {"text": text, "version": version, "done": False}
@@ -115,7 +115,7 @@ async def preview(request: web.Request) -> web.StreamResponse:
 
 
 async def apply(request: web.Request) -> web.StreamResponse:
-    store = request.app[STORE]
+    store = console_store(request)
     session = await session_of(request)
     assert session is not None
     text, version = await _text(request)

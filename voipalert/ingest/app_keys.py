@@ -10,15 +10,15 @@ from aiohttp import web
 from voipalert.clock import Clock
 from voipalert.ingest.auth import Authenticator
 from voipalert.ingest.config import IngestConfig
-from voipalert.ingest.health import PhonePath, SipState
+from voipalert.ingest.health import PhonePath, SipState, TrunkSource
 from voipalert.ingest.intake import Intake
 from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import IngestMetrics
 from voipalert.store import Store
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 STORE = web.AppKey("store", Store)
-TABLES = web.AppKey("tables", ApiTables)
+API_READS = web.AppKey("api_reads", ApiReads)
 INTAKE = web.AppKey("intake", Intake)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", IngestMetrics)
@@ -29,4 +29,6 @@ WAKE: web.AppKey[Callable[[], None]] = web.AppKey("wake")
 SIP_STATE: web.AppKey[Callable[[], SipState]] = web.AppKey("sip_state")
 # The self-test's view of the phone path (app.selftest sets it; default: not monitored).
 PHONE_PATH: web.AppKey[Callable[[], PhonePath]] = web.AppKey("phone_path")
+# Each SIP trunk's state (app.trunks sets it; default: none listed).
+TRUNKS: web.AppKey[TrunkSource] = web.AppKey("trunks")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

@@ -28,7 +28,7 @@ from aiohttp import web
 from voipalert.clock import Clock
 from voipalert.ingest.config import HttpConfig
 from voipalert.ingest.http_errors import ApiError
-from voipalert.ingest.http_io import read_body
+from voipalert.ingest.json_http import read_body
 from voipalert.ingest.replay import ReplayCache, Seen
 from voipalert.ingest.tokens import (
     normalize_signature,
@@ -37,7 +37,7 @@ from voipalert.ingest.tokens import (
     token_digest,
 )
 from voipalert.store import ApiToken, Scope
-from voipalert.store.api_tables import ApiTables, SigningKey
+from voipalert.store.api_reads import ApiReads, SigningKey
 from voipalert.store.ports import TokenVerifier
 
 CACHE_MAX_ENTRIES: Final = 4096
@@ -68,7 +68,7 @@ def _unauthorized(message: str, reason: str) -> ApiError:
 
 class Authenticator:
     def __init__(
-        self, store: TokenVerifier, tables: ApiTables, config: HttpConfig, clock: Clock
+        self, store: TokenVerifier, tables: ApiReads, config: HttpConfig, clock: Clock
     ) -> None:
         self._store = store
         self._tables = tables

@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from voipalert.domain.ics_out import CalendarEvent, calendar
 from voipalert.domain.oncall import resolve_local, shift_at, who_is_on_call
 from voipalert.domain.oncall_view import Segment, source_of
 from voipalert.domain.rota import Layer, Override, Rota, Schedule
@@ -31,6 +30,7 @@ from voipalert.ingest.app_keys import CLOCK, STORE
 from voipalert.ingest.calendar_urls import KINDS, calendar_token
 from voipalert.ingest.heartbeat import RateLimit
 from voipalert.ingest.http_errors import ApiError
+from voipalert.rotafile.ics import CalendarEvent, calendar
 
 PAST_DAYS: Final = 14
 AHEAD_DAYS: Final = 90

@@ -43,6 +43,9 @@ class AlertmanagerHook:
     """One Alertmanager webhook (``[hooks.alertmanager.NAME]``)."""
 
     grouping: Grouping = Grouping.GROUP
+    # Per Alertmanager route: the grouping for notifications naming this receiver (the
+    # payload's ``receiver``, the route's receiver in alertmanager.yml), else ``grouping``.
+    receiver_grouping: tuple[tuple[str, Grouping], ...] = ()
     # Where acknowledged alerts are silenced (the Alertmanager's base URL); None: nowhere.
     url: str | None = None
     # A payload's externalURL is used instead of ``url`` only when it is one of these: the
@@ -51,6 +54,10 @@ class AlertmanagerHook:
     silence_seconds: int = 7200
     # Base URL of voipalert's API as people reach it, for the link in a silence's comment.
     alert_url: str | None = None
+
+    def grouping_for(self, receiver: str | None) -> Grouping:
+        """The grouping of a notification sent to ``receiver`` (docs/alertmanager.md)."""
+        return dict(self.receiver_grouping).get(receiver or "", self.grouping)
 
     def silence_url(self, external_url: str | None) -> str | None:
         if external_url:

@@ -4,7 +4,9 @@
 database answers a read (never a write: the probe is unauthenticated), and the SIP side can
 place calls (registered, or configured to call targets directly). It also says when the
 self-test finds the phone path degraded (a test call failed, the registration was lost),
-with the reasons (docs/outbound.md). The SIP state and the phone path come from callables
+with the reasons (docs/outbound.md), and each SIP trunk's state: with several trunks, one
+registered trunk is enough to be ready, and a failing one is a degraded reason
+(docs/sip-failover.md). The SIP state and the phone path come from callables
 the composition root passes in, so this package needs nothing from the SIP stack.
 """
 
@@ -13,12 +15,12 @@ from __future__ import annotations
 import enum
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from voipalert.store import Store, StoreError
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 
 log = logging.getLogger("voipalert.http")
 
@@ -54,6 +56,27 @@ PhonePathSource = Callable[[], PhonePath]
 
 
 @dataclass(frozen=True, slots=True)
+class TrunkHealth:
+    """One SIP trunk as the composition root sees it (docs/sip-failover.md)."""
+
+    name: str
+    state: str  # "registered", "failing" or "unknown"
+    up: bool  # can carry calls as far as we know (registered, or not registering and not failing)
+    since: datetime | None = None
+    last_error: str = ""
+    failovers: int = 0  # calls that failed on it and went on to the next trunk
+
+    def degraded_reason(self) -> str | None:
+        if self.state != "failing":
+            return None
+        since = f" since {self.since.isoformat(timespec='seconds')}" if self.since else ""
+        return f"sip trunk {self.name} failing{since}: {self.last_error or 'no detail'}"
+
+
+TrunkSource = Callable[[], Sequence[TrunkHealth]]
+
+
+@dataclass(frozen=True, slots=True)
 class Readiness:
     database: str  # "ok" or why not
     sip: SipState
@@ -63,7 +86,7 @@ class Readiness:
         return self.database == "ok" and self.sip.can_call
 
 
-async def check_readiness(tables: ApiTables, sip_state: SipStateSource) -> Readiness:
+async def check_readiness(tables: ApiReads, sip_state: SipStateSource) -> Readiness:
     try:
         await tables.probe_readable()
         database = "ok"

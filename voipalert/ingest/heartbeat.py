@@ -29,8 +29,8 @@ from voipalert.domain.rota import PolicyName, TeamName
 from voipalert.ingest.app_keys import CLOCK, CONFIG, INTAKE, STORE
 from voipalert.ingest.convert import Resolve
 from voipalert.ingest.http_errors import ApiError
-from voipalert.ingest.http_io import json_response
 from voipalert.ingest.intake import Intake
+from voipalert.ingest.json_http import json_response
 from voipalert.ingest.schemas import BeatOut
 from voipalert.logs import log_context
 from voipalert.store.heartbeat import Heartbeat

@@ -16,7 +16,7 @@ from voipalert.ingest.app_keys import AUTH, CONFIG, INTAKE, METRICS
 from voipalert.ingest.config import DEFAULT_AM_HOOK, AlertmanagerHook
 from voipalert.ingest.convert import AmEvent, Event, alertmanager_events, from_grafana
 from voipalert.ingest.http_errors import ApiError
-from voipalert.ingest.http_io import json_response, parse_json, read_body, read_model
+from voipalert.ingest.json_http import json_response, parse_json, read_body, read_model
 from voipalert.ingest.mapping import MappingError, map_document
 from voipalert.ingest.rejections import trigger_endpoint
 from voipalert.ingest.schemas import (
@@ -71,7 +71,8 @@ async def alertmanager(request: web.Request) -> web.StreamResponse:
         hook = AlertmanagerHook()
     with request.app[METRICS].trigger_seconds.labels(edge="alertmanager").time():
         payload = await read_model(request, AlertmanagerPayload, config.max_body_bytes)
-        am_events = alertmanager_events(payload, config.default_severity, hook.grouping)
+        grouping = hook.grouping_for(payload.receiver)
+        am_events = alertmanager_events(payload, config.default_severity, grouping)
         links = [_am_link(name, hook, payload.externalURL, e) for e in am_events]
         return await _commit_all(request, [e.event for e in am_events], links)
 

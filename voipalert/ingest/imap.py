@@ -14,9 +14,9 @@ every poll.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,10 +24,8 @@ import aioimaplib
 
 from voipalert.errors import VoipAlertError
 from voipalert.ingest.config import ImapConfig
-from voipalert.ingest.email_parse import EmailRule, Rejected, parse_mail, read_mail, sender_allowed
-from voipalert.ingest.intake import Intake
-from voipalert.ingest.metrics import IngestMetrics
-from voipalert.ingest.smtp import parse_bytes
+from voipalert.ingest.email_parse import Rejected, parse_mail, read_mail, sender_allowed
+from voipalert.ingest.mail_trigger import MailTrigger, parse_bytes
 
 log = logging.getLogger("voipalert.imap")
 
@@ -54,22 +52,13 @@ def _ok(response: Any, what: str) -> Any:
     return response
 
 
-class ImapPoller:
-    def __init__(
-        self,
-        intake: Intake,
-        config: ImapConfig,
-        rules: Sequence[EmailRule],
-        *,
-        builtin_rules: bool = True,
-        metrics: IngestMetrics | None = None,
-    ) -> None:
-        self._intake = intake
-        self._config = config
-        self._rules = tuple(rules)
-        self._builtin = builtin_rules
-        self._metrics = metrics
-        self._refused: set[tuple[bytes, str]] = set()  # (UIDVALIDITY, UID) already logged
+class ImapPoller(MailTrigger[ImapConfig]):
+    edge = "imap"
+
+    @functools.cached_property
+    def _refused(self) -> set[tuple[bytes, str]]:
+        """(UIDVALIDITY, UID) of the refusals already logged by this process."""
+        return set()
 
     async def run(self) -> None:
         """Poll every ``poll_interval_seconds`` until cancelled. A failed poll (server down,
@@ -155,8 +144,7 @@ class ImapPoller:
                 self._refused.clear()
             self._refused.add((validity, uid))
             log.warning("e-mail refused, left unread: %s", reason, extra={"uid": uid})
-            if self._metrics is not None:
-                self._metrics.rejected.labels(edge="imap", reason="refused").inc()
+            self._count_refusal("refused")
         return False
 
     async def _one(self, client: Any, validity: bytes, uid: str) -> bool:

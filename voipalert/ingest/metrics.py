@@ -10,7 +10,7 @@ one (from the app's start, so a restart does not replay history into it).
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
@@ -20,9 +20,9 @@ from prometheus_client.registry import Collector
 from voipalert import __version__
 from voipalert.clock import Clock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome
-from voipalert.ingest.health import PhonePath, SipState
+from voipalert.ingest.health import PhonePath, SipState, TrunkHealth
 from voipalert.ingest.intake import Outcome
-from voipalert.store.api_tables import ApiTables, Counts
+from voipalert.store.api_reads import ApiReads, Counts
 from voipalert.store.cluster import Lease
 from voipalert.store.feeds import CopyState, SourceCopy
 
@@ -44,6 +44,7 @@ class _StoreCollector(Collector):
         self.sip = SipState.NOT_CONFIGURED
         self.phone = PhonePath()
         self.sources: dict[str, SourceCopy | None] = {}
+        self.trunks: Sequence[TrunkHealth] = ()
         self._clock = clock
         self.syntheses: Callable[[], int] | None = None
         self.lease: Lease | None = None
@@ -93,6 +94,8 @@ class _StoreCollector(Collector):
         yield queued
         if self.phone.monitored:
             yield from _phone_path(self.phone)
+        if self.trunks:
+            yield from _trunks(self.trunks)
 
         yield from self._collect_sources()
 
@@ -133,6 +136,25 @@ def _cluster(lease: Lease) -> Iterator[Metric]:
         "Calls of another node found in flight when this node took over their alerts",
         value=lease.interrupted_on_takeover,
     )
+
+
+def _trunks(trunks: Sequence[TrunkHealth]) -> Iterator[Metric]:
+    """One series per configured trunk (docs/sip-failover.md): the label set is the config."""
+    up = GaugeMetricFamily(
+        "voipalert_sip_trunk_up",
+        "1 when the SIP trunk can carry calls as far as this node knows",
+        labels=["trunk"],
+    )
+    failovers = CounterMetricFamily(
+        "voipalert_sip_trunk_failovers",
+        "Calls that failed on the trunk and were placed again on the next one",
+        labels=["trunk"],
+    )
+    for trunk in trunks:
+        up.add_metric([trunk.name], 1.0 if trunk.up else 0.0)
+        failovers.add_metric([trunk.name], trunk.failovers)
+    yield up
+    yield failovers
 
 
 def _phone_path(phone: PhonePath) -> Iterator[Metric]:
@@ -218,6 +240,16 @@ class IngestMetrics:
 
         # Fed by the silencer (ingest.silencer): requests to Alertmanagers by what they did
         # (silence, expire) and how they ended (ok, retry, failed, skipped).
+        # Fed by call-in (notify.callin): what each call to us came to (docs/call-in.md).
+        self.callin = Counter(
+            "voipalert_callin_events",
+            "Calls to voipalert's call-in menu and what they did, by event: call (answered), "
+            "refused_locked (603: too many wrong PINs this hour), refused_unknown, "
+            "identified, wrong_pin, locked_out (the call's PIN tries used up), "
+            "acknowledged, resolved",
+            ["event"],
+            registry=self.registry,
+        )
         self.silences = Counter(
             "voipalert_alertmanager_silence_requests",
             "Silence requests to Alertmanager, by action and result",
@@ -235,6 +267,9 @@ class IngestMetrics:
 
     def observe_status_webhook(self, target: str, result: str) -> None:
         self.status_webhooks.labels(target=target, result=result).inc()
+
+    def observe_callin(self, event: str) -> None:
+        self.callin.labels(event=event).inc()
 
     def observe_silence(self, action: str, result: str) -> None:
         self.silences.labels(action=action, result=result).inc()
@@ -265,12 +300,14 @@ class IngestMetrics:
 
     async def refresh(
         self,
-        tables: ApiTables,
+        tables: ApiReads,
         sip: SipState,
         phone: PhonePath | None = None,
         sources: dict[str, SourceCopy | None] | None = None,
+        trunks: Sequence[TrunkHealth] = (),
     ) -> None:
         self._store.counts = await tables.counts()
+        self._store.trunks = trunks
         self._store.sip = sip
         self._store.phone = phone or PhonePath()
         self._store.sources = sources or {}

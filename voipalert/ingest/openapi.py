@@ -195,7 +195,8 @@ def _alert_paths() -> dict[str, Any]:
         "/api/v1/alerts/{id}": {
             "get": _operation(
                 "getAlert",
-                "An alert with every call attempt",
+                "An alert with every attempt, its Alertmanager silence requests and what was "
+                "sent about it (texts, e-mails, status webhooks: deliveries)",
                 _responses({200: _json(AlertDetailOut, "the alert")}, (401, 403, 404, 503)),
                 scope="read",
                 parameters=[_ALERT_ID],
@@ -445,7 +446,8 @@ def _probe_paths() -> dict[str, Any]:
             "get": _operation(
                 "ready",
                 "The database answers and SIP can place calls; status 'degraded' (still 200) "
-                "with the reasons when the self-test finds the phone path failing",
+                "with the reasons when the self-test finds the phone path failing or a SIP "
+                "trunk fails; each trunk's state under 'trunks'",
                 _responses(
                     {
                         200: _json(ReadyOut, "ready (or degraded)"),

@@ -25,7 +25,7 @@ from voipalert.domain.errors import RotaError
 from voipalert.domain.override_edit import MAX_TIME_CHARS, Origin, OverrideRequest
 from voipalert.ingest.app_keys import AUTH, CLOCK, CONFIG, STORE, WAKE
 from voipalert.ingest.http_errors import ApiError
-from voipalert.ingest.http_io import json_response, read_model
+from voipalert.ingest.json_http import json_response, read_model
 from voipalert.ingest.override_schemas import (
     OverrideAddedOut,
     OverrideIn,

@@ -12,6 +12,7 @@ SIP header. Senders we do not control (webhooks, e-mail) are cleaned instead of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -185,6 +186,10 @@ class CallQualityOut(_Out):
     mos: float = Field(description="estimated MOS, ITU-T G.107 E-model for G.711 (1-4.5)")
     reports_sent: int
     reports_received: int
+    sent_skipped_slots: int = Field(
+        0, description="20 ms slots of our audio never sent (the process stalled over 60 ms)"
+    )
+    sent_dropped: int = Field(0, description="packets of ours the socket buffer refused")
 
 
 class AttemptOut(_Out):
@@ -251,11 +256,41 @@ class SilenceRequestOut(_Out):
     last_error: str | None = Field(description="why the last try failed")
 
 
+class DeliveryOut(_Out):
+    """One text, e-mail or status webhook sent (or being sent) about the alert."""
+
+    channel: Literal["message", "email", "webhook"] = Field(
+        description="a SIP MESSAGE text, an e-mail (both also listed as attempts), or an "
+        "outgoing status webhook ([outbound] targets)"
+    )
+    target: str = Field(description="the contact's address, or the webhook target's name")
+    person: str | None = Field(default=None, description="whom a text or e-mail went to")
+    event: str | None = Field(
+        default=None, description="a webhook's event: created, escalated, call, ..."
+    )
+    state: str = Field(
+        description="texts and e-mails: the attempt's state (pending, in_flight, done, "
+        "cancelled, interrupted); webhooks: pending, done, dead or cancelled"
+    )
+    tries: int | None = Field(default=None, description="a webhook's tries so far")
+    at: datetime = Field(description="when it was queued")
+    sent_at: datetime | None = Field(default=None, description="when it was delivered")
+    detail: str | None = Field(
+        default=None, description="the attempt's outcome detail, or the webhook's last error"
+    )
+    attempt_id: int | None = None
+
+
 class AlertDetailOut(AlertOut):
     attempts: list[AttemptOut] = Field(description="every call attempt, oldest first")
     silences: list[SilenceRequestOut] = Field(
         default_factory=list,
         description="requests to the Alertmanager the alert came from, oldest first",
+    )
+    deliveries: list[DeliveryOut] = Field(
+        default_factory=list,
+        description="texts, e-mails and status webhooks about the alert, oldest first "
+        "(webhook rows older than [database] sent_retention_days are pruned)",
     )
 
 
@@ -324,6 +359,14 @@ class HealthOut(_Out):
     status: Literal["ok"]
 
 
+class TrunkOut(_Out):
+    state: str = Field(description="'registered', 'failing' or 'unknown'")
+    up: bool = Field(description="can carry calls as far as this node knows")
+    since: datetime | None = Field(default=None, description="last change of state")
+    last_error: str = ""
+    failovers: int = Field(default=0, description="calls that failed on it and went on")
+
+
 class ReadyOut(_Out):
     ready: bool
     status: str = Field(
@@ -343,6 +386,11 @@ class ReadyOut(_Out):
         description="each schedule with a live source: which copy answers ('live', "
         "'cached since T (why)', 'none (why)'); a failing source does not make the "
         "process unready (it opens an alert of its own)",
+    )
+    trunks: dict[str, TrunkOut] = Field(
+        default_factory=dict,
+        description="each SIP trunk in order of preference (docs/sip-failover.md); ready "
+        "needs one that can call, a failing one is listed in degraded",
     )
 
 
@@ -371,6 +419,24 @@ def attempt_out(attempt: Attempt) -> AttemptOut:
         detail=attempt.detail,
         quality=CallQualityOut.model_validate(dict(attempt.quality)) if attempt.quality else None,
     )
+
+
+def text_deliveries(attempts: Sequence[Attempt]) -> list[DeliveryOut]:
+    """The texts and e-mails among an alert's attempts, as deliveries."""
+    return [
+        DeliveryOut(
+            channel="message" if a.method is NotifyMethod.MESSAGE else "email",
+            target=a.contact.address,
+            person=a.key.person,
+            state=a.state.value,
+            at=a.created_at,
+            sent_at=a.ended_at if a.outcome is AttemptOutcome.ANSWERED_NO_ACK else None,
+            detail=a.detail,
+            attempt_id=a.id,
+        )
+        for a in attempts
+        if a.method is not NotifyMethod.CALL
+    ]
 
 
 def _alert_fields(alert: Alert) -> dict[str, Any]:

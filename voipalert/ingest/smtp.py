@@ -16,18 +16,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Sequence
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP
 
 from voipalert.ingest.config import SmtpConfig
-from voipalert.ingest.email_parse import EmailRule, Rejected, parse_email, sender_allowed
-from voipalert.ingest.intake import Intake
-from voipalert.ingest.metrics import IngestMetrics
+from voipalert.ingest.email_parse import Rejected, parse_email, sender_allowed
+from voipalert.ingest.mail_trigger import MailTrigger, parse_bytes
 from voipalert.store import StoreError
 
 log = logging.getLogger("voipalert.smtp")
@@ -36,34 +32,14 @@ OK: Final = "250 OK"
 COMMAND_TIMEOUT_SECONDS: Final = 60.0
 
 
-def parse_bytes(content: bytes) -> EmailMessage:
-    message = BytesParser(policy=policy.default).parsebytes(content)
-    assert isinstance(message, EmailMessage)  # policy.default builds EmailMessage
-    return message
-
-
-class AlertSmtpHandler:
+class AlertSmtpHandler(MailTrigger[SmtpConfig]):
     """aiosmtpd handler object (its ``handle_*`` hooks are aiosmtpd's seam)."""
 
-    def __init__(
-        self,
-        intake: Intake,
-        config: SmtpConfig,
-        rules: Sequence[EmailRule],
-        *,
-        builtin_rules: bool = True,
-        metrics: IngestMetrics | None = None,
-    ) -> None:
-        self._intake = intake
-        self._config = config
-        self._rules = tuple(rules)
-        self._builtin = builtin_rules
-        self._metrics = metrics
+    edge = "smtp"
 
     def _reject(self, reason: str, reply: str, **context: object) -> str:
         log.warning("e-mail refused: %s", reason, extra=context)
-        if self._metrics is not None:
-            self._metrics.rejected.labels(edge="smtp", reason=reply.split(" ", 1)[0]).inc()
+        self._count_refusal(reply.split(" ", 1)[0])
         return reply
 
     def _peer_allowed(self, peer: Any) -> bool:

@@ -24,6 +24,7 @@ from voipalert.domain.alert import Alert, AlertStatus
 from voipalert.ingest import hooks
 from voipalert.ingest.ack_page import add_ack_link_routes
 from voipalert.ingest.app_keys import (
+    API_READS,
     AUTH,
     CLOCK,
     CONFIG,
@@ -34,7 +35,7 @@ from voipalert.ingest.app_keys import (
     REJECTION_LOG,
     SIP_STATE,
     STORE,
-    TABLES,
+    TRUNKS,
     WAKE,
 )
 from voipalert.ingest.auth import Authenticator
@@ -44,8 +45,8 @@ from voipalert.ingest.convert import from_alert_in
 from voipalert.ingest.health import PhonePath, SipState, check_readiness, source_report
 from voipalert.ingest.heartbeat import add_heartbeat_routes
 from voipalert.ingest.http_errors import ApiError, error_middleware
-from voipalert.ingest.http_io import json_response, read_model
 from voipalert.ingest.intake import Intake
+from voipalert.ingest.json_http import json_response, read_model
 from voipalert.ingest.log_budget import LogBudget
 from voipalert.ingest.metrics import CONTENT_TYPE, IngestMetrics
 from voipalert.ingest.openapi import build_openapi, with_targets
@@ -60,17 +61,20 @@ from voipalert.ingest.schemas import (
     AlertListItemOut,
     AlertListOut,
     AttemptSummaryOut,
+    DeliveryOut,
     ErrorDetail,
     HealthOut,
     ReadyOut,
     SilenceRequestOut,
     TransitionOut,
+    TrunkOut,
     alert_detail_out,
     alert_out,
+    text_deliveries,
 )
 from voipalert.logs import log_context
 from voipalert.store import AlertFilter, AlertNotFound, Page, Scope, Store, UnknownReference
-from voipalert.store.api_tables import ApiTables
+from voipalert.store.api_reads import ApiReads
 from voipalert.store.attempt_summary import AttemptSummary, attempt_summaries
 from voipalert.store.repo import MAX_PAGE_SIZE
 
@@ -213,8 +217,16 @@ async def get_alert(request: web.Request) -> web.Response:
         )
         for r in await store.outbox_of(alert_id)
     ]  # fmt: skip
+    webhooks = [
+        DeliveryOut(
+            channel="webhook", target=r.target, event=r.event, state=r.state, tries=r.tries,
+            at=r.at or r.due_at, sent_at=r.sent_at, detail=r.last_error,
+        )
+        for r in await store.deliveries_of(alert_id)
+    ]  # fmt: skip
+    deliveries = sorted([*text_deliveries(detail.attempts), *webhooks], key=lambda d: d.at)
     out = alert_detail_out(detail)
-    return json_response(out.model_copy(update={"silences": silences}))
+    return json_response(out.model_copy(update={"silences": silences, "deliveries": deliveries}))
 
 
 async def _ack_person(request: web.Request) -> str | None:
@@ -287,13 +299,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    readiness = await check_readiness(request.app[TABLES], request.app[SIP_STATE])
-    degraded = request.app[PHONE_PATH]().degraded
+    readiness = await check_readiness(request.app[API_READS], request.app[SIP_STATE])
+    trunks = request.app[TRUNKS]()
+    degraded = [
+        *request.app[PHONE_PATH]().degraded,
+        *(reason for t in trunks if (reason := t.degraded_reason()) is not None),
+    ]
     status = "not ready" if not readiness.ready else "degraded" if degraded else "ok"
     body = ReadyOut(
         ready=readiness.ready, status=status, database=readiness.database,
-        sip=readiness.sip.value, degraded=list(degraded),
+        sip=readiness.sip.value, degraded=degraded,
         rota_sources=await source_report(request.app[STORE]),
+        trunks={
+            t.name: TrunkOut(
+                state=t.state, up=t.up, since=t.since, last_error=t.last_error,
+                failovers=t.failovers,
+            )
+            for t in trunks
+        },
     )  # fmt: skip
     return json_response(body, 200 if readiness.ready else 503)
 
@@ -301,8 +324,9 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
     await app[METRICS].refresh(
-        app[TABLES], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states()
-    )
+        app[API_READS], app[SIP_STATE](), app[PHONE_PATH](), await app[STORE].source_states(),
+        app[TRUNKS](),
+    )  # fmt: skip
     return web.Response(body=app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -335,16 +359,17 @@ def build_app(
     app = web.Application(
         middlewares=[error_middleware], client_max_size=config.http.max_body_bytes
     )
-    tables = ApiTables(store, clock)
+    tables = ApiReads(store, clock)
     tables.load_server_key()
     app_metrics = IngestMetrics(clock)
     app[STORE] = store
-    app[TABLES] = tables
+    app[API_READS] = tables
     app[CONFIG] = config
     app[CLOCK] = clock
     app[WAKE] = wake
     app[SIP_STATE] = sip_state
     app[PHONE_PATH] = PhonePath
+    app[TRUNKS] = tuple
     app[METRICS] = app_metrics
     app[REJECTION_LOG] = LogBudget()
     app[AUTH] = Authenticator(store, tables, config.http, clock)

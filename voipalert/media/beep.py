@@ -23,6 +23,7 @@ samples fed; nothing here reads a clock.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -59,11 +60,21 @@ class Beep:
 
 
 class BeepDetector:
-    """Streaming beep detector: feed 8 kHz audio in chunks of any size."""
+    """Streaming beep detector: feed 8 kHz audio in chunks of any size.
 
-    def __init__(self, config: BeepConfig | None = None) -> None:
+    Not every frame is analysed. A beep is at least ``frames_needed`` tonal frames in a
+    row, so while nothing tonal is heard only every ``stride``-th frame (half that many)
+    is looked at; a tonal one means the frames before it, kept aside, are analysed after
+    all and every frame is until a frame is not tonal. Any run of tonal frames long enough
+    to be a beep contains a sampled frame within its first ``stride``, so it is seen from
+    its first frame, and the reports are those of analysing every frame (``exhaustive``,
+    the reference the tests compare with) at a fraction of the cost: speech is rarely
+    tonal (docs/capacity.md §4)."""
+
+    def __init__(self, config: BeepConfig | None = None, *, exhaustive: bool = False) -> None:
         self.config = cfg = config or BeepConfig()
         self._frames_needed = max(1, round(cfg.min_seconds * FS / FRAME))
+        self._stride = 1 if exhaustive else max(1, self._frames_needed // 2)
         self._min_power = dbm0_to_power(cfg.min_dbm0)
         self._pending: NDArray[np.float64] = np.zeros(0)
         self._frame_index = 0
@@ -71,6 +82,9 @@ class BeepDetector:
         self._run_frames = 0
         self._run_start = 0
         self._reported = False
+        self._tracking = self._stride == 1  # analysing every frame
+        # The frames since the last sampled one, for a tonal one to look back on.
+        self._back: deque[NDArray[np.float64]] = deque(maxlen=max(1, self._stride - 1))
 
     def feed(self, pcm: NDArray[np.int16]) -> list[Beep]:
         x = np.concatenate((self._pending, pcm.astype(np.float64)))
@@ -79,13 +93,41 @@ class BeepDetector:
         if whole == 0:
             return []
         frames = x[: whole * FRAME].reshape(whole, FRAME)
-        hz = _tone_per_frame(frames, self.config, self._min_power)
+        hz = np.full(whole, np.nan)  # analysed so far in this chunk
         found: list[Beep] = []
-        for f in hz:
-            beep = self._step(float(f))
+        for i in range(whole):
+            if self._tracking or self._frame_index % self._stride == 0:
+                if np.isnan(hz[i]):
+                    # Tracking: the rest of the chunk in one call; sampling: this frame.
+                    stop = whole if self._tracking else i + 1
+                    hz[i:stop] = _tone_per_frame(frames[i:stop], self.config, self._min_power)
+                if hz[i] > 0.0 and not self._tracking:
+                    self._look_back()
+                    self._tracking = True
+                tone = float(hz[i])
+            else:
+                tone = 0.0  # not analysed: as if not tonal (see the class docstring)
+            beep = self._step(tone)
             if beep is not None:
                 found.append(beep)
+            if tone <= 0.0 and self._stride > 1:
+                self._tracking = False
+            if self._stride > 1:
+                self._back.append(frames[i])
         return found
+
+    def _look_back(self) -> None:
+        """A sampled frame is tonal: replay the frames since the previous sample with what
+        they really hold. Those were stepped as silence, which left the state as the frame
+        before them did (not tonal, or the run would have been sampled already)."""
+        if not self._back:
+            return
+        back = np.stack(self._back)
+        self._back.clear()
+        self._frame_index -= back.shape[0]
+        self._run_frames, self._reported = 0, False
+        for tone in _tone_per_frame(back, self.config, self._min_power):
+            self._step(float(tone))  # fewer than frames_needed: never a report
 
     def _step(self, hz: float) -> Beep | None:
         index = self._frame_index
@@ -106,27 +148,48 @@ class BeepDetector:
         return None
 
 
+# The band and the "everything but hum" range as bin slices, computed once.
+_ABOVE_HUM: Final = int(np.searchsorted(_FREQS, 100.0))
+
+
+def _band(cfg: BeepConfig) -> tuple[int, int]:
+    """First and last bin (inclusive) of ``min_hz``..``max_hz``."""
+    lo = int(np.searchsorted(_FREQS, cfg.min_hz))
+    hi = int(np.searchsorted(_FREQS, cfg.max_hz, side="right")) - 1
+    return lo, hi
+
+
 def _tone_per_frame(
     frames: NDArray[np.float64], cfg: BeepConfig, min_power: float
 ) -> NDArray[np.float64]:
-    """Per frame: the frequency of a lone steady-state tone, or 0."""
+    """Per frame: the frequency of a lone steady-state tone, or 0.
+
+    Every step is one numpy operation over all the frames at once, on bin slices rather
+    than masks over the whole spectrum: the detector runs on every call's audio, and at
+    160 samples per frame numpy's per-call overhead, not the arithmetic, is the cost
+    (docs/capacity.md §4)."""
     power = np.einsum("ij,ij->i", frames, frames) / FRAME
     out = np.zeros(frames.shape[0])
     loud = np.flatnonzero(power >= min_power)
     if loud.size == 0:
         return out
-    spectrum = np.abs(np.fft.rfft(frames[loud] * _HANN, FFT, axis=1)) ** 2
-    band = (_FREQS >= cfg.min_hz) & (_FREQS <= cfg.max_hz)
-    peak = np.argmax(np.where(band, spectrum, 0.0), axis=1)
-    total = spectrum[:, _FREQS >= 100.0].sum(axis=1) + 1e-9
-    bins = np.arange(FFT // 2 + 1)
-    lobe = np.abs(bins[None, :] - peak[:, None]) <= _LOBE_BINS
-    purity = np.where(lobe, spectrum, 0.0).sum(axis=1) / total
-    ok = (purity >= cfg.min_purity) & (peak > 0) & (peak < FFT // 2)
+    coeffs = np.fft.rfft(frames[loud] * _HANN, FFT, axis=1)
+    spectrum = np.square(coeffs.real)
+    spectrum += np.square(coeffs.imag)
+    lo, hi = _band(cfg)
+    peak = lo + np.argmax(spectrum[:, lo : hi + 1], axis=1)
+    # Power from 100 Hz up, and within the peak's main lobe (±_LOBE_BINS), from one
+    # running sum per frame: cum[:, k] is the power of bins below k.
+    cum = np.zeros((loud.size, FFT // 2 + 2))
+    np.cumsum(spectrum, axis=1, out=cum[:, 1:])
     rows = np.arange(loud.size)
-    a = np.log(spectrum[rows, np.maximum(peak - 1, 0)] + 1e-9)
-    b = np.log(spectrum[rows, peak] + 1e-9)
-    c = np.log(spectrum[rows, np.minimum(peak + 1, FFT // 2)] + 1e-9)
+    total = cum[:, -1] - cum[:, _ABOVE_HUM] + 1e-9
+    lobe_lo = np.maximum(peak - _LOBE_BINS, 0)
+    lobe_hi = np.minimum(peak + _LOBE_BINS, FFT // 2) + 1
+    purity = (cum[rows, lobe_hi] - cum[rows, lobe_lo]) / total
+    neighbours = spectrum[rows[:, None], np.clip(peak[:, None] + (-1, 0, 1), 0, FFT // 2)]
+    ok = (purity >= cfg.min_purity) & (peak < FFT // 2) & (neighbours[:, 1] > 0)
+    a, b, c = np.log(neighbours + 1e-9).T
     curvature = a - 2 * b + c
     shift = np.where(curvature < 0, 0.5 * (a - c) / np.where(curvature < 0, curvature, -1), 0)
     hz = (peak + np.clip(shift, -0.5, 0.5)) * FS / FFT

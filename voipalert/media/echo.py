@@ -31,6 +31,9 @@ from numpy.typing import NDArray
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 
 BLOCK: Final = 80  # 10 ms at 8 kHz: two blocks per 20 ms RTP packet
+# A reference no louder than this (16-bit scale) echoes below one G.711 step near zero
+# (μ-law's smallest is 8, and A-law's silence is a steady 8): nothing to subtract.
+QUIET_PEAK: Final = 16.0
 DEFAULT_TAPS: Final = 480  # a 60 ms tail: the hybrid's dispersion plus alignment slack
 
 
@@ -58,10 +61,17 @@ class EchoCanceller:
         self._parts = cfg.taps // BLOCK
         bins = BLOCK + 1
         self._weights = np.zeros((self._parts, bins), dtype=np.complex128)
-        self._history = np.zeros((self._parts, bins), dtype=np.complex128)
+        # The reference spectra of the tail, newest first, as a view into a ring stored
+        # twice over (no copy of the whole history per block), and their power per bin
+        # summed over the partitions, kept up to date as spectra come and go.
+        self._ring = np.zeros((2 * self._parts, bins), dtype=np.complex128)
+        self._head = 0
+        self._history = self._ring[: self._parts]
+        self._power = np.zeros(bins)
         self._last_ref = np.zeros(BLOCK)
         self._peaks: deque[float] = deque([0.0] * self._parts, maxlen=self._parts)
         self._hangover = 0
+        self._quiet_blocks = 0  # consecutive reference blocks no louder than QUIET_PEAK
         # A reference block quieter than -50 dBm0 (speech pauses) does not adapt the filter.
         self._quiet = BLOCK * dbm0_to_power(-50.0)
         self._ref_pending = np.zeros(0)
@@ -93,21 +103,24 @@ class EchoCanceller:
     def restart_stream(self) -> None:
         """The next samples do not follow the last ones (frames were lost): forget the
         reference history and any partial block, keep the learned echo path."""
-        self._history[:] = 0
+        self._forget_history()
         self._last_ref = np.zeros(BLOCK)
         self._peaks.extend([0.0] * self._parts)
         self._ref_pending = self._rx_pending = np.zeros(0)
 
     def _block(self, x: NDArray[np.float64], d: NDArray[np.float64]) -> NDArray[np.float64]:
+        peak = float(np.abs(x).max())
+        self._quiet_blocks = self._quiet_blocks + 1 if peak <= QUIET_PEAK else 0
+        if self._quiet_blocks > self._parts:
+            return self._idle_block(x, d, peak)
         cfg = self.config
         spectrum = np.fft.rfft(np.concatenate((self._last_ref, x)))
         self._last_ref = x
-        self._history = np.roll(self._history, 1, axis=0)
-        self._history[0] = spectrum
+        self._push(spectrum)
         echo = np.fft.irfft((self._history * self._weights).sum(axis=0))[BLOCK:]
         error = d - echo
         self.blocks += 1
-        self._peaks.append(float(np.abs(x).max()))
+        self._peaks.append(peak)
         if float(np.abs(d).max()) > cfg.geigel_threshold * max(self._peaks):
             self._hangover = cfg.hangover_blocks
         if self._hangover > 0:
@@ -124,13 +137,47 @@ class EchoCanceller:
         # filter diverges (measured: a gliding-pitch harmonic signal diverged with 1 % of
         # the mean; with 100 % it converges, and detection under echo rose from 79 % to
         # 95 % on the benchmark, docs/dtmf.md §2).
-        power = np.square(np.abs(self._history)).sum(axis=0)
+        power = self._power
         step = cfg.step / (power + power.mean() + 1.0)
         grad_spectrum = np.fft.rfft(np.concatenate((np.zeros(BLOCK), error)))
         gradient = np.conj(self._history) * (grad_spectrum * step)
         # Gradient constraint (overlap-save): keep each partition a linear, not circular,
-        # convolution by zeroing the second half of its impulse response.
+        # convolution by zeroing the second half of its impulse response (rfft's padding).
         impulse = np.fft.irfft(gradient, axis=1)
-        impulse[:, BLOCK:] = 0.0
-        self._weights += np.fft.rfft(impulse, axis=1)
+        self._weights += np.fft.rfft(impulse[:, :BLOCK], 2 * BLOCK, axis=1)
         return error
+
+    def _idle_block(
+        self, x: NDArray[np.float64], d: NDArray[np.float64], peak: float
+    ) -> NDArray[np.float64]:
+        """The whole tail of what we sent is quiet (we are listening, not speaking): the
+        echo estimate is below one G.711 step and the filter would not adapt (the block is
+        far under the -50 dBm0 bar), so the received block passes unchanged, for a few
+        numpy calls instead of five FFTs. The double-talk bookkeeping goes on as usual, and
+        the history is the silence it would hold (docs/capacity.md §4)."""
+        if self._quiet_blocks == self._parts + 1:
+            self._forget_history()
+        self._last_ref = x
+        self.blocks += 1
+        self._peaks.append(peak)
+        if float(np.abs(d).max()) > self.config.geigel_threshold * max(self._peaks):
+            self._hangover = self.config.hangover_blocks
+        if self._hangover > 0:
+            self._hangover -= 1
+            self.double_talk_blocks += 1
+        return d
+
+    def _push(self, spectrum: NDArray[np.complex128]) -> None:
+        """The newest block's spectrum enters the tail, the oldest leaves."""
+        parts = self._parts
+        oldest = self._history[parts - 1]
+        self._power += np.square(spectrum.real) + np.square(spectrum.imag)
+        self._power -= np.square(oldest.real) + np.square(oldest.imag)
+        np.maximum(self._power, 0.0, out=self._power)  # rounding must not make it negative
+        self._head = head = (self._head - 1) % parts
+        self._ring[head] = self._ring[head + parts] = spectrum
+        self._history = self._ring[head : head + parts]
+
+    def _forget_history(self) -> None:
+        self._ring[:] = 0
+        self._power[:] = 0.0

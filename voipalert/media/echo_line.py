@@ -19,6 +19,14 @@ peak means the line echoes, and the canceller starts with the reference ``lead``
 ahead of the echo; no peak after ``attempts`` windows of our speech means it does not, and
 the received audio goes to the detector untouched, at no cost, for the rest of the call.
 
+The search is spread over the frames as they arrive, so that no single call blocks the
+event loop (docs/capacity.md §4): each frame adds its share to a cross-correlation over the
+lags at a quarter of the sample rate (sums of four samples, lags in steps of 4, one small
+FFT per 200 ms block), and once the window is full only the 13 full-rate lags around the
+best coarse one are computed.
+What we sent is decoded once, into a ring of samples by position, when a frame needs it
+(never in ``sent``, which runs in the sender's time slot).
+
 Sans-IO: the session calls ``sent`` for every slot and ``received`` for every audio frame,
 passing the time; no clock is read here.
 """
@@ -40,6 +48,9 @@ from voipalert.media.g711 import Codec
 
 FS: Final = 8000
 TS_MOD: Final = 1 << 32
+DECIMATION: Final = 4  # the coarse search's step, in samples
+COARSE_BLOCK: Final = 1600  # samples of what came back per coarse step (200 ms)
+_REFINE: Final = 6  # full-rate lags either side of the best coarse lag
 
 
 class EchoState(enum.Enum):
@@ -72,6 +83,7 @@ class EchoLineStats:
     searches: int = 0
     frames_cancelled: int = 0
     re_anchored: int = 0
+    window_restarts: int = 0  # search windows dropped for a frame far outside them
 
 
 class EchoLine:
@@ -85,11 +97,15 @@ class EchoLine:
         self._slot_samples = samples_per_slot
         self._max_delay = int(cfg.max_delay_s * FS)
         self._window = int(cfg.window_s * FS)
-        # Our audio by slot: enough for a search window plus the longest delay and the tail.
-        keep = (self._window + self._max_delay + cfg.canceller.taps) // samples_per_slot + 4
-        self._sent: dict[int, bytes] = {}
-        self._order: deque[int] = deque()
-        self._keep = keep
+        if self._max_delay % DECIMATION:
+            raise ValueError(f"max_delay_s must be a whole number of {DECIMATION} samples")
+        # Our audio by position, a ring long enough for a search window plus the longest
+        # delay, the refinement's margin and a few slots of reordering.
+        need = self._window + self._max_delay + cfg.canceller.taps + 8 * samples_per_slot
+        self._ring_size = 1 << int(np.ceil(np.log2(need)))
+        self._ring: NDArray[np.int16] | None = None
+        self._filled = 0  # positions below this are in the ring (or were, once)
+        self._unsent: deque[tuple[int, bytes | None]] = deque()  # (slot, payload) to decode
         self._last_slot: tuple[int, float] | None = None  # (slot, when it left)
         self._ptime = samples_per_slot / FS
         self._ssrc: int | None = None
@@ -98,6 +114,13 @@ class EchoLine:
         self._unwrapped = 0
         self._heard: list[tuple[int, NDArray[np.int16]]] = []
         self._heard_samples = 0
+        lags = self._max_delay // DECIMATION + 1
+        self._corr = np.zeros(lags)  # coarse lag m: our audio max_delay - 4 m earlier
+        self._ours_energy = np.zeros(lags)
+        self._block = np.zeros(COARSE_BLOCK)  # what came back, by position from _block_at
+        self._block_at: int | None = None
+        self._block_used = False
+        self._fft_size = 1 << int(np.ceil(np.log2((self._max_delay + 2 * COARSE_BLOCK) // 4)))
         self._canceller: EchoCanceller | None = None
         self._next_pos: int | None = None
         self._speech_power = self._slot_samples * dbm0_to_power(-40.0)
@@ -110,26 +133,56 @@ class EchoLine:
         """Slot ``slot`` left at ``left_at`` carrying ``payload`` (G.711), or no audio
         (None: silence, hold, an RFC 4733 event in its place)."""
         self._last_slot = (slot, left_at)
-        if self.state is EchoState.NO_ECHO or payload is None:
+        if self.state is EchoState.NO_ECHO:
             return
-        self._sent[slot] = payload
-        self._order.append(slot)
-        while len(self._order) > self._keep:
-            self._sent.pop(self._order.popleft(), None)
+        self._unsent.append((slot, payload))
+        if len(self._unsent) > self._ring_size // self._slot_samples:
+            self._unsent.popleft()  # nothing received for seconds: the oldest is out of reach
+
+    def _decode_sent(self) -> None:
+        """Move what was sent since the last frame into the ring (silence where nothing
+        was: a skipped slot, hold, an RFC 4733 event)."""
+        if not self._unsent:
+            return
+        if self._ring is None:
+            self._ring = np.zeros(self._ring_size, dtype=np.int16)
+        ring, size, n = self._ring, self._ring_size, self._slot_samples
+        for slot, payload in self._unsent:
+            start = slot * n
+            if start < self._filled:
+                continue  # not after the last one: cannot happen with one pacer
+            self._clear(self._filled, start)
+            pcm = g711.decode(self._codec, payload) if payload else np.zeros(n, np.int16)
+            at = start % size
+            if at + pcm.size <= size:
+                ring[at : at + pcm.size] = pcm
+            else:
+                ring[np.arange(start, start + pcm.size) % size] = pcm
+            self._filled = max(self._filled, start + pcm.size)
+        self._unsent.clear()
+
+    def _clear(self, lo: int, hi: int) -> None:
+        """Silence in the ring from position ``lo`` to ``hi`` (slots never sent)."""
+        assert self._ring is not None
+        if hi <= lo:
+            return
+        if hi - lo >= self._ring_size:
+            self._ring[:] = 0
+        else:
+            self._ring[np.arange(lo, hi) % self._ring_size] = 0
 
     def _ours(self, start: int, size: int) -> NDArray[np.int16]:
         """Our samples at positions ``start`` .. ``start + size`` (silence where none)."""
+        ring, filled, ring_size = self._ring, self._filled, self._ring_size
+        if ring is None:
+            return np.zeros(size, dtype=np.int16)
+        lo, hi = max(start, filled - ring_size), min(start + size, filled)
+        if lo <= start and hi >= start + size and start % ring_size + size <= ring_size:
+            at = start % ring_size
+            return ring[at : at + size].copy()  # the usual case: one slice
         out = np.zeros(size, dtype=np.int16)
-        n = self._slot_samples
-        first, last = start // n, (start + size - 1) // n
-        for slot in range(first, last + 1):
-            payload = self._sent.get(slot)
-            if payload is None:
-                continue
-            pcm = g711.decode(self._codec, payload)
-            lo, hi = max(start, slot * n), min(start + size, slot * n + pcm.size)
-            if lo < hi:
-                out[lo - start : hi - start] = pcm[lo - slot * n : hi - slot * n]
+        if lo < hi:
+            out[lo - start : hi - start] = ring[np.arange(lo, hi) % ring_size]
         return out
 
     # ------------------------------------------------------------------ their side
@@ -141,6 +194,7 @@ class EchoLine:
         if self.state is EchoState.NO_ECHO or self._last_slot is None:
             return pcm
         position = self._position(ssrc, timestamp, now)
+        self._decode_sent()
         if self.state is EchoState.SEARCHING:
             self._search(position, pcm)
             return pcm
@@ -171,29 +225,45 @@ class EchoLine:
     def _restart(self) -> None:
         self.state = EchoState.SEARCHING
         self._canceller, self._next_pos = None, None
+        self._new_window()
+        self.stats.delay_samples = None
+
+    def _new_window(self) -> None:
         self._heard.clear()
         self._heard_samples = 0
-        self.stats.delay_samples = None
+        self._corr[:] = 0.0
+        self._ours_energy[:] = 0.0
+        self._block[:] = 0.0
+        self._block_at, self._block_used = None, False
 
     # ------------------------------------------------------------------ finding the echo
 
     def _search(self, position: int, pcm: NDArray[np.int16]) -> None:
+        if self._heard:
+            # The window's frames must lie together, after its first: a timestamp that
+            # jumps (a hostile or broken far end) would otherwise make the window, and
+            # what the search allocates for it, as long as the jump, or fall before the
+            # window's start. Such a frame starts a new window.
+            first = self._heard[0][0]
+            if not first <= position <= first + 2 * self._window:
+                self.stats.window_restarts += 1
+                self._new_window()
         self._heard.append((position, pcm))
         self._heard_samples += pcm.size
+        self._accumulate(position, pcm)
         if self._heard_samples < self._window:
             return
+        self._coarse_step()
         start = self._heard[0][0]
         end = max(p + f.size for p, f in self._heard)
-        heard = np.zeros(end - start)
-        for p, frame in self._heard:
-            heard[p - start : p - start + frame.size] = frame
-        self._heard.clear()
-        self._heard_samples = 0
-        ours = self._ours(start - self._max_delay, heard.size + self._max_delay).astype(float)
-        if float(ours @ ours) < self._speech_power * (ours.size / self._slot_samples) * 0.25:
+        ours = self._ours(start - self._max_delay, end - start + self._max_delay).astype(float)
+        spoken = float(np.square(ours).sum())
+        if spoken < self._speech_power * (ours.size / self._slot_samples) * 0.25:
+            self._new_window()
             return  # we were mostly silent: nothing to find an echo of, not an attempt
         self.stats.searches += 1
-        delay, peak = _best_lag(heard, ours, self._max_delay)
+        delay, peak = self._refine(start, end)
+        self._new_window()
         if peak >= self.config.min_correlation:
             self.stats.delay_samples, self.stats.correlation = delay, peak
             self._canceller = EchoCanceller(self.config.canceller)
@@ -201,10 +271,75 @@ class EchoLine:
         elif self.stats.searches >= self.config.attempts:
             self.stats.correlation = max(self.stats.correlation, peak)
             self.state = EchoState.NO_ECHO
-            self._sent.clear()
-            self._order.clear()
+            self._unsent.clear()
+            self._ring = None  # the memory goes: the line is echo-free for the call
         else:
             self.stats.correlation = max(self.stats.correlation, peak)
+
+    def _accumulate(self, position: int, pcm: NDArray[np.int16]) -> None:
+        """Put one frame into the current 200 ms block of what came back; a full block
+        adds its share to the coarse correlation (``_coarse_step``). Positions, not
+        arrival order, place the samples: a frame after a gap leaves silence, a frame
+        from a block already done only counts in the full-rate refinement."""
+        if self._block_at is None:
+            self._block_at = position - position % DECIMATION
+        if position >= self._block_at + 2 * COARSE_BLOCK:
+            self._coarse_step()  # a gap of a block or more: start afresh at this frame
+            self._block_at = position - position % DECIMATION
+        while True:
+            at = self._block_at
+            lo, hi = max(position, at), min(position + pcm.size, at + COARSE_BLOCK)
+            if lo < hi:
+                self._block[lo - at : hi - at] = pcm[lo - position : hi - position]
+                self._block_used = True
+            if position + pcm.size < at + COARSE_BLOCK:
+                return
+            self._coarse_step()
+            self._block_at = at + COARSE_BLOCK
+
+    def _coarse_step(self) -> None:
+        """One block's share of the coarse correlation, at a quarter of the rate: the
+        block and our audio from ``max_delay`` before it, summed over runs of four samples
+        (a crude low-pass; speech and its echo carry most of their power below 1 kHz),
+        correlated through one FFT of a few thousand points."""
+        if not self._block_used or self._block_at is None:
+            return
+        heard = self._block.reshape(-1, DECIMATION).sum(axis=1)
+        ours = self._ours(self._block_at - self._max_delay, self._max_delay + COARSE_BLOCK)
+        coarse = ours.reshape(-1, DECIMATION).sum(axis=1, dtype=np.float64)
+        size = self._fft_size
+        # corr[m] += sum_j heard[j] * coarse[j + m]: our audio max_delay - 4 m earlier.
+        spectrum = np.fft.rfft(coarse, size) * np.conj(np.fft.rfft(heard, size))
+        self._corr += np.fft.irfft(spectrum, size)[: self._corr.size]
+        squares = np.concatenate(([0.0], np.cumsum(np.square(coarse))))
+        self._ours_energy += squares[heard.size :] - squares[: -heard.size]
+        self._block[:] = 0.0
+        self._block_used = False
+
+    def _refine(self, start: int, end: int) -> tuple[int, float]:
+        """The full-rate lag and normalised correlation around the best coarse lag."""
+        ncc = np.abs(self._corr) / np.sqrt(self._ours_energy + 1e-9)
+        best = self._max_delay - DECIMATION * int(np.argmax(ncc))
+        lags = np.arange(
+            max(0, best - _REFINE), min(self._max_delay, best + _REFINE) + 1, dtype=np.intp
+        )
+        heard = np.zeros(end - start)
+        for p, frame in self._heard:
+            heard[p - start : p - start + frame.size] = frame
+        # ours[i] is our sample at start - lags[-1] + i; the echo heard at start + i of
+        # our sample start + i - lag.
+        ours = self._ours(start - int(lags[-1]), heard.size + int(lags[-1] - lags[0]))
+        ours_f = ours.astype(np.float64)
+        squares = np.concatenate(([0.0], np.cumsum(np.square(ours_f))))
+        offsets = lags[-1] - lags  # where our audio ``lags[k]`` earlier starts in ours_f
+        # Products summed by numpy's own loops, not a dot product (nor np.correlate, which
+        # calls one): BLAS runs a dot this long on its helper threads, and waits for them
+        # spinning; on a busy machine that cost 10-50 ms of the loop (docs/capacity.md §4).
+        corr = np.array([(ours_f[o : o + heard.size] * heard).sum() for o in offsets.tolist()])
+        energy = squares[offsets + heard.size] - squares[offsets]
+        full = np.abs(corr) / np.sqrt(energy * float(np.square(heard).sum()) + 1e-9)
+        k = int(np.argmax(full))
+        return int(lags[k]), float(full[k])
 
     # ------------------------------------------------------------------ cancelling
 
@@ -222,22 +357,3 @@ class EchoLine:
         reference = self._ours(position - delay + self.config.lead, pcm.size)
         self.stats.frames_cancelled += 1
         return canceller.process(reference, pcm)
-
-
-def _best_lag(
-    heard: NDArray[np.float64], ours: NDArray[np.float64], max_lag: int
-) -> tuple[int, float]:
-    """The lag (0..max_lag) at which ``heard`` best matches ``ours`` delayed, and the
-    normalised correlation there. ``ours`` starts ``max_lag`` samples before ``heard``."""
-    n = heard.size
-    size = 1 << int(np.ceil(np.log2(ours.size + n)))
-    # corr[k] = sum_i heard[i] * ours[i + k]; the echo of ours[j] is heard at j - max_lag
-    # + lag, so lag = max_lag - k.
-    corr = np.fft.irfft(np.fft.rfft(ours, size) * np.conj(np.fft.rfft(heard, size)), size)
-    corr = corr[: max_lag + 1]
-    # Energy of each candidate reference segment, for the normalisation.
-    squares = np.concatenate(([0.0], np.cumsum(ours**2)))
-    energy = squares[np.arange(max_lag + 1) + n] - squares[np.arange(max_lag + 1)]
-    ncc = corr / np.sqrt(energy * float(heard @ heard) + 1e-9)
-    k = int(np.argmax(np.abs(ncc)))
-    return max_lag - k, float(abs(ncc[k]))

@@ -59,6 +59,10 @@ class CallQuality:
     mos: float
     reports_sent: int
     reports_received: int
+    sent_skipped_slots: int = 0
+    """Slots of our audio never sent: the loop stalled past the pacer's catch-up bound."""
+    sent_dropped: int = 0
+    """Packets of ours the socket refused (its buffer was full)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +160,17 @@ class CallQualityMeter:
 
     # ------------------------------------------------------------------ end
 
-    def summary(self, expected: int, lost: int, jitter: float) -> CallQuality:
-        """The call's quality from the receiver's final counters (jitter in ts units)."""
+    def summary(
+        self,
+        expected: int,
+        lost: int,
+        jitter: float,
+        *,
+        sent_skipped_slots: int = 0,
+        sent_dropped: int = 0,
+    ) -> CallQuality:
+        """The call's quality from the receiver's final counters (jitter in ts units) and
+        what our sender could not send."""
         self._max_jitter = max(self._max_jitter, jitter)
         loss = 100.0 * max(0, lost) / expected if expected > 0 else 0.0
         rtt = sorted(self._rtts)[len(self._rtts) // 2] if self._rtts else None
@@ -176,4 +189,6 @@ class CallQualityMeter:
             mos=round(mos_from_r(r_factor(worst, one_way)), 2),
             reports_sent=self.reports_sent,
             reports_received=self.reports_received,
+            sent_skipped_slots=sent_skipped_slots,
+            sent_dropped=sent_dropped,
         )

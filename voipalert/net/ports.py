@@ -24,11 +24,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from voipalert.errors import VoipAlertError
-
-
-class PortRangeExhaustedError(VoipAlertError, OSError):
-    """No free even/odd port pair is left in the configured range."""
+from voipalert.net.errors import PortRangeExhaustedError
 
 
 @dataclass(slots=True)

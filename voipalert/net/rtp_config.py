@@ -1,18 +1,14 @@
-"""The plain values of an RTP session: its configuration, counters and errors."""
+"""The plain values of an RTP session: its configuration and counters (its error is in
+``net.errors``)."""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
 
-from voipalert.errors import VoipAlertError
 from voipalert.media.g711 import Codec
 from voipalert.media.receiver import Address
 from voipalert.sip.sdes import SrtpKeys
-
-
-class RtpSessionClosedError(VoipAlertError, ConnectionError):
-    """The session ended (closed, or its socket failed) while something waited on it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from voipalert.media.dtmf import Digit, DtmfCollector, DtmfSource
 from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
-from voipalert.net.rtp_config import RtpSessionClosedError
+from voipalert.net.errors import RtpSessionClosedError
 
 MAX_QUEUED_DIGITS: Final = 64
 # The detector runs on this many packets at a time: numpy's per-call cost dominates at 160

@@ -12,9 +12,12 @@ the ptime cycle (its first packet waits at most one ptime). Otherwise calls answ
 same millisecond would share every deadline, and with hundreds of calls each tick would send
 hundreds of packets in a row, the last ones milliseconds late.
 
-After a stall (the loop was blocked) a stream skips the slots it missed and sends only the
-current one: it never bursts. The stream is told how many slots it skipped, so its RTP
-timestamp keeps counting sampling time.
+After a stall (the loop was blocked) the slots still within ``catch_up`` of now are sent at
+once, in order, each with its own timestamp: the callee's jitter buffer (40-60 ms in the
+usual phones and PBXs) still plays a packet that late, so a stall shorter than that costs
+no audio. Older slots are skipped: a packet the far end would only discard is not sent, and
+a long stall never turns into a long burst. The stream is told how many slots it skipped,
+so its RTP timestamp keeps counting sampling time (docs/realtime.md §1).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Final, Protocol
 log = logging.getLogger("voipalert.net.rtp")
 
 PHASE_BUCKET_S: Final = 0.001
+CATCH_UP_S: Final = 0.06
+"""How late a slot may still be sent after a stall: the depth of a usual jitter buffer."""
 
 
 class PacedStream(Protocol):
@@ -67,8 +72,12 @@ class RtpPacer:
         loop: asyncio.AbstractEventLoop,
         *,
         on_lateness: Callable[[float], None] | None = None,
+        catch_up: float = CATCH_UP_S,
     ) -> None:
+        if catch_up < 0:
+            raise ValueError("catch_up cannot be negative")
         self._loop = loop
+        self._catch_up = catch_up
         self._epoch = loop.time()
         # (deadline, tie-breaker, group): tuples compare in C, dataclasses would not.
         self._heap: list[tuple[float, int, _Group]] = []
@@ -180,28 +189,41 @@ class RtpPacer:
 
     def _run(self, group: _Group, now: float) -> None:
         ptime = group.ptime
-        # The latest deadline of the grid that is due: after a stall, the ones before it
-        # are skipped (never burst).
+        # The latest deadline of the grid that is due; after a stall, the ones before it
+        # within catch_up are sent with it, older ones are skipped.
         behind = max(0, math.floor((now - group.next_at) / ptime + 1e-9))
         deadline = group.next_at + behind * ptime
         group.next_at = deadline + ptime
+        recent = min(behind, math.floor((self._catch_up - (now - deadline)) / ptime + 1e-9))
         members = group.snapshot
         if members is None:
             members = group.snapshot = tuple(group.members.values())
-        late = self._on_lateness
         for member in members:
             if member.first > deadline + 1e-9 or not group.active:
                 continue  # joined for a later slot, or the group was replaced meanwhile
             due = round((deadline - member.first) / ptime)
-            skipped = due - member.slot
+            first = max(member.slot, due - max(recent, 0))
+            skipped = first - member.slot
             member.slot = due + 1
             self.skipped_slots += skipped
-            try:
-                member.stream.on_slot(due, skipped, deadline)
-            except Exception:
-                # A stream's failure must not stop every other call's audio.
-                log.exception("RTP stream failed in its send slot; it is no longer paced")
-                self.remove(member.stream)
+            if first == due:
+                self._send(member, due, skipped, deadline)
                 continue
-            if late is not None:
-                late(self._loop.time() - deadline)
+            for slot in range(first, due + 1):  # a catch-up burst, oldest first
+                if group.members.get(id(member.stream)) is not member:
+                    break  # removed by a callback meanwhile
+                if not self._send(member, slot, skipped, member.first + slot * ptime):
+                    break
+                skipped = 0
+
+    def _send(self, member: _Member, slot: int, skipped: int, deadline: float) -> bool:
+        try:
+            member.stream.on_slot(slot, skipped, deadline)
+        except Exception:
+            # A stream's failure must not stop every other call's audio.
+            log.exception("RTP stream failed in its send slot; it is no longer paced")
+            self.remove(member.stream)
+            return False
+        if self._on_lateness is not None:
+            self._on_lateness(self._loop.time() - deadline)
+        return True

@@ -9,8 +9,9 @@
   ``stats.drained_before_answer``) before it attaches its protocol.
 * Refused sources (wrong address, probation, contested latching, wrong SSRC) are counted by
   the receiver and logged here, at most once per ``REJECT_LOG_INTERVAL`` per call.
-* Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; a stall skips
-  slots and never bursts; the RTP timestamp keeps counting sampling time.
+* Sending is paced by the loop's shared ``RtpPacer`` on a deadline schedule; after a stall the
+  slots still within a jitter buffer's depth leave at once, older ones are skipped; the
+  RTP timestamp keeps counting sampling time (docs/realtime.md §1).
 * A play queue: the prompt, then G.711 silence until the call ends (PBX media timeouts hang
   up silent calls). A key press stops the prompt at the next slot.
 * Received audio is decoded for the in-band detector; RFC 4733 events, in-band tones and SIP
@@ -54,14 +55,14 @@ from voipalert.media.receiver import (
 )
 from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
 from voipalert.media.rtcp import compound, parse_compound
+from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_config import (
-    RtpSessionClosedError,
     RtpSessionConfig,
     SenderStats,
     normalise_address,
 )
-from voipalert.net.rtp_dtmf import DigitInbox
+from voipalert.net.rtp_dtmf import DETECTOR_FRAMES, DigitInbox
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.srtp import SrtpContext
 
@@ -72,6 +73,7 @@ MAX_CACHED_ADDRESSES: Final = 16
 # keeps a spray that goes on during the drain from holding the loop.
 MAX_DRAINED: Final = 4096
 REJECT_LOG_INTERVAL: Final = 10.0
+BEEP_FRAMES: Final = DETECTOR_FRAMES  # packets per call into the beep detector
 _REFUSALS: Final = frozenset(
     {DropReason.WRONG_SOURCE, DropReason.PROBATION, DropReason.CONTESTED, DropReason.WRONG_SSRC}
 )
@@ -97,6 +99,7 @@ class RtpSession:
         self._on_audio = on_audio
         self._on_beep = on_beep
         self._beeps = BeepDetector() if on_beep is not None else None
+        self._beep_frames: list[NDArray[np.int16]] = []
         self._loop = asyncio.get_running_loop()
         self._pacer = pacer
         samples = SAMPLE_RATE_HZ * config.ptime_ms // 1000
@@ -409,8 +412,24 @@ class RtpSession:
         if self._inbox.audio(pcm, now):
             self._interrupt()
         if self._beeps is not None and self._on_beep is not None:
-            for beep in self._beeps.feed(pcm):
-                self._on_beep(beep)
+            # Three packets at a time, as for the key detector (net.rtp_dtmf): numpy's
+            # per-call cost dominates at 160 samples, and 40 ms later is early enough to
+            # start speaking into a mailbox.
+            self._beep_frames.append(pcm)
+            if len(self._beep_frames) >= BEEP_FRAMES:
+                chunk = np.concatenate(self._beep_frames)
+                self._beep_frames.clear()
+                for beep in self._beeps.feed(chunk):
+                    self._on_beep(beep)
+
+    def listen_for_beeps(self, enabled: bool) -> None:
+        """Run the mailbox-beep detector only while a beep would change what the call
+        does (the script says when): it costs more than the key detector
+        (docs/capacity.md §4). A beep heard again later starts from scratch."""
+        if enabled == (self._beeps is not None) or self._on_beep is None:
+            return
+        self._beeps = BeepDetector() if enabled else None
+        self._beep_frames.clear()
 
     # ------------------------------------------------------------------ RTCP
 
@@ -468,7 +487,10 @@ class RtpSession:
     def quality_summary(self) -> CallQuality:
         """The call's audio quality so far (both directions, from RTCP and our counters)."""
         stats = self._receiver.stats
-        return self.quality.summary(stats.expected, stats.lost, stats.jitter)
+        return self.quality.summary(
+            stats.expected, stats.lost, stats.jitter,
+            sent_skipped_slots=self.stats.skipped_slots, sent_dropped=self.stats.send_dropped,
+        )  # fmt: skip
 
     def _refused(self, source: Address, reason: DropReason, now: float) -> None:
         # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).

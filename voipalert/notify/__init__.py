@@ -38,14 +38,10 @@ __all__ = [
     "AckMenu",
     "Notification",
     "Notifier",
-    "NotifyOutcome",
     "NotifyResult",
     "StopReason",
     "StopRequest",
 ]
-
-NotifyOutcome = AttemptOutcome
-"""ACKNOWLEDGED, ANSWERED_NO_ACK, NO_ANSWER, BUSY, DECLINED, UNREACHABLE, FAILED, CANCELLED."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +66,7 @@ class Notification:
 
 @dataclass(frozen=True, slots=True)
 class NotifyResult:
-    outcome: NotifyOutcome
+    outcome: AttemptOutcome
     sip_status: int | None = None  # final SIP response status (486 busy, 603 declined...)
     sip_reason: str | None = None
     digit: str | None = None  # the key that acknowledged

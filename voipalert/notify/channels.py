@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from voipalert.domain.alert import AttemptOutcome
 from voipalert.domain.rota import NotifyMethod
-from voipalert.notify import Notification, Notifier, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.notify import Notification, Notifier, NotifyResult, StopRequest
 
 log = logging.getLogger("voipalert.notify")
 
@@ -23,7 +24,7 @@ class ChannelNotifier:
         if notifier is None:
             log.warning("no %s channel is configured", notification.method.value)
             return NotifyResult(
-                NotifyOutcome.FAILED,
+                AttemptOutcome.FAILED,
                 detail=f"no {notification.method.value} channel is configured",
             )
         return await notifier.notify(notification, stop)

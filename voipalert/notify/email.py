@@ -26,7 +26,8 @@ from typing import Final, Literal
 import aiosmtplib
 
 from voipalert.clock import Clock
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.domain.alert import AttemptOutcome
+from voipalert.notify import Notification, NotifyResult, StopRequest
 from voipalert.store import Store
 
 log = logging.getLogger("voipalert.notify")
@@ -130,16 +131,16 @@ class EmailNotifier:
                 timeout=config.timeout_seconds,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            return NotifyResult(NotifyOutcome.DECLINED, detail=f"e-mail refused: {exc}")
+            return NotifyResult(AttemptOutcome.DECLINED, detail=f"e-mail refused: {exc}")
         except aiosmtplib.SMTPAuthenticationError as exc:
             log.error("SMTP server %s refused our credentials: %s", config.host, exc)
-            return NotifyResult(NotifyOutcome.FAILED, detail=f"SMTP authentication: {exc}")
+            return NotifyResult(AttemptOutcome.FAILED, detail=f"SMTP authentication: {exc}")
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("e-mail to %s not sent: %s", notification.person, exc)
-            return NotifyResult(NotifyOutcome.UNREACHABLE, detail=f"e-mail not sent: {exc}")
+            return NotifyResult(AttemptOutcome.UNREACHABLE, detail=f"e-mail not sent: {exc}")
         _, reply = response
         return NotifyResult(
-            NotifyOutcome.ANSWERED_NO_ACK, detail=f"e-mail accepted: {one_line(reply, 200)}"
+            AttemptOutcome.ANSWERED_NO_ACK, detail=f"e-mail accepted: {one_line(reply, 200)}"
         )
 
 

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Final
 
 from voipalert.calls import Phone
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.domain.alert import AttemptOutcome
+from voipalert.notify import Notification, NotifyResult, StopRequest
 from voipalert.notify.voice import target_uri
 from voipalert.sip.events import TextDone, TextId, TextReceived
 from voipalert.sip.uri import SipUri
@@ -32,15 +33,15 @@ INSTRUCTIONS: Final = {
     "fr": "voipalert alerte n°{alert_id} ({severity}). Répondez {ack} pour acquitter.",
 }
 _STATUS_OUTCOMES: Final = {
-    403: NotifyOutcome.DECLINED,
-    603: NotifyOutcome.DECLINED,
-    486: NotifyOutcome.BUSY,
-    600: NotifyOutcome.BUSY,
-    404: NotifyOutcome.UNREACHABLE,
-    408: NotifyOutcome.UNREACHABLE,
-    410: NotifyOutcome.UNREACHABLE,
-    480: NotifyOutcome.UNREACHABLE,
-    503: NotifyOutcome.UNREACHABLE,
+    403: AttemptOutcome.DECLINED,
+    603: AttemptOutcome.DECLINED,
+    486: AttemptOutcome.BUSY,
+    600: AttemptOutcome.BUSY,
+    404: AttemptOutcome.UNREACHABLE,
+    408: AttemptOutcome.UNREACHABLE,
+    410: AttemptOutcome.UNREACHABLE,
+    480: AttemptOutcome.UNREACHABLE,
+    503: AttemptOutcome.UNREACHABLE,
 }
 
 
@@ -54,10 +55,10 @@ def compose_text(fields: Mapping[str, str], language: str, ack_digit: str) -> st
     return f"{head}\n{summary}" if summary else head
 
 
-def outcome_for(done: TextDone) -> NotifyOutcome:
+def outcome_for(done: TextDone) -> AttemptOutcome:
     if 200 <= done.status < 300:
-        return NotifyOutcome.ANSWERED_NO_ACK
-    return _STATUS_OUTCOMES.get(done.status, NotifyOutcome.FAILED)
+        return AttemptOutcome.ANSWERED_NO_ACK
+    return _STATUS_OUTCOMES.get(done.status, AttemptOutcome.FAILED)
 
 
 class SipTexter:
@@ -111,9 +112,9 @@ class MessageNotifier:
         try:
             target = target_uri(notification.contact, self._domain)
         except ValueError as exc:
-            return NotifyResult(NotifyOutcome.FAILED, detail=f"no SIP target: {exc}")
+            return NotifyResult(AttemptOutcome.FAILED, detail=f"no SIP target: {exc}")
         text = compose_text(notification.fields, notification.language, notification.menu.ack_digit)
         done = await self._texter.send(target, text, self._window)
         outcome = outcome_for(done)
-        detail = "delivered" if outcome is NotifyOutcome.ANSWERED_NO_ACK else "not delivered"
+        detail = "delivered" if outcome is AttemptOutcome.ANSWERED_NO_ACK else "not delivered"
         return NotifyResult(outcome, done.status, done.reason, detail=f"text {detail}")

@@ -30,11 +30,13 @@ from voipalert.callscript import (
     PRESS_TO_REPEAT,
     VOICEMAIL,
 )
+from voipalert.domain.alert import AttemptOutcome
 from voipalert.domain.rota import Contact, ContactKind
 from voipalert.logs import log_context
-from voipalert.notify import Notification, NotifyOutcome, NotifyResult, StopRequest
+from voipalert.notify import Notification, NotifyResult, StopRequest
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.uri import SipUri
+from voipalert.trunks import Trunks
 from voipalert.tts.prompt import Prompt
 from voipalert.tts.speech import Speech
 
@@ -156,7 +158,8 @@ class SpokenPrompts:
 
 
 class VoiceNotifier:
-    def __init__(self, phone: Phone, speech: Speech, domain: str) -> None:
+    def __init__(self, phone: Phone | Trunks, speech: Speech, domain: str) -> None:
+        # Trunks: the call fails over between trunks within the attempt (docs/sip-failover.md).
         self._phone = phone
         self._speech = speech
         self._domain = domain
@@ -166,7 +169,7 @@ class VoiceNotifier:
         try:
             target = target_uri(n.contact, self._domain)
         except ValueError as exc:
-            return NotifyResult(NotifyOutcome.FAILED, detail=f"bad contact: {exc}")
+            return NotifyResult(AttemptOutcome.FAILED, detail=f"bad contact: {exc}")
         menu = menu_fields(n.menu.ack_digit, n.menu.repeat_digit, n.language)
         prompts = SpokenPrompts(self._speech, n.language, n.fields, menu)
         script = replace(
@@ -195,6 +198,10 @@ def notify_result(report: CallReport) -> NotifyResult:
         detail = f"{detail}; message left on voicemail"
     if report.stopped is not None:
         detail = f"{detail}; stopped: {report.stopped.value}"
+    if report.failed_trunks:
+        detail = f"{detail}; failed trunks: {', '.join(report.failed_trunks)}"
+    if report.trunk is not None:
+        detail = f"{detail}; via trunk {report.trunk}"
     return NotifyResult(
         outcome=report.outcome,
         sip_status=report.sip_status,

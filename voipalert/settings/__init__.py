@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from voipalert.errors import ConfigError
+from voipalert.settings.callin import CallinSettings
 from voipalert.settings.sections import (
     AlertmanagerHookSettings,
     CallSettings,
@@ -53,6 +54,7 @@ __all__ = [
     "ENV_PREFIX",
     "AlertmanagerHookSettings",
     "CallSettings",
+    "CallinSettings",
     "ClusterSettings",
     "ConsoleSettings",
     "DatabaseSettings",
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
     selftest: SelfTestSettings = SelfTestSettings()
     text: TextSettings = TextSettings()
     mail: MailSettings = MailSettings()
+    callin: CallinSettings = CallinSettings()
 
     @model_validator(mode="after")
     def _srtp_over_tls(self) -> Settings:

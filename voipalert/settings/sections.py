@@ -106,7 +106,62 @@ class _Section(BaseModel):
         return value
 
 
+_TRUNK_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+MAX_TRUNKS: Final = 8
+
+
+class TrunkSettings(_Section):
+    """One further trunk after ``[sip]`` itself (docs/sip-failover.md): ``[[sip.trunk]]``.
+    Transport, addresses, timers and TLS are those of ``[sip]``; each trunk has its own
+    SIP port, registrar, proxy and credentials."""
+
+    # `config check` prints ``register`` (the key the file uses), not the field's name.
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+    name: str = Field(pattern=_TRUNK_NAME, description="its name in /readyz, /metrics, logs")
+    local_port: Port = Field(description="our SIP port for this trunk (one socket per trunk)")
+    registrar: str | None = None
+    outbound_proxy: str | None = None
+    domain: str | None = Field(default=None, description="default: registrar host")
+    username: str | None = None
+    password: SecretStr | None = None
+    auth_username: str | None = None
+    # Aliased: "register" is a method of pydantic's model class (abc.ABCMeta.register).
+    registers: bool = Field(
+        default=True,
+        alias="register",
+        description="register on this trunk (when it has a registrar)",
+    )
+
+    _uris = field_validator("registrar", "outbound_proxy")(_check_sip_uri)
+
+    @model_validator(mode="after")
+    def _check_route(self) -> TrunkSettings:
+        if self.registrar is None and self.outbound_proxy is None and self.domain is None:
+            raise ValueError(f"trunk {self.name}: set registrar, outbound_proxy or domain")
+        if self.password is not None and self.username is None:
+            raise ValueError(f"trunk {self.name}: password is set but username is not")
+        return self
+
+
 class SipSettings(_Section):
+    name: str = Field(
+        default="primary",
+        pattern=_TRUNK_NAME,
+        description="name of the first trunk (this table) in /readyz and /metrics",
+    )
+    trunk: list[TrunkSettings] = Field(
+        default_factory=list,
+        max_length=MAX_TRUNKS - 1,
+        description="further trunks, tried in order when a call fails on the ones before "
+        "(docs/sip-failover.md)",
+    )
+    failover_cooldown_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="how long a trunk whose call just failed is tried after the others",
+    )
     registrar: str | None = Field(
         default=None,
         description="SIP URI of the registrar; without it nothing registers and targets "
@@ -194,6 +249,16 @@ class SipSettings(_Section):
             )
         if self.password is not None and self.username is None:
             raise ValueError("password is set but username is not")
+        return self
+
+    @model_validator(mode="after")
+    def _check_trunks(self) -> SipSettings:
+        names = [self.name, *(t.name for t in self.trunk)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"trunk names must be unique, got {names}")
+        ports = [self.local_port, *(t.local_port for t in self.trunk)]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"each trunk needs its own local_port, got {ports}")
         return self
 
 
@@ -536,6 +601,11 @@ class AlertmanagerHookSettings(_Section):
         description="group: one alert per Alertmanager group (groupKey), its message "
         "summarising the group; alert: one alert per Alertmanager alert (fingerprint)",
     )
+    receiver_grouping: dict[str, Literal["group", "alert"]] = Field(
+        default_factory=dict,
+        description="per Alertmanager route: the grouping for notifications sent to the "
+        'receiver of that name (e.g. {"db-pager" = "alert"}); other receivers use grouping',
+    )
     url: str | None = Field(
         default=None,
         description="this Alertmanager's base URL: an acknowledged alert is silenced there "
@@ -620,6 +690,14 @@ class DatabaseSettings(_Section):
         default="FULL",
         description="FULL: every commit is on disk before the trigger gets its 202; NORMAL "
         "is faster but a power cut may lose the last alerts",
+    )
+    sent_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="finished status webhook deliveries, text replies and wrong call-in "
+        "PINs older than this are deleted (hourly); alerts, attempts and the audit trail "
+        "are kept",
     )
 
     @field_validator("url")

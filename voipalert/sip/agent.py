@@ -36,11 +36,11 @@ import random
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field, replace
 
-from voipalert.sip import uas
+from voipalert.sip import incoming, uas
 from voipalert.sip.address import NameAddr
+from voipalert.sip.agent_services import TxFailure, TxUser
 from voipalert.sip.call import Call, CallState
 from voipalert.sip.config import UAConfig
-from voipalert.sip.core import TxFailure, TxUser
 from voipalert.sip.dialog import (
     Address,
     Envelope,
@@ -52,9 +52,12 @@ from voipalert.sip.dialog import (
 )
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import (
+    CallEnded,
     CallId,
     CallMediaChanged,
+    CallOutcome,
     DigitReceived,
+    IncomingCall,
     RegistrationState,
     RegistrationStatus,
     SipEvent,
@@ -68,7 +71,7 @@ from voipalert.sip.message import Request, Response, response_to
 from voipalert.sip.nat import PING, KeepAliveSchedule, mapped_address
 from voipalert.sip.parser import parse_message
 from voipalert.sip.registration import Registration
-from voipalert.sip.sdp import LocalMedia, answer_offer, parse_answer
+from voipalert.sip.sdp import LocalMedia, MediaParams, answer_offer, parse_answer
 from voipalert.sip.sessiontimer import MIN_SE, parse_session_expires, tokens
 from voipalert.sip.text import ExpectedSenders, OutgoingText, answer_text
 from voipalert.sip.transaction import (
@@ -156,6 +159,16 @@ class _Retransmit2xx:
 
 
 @dataclass(slots=True)
+class _Incoming:
+    """An INVITE someone sent us, answered 180, waiting for its owner (call-in)."""
+
+    key: ServerKey
+    request: Request
+    to_tag: str
+    give_up_at: float
+
+
+@dataclass(slots=True)
 class _Bucket:
     """Token bucket for out-of-dialog requests (scanners flood the SIP port)."""
 
@@ -200,6 +213,10 @@ class UserAgent:
         self._keepalive = KeepAliveSchedule(config.keepalive_seconds)
         self._keepalive_options: Request | None = None
         self._contact_moved_at: float | None = None
+        self._incoming: dict[CallId, _Incoming] = {}
+        self._incoming_calls: set[CallId] = set()
+        """Answered incoming calls, until forgotten: with ``_incoming``, what
+        ``max_incoming_calls`` bounds."""
         self._registrar_at: tuple[Address, str | None] | None = None
         """Where the last REGISTER went (and the name it was found for): TCP/TLS pings go
         there, on the registration's connection."""
@@ -388,6 +405,57 @@ class UserAgent:
             call.hang_up(now)
             self._note_ended(now)
 
+    def answer_call(self, call_id: CallId, media: LocalMedia, now: float) -> MediaParams | None:
+        """Answer an ``IncomingCall`` 200 with ``media`` (our RTP port). Returns the far
+        end's media, or None when the call is gone (cancelled, timed out) or its offer
+        cannot be answered with ``media`` (then refused 488)."""
+        pending = self._incoming.pop(call_id, None)
+        ctx = None if pending is None else self._server.get(pending.key)
+        if pending is None or ctx is None or ctx.tx.state is not TxState.PROCEEDING:
+            return None
+        request = pending.request
+        try:
+            answer = answer_offer(media, request.body)
+            dialog = incoming.uas_dialog(request, pending.to_tag, new_cseq(self._rng))
+            target = dialog.remote_target
+            if not isinstance(target, SipUri):
+                raise RemoteProtocolError("Contact is not a SIP URI")
+        except RemoteProtocolError:
+            self.stats["incoming_488"] += 1
+            self._respond(ctx, response_to(request, 488, to_tag=pending.to_tag), now)
+            return None
+        call = Call(self, call_id, target, answer.local, ring_timeout=0.0, setup_deadline=now)
+        call.dialog = dialog
+        call.state = CallState.CONFIRMED
+        call.set_media(answer.remote)
+        self._calls[call_id] = call
+        self._incoming_calls.add(call_id)
+        headers = (
+            *_record_route(request), ("Contact", our_contact(self._config)),
+            *uas.allow_headers(), ("Content-Type", "application/sdp"),
+        )  # fmt: skip
+        response = response_to(
+            request, 200, headers=headers, body=answer.body, to_tag=pending.to_tag
+        )
+        self._respond(ctx, response, now)
+        if not self._config.reliable:
+            # §13.3.1.4: the UAS core resends its 2xx until the ACK comes; no ACK within
+            # 64*T1 ends the call with BYE (``_retransmit_2xx``).
+            timers = self._config.timers
+            self._retransmit[call_id] = _Retransmit2xx(
+                response.serialize(), ctx.source, timers.t1, now + timers.t1,
+                now + 64 * timers.t1,
+            )  # fmt: skip
+        self.stats["incoming_answered"] += 1
+        return answer.remote
+
+    def reject_call(self, call_id: CallId, status: int, now: float) -> None:
+        """Refuse an ``IncomingCall`` not answered yet (486 busy, 480, 603...)."""
+        pending = self._incoming.pop(call_id, None)
+        ctx = None if pending is None else self._server.get(pending.key)
+        if pending is not None and ctx is not None and ctx.tx.state is TxState.PROCEEDING:
+            self._respond(ctx, response_to(pending.request, status, to_tag=pending.to_tag), now)
+
     def call_state(self, call_id: CallId) -> CallState | None:
         call = self._calls.get(call_id)
         return None if call is None else call.state
@@ -453,6 +521,7 @@ class UserAgent:
         for call in list(self._calls.values()):
             call.handle_timer(now)
         self._retransmit_2xx(now)
+        self._incoming_timeouts(now)
         self._note_ended(now)
         self._forget_ended_calls(now)
 
@@ -470,6 +539,7 @@ class UserAgent:
         deadlines += [ctx.tx.next_deadline() for ctx in self._server.values()]
         deadlines += [call.next_deadline() for call in self._calls.values()]
         deadlines += [r.next_at for r in self._retransmit.values()]
+        deadlines += [pending.give_up_at for pending in self._incoming.values()]
         if self._registration is not None:
             deadlines.append(self._registration.next_deadline())
         deadlines.append(self._keepalive.next_deadline())
@@ -825,6 +895,8 @@ class UserAgent:
                 self.emit(received)
             return response
         if request.method == "INVITE" and not in_dialog:
+            if self._config.max_incoming_calls > 0:
+                return self._incoming_invite(request, source, now)
             # Someone calls the alerting engine (or a scanner probes it): refuse at once,
             # ring nothing, keep no state beyond this transaction.
             self.stats["unsolicited_invite"] += 1
@@ -833,12 +905,65 @@ class UserAgent:
             return response_to(request, 481)
         return uas.unsupported_method(request, self._config.user_agent)
 
+    def _incoming_invite(self, request: Request, source: Address, now: float) -> Response:
+        """Call-in (docs/call-in.md): an INVITE that passed admission (trusted hosts, the
+        token bucket, the per-source transaction bound). At most ``max_incoming_calls``
+        at once (486 beyond); the offer must be answerable (488); then 180, and the owner
+        is told (``IncomingCall``) and answers or refuses."""
+        to_tag = new_tag(self._rng)
+        call_id = CallId(request.call_id)
+        busy = len(self._incoming) + sum(
+            1 for c in self._incoming_calls if (call := self._calls.get(c)) and not call.ended
+        )
+        if call_id in self._incoming or call_id in self._calls:
+            # The same call again on another branch (a fork merged back, §8.2.2.2), or a
+            # Call-ID we already use: never a second call under one id.
+            self.stats["incoming_merged"] += 1
+            return response_to(request, 482, to_tag=to_tag)
+        if busy >= self._config.max_incoming_calls:
+            self.stats["incoming_busy"] += 1
+            return response_to(request, 486, to_tag=to_tag)
+        if problem := incoming.offer_problem(request):
+            self.stats["incoming_488"] += 1
+            return response_to(request, 488, f"Not Acceptable Here ({problem[:60]})", to_tag=to_tag)
+        try:
+            incoming.uas_dialog(request, to_tag, 1)  # a Contact and a From tag to answer to
+        except RemoteProtocolError as exc:
+            self.stats["malformed"] += 1
+            return response_to(request, 400, f"Bad Request ({str(exc)[:60]})")
+        trusted = self._config.trusted_hosts
+        host = _canonical(source[0])
+        asserted = incoming.asserted_of(request) if trusted and host in trusted else None
+        via = request.via
+        self._incoming[call_id] = _Incoming(
+            (via.branch or "", via.sent_by, "INVITE"), request, to_tag,
+            now + self._config.incoming_answer_seconds,
+        )  # fmt: skip
+        self.stats["incoming_invite"] += 1
+        self.emit(IncomingCall(call_id, incoming.caller_of(request), asserted, source))
+        return response_to(request, 180, headers=_record_route(request), to_tag=to_tag)
+
+    def _incoming_timeouts(self, now: float) -> None:
+        for call_id, pending in list(self._incoming.items()):
+            if now >= pending.give_up_at:
+                self.stats["incoming_unanswered"] += 1
+                self.reject_call(call_id, 480, now)
+                self.emit(CallEnded(call_id, CallOutcome.NO_ANSWER, 480, "not answered in time"))
+
     def _answer_cancel(self, request: Request, now: float) -> Response:
         via = request.via
         invite = self._server.get((via.branch or "", via.sent_by, "INVITE"))
         if invite is None or invite.tx.state is not TxState.PROCEEDING:
             return response_to(request, 481)
-        terminated = response_to(invite.request, 487, to_tag=new_tag(self._rng))
+        call_id = CallId(invite.request.call_id)
+        pending = self._incoming.get(call_id)
+        to_tag = new_tag(self._rng)
+        if pending is not None and pending.request is invite.request:
+            # The caller gave up before we answered (call-in): its owner learns it.
+            del self._incoming[call_id]
+            to_tag = pending.to_tag
+            self.emit(CallEnded(call_id, CallOutcome.CANCELLED, 487, "caller cancelled"))
+        terminated = response_to(invite.request, 487, to_tag=to_tag)
         self._respond(invite, terminated, now)
         return response_to(request, 200)
 
@@ -955,6 +1080,7 @@ class UserAgent:
             if now >= forget_at:
                 del self._ended[call_id]
                 self._calls.pop(call_id, None)
+                self._incoming_calls.discard(call_id)
                 self._hosts_cache.pop(call_id, None)
                 self._retransmit.pop(call_id, None)
 
@@ -977,6 +1103,11 @@ class _KeepAliveUser:
             self._agent._keepalive_options = retry
             return True
         return False
+
+
+def _record_route(request: Request) -> tuple[HeaderInput, ...]:
+    """§12.1.1: a UAS copies every Record-Route into its responses that make a dialog."""
+    return tuple(("Record-Route", value) for value in request.headers.get_all("Record-Route"))
 
 
 def _canonical(host: str) -> str:

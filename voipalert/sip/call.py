@@ -38,7 +38,7 @@ from typing import Final
 
 from voipalert.sip import digest
 from voipalert.sip.address import NameAddr
-from voipalert.sip.core import AgentServices, TxFailure
+from voipalert.sip.agent_services import AgentServices, TxFailure
 from voipalert.sip.dialog import (
     Dialog,
     Envelope,
@@ -194,6 +194,8 @@ class Call:
         self._ack: Request | None = None
         self._cancel: CancelReason | None = None
         self._cancel_sent = False
+        self._cancel_deadline: float | None = None
+        """64*T1 after our CANCEL: the INVITE then counts as cancelled (RFC 3261 §9.1)."""
         self._bye: Request | None = None
         self._bye_extra: tuple[HeaderInput, ...] = ()
         self._late_answer: CallOutcome | None = None
@@ -219,6 +221,8 @@ class Call:
     def next_deadline(self) -> float | None:
         if self.state in (CallState.CALLING, CallState.RINGING) and self._cancel is None:
             return self.setup_deadline if self.ring_deadline is None else self.ring_deadline
+        if self.state in (CallState.CALLING, CallState.RINGING):
+            return self._cancel_deadline
         if self.state is CallState.CONFIRMED and self.session is not None:
             # A refresh in flight: only the expiry is left to watch.
             if self._refresh is not None:
@@ -245,7 +249,13 @@ class Call:
             self._session_timer(now)
             return
         deadline = self.next_deadline()
-        if deadline is not None and now >= deadline:
+        if deadline is not None and now >= deadline and self._cancel is not None:
+            # RFC 3261 §9.1: no final response to the INVITE 64*T1 after our CANCEL (the PBX
+            # answered the CANCEL, or not, and died): the INVITE counts as cancelled.
+            # Without this a call whose PBX died while it rang stayed up until the engine
+            # gave up on the step (docs/sip-failover.md).
+            self._end_cancelled(None)
+        elif deadline is not None and now >= deadline:
             ringing = self.ring_deadline is not None
             self.hang_up(now, CancelReason.RING_TIMEOUT if ringing else CancelReason.SETUP_TIMEOUT)
 
@@ -319,6 +329,11 @@ class Call:
                     CallOutcome.UNREACHABLE, failure.status, f"no response ({failure.value})",
                     classified_by="no response",
                 )  # fmt: skip
+        elif request.method == "CANCEL" and self._cancel is not None:
+            # A CANCEL that cannot be sent (the PBX is gone: a transport error, §17.1.4) or
+            # gets no answer (its Timer F) will not bring the INVITE's final response
+            # either: as at the §9.1 deadline, the INVITE counts as cancelled.
+            self._end_cancelled(failure.status)
         elif request.method == "BYE" and request is self._bye:
             self._end_after_bye()  # §15.1.1: a BYE without answer still ends the call
         elif request is self._refresh:
@@ -383,7 +398,7 @@ class Call:
                 outcome, by = classify_failure(status, cause)
                 self._end(
                     outcome, status, response.reason, _reason_header(response),
-                    classified_by=by,
+                    classified_by=by, retry_after=_retry_after(response),
                 )  # fmt: skip
 
     def _too_small(self, response: Response, now: float) -> bool:
@@ -637,6 +652,7 @@ class Call:
             and self._invite is not None
         ):
             self._cancel_sent = True
+            self._cancel_deadline = now + self._agent.config.timers.b
             cancel = cancel_for(self._invite)
             config = self._agent.config
             hop = config.outbound_proxy or self.target
@@ -713,16 +729,24 @@ class Call:
     def _end(
         self, outcome: CallOutcome, status: int | None, reason: str,
         reason_header: str | None = None, *, answered: bool = False, by: str | None = None,
-        classified_by: str = "status",
+        classified_by: str = "status", retry_after: int | None = None,
     ) -> None:  # fmt: skip
         if self.state is CallState.ENDED:
             return
         self.state = CallState.ENDED
         event = CallEnded(
             self.call_id, outcome, status, reason, reason_header, answered, by,
-            self.progress, classified_by,
+            self.progress, classified_by, retry_after,
         )  # fmt: skip
         self._agent.emit(event)
+
+
+def _retry_after(response: Response) -> int | None:
+    """A malformed Retry-After is ignored: it only tunes how long a trunk rests."""
+    try:
+        return response.retry_after
+    except RemoteProtocolError:
+        return None
 
 
 def _reason_header(message: Request | Response) -> str | None:

@@ -54,6 +54,11 @@ class UAConfig:
     session_timers: bool = True
     """Offer ``Supported: timer`` (RFC 4028) on INVITE, refresh the session when the 2xx
     makes us the refresher, and BYE a call whose far end stops refreshing."""
+    max_incoming_calls: int = 0
+    """Calls we answer at once (call-in, docs/call-in.md): 0 refuses every unsolicited
+    INVITE with 486, as before call-in existed; beyond the limit a caller gets 486."""
+    incoming_answer_seconds: float = 10.0
+    """How long an incoming call may wait for its owner's answer before we refuse it 480."""
     max_server_transactions: int = 512
     max_server_transactions_per_source: int = 32
     """Server transactions one host that is neither trusted nor a dialog peer may hold

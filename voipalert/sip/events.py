@@ -129,6 +129,24 @@ class CallEnded:
     classified_by: str = "status"
     """What decided ``outcome``: ``status`` (the final SIP status), ``cause`` (a Q.850
     cause), ``ring timeout``, ``setup timeout``, ``no response`` or ``local``."""
+    retry_after: int | None = None
+    """The final failure's ``Retry-After`` seconds (RFC 3261 §20.33), e.g. on a 503: how long
+    the server asks not to be tried (docs/sip-failover.md)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """Someone called us (call-in, docs/call-in.md): the INVITE had an SDP offer we can
+    answer and has been answered 180. The owner answers it (``UserAgent.answer_call``) or
+    refuses it (``reject_call``); until then a CANCEL ends it with ``CallEnded``."""
+
+    call_id: CallId
+    caller: SipUri | None
+    """The From URI: anyone can write anything there."""
+    asserted: SipUri | None
+    """The first ``P-Asserted-Identity`` (RFC 3325 §9.1), only when the INVITE came from a
+    trusted host (``UAConfig.trusted_hosts``); None otherwise, whatever it said."""
+    source: tuple[str, int]
 
 
 TextId = NewType("TextId", str)
@@ -153,7 +171,8 @@ class TextReceived:
 
 
 SipEvent = (
-    RegistrationChanged
+    IncomingCall
+    | RegistrationChanged
     | CallRinging
     | CallAnswered
     | CallMediaChanged

@@ -22,7 +22,7 @@ from typing import Final
 
 from voipalert.sip import digest
 from voipalert.sip.address import NameAddr
-from voipalert.sip.core import AgentServices, TxFailure
+from voipalert.sip.agent_services import AgentServices, TxFailure
 from voipalert.sip.dialog import (
     Envelope,
     build_request,

@@ -24,7 +24,7 @@ from typing import Final
 
 from voipalert.sip import digest
 from voipalert.sip.address import NameAddr
-from voipalert.sip.core import AgentServices, TxFailure
+from voipalert.sip.agent_services import AgentServices, TxFailure
 from voipalert.sip.dialog import Address, Envelope, build_request, our_aor
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.events import TextDone, TextId, TextReceived

@@ -115,111 +115,171 @@ class Row:
     stop: tuple[Timer, ...] = ()
 
 
-S = TxState
-I = TxInput  # noqa: E741
-A = TxAction
-T = Timer
 Table = Mapping[tuple[TxState, TxInput], Row]
 
 # RFC 3261 §17.1.1.2 with RFC 6026 §7.2 (Figure 5 of RFC 6026).
 CLIENT_INVITE: Final[Table] = {
-    (S.CALLING, I.TIMER_A): Row(S.CALLING, (A.SEND_REQUEST,), start=(T.A,)),
-    (S.CALLING, I.TIMER_B): Row(S.TERMINATED, (A.TIMEOUT,)),
-    (S.CALLING, I.PROVISIONAL): Row(S.PROCEEDING, (A.PASS_UP,), stop=(T.A, T.B)),
-    (S.CALLING, I.SUCCESS): Row(S.ACCEPTED, (A.PASS_UP,), start=(T.M,), stop=(T.A, T.B)),
-    (S.CALLING, I.FAILURE): Row(
-        S.COMPLETED, (A.SEND_ACK, A.PASS_UP), start=(T.D,), stop=(T.A, T.B)
+    (TxState.CALLING, TxInput.TIMER_A): Row(
+        TxState.CALLING, (TxAction.SEND_REQUEST,), start=(Timer.A,)
     ),
-    (S.CALLING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.PROCEEDING, I.PROVISIONAL): Row(S.PROCEEDING, (A.PASS_UP,)),
-    (S.PROCEEDING, I.SUCCESS): Row(S.ACCEPTED, (A.PASS_UP,), start=(T.M,)),
-    (S.PROCEEDING, I.FAILURE): Row(S.COMPLETED, (A.SEND_ACK, A.PASS_UP), start=(T.D,)),
-    (S.PROCEEDING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
+    (TxState.CALLING, TxInput.TIMER_B): Row(TxState.TERMINATED, (TxAction.TIMEOUT,)),
+    (TxState.CALLING, TxInput.PROVISIONAL): Row(
+        TxState.PROCEEDING, (TxAction.PASS_UP,), stop=(Timer.A, Timer.B)
+    ),
+    (TxState.CALLING, TxInput.SUCCESS): Row(
+        TxState.ACCEPTED, (TxAction.PASS_UP,), start=(Timer.M,), stop=(Timer.A, Timer.B)
+    ),
+    (TxState.CALLING, TxInput.FAILURE): Row(
+        TxState.COMPLETED,
+        (TxAction.SEND_ACK, TxAction.PASS_UP),
+        start=(Timer.D,),
+        stop=(Timer.A, Timer.B),
+    ),
+    (TxState.CALLING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.PROCEEDING, TxInput.PROVISIONAL): Row(TxState.PROCEEDING, (TxAction.PASS_UP,)),
+    (TxState.PROCEEDING, TxInput.SUCCESS): Row(
+        TxState.ACCEPTED, (TxAction.PASS_UP,), start=(Timer.M,)
+    ),
+    (TxState.PROCEEDING, TxInput.FAILURE): Row(
+        TxState.COMPLETED, (TxAction.SEND_ACK, TxAction.PASS_UP), start=(Timer.D,)
+    ),
+    (TxState.PROCEEDING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
     # RFC 6026 §7.2: every 2xx retransmission (or a 2xx from another fork) goes up, so
     # the TU ACKs each one (§13.2.2.4); a late 1xx or non-2xx means nothing any more.
-    (S.ACCEPTED, I.SUCCESS): Row(S.ACCEPTED, (A.PASS_UP,)),
-    (S.ACCEPTED, I.PROVISIONAL): Row(S.ACCEPTED),
-    (S.ACCEPTED, I.FAILURE): Row(S.ACCEPTED),
-    (S.ACCEPTED, I.TRANSPORT_ERROR): Row(S.ACCEPTED),
-    (S.ACCEPTED, I.TIMER_M): Row(S.TERMINATED),
+    (TxState.ACCEPTED, TxInput.SUCCESS): Row(TxState.ACCEPTED, (TxAction.PASS_UP,)),
+    (TxState.ACCEPTED, TxInput.PROVISIONAL): Row(TxState.ACCEPTED),
+    (TxState.ACCEPTED, TxInput.FAILURE): Row(TxState.ACCEPTED),
+    (TxState.ACCEPTED, TxInput.TRANSPORT_ERROR): Row(TxState.ACCEPTED),
+    (TxState.ACCEPTED, TxInput.TIMER_M): Row(TxState.TERMINATED),
     # §17.1.1.2: a retransmitted final response is ACKed again, not passed up.
-    (S.COMPLETED, I.FAILURE): Row(S.COMPLETED, (A.SEND_ACK,)),
-    (S.COMPLETED, I.PROVISIONAL): Row(S.COMPLETED),
-    (S.COMPLETED, I.SUCCESS): Row(S.COMPLETED),
-    (S.COMPLETED, I.TRANSPORT_ERROR): Row(S.TERMINATED),
-    (S.COMPLETED, I.TIMER_D): Row(S.TERMINATED),
+    (TxState.COMPLETED, TxInput.FAILURE): Row(TxState.COMPLETED, (TxAction.SEND_ACK,)),
+    (TxState.COMPLETED, TxInput.PROVISIONAL): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.SUCCESS): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.TRANSPORT_ERROR): Row(TxState.TERMINATED),
+    (TxState.COMPLETED, TxInput.TIMER_D): Row(TxState.TERMINATED),
 }
 
 # RFC 3261 §17.1.2.2 (Figure 6).
 CLIENT_NON_INVITE: Final[Table] = {
-    (S.TRYING, I.TIMER_E): Row(S.TRYING, (A.SEND_REQUEST,), start=(T.E,)),
-    (S.TRYING, I.TIMER_F): Row(S.TERMINATED, (A.TIMEOUT,)),
-    (S.TRYING, I.PROVISIONAL): Row(S.PROCEEDING, (A.PASS_UP,)),
-    (S.TRYING, I.SUCCESS): Row(S.COMPLETED, (A.PASS_UP,), start=(T.K,), stop=(T.E, T.F)),
-    (S.TRYING, I.FAILURE): Row(S.COMPLETED, (A.PASS_UP,), start=(T.K,), stop=(T.E, T.F)),
-    (S.TRYING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
+    (TxState.TRYING, TxInput.TIMER_E): Row(
+        TxState.TRYING, (TxAction.SEND_REQUEST,), start=(Timer.E,)
+    ),
+    (TxState.TRYING, TxInput.TIMER_F): Row(TxState.TERMINATED, (TxAction.TIMEOUT,)),
+    (TxState.TRYING, TxInput.PROVISIONAL): Row(TxState.PROCEEDING, (TxAction.PASS_UP,)),
+    (TxState.TRYING, TxInput.SUCCESS): Row(
+        TxState.COMPLETED, (TxAction.PASS_UP,), start=(Timer.K,), stop=(Timer.E, Timer.F)
+    ),
+    (TxState.TRYING, TxInput.FAILURE): Row(
+        TxState.COMPLETED, (TxAction.PASS_UP,), start=(Timer.K,), stop=(Timer.E, Timer.F)
+    ),
+    (TxState.TRYING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
     # In Proceeding Timer E keeps retransmitting, every T2 (§17.1.2.2).
-    (S.PROCEEDING, I.TIMER_E): Row(S.PROCEEDING, (A.SEND_REQUEST,), start=(T.E,)),
-    (S.PROCEEDING, I.TIMER_F): Row(S.TERMINATED, (A.TIMEOUT,)),
-    (S.PROCEEDING, I.PROVISIONAL): Row(S.PROCEEDING, (A.PASS_UP,)),
-    (S.PROCEEDING, I.SUCCESS): Row(S.COMPLETED, (A.PASS_UP,), start=(T.K,), stop=(T.E, T.F)),
-    (S.PROCEEDING, I.FAILURE): Row(S.COMPLETED, (A.PASS_UP,), start=(T.K,), stop=(T.E, T.F)),
-    (S.PROCEEDING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.COMPLETED, I.PROVISIONAL): Row(S.COMPLETED),
-    (S.COMPLETED, I.SUCCESS): Row(S.COMPLETED),
-    (S.COMPLETED, I.FAILURE): Row(S.COMPLETED),
-    (S.COMPLETED, I.TRANSPORT_ERROR): Row(S.COMPLETED),
-    (S.COMPLETED, I.TIMER_K): Row(S.TERMINATED),
+    (TxState.PROCEEDING, TxInput.TIMER_E): Row(
+        TxState.PROCEEDING, (TxAction.SEND_REQUEST,), start=(Timer.E,)
+    ),
+    (TxState.PROCEEDING, TxInput.TIMER_F): Row(TxState.TERMINATED, (TxAction.TIMEOUT,)),
+    (TxState.PROCEEDING, TxInput.PROVISIONAL): Row(TxState.PROCEEDING, (TxAction.PASS_UP,)),
+    (TxState.PROCEEDING, TxInput.SUCCESS): Row(
+        TxState.COMPLETED, (TxAction.PASS_UP,), start=(Timer.K,), stop=(Timer.E, Timer.F)
+    ),
+    (TxState.PROCEEDING, TxInput.FAILURE): Row(
+        TxState.COMPLETED, (TxAction.PASS_UP,), start=(Timer.K,), stop=(Timer.E, Timer.F)
+    ),
+    (TxState.PROCEEDING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.COMPLETED, TxInput.PROVISIONAL): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.SUCCESS): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.FAILURE): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.TRANSPORT_ERROR): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.TIMER_K): Row(TxState.TERMINATED),
 }
 
-# RFC 3261 §17.2.1 with RFC 6026 §7.1 (Figure 7 of RFC 6026). We only ever answer at
-# once (re-INVITE refresh, or a refusal of an unsolicited INVITE), so the TU sends no 100.
+# RFC 3261 §17.2.1 with RFC 6026 §7.1 (Figure 7 of RFC 6026). We answer at once (re-INVITE
+# refresh, a refusal of an unsolicited INVITE) or, for a call-in, 180 at once and the 2xx
+# once the media is ready (docs/call-in.md), so the TU sends no 100.
 SERVER_INVITE: Final[Table] = {
-    (S.PROCEEDING, I.REQUEST): Row(S.PROCEEDING, (A.SEND_RESPONSE,)),
-    (S.PROCEEDING, I.ACK): Row(S.PROCEEDING),
-    (S.PROCEEDING, I.SEND_PROVISIONAL): Row(S.PROCEEDING, (A.SEND_RESPONSE,)),
-    (S.PROCEEDING, I.SEND_SUCCESS): Row(S.ACCEPTED, (A.SEND_RESPONSE,), start=(T.L,)),
-    (S.PROCEEDING, I.SEND_FAILURE): Row(S.COMPLETED, (A.SEND_RESPONSE,), start=(T.G, T.H)),
-    (S.PROCEEDING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.COMPLETED, I.REQUEST): Row(S.COMPLETED, (A.SEND_RESPONSE,)),
-    (S.COMPLETED, I.ACK): Row(S.CONFIRMED, start=(T.I,), stop=(T.G, T.H)),
-    (S.COMPLETED, I.TIMER_G): Row(S.COMPLETED, (A.SEND_RESPONSE,), start=(T.G,)),
-    (S.COMPLETED, I.TIMER_H): Row(S.TERMINATED, (A.TIMEOUT,)),
-    (S.COMPLETED, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.CONFIRMED, I.REQUEST): Row(S.CONFIRMED),
-    (S.CONFIRMED, I.ACK): Row(S.CONFIRMED),
-    (S.CONFIRMED, I.TRANSPORT_ERROR): Row(S.CONFIRMED),
-    (S.CONFIRMED, I.TIMER_I): Row(S.TERMINATED),
+    (TxState.PROCEEDING, TxInput.REQUEST): Row(TxState.PROCEEDING, (TxAction.SEND_RESPONSE,)),
+    (TxState.PROCEEDING, TxInput.ACK): Row(TxState.PROCEEDING),
+    (TxState.PROCEEDING, TxInput.SEND_PROVISIONAL): Row(
+        TxState.PROCEEDING, (TxAction.SEND_RESPONSE,)
+    ),
+    (TxState.PROCEEDING, TxInput.SEND_SUCCESS): Row(
+        TxState.ACCEPTED, (TxAction.SEND_RESPONSE,), start=(Timer.L,)
+    ),
+    (TxState.PROCEEDING, TxInput.SEND_FAILURE): Row(
+        TxState.COMPLETED, (TxAction.SEND_RESPONSE,), start=(Timer.G, Timer.H)
+    ),
+    (TxState.PROCEEDING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.COMPLETED, TxInput.REQUEST): Row(TxState.COMPLETED, (TxAction.SEND_RESPONSE,)),
+    (TxState.COMPLETED, TxInput.ACK): Row(
+        TxState.CONFIRMED, start=(Timer.I,), stop=(Timer.G, Timer.H)
+    ),
+    (TxState.COMPLETED, TxInput.TIMER_G): Row(
+        TxState.COMPLETED, (TxAction.SEND_RESPONSE,), start=(Timer.G,)
+    ),
+    (TxState.COMPLETED, TxInput.TIMER_H): Row(TxState.TERMINATED, (TxAction.TIMEOUT,)),
+    (TxState.COMPLETED, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.CONFIRMED, TxInput.REQUEST): Row(TxState.CONFIRMED),
+    (TxState.CONFIRMED, TxInput.ACK): Row(TxState.CONFIRMED),
+    (TxState.CONFIRMED, TxInput.TRANSPORT_ERROR): Row(TxState.CONFIRMED),
+    (TxState.CONFIRMED, TxInput.TIMER_I): Row(TxState.TERMINATED),
     # RFC 6026 §8.7: retransmitted INVITEs are absorbed; the 2xx is retransmitted by the
     # TU (§13.3.1.4) through SEND_SUCCESS; the ACK of a 2xx belongs to the TU.
-    (S.ACCEPTED, I.REQUEST): Row(S.ACCEPTED),
-    (S.ACCEPTED, I.ACK): Row(S.ACCEPTED, (A.PASS_UP,)),
-    (S.ACCEPTED, I.SEND_SUCCESS): Row(S.ACCEPTED, (A.SEND_RESPONSE,)),
-    (S.ACCEPTED, I.TRANSPORT_ERROR): Row(S.ACCEPTED, (A.TRANSPORT_FAILED,)),
-    (S.ACCEPTED, I.TIMER_L): Row(S.TERMINATED),
+    (TxState.ACCEPTED, TxInput.REQUEST): Row(TxState.ACCEPTED),
+    (TxState.ACCEPTED, TxInput.ACK): Row(TxState.ACCEPTED, (TxAction.PASS_UP,)),
+    (TxState.ACCEPTED, TxInput.SEND_SUCCESS): Row(TxState.ACCEPTED, (TxAction.SEND_RESPONSE,)),
+    (TxState.ACCEPTED, TxInput.TRANSPORT_ERROR): Row(
+        TxState.ACCEPTED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.ACCEPTED, TxInput.TIMER_L): Row(TxState.TERMINATED),
 }
 
 # RFC 3261 §17.2.2 (Figure 8).
 SERVER_NON_INVITE: Final[Table] = {
-    (S.TRYING, I.REQUEST): Row(S.TRYING),
-    (S.TRYING, I.ACK): Row(S.TRYING),
-    (S.TRYING, I.SEND_PROVISIONAL): Row(S.PROCEEDING, (A.SEND_RESPONSE,)),
-    (S.TRYING, I.SEND_SUCCESS): Row(S.COMPLETED, (A.SEND_RESPONSE,), start=(T.J,)),
-    (S.TRYING, I.SEND_FAILURE): Row(S.COMPLETED, (A.SEND_RESPONSE,), start=(T.J,)),
-    (S.TRYING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.PROCEEDING, I.REQUEST): Row(S.PROCEEDING, (A.SEND_RESPONSE,)),
-    (S.PROCEEDING, I.ACK): Row(S.PROCEEDING),
-    (S.PROCEEDING, I.SEND_PROVISIONAL): Row(S.PROCEEDING, (A.SEND_RESPONSE,)),
-    (S.PROCEEDING, I.SEND_SUCCESS): Row(S.COMPLETED, (A.SEND_RESPONSE,), start=(T.J,)),
-    (S.PROCEEDING, I.SEND_FAILURE): Row(S.COMPLETED, (A.SEND_RESPONSE,), start=(T.J,)),
-    (S.PROCEEDING, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.COMPLETED, I.REQUEST): Row(S.COMPLETED, (A.SEND_RESPONSE,)),
-    (S.COMPLETED, I.ACK): Row(S.COMPLETED),
-    (S.COMPLETED, I.TRANSPORT_ERROR): Row(S.TERMINATED, (A.TRANSPORT_FAILED,)),
-    (S.COMPLETED, I.TIMER_J): Row(S.TERMINATED),
+    (TxState.TRYING, TxInput.REQUEST): Row(TxState.TRYING),
+    (TxState.TRYING, TxInput.ACK): Row(TxState.TRYING),
+    (TxState.TRYING, TxInput.SEND_PROVISIONAL): Row(TxState.PROCEEDING, (TxAction.SEND_RESPONSE,)),
+    (TxState.TRYING, TxInput.SEND_SUCCESS): Row(
+        TxState.COMPLETED, (TxAction.SEND_RESPONSE,), start=(Timer.J,)
+    ),
+    (TxState.TRYING, TxInput.SEND_FAILURE): Row(
+        TxState.COMPLETED, (TxAction.SEND_RESPONSE,), start=(Timer.J,)
+    ),
+    (TxState.TRYING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.PROCEEDING, TxInput.REQUEST): Row(TxState.PROCEEDING, (TxAction.SEND_RESPONSE,)),
+    (TxState.PROCEEDING, TxInput.ACK): Row(TxState.PROCEEDING),
+    (TxState.PROCEEDING, TxInput.SEND_PROVISIONAL): Row(
+        TxState.PROCEEDING, (TxAction.SEND_RESPONSE,)
+    ),
+    (TxState.PROCEEDING, TxInput.SEND_SUCCESS): Row(
+        TxState.COMPLETED, (TxAction.SEND_RESPONSE,), start=(Timer.J,)
+    ),
+    (TxState.PROCEEDING, TxInput.SEND_FAILURE): Row(
+        TxState.COMPLETED, (TxAction.SEND_RESPONSE,), start=(Timer.J,)
+    ),
+    (TxState.PROCEEDING, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.COMPLETED, TxInput.REQUEST): Row(TxState.COMPLETED, (TxAction.SEND_RESPONSE,)),
+    (TxState.COMPLETED, TxInput.ACK): Row(TxState.COMPLETED),
+    (TxState.COMPLETED, TxInput.TRANSPORT_ERROR): Row(
+        TxState.TERMINATED, (TxAction.TRANSPORT_FAILED,)
+    ),
+    (TxState.COMPLETED, TxInput.TIMER_J): Row(TxState.TERMINATED),
 }
-
-del S, I, A, T  # short names for the tables above only
 
 TABLES: Final[Mapping[TxKind, Table]] = {
     TxKind.CLIENT_INVITE: CLIENT_INVITE,

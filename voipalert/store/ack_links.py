@@ -134,27 +134,14 @@ class AckLinkStore:
                 )
                 return ("used" if list(known) else "invalid"), None
             row = rows[0]
-            acked = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = 'email', "
-                    "acked_at = ?, ack_attempt_id = ?, engine_active = 1 "
-                    "WHERE id = ? AND status = 'triggered' RETURNING kind",
-                    (row["person_name"], to_db(now), row["attempt_id"], alert_id),
-                )
-            )
-            result: LinkUse = "acknowledged" if acked else "already_handled"
+            acked = await alert_sql.acknowledge(
+                conn, now, alert_id, row["person_name"], via="email",
+                attempt_id=row["attempt_id"], wake_engine=True,
+            )  # fmt: skip
+            result: LinkUse = "acknowledged" if acked is not None else "already_handled"
             await conn.execute(
                 "UPDATE ack_links SET used_result = ? WHERE nonce = ?", (result, nonce)
             )
-            if acked:
-                await alert_sql.audit(
-                    conn, now, row["person_name"], "alert.acknowledged", alert_id=alert_id,
-                    attempt_id=row["attempt_id"], via="email",
-                )  # fmt: skip
-                if acked[0]["kind"] == "escalation":  # a mass alert goes on calling the others
-                    await alert_sql.cancel_pending(
-                        conn, alert_id, now, row["person_name"], "acknowledged"
-                    )
         link = AckLink(
             token, nonce, AlertId(alert_id), row["person_name"],
             datetime.fromisoformat(row["expires_at"]),
@@ -186,24 +173,11 @@ class AckLinkStore:
             row = rows[0] if rows else None
             result: ReplyResult = "no_open_text" if row is None else "not_understood"
             if row is not None and acknowledge:
-                acked = list(
-                    await conn.execute_fetchall(
-                        "UPDATE alerts SET status = 'acknowledged', acked_by = ?, "
-                        "acked_via = 'email', acked_at = ?, ack_attempt_id = ?, "
-                        "engine_active = 1 WHERE id = ? AND status = 'triggered' RETURNING kind",
-                        (row["person_name"], to_db(now), row["attempt_id"], row["alert_id"]),
-                    )
-                )
-                result = "acknowledged" if acked else "already_handled"
-                if acked:
-                    await alert_sql.audit(
-                        conn, now, row["person_name"], "alert.acknowledged",
-                        alert_id=row["alert_id"], attempt_id=row["attempt_id"], via="email",
-                    )  # fmt: skip
-                    if acked[0]["kind"] == "escalation":
-                        await alert_sql.cancel_pending(
-                            conn, row["alert_id"], now, row["person_name"], "acknowledged"
-                        )
+                acked = await alert_sql.acknowledge(
+                    conn, now, row["alert_id"], row["person_name"], via="email",
+                    attempt_id=row["attempt_id"], wake_engine=True,
+                )  # fmt: skip
+                result = "acknowledged" if acked is not None else "already_handled"
             await conn.execute(
                 "INSERT INTO text_replies (received_at, channel, sender, body, alert_id, "
                 "attempt_id, result) VALUES (?, 'email', ?, ?, ?, ?, ?)",

@@ -4,8 +4,8 @@ the engine share. Every function runs inside the caller's transaction."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -157,46 +157,99 @@ async def fetch_attempts(conn: Conn, alert_id: int) -> list[Attempt]:
     return [attempt_from_row(r) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One audit entry, as ``audit`` writes it."""
+
+    actor: str
+    action: str
+    alert_id: int | None = None
+    attempt_id: int | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+async def update_audited(
+    conn: Conn,
+    sql: str,
+    parameters: Sequence[object],
+    now: datetime,
+    note: Callable[[Row], Note],
+) -> list[Row]:
+    """Run one ``UPDATE ... RETURNING`` and write the audit entry ``note`` makes of each row
+    it changed, in the caller's transaction: a change and its audit entry commit together
+    or not at all. A row the ``WHERE`` skipped (the state moved on meanwhile) leaves no
+    entry. ``RETURNING`` on UPDATE means the same on SQLite (3.35 and later) and
+    PostgreSQL, so this is the one way the store writes "change, then say who did it"."""
+    rows = list(await conn.execute_fetchall(sql, parameters))
+    for row in rows:
+        entry = note(row)
+        await audit(
+            conn, now, entry.actor, entry.action, alert_id=entry.alert_id,
+            attempt_id=entry.attempt_id, **entry.detail,
+        )  # fmt: skip
+    return rows
+
+
+async def acknowledge(
+    conn: Conn,
+    now: datetime,
+    alert_id: int,
+    by: str,
+    *,
+    via: str,
+    attempt_id: int | None,
+    wake_engine: bool,
+    **detail: object,
+) -> list[AttemptId] | None:
+    """triggered → acknowledged by ``by`` (a person, or a token's name) ``via`` a call, the
+    API, an e-mail link or reply, ...; None when the alert was not triggered any more.
+    An escalation's calls not dialled yet are cancelled here and returned (a mass alert goes
+    on calling the others); the engine cancels those in flight. ``wake_engine`` marks the
+    alert for the engine's next tick: every path but the engine's own sets it."""
+    wake = ", engine_active = 1" if wake_engine else ""
+    rows = await update_audited(
+        conn,
+        "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = ?, "
+        f"acked_at = ?, ack_attempt_id = ?{wake} WHERE id = ? AND status = 'triggered' "
+        "RETURNING kind",
+        (by, via, to_db(now), attempt_id, alert_id),
+        now,
+        lambda _: Note(by, "alert.acknowledged", alert_id, attempt_id, {"via": via, **detail}),
+    )
+    if not rows:
+        return None
+    if rows[0]["kind"] != AlertKind.ESCALATION.value:
+        return []
+    return await cancel_pending(conn, alert_id, now, by, "acknowledged")
+
+
 async def cancel_pending(
     conn: Conn, alert_id: int, now: datetime, actor: str, reason: str
 ) -> list[AttemptId]:
     """Cancel the attempts not dialled yet; the engine cancels those in flight."""
-    rows = await conn.execute_fetchall(
+    rows = await update_audited(
+        conn,
         "UPDATE attempts SET state = 'cancelled', outcome = 'cancelled', ended_at = ?, "
         "detail = ? WHERE alert_id = ? AND state = 'pending' RETURNING id",
         (to_db(now), reason, alert_id),
+        now,
+        lambda row: Note(actor, "attempt.cancelled", alert_id, row["id"], {"reason": reason}),
     )
-    ids = [AttemptId(r["id"]) for r in rows]
-    for attempt_id in ids:
-        await audit(
-            conn,
-            now,
-            actor,
-            "attempt.cancelled",
-            alert_id=alert_id,
-            attempt_id=attempt_id,
-            reason=reason,
-        )
-    return ids
+    return [AttemptId(r["id"]) for r in rows]
 
 
 async def cancel_live(
     conn: Conn, ids: list[AttemptId], now: datetime, reason: str
 ) -> list[AttemptId]:
-    rows = await conn.execute_fetchall(
+    rows = await update_audited(
+        conn,
         "UPDATE attempts SET state = 'cancelled', outcome = 'cancelled', ended_at = ?, detail = ? "
         f"WHERE id IN {conn.dialect.json_ints} AND state IN ('pending', 'in_flight') "
         "RETURNING id, alert_id",
         (to_db(now), reason, json.dumps(ids)),
+        now,
+        lambda row: Note(
+            "engine", "attempt.cancelled", row["alert_id"], row["id"], {"reason": reason}
+        ),
     )
-    for row in rows:
-        await audit(
-            conn,
-            now,
-            "engine",
-            "attempt.cancelled",
-            alert_id=row["alert_id"],
-            attempt_id=row["id"],
-            reason=reason,
-        )
     return [AttemptId(r["id"]) for r in rows]

@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 
-from voipalert.clock import Clock
+from voipalert.clock import Clock, LoopSlices
 from voipalert.domain.alert import (
     Alert,
     AlertId,
-    AlertKind,
     Attempt,
     AttemptId,
     AttemptOutcome,
@@ -24,7 +23,7 @@ from voipalert.domain.alert import (
 )
 from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
-from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, quality_json
+from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, Note, quality_json, update_audited
 from voipalert.store.cluster import Lease, leased_snapshot
 from voipalert.store.db import to_db
 from voipalert.store.sql import Conn, Database
@@ -46,19 +45,24 @@ class EscalationStore:
         if self._lease is not None:
             return await self._leased_snapshot(self._lease)
         async with self._db.transaction(write=False) as conn:
-            alerts = [
-                alert_sql.alert_from_row(r)
-                for r in await conn.execute_fetchall(
-                    f"{ALERT_SELECT} WHERE a.engine_active = 1 ORDER BY a.id"
-                )
-            ]
+            alert_rows = await conn.execute_fetchall(
+                f"{ALERT_SELECT} WHERE a.engine_active = 1 ORDER BY a.id"
+            )
             rows = await conn.execute_fetchall(
                 "SELECT * FROM attempts WHERE alert_id IN "
                 "(SELECT id FROM alerts WHERE engine_active = 1) ORDER BY alert_id, id"
             )
+        # Rows become objects on the loop (about 0.1 ms each): in slices, after the read
+        # transaction has ended, so thousands of open alerts never hold the loop long.
+        slices = LoopSlices()
+        alerts: list[Alert] = []
+        for row in alert_rows:
+            alerts.append(alert_sql.alert_from_row(row))
+            await slices.pause()
         attempts: dict[int, list[Attempt]] = {}
         for row in rows:
             attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
+            await slices.pause()
         return [(alert, attempts.get(alert.id, [])) for alert in alerts]
 
     async def _leased_snapshot(self, lease: Lease) -> list[tuple[Alert, list[Attempt]]]:
@@ -137,27 +141,19 @@ class EscalationStore:
         held = "" if lease is None else " AND alerts.lease_node = ?"
         node: tuple[str, ...] = () if lease is None else (lease.node,)
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'in_flight', started_at = ? "
-                    "WHERE id = ? AND state = 'pending' AND EXISTS "
-                    f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}"
-                    f"{held}) RETURNING alert_id",
-                    (to_db(now), attempt_id, *node),
-                )
+            rows = await update_audited(
+                conn,
+                "UPDATE attempts SET state = 'in_flight', started_at = ? "
+                "WHERE id = ? AND state = 'pending' AND EXISTS "
+                f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}"
+                f"{held}) RETURNING alert_id",
+                (to_db(now), attempt_id, *node),
+                now,
+                lambda row: Note("engine", "attempt.dialling", row["alert_id"], attempt_id),
             )
             if rows and lease is not None:
                 await conn.execute(
                     "UPDATE attempts SET node = ? WHERE id = ?", (lease.node, attempt_id)
-                )
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "attempt.dialling",
-                    alert_id=rows[0]["alert_id"],
-                    attempt_id=attempt_id,
                 )
             return bool(rows)
 
@@ -170,64 +166,42 @@ class EscalationStore:
         really ended) are filled in, once."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
-                    "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ?, "
-                    "quality = ? "
-                    "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
-                    (
-                        result.outcome.value,
-                        result.sip_status,
-                        result.sip_reason,
-                        result.digit,
-                        to_db(result.answered_at) if result.answered_at else None,
-                        to_db(result.ended_at),
-                        result.detail,
-                        quality_json(result.quality),
-                        attempt_id,
-                    ),
-                )
+            ended = {
+                "outcome": result.outcome.value,
+                "sip_status": result.sip_status,
+                "digit": result.digit,
+            }
+            rows = await update_audited(
+                conn,
+                "UPDATE attempts SET state = 'done', outcome = ?, sip_status = ?, "
+                "sip_reason = ?, digit = ?, answered_at = ?, ended_at = ?, detail = ?, "
+                "quality = ? "
+                "WHERE id = ? AND state = 'in_flight' RETURNING alert_id, person_name",
+                (
+                    result.outcome.value,
+                    result.sip_status,
+                    result.sip_reason,
+                    result.digit,
+                    to_db(result.answered_at) if result.answered_at else None,
+                    to_db(result.ended_at),
+                    result.detail,
+                    quality_json(result.quality),
+                    attempt_id,
+                ),
+                now,
+                lambda row: Note("engine", "attempt.ended", row["alert_id"], attempt_id, ended),
             )
             if not rows:
                 await _fill_cancelled(conn, attempt_id, result)
                 return False
-            alert_id, person = rows[0]["alert_id"], rows[0]["person_name"]
-            await alert_sql.audit(
-                conn,
-                now,
-                "engine",
-                "attempt.ended",
-                alert_id=alert_id,
-                attempt_id=attempt_id,
-                outcome=result.outcome.value,
-                sip_status=result.sip_status,
-                digit=result.digit,
-            )
             if result.outcome is not AttemptOutcome.ACKNOWLEDGED:
                 return False
-            acked = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = 'call', "
-                    "acked_at = ?, ack_attempt_id = ? WHERE id = ? AND status = 'triggered' "
-                    "RETURNING kind",
-                    (person, to_db(now), attempt_id, alert_id),
-                )
-            )
-            if not acked:
-                return False
-            await alert_sql.audit(
-                conn,
-                now,
-                person,
-                "alert.acknowledged",
-                alert_id=alert_id,
-                attempt_id=attempt_id,
-                via="call",
-            )
-            if acked[0]["kind"] == AlertKind.ESCALATION.value:
-                await alert_sql.cancel_pending(conn, alert_id, now, "engine", "acknowledged")
-            return True
+            # The engine runs this itself: no need to wake it.
+            cancelled = await alert_sql.acknowledge(
+                conn, now, rows[0]["alert_id"], rows[0]["person_name"], via="call",
+                attempt_id=attempt_id, wake_engine=False,
+            )  # fmt: skip
+            return cancelled is not None
 
     async def cancel_attempts(self, ids: list[AttemptId], reason: str) -> list[AttemptId]:
         """Mark live attempts cancelled (their call tasks are cancelled by the engine)."""
@@ -244,22 +218,16 @@ class EscalationStore:
             return []
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = await conn.execute_fetchall(
+            rows = await update_audited(
+                conn,
                 "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
                 "detail = 'the process ended during the call' "
                 "WHERE state = 'in_flight' RETURNING *",
                 (to_db(now),),
+                now,
+                lambda row: Note("engine", "attempt.interrupted", row["alert_id"], row["id"]),
             )
             attempts = [alert_sql.attempt_from_row(r) for r in rows]
-            for attempt in attempts:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "attempt.interrupted",
-                    alert_id=attempt.key.alert,
-                    attempt_id=attempt.id,
-                )
             await conn.execute(
                 f"UPDATE alerts SET engine_active = 1 WHERE id IN {conn.dialect.json_ints}",
                 (json.dumps(sorted({a.key.alert for a in attempts})),),
@@ -278,32 +246,24 @@ class EscalationStore:
         if facts is not None:
             detail = f"voipalert stopped during the call ({facts.detail or 'no detail'})"
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE attempts SET state = 'interrupted', ended_at = ?, detail = ?, "
-                    "sip_status = ?, sip_reason = ?, answered_at = ? "
-                    "WHERE id = ? AND state = 'in_flight' RETURNING alert_id",
-                    (
-                        to_db(facts.ended_at if facts else now),
-                        detail,
-                        facts.sip_status if facts else None,
-                        facts.sip_reason if facts else None,
-                        to_db(facts.answered_at) if facts and facts.answered_at else None,
-                        attempt_id,
-                    ),
-                )
+            rows = await update_audited(
+                conn,
+                "UPDATE attempts SET state = 'interrupted', ended_at = ?, detail = ?, "
+                "sip_status = ?, sip_reason = ?, answered_at = ? "
+                "WHERE id = ? AND state = 'in_flight' RETURNING alert_id",
+                (
+                    to_db(facts.ended_at if facts else now),
+                    detail,
+                    facts.sip_status if facts else None,
+                    facts.sip_reason if facts else None,
+                    to_db(facts.answered_at) if facts and facts.answered_at else None,
+                    attempt_id,
+                ),
+                now,
+                lambda row: Note("engine", "attempt.interrupted", row["alert_id"], attempt_id),
             )
             if not rows and facts is not None:
                 await _fill_cancelled(conn, attempt_id, facts)
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "attempt.interrupted",
-                    alert_id=rows[0]["alert_id"],
-                    attempt_id=attempt_id,
-                )
             return bool(rows)
 
     async def advance_escalation(
@@ -313,57 +273,46 @@ class EscalationStore:
         saw it."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET esc_repeat = ?, esc_step = ?, esc_since = ? "
-                    "WHERE id = ? AND status = 'triggered' "
-                    "AND esc_repeat = ? AND esc_step = ? AND esc_since = ? "
-                    "RETURNING id",
-                    (
-                        to.repeat,
-                        to.step,
-                        to_db(to.since),
-                        alert_id,
-                        expected.repeat,
-                        expected.step,
-                        to_db(expected.since),
-                    ),
-                )
+            moved = {
+                "repeat": to.repeat,
+                "step": to.step,
+                "since": to_db(to.since),
+                "reason": reason,
+            }
+            rows = await update_audited(
+                conn,
+                "UPDATE alerts SET esc_repeat = ?, esc_step = ?, esc_since = ? "
+                "WHERE id = ? AND status = 'triggered' "
+                "AND esc_repeat = ? AND esc_step = ? AND esc_since = ? "
+                "RETURNING id",
+                (
+                    to.repeat,
+                    to.step,
+                    to_db(to.since),
+                    alert_id,
+                    expected.repeat,
+                    expected.step,
+                    to_db(expected.since),
+                ),
+                now,
+                lambda _: Note("engine", "escalation.advanced", alert_id, detail=moved),
             )
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "escalation.advanced",
-                    alert_id=alert_id,
-                    repeat=to.repeat,
-                    step=to.step,
-                    since=to_db(to.since),
-                    reason=reason,
-                )
             return bool(rows)
 
     async def close_unacknowledged(self, alert_id: AlertId, reason: str) -> bool:
         """Give up on a triggered alert nobody acknowledged (policy exhausted)."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'closed_unacknowledged', closed_at = ?, "
-                    "close_reason = ? WHERE id = ? AND status = 'triggered' RETURNING id",
-                    (to_db(now), reason, alert_id),
-                )
+            rows = await update_audited(
+                conn,
+                "UPDATE alerts SET status = 'closed_unacknowledged', closed_at = ?, "
+                "close_reason = ? WHERE id = ? AND status = 'triggered' RETURNING id",
+                (to_db(now), reason, alert_id),
+                now,
+                lambda _: Note(
+                    "engine", "alert.closed_unacknowledged", alert_id, detail={"reason": reason}
+                ),
             )
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    "engine",
-                    "alert.closed_unacknowledged",
-                    alert_id=alert_id,
-                    reason=reason,
-                )
             return bool(rows)
 
     async def settle(self, alert_id: AlertId) -> bool:

@@ -15,7 +15,6 @@ from typing import Final
 
 from voipalert.clock import Clock
 from voipalert.domain.errors import RotaError
-from voipalert.domain.override_csv import parse_shifts
 from voipalert.domain.override_edit import (
     Origin,
     OverrideRecord,
@@ -26,6 +25,7 @@ from voipalert.domain.override_edit import (
     overlapping,
 )
 from voipalert.domain.rota import Override, PersonName, Rota, ScheduleName
+from voipalert.rotafile.shifts_csv import parse_shifts
 from voipalert.store import alert_sql, rota_sql
 from voipalert.store.db import from_db, from_db_opt, to_db
 from voipalert.store.errors import StoreError

@@ -1,5 +1,6 @@
 """What each consumer needs of the store, as a small Protocol per consumer: the engine, the
-intake, the silencer, the heartbeat watch, the token check. ``Store`` (either backend:
+intake, the silencer, the heartbeat watch, the token check, the web console and the CLI
+(the last two built from the small desks below). ``Store`` (either backend:
 ``store.db`` or ``store.pg`` beneath it) satisfies them all; a consumer that names its
 Protocol can be given anything with those methods, and says in its signature which part of
 the database it touches (docs/database.md)."""
@@ -11,21 +12,26 @@ from typing import Protocol
 
 from voipalert.domain.alert import (
     Alert,
+    AlertDetail,
     AlertId,
     Attempt,
     AttemptId,
     AttemptResult,
     NewAlert,
     Position,
+    Severity,
 )
+from voipalert.domain.override_edit import OverrideRecord, OverrideRequest
 from voipalert.domain.policy import PlaceCall
 from voipalert.domain.rota import Rota
+from voipalert.store.alert_sql import AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxItem, SilencedAlert
 from voipalert.store.feeds import SourceCopy
 from voipalert.store.heartbeat import Heartbeat
-from voipalert.store.repo import Transition
+from voipalert.store.overrides import Added, CsvImported
+from voipalert.store.repo import AlertFilter, AlertPage, Page, Transition
 from voipalert.store.texts import ReplyResult
-from voipalert.store.tokens import ApiToken
+from voipalert.store.tokens import ApiToken, Scope
 
 
 class RotaReader(Protocol):
@@ -112,3 +118,111 @@ class HeartbeatWatchStore(Protocol):
 
 class TokenVerifier(Protocol):
     async def verify_api_token(self, secret: str) -> ApiToken | None: ...
+
+
+class AlertDesk(Protocol):
+    """Alerts as people see and handle them: the list, one alert with its calls and audit
+    trail, acknowledge and resolve."""
+
+    async def list_alerts(
+        self, filters: AlertFilter | None = None, page: Page | None = None
+    ) -> AlertPage: ...
+
+    async def get_alert(self, alert_id: int) -> Alert | None: ...
+
+    async def get_alert_with_attempts(self, alert_id: int) -> AlertDetail | None: ...
+
+    async def audit_trail(
+        self, alert_id: AlertId | None = None, limit: int = 1000
+    ) -> list[AuditEntry]: ...
+
+    async def ack_alert(
+        self,
+        alert_id: int,
+        by: str,
+        via: str,
+        attempt_id: int | None = None,
+        *,
+        token: str | None = None,
+    ) -> Transition: ...
+
+    async def resolve_alert(self, alert_id: int, by: str) -> Transition: ...
+
+
+class OverrideDesk(Protocol):
+    """Overrides made one at a time (``store.overrides``)."""
+
+    async def list_overrides(
+        self,
+        *,
+        schedule: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[OverrideRecord]: ...
+
+    async def add_override(self, request: OverrideRequest, origin: str, actor: str) -> Added: ...
+
+    async def remove_override(
+        self, override_id: int, actor: str, schedule: str | None = None
+    ) -> OverrideRecord | None: ...
+
+
+class RotaEditor(RotaReader, Protocol):
+    """Read the rota (with its schedules' live copies) and replace it as a whole."""
+
+    async def load_rota_with_feeds(self) -> tuple[Rota, dict[str, SourceCopy]]: ...
+
+    async def replace_rota(
+        self, rota: Rota, actor: str = "cli", source: str = "", *, keep_overrides: bool = False
+    ) -> int: ...
+
+
+class TokenAdmin(Protocol):
+    """API tokens: create, revoke, show or rotate a webhook signing secret."""
+
+    async def create_api_token(
+        self, name: str, scopes: frozenset[Scope], actor: str = "cli"
+    ) -> tuple[ApiToken, str]: ...
+
+    async def revoke_api_token(self, name: str, actor: str = "cli") -> bool: ...
+
+    async def signing_secret(self, name: str, *, rotate: bool = False) -> str | None: ...
+
+
+class ConsoleStore(AlertDesk, OverrideDesk, RotaEditor, TokenAdmin, Protocol):
+    """The web console's pages (``console/``). Its users and sessions (``store.users``)
+    are built on the concrete store by the console's routes, the one place that needs it."""
+
+
+class CliStore(OverrideDesk, RotaEditor, TokenAdmin, Protocol):
+    """The ``voipalert`` commands that act on the database (``cli/``), beside the desks:
+    a CSV of shifts, heartbeats, the calendars' secret links, resolving by dedup key."""
+
+    async def import_shifts(
+        self, text: str, actor: str, filename: str = "shifts.csv", *, dry_run: bool = False
+    ) -> CsvImported: ...
+
+    async def add_heartbeat(
+        self,
+        name: str,
+        every_seconds: int,
+        grace_seconds: int = 0,
+        *,
+        team: str | None = None,
+        policy: str | None = None,
+        severity: Severity = Severity.CRITICAL,
+    ) -> tuple[Heartbeat, str]: ...
+
+    async def list_heartbeats(self) -> list[Heartbeat]: ...
+
+    async def remove_heartbeat(self, name: str) -> bool: ...
+
+    async def calendar_generation(self, kind: str, name: str) -> int: ...
+
+    async def rotate_calendar(self, kind: str, name: str) -> int: ...
+
+    @property
+    def server_key(self) -> bytes:
+        """The server secret the calendars' links are signed with (``store.secret``)."""
+
+    async def resolve_by_dedup_key(self, dedup_key: str, by: str) -> Transition | None: ...

@@ -30,6 +30,7 @@ from voipalert.store import alert_sql, rota_sql
 from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
+from voipalert.store.callin import CallinStore
 from voipalert.store.cluster import DEFAULT_TAKE_BATCH, ClusterNode, Lease
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
@@ -88,6 +89,7 @@ class Store(
     TextStore,
     AckLinkStore,
     FeedStore,
+    CallinStore,
 ):
     """voipalert's database. Open with ``await Store.open(path, clock)``; close with
     ``await store.close()`` (or ``async with``)."""
@@ -311,50 +313,30 @@ class Store(
         (a mass alert goes on calling the others)."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'acknowledged', acked_by = ?, acked_via = ?, "
-                    "acked_at = ?, ack_attempt_id = ?, engine_active = 1 "
-                    "WHERE id = ? AND status = 'triggered' RETURNING kind",
-                    (by, via, to_db(now), attempt_id, alert_id),
-                )
-            )
-            cancelled: list[AttemptId] = []
-            if rows:
-                await alert_sql.audit(
-                    conn,
-                    now,
-                    by,
-                    "alert.acknowledged",
-                    alert_id=alert_id,
-                    attempt_id=attempt_id,
-                    via=via,
-                    **({"token": token} if token is not None else {}),
-                )
-                if rows[0]["kind"] == AlertKind.ESCALATION.value:
-                    cancelled = await alert_sql.cancel_pending(
-                        conn, alert_id, now, by, "acknowledged"
-                    )
+            cancelled = await alert_sql.acknowledge(
+                conn, now, alert_id, by, via=via, attempt_id=attempt_id, wake_engine=True,
+                **({"token": token} if token is not None else {}),
+            )  # fmt: skip
             alert = await alert_sql.fetch_alert(conn, alert_id)
         if alert is None:
             raise AlertNotFound(f"no alert {alert_id}")
-        return Transition(alert, bool(rows), tuple(cancelled))
+        return Transition(alert, cancelled is not None, tuple(cancelled or ()))
 
     async def resolve_alert(self, alert_id: int, by: str) -> Transition:
         """Resolve an alert (the problem is gone): every call not yet made is cancelled, and
         the woken engine cancels those in flight."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE alerts SET status = 'resolved', resolved_by = ?, resolved_at = ?, "
-                    "engine_active = 1 WHERE id = ? AND status != 'resolved' RETURNING id",
-                    (by, to_db(now), alert_id),
-                )
+            rows = await alert_sql.update_audited(
+                conn,
+                "UPDATE alerts SET status = 'resolved', resolved_by = ?, resolved_at = ?, "
+                "engine_active = 1 WHERE id = ? AND status != 'resolved' RETURNING id",
+                (by, to_db(now), alert_id),
+                now,
+                lambda _: alert_sql.Note(by, "alert.resolved", alert_id),
             )
             cancelled: list[AttemptId] = []
             if rows:
-                await alert_sql.audit(conn, now, by, "alert.resolved", alert_id=alert_id)
                 cancelled = await alert_sql.cancel_pending(conn, alert_id, now, by, "resolved")
             alert = await alert_sql.fetch_alert(conn, alert_id)
         if alert is None:

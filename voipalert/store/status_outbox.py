@@ -50,6 +50,9 @@ class DeliveryRow:
     tries: int
     due_at: datetime
     last_error: str | None
+    sent_at: datetime | None = None
+    at: datetime | None = None
+    """When the event happened (the row was queued)."""
 
 
 # A delivery goes only when no earlier one of its alert to its target is still pending.
@@ -146,7 +149,7 @@ class StatusOutboxStore:
         """An alert's deliveries, oldest first (for tests and inspection)."""
         async with self._db.transaction(write=False) as conn:
             rows = await conn.execute_fetchall(
-                "SELECT d.*, e.event FROM status_deliveries d "
+                "SELECT d.*, e.event, e.at FROM status_deliveries d "
                 "JOIN status_events e ON e.id = d.event_id WHERE d.alert_id = ? ORDER BY d.id",
                 (alert_id,),
             )
@@ -160,9 +163,31 @@ class StatusOutboxStore:
                 r["tries"],
                 from_db(r["due_at"]),
                 r["last_error"],
+                from_db(r["sent_at"]) if r["sent_at"] else None,
+                from_db(r["at"]),
             )
             for r in rows
         ]
+
+    async def prune_sent(self, before: datetime) -> int:
+        """Forget the status webhook rows finished (done, dead, cancelled) before
+        ``before``, and their events once no delivery is left; text replies and wrong
+        call-in PINs of that age too. How many deliveries went. Pending rows stay."""
+        cut = to_db(before)
+        async with self._db.transaction(write=True, what="prune sent rows") as conn:
+            gone = await conn.execute_fetchall(
+                "DELETE FROM status_deliveries WHERE state IN ('done', 'dead', 'cancelled') "
+                "AND COALESCE(sent_at, due_at) < ? RETURNING id",
+                (cut,),
+            )
+            await conn.execute(
+                "DELETE FROM status_events WHERE at < ? AND NOT EXISTS "
+                "(SELECT 1 FROM status_deliveries d WHERE d.event_id = status_events.id)",
+                (cut,),
+            )
+            await conn.execute("DELETE FROM text_replies WHERE received_at < ?", (cut,))
+            await conn.execute("DELETE FROM callin_pin_failures WHERE at < ?", (cut,))
+        return len(list(gone))
 
     async def delivery_counts(self) -> dict[tuple[str, str], int]:
         """Deliveries by (target, state), for /metrics."""

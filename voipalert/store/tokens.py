@@ -110,15 +110,14 @@ class TokenStore:
     async def revoke_api_token(self, name: str, actor: str = "cli") -> bool:
         now = self._clock.now_utc()
         async with self._db.transaction(write=True, what=f"revoke token {name!r}") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL "
-                    "RETURNING id",
-                    (to_db(now), name),
-                )
+            rows = await alert_sql.update_audited(
+                conn,
+                "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL "
+                "RETURNING id",
+                (to_db(now), name),
+                now,
+                lambda _: alert_sql.Note(actor, "token.revoked", detail={"name": name}),
             )
-            if rows:
-                await alert_sql.audit(conn, now, actor, "token.revoked", name=name)
         return bool(rows)
 
     async def signing_secret(self, name: str, *, rotate: bool = False) -> str | None:

@@ -131,29 +131,31 @@ class UserTables:
     async def set_role(self, name: str, role: Role, actor: str) -> bool:
         now = self._clock.now_utc()
         async with self._db.transaction(write=True, what=f"set role of {name!r}") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE users SET role = ? WHERE name = ? RETURNING id", (role.label, name)
-                )
+            rows = await alert_sql.update_audited(
+                conn,
+                "UPDATE users SET role = ? WHERE name = ? RETURNING id",
+                (role.label, name),
+                now,
+                lambda _: alert_sql.Note(
+                    actor, "user.role_set", detail={"name": name, "role": role.label}
+                ),
             )
-            if rows:
-                await alert_sql.audit(conn, now, actor, "user.role_set", name=name, role=role.label)
         return bool(rows)
 
     async def set_password(self, name: str, password_hash: str, actor: str) -> bool:
         """New password; every session of the user ends, and a lockout is lifted."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True, what=f"set password of {name!r}") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "UPDATE users SET password_hash = ?, password_changed_at = ?, "
-                    "failed_logins = 0, locked_until = NULL WHERE name = ? RETURNING id",
-                    (password_hash, to_db(now), name),
-                )
+            rows = await alert_sql.update_audited(
+                conn,
+                "UPDATE users SET password_hash = ?, password_changed_at = ?, "
+                "failed_logins = 0, locked_until = NULL WHERE name = ? RETURNING id",
+                (password_hash, to_db(now), name),
+                now,
+                lambda _: alert_sql.Note(actor, "user.password_set", detail={"name": name}),
             )
             if rows:
                 await conn.execute("DELETE FROM sessions WHERE user_id = ?", (rows[0]["id"],))
-                await alert_sql.audit(conn, now, actor, "user.password_set", name=name)
         return bool(rows)
 
     async def rehash(self, user_id: int, password_hash: str) -> None:

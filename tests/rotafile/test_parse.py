@@ -10,8 +10,8 @@ import pytest
 
 from voipalert.domain.errors import RotaError
 from voipalert.domain.rota import ContactKind, NotifyMethod, NotifyRule, ShiftUnit, TargetKind
-from voipalert.domain.rota_dump import dump_rota
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.dump import dump_rota
+from voipalert.rotafile.parse import parse_rota
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "rota.example.yaml"
 

@@ -26,10 +26,10 @@ from voipalert.domain.rota import (
     TeamName,
     Window,
 )
-from voipalert.domain.rota_parse_policy import policy, route
-from voipalert.domain.rota_parse_rules import check_contact_names, contact, rules, shift_notice
-from voipalert.domain.rota_read import NAME, Reader, join
-from voipalert.domain.rota_source import Node, load_toml, load_yaml
+from voipalert.rotafile.parse_policy import policy, route
+from voipalert.rotafile.parse_rules import check_contact_names, contact, rules, shift_notice
+from voipalert.rotafile.reader import NAME, Reader, join
+from voipalert.rotafile.source import Node, load_toml, load_yaml
 
 RotaFormat = Literal["yaml", "toml"]
 FORMAT_VERSION: Final = 1

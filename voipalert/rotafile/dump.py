@@ -1,4 +1,4 @@
-"""A ``Rota`` back to rota-file YAML, in the form ``rota_parse`` reads: what ``voipalert
+"""A ``Rota`` back to rota-file YAML, in the form ``rotafile.parse`` reads: what ``voipalert
 rota export`` prints, so that exporting and importing again gives the same rota."""
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ import pytest
 
 from tests.domain.test_override_edit import NOW, ROTA_TEXT
 from voipalert.domain.errors import RotaError
-from voipalert.domain.override_csv import MAX_ROWS, parse_shifts
 from voipalert.domain.rota import Rota
-from voipalert.domain.rota_parse import parse_rota
+from voipalert.rotafile.parse import parse_rota
+from voipalert.rotafile.shifts_csv import MAX_ROWS, parse_shifts
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The statements behind the HTTP API's own needs: the token list and the signing keys
+"""The reads behind the HTTP API's own needs: the token list and the signing keys
 (``tokens.py`` creates, verifies and revokes), the readiness probe, and the counts behind
 ``/metrics``. They use the store's single connection and its ``transaction()``, so the
 store's rules hold (one writer, short transactions, nothing awaited on the network inside
@@ -47,7 +47,7 @@ def _scopes(text: str) -> frozenset[Scope]:
     return frozenset(Scope(word) for word in text.split() if word in known)
 
 
-class ApiTables:
+class ApiReads:
     """Token listing and signing keys, the readiness probe, the figures behind ``/metrics``."""
 
     def __init__(self, store: Store, clock: Clock) -> None:

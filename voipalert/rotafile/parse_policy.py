@@ -1,4 +1,4 @@
-"""Escalation policies and routing rules of a rota file (see ``rota_parse``)."""
+"""Escalation policies and routing rules of a rota file (see ``rotafile.parse``)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from voipalert.domain.rota import (
     TargetKind,
     TeamName,
 )
-from voipalert.domain.rota_read import NAME, Reader, join
-from voipalert.domain.rota_source import Node
+from voipalert.rotafile.reader import NAME, Reader, join
+from voipalert.rotafile.source import Node
 
 
 def _target(r: Reader, node: Node, path: str, known: dict[TargetKind, set[str]]) -> Target | None:

@@ -1,4 +1,5 @@
-"""Reading request bodies and writing JSON replies, for every handler."""
+"""JSON over HTTP for every handler: reading request bodies (size-capped, depth-checked)
+and writing JSON replies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Final, TypeVar
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
@@ -65,12 +66,35 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
         raise ApiError(413, f"the body is larger than {max_bytes} bytes", reason="too_large")
     try:
         return await request.read()
-    except ConnectionError:
-        raise ApiError(400, "the client closed the connection mid-body", reason="aborted") from None
     except HttpProcessingError:
         raise ApiError(
             400, "the body's transfer encoding is broken", reason="bad_framing"
         ) from None
+    except ConnectionError:
+        whole = _received_whole(request.content)
+        if whole is None:
+            raise ApiError(
+                400, "the client closed the connection mid-body", reason="aborted"
+            ) from None
+        return whole
+
+
+def _received_whole(content: StreamReader) -> bytes | None:
+    """The body, when every byte of it had arrived before the client hung up; else None.
+
+    aiohttp's ``connection_lost`` marks the request's payload as failed whatever it holds
+    (``web_protocol.RequestHandler.connection_lost`` → ``BaseRequest._cancel``), and every
+    later read raises, even when the whole body is already buffered. A sender that writes a
+    complete request and closes at once (a short client timeout, a script that does not
+    wait for the answer, a half-close) would have its alert refused with a 400 nobody reads.
+    The framing says the body is complete when the parser fed EOF (Content-Length reached,
+    or the last chunk); if nothing was read out of the buffer yet, the buffer is the body
+    (docs/security-http.md, "Bad input is a 4xx")."""
+    buffered = tuple(getattr(content, "_buffer", ()))
+    if not content.is_eof() or getattr(content, "_buffer_offset", 1) != 0:
+        return None
+    body = b"".join(buffered)
+    return body if len(body) == content.total_bytes else None
 
 
 def json_response(

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from voipalert.domain.errors import RotaProblem
 from voipalert.domain.oncall import resolve_local
-from voipalert.domain.rota_source import Node
+from voipalert.rotafile.source import Node
 
 _DURATION: Final = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _DURATION_UNITS: Final = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}

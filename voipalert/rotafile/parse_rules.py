@@ -20,8 +20,8 @@ from voipalert.domain.rota import (
     NotifyRule,
     ShiftNotice,
 )
-from voipalert.domain.rota_read import Reader, join
-from voipalert.domain.rota_source import Node
+from voipalert.rotafile.reader import Reader, join
+from voipalert.rotafile.source import Node
 
 # Contact addresses end up in a SIP request line: no whitespace, quotes or angle brackets.
 CONTACT_PATTERNS: Final = {
