@@ -99,6 +99,7 @@ class _Running:
 
     task: asyncio.Task[None]
     stop: StopRequest
+    alert: int
 
 
 def alert_fields(alert: Alert) -> dict[str, str]:
@@ -216,8 +217,10 @@ class Engine:
         now = self._clock.now_utc()
         rota = await self._current_rota()
         due: datetime | None = None
+        snapshot = await self._store.engine_snapshot()
+        self._stop_unheld({alert.id for alert, _ in snapshot})
         slices = LoopSlices(self._config.loop_slice_seconds)
-        for alert, attempts in await self._store.engine_snapshot():
+        for alert, attempts in snapshot:
             # Planning is CPU on the loop (about 0.2 ms an alert): an alert storm must not
             # hold every call's audio for the whole pass.
             await slices.pause()
@@ -231,6 +234,16 @@ class Engine:
                 due = wait
         self.last_tick_yields = slices.yields
         return due
+
+    def _stop_unheld(self, held: set[int]) -> None:
+        """A call for an alert the snapshot no longer holds: on one of several nodes, its
+        lease went to another node (this one stopped renewing it in time), which has
+        interrupted the attempt and re-plans; this call must end (docs/multi-node.md). With
+        one engine it cannot happen: an alert with a call in progress stays in the
+        snapshot until its attempt is recorded."""
+        for running in self._calls.values():
+            if running.alert not in held and running.stop.request(StopReason.HANDLED):
+                log.warning("call for alert %s: its lease is lost, asked to stop", running.alert)
 
     async def _reconcile(
         self, alert: Alert, attempts: Sequence[Attempt], rota: Rota, now: datetime
@@ -332,7 +345,7 @@ class Engine:
         task = self._group.create_task(
             self._call(attempt, notification, stop), name=f"call {attempt.key}"
         )
-        self._calls[attempt.id] = _Running(task, stop)
+        self._calls[attempt.id] = _Running(task, stop, alert.id)
 
     async def _call(self, attempt: Attempt, notification: Notification, stop: StopRequest) -> None:
         try:

@@ -1,7 +1,8 @@
 """``voipalert serve`` on PostgreSQL, as real processes: the database commands and the server
 work on a ``[database] url``, an alert posted to the API is stored and planned and its
-status webhook (queued by schema_pg/0008's trigger) reaches a receiver, signed, and a
-second server on the same database refuses to start naming the first."""
+status webhook (queued by schema_pg/0008's trigger) reaches a receiver, signed, and, with
+``[cluster] single_engine = true``, a second server on the same database refuses to start
+naming the first (without it, several serves share the work: tests/e2e/test_nodes_chaos.py)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,7 @@ async def _serve_on_postgresql(pg_server: PgServer, tmp_path: Path, receiver: Re
         "VOIPALERT_OUTBOUND__TARGETS__SIEM__URL": receiver.url,
         "VOIPALERT_OUTBOUND__TARGETS__SIEM__SECRET": SECRET,
         "VOIPALERT_OUTBOUND__POLL_SECONDS": "0.2",
+        "VOIPALERT_CLUSTER__SINGLE_ENGINE": "true",
     }
     (tmp_path / "rota.yaml").write_text(ROTA)
     imported = await asyncio.to_thread(_run, env, tmp_path, "rota", "import", "rota.yaml")

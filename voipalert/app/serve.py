@@ -92,7 +92,9 @@ from voipalert.notify.voice import VoiceNotifier, warm_phrases
 from voipalert.settings import Settings, masked_dump
 from voipalert.sip.events import RegistrationState
 from voipalert.store import Store
+from voipalert.store.cluster import ClusterNode
 from voipalert.store.engine_lock import EngineLock, EngineLockHeld
+from voipalert.store.errors import StoreError
 from voipalert.trunks import Trunks
 from voipalert.tts.speech import Speech
 
@@ -141,6 +143,7 @@ async def serve(
             await _warm_phrases(speech, languages, settings)
             phone, trunks = await _start_phones(settings, stack)
             engine, texter = _engine(settings, store, clock, trunks, speech)
+            node = await _join_cluster(settings, store, engine)
             config = ingest_config(settings)
             silencer = Silencer(store, clock, silencer_config(settings), on_resolved=engine.wake)
             sender = StatusSender(store, clock, outbound_config(settings))
@@ -149,7 +152,7 @@ async def serve(
                 store, wake=_all(engine.wake, silencer.wake, sender.wake),
                 sip_state=lambda: trunks_sip_state(trunks), config=config, clock=clock,
             )  # fmt: skip
-            _observe(app, silencer, sender, stalls, lambda: trunk_health(trunks, clock))
+            _observe(app, silencer, sender, stalls, lambda: trunk_health(trunks, clock), node)
             app[METRICS].count_syntheses(lambda: speech.renderer.synth_count)
             test_caller = _add_web_routes(app, settings, phone, speech)
             selftest = _self_test(settings, app, phone, test_caller, clock)
@@ -181,13 +184,13 @@ async def serve(
                         settings, store, speech, clock, phone,
                         _all(engine.wake, silencer.wake, sender.wake), languages,
                         app[METRICS].observe_callin)),
+                    *([("node", node.run())] if node is not None else []),
                 ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
                 log.info("stopping: no new alerts; ending calls in progress")
                 test_caller.shutdown()
-                await edges.close()
-                await engine.shutdown()
+                await _hand_over(node, engine, edges)
                 for task in (engine_task, *side_tasks):
                     task.cancel()
             log.info("stopped")
@@ -212,11 +215,39 @@ def _lock_database(settings: Settings, stack: AsyncExitStack) -> None:
 async def _open_store(settings: Settings, clock: SystemClock, stack: AsyncExitStack) -> Store:
     store = await Store.open(settings.database.location, clock, store_config(settings))
     stack.push_async_callback(store.close)
+    if settings.database.url is not None and not settings.cluster.single_engine:
+        return store  # several nodes share the work: leases (store.cluster), no lock
     try:
         await store.claim_engine()  # PostgreSQL: its advisory lock (store.pg)
     except EngineLockHeld as exc:
         raise StartupError(str(exc)) from exc
     return store
+
+
+async def _join_cluster(settings: Settings, store: Store, engine: Engine) -> ClusterNode | None:
+    """On PostgreSQL (unless ``[cluster] single_engine``), this serve becomes one of the
+    database's nodes: its engine works the alerts it leases (docs/multi-node.md)."""
+    if settings.database.url is None or settings.cluster.single_engine:
+        return None
+    return await store.join_cluster(settings.cluster.lease_seconds, engine.wake)
+
+
+async def _hand_over(node: ClusterNode | None, engine: Engine, edges: _Edges) -> None:
+    """At SIGTERM, once the intake is closed: alerts without a call of ours go to the other
+    nodes at once; the calls in progress end (engine.shutdown); then every lease is
+    released, so the other nodes re-plan now rather than after the leases expire."""
+    await edges.close()
+    if node is not None:
+        try:
+            await node.begin_stopping()
+        except StoreError as exc:
+            log.warning("could not hand the alerts over early: %s", exc)
+    await engine.shutdown()
+    if node is not None:
+        try:
+            await node.leave()
+        except StoreError as exc:
+            log.warning("leases not released (they expire in %.0f s): %s", node.lease.seconds, exc)
 
 
 def _rota_sources(
@@ -235,9 +266,12 @@ def _observe(
     sender: StatusSender,
     stalls: _StallReport,
     trunks: TrunkSource,
+    node: ClusterNode | None,
 ) -> None:
     """The side services report into the app's metrics (and the trunks into /readyz)."""
     app[TRUNKS] = trunks
+    if node is not None:
+        app[METRICS].count_cluster(node.lease)
     silencer.observe = app[METRICS].observe_silence
     sender.observe = app[METRICS].observe_status_webhook
     stalls.metrics = app[METRICS]

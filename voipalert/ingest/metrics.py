@@ -23,6 +23,7 @@ from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.ingest.health import PhonePath, SipState, TrunkHealth
 from voipalert.ingest.intake import Outcome
 from voipalert.store.api_reads import ApiReads, Counts
+from voipalert.store.cluster import Lease
 from voipalert.store.feeds import CopyState, SourceCopy
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -46,8 +47,11 @@ class _StoreCollector(Collector):
         self.trunks: Sequence[TrunkHealth] = ()
         self._clock = clock
         self.syntheses: Callable[[], int] | None = None
+        self.lease: Lease | None = None
 
     def collect(self) -> Iterator[Metric]:
+        if self.lease is not None:
+            yield from _cluster(self.lease)
         if self.syntheses is not None:
             # A mass alert renders its message once per language, however many it calls
             # (docs/capacity.md): this counter is how an operator (and the benchmark) sees it.
@@ -116,6 +120,22 @@ class _StoreCollector(Collector):
                 age.add_metric([name], (now - copy.good_at).total_seconds())
         yield state
         yield age
+
+
+def _cluster(lease: Lease) -> Iterator[Metric]:
+    """This node's share of the work on a database of several (docs/multi-node.md)."""
+    yield GaugeMetricFamily(
+        "voipalert_cluster_leases",
+        "Alerts whose escalation this node holds the lease on (at its last engine tick)",
+        value=lease.held,
+    )
+    # The known exception to "each attempt key dialled once" is counted here: the call was
+    # cut by its node's death and the person may be rung again under a new key.
+    yield CounterMetricFamily(
+        "voipalert_cluster_takeover_interrupted",
+        "Calls of another node found in flight when this node took over their alerts",
+        value=lease.interrupted_on_takeover,
+    )
 
 
 def _trunks(trunks: Sequence[TrunkHealth]) -> Iterator[Metric]:
@@ -269,6 +289,10 @@ class IngestMetrics:
 
     def observe_committed(self, source: str, outcome: Outcome) -> None:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
+
+    def count_cluster(self, lease: Lease) -> None:
+        """Expose this node's leases and take-overs (``voipalert_cluster_*``)."""
+        self._store.lease = lease
 
     def count_syntheses(self, count: Callable[[], int]) -> None:
         """Expose the speech renderer's synthesis count as ``voipalert_tts_syntheses``."""

@@ -28,6 +28,7 @@ from voipalert.settings.callin import CallinSettings
 from voipalert.settings.sections import (
     AlertmanagerHookSettings,
     CallSettings,
+    ClusterSettings,
     ConsoleSettings,
     DatabaseSettings,
     EmailRuleSettings,
@@ -54,6 +55,7 @@ __all__ = [
     "AlertmanagerHookSettings",
     "CallSettings",
     "CallinSettings",
+    "ClusterSettings",
     "ConsoleSettings",
     "DatabaseSettings",
     "EmailRuleSettings",
@@ -107,6 +109,7 @@ class Settings(BaseSettings):
     rota_sources: RotaSourcesSettings = RotaSourcesSettings()
     database: DatabaseSettings = DatabaseSettings()
     engine: EngineSettings = EngineSettings()
+    cluster: ClusterSettings = ClusterSettings()
     call: CallSettings = CallSettings()
     console: ConsoleSettings = ConsoleSettings()
     outbound: OutboundSettings = OutboundSettings()

@@ -715,6 +715,24 @@ class DatabaseSettings(_Section):
         return self.url.get_secret_value() if self.url is not None else self.path
 
 
+class ClusterSettings(_Section):
+    """Several ``serve`` nodes on one PostgreSQL database (docs/multi-node.md); ignored on
+    SQLite, where one engine per file holds."""
+
+    lease_seconds: float = Field(
+        default=15.0,
+        ge=1.0,
+        le=600.0,
+        description="a node's claim on an alert's escalation; another node takes a dead "
+        "node's alerts within about 4/3 of this (heartbeat every lease_seconds / 3)",
+    )
+    single_engine: bool = Field(
+        default=False,
+        description="refuse a second serve on the same PostgreSQL database (the advisory "
+        "lock of one engine) instead of sharing the work between nodes",
+    )
+
+
 class EngineSettings(_Section):
     max_concurrent_calls: int = Field(
         default=8, ge=1, description="calls dialled at once; at most the PBX's channel count"

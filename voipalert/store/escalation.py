@@ -9,6 +9,7 @@ the write wins, and the engine simply re-plans.
 from __future__ import annotations
 
 import json
+import logging
 
 from voipalert.clock import Clock, LoopSlices
 from voipalert.domain.alert import (
@@ -23,17 +24,26 @@ from voipalert.domain.alert import (
 from voipalert.domain.policy import PlaceCall
 from voipalert.store import alert_sql
 from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, Note, quality_json, update_audited
+from voipalert.store.cluster import Lease, leased_snapshot
 from voipalert.store.db import to_db
 from voipalert.store.sql import Conn, Database
+
+log = logging.getLogger("voipalert.store")
 
 
 class EscalationStore:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        # Set when this process is one of several nodes on a PostgreSQL database: the
+        # engine then works only the alerts it holds a lease on (store.cluster).
+        self._lease: Lease | None = None
 
     async def engine_snapshot(self) -> list[tuple[Alert, list[Attempt]]]:
-        """Every alert the engine still has work for, with all its attempts (one read)."""
+        """Every alert the engine still has work for, with all its attempts (one read).
+        On a node of several: only the alerts whose lease it holds or could take."""
+        if self._lease is not None:
+            return await self._leased_snapshot(self._lease)
         async with self._db.transaction(write=False) as conn:
             alert_rows = await conn.execute_fetchall(
                 f"{ALERT_SELECT} WHERE a.engine_active = 1 ORDER BY a.id"
@@ -53,6 +63,20 @@ class EscalationStore:
         for row in rows:
             attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
             await slices.pause()
+        return [(alert, attempts.get(alert.id, [])) for alert in alerts]
+
+    async def _leased_snapshot(self, lease: Lease) -> list[tuple[Alert, list[Attempt]]]:
+        now = self._clock.now_utc()
+        # A write transaction: taking leases is a write, and under the write lock the two
+        # reads after it see one state, as the read transaction above does.
+        async with self._db.transaction(write=True, what="engine snapshot") as conn:
+            got = await leased_snapshot(conn, lease, now)
+        for attempt_id in got.interrupted:
+            log.warning("attempt %s was in flight on a node that died: interrupted", attempt_id)
+        alerts = [alert_sql.alert_from_row(r) for r in got.alerts]
+        attempts: dict[int, list[Attempt]] = {}
+        for row in got.attempts:
+            attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
         return [(alert, attempts.get(alert.id, [])) for alert in alerts]
 
     async def record_intent(self, call: PlaceCall) -> Attempt | None:
@@ -111,17 +135,26 @@ class EscalationStore:
         """pending → in_flight, just before dialling; False means do not dial (it was
         cancelled, or its alert was handled meanwhile)."""
         now = self._clock.now_utc()
+        lease = self._lease
+        # On a node of several, only while this node holds the alert's lease: an attempt
+        # is dialled by the lease holder, once (docs/multi-node.md).
+        held = "" if lease is None else " AND alerts.lease_node = ?"
+        node: tuple[str, ...] = () if lease is None else (lease.node,)
         async with self._db.transaction(write=True) as conn:
             rows = await update_audited(
                 conn,
                 "UPDATE attempts SET state = 'in_flight', started_at = ? "
                 "WHERE id = ? AND state = 'pending' AND EXISTS "
-                f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}) "
-                "RETURNING alert_id",
-                (to_db(now), attempt_id),
+                f"(SELECT 1 FROM alerts WHERE alerts.id = attempts.alert_id AND {WANTS_CALLS}"
+                f"{held}) RETURNING alert_id",
+                (to_db(now), attempt_id, *node),
                 now,
                 lambda row: Note("engine", "attempt.dialling", row["alert_id"], attempt_id),
             )
+            if rows and lease is not None:
+                await conn.execute(
+                    "UPDATE attempts SET node = ? WHERE id = ?", (lease.node, attempt_id)
+                )
             return bool(rows)
 
     async def finish_attempt(self, attempt_id: AttemptId, result: AttemptResult) -> bool:
@@ -177,7 +210,12 @@ class EscalationStore:
 
     async def interrupt_in_flight(self) -> list[Attempt]:
         """At start-up: attempts a dead process left in flight become interrupted (they may
-        have rung; they are never dialled again) and their alerts are re-evaluated."""
+        have rung; they are never dialled again) and their alerts are re-evaluated.
+
+        Not on a node of several: the other nodes' calls are theirs, and a dead node's
+        are interrupted by the node that takes its leases over (store.cluster)."""
+        if self._lease is not None:
+            return []
         now = self._clock.now_utc()
         async with self._db.transaction(write=True) as conn:
             rows = await update_audited(

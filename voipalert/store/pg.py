@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -246,6 +246,20 @@ class PgDatabase:
             raise EngineLockHeld(shown_url(self._url), "an advisory lock", holder or "pid unknown")
         self._engine = True
 
+    async def listen(self, channel: str, on_payload: Callable[[str], None]) -> PgListener:
+        """A connection of its own that LISTENs on ``channel``: the store's connection runs
+        one transaction at a time under its lock, and a notification is only delivered
+        between them, so it could wait behind a long one (docs/multi-node.md)."""
+        conn = await _connect(self._url, self._lock_timeout_ms)
+        try:
+            await conn.add_listener(
+                channel, lambda _conn, _pid, _channel, payload: on_payload(str(payload))
+            )
+        except _ERRORS as exc:
+            conn.terminate()
+            raise StoreError(f"LISTEN {channel}: {exc}") from exc
+        return PgListener(conn)
+
     async def schema_version(self) -> int:
         return int(await self._conn.fetchval("SELECT version FROM schema_version"))
 
@@ -279,6 +293,25 @@ class PgDatabase:
         )
         if not statement_error and not self._conn.is_closed():
             self._conn.terminate()
+
+
+class PgListener:
+    """The LISTEN connection of ``PgDatabase.listen``."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def probe(self, within: float) -> None:
+        """A round trip, or ``StoreError``: a half-open connection delivers nothing and
+        would otherwise never say so."""
+        try:
+            async with asyncio.timeout(within):
+                await self._conn.execute("SELECT 1")
+        except _ERRORS as exc:
+            raise StoreError(f"the LISTEN connection is lost ({exc!r})") from exc
+
+    def close(self) -> None:
+        self._conn.terminate()
 
 
 # What a connection can raise: statement errors (PostgresError), a broken or busy client

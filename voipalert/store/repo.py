@@ -8,7 +8,7 @@ caller wakes the engine; the engine's own statements live in ``store.escalation`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.callin import CallinStore
+from voipalert.store.cluster import DEFAULT_TAKE_BATCH, ClusterNode, Lease
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
@@ -114,6 +115,20 @@ class Store(
         """Be the one engine of this database (``EngineLockHeld`` when another is); for
         SQLite the lock file (``store.engine_lock``) does it, taken earlier by ``serve``."""
         await self._db.claim_engine()
+
+    async def join_cluster(
+        self, lease_seconds: float, wake: Callable[[], None], take_batch: int = DEFAULT_TAKE_BATCH
+    ) -> ClusterNode | None:
+        """On PostgreSQL, register this process as one of the database's nodes: from now
+        on the engine works only the alerts it leases (store.cluster). None on SQLite,
+        where one engine per file holds (store.engine_lock)."""
+        if not isinstance(self._db, PgDatabase):
+            return None
+        lease = Lease(ClusterNode.new_id(), lease_seconds, take_batch, more=wake)
+        node = ClusterNode(self._db, lease, wake)
+        await node.register()
+        self._lease = lease
+        return node
 
     async def __aenter__(self) -> Store:
         return self

@@ -1,0 +1,406 @@
+"""Several nodes on one PostgreSQL database (store.cluster, docs/multi-node.md), at the unit
+level: two ``Store`` connections in one process are two nodes, each with its own engine,
+on a real PostgreSQL 15 (tests/store/conftest.py). The calls are scripted; what is real is
+the database: leases, SKIP LOCKED, the heartbeat, LISTEN/NOTIFY.
+
+Escalation times come from a fake clock shared by both engines; leases use the database
+server's clock (real time), so the take-over tests use leases of about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+from pydantic import ValidationError
+
+from tests.store.conftest import PgServer, new_pg_database
+from tests.test_engine import ROTA, START
+from voipalert.clock import FakeClock
+from voipalert.domain.alert import AlertStatus, AttemptOutcome, NewAlert
+from voipalert.engine import Engine, EngineConfig
+from voipalert.ingest.metrics import IngestMetrics
+from voipalert.notify import Notification, NotifyResult, StopReason, StopRequest
+from voipalert.rotafile.parse import parse_rota
+from voipalert.settings import Settings
+from voipalert.store import Store
+from voipalert.store.cluster import ClusterNode, Lease
+from voipalert.store.errors import StoreError
+
+NO_ANSWER = NotifyResult(AttemptOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
+CANCELLED = NotifyResult(AttemptOutcome.CANCELLED, 487, "Request Terminated")
+
+
+class Phone:
+    """Records every attempt key it is asked to dial. ``hold``: calls ring until asked to
+    stop (or ``release`` is set), as a phone nobody answers for a long time."""
+
+    def __init__(self, *, hold: bool = False, hold_only: str | None = None) -> None:
+        self.keys: list[str] = []
+        self.stops: list[tuple[str, StopReason]] = []
+        self.hold = hold
+        self.hold_only = hold_only  # hold only the calls for alerts with this summary
+        self.release = asyncio.Event()
+
+    async def notify(self, notification: Notification, stop: StopRequest) -> NotifyResult:
+        self.keys.append(notification.attempt_key)
+        held = self.hold_only is None or notification.fields["summary"] == self.hold_only
+        if not self.hold or not held:
+            await asyncio.sleep(0)
+            return NO_ANSWER
+        stopped = asyncio.Event()
+
+        def on_stop(reason: StopReason) -> None:
+            self.stops.append((notification.attempt_key, reason))
+            stopped.set()
+
+        stop.subscribe(on_stop)
+        waits = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(self.release.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return CANCELLED if stopped.is_set() else NO_ANSWER
+
+
+@dataclass
+class Node:
+    store: Store
+    engine: Engine
+    phone: Phone
+    cluster: ClusterNode
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def kill(self) -> None:
+        """As SIGKILL would: the engine and the heartbeat stop, nothing is released."""
+        for task in self.tasks:
+            task.cancel()
+
+
+@pytest.fixture
+async def url(pg_server: PgServer) -> str:
+    return await new_pg_database(pg_server)
+
+
+@pytest.fixture
+async def nodes(url: str) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
+    clock = FakeClock(START)
+    async with AsyncExitStack() as stack:
+        first = await Store.open(url, clock)
+        stack.push_async_callback(first.close)
+        await first.replace_rota(parse_rota(ROTA))
+        started: list[Node] = []
+
+        async def start(
+            lease: float = 5.0,
+            *,
+            hold: bool = False,
+            hold_only: str | None = None,
+            take_batch: int = 50,
+            engine: bool = True,
+        ) -> Node:
+            store = await Store.open(url, clock)
+            stack.push_async_callback(store.close)
+            phone = Phone(hold=hold, hold_only=hold_only)
+            config = EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=50)
+            eng = Engine(store, phone, clock, config)
+            cluster = await store.join_cluster(lease, eng.wake, take_batch)
+            assert cluster is not None
+            node = Node(store, eng, phone, cluster)
+            if engine:
+                node.tasks.append(asyncio.create_task(eng.run()))
+            node.tasks.append(asyncio.create_task(cluster.run()))
+            started.append(node)
+            return node
+
+        try:
+            yield start
+        finally:
+            for node in started:
+                node.kill()
+                for task in node.tasks:
+                    with suppress(asyncio.CancelledError):
+                        await task
+        # Exposed for the tests through the fixture's closure only.
+        del first
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, seconds: float) -> None:
+    async with asyncio.timeout(seconds):
+        while not await check():  # noqa: ASYNC110 - polls the database
+            await asyncio.sleep(0.02)
+    del what
+
+
+async def rows(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def test_sqlite_has_no_cluster(tmp_path: object) -> None:
+    store = await Store.open(f"{tmp_path}/v.db", FakeClock(START))
+    try:
+        assert await store.join_cluster(15.0, lambda: None) is None
+    finally:
+        await store.close()
+
+
+async def test_two_engines_dial_every_key_once(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Two nodes over 40 alerts, through the whole policy (alice, bob, twice): every
+    attempt key is dialled exactly once, by one node or the other, and both worked."""
+    a = await nodes(take_batch=7)
+    b = await nodes(take_batch=7)
+    count = 40
+    for n in range(count):
+        await (a.store if n % 2 else b.store).create_or_join_alert(NewAlert(f"disk {n}"))
+    a.engine.wake()
+    b.engine.wake()
+
+    async def all_closed() -> bool:
+        got = await rows(url, "SELECT count(*) FROM alerts WHERE status = 'triggered'")
+        return int(got[0][0]) == 0
+
+    clock = a.store._clock
+    assert isinstance(clock, FakeClock)
+    async with asyncio.timeout(60):
+        while not await all_closed():
+            ta, tb = a.engine.ticks, b.engine.ticks
+            clock.advance(100)
+            a.engine.wake()
+            b.engine.wake()
+            # Both engines ticked at the new time and their calls ended.
+            while (  # noqa: ASYNC110 - engine counters, no event to wait on
+                a.engine.ticks <= ta
+                or b.engine.ticks <= tb
+                or a.engine.calls_in_progress
+                or b.engine.calls_in_progress
+            ):
+                await asyncio.sleep(0.01)
+    dialled = a.phone.keys + b.phone.keys
+    assert [k for k, n in Counter(dialled).items() if n > 1] == []
+    stored = await rows(
+        url, "SELECT alert_id, esc_repeat, esc_step, person_name, node FROM attempts"
+    )
+    assert len(dialled) == len(stored) >= 2 * count
+    assert a.phone.keys and b.phone.keys, "both nodes took a share of the alerts"
+    by_node = Counter(r["node"] for r in stored)
+    assert by_node == {a.cluster.id: len(a.phone.keys), b.cluster.id: len(b.phone.keys)}
+    assert a.cluster.lease.interrupted_on_takeover == b.cluster.lease.interrupted_on_takeover == 0
+
+
+async def test_a_dead_nodes_alerts_are_taken_over(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Node A dies with five calls ringing: node B takes its alerts once A's leases expire,
+    marks A's calls interrupted (counted: the known exception) and rings again under new
+    keys; no key is dialled twice."""
+    lease = 1.0
+    a = await nodes(lease, hold=True)
+    for n in range(5):
+        await a.store.create_or_join_alert(NewAlert(f"disk {n}"))
+    a.engine.wake()
+
+    async def ringing(phone: Phone, n: int) -> bool:
+        return len(phone.keys) >= n
+
+    await eventually(lambda: ringing(a.phone, 5), "node A rings five times", 20)
+    a.kill()
+    died = asyncio.get_running_loop().time()
+    b = await nodes(lease, hold=True)
+    await eventually(lambda: ringing(b.phone, 5), "node B rings again", 20)
+    took = asyncio.get_running_loop().time() - died
+    assert not set(a.phone.keys) & set(b.phone.keys)
+    assert b.cluster.lease.interrupted_on_takeover == 5
+    interrupted = await rows(
+        url, "SELECT node, detail FROM attempts WHERE state = 'interrupted' ORDER BY id"
+    )
+    assert [r["node"] for r in interrupted] == [a.cluster.id] * 5
+    assert all(b.cluster.id in r["detail"] for r in interrupted)
+    leases = await rows(url, "SELECT DISTINCT lease_node FROM alerts")
+    assert [r["lease_node"] for r in leases] == [b.cluster.id]
+    # The bound of docs/multi-node.md, with slack for a busy 2-core machine.
+    assert took < lease * 4 / 3 + 10, took
+
+
+async def test_an_ack_on_another_node_stops_the_call_at_once(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Node A holds a ringing call; the ack arrives at node B (its store, as B's API would
+    write it). B's transaction NOTIFYs; A's listener wakes A's engine, which asks the call
+    to stop. A's heartbeat and idle poll are far away: only the notification can do it."""
+    a = await nodes(60.0, hold=True)
+    b = await nodes(60.0, engine=False)
+    alert, _ = await a.store.create_or_join_alert(NewAlert("database down"))
+    a.engine.wake()  # as A's intake does after storing an alert
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    await asyncio.wait_for(a.cluster.listening.wait(), 20)
+    acked = asyncio.get_running_loop().time()
+    result = await b.store.ack_alert(alert.id, "bob", "api")
+    assert result.changed
+    async with asyncio.timeout(5):
+        while not a.phone.stops:  # noqa: ASYNC110 - the phone's stop is what is awaited
+            await asyncio.sleep(0.01)
+    stopped = asyncio.get_running_loop().time() - acked
+    print(f"ack on node B to stop on node A: {stopped * 1000:.0f} ms")
+    assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
+    assert a.cluster.notifications >= 1
+    assert stopped < 5
+    fresh = await b.store.get_alert(alert.id)
+    assert fresh is not None and fresh.status is AlertStatus.ACKNOWLEDGED
+
+
+async def _ringing(phone: Phone) -> bool:
+    return bool(phone.keys)
+
+
+async def test_stopping_hands_over_then_leave_releases(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """At SIGTERM a node hands over at once the alerts without a call of its own in flight,
+    takes no new ones, and releases the rest once its calls ended."""
+    a = await nodes(60.0, hold=True, hold_only="ringing")
+    ringing, _ = await a.store.create_or_join_alert(NewAlert("ringing"))
+    a.engine.wake()
+    # An alert whose calls ended (alice, then bob: no answer): A holds its lease while it
+    # waits for the next pass, with no call in flight.
+    quiet, _ = await a.store.create_or_join_alert(NewAlert("quiet"))
+    a.engine.wake()
+
+    async def both_dialled() -> bool:
+        done = await rows(url, "SELECT count(*) FROM attempts WHERE state = 'done'")
+        return len(a.phone.keys) == 3 and int(done[0][0]) == 2
+
+    await eventually(both_dialled, "node A rang for both, the quiet one's calls ended", 20)
+    await a.cluster.begin_stopping()
+    held = await rows(url, "SELECT id, lease_node FROM alerts ORDER BY id")
+    assert [(r["id"], r["lease_node"]) for r in held] == [
+        (ringing.id, a.cluster.id),
+        (quiet.id, None),
+    ]
+    stopping = await rows(url, "SELECT stopping FROM nodes WHERE id = $1", a.cluster.id)
+    assert stopping[0]["stopping"] is True
+    await a.engine.shutdown(grace=5)
+    await a.cluster.leave()
+    held = await rows(url, "SELECT lease_node FROM alerts WHERE lease_node IS NOT NULL")
+    assert held == []
+
+
+async def test_heartbeat_renews_the_leases(nodes: Callable[..., Awaitable[Node]], url: str) -> None:
+    a = await nodes(60.0, hold=True)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    before = await rows(url, "SELECT heartbeat_at FROM nodes WHERE id = $1", a.cluster.id)
+    until = await rows(url, "SELECT lease_until FROM alerts")
+    assert await a.cluster.heartbeat() == 1
+    after = await rows(url, "SELECT heartbeat_at FROM nodes WHERE id = $1", a.cluster.id)
+    renewed = await rows(url, "SELECT lease_until FROM alerts")
+    assert after[0][0] > before[0][0]
+    assert renewed[0][0] > until[0][0]
+
+
+async def test_any_notification_only_wakes(nodes: Callable[..., Awaitable[Node]], url: str) -> None:
+    """Anyone with the database's credentials can NOTIFY the channel: a payload is never
+    parsed (a wake-up is all it does), so garbage, a huge payload or a burst changes nothing
+    but a few extra engine passes; the node still works afterwards."""
+    a = await nodes(60.0, hold=True)
+    await asyncio.wait_for(a.cluster.listening.wait(), 20)
+    conn = await asyncpg.connect(url)
+    try:
+        for payload in ["", "not a number", "-1", "9" * 100, "x" * 7000, "'; DROP TABLE alerts"]:
+            await conn.execute("SELECT pg_notify('voipalert_alert', $1)", payload)
+        for _ in range(200):
+            await conn.execute("NOTIFY voipalert_alert")
+    finally:
+        await conn.close()
+
+    async def heard() -> bool:
+        return a.cluster.notifications >= 206
+
+    await eventually(heard, "every notification heard", 20)
+    await a.store.create_or_join_alert(NewAlert("still working"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A still rings", 20)
+
+
+def test_lease_seconds_are_bounded() -> None:
+    assert Settings.model_validate({"cluster": {"lease_seconds": 3}}).cluster.lease_seconds == 3
+    for bad in (0, 0.5, -1, 601, "soon"):
+        with pytest.raises(ValidationError, match="lease_seconds"):
+            Settings.model_validate({"cluster": {"lease_seconds": bad}})
+
+
+async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
+    metrics = IngestMetrics(FakeClock(START))
+    lease = Lease("n1", 15.0, held=3, interrupted_on_takeover=2)
+    metrics.count_cluster(lease)
+    text = metrics.render().decode()
+    assert "voipalert_cluster_leases 3.0" in text
+    assert "voipalert_cluster_takeover_interrupted_total 2.0" in text
+
+
+async def test_a_node_that_lost_a_lease_stops_its_call(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """A node that stalled past its lease finds, at its next pass, that another node took
+    the alert (and interrupted its attempt): it asks its own call to stop."""
+    a = await nodes(60.0, hold=True)
+    b = await nodes(60.0, engine=False)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    await rows(url, "UPDATE alerts SET lease_node = $1", b.cluster.id)
+    a.engine.wake()
+
+    async def stopped() -> bool:
+        return bool(a.phone.stops)
+
+    await eventually(stopped, "node A stops its call", 10)
+    assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
+
+
+async def test_acks_still_reach_the_node_after_its_connections_were_cut(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Every connection to the database is cut (as a failover or a restart does): the
+    nodes' store connections reconnect at their next transaction, and the listener notices
+    at its next probe and LISTENs again; an ack on node B then still stops A's call."""
+    a = await nodes(3.0, hold=True)
+    b = await nodes(3.0, engine=False)
+    alert, _ = await a.store.create_or_join_alert(NewAlert("database down"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    await asyncio.wait_for(a.cluster.listening.wait(), 20)
+    await rows(
+        url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )  # fmt: skip
+
+    async def listening_again() -> bool:
+        return a.cluster.listens >= 2
+
+    await eventually(listening_again, "node A's listener saw the cut and listens again", 20)
+    for _ in range(3):  # the first transaction on a cut connection fails (the API's 503)
+        try:
+            result = await b.store.ack_alert(alert.id, "bob", "api")
+            break
+        except StoreError:
+            continue
+    assert result.changed
+
+    async def stopped() -> bool:
+        return bool(a.phone.stops)
+
+    await eventually(stopped, "node A stops its call", 10)
+    assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]

@@ -1,0 +1,251 @@
+"""Several active nodes on one PostgreSQL database (docs/multi-node.md).
+
+Work is claimed, never assumed. Each ``serve`` registers a row in ``nodes`` and renews
+its heartbeat every ``lease_seconds / 3``; the engine plans and dials only for the alerts
+whose lease it holds (``alerts.lease_node``/``lease_until``, server time). The leases are
+taken in the engine's snapshot (``leased_snapshot``), renewed with every heartbeat and
+every tick, and released when an alert settles or the node stops cleanly. A node that
+dies stops renewing: ``lease_seconds`` later its leases have expired and the next tick of
+another node takes them (woken at least every heartbeat), marks the dead node's calls
+``interrupted`` and re-plans.
+
+An attempt key is dialled once at most, whatever the nodes do: ``start_attempt`` moves it
+``pending`` -> ``in_flight`` under the write lock, only for the lease holder, and the
+forward-only state trigger refuses any second start. The known exception: a call cut by a
+node's death (or by a node that lost its lease) may have rung; the re-plan may ring that
+person again under a *new* key. ``Lease.interrupted_on_takeover`` counts those
+(``voipalert_cluster_takeover_interrupted`` in /metrics).
+
+Acks and resolves reach the node holding the call through ``LISTEN/NOTIFY``: schema 12's
+trigger notifies ``voipalert_alert`` in the transaction that changed the alert, and every
+node listens on a connection of its own (``ClusterNode``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from voipalert.store import alert_sql
+from voipalert.store.alert_sql import ALERT_SELECT
+from voipalert.store.db import to_db
+from voipalert.store.errors import StoreError
+from voipalert.store.sql import Conn, Row
+
+if TYPE_CHECKING:
+    from voipalert.store.pg import PgDatabase
+
+log = logging.getLogger("voipalert.cluster")
+
+CHANNEL: Final = "voipalert_alert"
+DEFAULT_TAKE_BATCH: Final = 50
+LISTEN_RETRY_SECONDS: Final = 1.0
+
+
+@dataclass(slots=True)
+class Lease:
+    """This node's identity and lease rules, held by the store once it joined."""
+
+    node: str
+    seconds: float
+    take_batch: int = DEFAULT_TAKE_BATCH
+    stopping: bool = False
+    # Called when a snapshot took a full batch: more alerts wait, tick again at once.
+    more: Callable[[], None] | None = None
+    interrupted_on_takeover: int = 0  # the known exception: calls cut by a node's end
+    held: int = 0  # alerts leased after the last snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedRows:
+    alerts: Sequence[Row]
+    attempts: Sequence[Row]
+    interrupted: list[int] = field(default_factory=list)
+
+
+def _interval() -> str:
+    return "now() + make_interval(secs => CAST(? AS DOUBLE PRECISION))"
+
+
+async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows:
+    """Inside one write transaction: renew this node's leases, release those of settled
+    alerts, take up to ``take_batch`` free or expired ones, interrupt the in-flight calls
+    other nodes left on the taken alerts, and read the alerts held."""
+    me = lease.node
+    await conn.execute(
+        f"UPDATE alerts SET lease_until = {_interval()} WHERE lease_node = ? AND engine_active = 1",
+        (lease.seconds, me),
+    )
+    await conn.execute(
+        "UPDATE alerts SET lease_node = NULL, lease_until = NULL "
+        "WHERE lease_node = ? AND engine_active = 0",
+        (me,),
+    )
+    taken: list[int] = []
+    if not lease.stopping:
+        # SKIP LOCKED: rows another transaction is changing are left to the next tick
+        # instead of waiting for them (the write lock orders the nodes' snapshots anyway;
+        # this keeps a take from queueing behind an unrelated long update of one alert).
+        rows = await conn.execute_fetchall(
+            f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
+            "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
+            "AND (lease_node IS NULL OR lease_until < now()) "
+            "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
+            (me, lease.seconds, lease.take_batch),
+        )
+        taken = [int(r["id"]) for r in rows]
+    interrupted: list[int] = []
+    if taken:
+        # Calls in flight under another node on an alert whose lease expired: that node is
+        # dead (or cut off from the database and no longer renewing). The call may have
+        # rung; it is never dialled again under its key (docs/multi-node.md).
+        rows = await conn.execute_fetchall(
+            "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
+            "detail = 'the node dialling it stopped renewing its lease: taken over by ' || ? "
+            f"WHERE alert_id IN {conn.dialect.json_ints} AND state = 'in_flight' "
+            "AND node IS DISTINCT FROM ? RETURNING id, alert_id, node",
+            (to_db(now), me, json.dumps(taken), me),
+        )
+        for row in rows:
+            interrupted.append(int(row["id"]))
+            await alert_sql.audit(
+                conn, now, "engine", "attempt.interrupted",
+                alert_id=row["alert_id"], attempt_id=row["id"],
+                node=row["node"], taken_over_by=me,
+            )  # fmt: skip
+        lease.interrupted_on_takeover += len(interrupted)
+        if len(taken) >= lease.take_batch and lease.more is not None:
+            lease.more()
+    alerts = await conn.execute_fetchall(
+        f"{ALERT_SELECT} WHERE a.engine_active = 1 AND a.lease_node = ? ORDER BY a.id", (me,)
+    )
+    attempts = await conn.execute_fetchall(
+        "SELECT * FROM attempts WHERE alert_id IN (SELECT id FROM alerts "
+        "WHERE engine_active = 1 AND lease_node = ?) ORDER BY alert_id, id",
+        (me,),
+    )
+    lease.held = len(alerts)
+    return LeasedRows(alerts, attempts, interrupted)
+
+
+class ClusterNode:
+    """This process as a node: its row, its heartbeat (which also renews its leases), and
+    its LISTEN connection. ``run()`` until cancelled; ``begin_stopping()`` at SIGTERM,
+    ``leave()`` once the calls ended."""
+
+    def __init__(self, db: PgDatabase, lease: Lease, wake: Callable[[], None]) -> None:
+        self._db = db
+        self.lease = lease
+        self._wake = wake
+        self.notifications = 0  # received, for tests and metrics
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        self.listens = 0  # LISTEN connections made: 1, and one more per reconnection
+
+    @property
+    def id(self) -> str:
+        return self.lease.node
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.lease.seconds / 3
+
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    async def register(self) -> None:
+        async with self._db.transaction(write=True, what="register this node") as conn:
+            await conn.execute(
+                "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
+                (self.id, socket.gethostname()[:255], os.getpid()),
+            )
+        log.info("node %s registered (lease %.1f s)", self.id, self.lease.seconds)
+
+    async def heartbeat(self) -> int:
+        """Say this node is alive and renew its leases; returns how many it holds."""
+        async with self._db.transaction(write=True, what="node heartbeat") as conn:
+            await conn.execute("UPDATE nodes SET heartbeat_at = now() WHERE id = ?", (self.id,))
+            rows = await conn.execute_fetchall(
+                f"UPDATE alerts SET lease_until = {_interval()} "
+                "WHERE lease_node = ? AND engine_active = 1 RETURNING id",
+                (self.lease.seconds, self.id),
+            )
+        return len(rows)
+
+    async def run(self) -> None:
+        """The heartbeat and the listener, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._beat(), name="node heartbeat")
+            group.create_task(self._listen(), name="node listen")
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self.heartbeat()
+            except StoreError as exc:
+                log.warning("node heartbeat failed: %s", exc)
+            # Wake the engine too: leases of other nodes may have expired since its last
+            # tick, and taking them is its job (the take-over bound, docs/multi-node.md).
+            self._wake()
+            await asyncio.sleep(self.heartbeat_seconds)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                listener = await self._db.listen(CHANNEL, self._notified)
+            except StoreError as exc:
+                log.warning("cannot LISTEN for acks from other nodes: %s", exc)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            self.listens += 1
+            self.listening.set()
+            self._wake()  # whatever was notified while not listening
+            try:
+                while True:
+                    await asyncio.sleep(self.heartbeat_seconds)
+                    await listener.probe(self.heartbeat_seconds)
+            except StoreError as exc:
+                log.warning("%s: connecting again", exc)
+            finally:
+                self.listening.clear()
+                listener.close()
+
+    def _notified(self, payload: str) -> None:
+        self.notifications += 1
+        self._wake()
+
+    async def begin_stopping(self) -> None:
+        """At SIGTERM: take no new alerts, and hand over at once those without a call of
+        this node in flight (another node picks them up at its next tick)."""
+        self.lease.stopping = True
+        async with self._db.transaction(write=True, what="hand over leases") as conn:
+            await conn.execute("UPDATE nodes SET stopping = TRUE WHERE id = ?", (self.id,))
+            rows = await conn.execute_fetchall(
+                "UPDATE alerts SET lease_node = NULL, lease_until = NULL "
+                "WHERE lease_node = ? AND NOT EXISTS (SELECT 1 FROM attempts WHERE "
+                "alert_id = alerts.id AND state = 'in_flight' AND node = ?) RETURNING id",
+                (self.id, self.id),
+            )
+            if rows:
+                await conn.execute("SELECT pg_notify(?, '')", (CHANNEL,))
+        log.info("node %s stopping: %d alert(s) handed over", self.id, len(rows))
+
+    async def leave(self) -> None:
+        """After the calls ended: release every lease (the others take them at once)."""
+        self.lease.stopping = True
+        async with self._db.transaction(write=True, what="release leases") as conn:
+            await conn.execute("UPDATE nodes SET stopping = TRUE WHERE id = ?", (self.id,))
+            await conn.execute(
+                "UPDATE alerts SET lease_node = NULL, lease_until = NULL WHERE lease_node = ?",
+                (self.id,),
+            )
+            await conn.execute("SELECT pg_notify(?, '')", (CHANNEL,))
+        log.info("node %s left: its leases are released", self.id)
