@@ -11,7 +11,10 @@ its tail. Two clocks meet here:
 When the first audio of a stream arrives, its timestamp is anchored to where our timeline
 is at that moment; from then on a received sample's position on our timeline is its
 timestamp plus that offset, whatever the network's jitter does to arrival times (RFC 3550
-§5.1: the timestamp is the sampling instant). The echo of our sample ``s`` then sits at
+§5.1: the timestamp is the sampling instant). A frame held up on its way (or by a stall of
+our loop) would anchor late, so over the stream's first ``ANCHOR_FRAMES`` frames the
+anchor moves to the least delayed of them (a minimum filter, as NTP's), and the search
+starts after them. The echo of our sample ``s`` then sits at
 position ``s + D``: ``D`` covers the round trip, the far end's jitter buffer and the
 hybrid, unknown but steady. It is found by cross-correlating two seconds of what came back
 with what we sent over the lags 0 to ``max_delay_s`` (once we have spoken enough): a clear
@@ -51,6 +54,7 @@ TS_MOD: Final = 1 << 32
 DECIMATION: Final = 4  # the coarse search's step, in samples
 COARSE_BLOCK: Final = 1600  # samples of what came back per coarse step (200 ms)
 _REFINE: Final = 6  # full-rate lags either side of the best coarse lag
+ANCHOR_FRAMES: Final = 25  # a new stream's first 0.5 s: its anchor is the least delayed
 
 
 class EchoState(enum.Enum):
@@ -110,6 +114,7 @@ class EchoLine:
         self._ptime = samples_per_slot / FS
         self._ssrc: int | None = None
         self._offset = 0  # our position = unwrapped far-end timestamp + offset
+        self._anchoring = 0  # frames left in which the offset may still move earlier
         self._last_ts = 0
         self._unwrapped = 0
         self._heard: list[tuple[int, NDArray[np.int16]]] = []
@@ -194,6 +199,8 @@ class EchoLine:
         if self.state is EchoState.NO_ECHO or self._last_slot is None:
             return pcm
         position = self._position(ssrc, timestamp, now)
+        if self._anchoring:
+            return pcm  # the anchor is not settled: nothing to search with yet
         self._decode_sent()
         if self.state is EchoState.SEARCHING:
             self._search(position, pcm)
@@ -208,19 +215,30 @@ class EchoLine:
             if self._ssrc is not None:
                 self.stats.re_anchored += 1
                 self._restart()
-            assert self._last_slot is not None
-            slot, left_at = self._last_slot
-            ours_now = round((slot + (now - left_at) / self._ptime) * self._slot_samples)
             self._ssrc, self._last_ts, self._unwrapped = ssrc, timestamp, 0
             # The frame's last sample was taken about when it arrived.
-            self._offset = ours_now - self._slot_samples
+            self._offset = self._arrived_at(now)
+            self._anchoring = ANCHOR_FRAMES
             return self._offset
         step = (timestamp - self._last_ts) % TS_MOD
         if step >= TS_MOD // 2:
             step -= TS_MOD  # a timestamp from before the last one (RFC 3550 A.1 style)
         self._unwrapped += step
         self._last_ts = timestamp
+        if self._anchoring:
+            self._anchoring -= 1
+            # A frame that arrived earlier than the anchor says it could: the anchor's
+            # frame was held up; the least delayed frame is the better anchor.
+            self._offset = min(self._offset, self._arrived_at(now) - self._unwrapped)
         return self._unwrapped + self._offset
+
+    def _arrived_at(self, now: float) -> int:
+        """Our timeline's position one slot before ``now``: where a frame arriving now
+        began, had it taken no time to reach us."""
+        assert self._last_slot is not None
+        slot, left_at = self._last_slot
+        ours_now = round((slot + (now - left_at) / self._ptime) * self._slot_samples)
+        return ours_now - self._slot_samples
 
     def _restart(self) -> None:
         self.state = EchoState.SEARCHING
