@@ -203,8 +203,8 @@ def test_nothing_heard_before_we_sent_passes_through() -> None:
 
 def test_a_first_frame_held_up_does_not_shift_the_anchor() -> None:
     """The stream's first frames are handled 60 ms late (a loaded machine stalled our loop
-    when they arrived, or the network held them up): the anchor moves to the least delayed of the first frames,
-    so the echo's delay is found where it is, not 60 ms later."""
+    when they arrived, or the network held them up): the anchor moves to the least delayed
+    of the first frames, so the echo's delay is found where it is, not later."""
     found = []
     for late_first in (0.0, 0.06):
         rng = np.random.default_rng(11)
