@@ -57,6 +57,10 @@ from voipalert.tts.speech import Speech
 SUMMARY = "Disk full on SRV-DB-01"
 FIRST_PLAY = "greeting, message and menu"
 
+# The bots answer as mailboxes do (and beep): the audited prompts are the answer's, so the
+# call must not switch to leaving a voicemail when it hears the beep.
+_SCRIPT = ScriptConfig(repetitions=1, pause_seconds=1.0, leave_voicemail=False)
+
 
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -96,7 +100,7 @@ async def run_sipp(
         pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=result.lateness.append)
         phone = Phone(
             config, ("127.0.0.1", sip_port), MediaConfig("127.0.0.1", "127.0.0.1", rtp, rtp_max),
-            script=ScriptConfig(repetitions=1, pause_seconds=1.0), pacer=pacer,
+            script=_SCRIPT, pacer=pacer,
             rng=random.Random(n),
         )  # fmt: skip
         await phone.start(register=False)
@@ -145,7 +149,7 @@ async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> 
         pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=result.lateness.append)
         phone = Phone(
             config, ("127.0.0.1", sip_port), MediaConfig("127.0.0.1", "127.0.0.1", rtp, rtp_max),
-            script=ScriptConfig(repetitions=1, pause_seconds=1.0), pacer=pacer,
+            script=_SCRIPT, pacer=pacer,
             rng=random.Random(n),
         )  # fmt: skip
         await phone.start()
