@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 
 from voipalert.clock import Clock, LoopSlices
 from voipalert.domain.alert import (
@@ -26,7 +27,7 @@ from voipalert.store import alert_sql
 from voipalert.store.alert_sql import ALERT_SELECT, WANTS_CALLS, Note, quality_json, update_audited
 from voipalert.store.cluster import Lease, leased_snapshot
 from voipalert.store.db import to_db
-from voipalert.store.sql import Conn, Database
+from voipalert.store.sql import Conn, Database, Row
 
 log = logging.getLogger("voipalert.store")
 
@@ -52,18 +53,7 @@ class EscalationStore:
                 "SELECT * FROM attempts WHERE alert_id IN "
                 "(SELECT id FROM alerts WHERE engine_active = 1) ORDER BY alert_id, id"
             )
-        # Rows become objects on the loop (about 0.1 ms each): in slices, after the read
-        # transaction has ended, so thousands of open alerts never hold the loop long.
-        slices = LoopSlices()
-        alerts: list[Alert] = []
-        for row in alert_rows:
-            alerts.append(alert_sql.alert_from_row(row))
-            await slices.pause()
-        attempts: dict[int, list[Attempt]] = {}
-        for row in rows:
-            attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
-            await slices.pause()
-        return [(alert, attempts.get(alert.id, [])) for alert in alerts]
+        return await _snapshot_objects(alert_rows, rows)
 
     async def _leased_snapshot(self, lease: Lease) -> list[tuple[Alert, list[Attempt]]]:
         now = self._clock.now_utc()
@@ -73,11 +63,7 @@ class EscalationStore:
             got = await leased_snapshot(conn, lease, now)
         for attempt_id in got.interrupted:
             log.warning("attempt %s was in flight on a node that died: interrupted", attempt_id)
-        alerts = [alert_sql.alert_from_row(r) for r in got.alerts]
-        attempts: dict[int, list[Attempt]] = {}
-        for row in got.attempts:
-            attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
-        return [(alert, attempts.get(alert.id, [])) for alert in alerts]
+        return await _snapshot_objects(got.alerts, got.attempts)
 
     async def record_intent(self, call: PlaceCall) -> Attempt | None:
         """Commit the intent to make ``call`` (state pending). None when that key exists
@@ -348,3 +334,20 @@ async def _fill_cancelled(conn: Conn, attempt_id: int, result: AttemptResult) ->
             attempt_id,
         ),
     )
+
+
+async def _snapshot_objects(
+    alert_rows: Iterable[Row], attempt_rows: Iterable[Row]
+) -> list[tuple[Alert, list[Attempt]]]:
+    """Rows become objects on the loop (about 0.1 ms each): in slices, after the read
+    transaction has ended, so thousands of open alerts never hold the loop long."""
+    slices = LoopSlices()
+    alerts: list[Alert] = []
+    for row in alert_rows:
+        alerts.append(alert_sql.alert_from_row(row))
+        await slices.pause()
+    attempts: dict[int, list[Attempt]] = {}
+    for row in attempt_rows:
+        attempts.setdefault(row["alert_id"], []).append(alert_sql.attempt_from_row(row))
+        await slices.pause()
+    return [(alert, attempts.get(alert.id, [])) for alert in alerts]
