@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import add_noise, dtmf, silence, sine, through_g711
 from tests.media.talkoff_corpus import cached_renders, speech_clips
+from voipalert.codec import Codec
 from voipalert.media.beep import Beep, BeepDetector
 
 FS = 8000
@@ -23,7 +24,7 @@ def _beeps(pcm: NDArray[np.int16], chunk: int = 480) -> list[Beep]:
 
 
 def _with_silence(x: NDArray[np.float64]) -> NDArray[np.int16]:
-    return through_g711(np.concatenate((silence(0.5), x, silence(0.5))), "PCMU")
+    return through_g711(np.concatenate((silence(0.5), x, silence(0.5))), Codec.PCMU)
 
 
 @pytest.mark.parametrize("hz", [440.0, 850.0, 1000.0, 1400.0, 2100.0])
@@ -39,7 +40,7 @@ def test_a_beep_in_noise_is_heard() -> None:
     rng = np.random.default_rng(1)
     beep = np.concatenate((silence(0.3), sine(1000.0, int(0.4 * FS), -20.0), silence(0.3)))
     noisy = add_noise(beep, 20.0, float(np.mean(sine(1000.0, FS, -20.0) ** 2)), rng)
-    assert len(_beeps(through_g711(noisy, "PCMA"))) == 1
+    assert len(_beeps(through_g711(noisy, Codec.PCMA))) == 1
 
 
 def test_two_beeps_are_two() -> None:
