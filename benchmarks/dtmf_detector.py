@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from tests.media.dtmf_signals import add_noise, dtmf, silence, through_g711, tone_power
 from tests.media.synth_corpus import chord_clips, vowel_clips
 from tests.media.talkoff_corpus import Clip, cached_renders, speech_clips
+from voipalert.codec import Codec
 from voipalert.media.goertzel import DtmfDetector, ToneStarted
 
 KEYS = "0123456789*#ABCD"
@@ -49,7 +50,7 @@ def _tone(
     twist: float = 0.0,
     offsets: tuple[float, float] = (0.0, 0.0),
     snr_db: float | None = None,
-    codec: str = "PCMU",
+    codec: Codec = Codec.PCMU,
 ) -> NDArray[np.int16]:
     row = weaker_dbm0 if twist >= 0 else weaker_dbm0 - twist
     tone = dtmf(
@@ -59,7 +60,7 @@ def _tone(
     signal = np.concatenate((np.zeros(400 + int(rng.integers(0, 160))), tone, silence(0.06)))
     if snr_db is not None:
         signal = add_noise(signal, snr_db, tone_power(row, twist), rng)
-    return through_g711(signal, "PCMU" if codec == "PCMU" else "PCMA")
+    return through_g711(signal, codec)
 
 
 def worst_corner(trials: int) -> None:
@@ -70,7 +71,7 @@ def worst_corner(trials: int) -> None:
         pcm = _tone(
             rng, key, 0.040, weaker_dbm0=-30.0, twist=-8.0 if i % 2 else 4.0,
             offsets=(float(rng.choice((-0.015, 0.015))), float(rng.choice((-0.015, 0.015)))),
-            snr_db=15.0, codec="PCMU" if i % 4 < 2 else "PCMA",
+            snr_db=15.0, codec=Codec.PCMU if i % 4 < 2 else Codec.PCMA,
         )  # fmt: skip
         hits += _keys(pcm) == key
     print(
@@ -142,8 +143,10 @@ def cpu_cost() -> None:
     signals = {
         "silence": np.zeros(8000 * 30, dtype=np.int16),
         "speech (Piper)": speech[: 8000 * 60],
-        "continuous tones": through_g711(np.concatenate([dtmf("5", 1.0, rng=rng)] * 20), "PCMU"),
-        "noise (-20 dBm0)": through_g711(rng.normal(0, 1600, 8000 * 30), "PCMU"),
+        "continuous tones": through_g711(
+            np.concatenate([dtmf("5", 1.0, rng=rng)] * 20), Codec.PCMU
+        ),
+        "noise (-20 dBm0)": through_g711(rng.normal(0, 1600, 8000 * 30), Codec.PCMU),
     }
     print("CPU per second of audio (best of 3 runs), fed in 20 ms frames | in 60 ms chunks")
     print("(the RTP session feeds 3 packets at a time):")

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.talkoff_corpus import RENDER_RATE, cached_renders
+from voipalert.codec import Codec
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo import EchoCanceller
 from voipalert.media.goertzel import DtmfDetector, ToneStarted
@@ -105,7 +106,7 @@ def line(
     speech: NDArray[np.float64], path: NDArray[np.float64], erl_db: float, echo_gain: float
 ) -> tuple[NDArray[np.int16], NDArray[np.float64]]:
     """What we send (G.711) and its echo, ``erl_db`` below it, before G.711 back."""
-    sent = through_g711(speech * echo_gain, "PCMU")
+    sent = through_g711(speech * echo_gain, Codec.PCMU)
     echo = np.convolve(sent.astype(np.float64), path)[: sent.size]
     echo *= np.sqrt(_power(sent.astype(np.float64)) / _power(echo) / 10 ** (erl_db / 10))
     return sent, echo
@@ -170,7 +171,7 @@ def _keyed(
     sent, echo = line(clip, path, erl, float(gain))
     received = echo.copy()
     received[span] += tone[: received[span].size]
-    return through_g711(received, "PCMU"), sent, start
+    return through_g711(received, Codec.PCMU), sent, start
 
 
 def echo_only(
@@ -187,7 +188,7 @@ def echo_only(
             target = dbm0_to_power(float(rng.uniform(-20.0, -10.0)))
             gain = np.sqrt(target / _power(clip[np.abs(clip) > 100]))
             sent, echo = line(clip, echo_path(rng), erl, float(gain))
-            received = through_g711(echo, "PCMU")
+            received = through_g711(echo, Codec.PCMU)
             started = time.process_time()
             residual = EchoCanceller().process(sent, received)
             cancel_cpu += time.process_time() - started

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voipalert.codec import Codec
 from voipalert.net.ports import RtpPortAllocator
 from voipalert.net.rtp_pacer import PacedStream, RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
@@ -157,7 +158,7 @@ async def _open_sessions(
         config = RtpSessionConfig(
             local_port=ports.port,
             remote_addr=(HOST, sink_port),
-            codec="PCMU",
+            codec=Codec.PCMU,
             payload_type=0,
             telephone_event_pt=101,
             inband_dtmf=inband,

@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.echo_signals import echo_of, echo_path, speechlike
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.beep import BeepDetector
 from voipalert.media.echo_line import EchoLine, EchoState
@@ -87,7 +88,7 @@ def _far_end(rng: np.random.Generator, seconds: float) -> NDArray[np.int16]:
         key = dtmf("0123456789*#"[int(at) % 12], 0.08, row_dbm0=-12.0)
         start = int(at * FS)
         talk[start : start + key.size] += key
-    return through_g711(talk, "PCMU")
+    return through_g711(talk, Codec.PCMU)
 
 
 def _frames(pcm: NDArray[np.int16]) -> list[NDArray[np.int16]]:
@@ -127,10 +128,10 @@ def run_dtmf(pcm: NDArray[np.int16]) -> tuple[Timing, Timing, Timing]:
 def run_receive(pcm: NDArray[np.int16]) -> Timing:
     """The receive path before any analysis: parse, admission and sequence checks, jitter,
     G.711 decoding (``media.receiver``), one datagram per frame."""
-    receiver = RtpReceiver(ReceiverConfig("PCMU", 0, 101, ("127.0.0.1", 40000)))
+    receiver = RtpReceiver(ReceiverConfig(Codec.PCMU, 0, 101, ("127.0.0.1", 40000)))
     timing = Timing()
     for n, frame in enumerate(_frames(pcm)):
-        data = RtpPacket(0, n, n * SLOT, 0x1234, g711.encode("PCMU", frame)).serialize()
+        data = RtpPacket(0, n, n * SLOT, 0x1234, g711.encode(Codec.PCMU, frame)).serialize()
         now = n * PTIME
         p0, t0 = time.process_time(), time.thread_time()
         receiver.receive(data, ("127.0.0.1", 40000), now)
@@ -156,20 +157,20 @@ def run_echo(
     talk = speechlike(rng, seconds, -14.0)
     if pause_at is not None:
         talk[int(pause_at * FS) :] = 0.0  # the prompt ends: the script listens for a key
-    ours = through_g711(talk, "PCMU")
+    ours = through_g711(talk, Codec.PCMU)
     if echoes:
         back = echo_of(ours, echo_path(rng, 40 * 8), 12.0)  # 40 ms round trip, ERL 12 dB
         back += speechlike(rng, seconds, -45.0, f0_hz=200.0)  # line noise and a murmur
     else:
         back = speechlike(rng, seconds, -20.0, f0_hz=200.0)
-    theirs = through_g711(back, "PCMU")
-    line = EchoLine("PCMU")
+    theirs = through_g711(back, Codec.PCMU)
+    line = EchoLine(Codec.PCMU)
     keep = EchoState.CANCELLING if echoes else EchoState.SEARCHING
     timing = Timing()
     origin = int(rng.integers(0, 1 << 32))
     for n in range(ours.size // SLOT):
         now = n * PTIME
-        line.sent(n, now, g711.encode("PCMU", ours[n * SLOT : (n + 1) * SLOT]))
+        line.sent(n, now, g711.encode(Codec.PCMU, ours[n * SLOT : (n + 1) * SLOT]))
         frame = theirs[n * SLOT : (n + 1) * SLOT]
         ts = (origin + n * SLOT) % (1 << 32)
         state = line.state

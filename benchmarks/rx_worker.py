@@ -29,6 +29,7 @@ import numpy as np
 
 from tests.media.dtmf_signals import through_g711
 from tests.media.echo_signals import speechlike
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.beep import BeepDetector
 from voipalert.media.echo_line import EchoLine
@@ -41,7 +42,7 @@ PTIME = 0.02
 
 def worker(conn: Connection, calls: int) -> None:
     """The worker: per call an echo line and both detectors; events back per batch."""
-    lines = [EchoLine("PCMU") for _ in range(calls)]
+    lines = [EchoLine(Codec.PCMU) for _ in range(calls)]
     keys = [DtmfDetector() for _ in range(calls)]
     beeps = [BeepDetector() for _ in range(calls)]
     start = time.process_time()  # after start-up and imports: only the analysis counts
@@ -84,9 +85,9 @@ def main() -> None:
         f"{frames} frames per message"
     )
     rng = np.random.default_rng(5)
-    ours = through_g711(speechlike(rng, args.seconds, -14.0), "PCMU")
-    theirs = through_g711(speechlike(rng, args.seconds, -20.0, f0_hz=200.0), "PCMU")
-    ours_wire = np.frombuffer(g711.encode("PCMU", ours), dtype=np.uint8)
+    ours = through_g711(speechlike(rng, args.seconds, -14.0), Codec.PCMU)
+    theirs = through_g711(speechlike(rng, args.seconds, -20.0, f0_hz=200.0), Codec.PCMU)
+    ours_wire = np.frombuffer(g711.encode(Codec.PCMU, ours), dtype=np.uint8)
     batches = ours.size // (SLOT * frames)
     parent, child = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.rtp_pacing import HOST, PTIME, Sink
+from voipalert.codec import Codec
 from voipalert.net.ports import RtpPortAllocator
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
@@ -177,7 +178,7 @@ async def sessions(n: int, seconds: float, port: int, srtp: bool = False) -> Fig
         for _ in range(n):
             ports = allocator.allocate()
             config = RtpSessionConfig(
-                local_port=ports.port, remote_addr=(HOST, port), codec="PCMU", payload_type=0,
+                local_port=ports.port, remote_addr=(HOST, port), codec=Codec.PCMU, payload_type=0,
                 telephone_event_pt=101, inband_dtmf=False,
                 srtp=SrtpKeys(secrets.token_bytes(30), secrets.token_bytes(30)) if srtp else None,
             )  # fmt: skip

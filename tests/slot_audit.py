@@ -26,14 +26,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tests.rtp_capture import RtpPacket
+from voipalert.codec import Codec
 from voipalert.media import g711
-from voipalert.media.g711 import Codec
 
 SAMPLES = 160  # 20 ms at 8 kHz
 PTIME = 0.02
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
-PAYLOAD_TYPES: dict[int, Codec] = {0: "PCMU", 8: "PCMA"}
+PAYLOAD_TYPES: dict[int, Codec] = {0: Codec.PCMU, 8: Codec.PCMA}
 ANCHOR_TRIES = 50  # a prompt none of whose first 50 voiced frames left was not sent
 
 
@@ -149,7 +149,7 @@ def audit_heard(
     heard: NDArray[np.generic],
     pcm: NDArray[np.int16],
     *,
-    codec: Codec = "PCMU",
+    codec: Codec = Codec.PCMU,
     threshold: float = 0.9,
 ) -> HeardAudit:
     """Align ``pcm`` (as G.711 carries it) with ``heard`` once, then score each voiced slot

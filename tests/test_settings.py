@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from voipalert.codec import Codec
 from voipalert.errors import ConfigError
 from voipalert.settings import Settings, config_path, load_settings
 
@@ -47,7 +48,7 @@ def test_file_then_environment_overlay(tmp_path: Path, monkeypatch: pytest.Monke
     assert settings.sip.username == "alerts"  # file value kept
     assert settings.sip.local_port == 5070
     assert settings.http.port == 9090
-    assert settings.media.codecs == ["PCMA"]
+    assert settings.media.codecs == [Codec.PCMA]
 
 
 def test_file_location_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from tests.audio_match import window_correlations
 from tests.rtp_capture import RtpPacket
 from tests.slot_audit import SAMPLES, audit_heard, audit_stream, prompt_frames
+from voipalert.codec import Codec
 from voipalert.media import g711
 
 
@@ -28,7 +29,7 @@ def _speech(seconds: float = 2.0, seed: int = 1) -> NDArray[np.int16]:
 def _stream(pcm: NDArray[np.int16], *, start_ts: int = 4_294_960_000) -> list[RtpPacket]:
     """The packets a clean sender emits for ``pcm``: 200 ms of silence, then the prompt,
     one per 20 ms, timestamps wrapping past 2^32 on the way."""
-    frames = [b"\xff" * SAMPLES] * 10 + prompt_frames(pcm, "PCMU")
+    frames = [b"\xff" * SAMPLES] * 10 + prompt_frames(pcm, Codec.PCMU)
     return [
         RtpPacket(1000.0 + 0.02 * i, 20000, 30000, 0, i == 0, (65530 + i) % 65536,
                   (start_ts + SAMPLES * i) % (1 << 32), 0x1234, frame)
@@ -82,7 +83,7 @@ def test_a_prompt_never_sent_is_not_found() -> None:
 
 def _heard(pcm: NDArray[np.int16]) -> NDArray[np.int16]:
     """What a callee records: the prompt through G.711, after some silence."""
-    through = g711.decode("PCMU", g711.encode("PCMU", pcm))
+    through = g711.decode(Codec.PCMU, g711.encode(Codec.PCMU, pcm))
     return np.concatenate([np.zeros(1234, np.int16), through, np.zeros(4000, np.int16)])
 
 

@@ -49,6 +49,7 @@ from voipalert.callscript import (
     StopReason,
     StopRequest,
 )
+from voipalert.codec import Codec
 from voipalert.domain.alert import AttemptOutcome
 from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
@@ -81,7 +82,7 @@ from voipalert.sip.events import (
     TextReceived,
 )
 from voipalert.sip.sdes import KEY_SALT_BYTES, SdesOffer, SrtpKeys, SrtpPolicy, negotiate
-from voipalert.sip.sdp import Codec, MediaParams, new_local_media
+from voipalert.sip.sdp import MediaParams, new_local_media
 from voipalert.sip.uri import SipUri
 
 log = logging.getLogger("voipalert.calls")
@@ -432,7 +433,7 @@ class IncomingSession:
         session = await self.media.open(
             RtpSessionConfig(
                 local_port=ports.port, remote_addr=(remote.address, remote.port),
-                codec="PCMA" if remote.codec is Codec.PCMA else "PCMU",
+                codec=remote.codec,
                 payload_type=remote.payload_type, telephone_event_pt=remote.telephone_event_pt,
                 ptime_ms=remote.ptime_ms or 20, local_host=config.bind_host,
                 latching=config.latching,
@@ -836,7 +837,7 @@ class _Call:
         return RtpSessionConfig(
             local_port=self.media.ports.port,
             remote_addr=(media.address, media.port),
-            codec="PCMA" if media.codec is Codec.PCMA else "PCMU",
+            codec=media.codec,
             payload_type=media.payload_type,
             telephone_event_pt=media.telephone_event_pt,
             ptime_ms=media.ptime_ms or 20,

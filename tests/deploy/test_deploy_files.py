@@ -62,7 +62,7 @@ def test_container_runs_serve() -> None:
 
 
 def test_pbx_snippets_match_what_the_user_agent_offers() -> None:
-    from voipalert.sip.sdp import Codec
+    from voipalert.codec import Codec
 
     offered = {codec.name for codec in Codec}
     pjsip = (DEPLOY / "asterisk" / "pjsip.conf").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf_spectrum import (
     COLUMN_HZ,
@@ -18,7 +19,6 @@ from voipalert.media.dtmf_spectrum import (
     ZERO_DBM0_PEAK,
     keypad_index,
 )
-from voipalert.media.g711 import Codec
 
 FS = SAMPLE_RATE_HZ
 

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from tests.media.talkoff_corpus import FS, Clip
+from voipalert.codec import Codec
 from voipalert.media import g711
 
 # (F1, F2, F3) in Hz, Peterson & Barney (1952) averages, for the vowels of
@@ -165,7 +166,7 @@ def _clips(name: str, make: object, seconds: float, seed: int) -> Iterator[Clip]
         length = float(rng.uniform(0.25, 1.5))
         assert callable(make)
         signal = np.concatenate((make(rng, length), np.zeros(int(rng.integers(0, 800)))))
-        codec: g711.Codec = "PCMU" if i % 2 == 0 else "PCMA"
+        codec: Codec = Codec.PCMU if i % 2 == 0 else Codec.PCMA
         pcm = g711.round_trip(codec, np.clip(np.round(signal), -32768, 32767).astype(np.int16))
         yield Clip(f"{name}-{i}", pcm)
         total += pcm.size / FS

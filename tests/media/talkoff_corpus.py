@@ -28,8 +28,8 @@ import numpy as np
 import soxr
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
-from voipalert.media.g711 import Codec
 
 FS = 8000
 RENDER_RATE = 16000
@@ -213,7 +213,7 @@ def telephone_band(x: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def _codec(i: int) -> Codec:
-    return "PCMU" if i % 2 == 0 else "PCMA"
+    return Codec.PCMU if i % 2 == 0 else Codec.PCMA
 
 
 def speech_clips(renders: list[NDArray[np.int16]]) -> Iterator[Clip]:

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from tests.media.dtmf_signals import add_noise, dtmf, silence, sine, through_g711
 from tests.media.echo_signals import speechlike
 from tests.media.talkoff_corpus import cached_renders, speech_clips
+from voipalert.codec import Codec
 from voipalert.media.beep import Beep, BeepDetector
 
 FS = 8000
@@ -24,7 +25,7 @@ def _beeps(pcm: NDArray[np.int16], chunk: int = 480) -> list[Beep]:
 
 
 def _with_silence(x: NDArray[np.float64]) -> NDArray[np.int16]:
-    return through_g711(np.concatenate((silence(0.5), x, silence(0.5))), "PCMU")
+    return through_g711(np.concatenate((silence(0.5), x, silence(0.5))), Codec.PCMU)
 
 
 @pytest.mark.parametrize("hz", [440.0, 850.0, 1000.0, 1400.0, 2100.0])
@@ -40,7 +41,7 @@ def test_a_beep_in_noise_is_heard() -> None:
     rng = np.random.default_rng(1)
     beep = np.concatenate((silence(0.3), sine(1000.0, int(0.4 * FS), -20.0), silence(0.3)))
     noisy = add_noise(beep, 20.0, float(np.mean(sine(1000.0, FS, -20.0) ** 2)), rng)
-    assert len(_beeps(through_g711(noisy, "PCMA"))) == 1
+    assert len(_beeps(through_g711(noisy, Codec.PCMA))) == 1
 
 
 def test_two_beeps_are_two() -> None:
@@ -106,7 +107,7 @@ def test_sampling_frames_reports_what_analysing_every_frame_does(seed: int) -> N
         parts += [tone, silence(float(rng.uniform(0.0, 0.12)))]
         if rng.random() < 0.4:
             parts.append(speechlike(rng, float(rng.uniform(0.1, 0.6)), -20.0))
-    pcm = through_g711(np.concatenate(parts), "PCMU")
+    pcm = through_g711(np.concatenate(parts), Codec.PCMU)
 
     def run(detector: BeepDetector) -> list[Beep]:
         found: list[Beep] = []

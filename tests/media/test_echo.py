@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.echo_signals import FS, echo_of, echo_path, speechlike
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo import BLOCK, EchoCanceller, EchoConfig
@@ -25,7 +26,7 @@ def _keys(pcm: NDArray[np.int16]) -> str:
 def _line(
     rng: np.random.Generator, erl_db: float, seconds: float = 4.0, delay: int = 120
 ) -> tuple[NDArray[np.int16], NDArray[np.float64]]:
-    sent = through_g711(speechlike(rng, seconds), "PCMU")
+    sent = through_g711(speechlike(rng, seconds), Codec.PCMU)
     return sent, echo_of(sent, echo_path(rng, delay), erl_db)
 
 
@@ -41,7 +42,7 @@ def _erle_db(echo: NDArray[np.float64], residual: NDArray[np.int16]) -> float:
 def test_the_echo_of_our_prompt_is_taken_out(erl_db: float, erle_db: float) -> None:
     rng = np.random.default_rng(int(erl_db))
     sent, echo = _line(rng, erl_db)
-    residual = EchoCanceller().process(sent, through_g711(echo, "PCMU"))
+    residual = EchoCanceller().process(sent, through_g711(echo, Codec.PCMU))
     last = slice(2 * FS, None)  # converged after two seconds of speech
     assert _erle_db(echo[last], residual[last]) >= erle_db
 
@@ -56,7 +57,7 @@ def test_a_key_under_our_echo_is_heard_only_after_the_canceller() -> None:
     echo *= np.sqrt(2 * dbm0_to_power(-25.0) / 2 / np.mean(echo[span] ** 2))
     received = echo.copy()
     received[span] += tone
-    line = through_g711(received, "PCMU")
+    line = through_g711(received, Codec.PCMU)
     window = slice(2 * FS, 3 * FS)
     assert _keys(line[window]) == "", "the key should be lost under the raw echo"
     assert _keys(EchoCanceller().process(sent, line)[window]) == "5"
@@ -66,13 +67,13 @@ def test_the_canceller_never_makes_a_key_of_the_echo_alone() -> None:
     rng = np.random.default_rng(11)
     for erl in (6.0, 12.0, 20.0):
         sent, echo = _line(rng, erl, seconds=6.0)
-        assert _keys(EchoCanceller().process(sent, through_g711(echo, "PCMU"))) == ""
+        assert _keys(EchoCanceller().process(sent, through_g711(echo, Codec.PCMU))) == ""
 
 
 def test_chunks_of_any_size_give_the_same_residual() -> None:
     rng = np.random.default_rng(3)
     sent, echo = _line(rng, 12.0, seconds=2.0)
-    received = through_g711(echo, "PCMU")
+    received = through_g711(echo, Codec.PCMU)
     whole = EchoCanceller().process(sent, received)
     canceller, parts, i = EchoCanceller(), [], 0
     for size in [160, 7, 333, 80, 1] * 100:
@@ -92,7 +93,7 @@ def test_near_end_speech_freezes_adaptation() -> None:
     sent, echo = _line(rng, 12.0, seconds=3.0)
     loud = np.asarray(echo + 4 * speechlike(rng, 3.0), dtype=np.float64)
     canceller = EchoCanceller()
-    canceller.process(sent, through_g711(loud, "PCMU"))
+    canceller.process(sent, through_g711(loud, Codec.PCMU))
     assert canceller.double_talk_blocks > 0.8 * canceller.blocks
 
 
@@ -102,9 +103,9 @@ def test_silence_in_silence_out() -> None:
     assert not residual.any()
 
 
-@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+@pytest.mark.parametrize("codec", [Codec.PCMU, Codec.PCMA])
 def test_while_we_listen_the_far_end_passes_untouched_and_the_filter_is_kept(
-    codec: g711.Codec,
+    codec: Codec,
 ) -> None:
     """A pause in our prompt (the script listening for a key): once the whole tail is
     G.711 silence the received audio passes as it came (the idle path,

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.echo_signals import FS, echo_of, echo_path, speechlike
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo_line import EchoLine, EchoState
@@ -56,7 +57,7 @@ class Call:
         raw, heard = [], []
         for at, kind, n in sorted(events):
             if kind == 0:
-                payload = g711.encode("PCMU", self.ours[n * SLOT : (n + 1) * SLOT])
+                payload = g711.encode(Codec.PCMU, self.ours[n * SLOT : (n + 1) * SLOT])
                 line.sent(n, at, payload)
             else:
                 frame = self.theirs[n * SLOT : (n + 1) * SLOT]
@@ -69,7 +70,7 @@ class Call:
 def _echoing_call(
     rng: np.random.Generator, *, erl_db: float, bulk: int, key_at: float | None
 ) -> Call:
-    ours = through_g711(speechlike(rng, 6.0), "PCMU")
+    ours = through_g711(speechlike(rng, 6.0), Codec.PCMU)
     echo = echo_of(ours, echo_path(rng, bulk), erl_db)
     if key_at is not None:
         start = int(key_at * FS)
@@ -78,13 +79,13 @@ def _echoing_call(
         # The echo over the key is 3 dB weaker than the key: lost without the canceller.
         echo *= np.sqrt(2 * dbm0_to_power(-25.0) / 2 / np.mean(echo[span] ** 2))
         echo[span] += tone
-    return Call(ours, through_g711(echo, "PCMU"))
+    return Call(ours, through_g711(echo, Codec.PCMU))
 
 
 @pytest.mark.parametrize("bulk", [40, 900, 2400])
 def test_the_echo_is_found_and_a_key_under_it_heard(bulk: int) -> None:
     rng = np.random.default_rng(bulk)
-    line = EchoLine("PCMU")
+    line = EchoLine(Codec.PCMU)
     raw, heard = _echoing_call(rng, erl_db=6.0, bulk=bulk, key_at=4.5).play(line, rng)
     assert line.state is EchoState.CANCELLING
     assert line.stats.delay_samples is not None
@@ -103,7 +104,7 @@ def test_a_faint_echo_at_any_delay_is_found_by_the_coarse_search(bulk: int) -> N
     rng = np.random.default_rng(bulk)
     call = _echoing_call(rng, erl_db=20.0, bulk=bulk, key_at=None)
     call.drop = {30, 31, 77}
-    line = EchoLine("PCMU")
+    line = EchoLine(Codec.PCMU)
     call.play(line, rng)
     assert line.state is EchoState.CANCELLING
     delay = line.stats.delay_samples
@@ -130,11 +131,11 @@ def test_timestamps_that_jump_cannot_make_the_search_allocate_the_jump() -> None
     before its start (it starts again), so what it allocates stays the size of a window,
     and nothing raises."""
     rng = np.random.default_rng(6)
-    ours = through_g711(speechlike(rng, 6.0), "PCMU")
-    theirs = through_g711(speechlike(rng, 6.0, dbm0=-20.0, f0_hz=210.0), "PCMU")
-    line = EchoLine("PCMU")
+    ours = through_g711(speechlike(rng, 6.0), Codec.PCMU)
+    theirs = through_g711(speechlike(rng, 6.0, dbm0=-20.0, f0_hz=210.0), Codec.PCMU)
+    line = EchoLine(Codec.PCMU)
     for n in range(ours.size // SLOT):
-        line.sent(n, n * PTIME, g711.encode("PCMU", ours[n * SLOT : (n + 1) * SLOT]))
+        line.sent(n, n * PTIME, g711.encode(Codec.PCMU, ours[n * SLOT : (n + 1) * SLOT]))
         leap = (n // 7) % 2 * (1 << 30) - (n % 11 == 0) * 320  # and now and then 40 ms back
         timestamp = (n * SLOT + leap) % (1 << 32)
         frame = theirs[n * SLOT : (n + 1) * SLOT]
@@ -146,10 +147,10 @@ def test_timestamps_that_jump_cannot_make_the_search_allocate_the_jump() -> None
 
 def test_a_line_without_echo_is_left_alone_after_three_searches() -> None:
     rng = np.random.default_rng(1)
-    ours = through_g711(speechlike(rng, 9.0), "PCMU")
+    ours = through_g711(speechlike(rng, 9.0), Codec.PCMU)
     # The person talking back (another voice, not our echo).
-    theirs = through_g711(speechlike(rng, 9.0, dbm0=-30.0, f0_hz=210.0), "PCMU")
-    line = EchoLine("PCMU")
+    theirs = through_g711(speechlike(rng, 9.0, dbm0=-30.0, f0_hz=210.0), Codec.PCMU)
+    line = EchoLine(Codec.PCMU)
     raw, heard = Call(ours, theirs).play(line, rng)
     assert line.state is EchoState.NO_ECHO
     assert line.stats.searches == 3
@@ -161,8 +162,8 @@ def test_silence_from_us_is_not_an_attempt() -> None:
     """Before our prompt starts nothing can echo: the search waits instead of giving up."""
     rng = np.random.default_rng(2)
     ours = np.zeros(8 * FS, dtype=np.int16)
-    theirs = through_g711(speechlike(rng, 8.0, dbm0=-30.0, f0_hz=210.0), "PCMU")
-    line = EchoLine("PCMU")
+    theirs = through_g711(speechlike(rng, 8.0, dbm0=-30.0, f0_hz=210.0), Codec.PCMU)
+    line = EchoLine(Codec.PCMU)
     Call(ours, theirs).play(line, rng)
     assert line.state is EchoState.SEARCHING
     assert line.stats.searches == 0
@@ -172,7 +173,7 @@ def test_lost_frames_do_not_derail_the_canceller() -> None:
     rng = np.random.default_rng(3)
     call = _echoing_call(rng, erl_db=6.0, bulk=300, key_at=5.0)
     call.drop = {150, 151, 190, 230}  # after the echo is found, before the key
-    line = EchoLine("PCMU")
+    line = EchoLine(Codec.PCMU)
     _, heard = call.play(line, rng)
     assert line.state is EchoState.CANCELLING
     assert _keys(heard) == "7"
@@ -180,12 +181,12 @@ def test_lost_frames_do_not_derail_the_canceller() -> None:
 
 def test_a_new_stream_is_anchored_again() -> None:
     rng = np.random.default_rng(4)
-    line = EchoLine("PCMU")
+    line = EchoLine(Codec.PCMU)
     _echoing_call(rng, erl_db=12.0, bulk=200, key_at=None).play(line, rng)
     assert line.state is EchoState.CANCELLING
     # A re-INVITE: the far end's stream changes SSRC and timestamp origin.
     frame = np.zeros(SLOT, dtype=np.int16)
-    line.sent(400, 8.0, g711.encode("PCMU", frame))
+    line.sent(400, 8.0, g711.encode(Codec.PCMU, frame))
     line.received(frame, 0x9999, 77, 8.05)
     assert line.stats.re_anchored == 1
     assert _state(line) is EchoState.SEARCHING
@@ -196,7 +197,7 @@ def _state(line: EchoLine) -> EchoState:
 
 
 def test_nothing_heard_before_we_sent_passes_through() -> None:
-    line = EchoLine("PCMU")
+    line = EchoLine(Codec.PCMU)
     frame = np.arange(SLOT, dtype=np.int16)
     assert line.received(frame, 1, 0, 0.0) is frame
 
@@ -208,7 +209,7 @@ def test_a_first_frame_held_up_does_not_shift_the_anchor() -> None:
     found = []
     for late_first in (0.0, 0.06):
         rng = np.random.default_rng(11)
-        line = EchoLine("PCMU")
+        line = EchoLine(Codec.PCMU)
         call = _echoing_call(rng, erl_db=6.0, bulk=600, key_at=None)
         # A stall of our loop: frames 0-2 are handled together, when it ends.
         call.jitter_s = 0.0

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int32)
@@ -151,9 +152,9 @@ def test_encoder_known_points(sample: int, ulaw: int, alaw: int) -> None:
 
 
 def test_silence_bytes_decode_to_the_quietest_level() -> None:
-    assert g711.SILENCE_BYTE == {"PCMU": 0xFF, "PCMA": 0xD5}
-    assert g711.encode("PCMU", np.zeros(4, np.int16)) == b"\xff" * 4
-    assert g711.encode("PCMA", np.zeros(4, np.int16)) == b"\xd5" * 4
+    assert g711.SILENCE_BYTE == {Codec.PCMU: 0xFF, Codec.PCMA: 0xD5}
+    assert g711.encode(Codec.PCMU, np.zeros(4, np.int16)) == b"\xff" * 4
+    assert g711.encode(Codec.PCMA, np.zeros(4, np.int16)) == b"\xd5" * 4
 
 
 def test_decode_then_encode_is_the_identity_on_every_code() -> None:
@@ -166,7 +167,7 @@ def test_decode_then_encode_is_the_identity_on_every_code() -> None:
 
 
 def test_encoding_is_monotonic_and_symmetric() -> None:
-    for codec in ("PCMU", "PCMA"):
+    for codec in (Codec.PCMU, Codec.PCMA):
         decoded = g711.round_trip(codec, ALL_SAMPLES.astype(np.int16)).astype(np.int64)
         assert np.all(np.diff(decoded) >= 0)
         # x and -x-1 land on mirror-image outputs.
@@ -175,8 +176,8 @@ def test_encoding_is_monotonic_and_symmetric() -> None:
 
 def test_round_trip_error_is_bounded_by_half_a_step() -> None:
     x = ALL_SAMPLES.astype(np.int16)
-    err_u = np.abs(g711.round_trip("PCMU", x).astype(np.int64) - ALL_SAMPLES)
-    err_a = np.abs(g711.round_trip("PCMA", x).astype(np.int64) - ALL_SAMPLES)
+    err_u = np.abs(g711.round_trip(Codec.PCMU, x).astype(np.int64) - ALL_SAMPLES)
+    err_a = np.abs(g711.round_trip(Codec.PCMA, x).astype(np.int64) - ALL_SAMPLES)
     inside_u = np.abs(ALL_SAMPLES) <= 32124
     inside_a = np.abs(ALL_SAMPLES) <= 32256
     assert err_u[inside_u].max() <= 4 * 256 // 2 + 3
@@ -186,4 +187,4 @@ def test_round_trip_error_is_bounded_by_half_a_step() -> None:
 def test_encode_refuses_other_dtypes() -> None:
     with pytest.raises(TypeError, match="int16"):
         wrong: NDArray[np.int16] = np.zeros(3, dtype=np.float64)  # numpy stubs allow it
-        g711.encode("PCMU", wrong)
+        g711.encode(Codec.PCMU, wrong)

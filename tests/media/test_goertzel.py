@@ -23,6 +23,7 @@ from tests.media.dtmf_signals import (
     through_g711,
     tone_power,
 )
+from voipalert.codec import Codec
 from voipalert.media.dtmf_spectrum import (
     COLUMN_HZ,
     ROW_HZ,
@@ -31,11 +32,10 @@ from voipalert.media.dtmf_spectrum import (
     dbm0_to_power,
     keypad_index,
 )
-from voipalert.media.g711 import Codec
 from voipalert.media.goertzel import DtmfDetector, ToneEnded, ToneEvent, ToneStarted
 
 KEYS = "0123456789*#ABCD"
-CODECS: tuple[Codec, Codec] = ("PCMU", "PCMA")
+CODECS: tuple[Codec, Codec] = (Codec.PCMU, Codec.PCMA)
 TWISTS = (-8.0, -4.0, 0.0, 4.0)
 WEAKER_TONE_DBM0 = (-30.0, -20.0, -10.0)
 OFFSETS = (-0.015, 0.015)
@@ -68,7 +68,7 @@ def _lone_tone(
     row_offset: float = 0.0,
     col_offset: float = 0.0,
     snr_db: float | None = None,
-    codec: Codec = "PCMU",
+    codec: Codec = Codec.PCMU,
 ) -> NDArray[np.int16]:
     """A tone at a random sample offset between silences, noise over everything."""
     tone = dtmf(
@@ -120,7 +120,7 @@ def test_accepts_every_key_across_the_grid(key: str) -> None:
 def test_accepts_at_the_worst_corner_every_time(codec: Codec) -> None:
     """-30 dBm0 weaker tone, 8 dB of reverse or 4 of forward twist, ±1.5 %, 15 dB SNR,
     40 ms at a random alignment: 400 fresh noise realisations."""
-    rng = np.random.default_rng(15 if codec == "PCMU" else 16)
+    rng = np.random.default_rng(15 if codec == Codec.PCMU else 16)
     failures = []
     for i in range(400):
         key = KEYS[i % 16]
@@ -234,7 +234,7 @@ def test_start_and_end_positions() -> None:
     rng = np.random.default_rng(4)
     tone = dtmf("7", 0.250, rng=rng)
     signal = np.concatenate((silence(0.5), tone, silence(0.3), tone, silence(0.2)))
-    events = _events(through_g711(signal, "PCMU"))
+    events = _events(through_g711(signal, Codec.PCMU))
     starts = [e for e in events if isinstance(e, ToneStarted)]
     ends = [e for e in events if isinstance(e, ToneEnded)]
     assert [e.char for e in starts] == ["7", "7"]
@@ -247,7 +247,7 @@ def test_start_and_end_positions() -> None:
 
 def test_flush_reports_a_tone_still_sounding() -> None:
     detector = DtmfDetector()
-    tone = through_g711(np.concatenate((silence(0.1), dtmf("#", 0.2))), "PCMU")
+    tone = through_g711(np.concatenate((silence(0.1), dtmf("#", 0.2))), Codec.PCMU)
     events = detector.feed(tone)
     assert [type(e) for e in events] == [ToneStarted]
     assert detector.flush() == [ToneEnded("#", events[0].start, tone.size)]
@@ -260,7 +260,7 @@ def test_chunk_size_does_not_change_the_result(chunk: int) -> None:
     parts = []
     for key in "19*D":
         parts += [silence(0.07), dtmf(key, 0.06, rng=rng)]
-    pcm = through_g711(add_noise(np.concatenate(parts), 20.0, tone_power(-10, 0), rng), "PCMA")
+    pcm = through_g711(add_noise(np.concatenate(parts), 20.0, tone_power(-10, 0), rng), Codec.PCMA)
     assert _events(pcm, chunk) == _events(pcm, pcm.size)
     assert _keys(pcm) == "19*D"
     detector = DtmfDetector()
@@ -271,7 +271,7 @@ def test_chunk_size_does_not_change_the_result(chunk: int) -> None:
 def test_silence_and_full_scale_noise_give_nothing() -> None:
     rng = np.random.default_rng(6)
     noise = np.clip(rng.normal(0, 12000, 5 * FS), -32768, 32767)
-    assert _keys(through_g711(noise, "PCMU")) == ""
+    assert _keys(through_g711(noise, Codec.PCMU)) == ""
     assert _keys(np.zeros(FS, dtype=np.int16)) == ""
 
 

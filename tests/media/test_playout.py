@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.errors import LocalProtocolError
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
@@ -18,17 +19,17 @@ def _playing(q: PlayQueue) -> int | None:
 
 
 def test_silence_when_nothing_plays() -> None:
-    assert PlayQueue("PCMU").next_frame() == (b"\xff" * 160, None)
-    assert PlayQueue("PCMA").next_frame() == (b"\xd5" * 160, None)
+    assert PlayQueue(Codec.PCMU).next_frame() == (b"\xff" * 160, None)
+    assert PlayQueue(Codec.PCMA).next_frame() == (b"\xd5" * 160, None)
 
 
 def test_a_prompt_plays_frame_by_frame_then_silence() -> None:
-    q = PlayQueue("PCMU")
+    q = PlayQueue(Codec.PCMU)
     pcm = _ramp(2.5)  # the last frame is padded with silence
     item, replaced = q.play(pcm)
     assert replaced is None
     assert _playing(q) == item
-    encoded = g711.encode("PCMU", pcm)
+    encoded = g711.encode(Codec.PCMU, pcm)
     f1, e1 = q.next_frame()
     f2, e2 = q.next_frame()
     f3, e3 = q.next_frame()
@@ -40,7 +41,7 @@ def test_a_prompt_plays_frame_by_frame_then_silence() -> None:
 
 
 def test_repeat_with_a_gap() -> None:
-    q = PlayQueue("PCMA")
+    q = PlayQueue(Codec.PCMA)
     pcm = _ramp(1)
     item, _ = q.play(pcm, repeat=3, gap_frames=2)
     frames = []
@@ -48,14 +49,14 @@ def test_repeat_with_a_gap() -> None:
     while ended is None:
         frame, ended = q.next_frame()
         frames.append(frame)
-    one = g711.encode("PCMA", pcm)
+    one = g711.encode(Codec.PCMA, pcm)
     silence = b"\xd5" * 160
     assert frames == [one, silence, silence, one, silence, silence, one]
     assert ended == PlayEnded(item, PlayEnd.FINISHED)
 
 
 def test_play_replaces_at_once_and_stop_cuts() -> None:
-    q = PlayQueue("PCMU")
+    q = PlayQueue(Codec.PCMU)
     first, _ = q.play(_ramp(10))
     q.next_frame()
     second, replaced = q.play(_ramp(10))
@@ -66,9 +67,9 @@ def test_play_replaces_at_once_and_stop_cuts() -> None:
 
 
 def test_skipped_slots_drop_their_audio() -> None:
-    q = PlayQueue("PCMU")
+    q = PlayQueue(Codec.PCMU)
     pcm = _ramp(6)
-    encoded = g711.encode("PCMU", pcm)
+    encoded = g711.encode(Codec.PCMU, pcm)
     item, _ = q.play(pcm)
     q.next_frame()
     frame, ended = q.next_frame(skipped=3)
@@ -84,4 +85,4 @@ def test_skipped_slots_drop_their_audio() -> None:
 )
 def test_bad_requests_are_refused(repeat: int, gap: int, pcm: NDArray[np.int16]) -> None:
     with pytest.raises(LocalProtocolError):
-        PlayQueue("PCMU").play(pcm, repeat=repeat, gap_frames=gap)
+        PlayQueue(Codec.PCMU).play(pcm, repeat=repeat, gap_frames=gap)

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.receiver import (
     AudioFrame,
@@ -26,7 +27,7 @@ SSRC = 0xCAFE
 TONE = (np.sin(np.arange(160) * 0.3) * 8000).astype(np.int16)
 
 
-BASE = ReceiverConfig(codec="PCMU", payload_type=0, telephone_event_pt=101, remote=REMOTE)
+BASE = ReceiverConfig(codec=Codec.PCMU, payload_type=0, telephone_event_pt=101, remote=REMOTE)
 
 
 def _config(**changes: Any) -> ReceiverConfig:
@@ -34,7 +35,7 @@ def _config(**changes: Any) -> ReceiverConfig:
 
 
 def _audio(seq: int, ts: int | None = None, ssrc: int = SSRC, pt: int = 0) -> bytes:
-    payload = g711.encode("PCMU", TONE)
+    payload = g711.encode(Codec.PCMU, TONE)
     ts = seq * 160 if ts is None else ts
     return RtpPacket(pt, seq % 65536, ts % (1 << 32), ssrc, payload).serialize()
 
@@ -48,7 +49,7 @@ def test_audio_from_the_signalled_address_is_decoded() -> None:
     rx = RtpReceiver(_config())
     [frame] = rx.receive(_audio(10), REMOTE, 0.0)
     assert isinstance(frame, AudioFrame)
-    np.testing.assert_array_equal(frame.pcm, g711.round_trip("PCMU", TONE))
+    np.testing.assert_array_equal(frame.pcm, g711.round_trip(Codec.PCMU, TONE))
     assert (frame.ssrc, frame.sequence_number, frame.lost_before) == (SSRC, 10, 0)
     assert rx.source == REMOTE
     assert rx.stats.packets == 1 and rx.stats.octets == 160

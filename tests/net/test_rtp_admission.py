@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.media.dtmf_signals import dtmf, to_pcm
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.receiver import DigitReceived, DropReason, ReceiverConfig, RtpReceiver
@@ -29,7 +30,7 @@ HOST = "127.0.0.1"
 OTHER_HOST = "127.0.0.2"
 ATTACKER_SSRC = 0x5EED
 # In-band "1" in 20 ms frames: the spray's audio is a key press too.
-_TONE = g711.encode("PCMU", to_pcm(dtmf("1", 0.2)))
+_TONE = g711.encode(Codec.PCMU, to_pcm(dtmf("1", 0.2)))
 _FRAMES = [_TONE[i : i + 160] for i in range(0, len(_TONE) - 159, 160)]
 
 
@@ -47,7 +48,7 @@ def _udp(host: str = HOST) -> socket.socket:
 
 def _config(local: RtpPorts, remote: tuple[str, int], **kw: object) -> RtpSessionConfig:
     return RtpSessionConfig(
-        local_port=local.port, remote_addr=remote, codec="PCMU", payload_type=0,
+        local_port=local.port, remote_addr=remote, codec=Codec.PCMU, payload_type=0,
         telephone_event_pt=101, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
@@ -292,7 +293,7 @@ async def test_latching_off_never_latches(allocator: RtpPortAllocator) -> None:
 
 def test_spray_packets_are_a_plausible_stream() -> None:
     """The attack is a real one: the same stream from the SDP address is heard."""
-    rx = RtpReceiver(ReceiverConfig("PCMU", 0, 101, remote=(HOST, 1)))
+    rx = RtpReceiver(ReceiverConfig(Codec.PCMU, 0, 101, remote=(HOST, 1)))
     out = []
     for i, data in enumerate(_spray_packets(20)):
         out += rx.receive(data, (HOST, 1), i * 0.02)

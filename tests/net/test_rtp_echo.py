@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.echo_signals import FS, echo_path, speechlike
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf import DtmfSource
 from voipalert.media.echo_line import EchoState
@@ -58,7 +59,7 @@ class EchoingPhone(asyncio.DatagramProtocol):
         if self.first_ts is None:
             self.first_ts = packet.timestamp
         start = (packet.timestamp - self.first_ts) & 0xFFFFFFFF
-        pcm = g711.decode("PCMU", packet.payload)
+        pcm = g711.decode(Codec.PCMU, packet.payload)
         end = start + pcm.size
         if end > self.heard.size:
             self.heard = np.concatenate((self.heard, np.zeros(end - self.heard.size)))
@@ -75,7 +76,7 @@ class EchoingPhone(asyncio.DatagramProtocol):
         back = echo + np.pad(key, (0, SLOT - key.size))
         reply = RtpPacket(
             payload_type=0, sequence_number=self.seq, timestamp=(self.origin + start) & 0xFFFFFFFF,
-            ssrc=0x7E57, payload=g711.encode("PCMU", through_g711(back, "PCMU")),
+            ssrc=0x7E57, payload=g711.encode(Codec.PCMU, through_g711(back, Codec.PCMU)),
         )  # fmt: skip
         self.seq = (self.seq + 1) & 0xFFFF
         self.transport.sendto(reply.serialize(), addr)
@@ -90,7 +91,7 @@ async def _call(echo_canceller: bool) -> AsyncIterator[tuple[RtpSession, Echoing
     allocator = RtpPortAllocator(HOST, 43000, 43999)
     ports = allocator.allocate()
     config = RtpSessionConfig(
-        local_port=ports.port, remote_addr=(HOST, far_port), codec="PCMU", payload_type=0,
+        local_port=ports.port, remote_addr=(HOST, far_port), codec=Codec.PCMU, payload_type=0,
         telephone_event_pt=101, echo_canceller=echo_canceller,
     )  # fmt: skip
     session = await RtpSession.open(config, ports=ports, rng=random.Random(3))
@@ -103,7 +104,7 @@ async def _call(echo_canceller: bool) -> AsyncIterator[tuple[RtpSession, Echoing
 
 
 def _prompt() -> NDArray[np.int16]:
-    return through_g711(speechlike(np.random.default_rng(9), PROMPT_S), "PCMU")
+    return through_g711(speechlike(np.random.default_rng(9), PROMPT_S), Codec.PCMU)
 
 
 async def test_a_key_under_our_echo_is_heard_with_the_canceller() -> None:

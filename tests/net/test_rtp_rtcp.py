@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 import pytest
 
+from voipalert.codec import Codec
 from voipalert.media.rtcp import Report, ReportBlock, compound
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
@@ -20,7 +21,7 @@ HOST = "127.0.0.1"
 
 def _config(local: RtpPorts, remote: RtpPorts) -> RtpSessionConfig:
     return RtpSessionConfig(
-        local_port=local.port, remote_addr=(HOST, remote.port), codec="PCMU", payload_type=0,
+        local_port=local.port, remote_addr=(HOST, remote.port), codec=Codec.PCMU, payload_type=0,
         telephone_event_pt=101, rtcp_interval_s=0.4,
     )  # fmt: skip
 

@@ -14,6 +14,7 @@ import pytest
 from numpy.typing import NDArray
 
 from tests.media.dtmf_signals import dtmf, silence, sine, to_pcm
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.beep import Beep
 from voipalert.media.dtmf import DtmfSource
@@ -52,13 +53,13 @@ def _drain(sock: socket.socket) -> list[bytes]:
 
 
 def _config(
-    local: RtpPorts, remote: tuple[str, int], codec: g711.Codec = "PCMU"
+    local: RtpPorts, remote: tuple[str, int], codec: Codec = Codec.PCMU
 ) -> RtpSessionConfig:
     return RtpSessionConfig(
         local_port=local.port,
         remote_addr=remote,
         codec=codec,
-        payload_type=g711.STATIC_PAYLOAD_TYPE[codec],
+        payload_type=codec.payload_type,
         telephone_event_pt=101,
     )
 
@@ -113,7 +114,7 @@ async def test_audio_arrives_intact(pair: Pair) -> None:
     # Every packet that left has arrived (loopback loses none): wait for the count.
     await _eventually(lambda: pair.b.receiver_stats.packets >= pair.a.stats.packets)
     heard = np.concatenate(pair.heard).astype(np.float64)
-    sent = g711.round_trip("PCMU", prompt).astype(np.float64)
+    sent = g711.round_trip(Codec.PCMU, prompt).astype(np.float64)
     assert pair.b.receiver_stats.lost == 0
     assert pair.b.remote == pair.a.local_address
     if pair.a.stats.skipped_slots == 0:

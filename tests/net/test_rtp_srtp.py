@@ -13,6 +13,7 @@ import pylibsrtp
 import pytest
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf import DtmfSource
 from voipalert.media.playout import PlayEnd
@@ -29,7 +30,7 @@ KEY_A, KEY_B = secrets.token_bytes(30), secrets.token_bytes(30)
 
 def _config(local: RtpPorts, remote: tuple[str, int], keys: SrtpKeys | None) -> RtpSessionConfig:
     return RtpSessionConfig(
-        local_port=local.port, remote_addr=remote, codec="PCMU", payload_type=0,
+        local_port=local.port, remote_addr=remote, codec=Codec.PCMU, payload_type=0,
         telephone_event_pt=101, rtcp_interval_s=0.3, srtp=keys,
     )  # fmt: skip
 
@@ -80,7 +81,7 @@ async def test_two_srtp_sessions_exchange_audio_keys_and_srtcp(
     async with asyncio.timeout(5):
         assert await a.play(prompt) == PlayEnd.FINISHED
     await _eventually(lambda: b.receiver_stats.packets >= a.stats.packets > 0)
-    sent = g711.round_trip("PCMU", prompt)
+    sent = g711.round_trip(Codec.PCMU, prompt)
     # The decrypted audio is ours: every frame of the prompt arrived intact, in order
     # (less any slot a loaded machine made the sender skip: a stall past the catch-up bound).
     frames = {sent[i : i + 160].tobytes(): i // 160 for i in range(0, sent.size, 160)}

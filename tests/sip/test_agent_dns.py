@@ -133,8 +133,8 @@ def test_responses_and_requests_from_resolved_addresses_count_as_the_registrar()
     peer = named_peer()
     register_resolved(peer)
     # The registrar's resolved addresses are peers: its OPTIONS are answered.
-    assert "192.0.2.22" in peer.ua._peer_hosts()
-    assert "pbx.example.com" in peer.ua._peer_hosts()
+    assert "192.0.2.22" in peer.ua._admission.peer_hosts()
+    assert "pbx.example.com" in peer.ua._admission.peer_hosts()
 
 
 def invite_resolved(peer: Peer) -> tuple[CallId, Request]:
@@ -204,7 +204,7 @@ def test_cancel_follows_the_invite_after_failover() -> None:
     retry = next(m for m, _ in sent(peer) if isinstance(m, Request) and m.method == "INVITE")
     peer.reply(retry, 180)
     sent(peer)
-    peer.ua._routes.clear()  # as if the DNS answer had expired meanwhile
+    peer.ua._clients.routes.clear()  # as if the DNS answer had expired meanwhile
     peer.ua.hang_up(call_id, peer.now)
     out = sent(peer)
     assert [(m.method, dest) for m, dest in out if isinstance(m, Request)] == [("CANCEL", SECOND)]

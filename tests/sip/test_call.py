@@ -9,6 +9,7 @@ import random
 import pytest
 
 from tests.sip.peer import CHALLENGE, OUR_HOST, PROXY, SDP_ANSWER, Peer, sip, ua_config
+from voipalert.codec import Codec
 from voipalert.sip.call import outcome_for_status
 from voipalert.sip.events import (
     CallAnswered,
@@ -18,7 +19,7 @@ from voipalert.sip.events import (
     CallRinging,
 )
 from voipalert.sip.message import Request, Response
-from voipalert.sip.sdp import Codec, new_local_media
+from voipalert.sip.sdp import new_local_media
 from voipalert.sip.uri import SipUri
 
 TARGET = SipUri(user="alice", host="192.0.2.10")

@@ -7,6 +7,7 @@ import random
 
 from tests.sip.peer import PROXY, SDP_ANSWER, Peer, ua_config
 from tests.sip.test_agent import request
+from voipalert.codec import Codec
 from voipalert.sip.events import (
     CallEnded,
     CallId,
@@ -15,7 +16,7 @@ from voipalert.sip.events import (
     IncomingCall,
 )
 from voipalert.sip.message import Request, Response
-from voipalert.sip.sdp import Codec, LocalMedia, new_local_media
+from voipalert.sip.sdp import LocalMedia, new_local_media
 from voipalert.sip.uri import SipUri
 
 SDP = [("Content-Type", "application/sdp")]

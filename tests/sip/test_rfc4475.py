@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from voipalert.codec import Codec
 from voipalert.sip import (
     AbsoluteUri,
     CSeq,
@@ -22,7 +23,7 @@ from voipalert.sip import (
     response_to,
 )
 from voipalert.sip.digest import parse_credentials
-from voipalert.sip.sdp import Codec, parse_answer
+from voipalert.sip.sdp import parse_answer
 
 DATA = Path(__file__).parent.parent / "data" / "rfc4475"
 

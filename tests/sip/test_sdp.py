@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from voipalert.codec import Codec
 from voipalert.sip import LocalProtocolError, RemoteProtocolError, parse_message
 from voipalert.sip.sdp import (
-    Codec,
     Direction,
     LocalMedia,
     answer_offer,

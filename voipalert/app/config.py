@@ -48,7 +48,6 @@ from voipalert.settings.sections import duration_seconds
 from voipalert.sip.config import UAConfig
 from voipalert.sip.locate import parse_name_server
 from voipalert.sip.sdes import SrtpPolicy
-from voipalert.sip.sdp import Codec
 from voipalert.sip.uri import SipUri
 
 
@@ -172,7 +171,7 @@ def media_config(settings: Settings) -> MediaConfig:
         advertised_host=str(sip.advertised_host or sip.local_host),
         port_min=media.rtp_port_min,
         port_max=media.rtp_port_max,
-        codecs=tuple(Codec[name] for name in media.codecs),
+        codecs=tuple(media.codecs),
         telephone_event_pt=media.telephone_event_payload_type,
         latching=media.latching,
         inband_dtmf=media.inband_dtmf,

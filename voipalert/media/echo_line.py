@@ -44,10 +44,10 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo import EchoCanceller, EchoConfig
-from voipalert.media.g711 import Codec
 
 FS: Final = 8000
 TS_MOD: Final = 1 << 32

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
 
-Codec = Literal["PCMU", "PCMA"]
+from voipalert.codec import Codec
 
-# RFC 3551 §6: static payload types.
-STATIC_PAYLOAD_TYPE: Final[Mapping[Codec, int]] = MappingProxyType({"PCMU": 0, "PCMA": 8})
 # The code of a zero sample: what a silent frame is made of (docs/sip.md §4.7).
-SILENCE_BYTE: Final[Mapping[Codec, int]] = MappingProxyType({"PCMU": 0xFF, "PCMA": 0xD5})
+SILENCE_BYTE: Final[Mapping[Codec, int]] = MappingProxyType({Codec.PCMU: 0xFF, Codec.PCMA: 0xD5})
 SAMPLE_RATE_HZ: Final = 8000
 
 
@@ -91,8 +89,8 @@ _ULAW_ENCODE: Final = _build_ulaw_encode()
 _ALAW_ENCODE: Final = _build_alaw_encode()
 _ULAW_DECODE: Final = _build_ulaw_decode()
 _ALAW_DECODE: Final = _build_alaw_decode()
-_ENCODE: Final = {"PCMU": _ULAW_ENCODE, "PCMA": _ALAW_ENCODE}
-_DECODE: Final = {"PCMU": _ULAW_DECODE, "PCMA": _ALAW_DECODE}
+_ENCODE: Final = {Codec.PCMU: _ULAW_ENCODE, Codec.PCMA: _ALAW_ENCODE}
+_DECODE: Final = {Codec.PCMU: _ULAW_DECODE, Codec.PCMA: _ALAW_DECODE}
 
 
 def encode(codec: Codec, pcm: NDArray[np.int16]) -> bytes:
@@ -108,19 +106,19 @@ def decode(codec: Codec, payload: bytes) -> NDArray[np.int16]:
 
 
 def ulaw_encode(pcm: NDArray[np.int16]) -> bytes:
-    return encode("PCMU", pcm)
+    return encode(Codec.PCMU, pcm)
 
 
 def ulaw_decode(payload: bytes) -> NDArray[np.int16]:
-    return decode("PCMU", payload)
+    return decode(Codec.PCMU, payload)
 
 
 def alaw_encode(pcm: NDArray[np.int16]) -> bytes:
-    return encode("PCMA", pcm)
+    return encode(Codec.PCMA, pcm)
 
 
 def alaw_decode(payload: bytes) -> NDArray[np.int16]:
-    return decode("PCMA", payload)
+    return decode(Codec.PCMA, payload)
 
 
 def round_trip(codec: Codec, pcm: NDArray[np.int16]) -> NDArray[np.int16]:

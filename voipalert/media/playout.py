@@ -16,9 +16,9 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.errors import LocalProtocolError
-from voipalert.media.g711 import Codec
 
 MAX_REPEAT: Final = 1000
 

@@ -49,9 +49,9 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from voipalert.codec import Codec
 from voipalert.media import g711
 from voipalert.media.errors import RemoteProtocolError
-from voipalert.media.g711 import Codec
 from voipalert.media.quality import SourceCounts
 from voipalert.media.rfc4733 import EventDigit, EventReceiver
 from voipalert.media.rtp import SEQ_MOD, RtpPacket, seq_diff

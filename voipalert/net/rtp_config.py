@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from voipalert.media.g711 import Codec
+from voipalert.codec import Codec
 from voipalert.media.receiver import Address
 from voipalert.sip.sdes import SrtpKeys
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from voipalert.codec import Codec
 from voipalert.domain.alert import Severity
 from voipalert.ingest.config import LOOPBACK
 from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES
@@ -262,8 +263,7 @@ class SipSettings(_Section):
         return self
 
 
-Codec = Literal["PCMU", "PCMA"]
-_DEFAULT_CODECS: Final[tuple[Codec, ...]] = ("PCMU", "PCMA")
+_DEFAULT_CODECS: Final[tuple[Codec, ...]] = (Codec.PCMU, Codec.PCMA)
 
 
 class MediaSettings(_Section):

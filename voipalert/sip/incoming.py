@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from voipalert.codec import Codec
 from voipalert.sip.address import NameAddr
 from voipalert.sip.dialog import Dialog
 from voipalert.sip.errors import RemoteProtocolError
 from voipalert.sip.message import Request
-from voipalert.sip.sdp import Codec, LocalMedia, answer_offer
+from voipalert.sip.sdp import LocalMedia, answer_offer
 from voipalert.sip.uri import SipUri
 
 SDP: Final = "application/sdp"

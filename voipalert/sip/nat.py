@@ -10,7 +10,7 @@ fixed from what the registrar saw, and keep-alives that hold the NAT binding bet
   register again at once, removing the old binding in the same REGISTER (``expires=0``).
   That is what RFC 5626 §4.4 does when a flow's mapped address changes, without the rest
   of outbound (no ``reg-id``/``+sip.instance``): the PBX then sends INVITEs for us to the
-  NAT's public side. At most one move per ``MIN_CONTACT_REWRITE_SECONDS`` (agent.py).
+  NAT's public side. At most one move per ``MIN_CONTACT_REWRITE_SECONDS`` (keepalive.py).
   UDP only: on TCP/TLS the source port is the connection's ephemeral port, reachable only
   through that connection (outbound or a PBX alias), so the Contact keeps our listening
   address there.

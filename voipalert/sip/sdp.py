@@ -2,8 +2,7 @@
 
 Public API:
 
-* ``Codec`` (``PCMU``, ``PCMA``; ``payload_type``, ``encoding``) and ``Direction``
-  (``SENDRECV``, ``SENDONLY``, ``RECVONLY``, ``INACTIVE``).
+* ``Direction`` (``SENDRECV``, ``SENDONLY``, ``RECVONLY``, ``INACTIVE``).
 * ``LocalMedia(address=..., port=..., session_id=..., session_version=1,
   codecs=(PCMU, PCMA), dtmf_payload_type=101, ptime_ms=20, direction=SENDRECV)`` — what we
   offer; ``sdp()`` renders it exactly as docs/sip.md §4.6 shows (``c=`` is never
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final
 
+from voipalert.codec import Codec
 from voipalert.sip.errors import LocalProtocolError, RemoteProtocolError
 from voipalert.sip.sdes import AVP, MAX_CRYPTO_LINES, SAVP, SdesOffer
 
@@ -40,19 +40,6 @@ CLOCK_RATE_HZ: Final = 8000
 TELEPHONE_EVENT: Final = "telephone-event"
 MAX_SDP_BYTES: Final = 16_384
 _MAX_SESSION_ID: Final = 2**63 - 1
-
-
-class Codec(Enum):
-    PCMU = 0
-    PCMA = 8
-
-    @property
-    def payload_type(self) -> int:
-        return self.value
-
-    @property
-    def encoding(self) -> str:
-        return self.name
 
 
 class Direction(Enum):
