@@ -10,7 +10,6 @@ from numpy.typing import NDArray
 from tests.media.dtmf_signals import dtmf, through_g711
 from tests.media.echo_signals import FS, echo_of, echo_path, speechlike
 from voipalert.codec import Codec
-from voipalert.media import g711
 from voipalert.media.dtmf_spectrum import dbm0_to_power
 from voipalert.media.echo import BLOCK, EchoCanceller, EchoConfig
 from voipalert.media.goertzel import DtmfDetector, ToneStarted
