@@ -25,7 +25,10 @@ from voipalert.ingest.config import OutboundConfig, RetryPolicy, StatusTarget
 from voipalert.ingest.status_format import EVENT_ID_HEADER
 from voipalert.ingest.status_hooks import StatusSender
 from voipalert.store import Store
-from voipalert.store.cluster import ClusterNode, SingleWriter, job_key
+from voipalert.store.cluster import ClusterNode, Lease, SingleWriter, job_key
+from voipalert.store.db import StoreConfig
+from voipalert.store.errors import StoreError
+from voipalert.store.pg import WRITE_LOCK, PgDatabase
 
 LEASE = 0.6  # heartbeat, lock retry and probe every 0.2 s
 BOUND = 4 / 3 * LEASE + 2.0  # the documented bound, plus room for a busy machine
@@ -230,3 +233,29 @@ def test_job_keys_differ_per_job() -> None:
     keys = {job_key(name) for name in ("silencer", "status-webhooks", "imap")}
     assert len(keys) == 3
     assert all(-(2**63) <= key < 2**63 for key in keys)
+
+
+async def test_a_node_waits_to_register_while_the_write_lock_is_busy(url: str) -> None:
+    """A node restarted under load (the chaos test: a burst of 300 alerts) may wait for
+    the write lock longer than the lock timeout: it tries again instead of exiting."""
+    store = await Store.open(url, SystemClock(), StoreConfig(busy_timeout_ms=100))
+    holder = await asyncpg.connect(url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", WRITE_LOCK)  # as a long writer
+        joining = asyncio.create_task(store.join_cluster(LEASE, lambda: None))
+        await asyncio.sleep(0.5)  # several lock timeouts
+        assert not joining.done()
+        await holder.execute("SELECT pg_advisory_unlock($1)", WRITE_LOCK)
+        async with asyncio.timeout(10):
+            assert await joining is not None
+        await holder.execute("SELECT pg_advisory_lock($1)", WRITE_LOCK)
+        db = await PgDatabase.open(url, None, lock_timeout_ms=100)
+        try:
+            node = ClusterNode(db, Lease(ClusterNode.new_id(), LEASE), lambda: None)
+            with pytest.raises(StoreError):  # ... but not for ever
+                await node.register(within=0.3)
+        finally:
+            await db.close()
+    finally:
+        await holder.close()
+        await store.close()

@@ -54,6 +54,7 @@ log = logging.getLogger("voipalert.cluster")
 CHANNEL: Final = "voipalert_alert"
 DEFAULT_TAKE_BATCH: Final = 50
 LISTEN_RETRY_SECONDS: Final = 1.0
+REGISTER_SECONDS: Final = 60.0
 
 
 @dataclass(slots=True)
@@ -168,12 +169,26 @@ class ClusterNode:
     def new_id() -> str:
         return uuid.uuid4().hex
 
-    async def register(self) -> None:
-        async with self._db.transaction(write=True, what="register this node") as conn:
-            await conn.execute(
-                "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
-                (self.id, socket.gethostname()[:255], os.getpid()),
-            )
+    async def register(self, within: float = REGISTER_SECONDS) -> None:
+        """Add this node's row. Tried again for ``within`` seconds: a node restarted
+        while the others take a burst of alerts may wait for the write lock longer than
+        the lock timeout, and that is no reason to exit (measured by the chaos test,
+        tests/e2e/test_nodes_chaos_load.py: "lock timeout" at a restart under 300 alerts)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                async with self._db.transaction(write=True, what="register this node") as conn:
+                    await conn.execute(
+                        "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
+                        (self.id, socket.gethostname()[:255], os.getpid()),
+                    )
+                break
+            except StoreError as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("cannot register this node yet (%s); trying again", exc)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
         log.info("node %s registered (lease %.1f s)", self.id, self.lease.seconds)
 
     async def heartbeat(self) -> int:
