@@ -173,10 +173,11 @@ async def serve(
                 engine_task = group.create_task(engine.run(), name="engine")
                 watch = HeartbeatWatch(store, app[INTAKE], clock, settings.heartbeat.check_seconds)
                 jobs = [
-                    *_side_jobs(app, config, silencer, watch, sender),
+                    *_side_jobs(app, config, silencer, watch, sender, node),
                     ("selftest", selftest.run()),
                     *_text_jobs(settings, store, clock, engine, texter),
-                    ("rota-sources", _rota_sources(settings, app, store, clock, stack).run()),
+                    _single(node, "rota-sources",
+                            _rota_sources(settings, app, store, clock, stack).run),
                     ("housekeeping", Housekeeping(
                         store, clock, settings.database.sent_retention_days).run()),
                     # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
@@ -351,21 +352,32 @@ def _side_jobs(
     silencer: Silencer,
     watch: HeartbeatWatch,
     sender: StatusSender,
+    node: ClusterNode | None,
 ) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """The tasks beside the engine: the silencer, the heartbeat watch, the status webhook
-    sender, the IMAP poller."""
-    jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
-        ("silencer", silencer.run()),
-        ("heartbeats", watch.run()),
-        ("status-webhooks", sender.run()),
+    sender, the IMAP poller. Among several nodes, the silencer, the sender and the poller
+    run on one node at a time (docs/multi-node.md, "Single-writer jobs"); the heartbeat
+    watch's mark is conditional, so every node may run it."""
+    single: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+        ("silencer", silencer.run),
+        ("status-webhooks", sender.run),
     ]
     if config.imap is not None:
         poller = ImapPoller(
             app[INTAKE], config.imap, config.email_rules,
             builtin_rules=config.builtin_email_parser, metrics=app[METRICS],
         )  # fmt: skip
-        jobs.append(("imap", poller.run()))
-    return jobs
+        single.append(("imap", poller.run))
+    jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [("heartbeats", watch.run())]
+    return jobs + [_single(node, name, job) for name, job in single]
+
+
+def _single(
+    node: ClusterNode | None, name: str, job: Callable[[], Coroutine[Any, Any, None]]
+) -> tuple[str, Coroutine[Any, Any, None]]:
+    """``job`` on one node of the database at a time (docs/multi-node.md, "Single-writer
+    jobs"); directly when this serve is the only one (SQLite, ``single_engine``)."""
+    return name, node.single_writer(name, job).run() if node is not None else job()
 
 
 def _all(*wakes: Callable[[], None]) -> Callable[[], None]:

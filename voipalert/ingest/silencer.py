@@ -163,7 +163,10 @@ class Silencer:
             await self._failed(item, str(exc), exc.permanent)
             return
         event = "alertmanager.silenced" if item.action == "silence" else "alertmanager.expired"
-        await self._store.outbox_done(item, event, silence_id)
+        if not await self._store.outbox_done(item, event, silence_id):
+            # Another node took the job over meanwhile (docs/multi-node.md).
+            log.warning("Alertmanager %s made, but the row changed meanwhile", item.action)
+            return
         log.info(
             "Alertmanager silence %s: %s", "made" if item.action == "silence" else "expired",
             silence_id, extra={"hook": item.link.hook},

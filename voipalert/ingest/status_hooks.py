@@ -135,7 +135,14 @@ class StatusSender:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             await self._failed(target, delivery, f"{type(exc).__name__}: {exc}", False)
             return False
-        await self._store.delivery_done(delivery)
+        if not await self._store.delivery_done(delivery):
+            # Another node took the job over while this request was out and recorded the
+            # row since (docs/multi-node.md, "Single-writer jobs").
+            log.warning(
+                "status webhook %s: event %d was sent, but the row changed meanwhile; "
+                "its result is not recorded", target.name, delivery.event_id,
+            )  # fmt: skip
+            return True
         log.info(
             "status webhook %s: %s sent (event %d)", target.name, delivery.event,
             delivery.event_id,

@@ -141,36 +141,46 @@ class OutboxStore:
 
     async def outbox_done(
         self, item: OutboxItem, event: str, silence_id: str | None = None
-    ) -> None:
+    ) -> bool:
         """The request succeeded (or had nothing left to do): ``event`` goes on the alert's
-        timeline."""
+        timeline. Recorded only over the row as it was read (still pending, the same
+        tries): a silencer that lost its job lock meanwhile records nothing
+        (docs/multi-node.md, "Single-writer jobs"). Whether it recorded."""
         now = self._clock.now_utc()
         async with self._db.transaction(write=True, what="record a silence") as conn:
-            await conn.execute(
+            rows = await conn.execute_fetchall(
                 "UPDATE am_outbox SET state = 'done', tries = tries + 1, silence_id = ?, "
-                "last_error = NULL WHERE id = ?",
-                (silence_id, item.id),
+                "last_error = NULL WHERE id = ? AND state = 'pending' AND tries = ? RETURNING id",
+                (silence_id, item.id, item.tries),
             )
+            if not list(rows):
+                return False
             await alert_sql.audit(
                 conn, now, "alertmanager", event, alert_id=item.alert_id,
                 hook=item.link.hook, url=item.link.url, silence_id=silence_id,
             )  # fmt: skip
+        return True
 
-    async def outbox_retry(self, item: OutboxItem, error: str, due_at: datetime | None) -> None:
-        """One try failed: try again at ``due_at``, or give up (None)."""
+    async def outbox_retry(self, item: OutboxItem, error: str, due_at: datetime | None) -> bool:
+        """One try failed: try again at ``due_at``, or give up (None). Recorded only over
+        the row as it was read, as ``outbox_done``."""
         now = self._clock.now_utc()
         state = "pending" if due_at is not None else "failed"
         async with self._db.transaction(write=True, what="record a silence failure") as conn:
-            await conn.execute(
+            rows = await conn.execute_fetchall(
                 "UPDATE am_outbox SET state = ?, tries = tries + 1, last_error = ?, "
-                "due_at = COALESCE(?, due_at) WHERE id = ?",
-                (state, error, to_db(due_at) if due_at else None, item.id),
+                "due_at = COALESCE(?, due_at) WHERE id = ? AND state = 'pending' AND tries = ? "
+                "RETURNING id",
+                (state, error, to_db(due_at) if due_at else None, item.id, item.tries),
             )
+            if not list(rows):
+                return False
             await alert_sql.audit(
                 conn, now, "alertmanager",
                 f"alertmanager.{item.action}_{'retrying' if due_at else 'failed'}",
                 alert_id=item.alert_id, hook=item.link.hook, error=error, tries=item.tries + 1,
             )  # fmt: skip
+        return True
 
     async def outbox_cancel_silence(self, item: OutboxItem) -> None:
         """The alert closed before its silence was made: make none, and expire none."""

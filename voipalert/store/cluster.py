@@ -19,20 +19,26 @@ person again under a *new* key. ``Lease.interrupted_on_takeover`` counts those
 Acks and resolves reach the node holding the call through ``LISTEN/NOTIFY``: schema 12's
 trigger notifies ``voipalert_alert`` in the transaction that changed the alert, and every
 node listens on a connection of its own (``ClusterNode``).
+
+The jobs that must run on one node at a time (the Alertmanager silencer, the status
+webhook sender, the IMAP poller) run under ``SingleWriter``: only on the node whose
+dedicated connection holds the job's session advisory lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from voipalert.store import alert_sql
 from voipalert.store.alert_sql import ALERT_SELECT
@@ -41,13 +47,14 @@ from voipalert.store.errors import StoreError
 from voipalert.store.sql import Conn, Row
 
 if TYPE_CHECKING:
-    from voipalert.store.pg import PgDatabase
+    from voipalert.store.pg import PgDatabase, PgJobLock
 
 log = logging.getLogger("voipalert.cluster")
 
 CHANNEL: Final = "voipalert_alert"
 DEFAULT_TAKE_BATCH: Final = 50
 LISTEN_RETRY_SECONDS: Final = 1.0
+REGISTER_SECONDS: Final = 60.0
 
 
 @dataclass(slots=True)
@@ -148,6 +155,7 @@ class ClusterNode:
         self.notifications = 0  # received, for tests and metrics
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.listens = 0  # LISTEN connections made: 1, and one more per reconnection
+        self.jobs: list[SingleWriter] = []
 
     @property
     def id(self) -> str:
@@ -161,12 +169,26 @@ class ClusterNode:
     def new_id() -> str:
         return uuid.uuid4().hex
 
-    async def register(self) -> None:
-        async with self._db.transaction(write=True, what="register this node") as conn:
-            await conn.execute(
-                "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
-                (self.id, socket.gethostname()[:255], os.getpid()),
-            )
+    async def register(self, within: float = REGISTER_SECONDS) -> None:
+        """Add this node's row. Tried again for ``within`` seconds: a node restarted
+        while the others take a burst of alerts may wait for the write lock longer than
+        the lock timeout, and that is no reason to exit (measured by the chaos test,
+        tests/e2e/test_nodes_chaos_load.py: "lock timeout" at a restart under 300 alerts)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            try:
+                async with self._db.transaction(write=True, what="register this node") as conn:
+                    await conn.execute(
+                        "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
+                        (self.id, socket.gethostname()[:255], os.getpid()),
+                    )
+                break
+            except StoreError as exc:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("cannot register this node yet (%s); trying again", exc)
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
         log.info("node %s registered (lease %.1f s)", self.id, self.lease.seconds)
 
     async def heartbeat(self) -> int:
@@ -218,6 +240,15 @@ class ClusterNode:
                 self.listening.clear()
                 listener.close()
 
+    def single_writer(
+        self, name: str, job: Callable[[], Coroutine[Any, Any, None]]
+    ) -> SingleWriter:
+        """``job`` run on one node of the database at a time, handed over within a
+        heartbeat when its node dies (docs/multi-node.md, "Single-writer jobs")."""
+        writer = SingleWriter(self._db, name, job, self.heartbeat_seconds)
+        self.jobs.append(writer)
+        return writer
+
     def _notified(self, payload: str) -> None:
         self.notifications += 1
         self._wake()
@@ -249,3 +280,67 @@ class ClusterNode:
             )
             await conn.execute("SELECT pg_notify(?, '')", (CHANNEL,))
         log.info("node %s left: its leases are released", self.id)
+
+
+def job_key(name: str) -> int:
+    """The advisory lock key of a single-writer job: a signed 64-bit number drawn from
+    its name (the keys of ``store.pg`` spell words; these need only differ from them)."""
+    digest = hashlib.blake2b(f"voipalert job {name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SingleWriter:
+    """Run ``job`` only while this node holds the job's lock (docs/multi-node.md,
+    "Single-writer jobs"). The lock is a session-level ``pg_try_advisory_lock`` on a
+    connection of its own: PostgreSQL releases it when that connection ends, so the
+    holder's death hands the job over; the nodes without it try again every
+    ``every`` seconds. The holder probes its connection as often and cancels its job
+    the moment the probe fails (it may have lost the lock): the job stops here before
+    the server lets another node take it."""
+
+    def __init__(
+        self,
+        db: PgDatabase,
+        name: str,
+        job: Callable[[], Coroutine[Any, Any, None]],
+        every: float,
+    ) -> None:
+        self._db = db
+        self.name = name
+        self._job = job
+        self.every = every
+        self.key = job_key(name)
+        self.held = asyncio.Event()  # set while this node runs the job
+        self.takes = 0  # times this node took the lock
+
+    async def run(self) -> None:
+        while True:
+            try:
+                # Quiet for 3 probe periods: the holder is gone (or cut off), and the
+                # server ends its session, which releases the lock.
+                lock = await self._db.try_job_lock(self.key, idle_seconds=3 * self.every)
+            except StoreError as exc:
+                log.warning("job %s: cannot try its lock: %s", self.name, exc)
+                lock = None
+            if lock is None:
+                await asyncio.sleep(self.every)
+                continue
+            self.takes += 1
+            self.held.set()
+            log.info("job %s runs on this node (it holds the job's lock)", self.name)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._job(), name=self.name)
+                    group.create_task(self._hold(lock), name=f"{self.name} lock")
+            except* StoreError as errors:
+                log.warning("job %s stopped on this node: %s", self.name, errors.exceptions[0])
+            finally:
+                self.held.clear()
+                lock.close()
+
+    async def _hold(self, lock: PgJobLock) -> None:
+        while True:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.every):
+                    await lock.lost.wait()
+            await lock.probe(self.every)  # raises once the connection is gone

@@ -260,6 +260,27 @@ class PgDatabase:
             raise StoreError(f"LISTEN {channel}: {exc}") from exc
         return PgListener(conn)
 
+    async def try_job_lock(self, key: int, idle_seconds: float) -> PgJobLock | None:
+        """A connection of its own holding the session advisory lock ``key``, or None
+        when another session holds it. The holder must make a round trip (``probe``) more
+        often than every ``idle_seconds``. Session-level, not transaction-level: the lock
+        lasts as long as the connection, and PostgreSQL drops it when the connection ends,
+        however its process ends (docs/multi-node.md, "Single-writer jobs")."""
+        # The server ends the session (and so the lock) once it has been quiet this long:
+        # a holder cut off by the network can send no probe, and its lock must not
+        # outlive it until TCP keepalives notice (hours by default).
+        idle = {"idle_session_timeout": str(max(1, int(idle_seconds * 1000)))}
+        conn = await _connect(self._url, self._lock_timeout_ms, idle)
+        try:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        except _ERRORS as exc:
+            conn.terminate()
+            raise StoreError(f"take the job lock {key:#x}: {exc}") from exc
+        if not got:
+            await conn.close()
+            return None
+        return PgJobLock(conn)
+
     async def schema_version(self) -> int:
         return int(await self._conn.fetchval("SELECT version FROM schema_version"))
 
@@ -298,6 +319,8 @@ class PgDatabase:
 class PgListener:
     """The LISTEN connection of ``PgDatabase.listen``."""
 
+    what: str = "the LISTEN connection"
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
@@ -308,10 +331,24 @@ class PgListener:
             async with asyncio.timeout(within):
                 await self._conn.execute("SELECT 1")
         except _ERRORS as exc:
-            raise StoreError(f"the LISTEN connection is lost ({exc!r})") from exc
+            raise StoreError(f"{self.what} is lost ({exc!r})") from exc
 
     def close(self) -> None:
         self._conn.terminate()
+
+
+class PgJobLock(PgListener):
+    """The connection of ``PgDatabase.try_job_lock``: the lock is held while it lives.
+    ``probe`` is a round trip on it; ``close`` ends the session, which releases the lock."""
+
+    what = "the job lock's connection"
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__(conn)
+        # Set when the server ends the session (an administrator, a shutdown): the lock
+        # is gone at once, and the holder must not wait for its next probe to know it.
+        self.lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn: self.lost.set())
 
 
 # What a connection can raise: statement errors (PostgresError), a broken or busy client
@@ -325,7 +362,9 @@ _ERRORS: Final = (
 )
 
 
-async def _connect(url: str, lock_timeout_ms: int) -> asyncpg.Connection:
+async def _connect(
+    url: str, lock_timeout_ms: int, settings: dict[str, str] | None = None
+) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(
             url,
@@ -334,6 +373,7 @@ async def _connect(url: str, lock_timeout_ms: int) -> asyncpg.Connection:
                 # Shown to a second serve refused by the engine lock (claim_engine).
                 "application_name": _who()[:NAMEDATALEN],
                 "lock_timeout": str(int(lock_timeout_ms)),
+                **(settings or {}),
             },
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:

@@ -124,26 +124,35 @@ class StatusOutboxStore:
         due = rows[0]["due"] if rows else None
         return from_db(due) if due else None
 
-    async def delivery_done(self, delivery: Delivery) -> None:
+    # The results below are recorded only over the row the sender read (still pending,
+    # the same number of tries): a sender that lost its job lock while its request was
+    # out cannot overwrite what the node that took the job over recorded since
+    # (docs/multi-node.md, "Single-writer jobs"). Each says whether it recorded.
+
+    async def delivery_done(self, delivery: Delivery) -> bool:
         now = to_db(self._clock.now_utc())
         async with self._db.transaction(write=True, what="record a status delivery") as conn:
-            await conn.execute(
+            rows = await conn.execute_fetchall(
                 "UPDATE status_deliveries SET state = 'done', tries = tries + 1, sent_at = ?, "
-                "last_error = NULL WHERE id = ?",
-                (now, delivery.id),
+                "last_error = NULL WHERE id = ? AND state = 'pending' AND tries = ? RETURNING id",
+                (now, delivery.id, delivery.tries),
             )
+        return bool(list(rows))
 
     async def delivery_failed(
         self, delivery: Delivery, error: str, due_at: datetime | None
-    ) -> None:
+    ) -> bool:
         """One try failed: try again at ``due_at``, or give up (None: the row is dead)."""
         state = "pending" if due_at is not None else "dead"
         async with self._db.transaction(write=True, what="record a status failure") as conn:
-            await conn.execute(
+            rows = await conn.execute_fetchall(
                 "UPDATE status_deliveries SET state = ?, tries = tries + 1, last_error = ?, "
-                "due_at = COALESCE(?, due_at) WHERE id = ?",
-                (state, error[:300], to_db(due_at) if due_at else None, delivery.id),
-            )
+                "due_at = COALESCE(?, due_at) WHERE id = ? AND state = 'pending' AND tries = ? "
+                "RETURNING id",
+                (state, error[:300], to_db(due_at) if due_at else None, delivery.id,
+                 delivery.tries),
+            )  # fmt: skip
+        return bool(list(rows))
 
     async def deliveries_of(self, alert_id: int) -> list[DeliveryRow]:
         """An alert's deliveries, oldest first (for tests and inspection)."""
