@@ -9,17 +9,20 @@ with one clear log line; the standby is promoted (``pg_ctl promote``) and the sa
 cluster node, engine and HTTP app carry on: every alert answered 202 before the failover
 is on the new primary, a new alert is accepted and dialled, no key is dialled twice. The
 times from the primary's death to the first write and to the next dial are printed
-(deploy/ha.md quotes them: ``pytest -s tests/store/test_pg_failover.py``).
+(deploy/ha.md quotes them: ``pytest -s tests/store/test_pg_failover.py``). The last test
+does the same under a real ``voipalert serve`` process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -37,6 +41,8 @@ from tests.net.sip_harness import free_port
 from tests.requires import need
 from tests.store.conftest import PG_BIN, _as_postgres, _has_user
 from tests.store.test_cluster import Phone
+from tests.store.test_engine_lock import ROTA as SERVE_ROTA
+from tests.store.test_serve_postgresql import _env, _ready, _run, _spawn
 from tests.test_engine import ROTA, START
 from voipalert.clock import FakeClock
 from voipalert.engine import Engine, EngineConfig
@@ -326,3 +332,62 @@ async def test_a_primary_made_read_only_is_left_for_the_primary(
             await store.close()
     finally:
         await admin.close()
+
+
+async def test_serve_rides_through_a_primary_failover(pair: Pair, tmp_path: Path) -> None:
+    """The same switch-over under a real ``voipalert serve``: it answers 503 while no
+    primary exists, never exits, accepts and plans alerts on the promoted standby, and
+    stops cleanly."""
+    admin = await asyncpg.connect(pair.one(pair.primary_port, "postgres"))
+    try:
+        await admin.execute(f"CREATE DATABASE {DATABASE}")
+        await _until("the standby streams synchronously", 30, lambda: _sync(admin))
+    finally:
+        await admin.close()
+    env = _env(tmp_path, pair.url())
+    (tmp_path / "rota.yaml").write_text(SERVE_ROTA)
+    imported = await asyncio.to_thread(_run, env, tmp_path, "rota", "import", "rota.yaml")
+    assert imported.returncode == 0, imported.stderr
+    created = await asyncio.to_thread(
+        _run, env, tmp_path, "token", "create", "t", "--scope", "admin", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    headers = {"Authorization": f"Bearer {json.loads(created.stdout)['token']}"}
+    api = f"http://127.0.0.1:{env['VOIPALERT_HTTP__PORT']}"
+    serve = _spawn(env, tmp_path)
+    try:
+        await _ready(api, serve)
+        async with aiohttp.ClientSession(headers=headers) as http:
+
+            async def post(summary: str) -> tuple[int, Any]:
+                async with http.post(f"{api}/api/v1/alerts", json={"summary": summary}) as r:
+                    return r.status, await r.json()
+
+            before = [await post(f"before {n}") for n in range(5)]
+            assert [status for status, _ in before] == [202] * 5
+            await asyncio.to_thread(pair.ctl, "primary", "-m", "immediate", "stop")
+            for n in range(3):
+                status, body = await post(f"during {n}")
+                assert status == 503, body
+            await asyncio.to_thread(pair.ctl, "standby", "-w", "promote")
+            async with asyncio.timeout(30):
+                while (answer := await post("after"))[0] != 202:
+                    assert answer[0] == 503, answer
+                    await asyncio.sleep(0.1)
+            alert_id = answer[1]["id"]
+            async with asyncio.timeout(30):
+                while True:  # the engine planned it on the new primary
+                    async with http.get(f"{api}/api/v1/alerts/{alert_id}") as r:
+                        if (await r.json()).get("attempts"):
+                            break
+                    assert serve.poll() is None
+                    await asyncio.sleep(0.2)
+        rows = await _fetch(pair.one(pair.standby_port), "SELECT id FROM alerts")
+        assert {body["id"] for _, body in before} <= {r["id"] for r in rows}
+        assert serve.poll() is None
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGTERM)
+        out, _ = await asyncio.to_thread(serve.communicate, timeout=60)
+    assert serve.returncode == 0, out[-3000:]
+    assert "reconnected to postgresql://" in out, out[-3000:]
