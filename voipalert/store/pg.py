@@ -240,16 +240,18 @@ class PgDatabase:
             self._told_at = None
             log.warning("the connection to %s was lost; reconnecting", shown_url(self._url))
         if now < self._retry_at:
-            raise StoreError(
+            raise DatabaseUnusable(
+                shown_url(self._url),
                 f"{self._last_try} (lost {now - self._down_since:.1f} s ago; trying again "
-                f"in {self._retry_at - now:.1f} s)"
+                f"in {self._retry_at - now:.1f} s)",
+                _FIX,
             )
         try:
             conn, host = await _connect_first(self._url, self._lock_timeout_ms)
         except DatabaseUnusable as exc:
             now = loop.time()
             self._retry_at = now + RECONNECT_RETRY_SECONDS
-            self._last_try = str(exc)
+            self._last_try = exc.problem
             if self._told_at is None or now - self._told_at >= OUTAGE_LOG_SECONDS:
                 self._told_at = now
                 log.warning(
@@ -496,9 +498,10 @@ async def _connect_first(
         problem = f"cannot connect ({answers[0]})"
     else:
         problem = "cannot connect to a host that accepts writes (" + "; ".join(answers) + ")"
-    raise DatabaseUnusable(
-        shown_url(url),
-        problem,
-        "check [database] url, that PostgreSQL runs, accepts this user, and that one host "
-        "is the primary",
-    )
+    raise DatabaseUnusable(shown_url(url), problem, _FIX)
+
+
+_FIX: Final = (
+    "check [database] url, that PostgreSQL runs, accepts this user, and that one host is the "
+    "primary"
+)
