@@ -26,6 +26,9 @@ from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+from voipalert.net.rx_pool import AnalysisPool
+
+from .conftest import BOTH_PLACES
 
 HOST = "127.0.0.1"
 
@@ -81,7 +84,9 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(allocator: RtpPortAllocator) -> AsyncIterator[Pair]:
+async def pair(
+    allocator: RtpPortAllocator, analysis_pool: AnalysisPool | None
+) -> AsyncIterator[Pair]:
     pa, pb = allocator.allocate(), allocator.allocate()
     heard: list[NDArray[np.int16]] = []
 
@@ -90,8 +95,9 @@ async def pair(allocator: RtpPortAllocator) -> AsyncIterator[Pair]:
 
     a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa, rng=random.Random(1))
     b = await RtpSession.open(
-        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_audio=record
-    )
+        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_audio=record,
+        analysis=analysis_pool,
+    )  # fmt: skip
     try:
         yield Pair(a, b, heard)
     finally:
@@ -146,6 +152,7 @@ async def test_rfc4733_digit_from_one_is_detected_by_the_other(pair: Pair) -> No
             await pair.b.next_digit()
 
 
+@BOTH_PLACES
 async def test_inband_tones_sent_as_audio_are_detected(pair: Pair) -> None:
     tones = np.concatenate(
         [silence(0.1), dtmf("7", 0.08), silence(0.1), dtmf("#", 0.08), silence(0.1)]
@@ -345,15 +352,19 @@ async def test_open_on_a_configured_port_and_fail_cleanly(allocator: RtpPortAllo
     again.close()
 
 
-async def test_beeps_are_listened_for_only_when_asked(allocator: RtpPortAllocator) -> None:
+@BOTH_PLACES
+async def test_beeps_are_listened_for_only_when_asked(
+    allocator: RtpPortAllocator, analysis_pool: AnalysisPool | None
+) -> None:
     """The beep detector runs while the script can act on a beep (docs/capacity.md §4):
     off, a beep goes unreported; on again, the next one is heard."""
     pa, pb = allocator.allocate(), allocator.allocate()
     beeps: list[Beep] = []
     a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa, rng=random.Random(1))
     b = await RtpSession.open(
-        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_beep=beeps.append
-    )
+        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_beep=beeps.append,
+        analysis=analysis_pool,
+    )  # fmt: skip
     beep = to_pcm(np.concatenate((silence(0.1), sine(1000.0, 2400, -15.0), silence(0.1))))
     try:
         b.listen_for_beeps(False)

@@ -15,8 +15,10 @@
   RTP timestamp keeps counting sampling time (docs/realtime.md §1).
 * A play queue: the prompt, then G.711 silence until the call ends (PBX media timeouts hang
   up silent calls). A key press stops the prompt at the next slot.
-* Received audio is decoded for the in-band detector; RFC 4733 events, in-band tones and SIP
-  INFO digits (``digit_received``) merge in one ``DtmfCollector``.
+* Received audio is decoded for the call's analysis (echo line, in-band key and beep
+  detectors: ``media.rx_analysis``), on the loop or in a worker process
+  (``net.rx_pool``, docs/rx-workers.md); RFC 4733 events, in-band tones and SIP INFO
+  digits (``digit_received``) merge in one ``DtmfCollector``.
 * Hostile datagrams are dropped and counted (``receiver_stats``); ICMP errors arrive in
   ``error_received`` and are counted, never raised.
 """
@@ -38,7 +40,6 @@ from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.echo_line import EchoLine
 from voipalert.media.g711 import SAMPLE_RATE_HZ
-from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
 from voipalert.media.quality import CallQuality, CallQualityMeter
@@ -50,6 +51,7 @@ from voipalert.media.receiver import (
     RtpReceiver,
 )
 from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
+from voipalert.media.rx_analysis import AnalysisEvent, AnalysisSpec, BeepHeard, KeyHeard
 from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_config import (
@@ -61,6 +63,7 @@ from voipalert.net.rtp_dtmf import DigitInbox
 from voipalert.net.rtp_inbound import InboundHooks, InboundMedia
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_rtcp import OurStream, RtcpLink, RtcpSink
+from voipalert.net.rx_pool import Analysis, AnalysisPool, LocalAnalysis
 from voipalert.net.srtp import SrtpContext
 
 log = logging.getLogger("voipalert.net.rtp")
@@ -81,10 +84,11 @@ class RtpSession:
         *,
         pacer: RtpPacer,
         rng: random.Random,
-        detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
         on_beep: Callable[[Beep], None] | None = None,
         clock: Clock | None = None,
+        analysis: AnalysisPool | None = None,
+        on_analysis_lost: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self._loop = asyncio.get_running_loop()
@@ -103,28 +107,34 @@ class RtpSession:
                 latch_hosts=frozenset(normalise_address((h, 0))[0] for h in config.latch_hosts),
             )
         )
-        self._inbox = DigitInbox(
-            self._loop,
-            inband=config.inband_dtmf,
-            window_s=config.dtmf_window_s,
-            detector=detector,
-        )
-        # Only worth its cost when the detector listens (docs/dtmf.md §3).
-        self.echo = (
-            EchoLine(config.codec, samples_per_slot=samples)
-            if config.inband_dtmf and config.echo_canceller
-            else None
-        )
+        self._inbox = DigitInbox(self._loop, window_s=config.dtmf_window_s)
+        self._on_beep = on_beep
         # SRTP (RFC 3711) when the SDP exchange agreed keys: docs/security.md §SRTP.
         self._srtp = SrtpContext(config.srtp) if config.srtp is not None else None
         self.stats = SenderStats()
         self.last_error: OSError | None = None
         # The receive half: datagrams to key presses, audio to the detectors.
         self._inbound = InboundMedia(
-            receiver=self._receiver, inbox=self._inbox, stats=self.stats, srtp=self._srtp,
-            echo=self.echo,
-            hooks=InboundHooks(self._key, self._interrupt, self._latched, on_audio, on_beep),
+            receiver=self._receiver, stats=self.stats, srtp=self._srtp,
+            hooks=InboundHooks(self._key, self._latched, on_audio),
         )  # fmt: skip
+        # The analysis of what comes back, when anything listens: the echo line only in
+        # front of the key detector (docs/dtmf.md §3), the beep detector only for a caller
+        # that acts on a beep. In a worker process when the phone has a pool.
+        spec = AnalysisSpec(
+            codec=config.codec, samples_per_slot=samples, inband=config.inband_dtmf,
+            echo_canceller=config.echo_canceller, beeps=on_beep is not None,
+        )  # fmt: skip
+        self.echo: EchoLine | None = None
+        self._analysis: Analysis | None = None
+        if spec.inband or spec.beeps:
+            if analysis is None:
+                local = LocalAnalysis(spec, self._analysed)
+                self.echo = local.analysis.echo
+                self._analysis = local
+            else:
+                self._analysis = analysis.attach(spec, self._analysed, on_analysis_lost)
+        self._inbound.analysis = self._analysis
         # RTCP (RFC 3550 §6): our reports every interval (randomised), theirs read, checked.
         self._rtcp_link = RtcpLink(
             ssrc=self._packetizer.ssrc, interval=config.rtcp_interval_s, rng=rng,
@@ -147,9 +157,10 @@ class RtpSession:
         ports: RtpPorts | None = None,
         pacer: RtpPacer | None = None,
         rng: random.Random | None = None,
-        detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
         on_beep: Callable[[Beep], None] | None = None,
+        analysis: AnalysisPool | None = None,
+        on_analysis_lost: Callable[[], None] | None = None,
     ) -> Self:
         """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
 
@@ -159,16 +170,20 @@ class RtpSession:
         sockets are closed by ``close``; give the ports back
         to their allocator afterwards. ``on_audio`` sees every decoded audio frame
         (recording, diagnostics); ``on_beep`` is told of each beep in the far end's audio
-        (a mailbox about to record, ``media.beep``)."""
+        (a mailbox about to record, ``media.beep``). With ``analysis`` the echo line and
+        the in-band detectors run in its worker processes; ``on_analysis_lost`` is told
+        when the call's worker died (keys and beeps in the audio go unheard until it is
+        back)."""
         if ports is not None and ports.port != config.local_port:
             raise ValueError(f"ports {ports.port} do not match local_port {config.local_port}")
         session = cls(
             config,
             pacer=pacer if pacer is not None else RtpPacer(asyncio.get_running_loop()),
             rng=rng if rng is not None else random.SystemRandom(),
-            detector=detector,
             on_audio=on_audio,
             on_beep=on_beep,
+            analysis=analysis,
+            on_analysis_lost=on_analysis_lost,
         )
         if ports is None:
             ports = bind_pair(config.local_host, config.local_port)
@@ -283,6 +298,13 @@ class RtpSession:
         self._key(char, source)
         return True
 
+    def _analysed(self, event: AnalysisEvent) -> None:
+        if isinstance(event, KeyHeard):
+            self._key(event.char, DtmfSource.INBAND)
+        elif isinstance(event, BeepHeard):
+            if self._on_beep is not None:
+                self._on_beep(Beep(event.hz, event.start))
+
     def _key(self, char: str, source: DtmfSource) -> None:
         if self._inbox.key(char, source, self._loop.time()) is not None:
             self._interrupt()
@@ -323,9 +345,10 @@ class RtpSession:
             self.stats.skipped_slots += skipped
         payload, ended = self._queue.next_frame(skipped)
         event = self._event
-        if self.echo is not None:
+        analysis = self._analysis
+        if analysis is not None and analysis.wants_sent:
             audible = self._sending and event is None
-            self.echo.sent(slot, deadline, payload if audible else None)
+            analysis.sent(slot, deadline, payload if audible else None)
         if not self._sending:
             self._packetizer.skip(1)
             self._ended(ended)
@@ -402,6 +425,8 @@ class RtpSession:
                 future.set_result(PlayEnd.STOPPED)
         self._plays.clear()
         self._inbox.close()
+        if self._analysis is not None:
+            self._analysis.close()
 
     def halt(self) -> None:
         """Stop sending now and release every waiter; the sockets stay open until
