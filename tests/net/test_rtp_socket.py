@@ -382,3 +382,31 @@ async def test_beeps_are_listened_for_only_when_asked(
         await b.close()
         allocator.release(pa)
         allocator.release(pb)
+
+
+async def test_a_backlog_on_the_socket_is_read_in_a_few_turns(
+    allocator: RtpPortAllocator,
+) -> None:
+    """asyncio reads one datagram per socket per turn of the loop; the session reads what
+    is queued (at most ten a turn), so a call whose packets queued up during a stall
+    catches up at once instead of staying seconds behind (docs/rx-workers.md §6)."""
+    far = _raw_socket()
+    pb = allocator.allocate()
+    b = await RtpSession.open(_config(pb, far.getsockname()), ports=pb, rng=random.Random(2))
+    try:
+        payload = g711.encode(Codec.PCMU, np.zeros(160, np.int16))
+        for n in range(30):  # queued while the loop does not run
+            packet = RtpPacket(
+                payload_type=0, sequence_number=n, timestamp=160 * n, ssrc=77, payload=payload
+            )
+            far.sendto(packet.serialize(), b.local_address)
+        turns = 0
+        while b.receiver_stats.packets < 30 and turns < 30:
+            await asyncio.sleep(0)
+            turns += 1
+        assert b.receiver_stats.packets == 30
+        assert turns <= 6, f"{turns} turns of the loop to read 30 queued packets"
+    finally:
+        await b.close()
+        far.close()
+        allocator.release(pb)

@@ -71,6 +71,13 @@ log = logging.getLogger("voipalert.net.rtp")
 # A socket buffer holds a few hundred datagrams (rmem_default ~208 KiB); the bound only
 # keeps a spray that goes on during the drain from holding the loop.
 MAX_DRAINED: Final = 4096
+# Datagrams read from one RTP socket per turn of the loop (see _RtpProtocol): ten packet
+# intervals, so a backlog clears within a few turns, and a flood costs each turn at most
+# that many reads from the call.
+MAX_READS_PER_TURN: Final = 10
+# Larger than any RTP packet we accept (G.711 at up to 60 ms, SRTP's tag); a longer
+# datagram is cut here and fails the receiver's or SRTP's checks.
+RECEIVE_BYTES: Final = 4096
 
 __all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
@@ -461,6 +468,30 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self._session = session
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self._handle(data, addr)
+        # asyncio reads one datagram per socket per turn of the loop. After a stall, or
+        # whenever a turn takes longer than a packet interval (hundreds of calls on a busy
+        # machine), the queue on the socket then grows and never shrinks: at 200 calls
+        # against SIPp every call's socket sat full (208 KiB, about 4 s of audio, read 4 s
+        # late) and dropped 300 packets (docs/rx-workers.md §6). So what is queued is read
+        # now, a bounded number, so that one call cannot hold the loop.
+        session = self._session
+        sock = session._sock
+        if sock is None:
+            return
+        for _ in range(MAX_READS_PER_TURN - 1):
+            try:
+                data, addr = sock.recvfrom(RECEIVE_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                session._error(exc)  # what error_received would have been told
+                continue
+            if session.closed:
+                return
+            self._handle(data, addr)
+
+    def _handle(self, data: bytes, addr: tuple[object, ...]) -> None:
         try:
             self._session._datagram(data, addr)
         except Exception:
