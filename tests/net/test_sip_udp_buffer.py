@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from voipalert.net.sip_transport import (
-    SIP_READS_PER_TURN,
     SIP_UDP_RECEIVE_BUFFER_BYTES,
     SipEndpoint,
     _udp_socket,
@@ -36,7 +35,8 @@ def test_the_sip_socket_gets_the_largest_receive_buffer_the_kernel_allows() -> N
 async def test_a_burst_of_datagrams_is_read_in_a_few_turns_of_the_loop() -> None:
     """asyncio reads one datagram per socket per turn; a turn carrying hundreds of calls'
     audio takes tens of milliseconds, so 200 answers arriving together took seconds to read
-    (docs/capacity.md §5). The endpoint reads what is queued, up to SIP_READS_PER_TURN."""
+    (docs/capacity.md §5). The endpoint reads what is queued, up to SIP_READS_PER_TURN
+    datagrams and SIP_READ_BUDGET_SECONDS a turn."""
     seen: list[bytes] = []
 
     def trace(direction: str, data: bytes, peer: Address) -> None:
@@ -63,7 +63,8 @@ async def test_a_burst_of_datagrams_is_read_in_a_few_turns_of_the_loop() -> None
             await asyncio.sleep(0)
             turns += 1
         assert len(seen) == 200
-        assert turns <= 2 * (200 // SIP_READS_PER_TURN + 2), f"{turns} turns for 200 datagrams"
+        # One a turn would take 200; a slow machine may hit the time budget of a turn.
+        assert turns < 100, f"{turns} turns for 200 datagrams"
     finally:
         sender.close()
         await endpoint.close()
