@@ -96,6 +96,12 @@ HANG_UP_GRACE_SECONDS: Final = 4.0
 """After our BYE or CANCEL, how long the signalling may take to finish."""
 RELEASE_TIMEOUT_SECONDS: Final = HANG_UP_GRACE_SECONDS + 2.0
 FINISHED_CALLS_REMEMBERED: Final = 1024
+# At most DIALS_PER_WINDOW INVITEs leave per DIAL_WINDOW_SECONDS. Calls started together
+# (a mass alert, a benchmark's 200) otherwise all dial in one turn of the loop: 200 INVITEs
+# held it for 100 ms, and no call's audio left meanwhile (docs/capacity.md §5). Spread out,
+# the turns in between carry the audio; 1,000 a second is more than a trunk takes anyway.
+DIALS_PER_WINDOW: Final = 10
+DIAL_WINDOW_SECONDS: Final = 0.01
 PROMPT_GAP_SECONDS: Final = 0.25
 _SIP_TO_ATTEMPT: Final = {
     CallOutcome.NO_ANSWER: AttemptOutcome.NO_ANSWER,
@@ -222,6 +228,8 @@ class Phone:
         # Calls whose task has returned: a late event for one (a retransmitted 2xx's
         # re-ACK, the 200 to our BYE) is dropped, not queued for nobody.
         self._finished: deque[CallId] = deque(maxlen=FINISHED_CALLS_REMEMBERED)
+        self._dial_window_end = 0.0
+        self._dials_in_window = 0
         self._registration_changed = asyncio.Event()
         # Where SIP MESSAGE events go (notify/message.py); None: texts are not used.
         self.on_text_event: Callable[[TextDone | TextReceived], None] | None = None
@@ -319,6 +327,18 @@ class Phone:
             call.post(event)
         # else: a late event of a finished call (the 200 to our BYE...), or of a call id
         # never ours: nothing waits for it.
+
+    async def _dial_turn(self) -> None:
+        """Wait until an INVITE may leave (``DIALS_PER_WINDOW``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if now >= self._dial_window_end:
+                self._dial_window_end, self._dials_in_window = now + DIAL_WINDOW_SECONDS, 0
+            if self._dials_in_window < DIALS_PER_WINDOW:
+                self._dials_in_window += 1
+                return
+            await asyncio.sleep(self._dial_window_end - now)
 
     def _dial(self, call: _Call, target: SipUri, ring_timeout: float) -> CallId:
         media = self.media
@@ -645,6 +665,7 @@ class _Call:
 
     async def run(self, target: SipUri, ring_timeout: float) -> CallReport:
         try:
+            await self.phone._dial_turn()
             self.call_id = self.phone._dial(self, target, ring_timeout)
             self.progress(f"calling {target}")
             self.stop_request.subscribe(lambda reason: self.post(_Stop(reason)))
