@@ -22,6 +22,7 @@ from voipalert.media.playout import PlayEnd
 from voipalert.media.receiver import AudioFrame, DropReason
 from voipalert.media.rfc4733 import TelephoneEvent
 from voipalert.media.rtp import RtpPacket, seq_diff, ts_diff
+from voipalert.net import rtp_socket
 from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_pacer import RtpPacer
@@ -385,11 +386,14 @@ async def test_beeps_are_listened_for_only_when_asked(
 
 
 async def test_a_backlog_on_the_socket_is_read_in_a_few_turns(
-    allocator: RtpPortAllocator,
+    allocator: RtpPortAllocator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """asyncio reads one datagram per socket per turn of the loop; the session reads what
     is queued (at most ten a turn), so a call whose packets queued up during a stall
-    catches up at once instead of staying seconds behind (docs/rx-workers.md §6)."""
+    catches up at once instead of staying seconds behind (docs/rx-workers.md §6). The
+    time budget shared by all calls is lifted here (its own test is below): a first packet
+    costs the cold analysis milliseconds."""
+    monkeypatch.setattr(rtp_socket, "CATCH_UP_BUDGET_SECONDS", 10.0)
     far = _raw_socket()
     pb = allocator.allocate()
     b = await RtpSession.open(_config(pb, far.getsockname()), ports=pb, rng=random.Random(2))
@@ -410,3 +414,12 @@ async def test_a_backlog_on_the_socket_is_read_in_a_few_turns(
         await b.close()
         far.close()
         allocator.release(pb)
+
+
+def test_the_catch_up_budget_is_shared_and_renewed_every_window() -> None:
+    budget = rtp_socket._CatchUpBudget()
+    assert budget.allows(100.0)
+    budget.spent += rtp_socket.CATCH_UP_BUDGET_SECONDS  # the calls' extra reads so far
+    assert not budget.allows(100.0 + rtp_socket.CATCH_UP_WINDOW_SECONDS / 2)
+    assert budget.allows(100.0 + rtp_socket.CATCH_UP_WINDOW_SECONDS)  # a new window
+    assert budget.spent == 0.0

@@ -29,6 +29,7 @@ import asyncio
 import logging
 import random
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Final, Self
 
@@ -73,8 +74,12 @@ log = logging.getLogger("voipalert.net.rtp")
 MAX_DRAINED: Final = 4096
 # Datagrams read from one RTP socket per turn of the loop (see _RtpProtocol): ten packet
 # intervals, so a backlog clears within a few turns, and a flood costs each turn at most
-# that many reads from the call.
+# that many reads from the call. All sessions of a loop together spend at most
+# CATCH_UP_BUDGET_SECONDS of every CATCH_UP_WINDOW_SECONDS on such extra reads: after a
+# stall, 200 calls' backlogs read at once would be the next stall.
 MAX_READS_PER_TURN: Final = 10
+CATCH_UP_WINDOW_SECONDS: Final = 0.02
+CATCH_UP_BUDGET_SECONDS: Final = 0.004
 # Larger than any RTP packet we accept (G.711 at up to 60 ms, SRTP's tag); a longer
 # datagram is cut here and fails the receiver's or SRTP's checks.
 RECEIVE_BYTES: Final = 4096
@@ -463,9 +468,36 @@ def _drain(sock: socket.socket) -> int:
     return MAX_DRAINED
 
 
+class _CatchUpBudget:
+    """The time a loop's sessions may spend reading their backlogs, per window."""
+
+    def __init__(self) -> None:
+        self.window_end = 0.0
+        self.spent = 0.0
+
+    def allows(self, now: float) -> bool:
+        if now >= self.window_end:
+            self.window_end, self.spent = now + CATCH_UP_WINDOW_SECONDS, 0.0
+        return self.spent < CATCH_UP_BUDGET_SECONDS
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _CatchUpBudget] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _budget(loop: asyncio.AbstractEventLoop) -> _CatchUpBudget:
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = _CatchUpBudget()
+    return budget
+
+
 class _RtpProtocol(asyncio.DatagramProtocol):
     def __init__(self, session: RtpSession) -> None:
         self._session = session
+        self._budget = _budget(session._loop)
+        self._time = session._loop.time
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         self._handle(data, addr)
@@ -474,12 +506,15 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         # machine), the queue on the socket then grows and never shrinks: at 200 calls
         # against SIPp every call's socket sat full (208 KiB, about 4 s of audio, read 4 s
         # late) and dropped 300 packets (docs/rx-workers.md §6). So what is queued is read
-        # now, a bounded number, so that one call cannot hold the loop.
-        session = self._session
+        # now, a bounded number per call and a bounded time for all calls together.
+        session, budget, time = self._session, self._budget, self._time
         sock = session._sock
         if sock is None:
             return
         for _ in range(MAX_READS_PER_TURN - 1):
+            started = time()
+            if session.closed or not budget.allows(started):
+                return
             try:
                 data, addr = sock.recvfrom(RECEIVE_BYTES)
             except (BlockingIOError, InterruptedError):
@@ -487,9 +522,8 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             except OSError as exc:
                 session._error(exc)  # what error_received would have been told
                 continue
-            if session.closed:
-                return
             self._handle(data, addr)
+            budget.spent += time() - started
 
     def _handle(self, data: bytes, addr: tuple[object, ...]) -> None:
         try:
