@@ -2,6 +2,7 @@
 
     python -m benchmarks.concurrent_calls [N ...] [--runs R]   (default: 16 24 32, 5 runs)
     python -m benchmarks.concurrent_calls --sipp 50 100 200 --runs 1 [--rate 20]
+        [--analysis-workers K]
 
 With ``--sipp`` the far end is SIPp (benchmarks/sipp_far_end.py) instead of baresip bots:
 phones that answer, talk back and never press a key; the wire is audited, nothing is heard.
@@ -15,7 +16,9 @@ said once; prompts from the warm cache), and these figures (docs/realtime.md):
   AF_PACKET capture, so this needs root);
   as heard, the greeting in each bot's recording aligned once, every voiced slot in place;
 * the event loop: the longest stall (heartbeat lateness) and its cause, from the loop watch;
-* sender lateness p50/p99 and the slots the pacer skipped; this process's CPU share.
+* sender lateness p50/p99 and the slots the pacer skipped; this process's CPU share, and
+  with ``--analysis-workers K`` (the received audio analysed in K worker processes,
+  ``[media] analysis_workers``, docs/rx-workers.md) the workers' CPU share, all together.
 
 The bots run on the same 2 cores, so past some N they, not voipalert, are what saturates:
 a stall of kind "preempted" is the machine giving our core to a bot.
@@ -48,6 +51,7 @@ from voipalert.app.loop_watch import LoopWatch, Stall, StallKind
 from voipalert.calls import PROMPT_GAP_SECONDS, MediaConfig, Phone
 from voipalert.callscript import GREETING, MENU, MESSAGE, ScriptConfig
 from voipalert.net.rtp_pacer import RtpPacer
+from voipalert.net.rx_pool import AnalysisPool
 from voipalert.notify.voice import SpokenPrompts, warm_phrases
 from voipalert.sip.config import UAConfig
 from voipalert.sip.uri import SipUri
@@ -69,6 +73,17 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _workers_cpu(pool: AnalysisPool | None) -> float:
+    """CPU seconds of the pool's worker processes so far (utime + stime, /proc)."""
+    if pool is None:
+        return 0.0
+    total = 0
+    for pid in pool.pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Run:
     n: int
@@ -83,6 +98,7 @@ class Run:
     lateness: list[float] = field(default_factory=list)
     skipped: int = 0
     cpu: float = 0.0
+    workers_cpu: float = 0.0
 
     @property
     def longest(self) -> Stall | None:
@@ -90,7 +106,11 @@ class Run:
 
 
 async def run_sipp(
-    n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]], directory: Path
+    n: int,
+    speech: Speech,
+    prompts: dict[str, NDArray[np.int16]],
+    directory: Path,
+    pool: AnalysisPool | None,
 ) -> Run:
     """N calls to SIPp phones that answer, talk back (G.711 from a pcap) and never press a
     key (benchmarks/sipp_far_end.py): no registrar, calls go straight to SIPp. SIPp records
@@ -108,6 +128,7 @@ async def run_sipp(
             script=_SCRIPT, pacer=pacer,
             rng=random.Random(n),
         )  # fmt: skip
+        phone.analysis = pool
         await phone.start(register=False)
         settle_heap()
         watch = LoopWatch(0.02, result.stalls.append, period=0.005)
@@ -124,9 +145,11 @@ async def run_sipp(
 
         with RtpCaptureProcess(range(rtp, rtp_max + 1)) as capture:
             watch.start()
-            cpu, wall = _cpu(), time.perf_counter()
+            cpu, workers, wall = _cpu(), _workers_cpu(pool), time.perf_counter()
             outcomes = await asyncio.gather(*(one(i) for i in range(n)))
-            result.cpu = (_cpu() - cpu) / (time.perf_counter() - wall)
+            elapsed = time.perf_counter() - wall
+            result.cpu = (_cpu() - cpu) / elapsed
+            result.workers_cpu = (_workers_cpu(pool) - workers) / elapsed
             await watch.close()
         await phone.stop()
     result.answered = outcomes.count("answered_no_ack")
@@ -150,7 +173,9 @@ def _audit_wire(result: Run, capture: RtpCaptureProcess, first_play: NDArray[np.
     result.bad_kinds = {kind: count for kind, count in kinds.items() if count}
 
 
-async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> Run:
+async def run(
+    n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]], pool: AnalysisPool | None
+) -> Run:
     tb_module = find_testbed()
     bots = [tb_module.BotSpec(f"load{i:02d}", "voicemail") for i in range(1, n + 1)]
     testbed = await asyncio.to_thread(tb_module.start, bots=bots, timeout=60)
@@ -170,6 +195,7 @@ async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> 
             script=_SCRIPT, pacer=pacer,
             rng=random.Random(n),
         )  # fmt: skip
+        phone.analysis = pool
         await phone.start()
         await phone.wait_registered(10)
         settle_heap()  # as serve does before it says ready (docs/realtime.md §4)
@@ -186,9 +212,11 @@ async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> 
 
         with RtpCaptureProcess(range(rtp, rtp_max + 1)) as capture:
             watch.start()
-            cpu, wall = _cpu(), time.perf_counter()
+            cpu, workers, wall = _cpu(), _workers_cpu(pool), time.perf_counter()
             outcomes = await asyncio.gather(*(one(b.name) for b in bots))
-            result.cpu = (_cpu() - cpu) / (time.perf_counter() - wall)
+            elapsed = time.perf_counter() - wall
+            result.cpu = (_cpu() - cpu) / elapsed
+            result.workers_cpu = (_workers_cpu(pool) - workers) / elapsed
             await watch.close()
         await phone.stop()
         result.answered = outcomes.count("answered_no_ack")
@@ -218,7 +246,7 @@ def _row(r: Run) -> str:
     row = (
         f"{r.n:>4} {r.answered:>4}  {r.wire_clean:>3}/{r.n:<3} {r.bad_slots:>5}  "
         f"{heard}  {stall:>22}  {ours * 1000:>5.0f}  "
-        f"{p50:>5.2f} / {p99:<6.2f} {r.skipped:>6}  {r.cpu:>4.0%}"
+        f"{p50:>5.2f} / {p99:<6.2f} {r.skipped:>6}  {r.cpu:>4.0%}  {r.workers_cpu:>4.0%}"
     )
     if r.bad_kinds:
         row += "\n        bad slots: " + ", ".join(f"{n} {k}" for k, n in r.bad_kinds.items())
@@ -232,11 +260,11 @@ def _row(r: Run) -> str:
 
 HEADER = (
     "   N  ans  wire ok  bad    heard ok  longest stall (cause)   ours ms  "
-    "late p50/p99 ms  skipped  CPU"
+    "late p50/p99 ms  skipped  CPU  workers"
 )
 
 
-async def main_async(sizes: list[int], runs: int, sipp: bool) -> None:
+async def main_async(sizes: list[int], runs: int, sipp: bool, workers: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         speech = await asyncio.to_thread(Speech.open, TtsConfig(cache_dir=Path(tmp)))
         try:
@@ -251,18 +279,27 @@ async def main_async(sizes: list[int], runs: int, sipp: bool) -> None:
                 [part for key in (GREETING, MESSAGE, *MENU) for part in (prompts[key], gap)]
             )
             far = "SIPp phones (heard: not recorded)" if sipp else "the testbed"
+            where = f"in {workers} worker processes" if workers else "on the loop"
             print(f"concurrent calls against {far}, {os.cpu_count()} cores, load average "
-                  f"{os.getloadavg()[0]:.2f} before, {CALL_RATE[0]:g} calls a second")  # fmt: skip
+                  f"{os.getloadavg()[0]:.2f} before, {CALL_RATE[0]:g} calls a second, "
+                  f"analysis {where}")  # fmt: skip
             print(HEADER)
             summary: dict[int, list[Run]] = {}
-            for n in sizes:
-                for _ in range(runs):
-                    r = await (run_sipp(n, speech, prompts, Path(tmp)) if sipp
-                               else run(n, speech, prompts))  # fmt: skip
-                    summary.setdefault(n, []).append(r)
-                    print(_row(r), flush=True)
-                    for stall in [s for s in r.stalls if s.kind is not StallKind.PREEMPTED][:3]:
-                        print("        ours:", stall.describe())
+            pool = AnalysisPool(workers) if workers else None
+            if pool is not None:
+                await pool.start()
+            try:
+                for n in sizes:
+                    for _ in range(runs):
+                        r = await (run_sipp(n, speech, prompts, Path(tmp), pool) if sipp
+                                   else run(n, speech, prompts, pool))  # fmt: skip
+                        summary.setdefault(n, []).append(r)
+                        print(_row(r), f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                        for stall in [s for s in r.stalls if s.kind is not StallKind.PREEMPTED][:3]:
+                            print("        ours:", stall.describe())
+            finally:
+                if pool is not None:
+                    await pool.close()
             _print_summary(summary)
         finally:
             await speech.aclose()
@@ -299,11 +336,16 @@ def main() -> None:
         "--rate", type=float, default=20.0,
         help="calls started a second, as [sip] max_calls_per_second (0: all at once)",
     )  # fmt: skip
+    parser.add_argument(
+        "--analysis-workers", type=int, default=1,
+        help="analyse the received audio in this many worker processes, as [media] "
+        "analysis_workers (default 1; 0: on the loop)",
+    )  # fmt: skip
     args = parser.parse_args()
     CALL_RATE[0] = args.rate
     if max(args.sizes) > 48 and not args.sipp:
         raise SystemExit("at most 48 (the load accounts in sip-testbed/users.txt)")
-    asyncio.run(main_async(args.sizes, args.runs, args.sipp))
+    asyncio.run(main_async(args.sizes, args.runs, args.sipp, args.analysis_workers))
 
 
 if __name__ == "__main__":

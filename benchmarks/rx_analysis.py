@@ -48,8 +48,7 @@ from voipalert.media.echo_line import EchoLine, EchoState
 from voipalert.media.goertzel import DtmfDetector
 from voipalert.media.receiver import ReceiverConfig, RtpReceiver
 from voipalert.media.rtp import RtpPacket
-from voipalert.net.rtp_dtmf import DETECTOR_FRAMES
-from voipalert.net.rtp_inbound import BEEP_FRAMES
+from voipalert.media.rx_analysis import BEEP_FRAMES, DETECTOR_FRAMES
 
 FS = 8000
 RECEIVE = "receive path (parse, checks, decode)"

@@ -1,29 +1,33 @@
-"""What moving the received-audio analysis to a worker process would cost the event loop.
+"""What the analysis in worker processes costs the event loop, and the workers (the real
+``net.rx_pool``, docs/rx-workers.md).
 
-    python -m benchmarks.rx_worker [--calls 50] [--seconds 10] [--batch-frames 3]
+    python -m benchmarks.rx_worker [--calls 50 200] [--seconds 10] [--workers 1]
 
-A measurement for the sketch in docs/capacity.md §4, not the feature: one worker process
-(``spawn``) runs, per call, the echo line, the in-band key detector and the beep detector
-(``media.echo_line``, ``media.goertzel``, ``media.beep``) on what it is sent through a
-pipe. This process plays the event loop's part: every ``--batch-frames`` packets' time it
-ships the decoded frames of every call, and the slots each call sent, as one message
-(one pipe write for all the calls, as a loop would at the end of an iteration), and reads
-back the events found. Not paced: the audio goes as fast as the worker takes it, with at
-most two batches in flight.
+For each number of calls: a pool of ``--workers`` processes and that many calls' handles
+(in-band key detector and echo line on, as ``[media]`` defaults); every 20 ms, on the
+loop's clock, each call hands its handle the slot it sent (our speech, G.711) and a frame it
+received (speech-like audio of the far end, no echo: the echo search looks for three
+windows of our speech, then gives up, as on most lines). Printed:
 
-Printed: this process's CPU per second of audio per call (packing and sending: what the
-loop would keep), the longest single send, and the worker's CPU per second of audio per
-call (what leaves the loop), each with the share of one core at ``--calls``.
+* the loop's CPU per second of audio per call (this process: handing over the records,
+  the flushes, reading the events) and that as a share of a core; the longest 20 ms tick
+  (its thread CPU, so that preemption does not count);
+* the workers' CPU (``/proc``), per call and as a share of a core;
+* frames dropped because the workers fell behind (none is the aim).
+
+With ``--workers 0`` the same calls are analysed on the loop (``LocalAnalysis``), for
+comparison. The machine is shared: the load average is printed with each row.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import asyncio
 import os
+import resource
 import sys
 import time
-from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
@@ -31,103 +35,90 @@ from tests.media.dtmf_signals import through_g711
 from tests.media.echo_signals import speechlike
 from voipalert.codec import Codec
 from voipalert.media import g711
-from voipalert.media.beep import BeepDetector
-from voipalert.media.echo_line import EchoLine
-from voipalert.media.goertzel import DtmfDetector, ToneStarted
+from voipalert.media.rx_analysis import AnalysisSpec
+from voipalert.net.rx_pool import Analysis, AnalysisPool, LocalAnalysis
 
-FS = 8000
 SLOT = 160
 PTIME = 0.02
 
 
-def worker(conn: Connection, calls: int) -> None:
-    """The worker: per call an echo line and both detectors; events back per batch."""
-    lines = [EchoLine(Codec.PCMU) for _ in range(calls)]
-    keys = [DtmfDetector() for _ in range(calls)]
-    beeps = [BeepDetector() for _ in range(calls)]
-    start = time.process_time()  # after start-up and imports: only the analysis counts
-    while True:
-        message = conn.recv_bytes()
-        if not message:
-            break
-        header = np.frombuffer(message[:16], dtype=np.int64)
-        first_slot, frames = int(header[0]), int(header[1])
-        body = np.frombuffer(message[16:], dtype=np.uint8)
-        # Per call: ``frames`` slots we sent (G.711) then ``frames`` frames heard (PCM).
-        sent = body[: calls * frames * SLOT].reshape(calls, frames, SLOT)
-        heard = np.frombuffer(body[calls * frames * SLOT :].tobytes(), dtype=np.int16)
-        heard = heard.reshape(calls, frames, SLOT)
-        found = 0
-        for c in range(calls):
-            chunk = []
-            for f in range(frames):
-                slot = first_slot + f
-                lines[c].sent(slot, slot * PTIME, sent[c, f].tobytes())
-                pcm = lines[c].received(heard[c, f], 0x1000 + c, slot * SLOT, slot * PTIME)
-                chunk.append(pcm)
-            pcm = np.concatenate(chunk)
-            found += sum(isinstance(e, ToneStarted) for e in keys[c].feed(pcm))
-            found += len(beeps[c].feed(pcm))
-        conn.send_bytes(np.array([found, 0]).tobytes())
-    conn.send_bytes(np.array([0, int((time.process_time() - start) * 1e6)]).tobytes())
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _workers_cpu(pool: AnalysisPool | None) -> float:
+    if pool is None:
+        return 0.0
+    total = 0
+    for pid in pool.pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def one(calls: int, seconds: float, workers: int) -> str:
+    rng = np.random.default_rng(5)
+    ours = g711.encode(Codec.PCMU, through_g711(speechlike(rng, seconds, -14.0), Codec.PCMU))
+    theirs = through_g711(speechlike(rng, seconds, -20.0, f0_hz=200.0), Codec.PCMU)
+    spec = AnalysisSpec(Codec.PCMU)
+    pool = AnalysisPool(workers) if workers else None
+    if pool is not None:
+        await pool.start()
+    handles: list[Analysis] = [
+        pool.attach(spec, lambda _: None) if pool else LocalAnalysis(spec, lambda _: None)
+        for _ in range(calls)
+    ]
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(1.0)  # the workers import numpy: not part of the cost
+    slots = int(seconds / PTIME)
+    longest = 0.0
+    cpu, wcpu, start = _cpu(), _workers_cpu(pool), loop.time()
+    for slot in range(slots):
+        t0 = time.thread_time()
+        now = loop.time()
+        lo = slot * SLOT
+        payload, frame = ours[lo : lo + SLOT], theirs[lo : lo + SLOT]
+        for c, handle in enumerate(handles):
+            if handle.wants_sent:
+                handle.sent(slot, now, payload)
+            handle.received(frame, 0x1000 + c, slot * SLOT, now)
+        longest = max(longest, time.thread_time() - t0)
+        await asyncio.sleep(max(0.0, start + (slot + 1) * PTIME - loop.time()))
+    await asyncio.sleep(0.2)  # the last flush and the events
+    loop_cpu, workers_cpu = _cpu() - cpu, _workers_cpu(pool) - wcpu
+    dropped = pool.stats.queue_dropped if pool else 0
+    for handle in handles:
+        handle.close()
+    if pool is not None:
+        await pool.close()
+    audio = slots * PTIME
+    per_call = loop_cpu / audio / calls * 1e6
+    w_per_call = workers_cpu / audio / calls * 1e6
+    return (
+        f"{calls:>5} {workers:>7}  {per_call:>7.0f} µs/s {loop_cpu / audio:>6.1%}  "
+        f"{longest * 1000:>6.2f} ms  {w_per_call:>7.0f} µs/s {workers_cpu / audio:>6.1%}  "
+        f"{dropped:>7}  (load {os.getloadavg()[0]:.1f})"
+    )
+
+
+async def main_async(calls: list[int], seconds: float, workers: int) -> None:
+    print(
+        f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; "
+        f"load average {os.getloadavg()[0]:.2f} before; {seconds:.0f} s of audio per row"
+    )
+    print("calls workers  loop per call / share  longest tick  workers per call / share  dropped")
+    for n in calls:
+        print(await one(n, seconds, workers), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--calls", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--batch-frames", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    calls, frames = args.calls, args.batch_frames
-    print(
-        f"os.cpu_count() = {os.cpu_count()}; Python {sys.version.split()[0]}; "
-        f"load average {os.getloadavg()[0]:.2f} before; {calls} calls, "
-        f"{frames} frames per message"
-    )
-    rng = np.random.default_rng(5)
-    ours = through_g711(speechlike(rng, args.seconds, -14.0), Codec.PCMU)
-    theirs = through_g711(speechlike(rng, args.seconds, -20.0, f0_hz=200.0), Codec.PCMU)
-    ours_wire = np.frombuffer(g711.encode(Codec.PCMU, ours), dtype=np.uint8)
-    batches = ours.size // (SLOT * frames)
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=worker, args=(child, calls), daemon=True
-    )
-    process.start()
-    sends: list[float] = []
-    spent = 0.0
-    in_flight = 0
-    found = 0
-    for b in range(batches):
-        lo, hi = b * frames * SLOT, (b + 1) * frames * SLOT
-        p0, t0 = time.process_time(), time.thread_time()
-        # Every call's slots and frames (the same audio for each: the cost is the same).
-        sent = np.broadcast_to(ours_wire[lo:hi], (calls, hi - lo))
-        heard = np.broadcast_to(theirs[lo:hi], (calls, hi - lo))
-        header = np.array([b * frames, frames], dtype=np.int64)
-        parent.send_bytes(header.tobytes() + sent.tobytes() + heard.tobytes())
-        sends.append(time.thread_time() - t0)
-        spent += time.process_time() - p0
-        in_flight += 1
-        while in_flight >= 2 or (b == batches - 1 and in_flight):
-            found += int(np.frombuffer(parent.recv_bytes(), dtype=np.int64)[0])
-            in_flight -= 1
-    parent.send_bytes(b"")
-    worker_cpu = int(np.frombuffer(parent.recv_bytes(), dtype=np.int64)[1]) / 1e6
-    process.join(5)
-    audio_s = batches * frames * PTIME
-    loop_us = spent / audio_s / calls * 1e6
-    worker_us = worker_cpu / audio_s / calls * 1e6
-    print(
-        f"loop side (pack + one pipe write per batch): {loop_us:.0f} µs/s per call, "
-        f"{loop_us * calls / 1e4:.1f} % of a core at {calls} calls; "
-        f"longest send {max(sends) * 1e3:.2f} ms"
-    )
-    print(
-        f"worker (echo search, key and beep detectors): {worker_us:.0f} µs/s per call, "
-        f"{worker_us * calls / 1e4:.1f} % of a core at {calls} calls (events found: {found})"
-    )
-    print(f"load average {os.getloadavg()[0]:.2f} after")
+    asyncio.run(main_async(args.calls, args.seconds, args.workers))
 
 
 if __name__ == "__main__":

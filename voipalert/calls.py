@@ -59,6 +59,7 @@ from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+from voipalert.net.rx_pool import AnalysisPool
 from voipalert.net.sip_dns import DnsConfig, SipResolver
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
@@ -180,6 +181,9 @@ class CallReport:
     every trunk failed."""
     failed_trunks: tuple[str, ...] = ()
     """``name: why`` of each trunk that failed this attempt before (docs/sip-failover.md)."""
+    analysis_outages: int = 0
+    """Times the worker process analysing the call's audio died during the call: in-band
+    keys and beeps went unheard until it was restarted (docs/rx-workers.md)."""
     retry_after: int | None = None
     """``Retry-After`` of the final failure (a 503's), for the trunk's cool-down."""
 
@@ -207,6 +211,9 @@ class Phone:
         # New calls start at most this often (0: no limit): a trunk's CPS limit, and no
         # burst of INVITEs stalls the calls already speaking (docs/sip.md §4.14).
         self.call_rate = CallRate(ua.max_calls_per_second)
+        # Where the calls' received audio is analysed: worker processes (the composition
+        # root sets the pool before the first call), or None: on the loop.
+        self.analysis: AnalysisPool | None = None
         # One pacer for every call of this phone (one timer for all their audio); made in
         # the phone's loop at its first call unless the composition root gives one.
         self._pacer = pacer
@@ -550,16 +557,28 @@ class _CallMedia:
         self.session: RtpSession | None = None
         self.closed_at: float | None = None
         self.quality: CallQuality | None = None
+        self.analysis_outages = 0
+        """Times the worker analysing this call's audio died under it (docs/rx-workers.md)."""
         self._released = False
 
     async def open(
-        self, config: RtpSessionConfig, on_beep: Callable[[Beep], None] | None = None
+        self,
+        config: RtpSessionConfig,
+        on_beep: Callable[[Beep], None] | None = None,
+        progress: ProgressHook | None = None,
     ) -> RtpSession:
         if self._released:
             raise RtpSessionClosedError("the call's media was released")
+
+        def lost() -> None:
+            self.analysis_outages += 1
+            if progress is not None:
+                progress("analysis worker restarted: in-band keys and beeps unheard meanwhile")
+
         self.session = await RtpSession.open(
-            config, ports=self.ports, pacer=self._phone.pacer(), on_beep=on_beep
-        )
+            config, ports=self.ports, pacer=self._phone.pacer(), on_beep=on_beep,
+            analysis=self._phone.analysis, on_analysis_lost=lost,
+        )  # fmt: skip
         return self.session
 
     def stop_sending(self, now: float) -> None:
@@ -721,6 +740,7 @@ class _Call:
         session = await self.media.open(
             self._rtp_config(media, keys),
             on_beep=(lambda beep: self.post(_Beep(beep.hz))) if listen_for_beeps else None,
+            progress=self.progress,
         )
         self.state.pumps.append(group.create_task(self._pump_digits(session), name="digits"))
         await self._apply(self.script.answered(self.loop.time()))
@@ -942,4 +962,5 @@ class _Call:
             voicemail=result is not None and result.voicemail,
             quality=self.media.quality,
             retry_after=ended.retry_after if ended else None,
+            analysis_outages=self.media.analysis_outages,
         )

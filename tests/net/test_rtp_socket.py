@@ -22,10 +22,14 @@ from voipalert.media.playout import PlayEnd
 from voipalert.media.receiver import AudioFrame, DropReason
 from voipalert.media.rfc4733 import TelephoneEvent
 from voipalert.media.rtp import RtpPacket, seq_diff, ts_diff
+from voipalert.net import rtp_socket
 from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPortAllocator, RtpPorts
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
+from voipalert.net.rx_pool import AnalysisPool
+
+from .conftest import BOTH_PLACES
 
 HOST = "127.0.0.1"
 
@@ -81,7 +85,9 @@ class Pair:
 
 
 @pytest.fixture
-async def pair(allocator: RtpPortAllocator) -> AsyncIterator[Pair]:
+async def pair(
+    allocator: RtpPortAllocator, analysis_pool: AnalysisPool | None
+) -> AsyncIterator[Pair]:
     pa, pb = allocator.allocate(), allocator.allocate()
     heard: list[NDArray[np.int16]] = []
 
@@ -90,8 +96,9 @@ async def pair(allocator: RtpPortAllocator) -> AsyncIterator[Pair]:
 
     a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa, rng=random.Random(1))
     b = await RtpSession.open(
-        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_audio=record
-    )
+        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_audio=record,
+        analysis=analysis_pool,
+    )  # fmt: skip
     try:
         yield Pair(a, b, heard)
     finally:
@@ -146,6 +153,7 @@ async def test_rfc4733_digit_from_one_is_detected_by_the_other(pair: Pair) -> No
             await pair.b.next_digit()
 
 
+@BOTH_PLACES
 async def test_inband_tones_sent_as_audio_are_detected(pair: Pair) -> None:
     tones = np.concatenate(
         [silence(0.1), dtmf("7", 0.08), silence(0.1), dtmf("#", 0.08), silence(0.1)]
@@ -345,15 +353,19 @@ async def test_open_on_a_configured_port_and_fail_cleanly(allocator: RtpPortAllo
     again.close()
 
 
-async def test_beeps_are_listened_for_only_when_asked(allocator: RtpPortAllocator) -> None:
+@BOTH_PLACES
+async def test_beeps_are_listened_for_only_when_asked(
+    allocator: RtpPortAllocator, analysis_pool: AnalysisPool | None
+) -> None:
     """The beep detector runs while the script can act on a beep (docs/capacity.md §4):
     off, a beep goes unreported; on again, the next one is heard."""
     pa, pb = allocator.allocate(), allocator.allocate()
     beeps: list[Beep] = []
     a = await RtpSession.open(_config(pa, (HOST, pb.port)), ports=pa, rng=random.Random(1))
     b = await RtpSession.open(
-        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_beep=beeps.append
-    )
+        _config(pb, (HOST, pa.port)), ports=pb, rng=random.Random(2), on_beep=beeps.append,
+        analysis=analysis_pool,
+    )  # fmt: skip
     beep = to_pcm(np.concatenate((silence(0.1), sine(1000.0, 2400, -15.0), silence(0.1))))
     try:
         b.listen_for_beeps(False)
@@ -371,3 +383,43 @@ async def test_beeps_are_listened_for_only_when_asked(allocator: RtpPortAllocato
         await b.close()
         allocator.release(pa)
         allocator.release(pb)
+
+
+async def test_a_backlog_on_the_socket_is_read_in_a_few_turns(
+    allocator: RtpPortAllocator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio reads one datagram per socket per turn of the loop; the session reads what
+    is queued (at most ten a turn), so a call whose packets queued up during a stall
+    catches up at once instead of staying seconds behind (docs/rx-workers.md §6). The
+    time budget shared by all calls is lifted here (its own test is below): a first packet
+    costs the cold analysis milliseconds."""
+    monkeypatch.setattr(rtp_socket, "CATCH_UP_BUDGET_SECONDS", 10.0)
+    far = _raw_socket()
+    pb = allocator.allocate()
+    b = await RtpSession.open(_config(pb, far.getsockname()), ports=pb, rng=random.Random(2))
+    try:
+        payload = g711.encode(Codec.PCMU, np.zeros(160, np.int16))
+        for n in range(30):  # queued while the loop does not run
+            packet = RtpPacket(
+                payload_type=0, sequence_number=n, timestamp=160 * n, ssrc=77, payload=payload
+            )
+            far.sendto(packet.serialize(), b.local_address)
+        turns = 0
+        while b.receiver_stats.packets < 30 and turns < 30:
+            await asyncio.sleep(0)
+            turns += 1
+        assert b.receiver_stats.packets == 30
+        assert turns <= 6, f"{turns} turns of the loop to read 30 queued packets"
+    finally:
+        await b.close()
+        far.close()
+        allocator.release(pb)
+
+
+def test_the_catch_up_budget_is_shared_and_renewed_every_window() -> None:
+    budget = rtp_socket._CatchUpBudget()
+    assert budget.allows(100.0)
+    budget.spent += rtp_socket.CATCH_UP_BUDGET_SECONDS  # the calls' extra reads so far
+    assert not budget.allows(100.0 + rtp_socket.CATCH_UP_WINDOW_SECONDS / 2)
+    assert budget.allows(100.0 + rtp_socket.CATCH_UP_WINDOW_SECONDS)  # a new window
+    assert budget.spent == 0.0

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from voipalert.sip.call_rate import CallRate
+from voipalert.sip.call_rate import FLOOR_PER_SECOND, CallRate
 
 
 def test_turns_are_spaced_and_first_come_first_served() -> None:
@@ -34,9 +34,14 @@ def test_no_burst_credit_is_saved_up() -> None:
     assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(turns))
 
 
-def test_zero_means_no_limit() -> None:
+def test_zero_means_no_carrier_limit_but_never_one_burst() -> None:
+    # Without a carrier limit a burst still leaves a millisecond apart (FLOOR_PER_SECOND),
+    # so 200 calls started together do not all dial in one turn of the event loop.
     rate = CallRate(0)
-    assert [rate.reserve(5.0) for _ in range(100)] == [5.0] * 100
+    turns = [rate.reserve(5.0) for _ in range(200)]
+    assert turns[0] == 5.0
+    assert turns[-1] == pytest.approx(5.0 + 199 / FLOOR_PER_SECOND)
+    assert CallRate(5000).reserve(1.0) == 1.0  # a higher limit than the floor is kept
 
 
 @pytest.mark.parametrize("bad", [-1.0, math.nan])

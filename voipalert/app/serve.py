@@ -83,6 +83,7 @@ from voipalert.ingest.silencer import Silencer
 from voipalert.ingest.smtp import AlertSmtpHandler, start_smtp
 from voipalert.ingest.status_hooks import StatusSender
 from voipalert.ingest.webhook import build_app, start_http
+from voipalert.net.rx_pool import AnalysisPool
 from voipalert.notify import Notifier
 from voipalert.notify.channels import ChannelNotifier
 from voipalert.notify.email import EmailNotifier, MailConfig, mail_tls_context
@@ -523,13 +524,31 @@ async def _warm_phrases(speech: Speech, languages: list[str], settings: Settings
         await warm_phrases(speech, language, engine.ack_digit, engine.repeat_digit)
 
 
+async def _start_analysis(settings: Settings, stack: AsyncExitStack) -> AnalysisPool | None:
+    """The worker processes that analyse the calls' received audio (docs/rx-workers.md),
+    closed after the phones (the stack unwinds in reverse)."""
+    workers = settings.media.analysis_workers
+    if workers == 0:
+        return None
+    pool = AnalysisPool(workers)
+    try:
+        await pool.start()
+    except OSError as exc:
+        await pool.close()
+        raise StartupError(f"cannot start the audio analysis workers: {exc}") from None
+    stack.push_async_callback(pool.close)
+    return pool
+
+
 async def _start_phone(settings: Settings, stack: AsyncExitStack) -> Phone:
     ua = with_callin(settings, ua_config(settings))
     bind = sip_bind(settings)
+    analysis = await _start_analysis(settings, stack)
     phone = Phone(
         ua, bind, media_config(settings), tls=sip_tls(settings), script=script_config(settings),
         dns=dns_config(settings),
     )  # fmt: skip
+    phone.analysis = analysis
     phone.endpoint.tls_server = sip_tls_server(settings)
     try:
         await phone.start(register=ua.registrar is not None)

@@ -33,6 +33,7 @@ async def start_trunks(settings: Settings, phone: Phone, stack: AsyncExitStack) 
             config.ua, config.bind, media_config(settings), tls=sip_tls(settings),
             script=phone.script, pacer=phone.pacer(), dns=dns_config(settings),
         )  # fmt: skip
+        other.analysis = phone.analysis
         try:
             await other.start(register=config.register)
         except OSError as exc:

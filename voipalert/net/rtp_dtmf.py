@@ -1,7 +1,8 @@
-"""Where one call's key presses meet: the in-band detector, the collector, the waiters.
+"""Where one call's key presses meet: the collector, the waiters.
 
-The session feeds it decoded audio and RFC 4733 / SIP INFO keys; ``next`` hands the merged,
-de-duplicated presses to whoever waits (the call script). Bounded: at most
+The session feeds it the keys of every path (RFC 4733, SIP INFO, and the in-band
+detector's, which runs with the rest of the analysis: ``media.rx_analysis``); ``next``
+hands the merged, de-duplicated presses to whoever waits (the call script). Bounded: at most
 ``MAX_QUEUED_DIGITS`` presses wait for a reader; older ones are dropped.
 """
 
@@ -11,53 +12,19 @@ import asyncio
 from collections import deque
 from typing import Final
 
-import numpy as np
-from numpy.typing import NDArray
-
 from voipalert.media.dtmf import Digit, DtmfCollector, DtmfSource
-from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
 from voipalert.net.errors import RtpSessionClosedError
 
 MAX_QUEUED_DIGITS: Final = 64
-# The detector runs on this many packets at a time: numpy's per-call cost dominates at 160
-# samples (0.13 % of a core per call at 20 ms, 0.065 % at 60 ms), and 40 ms more latency
-# does not matter for a key press.
-DETECTOR_FRAMES: Final = 3
 
 
 class DigitInbox:
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        *,
-        inband: bool,
-        window_s: float,
-        detector: DetectorConfig | None = None,
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, window_s: float) -> None:
         self._loop = loop
-        self._detector = DtmfDetector(detector) if inband else None
-        self._heard: list[NDArray[np.int16]] = []
         self._collector = DtmfCollector(window_s=window_s)
         self._digits: deque[Digit] = deque(maxlen=MAX_QUEUED_DIGITS)
         self._waiters: deque[asyncio.Future[Digit]] = deque()
         self._closed = False
-
-    def audio(self, pcm: NDArray[np.int16], now: float) -> list[Digit]:
-        """Decoded far-end audio; the new key presses the in-band detector heard."""
-        if self._detector is None:
-            return []
-        self._heard.append(pcm)
-        if len(self._heard) < DETECTOR_FRAMES:
-            return []
-        chunk = np.concatenate(self._heard)
-        self._heard.clear()
-        found = []
-        for tone in self._detector.feed(chunk):
-            if isinstance(tone, ToneStarted):
-                digit = self.key(tone.char, DtmfSource.INBAND, now)
-                if digit is not None:
-                    found.append(digit)
-        return found
 
     def key(self, char: str, source: DtmfSource, now: float) -> Digit | None:
         """A key from any path; the ``Digit`` when it is a new press."""

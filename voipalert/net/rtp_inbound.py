@@ -3,7 +3,8 @@
 Each datagram is SRTP-authenticated first when SRTP is on (a forged key press goes no
 further), then admitted or refused by the receiver (``media.receiver``: source, probation,
 NAT latching, SSRC); refusals are counted there and logged here at most once per
-``REJECT_LOG_INTERVAL``. Decoded audio goes to the line's echo canceller (our own prompt's
+``REJECT_LOG_INTERVAL``. Decoded audio goes to the call's analysis (``net.rx_pool``: on
+the loop or in a worker process), which runs the line's echo canceller (our own prompt's
 echo out first), then the in-band key detector, and, only while the call script would act
 on one, the mailbox-beep detector. RFC 4733 key presses go straight to the session.
 """
@@ -16,12 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-import numpy as np
-from numpy.typing import NDArray
-
-from voipalert.media.beep import Beep, BeepDetector
 from voipalert.media.dtmf import DtmfSource
-from voipalert.media.echo_line import EchoLine
 from voipalert.media.receiver import (
     Address,
     AudioFrame,
@@ -32,14 +28,13 @@ from voipalert.media.receiver import (
     SourceLatched,
 )
 from voipalert.net.rtp_config import SenderStats, normalise_address
-from voipalert.net.rtp_dtmf import DETECTOR_FRAMES, DigitInbox
+from voipalert.net.rx_pool import Analysis
 from voipalert.net.srtp import SrtpContext
 
 log = logging.getLogger("voipalert.net.rtp")
 
 MAX_CACHED_ADDRESSES: Final = 16
 REJECT_LOG_INTERVAL: Final = 10.0
-BEEP_FRAMES: Final = DETECTOR_FRAMES  # packets per call into the beep detector
 _REFUSALS: Final = frozenset(
     {DropReason.WRONG_SOURCE, DropReason.PROBATION, DropReason.CONTESTED, DropReason.WRONG_SSRC}
 )
@@ -48,15 +43,12 @@ _REFUSALS: Final = frozenset(
 @dataclass(frozen=True, slots=True)
 class InboundHooks:
     """What the session is told: ``key`` of each key press from RTP (RFC 4733 events)
-    with its source, ``interrupt`` when the in-band detector heard one, ``latched`` when
-    the far end's NAT source is fixed (our packets follow it); ``on_audio`` sees every
-    decoded frame, ``on_beep`` each mailbox beep."""
+    with its source, ``latched`` when the far end's NAT source is fixed (our packets
+    follow it); ``on_audio`` sees every decoded frame."""
 
     key: Callable[[str, DtmfSource], None]
-    interrupt: Callable[[], None]
     latched: Callable[[Address], None]
     on_audio: Callable[[AudioFrame], None] | None = None
-    on_beep: Callable[[Beep], None] | None = None
 
 
 class InboundMedia:
@@ -66,24 +58,17 @@ class InboundMedia:
         self,
         *,
         receiver: RtpReceiver,
-        inbox: DigitInbox,
         stats: SenderStats,
         srtp: SrtpContext | None,
-        echo: EchoLine | None,
         hooks: InboundHooks,
     ) -> None:
         self._receiver = receiver
-        self._inbox = inbox
         self._stats = stats
         self._srtp = srtp
-        self._echo = echo
+        self.analysis: Analysis | None = None
         self._key = hooks.key
-        self._interrupt = hooks.interrupt
         self._latched = hooks.latched
         self._on_audio = hooks.on_audio
-        on_beep = self._on_beep = hooks.on_beep
-        self._beeps = BeepDetector() if on_beep is not None else None
-        self._beep_frames: list[NDArray[np.int16]] = []
         self._addresses: dict[tuple[object, ...], Address] = {}
         self._reject_logged_at: float | None = None
         self._rejected_since_log = 0
@@ -131,31 +116,15 @@ class InboundMedia:
     def _audio(self, frame: AudioFrame, now: float) -> None:
         if self._on_audio is not None:
             self._on_audio(frame)
-        pcm = frame.pcm
-        if self._echo is not None:
-            # Our own prompt's echo out first, so a key pressed under it is heard.
-            pcm = self._echo.received(pcm, frame.ssrc, frame.timestamp, now)
-        if self._inbox.audio(pcm, now):
-            self._interrupt()
-        if self._beeps is not None and self._on_beep is not None:
-            # Three packets at a time, as for the key detector (net.rtp_dtmf): numpy's
-            # per-call cost dominates at 160 samples, and 40 ms later is early enough to
-            # start speaking into a mailbox.
-            self._beep_frames.append(pcm)
-            if len(self._beep_frames) >= BEEP_FRAMES:
-                chunk = np.concatenate(self._beep_frames)
-                self._beep_frames.clear()
-                for beep in self._beeps.feed(chunk):
-                    self._on_beep(beep)
+        if self.analysis is not None:
+            self.analysis.received(frame.pcm, frame.ssrc, frame.timestamp, now)
 
     def listen_for_beeps(self, enabled: bool) -> None:
         """Run the mailbox-beep detector only while a beep would change what the call
         does (the script says when): it costs more than the key detector
-        (docs/capacity.md §4). A beep heard again later starts from scratch."""
-        if enabled == (self._beeps is not None) or self._on_beep is None:
-            return
-        self._beeps = BeepDetector() if enabled else None
-        self._beep_frames.clear()
+        (docs/capacity.md §4)."""
+        if self.analysis is not None:
+            self.analysis.listen_for_beeps(enabled)
 
     def _refused(self, source: Address, reason: DropReason, now: float) -> None:
         # Rate-limited: a spray must not turn into a log flood (the counters hold the rest).

@@ -15,8 +15,10 @@
   RTP timestamp keeps counting sampling time (docs/realtime.md §1).
 * A play queue: the prompt, then G.711 silence until the call ends (PBX media timeouts hang
   up silent calls). A key press stops the prompt at the next slot.
-* Received audio is decoded for the in-band detector; RFC 4733 events, in-band tones and SIP
-  INFO digits (``digit_received``) merge in one ``DtmfCollector``.
+* Received audio is decoded for the call's analysis (echo line, in-band key and beep
+  detectors: ``media.rx_analysis``), on the loop or in a worker process
+  (``net.rx_pool``, docs/rx-workers.md); RFC 4733 events, in-band tones and SIP INFO
+  digits (``digit_received``) merge in one ``DtmfCollector``.
 * Hostile datagrams are dropped and counted (``receiver_stats``); ICMP errors arrive in
   ``error_received`` and are counted, never raised.
 """
@@ -27,6 +29,7 @@ import asyncio
 import logging
 import random
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Final, Self
 
@@ -38,7 +41,6 @@ from voipalert.media.beep import Beep
 from voipalert.media.dtmf import Digit, DtmfSource
 from voipalert.media.echo_line import EchoLine
 from voipalert.media.g711 import SAMPLE_RATE_HZ
-from voipalert.media.goertzel import DetectorConfig
 from voipalert.media.packetizer import Packetizer
 from voipalert.media.playout import PlayEnd, PlayEnded, PlayQueue
 from voipalert.media.quality import CallQuality, CallQualityMeter
@@ -50,6 +52,7 @@ from voipalert.media.receiver import (
     RtpReceiver,
 )
 from voipalert.media.rfc4733 import DTMF_CHARS, EventSender, TelephoneEvent, event_code
+from voipalert.media.rx_analysis import AnalysisEvent, AnalysisSpec, BeepHeard, KeyHeard
 from voipalert.net.errors import RtpSessionClosedError
 from voipalert.net.ports import RtpPorts, bind_pair
 from voipalert.net.rtp_config import (
@@ -61,6 +64,7 @@ from voipalert.net.rtp_dtmf import DigitInbox
 from voipalert.net.rtp_inbound import InboundHooks, InboundMedia
 from voipalert.net.rtp_pacer import RtpPacer
 from voipalert.net.rtp_rtcp import OurStream, RtcpLink, RtcpSink
+from voipalert.net.rx_pool import Analysis, AnalysisPool, LocalAnalysis
 from voipalert.net.srtp import SrtpContext
 
 log = logging.getLogger("voipalert.net.rtp")
@@ -68,6 +72,17 @@ log = logging.getLogger("voipalert.net.rtp")
 # A socket buffer holds a few hundred datagrams (rmem_default ~208 KiB); the bound only
 # keeps a spray that goes on during the drain from holding the loop.
 MAX_DRAINED: Final = 4096
+# Datagrams read from one RTP socket per turn of the loop (see _RtpProtocol): ten packet
+# intervals, so a backlog clears within a few turns, and a flood costs each turn at most
+# that many reads from the call. All sessions of a loop together spend at most
+# CATCH_UP_BUDGET_SECONDS of every CATCH_UP_WINDOW_SECONDS on such extra reads: after a
+# stall, 200 calls' backlogs read at once would be the next stall.
+MAX_READS_PER_TURN: Final = 10
+CATCH_UP_WINDOW_SECONDS: Final = 0.02
+CATCH_UP_BUDGET_SECONDS: Final = 0.004
+# Larger than any RTP packet we accept (G.711 at up to 60 ms, SRTP's tag); a longer
+# datagram is cut here and fails the receiver's or SRTP's checks.
+RECEIVE_BYTES: Final = 4096
 
 __all__ = ["RtpSession", "RtpSessionClosedError", "RtpSessionConfig", "SenderStats"]
 
@@ -81,10 +96,11 @@ class RtpSession:
         *,
         pacer: RtpPacer,
         rng: random.Random,
-        detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
         on_beep: Callable[[Beep], None] | None = None,
         clock: Clock | None = None,
+        analysis: AnalysisPool | None = None,
+        on_analysis_lost: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self._loop = asyncio.get_running_loop()
@@ -103,28 +119,34 @@ class RtpSession:
                 latch_hosts=frozenset(normalise_address((h, 0))[0] for h in config.latch_hosts),
             )
         )
-        self._inbox = DigitInbox(
-            self._loop,
-            inband=config.inband_dtmf,
-            window_s=config.dtmf_window_s,
-            detector=detector,
-        )
-        # Only worth its cost when the detector listens (docs/dtmf.md §3).
-        self.echo = (
-            EchoLine(config.codec, samples_per_slot=samples)
-            if config.inband_dtmf and config.echo_canceller
-            else None
-        )
+        self._inbox = DigitInbox(self._loop, window_s=config.dtmf_window_s)
+        self._on_beep = on_beep
         # SRTP (RFC 3711) when the SDP exchange agreed keys: docs/security.md §SRTP.
         self._srtp = SrtpContext(config.srtp) if config.srtp is not None else None
         self.stats = SenderStats()
         self.last_error: OSError | None = None
         # The receive half: datagrams to key presses, audio to the detectors.
         self._inbound = InboundMedia(
-            receiver=self._receiver, inbox=self._inbox, stats=self.stats, srtp=self._srtp,
-            echo=self.echo,
-            hooks=InboundHooks(self._key, self._interrupt, self._latched, on_audio, on_beep),
+            receiver=self._receiver, stats=self.stats, srtp=self._srtp,
+            hooks=InboundHooks(self._key, self._latched, on_audio),
         )  # fmt: skip
+        # The analysis of what comes back, when anything listens: the echo line only in
+        # front of the key detector (docs/dtmf.md §3), the beep detector only for a caller
+        # that acts on a beep. In a worker process when the phone has a pool.
+        spec = AnalysisSpec(
+            codec=config.codec, samples_per_slot=samples, inband=config.inband_dtmf,
+            echo_canceller=config.echo_canceller, beeps=on_beep is not None,
+        )  # fmt: skip
+        self.echo: EchoLine | None = None
+        self._analysis: Analysis | None = None
+        if spec.inband or spec.beeps:
+            if analysis is None:
+                local = LocalAnalysis(spec, self._analysed)
+                self.echo = local.analysis.echo
+                self._analysis = local
+            else:
+                self._analysis = analysis.attach(spec, self._analysed, on_analysis_lost)
+        self._inbound.analysis = self._analysis
         # RTCP (RFC 3550 §6): our reports every interval (randomised), theirs read, checked.
         self._rtcp_link = RtcpLink(
             ssrc=self._packetizer.ssrc, interval=config.rtcp_interval_s, rng=rng,
@@ -147,9 +169,10 @@ class RtpSession:
         ports: RtpPorts | None = None,
         pacer: RtpPacer | None = None,
         rng: random.Random | None = None,
-        detector: DetectorConfig | None = None,
         on_audio: Callable[[AudioFrame], None] | None = None,
         on_beep: Callable[[Beep], None] | None = None,
+        analysis: AnalysisPool | None = None,
+        on_analysis_lost: Callable[[], None] | None = None,
     ) -> Self:
         """Start the session on ``ports`` (from the allocator) or on ``config.local_port``.
 
@@ -159,16 +182,20 @@ class RtpSession:
         sockets are closed by ``close``; give the ports back
         to their allocator afterwards. ``on_audio`` sees every decoded audio frame
         (recording, diagnostics); ``on_beep`` is told of each beep in the far end's audio
-        (a mailbox about to record, ``media.beep``)."""
+        (a mailbox about to record, ``media.beep``). With ``analysis`` the echo line and
+        the in-band detectors run in its worker processes; ``on_analysis_lost`` is told
+        when the call's worker died (keys and beeps in the audio go unheard until it is
+        back)."""
         if ports is not None and ports.port != config.local_port:
             raise ValueError(f"ports {ports.port} do not match local_port {config.local_port}")
         session = cls(
             config,
             pacer=pacer if pacer is not None else RtpPacer(asyncio.get_running_loop()),
             rng=rng if rng is not None else random.SystemRandom(),
-            detector=detector,
             on_audio=on_audio,
             on_beep=on_beep,
+            analysis=analysis,
+            on_analysis_lost=on_analysis_lost,
         )
         if ports is None:
             ports = bind_pair(config.local_host, config.local_port)
@@ -283,6 +310,13 @@ class RtpSession:
         self._key(char, source)
         return True
 
+    def _analysed(self, event: AnalysisEvent) -> None:
+        if isinstance(event, KeyHeard):
+            self._key(event.char, DtmfSource.INBAND)
+        elif isinstance(event, BeepHeard):
+            if self._on_beep is not None:
+                self._on_beep(Beep(event.hz, event.start))
+
     def _key(self, char: str, source: DtmfSource) -> None:
         if self._inbox.key(char, source, self._loop.time()) is not None:
             self._interrupt()
@@ -323,9 +357,10 @@ class RtpSession:
             self.stats.skipped_slots += skipped
         payload, ended = self._queue.next_frame(skipped)
         event = self._event
-        if self.echo is not None:
+        analysis = self._analysis
+        if analysis is not None and analysis.wants_sent:
             audible = self._sending and event is None
-            self.echo.sent(slot, deadline, payload if audible else None)
+            analysis.sent(slot, deadline, payload if audible else None)
         if not self._sending:
             self._packetizer.skip(1)
             self._ended(ended)
@@ -402,6 +437,8 @@ class RtpSession:
                 future.set_result(PlayEnd.STOPPED)
         self._plays.clear()
         self._inbox.close()
+        if self._analysis is not None:
+            self._analysis.close()
 
     def halt(self) -> None:
         """Stop sending now and release every waiter; the sockets stay open until
@@ -431,11 +468,64 @@ def _drain(sock: socket.socket) -> int:
     return MAX_DRAINED
 
 
+class _CatchUpBudget:
+    """The time a loop's sessions may spend reading their backlogs, per window."""
+
+    def __init__(self) -> None:
+        self.window_end = 0.0
+        self.spent = 0.0
+
+    def allows(self, now: float) -> bool:
+        if now >= self.window_end:
+            self.window_end, self.spent = now + CATCH_UP_WINDOW_SECONDS, 0.0
+        return self.spent < CATCH_UP_BUDGET_SECONDS
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _CatchUpBudget] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _budget(loop: asyncio.AbstractEventLoop) -> _CatchUpBudget:
+    budget = _budgets.get(loop)
+    if budget is None:
+        budget = _budgets[loop] = _CatchUpBudget()
+    return budget
+
+
 class _RtpProtocol(asyncio.DatagramProtocol):
     def __init__(self, session: RtpSession) -> None:
         self._session = session
+        self._budget = _budget(session._loop)
+        self._time = session._loop.time
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self._handle(data, addr)
+        # asyncio reads one datagram per socket per turn of the loop. After a stall, or
+        # whenever a turn takes longer than a packet interval (hundreds of calls on a busy
+        # machine), the queue on the socket then grows and never shrinks: at 200 calls
+        # against SIPp every call's socket sat full (208 KiB, about 4 s of audio, read 4 s
+        # late) and dropped 300 packets (docs/rx-workers.md §6). So what is queued is read
+        # now, a bounded number per call and a bounded time for all calls together.
+        session, budget, time = self._session, self._budget, self._time
+        sock = session._sock
+        if sock is None:
+            return
+        for _ in range(MAX_READS_PER_TURN - 1):
+            started = time()
+            if session.closed or not budget.allows(started):
+                return
+            try:
+                data, addr = sock.recvfrom(RECEIVE_BYTES)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                session._error(exc)  # what error_received would have been told
+                continue
+            self._handle(data, addr)
+            budget.spent += time() - started
+
+    def _handle(self, data: bytes, addr: tuple[object, ...]) -> None:
         try:
             self._session._datagram(data, addr)
         except Exception:

@@ -202,6 +202,11 @@ def notify_result(report: CallReport) -> NotifyResult:
         detail = f"{detail}; failed trunks: {', '.join(report.failed_trunks)}"
     if report.trunk is not None:
         detail = f"{detail}; via trunk {report.trunk}"
+    if report.analysis_outages:
+        detail = (
+            f"{detail}; audio analysis worker died {report.analysis_outages}x: in-band keys "
+            "and beeps unheard until it restarted"
+        )
     return NotifyResult(
         outcome=report.outcome,
         sip_status=report.sip_status,

@@ -297,6 +297,14 @@ class MediaSettings(_Section):
         "and cancel it before listening for in-band keys, so a key pressed while we speak "
         "is heard; a line without echo costs nothing after the first seconds",
     )
+    analysis_workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="worker processes that analyse the audio calls receive (echo canceller, "
+        "in-band key and mailbox-beep detectors), so that it does not hold up the audio we "
+        "send; 0 runs it in the serving process (docs/rx-workers.md)",
+    )
     srtp: Literal["off", "optional", "required"] = Field(
         default="off",
         description="SDES-SRTP (AES_CM_128_HMAC_SHA1_80): 'required' offers RTP/SAVP and "
