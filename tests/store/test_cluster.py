@@ -404,3 +404,32 @@ async def test_acks_still_reach_the_node_after_its_connections_were_cut(
 
     await eventually(stopped, "node A stops its call", 10)
     assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
+
+
+async def test_leases_outlive_a_busy_store_connection(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """The heartbeat renews the leases on a connection of its own: a node whose store
+    connection is busy for three leases (as a loaded node's is, its writes queued behind
+    each other) keeps its alert, and the other node takes nothing and interrupts nothing.
+    With the renewal on the store's connection, B took A's alert here after one lease."""
+    lease = 1.0
+    a = await nodes(lease, hold=True)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    b = await nodes(lease, hold=True)
+    beats = a.cluster.beats
+    # A's store connection is taken (one long transaction: every other one of A's waits
+    # for it, the heartbeat included if it were on it).
+    async with a.store._db.transaction(write=False) as conn:
+        for _ in range(30):
+            await conn.execute("SELECT pg_sleep(0.1)")
+        # B's engine had its passes meanwhile (woken by its heartbeat).
+        assert b.engine.ticks > 2
+    assert a.cluster.beats >= beats + 6, "A's heartbeat went on while its store was busy"
+    assert b.phone.keys == []
+    assert b.cluster.lease.interrupted_on_takeover == 0
+    held = await rows(url, "SELECT lease_node FROM alerts")
+    assert [r["lease_node"] for r in held] == [a.cluster.id]
+    assert a.phone.stops == []

@@ -47,7 +47,7 @@ from voipalert.store.errors import StoreError
 from voipalert.store.sql import Conn, Row
 
 if TYPE_CHECKING:
-    from voipalert.store.pg import PgDatabase, PgJobLock
+    from voipalert.store.pg import PgDatabase, PgJobLock, PgListener
 
 log = logging.getLogger("voipalert.cluster")
 
@@ -156,6 +156,8 @@ class ClusterNode:
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.listens = 0  # LISTEN connections made: 1, and one more per reconnection
         self.jobs: list[SingleWriter] = []
+        self.beats = 0  # heartbeats recorded, for tests
+        self._session: PgListener | None = None  # the heartbeat's own connection
 
     @property
     def id(self) -> str:
@@ -192,21 +194,45 @@ class ClusterNode:
         log.info("node %s registered (lease %.1f s)", self.id, self.lease.seconds)
 
     async def heartbeat(self) -> int:
-        """Say this node is alive and renew its leases; returns how many it holds."""
-        async with self._db.transaction(write=True, what="node heartbeat") as conn:
-            await conn.execute("UPDATE nodes SET heartbeat_at = now() WHERE id = ?", (self.id,))
-            rows = await conn.execute_fetchall(
+        """Say this node is alive and renew its leases; returns how many it holds.
+
+        On a connection of its own, and without the store's write lock: on the store's
+        connection the heartbeat queued behind every write of a loaded node (its intake,
+        its calls' outcomes, the engine's pass), and under a 300-alert burst live nodes
+        lost leases they were still working (docs/multi-node.md, "Leases renewed on their
+        own rhythm"). The write lock is not needed: the statement only touches rows this
+        node leases, and PostgreSQL's row locks order it against a taker's
+        ``FOR UPDATE SKIP LOCKED`` (whichever commits first wins; the loser re-checks
+        ``lease_node`` and renews nothing, or skips the row)."""
+        if self._session is None:
+            self._session = await self._db.session("the heartbeat connection")
+        try:
+            rows = await self._session.fetch(
+                # One statement, so one implicit transaction: the node's row and its leases
+                # are renewed together or not at all.
+                "WITH beat AS (UPDATE nodes SET heartbeat_at = now() WHERE id = ? RETURNING id) "
                 f"UPDATE alerts SET lease_until = {_interval()} "
                 "WHERE lease_node = ? AND engine_active = 1 RETURNING id",
-                (self.lease.seconds, self.id),
+                (self.id, self.lease.seconds, self.id),
+                self.heartbeat_seconds,
             )
+        except StoreError:
+            self._session.close()
+            self._session = None
+            raise
+        self.beats += 1
         return len(rows)
 
     async def run(self) -> None:
         """The heartbeat and the listener, until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._beat(), name="node heartbeat")
-            group.create_task(self._listen(), name="node listen")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._beat(), name="node heartbeat")
+                group.create_task(self._listen(), name="node listen")
+        finally:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
     async def _beat(self) -> None:
         while True:
