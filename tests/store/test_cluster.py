@@ -433,3 +433,19 @@ async def test_leases_outlive_a_busy_store_connection(
     held = await rows(url, "SELECT lease_node FROM alerts")
     assert [r["lease_node"] for r in held] == [a.cluster.id]
     assert a.phone.stops == []
+
+
+async def test_the_alerts_just_taken_come_first(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """The snapshot lists the alerts it just took before those the node held already, so a
+    pass cut by its budget (engine.PASS_BUDGET_SECONDS) reconciles a take-over first."""
+    a = await nodes(60.0, engine=False)
+    first, _ = await a.store.create_or_join_alert(NewAlert("held already"))
+    assert [alert.id for alert, _ in await a.store.engine_snapshot()] == [first.id]
+    later = [(await a.store.create_or_join_alert(NewAlert(f"new {n}")))[0].id for n in range(2)]
+    snapshot = await a.store.engine_snapshot()
+    assert [alert.id for alert, _ in snapshot] == [*later, first.id]
+    # Once held, the usual order again.
+    snapshot = await a.store.engine_snapshot()
+    assert [alert.id for alert, _ in snapshot] == [first.id, *later]

@@ -76,6 +76,7 @@ class LeasedRows:
     alerts: Sequence[Row]
     attempts: Sequence[Row]
     interrupted: list[int] = field(default_factory=list)
+    taken: list[int] = field(default_factory=list)  # the alerts this snapshot took
 
 
 def _interval() -> str:
@@ -140,7 +141,7 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         (me,),
     )
     lease.held = len(alerts)
-    return LeasedRows(alerts, attempts, interrupted)
+    return LeasedRows(alerts, attempts, interrupted, taken)
 
 
 class ClusterNode:
