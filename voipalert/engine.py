@@ -176,6 +176,12 @@ class Engine:
     def calls_in_progress(self) -> int:
         return len(self._calls)
 
+    def free_lines(self) -> int:
+        """Calls this engine could start now (``max_concurrent_calls`` less the calls in
+        progress, those waiting for a line included): a node of several takes no more new
+        alerts than this (store.cluster)."""
+        return max(0, self._config.max_concurrent_calls - len(self._calls))
+
     async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Start no more calls; ask every call in progress to say goodbye and hang up, and
         wait up to ``grace`` seconds for their results to be stored. Then cancel ``run``.

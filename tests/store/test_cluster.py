@@ -104,13 +104,14 @@ async def nodes(url: str) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
             hold_only: str | None = None,
             take_batch: int = 50,
             engine: bool = True,
+            lines: int = 50,
         ) -> Node:
             store = await Store.open(url, clock)
             stack.push_async_callback(store.close)
             phone = Phone(hold=hold, hold_only=hold_only)
-            config = EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=50)
+            config = EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=lines)
             eng = Engine(store, phone, clock, config)
-            cluster = await store.join_cluster(lease, eng.wake, take_batch)
+            cluster = await store.join_cluster(lease, eng.wake, take_batch, eng.free_lines)
             assert cluster is not None
             node = Node(store, eng, phone, cluster)
             if engine:
@@ -449,3 +450,49 @@ async def test_the_alerts_just_taken_come_first(
     # Once held, the usual order again.
     snapshot = await a.store.engine_snapshot()
     assert [alert.id for alert, _ in snapshot] == [first.id, *later]
+
+
+async def test_a_node_takes_no_more_alerts_than_it_can_dial(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Two lines per node, six alerts stored through node A (which wakes only its own
+    engine): A takes the two it can dial, B the next two, two wait unleased for a free
+    line. Node A dies: B's lines are taken, so its alerts wait for the third node, which
+    takes two of them (it has two lines), not all four."""
+    lease = 1.0
+    a = await nodes(lease, hold=True, lines=2)
+    b = await nodes(lease, hold=True, lines=2)
+    for n in range(6):
+        await a.store.create_or_join_alert(NewAlert(f"disk {n}"))
+    a.engine.wake()
+
+    async def dialled(count: int) -> bool:
+        return len(a.phone.keys) + len(b.phone.keys) >= count
+
+    await eventually(lambda: dialled(4), "both nodes ring twice", 20)
+    # A few more passes of both: nobody takes what it cannot dial.
+    ticks = a.engine.ticks, b.engine.ticks
+    await eventually(lambda: _ticked_past(a, b, ticks), "both engines had more passes", 20)
+    assert (len(a.phone.keys), len(b.phone.keys)) == (2, 2)
+    held = Counter(r["lease_node"] for r in await rows(url, "SELECT lease_node FROM alerts"))
+    assert held == {a.cluster.id: 2, b.cluster.id: 2, None: 2}
+    a.kill()
+    c = await nodes(lease, hold=True, lines=2)
+
+    async def c_rings() -> bool:
+        return len(c.phone.keys) >= 2
+
+    await eventually(c_rings, "node C takes A's share", 20)
+    ticks = b.engine.ticks, c.engine.ticks
+    await eventually(lambda: _ticked_past(b, c, ticks), "both engines had more passes", 20)
+    await asyncio.sleep(2 * lease)  # A's leases have expired by now, whoever looks
+    await eventually(lambda: _ticked_past(b, c, ticks), "both engines had more passes", 20)
+    assert len(c.phone.keys) == 2
+    assert len(b.phone.keys) == 2
+    held = Counter(r["lease_node"] for r in await rows(url, "SELECT lease_node FROM alerts"))
+    assert held[b.cluster.id] == 2 and held[c.cluster.id] == 2
+    assert not set(a.phone.keys) & set(b.phone.keys + c.phone.keys)
+
+
+async def _ticked_past(one: Node, two: Node, ticks: tuple[int, int]) -> bool:
+    return one.engine.ticks > ticks[0] + 1 and two.engine.ticks > ticks[1] + 1

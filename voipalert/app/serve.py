@@ -230,7 +230,9 @@ async def _join_cluster(settings: Settings, store: Store, engine: Engine) -> Clu
     database's nodes: its engine works the alerts it leases (docs/multi-node.md)."""
     if settings.database.url is None or settings.cluster.single_engine:
         return None
-    return await store.join_cluster(settings.cluster.lease_seconds, engine.wake)
+    return await store.join_cluster(
+        settings.cluster.lease_seconds, engine.wake, lines=engine.free_lines
+    )
 
 
 async def _hand_over(node: ClusterNode | None, engine: Engine, edges: _Edges) -> None:

@@ -68,6 +68,9 @@ class Lease:
     # Called when a snapshot took a full batch: more alerts wait, tick again at once.
     more: Callable[[], None] | None = None
     interrupted_on_takeover: int = 0  # the known exception: calls cut by a node's end
+    # The engine's free call lines (max_concurrent_calls minus its calls in progress): a
+    # snapshot takes no more alerts than the node can dial. None: take_batch alone.
+    lines: Callable[[], int] | None = None
     held: int = 0  # alerts leased after the last snapshot
 
 
@@ -98,7 +101,8 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         (me,),
     )
     taken: list[int] = []
-    if not lease.stopping:
+    limit = 0 if lease.stopping else await _take_limit(conn, lease)
+    if limit > 0:
         # SKIP LOCKED: rows another transaction is changing are left to the next tick
         # instead of waiting for them (the write lock orders the nodes' snapshots anyway;
         # this keeps a take from queueing behind an unrelated long update of one alert).
@@ -106,8 +110,10 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
             f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
             "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
             "AND (lease_node IS NULL OR lease_until < now()) "
-            "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
-            (me, lease.seconds, lease.take_batch),
+            # Expired leases (a dead node's escalations, under way) before alerts nobody
+            # has taken yet: a take-over is not left behind a burst of new alerts.
+            "ORDER BY lease_node IS NULL, id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
+            (me, lease.seconds, limit),
         )
         taken = [int(r["id"]) for r in rows]
     interrupted: list[int] = []
@@ -142,6 +148,26 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
     )
     lease.held = len(alerts)
     return LeasedRows(alerts, attempts, interrupted, taken)
+
+
+async def _take_limit(conn: Conn, lease: Lease) -> int:
+    """How many alerts this snapshot may take: ``take_batch``, and no more than the node
+    can dial. Its free lines, less the alerts it holds already without a call (they will
+    want a line at their next step): a node whose lines are taken leaves a dead node's
+    alerts to the other live nodes instead of queueing them behind its own calls
+    (docs/multi-node.md, "How work is claimed")."""
+    if lease.lines is None:
+        return lease.take_batch
+    free = lease.lines()
+    if free <= 0:
+        return 0
+    rows = await conn.execute_fetchall(
+        "SELECT count(*) AS n FROM alerts WHERE lease_node = ? AND engine_active = 1 "
+        "AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.alert_id = alerts.id "
+        "AND attempts.state IN ('pending', 'in_flight'))",
+        (lease.node,),
+    )
+    return max(0, min(lease.take_batch, free - int(rows[0]["n"])))
 
 
 class ClusterNode:

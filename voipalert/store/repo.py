@@ -117,14 +117,19 @@ class Store(
         await self._db.claim_engine()
 
     async def join_cluster(
-        self, lease_seconds: float, wake: Callable[[], None], take_batch: int = DEFAULT_TAKE_BATCH
+        self,
+        lease_seconds: float,
+        wake: Callable[[], None],
+        take_batch: int = DEFAULT_TAKE_BATCH,
+        lines: Callable[[], int] | None = None,
     ) -> ClusterNode | None:
         """On PostgreSQL, register this process as one of the database's nodes: from now
         on the engine works only the alerts it leases (store.cluster). None on SQLite,
-        where one engine per file holds (store.engine_lock)."""
+        where one engine per file holds (store.engine_lock). ``lines``: the engine's free
+        call lines, which bound the alerts a snapshot takes."""
         if not isinstance(self._db, PgDatabase):
             return None
-        lease = Lease(ClusterNode.new_id(), lease_seconds, take_batch, more=wake)
+        lease = Lease(ClusterNode.new_id(), lease_seconds, take_batch, more=wake, lines=lines)
         node = ClusterNode(self._db, lease, wake)
         await node.register()
         self._lease = lease
