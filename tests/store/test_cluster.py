@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from tests.store.conftest import PgServer, new_pg_database
 from tests.test_engine import ROTA, START
+from voipalert.app.housekeeping import Housekeeping
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, NewAlert
 from voipalert.engine import Engine, EngineConfig
@@ -151,6 +152,7 @@ async def test_sqlite_has_no_cluster(tmp_path: object) -> None:
     store = await Store.open(f"{tmp_path}/v.db", FakeClock(START))
     try:
         assert await store.join_cluster(15.0, lambda: None) is None
+        assert await store.prune_nodes(0) == []  # no nodes on SQLite, and no error
     finally:
         await store.close()
 
@@ -340,6 +342,10 @@ def test_lease_seconds_are_bounded() -> None:
     for bad in (0, 0.5, -1, 601, "soon"):
         with pytest.raises(ValidationError, match="lease_seconds"):
             Settings.model_validate({"cluster": {"lease_seconds": bad}})
+    assert Settings().cluster.node_retention_hours == 24
+    for bad in (0, 0.5, -1, 10_000, "a day"):
+        with pytest.raises(ValidationError, match="node_retention_hours"):
+            Settings.model_validate({"cluster": {"node_retention_hours": bad}})
 
 
 async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
@@ -496,3 +502,91 @@ async def test_a_node_takes_no_more_alerts_than_it_can_dial(
 
 async def _ticked_past(one: Node, two: Node, ticks: tuple[int, int]) -> bool:
     return one.engine.ticks > ticks[0] + 1 and two.engine.ticks > ticks[1] + 1
+
+
+async def test_metrics_show_jobs_held_and_live_nodes(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """/metrics of a node: which single-writer jobs it runs (1) or not (0), the nodes heard
+    from lately with their heartbeat's age, and how many are live."""
+    a = await nodes(60.0, engine=False)
+    b = await nodes(60.0, engine=False)
+    started = asyncio.Event()
+
+    async def job() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    writers = [node.cluster.single_writer("silencer", job) for node in (a, b)]
+    tasks = [asyncio.create_task(w.run()) for w in writers]
+    try:
+        await asyncio.wait_for(started.wait(), 20)
+        holder, other = (a, b) if writers[0].held.is_set() else (b, a)
+        # A third node, silent for 70 s: past its lease (60 s), still listed a while.
+        await rows(
+            url, "INSERT INTO nodes (id, host, pid, heartbeat_at) "
+            "VALUES ('gone', 'h', 1, now() - interval '70 seconds')",
+        )  # fmt: skip
+        await holder.cluster.heartbeat()
+        await other.cluster.heartbeat()
+        for node, held in ((holder, 1.0), (other, 0.0)):
+            metrics = IngestMetrics(FakeClock(START))
+            metrics.count_cluster(node.cluster.lease, node.cluster)
+            text = metrics.render().decode()
+            assert f'voipalert_cluster_job_held{{job="silencer"}} {held}' in text
+            assert "voipalert_cluster_nodes_live 2.0" in text
+            for peer in (a, b):
+                assert f'node="{peer.cluster.id}"' in text
+            ages = [
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("voipalert_cluster_node_heartbeat_age_seconds{")
+            ]
+            assert len(ages) == 3 and max(ages) >= 70, ages  # the silent one, shown
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_housekeeping_prunes_only_nodes_that_no_longer_matter(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Rows of nodes silent for longer than the retention go, unless the node still holds
+    a lease, or an attempt pending, in flight, or of an alert the engines still work."""
+    a = await nodes(60.0, hold=True)
+    alert, _ = await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    a.kill()  # its lease and its call in flight stay behind
+    b = await nodes(60.0, engine=False)
+    await rows(
+        url, "INSERT INTO nodes (id, host, pid, heartbeat_at) VALUES "
+        "('old', 'h', 1, now() - interval '25 hours'), "
+        "('recent', 'h', 2, now() - interval '23 hours')",
+    )  # fmt: skip
+    await rows(url, "UPDATE nodes SET heartbeat_at = now() - interval '2 days' WHERE id = $1",
+               a.cluster.id)  # fmt: skip
+    keeper = Housekeeping(b.store, FakeClock(START), 30, node_retention_hours=24)
+
+    async def left() -> set[str]:
+        return {r["id"] for r in await rows(url, "SELECT id FROM nodes")}
+
+    await keeper.once()
+    assert await left() == {a.cluster.id, b.cluster.id, "recent"}  # "old" went
+    # A's lease released (taken over), its attempt ended: the alert is still open.
+    await rows(url, "UPDATE alerts SET lease_node = NULL")
+    await rows(url, "UPDATE attempts SET state = 'done', outcome = 'no_answer', ended_at = '1'")
+    await keeper.once()
+    assert a.cluster.id in await left()
+    # The alert settled: nothing of A matters any more.
+    await rows(url, "UPDATE alerts SET status = 'resolved', engine_active = 0")
+    await keeper.once()
+    assert await left() == {b.cluster.id, "recent"}
+    dialled = await rows(url, "SELECT node FROM attempts WHERE alert_id = $1", alert.id)
+    assert [r["node"] for r in dialled] == [None]
+    # A node whose row went all the same (frozen for longer than the retention) writes it
+    # again at its next heartbeat: its leases need the row.
+    await rows(url, "DELETE FROM nodes WHERE id = $1", b.cluster.id)
+    await b.cluster.heartbeat()
+    assert b.cluster.id in await left()

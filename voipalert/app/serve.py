@@ -179,7 +179,9 @@ async def serve(
                     _single(node, "rota-sources",
                             _rota_sources(settings, app, store, clock, stack).run),
                     ("housekeeping", Housekeeping(
-                        store, clock, settings.database.sent_retention_days).run()),
+                        store, clock, settings.database.sent_retention_days,
+                        node_retention_hours=settings.cluster.node_retention_hours
+                        if node is not None else None).run()),
                     # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
                     ("call-in", run_callin(
                         settings, store, speech, clock, phone,
@@ -274,7 +276,7 @@ def _observe(
     """The side services report into the app's metrics (and the trunks into /readyz)."""
     app[TRUNKS] = trunks
     if node is not None:
-        app[METRICS].count_cluster(node.lease)
+        app[METRICS].count_cluster(node.lease, node)
     silencer.observe = app[METRICS].observe_silence
     sender.observe = app[METRICS].observe_status_webhook
     stalls.metrics = app[METRICS]

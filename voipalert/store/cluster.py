@@ -55,6 +55,7 @@ CHANNEL: Final = "voipalert_alert"
 DEFAULT_TAKE_BATCH: Final = 50
 LISTEN_RETRY_SECONDS: Final = 1.0
 REGISTER_SECONDS: Final = 60.0
+PEERS_SHOWN_LEASES: Final = 4  # /metrics lists the nodes heard from within this many leases
 
 
 @dataclass(slots=True)
@@ -72,6 +73,17 @@ class Lease:
     # snapshot takes no more alerts than the node can dial. None: take_batch alone.
     lines: Callable[[], int] | None = None
     held: int = 0  # alerts leased after the last snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A node of the database as this node's last heartbeat saw it (for /metrics)."""
+
+    id: str
+    host: str
+    pid: int
+    heartbeat_age: float  # seconds, by the database server's clock
+    stopping: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +182,25 @@ async def _take_limit(conn: Conn, lease: Lease) -> int:
     return max(0, min(lease.take_batch, free - int(rows[0]["n"])))
 
 
+async def prune_nodes(conn: Conn, silent_seconds: float) -> list[str]:
+    """Delete the rows of nodes silent for ``silent_seconds`` (each start is a new node:
+    the table would grow with every restart). Never a node that still matters: one whose
+    name is on a lease (its alerts not yet taken over), or on an attempt still pending or
+    in flight, or on any attempt of an alert the engines still work (the take-over reads
+    ``attempts.node``). The attempts of settled alerts lose their ``node`` (the schema's
+    ``ON DELETE SET NULL``); the audit trail keeps the node ids it named."""
+    rows = await conn.execute_fetchall(
+        "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => "
+        "CAST(? AS DOUBLE PRECISION)) "
+        "AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.lease_node = nodes.id) "
+        "AND NOT EXISTS (SELECT 1 FROM attempts t WHERE t.node = nodes.id "
+        "AND (t.state IN ('pending', 'in_flight') "
+        "OR t.alert_id IN (SELECT id FROM alerts WHERE engine_active = 1))) RETURNING id",
+        (silent_seconds,),
+    )
+    return [str(r["id"]) for r in rows]
+
+
 class ClusterNode:
     """This process as a node: its row, its heartbeat (which also renews its leases), and
     its LISTEN connection. ``run()`` until cancelled; ``begin_stopping()`` at SIGTERM,
@@ -184,6 +215,7 @@ class ClusterNode:
         self.listens = 0  # LISTEN connections made: 1, and one more per reconnection
         self.jobs: list[SingleWriter] = []
         self.beats = 0  # heartbeats recorded, for tests
+        self.peers: list[Peer] = []  # the nodes alive lately, as of the last heartbeat
         self._session: PgListener | None = None  # the heartbeat's own connection
 
     @property
@@ -210,7 +242,7 @@ class ClusterNode:
                 async with self._db.transaction(write=True, what="register this node") as conn:
                     await conn.execute(
                         "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
-                        (self.id, socket.gethostname()[:255], os.getpid()),
+                        (self.id, _host(), os.getpid()),
                     )
                 break
             except StoreError as exc:
@@ -237,16 +269,34 @@ class ClusterNode:
             rows = await self._session.fetch(
                 # One statement, so one implicit transaction: the node's row and its leases
                 # are renewed together or not at all.
-                "WITH beat AS (UPDATE nodes SET heartbeat_at = now() WHERE id = ? RETURNING id) "
+                # The row is written again if it went: pruned while this node was frozen
+                # for longer than the retention (Store.prune_nodes), its leases need it.
+                "WITH beat AS (INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() RETURNING id) "
                 f"UPDATE alerts SET lease_until = {_interval()} "
                 "WHERE lease_node = ? AND engine_active = 1 RETURNING id",
-                (self.id, self.lease.seconds, self.id),
+                (self.id, _host(), os.getpid(), self.lease.seconds, self.id),
+                self.heartbeat_seconds,
+            )
+            # The nodes seen alive lately, for /metrics: a dead node stays listed until its
+            # heartbeat is PEERS_SHOWN_LEASES leases old, then drops out (it is pruned
+            # from the table only a day later, store.Store.prune_nodes).
+            peers = await self._session.fetch(
+                "SELECT id, host, pid, stopping, "
+                "EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS age FROM nodes "
+                f"WHERE heartbeat_at > now() - make_interval(secs => {PEERS_SHOWN_LEASES} * "
+                "CAST(? AS DOUBLE PRECISION)) ORDER BY started_at, id",
+                (self.lease.seconds,),
                 self.heartbeat_seconds,
             )
         except StoreError:
             self._session.close()
             self._session = None
             raise
+        self.peers = [
+            Peer(r["id"], r["host"], int(r["pid"]), max(0.0, float(r["age"])), r["stopping"])
+            for r in peers
+        ]
         self.beats += 1
         return len(rows)
 
@@ -333,6 +383,10 @@ class ClusterNode:
             )
             await conn.execute("SELECT pg_notify(?, '')", (CHANNEL,))
         log.info("node %s left: its leases are released", self.id)
+
+
+def _host() -> str:
+    return socket.gethostname()[:255]
 
 
 def job_key(name: str) -> int:
