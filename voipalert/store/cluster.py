@@ -3,8 +3,10 @@
 Work is claimed, never assumed. Each ``serve`` registers a row in ``nodes`` and renews
 its heartbeat every ``lease_seconds / 3``; the engine plans and dials only for the alerts
 whose lease it holds (``alerts.lease_node``/``lease_until``, server time). The leases are
-taken in the engine's snapshot (``leased_snapshot``), renewed with every heartbeat and
-every tick, and released when an alert settles or the node stops cleanly. A node that
+taken in the engine's snapshot (``leased_snapshot``: no more than the node has free call
+lines for, expired ones first), renewed with every heartbeat (on a connection of its own,
+so that a loaded node's queued writes never delay it) and every tick, and released when
+an alert settles or the node stops cleanly. A node that
 dies stops renewing: ``lease_seconds`` later its leases have expired and the next tick of
 another node takes them (woken at least every heartbeat), marks the dead node's calls
 ``interrupted`` and re-plans.
