@@ -276,7 +276,10 @@ class Engine:
         # here has no due time yet, so those come before every known one.
         snapshot.sort(key=lambda item: self._due.get(item[0].id) or _NEVER_PLANNED)
         slices = LoopSlices(self._config.loop_slice_seconds)
-        deadline = started + self._config.pass_budget_seconds
+        # The budget is for the reconciling; at least twice the snapshot's time, so that a
+        # large snapshot (thousands of open alerts on one node) is never most of the work.
+        reconciling = max(self._config.pass_budget_seconds, 2 * stats.snapshot_seconds)
+        deadline = started + stats.snapshot_seconds + reconciling
         for alert, attempts in snapshot:
             if stats.planned and self._clock.monotonic() >= deadline:
                 stats.cut = True
