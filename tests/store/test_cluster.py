@@ -32,6 +32,7 @@ from voipalert.settings import Settings
 from voipalert.store import Store
 from voipalert.store.cluster import ClusterNode, Lease
 from voipalert.store.errors import StoreError
+from voipalert.store.pg import WRITE_LOCK
 
 NO_ANSWER = NotifyResult(AttemptOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
 CANCELLED = NotifyResult(AttemptOutcome.CANCELLED, 487, "Request Terminated")
@@ -590,3 +591,35 @@ async def test_housekeeping_prunes_only_nodes_that_no_longer_matter(
     await rows(url, "DELETE FROM nodes WHERE id = $1", b.cluster.id)
     await b.cluster.heartbeat()
     assert b.cluster.id in await left()
+
+
+async def test_leases_outlive_a_held_write_lock(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """The heartbeat takes no write lock: while another session holds the database's
+    write lock for three leases (every node's writes wait), node A's heartbeat goes on and
+    its lease with it; once the lock is free, B still finds nothing to take."""
+    lease = 1.0
+    a = await nodes(lease, hold=True)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    b = await nodes(lease, hold=True)
+    beats = a.cluster.beats
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+            await asyncio.sleep(3 * lease)
+    finally:
+        await conn.close()
+    assert a.cluster.beats >= beats + 6, "A's heartbeat went on under the write lock"
+    ticks = b.engine.ticks
+    await eventually(lambda: _b_ticked(b, ticks + 2), "B had passes after the lock", 20)
+    assert b.phone.keys == []
+    assert b.cluster.lease.interrupted_on_takeover == 0
+    assert a.phone.stops == []
+
+
+async def _b_ticked(node: Node, ticks: int) -> bool:
+    return node.engine.ticks >= ticks

@@ -96,8 +96,16 @@ class LeasedRows:
     taken: list[int] = field(default_factory=list)  # the alerts this snapshot took
 
 
+# Lease times are the *statement's* start, never ``now()``: ``now()`` is the transaction's
+# start, and the engine's snapshot begins its transaction before it waits (up to the lock
+# timeout) for the write lock. Renewed from ``now()``, a lease that waited 3 s for the lock
+# was set 3 s short, into the past with a 1 s lease, and another node took it from a live
+# node (tests/store/test_cluster.py::test_leases_outlive_a_held_write_lock).
+LEASE_NOW: Final = "statement_timestamp()"
+
+
 def _interval() -> str:
-    return "now() + make_interval(secs => CAST(? AS DOUBLE PRECISION))"
+    return f"{LEASE_NOW} + make_interval(secs => CAST(? AS DOUBLE PRECISION))"
 
 
 async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows:
@@ -123,7 +131,7 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         rows = await conn.execute_fetchall(
             f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
             "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
-            "AND (lease_node IS NULL OR lease_until < now()) "
+            f"AND (lease_node IS NULL OR lease_until < {LEASE_NOW}) "
             # Expired leases (a dead node's escalations, under way) before alerts nobody
             # has taken yet: a take-over is not left behind a burst of new alerts.
             "ORDER BY lease_node IS NULL, id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
@@ -274,7 +282,7 @@ class ClusterNode:
                 # The row is written again if it went: pruned while this node was frozen
                 # for longer than the retention (Store.prune_nodes), its leases need it.
                 "WITH beat AS (INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET heartbeat_at = now() RETURNING id) "
+                f"ON CONFLICT (id) DO UPDATE SET heartbeat_at = {LEASE_NOW} RETURNING id) "
                 f"UPDATE alerts SET lease_until = {_interval()} "
                 "WHERE lease_node = ? AND engine_active = 1 RETURNING id",
                 (self.id, _host(), os.getpid(), self.lease.seconds, self.id),
