@@ -1,6 +1,10 @@
 """Store and engine throughput on a real SQLite file.
 
     python -m benchmarks.bench_store [N] [--tick-only] [--postgresql]
+    python -m benchmarks.bench_store [N] --compare
+
+``--compare`` is benchmarks/store_scale.py: SQLite against PostgreSQL, one node against
+three processes on one PostgreSQL, as ratios (N 10,000 by default there).
 
 Prints: alerts stored per second through ``create_or_join_alert`` (each one its own
 committed transaction, synchronous=FULL and NORMAL), and how long one engine pass takes to
@@ -155,6 +159,11 @@ async def _measure(backend: Backend, n: int, inserts: bool) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--compare" in sys.argv:
+        from benchmarks.store_scale import compare
+
+        asyncio.run(compare(int(args[0]) if args else 10_000))
+        sys.exit()
     asyncio.run(
         main(
             int(args[0]) if args else 2000,

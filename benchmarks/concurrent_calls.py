@@ -1,7 +1,7 @@
 """Simultaneous calls from one process against the SIP testbed, with clean audio.
 
     python -m benchmarks.concurrent_calls [N ...] [--runs R]   (default: 16 24 32, 5 runs)
-    python -m benchmarks.concurrent_calls --sipp 50 100 200 --runs 1
+    python -m benchmarks.concurrent_calls --sipp 50 100 200 --runs 1 [--rate 20]
 
 With ``--sipp`` the far end is SIPp (benchmarks/sipp_far_end.py) instead of baresip bots:
 phones that answer, talk back and never press a key; the wire is audited, nothing is heard.
@@ -60,6 +60,8 @@ FIRST_PLAY = "greeting, message and menu"
 # The bots answer as mailboxes do (and beep): the audited prompts are the answer's, so the
 # call must not switch to leaving a voicemail when it hears the beep.
 _SCRIPT = ScriptConfig(repetitions=1, pause_seconds=1.0, leave_voicemail=False)
+# New calls a second, as serve's [sip] max_calls_per_second (default 20); --rate sets it.
+CALL_RATE = [20.0]
 
 
 def _cpu() -> float:
@@ -74,6 +76,9 @@ class Run:
     wire_clean: int = 0  # calls whose greeting and message were clean on the wire
     heard_clean: int = 0  # bots whose recording holds the whole greeting in place
     bad_slots: int = 0  # wire: skipped + wrong + out of order + late, all calls
+    bad_kinds: dict[str, int] = field(default_factory=dict)  # the same, by kind
+    capture_drops: int = 0  # packets the capture itself lost: the wire figures are unsure
+    heard: bool = True  # False with SIPp, which records nothing
     stalls: list[Stall] = field(default_factory=list)
     lateness: list[float] = field(default_factory=list)
     skipped: int = 0
@@ -91,12 +96,12 @@ async def run_sipp(
     key (benchmarks/sipp_far_end.py): no registrar, calls go straight to SIPp. SIPp records
     nothing, so only the wire is audited; it decodes nothing either, so it leaves the
     cores to us (docs/capacity.md)."""
-    result = Run(n)
+    result = Run(n, heard=False)
     async with phones(directory, port=5190, ring_ms=1000) as far:
         sip_port, rtp, _ = testbed_ports()
         rtp_max = rtp + 2 * n + 10
         config = UAConfig(user="voipalert", domain="127.0.0.1", local_host="127.0.0.1",
-                          local_port=sip_port)  # fmt: skip
+                          local_port=sip_port, max_calls_per_second=CALL_RATE[0])  # fmt: skip
         pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=result.lateness.append)
         phone = Phone(
             config, ("127.0.0.1", sip_port), MediaConfig("127.0.0.1", "127.0.0.1", rtp, rtp_max),
@@ -126,11 +131,23 @@ async def run_sipp(
         await phone.stop()
     result.answered = outcomes.count("answered_no_ack")
     result.skipped = pacer.skipped_slots
+    _audit_wire(result, capture, prompts[FIRST_PLAY])
+    return result
+
+
+def _audit_wire(result: Run, capture: RtpCaptureProcess, first_play: NDArray[np.int16]) -> None:
+    result.capture_drops = capture.drops
+    kinds = dict.fromkeys(("skipped", "wrong", "out of order", "late", "not found"), 0)
     for stream in capture.streams().values():
-        audit = audit_stream(stream, prompts[FIRST_PLAY])
+        audit = audit_stream(stream, first_play)
         result.wire_clean += audit.clean
         result.bad_slots += audit.bad if audit.found else audit.slots
-    return result
+        kinds["skipped"] += audit.skipped
+        kinds["wrong"] += audit.wrong
+        kinds["out of order"] += audit.out_of_order
+        kinds["late"] += audit.late
+        kinds["not found"] += 0 if audit.found else audit.slots
+    result.bad_kinds = {kind: count for kind, count in kinds.items() if count}
 
 
 async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> Run:
@@ -145,6 +162,7 @@ async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> 
             user="voipalert", domain=testbed.host, local_host="127.0.0.1", local_port=sip_port,
             password=testbed.users["voipalert"],
             registrar=SipUri(host=testbed.host, port=testbed.port),
+            max_calls_per_second=CALL_RATE[0],
         )  # fmt: skip
         pacer = RtpPacer(asyncio.get_running_loop(), on_lateness=result.lateness.append)
         phone = Phone(
@@ -175,10 +193,7 @@ async def run(n: int, speech: Speech, prompts: dict[str, NDArray[np.int16]]) -> 
         await phone.stop()
         result.answered = outcomes.count("answered_no_ack")
         result.skipped = pacer.skipped_slots
-        for stream in capture.streams().values():
-            audit = audit_stream(stream, prompts[FIRST_PLAY])
-            result.wire_clean += audit.clean
-            result.bad_slots += audit.bad if audit.found else audit.slots
+        _audit_wire(result, capture, prompts[FIRST_PLAY])
         result.heard_clean = sum(_heard_clean(testbed, b.name, prompts[GREETING]) for b in bots)
         return result
     finally:
@@ -199,11 +214,20 @@ def _row(r: Run) -> str:
     longest = r.longest
     stall = "none over 20 ms" if longest is None else f"{longest.lag * 1000:.0f} ms {longest.kind}"
     ours = max((s.ours for s in r.stalls if s.kind is not StallKind.PREEMPTED), default=0.0)
-    return (
+    heard = f"{r.heard_clean:>3}/{r.n:<3}" if r.heard else "    n/a"
+    row = (
         f"{r.n:>4} {r.answered:>4}  {r.wire_clean:>3}/{r.n:<3} {r.bad_slots:>5}  "
-        f"{r.heard_clean:>3}/{r.n:<3}  {stall:>22}  {ours * 1000:>5.0f}  "
+        f"{heard}  {stall:>22}  {ours * 1000:>5.0f}  "
         f"{p50:>5.2f} / {p99:<6.2f} {r.skipped:>6}  {r.cpu:>4.0%}"
     )
+    if r.bad_kinds:
+        row += "\n        bad slots: " + ", ".join(f"{n} {k}" for k, n in r.bad_kinds.items())
+    if r.capture_drops:
+        row += (
+            f"\n        the capture dropped {r.capture_drops} packets: "
+            "slots it missed read as skipped, the wire figures are not reliable"
+        )
+    return row
 
 
 HEADER = (
@@ -227,8 +251,8 @@ async def main_async(sizes: list[int], runs: int, sipp: bool) -> None:
                 [part for key in (GREETING, MESSAGE, *MENU) for part in (prompts[key], gap)]
             )
             far = "SIPp phones (heard: not recorded)" if sipp else "the testbed"
-            print(f"concurrent calls against {far}, {os.cpu_count()} cores, "
-                  f"load average {os.getloadavg()[0]:.2f} before")  # fmt: skip
+            print(f"concurrent calls against {far}, {os.cpu_count()} cores, load average "
+                  f"{os.getloadavg()[0]:.2f} before, {CALL_RATE[0]:g} calls a second")  # fmt: skip
             print(HEADER)
             summary: dict[int, list[Run]] = {}
             for n in sizes:
@@ -255,9 +279,12 @@ def _print_summary(summary: dict[int, list[Run]]) -> None:
             default=0.0,
         )
         worst = "none" if longest is None else f"{longest.lag * 1000:.0f} ms ({longest.kind})"
+        heard_text = f"heard {heard}/{n * len(rs)}" if rs[0].heard else "heard not measured"
+        drops = sum(r.capture_drops for r in rs)
         print(
-            f"{n:>4}: wire {wire}/{n * len(rs)}, heard {heard}/{n * len(rs)}, "
-            f"longest stall {worst}, longest of our own {ours * 1000:.0f} ms"
+            f"{n:>4}: wire {wire}/{n * len(rs)}, {heard_text}, "
+            + (f"capture drops {drops}, " if drops else "")
+            + f"longest stall {worst}, longest of our own {ours * 1000:.0f} ms"
         )
 
 
@@ -268,7 +295,12 @@ def main() -> None:
     parser.add_argument(
         "--sipp", action="store_true", help="call SIPp phones instead of testbed bots"
     )
+    parser.add_argument(
+        "--rate", type=float, default=20.0,
+        help="calls started a second, as [sip] max_calls_per_second (0: all at once)",
+    )  # fmt: skip
     args = parser.parse_args()
+    CALL_RATE[0] = args.rate
     if max(args.sizes) > 48 and not args.sipp:
         raise SystemExit("at most 48 (the load accounts in sip-testbed/users.txt)")
     asyncio.run(main_async(args.sizes, args.runs, args.sipp))

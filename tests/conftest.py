@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from testbed import DEFAULT_BOTS, INSTALL_HINT, BotSpec, Testbed, missing_programs, start
@@ -33,6 +34,17 @@ def _require_programs() -> None:
     if not missing:
         return
     need(False, f"SIP testbed programs missing ({', '.join(missing)}); install: {INSTALL_HINT}")
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One speech cache for every test that runs serve or the CLI with the real voice.
+
+    Entries are keyed by the text, the voice and its settings (voipalert/tts/cache.py), so
+    sharing them changes no test's audio; it saves each test module the Piper synthesis of
+    every fixed phrase when its first serve starts. Written atomically, so several serve
+    processes may share it at once."""
+    return tmp_path_factory.mktemp("speech-cache")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ ran: its timestamp is when the packet really left, whatever the sender believes.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import socket
 import struct
@@ -19,15 +20,39 @@ from multiprocessing.connection import Connection
 from typing import Final
 
 ETH_P_IP: Final = 0x0800
-SO_TIMESTAMPNS: Final = 35  # Linux <asm-generic/socket.h>; not exported by the socket module
+# Linux constants the socket module does not export (<asm-generic/socket.h>,
+# <linux/if_packet.h>).
+SO_TIMESTAMPNS: Final = 35
+SO_ATTACH_FILTER: Final = 26
+SO_RCVBUFFORCE: Final = 33
+SOL_PACKET: Final = 263
+PACKET_STATISTICS: Final = 6
+PACKET_IGNORE_OUTGOING: Final = 23
 UDP: Final = 17
+CAPTURE_BUFFER: Final = 64 << 20  # a second of 200 calls both ways, with room
 _RTP: Final = struct.Struct("!BBHII")
 
 
-def open_loopback_capture(timeout: float = 0.2) -> socket.socket:
-    """A raw IPv4 socket on ``lo`` with kernel receive timestamps."""
+def open_loopback_capture(timeout: float = 0.2, ports: range | None = None) -> socket.socket:
+    """A raw IPv4 socket on ``lo`` with kernel receive timestamps.
+
+    With ``ports``, the kernel passes only UDP datagrams whose source port lies in the range
+    (a classic BPF filter) and only their delivery, not their transmission: at 200 calls the
+    loopback carries 40,000 copies a second, and a capture parsing all of them in Python
+    falls behind and drops, which would read as packets we never sent. Drops that remain
+    are counted (``capture_drops``)."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
     try:
+        if ports is not None:
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, _source_port_filter(ports))
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)  # Linux 4.20+
+            except OSError:
+                pass  # the reader skips PACKET_OUTGOING copies itself
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CAPTURE_BUFFER)  # root
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CAPTURE_BUFFER)
         sock.bind(("lo", ETH_P_IP))
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.settimeout(timeout)
@@ -35,6 +60,40 @@ def open_loopback_capture(timeout: float = 0.2) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def capture_drops(sock: socket.socket) -> int:
+    """Packets the kernel dropped for this capture socket since the last call (reading the
+    statistics resets them): its receive buffer was full."""
+    _, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return int(drops)
+
+
+def _source_port_filter(ports: range) -> bytes:
+    """A ``struct sock_fprog`` accepting IPv4 UDP datagrams (not fragments) whose source
+    port is in ``ports``. On a SOCK_DGRAM packet socket the data starts at the IP header."""
+    bpf = struct.Struct("HBBI")  # struct sock_filter: code, jt, jf, k
+    ld_b, ld_h_ind, ldx_msh, jeq, jge, jgt, ret = 0x30, 0x48, 0xB1, 0x15, 0x35, 0x25, 0x06
+    jset, ld_h = 0x45, 0x28
+    program = [
+        (ld_b, 0, 0, 9),  # protocol
+        (jeq, 0, 7, UDP),
+        (ld_h, 0, 0, 6),  # flags and fragment offset
+        (jset, 5, 0, 0x1FFF),  # a later fragment has no UDP header
+        (ldx_msh, 0, 0, 0),  # x = IP header length
+        (ld_h_ind, 0, 0, 0),  # UDP source port
+        (jge, 0, 2, ports.start),
+        (jgt, 1, 0, ports.stop - 1),
+        (ret, 0, 0, 0xFFFF),
+        (ret, 0, 0, 0),
+    ]
+    filters = b"".join(bpf.pack(*instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(filters)
+    _FILTERS.append(buffer)  # the kernel copies it at setsockopt; keep it alive until then
+    return struct.pack("HL", len(program), ctypes.addressof(buffer))
+
+
+_FILTERS: list[ctypes.Array[ctypes.c_char]] = []
 
 
 def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
@@ -77,7 +136,8 @@ class RtpCapture:
         self._packets: list[RtpPacket] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._sock = open_loopback_capture()
+        self._sock = open_loopback_capture(ports=ports)
+        self.drops = 0  # packets the kernel dropped for us: the capture, not the sender
         self._thread = threading.Thread(target=self._run, name="rtp-capture", daemon=True)
 
     def __enter__(self) -> RtpCapture:
@@ -87,6 +147,7 @@ class RtpCapture:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.drops += capture_drops(self._sock)
         self._sock.close()
 
     def _run(self) -> None:
@@ -144,6 +205,7 @@ class RtpCaptureProcess:
             target=_capture_child, args=(ports.start, ports.stop, child), daemon=True
         )
         self._packets: list[RtpPacket] = []
+        self.drops = 0
 
     def __enter__(self) -> RtpCaptureProcess:
         self._process.start()
@@ -156,7 +218,7 @@ class RtpCaptureProcess:
         try:
             self._conn.send("stop")
             if self._conn.poll(60):
-                self._packets = self._conn.recv()
+                self._packets, self.drops = self._conn.recv()
         finally:
             self._process.join(timeout=10)
             if self._process.is_alive():
@@ -175,4 +237,4 @@ def _capture_child(start: int, stop: int, conn: Connection) -> None:
         conn.send("ready")
         conn.recv()  # "stop"
         time.sleep(0.2)  # noqa: TID251  # the last packets in flight reach the socket
-    conn.send(capture.packets())
+    conn.send((capture.packets(), capture.drops))

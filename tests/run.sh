@@ -26,4 +26,4 @@ step "ruff format";   "$py" -m ruff format --check .
 step "mypy --strict"; "$py" -m mypy
 step "import-linter"; .venv/bin/lint-imports
 # pytest exits with status 5 when it collects no tests, which fails this script.
-step "pytest";        "$py" -m pytest "$@"
+step "pytest";        "$py" -m pytest --durations=25 "$@"

@@ -29,6 +29,7 @@ outbound_proxy = "sip:10.9.9.9:5070"
 username = "4930123"
 auth_username = "acct-77"
 password = "secret-b"
+max_calls_per_second = 2.5
 
 [[sip.trunk]]
 name = "ip-auth"
@@ -76,6 +77,16 @@ def test_further_trunks_inherit_sip_and_keep_their_own_identity(tmp_path: Path) 
     assert ip_auth.ua.domain == "192.0.2.10"
     assert ip_auth.ua.trusted_hosts == frozenset({"192.0.2.10"})
     assert "secret-b" not in repr(settings.sip.trunk[0])
+    # The call rate: [sip]'s by default (20 a second), a trunk's own when it sets one.
+    assert base.max_calls_per_second == 20.0
+    assert carrier.ua.max_calls_per_second == 2.5
+    assert ip_auth.ua.max_calls_per_second == 20.0
+
+
+@pytest.mark.parametrize("value", ["-1", "1001", '"fast"'])
+def test_a_bad_call_rate_is_refused_naming_the_key(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match="max_calls_per_second"):
+        load_settings(write(tmp_path, f"[sip]\nmax_calls_per_second = {value}\n"))
 
 
 @pytest.mark.parametrize(

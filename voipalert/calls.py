@@ -62,6 +62,7 @@ from voipalert.net.rtp_socket import RtpSession, RtpSessionConfig
 from voipalert.net.sip_dns import DnsConfig, SipResolver
 from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
+from voipalert.sip.call_rate import CallRate
 from voipalert.sip.config import UAConfig
 from voipalert.sip.dialog import Address
 from voipalert.sip.errors import RemoteProtocolError
@@ -203,6 +204,9 @@ class Phone:
         dns: DnsConfig | None = None,
     ) -> None:
         self.agent = UserAgent(ua, rng=rng or secrets.SystemRandom())
+        # New calls start at most this often (0: no limit): a trunk's CPS limit, and no
+        # burst of INVITEs stalls the calls already speaking (docs/sip.md §4.14).
+        self.call_rate = CallRate(ua.max_calls_per_second)
         # One pacer for every call of this phone (one timer for all their audio); made in
         # the phone's loop at its first call unless the composition root gives one.
         self._pacer = pacer
@@ -360,12 +364,53 @@ class Phone:
         progress: ProgressHook | None = None,
         stop: StopRequest | None = None,
     ) -> CallReport:
+        stop = stop or StopRequest()
+        progress = progress or (lambda _: None)
+        # The turn is taken first, so calls start in the order they were asked for; the
+        # ports are bound meanwhile, so nothing but the SIP work is left at the turn.
+        turn = self.call_rate.reserve(asyncio.get_running_loop().time())
         ports = await self._allocate_ports()
+        try:
+            dial = await self._wait_for_turn(turn, stop, progress)
+        except BaseException:
+            self.release_ports(ports)
+            raise
+        if not dial:
+            self.release_ports(ports)
+            return _not_dialled(stop)
         call = _Call(
-            self, _CallMedia(self, ports), prompts,
-            progress or (lambda _: None), script or self.script, stop or StopRequest(),
+            self, _CallMedia(self, ports), prompts, progress, script or self.script, stop
         )  # fmt: skip
         return await call.run(target, ring_timeout)
+
+    async def _wait_for_turn(self, turn: float, stop: StopRequest, progress: ProgressHook) -> bool:
+        """Wait until ``turn`` (``call_rate``); False when the call was asked to stop before
+        dialling (nothing was sent, so there is nothing to cancel)."""
+        loop = asyncio.get_running_loop()
+        if turn > loop.time() and stop.reason is None:
+            progress(f"waiting {turn - loop.time():.2f} s for a turn to dial "
+                     f"({self.call_rate.per_second:g} calls a second)")  # fmt: skip
+            woken: asyncio.Future[None] = loop.create_future()
+
+            def wake(*_: object) -> None:
+                if not woken.done():
+                    woken.set_result(None)
+
+            timer = loop.call_at(turn, wake)
+            stop.subscribe(wake)
+            try:
+                await woken
+            finally:
+                timer.cancel()
+        return stop.reason is None
+
+
+def _not_dialled(stop: StopRequest) -> CallReport:
+    """The report of a call stopped while it waited for its turn to dial."""
+    return CallReport(
+        AttemptOutcome.CANCELLED, None, "stopped before dialling", ring_seconds=0.0,
+        stopped=stop.reason, classified_by="local",
+    )  # fmt: skip
 
 
 def _last_answer(status: RegistrationStatus) -> str:

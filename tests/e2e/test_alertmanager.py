@@ -11,17 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from testbed import Testbed
 
 from tests.e2e.server import rota_yaml, running_server
 from tests.ingest.alertmanager import config_yaml, free_port, start_alertmanager
 from voipalert.clock import SystemClock
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("am-prompts")
 
 
 def host_down(*hosts: str, ended: bool = False) -> list[dict[str, Any]]:

@@ -21,9 +21,9 @@ from tests.slot_audit import HeardAudit, StreamAudit, audit_heard, audit_stream
 from voipalert.net.rtp_pacer import CATCH_UP_S
 
 
-@pytest.fixture(scope="module")
-def prompt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("prompt-cache")
+@pytest.fixture
+def prompt_cache(cache: Path) -> Path:
+    return cache
 
 
 def call_env(testbed: Testbed, cache: Path) -> dict[str, str]:

@@ -13,17 +13,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import pytest
 from testbed import Testbed
 
 from tests.cli.test_main import run
 from tests.e2e.server import Server, rota_yaml, running_server
 from tests.net.sip_harness import free_port
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("call-next-to-serve")
 
 
 def cli(server: Server, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -42,11 +42,11 @@ routes:
 
 
 async def test_calling_in_acknowledges_and_cancels_the_ringing_call(
-    testbed: Testbed, tmp_path: Path
+    testbed: Testbed, tmp_path: Path, cache: Path
 ) -> None:
     tb = testbed
     async with running_server(
-        tb, rota(tb.uri(PHONE)), tmp_path, tmp_path / "cache",
+        tb, rota(tb.uri(PHONE)), tmp_path, cache,
         CALLIN__ENABLED="true", CALLIN__PIN_REQUIRED="false",
     ) as server:  # fmt: skip
         # Call-in takes calls once its phrases are in the speech cache.

@@ -23,11 +23,6 @@ from tests.e2e.server import Server, rota_yaml, running_server, team_rota
 PASSWORD = "a console passphrase"
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("console-prompts")
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     async with system_chromium() as launched:

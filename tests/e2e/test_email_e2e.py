@@ -25,11 +25,6 @@ from tests.e2e.server import Server, running_server
 from tests.net.sip_harness import free_port
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mail-prompts")
-
-
 class Outbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []

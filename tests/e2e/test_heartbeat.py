@@ -8,16 +8,10 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-import pytest
 from testbed import Testbed
 
 from tests.e2e.server import rota_yaml, running_server
 from tests.requires import need_program
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("heartbeat-prompts")
 
 
 def curl(url: str) -> int:

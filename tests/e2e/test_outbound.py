@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 from testbed import Testbed
 
 from tests.e2e.server import rota_yaml, running_server
@@ -16,11 +15,6 @@ from tests.ingest.status_receiver import Receiver, receiving
 from voipalert.ingest import status_format
 
 SECRET = "e2e-outbound-signing-key"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("outbound-prompts")
 
 
 async def test_a_notification_pending_across_a_restart_is_delivered(

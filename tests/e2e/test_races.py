@@ -441,11 +441,6 @@ async def _assert_fds_back(pid: int, baseline: list[str], seed: int) -> None:
     raise AssertionError(f"seed {seed}: descriptors changed: +{extra} -{missing}")
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("race-prompts")
-
-
 def _need_root() -> None:
     need_root("the race tests capture RTP on loopback (AF_PACKET)")
 

@@ -8,17 +8,11 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from testbed import Testbed
 
 from tests.e2e.server import rota_yaml, running_server
 from tests.rota_sources.helpers import event, feed_server, ics
 from voipalert.clock import SystemClock
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("rota-source-prompts")
 
 
 def sourced_rota(testbed: Testbed, url: str) -> str:

@@ -12,17 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from testbed import BotSpec, free_port
 
 from tests.conftest import TestbedFactory
 from tests.e2e.server import Server, running_server, team_rota
 from tests.ingest.status_receiver import Receiver, receiving
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("selftest-prompts")
 
 
 async def _get(server: Server, path: str) -> tuple[int, str]:

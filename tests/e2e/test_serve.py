@@ -10,17 +10,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from testbed import BotSpec, Testbed
 
 from tests.conftest import TestbedFactory
 from tests.e2e.server import Server, rota_yaml, running_server, team_rota
 from tests.net.sip_harness import free_port
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve-prompts")
 
 
 async def post_alert(server: Server, summary: str = "Disk full on SRV-DB-01") -> int:

@@ -9,7 +9,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from testbed import BotSpec, Testbed
 
 from tests.conftest import TestbedFactory
@@ -17,11 +16,6 @@ from tests.e2e.server import Server, running_server
 
 TEXTED = "ack2"
 STRANGER = "caller"
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("text-prompts")
 
 
 def text_rota(testbed: Testbed) -> str:

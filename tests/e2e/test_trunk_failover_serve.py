@@ -13,17 +13,11 @@ import json
 from pathlib import Path
 
 import aiohttp
-import pytest
 from testbed import BotSpec
 
 from tests.conftest import TestbedFactory
 from tests.e2e.server import Server, rota_yaml, running_server
 from tests.net.sip_harness import free_port
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("failover-prompts")
 
 
 async def _get(server: Server, path: str) -> tuple[int, str]:

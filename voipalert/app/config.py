@@ -84,6 +84,7 @@ def ua_config(settings: Settings) -> UAConfig:
         keepalive_seconds=float(sip.keepalive_seconds),
         reliable_provisionals=sip.reliable_provisionals,
         session_timers=sip.session_timers,
+        max_calls_per_second=sip.max_calls_per_second,
         user_agent=f"voipalert/{__version__}",
         trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
     )
@@ -126,6 +127,11 @@ def trunk_configs(settings: Settings) -> list[TrunkConfig]:
             registrar=registrar,
             outbound_proxy=proxy,
             trusted_hosts=frozenset(trusted) if trusted and len(trusted) == len(peers) else None,
+            max_calls_per_second=(
+                base.max_calls_per_second
+                if trunk.max_calls_per_second is None
+                else trunk.max_calls_per_second
+            ),
         )
         bind = (str(sip.local_host), trunk.local_port)
         configs.append(TrunkConfig(trunk.name, ua, bind, trunk.registers and registrar is not None))

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from voipalert.ingest.schemas import ErrorDetail, ErrorOut
 from voipalert.store import StoreError
+from voipalert.store.errors import DatabaseUnusable
 
 log = logging.getLogger("voipalert.http")
 
@@ -89,8 +90,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # The peer went away while we read or wrote: nothing to answer, nothing to debug.
         log.info("client gone during %s %s: %s", request.method, request.path, exc)
         return json_error(400, "bad_request", "connection lost")
-    except StoreError:
-        log.exception("store failure in %s %s", request.method, request.path)
+    except StoreError as exc:
+        if isinstance(exc, DatabaseUnusable):
+            # No database to reach (a failover under way, docs/database-failover.md): one
+            # line per refused request; a traceback would say nothing more.
+            log.warning("503 to %s %s: %s", request.method, request.path, exc)
+        else:
+            log.exception("store failure in %s %s", request.method, request.path)
         return json_error(
             503, "unavailable", "the database is unavailable; retry", headers={"Retry-After": "5"}
         )

@@ -127,6 +127,9 @@ class TrunkSettings(_Section):
     username: str | None = None
     password: SecretStr | None = None
     auth_username: str | None = None
+    max_calls_per_second: float | None = Field(
+        default=None, ge=0, le=1000, description="this trunk's call rate limit; default: [sip]'s"
+    )
     # Aliased: "register" is a method of pydantic's model class (abc.ABCMeta.register).
     registers: bool = Field(
         default=True,
@@ -156,6 +159,13 @@ class SipSettings(_Section):
         max_length=MAX_TRUNKS - 1,
         description="further trunks, tried in order when a call fails on the ones before "
         "(docs/sip-failover.md)",
+    )
+    max_calls_per_second: float = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description="new calls started at most this often on this trunk (a carrier's CPS "
+        "limit; spreads a mass alert's first wave); 0 = no limit",
     )
     failover_cooldown_seconds: int = Field(
         default=60,

@@ -59,6 +59,9 @@ class UAConfig:
     INVITE with 486, as before call-in existed; beyond the limit a caller gets 486."""
     incoming_answer_seconds: float = 10.0
     """How long an incoming call may wait for its owner's answer before we refuse it 480."""
+    max_calls_per_second: float = 0.0
+    """New outbound calls started at most this often (a trunk's CPS limit; 0: no limit).
+    The phone enforces it before dialling (``sip/call_rate.py``, docs/sip.md §4.14)."""
     max_server_transactions: int = 512
     max_server_transactions_per_source: int = 32
     """Server transactions one host that is neither trusted nor a dialog peer may hold

@@ -27,4 +27,5 @@ class DatabaseUnusable(StoreError):
     def __init__(self, path: object, problem: str, fix: str, *, configuration: bool = False):
         super().__init__(f"database {path}: {problem}; fix: {fix}")
         self.path = path
+        self.problem = problem
         self.configuration = configuration

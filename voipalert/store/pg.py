@@ -11,6 +11,11 @@ It keeps the SQLite backend's rules so that the store's statements mean the same
   state of the database, as in a SQLite read transaction;
 - times stay ISO-8601 text (``store.db.to_db``), so comparisons and ordering are the same.
 
+A ``[database] url`` may name several hosts, as libpq's does
+(``postgresql://h1:5432,h2:5432/db``): each connection tries them in order and keeps the
+first that accepts writes, so a node follows a failed-over primary by itself; a read-only
+standby is never written to (docs/database-failover.md).
+
 Statements are written with ``?``; ``PgConn`` numbers them (``$1``, ``$2``...) outside
 string literals. Migrations are ``schema_pg/NNNN_name.sql``, numbered like SQLite's, and the
 version is the single row of ``schema_version``.
@@ -29,7 +34,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Final, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -46,11 +51,18 @@ log = logging.getLogger("voipalert.store")
 WRITE_LOCK: Final = 0x766F6970616C7274
 MIGRATION_LOCK: Final = 0x766F6970616D6967
 ENGINE_LOCK: Final = 0x766F697061656E67
-CONNECT_TIMEOUT_SECONDS: Final = 10.0
+CONNECT_TIMEOUT_SECONDS: Final = 10.0  # per host, as libpq's connect_timeout
+# After a failed reconnection the store's transactions fail at once for this long (the
+# intake answers 503 without waiting) instead of each trying every host again.
+RECONNECT_RETRY_SECONDS: Final = 0.5
+OUTAGE_LOG_SECONDS: Final = 30.0  # while no primary answers, say so again this often
+# voipalert writes: only these target_session_attrs find a server that accepts writes.
+WRITABLE_ATTRS: Final = ("read-write", "primary")
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _PLACEHOLDER_OR_LITERAL: Final = re.compile(r"'(?:[^']|'')*'|\?")
 
 
+READ_ONLY_SQLSTATE: Final = "25006"  # read_only_sql_transaction
 NAMEDATALEN: Final = 63  # PostgreSQL keeps this many bytes of application_name
 
 
@@ -65,11 +77,41 @@ def is_postgresql_url(location: object) -> bool:
 def shown_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not colon:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=f"{user}:***{at}{hosts}"))
+
+
+def host_urls(url: str) -> list[tuple[str, str]]:
+    """``(host, URL of that host alone)`` for each host the URL names, in its order.
+
+    libpq's multi-host form (``postgresql://u@h1:p1,h2:p2/db``) is split here rather than
+    left to asyncpg so that a failed connection can say what each host answered (asyncpg
+    reports only the last host's error: a refused primary hides a read-only standby)."""
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if "," not in hosts:
+        return [(hosts or "the default host", url)]
+    return [
+        (host, urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")))
+        for host in hosts.split(",")
+    ]
+
+
+def target_session_attrs(url: str) -> str:
+    """The URL's ``target_session_attrs``, ``read-write`` by default (libpq's default is
+    ``any``, which would keep a connection to a read-only standby)."""
+    given = parse_qs(urlsplit(url).query).get("target_session_attrs", ["read-write"])[-1]
+    if given not in WRITABLE_ATTRS:
+        raise DatabaseUnusable(
+            shown_url(url),
+            f"target_session_attrs={given} may choose a read-only server, and voipalert writes",
+            "use target_session_attrs=read-write (the default) or primary",
+            configuration=True,
+        )
+    return given
 
 
 @functools.lru_cache(maxsize=1024)  # the store's statements are a fixed, small set
@@ -129,6 +171,10 @@ class PgDatabase:
         self._engine = False  # this process claimed the engine lock
         self._lost: EngineLockHeld | None = None  # ... and another serve took it since
         self._closed = False
+        self._retry_at = 0.0  # loop time before which no reconnection is tried
+        self._down_since: float | None = None  # loop time the connection was found lost
+        self._told_at: float | None = None  # loop time the outage was last logged
+        self._last_try = ""  # what the hosts answered at the last reconnection
 
     @property
     def server_key(self) -> bytes:
@@ -171,8 +217,7 @@ class PgDatabase:
             raise self._lost
         if not self._conn.is_closed():
             return self._conn
-        log.warning("reconnecting to %s: the connection was lost", shown_url(self._url))
-        self._conn = await _connect(self._url, self._lock_timeout_ms)
+        self._conn = await self._reconnect()
         if self._engine:
             self._engine = False
             try:
@@ -182,6 +227,49 @@ class PgDatabase:
                 self._lost = exc
                 raise
         return self._conn
+
+    async def _reconnect(self) -> asyncpg.Connection:
+        """A new connection to a host that accepts writes, or ``StoreError`` at once while
+        none does (a failover in progress: the primary gone, the standby not yet promoted).
+        The outage is logged when it starts, every ``OUTAGE_LOG_SECONDS`` while it lasts,
+        and when it ends, with which host took over and after how long."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._down_since is None:
+            self._down_since = now
+            self._told_at = None
+            log.warning("the connection to %s was lost; reconnecting", shown_url(self._url))
+        if now < self._retry_at:
+            raise DatabaseUnusable(
+                shown_url(self._url),
+                f"{self._last_try} (lost {now - self._down_since:.1f} s ago; trying again "
+                f"in {self._retry_at - now:.1f} s)",
+                _FIX,
+            )
+        try:
+            conn, host = await _connect_first(self._url, self._lock_timeout_ms)
+        except DatabaseUnusable as exc:
+            now = loop.time()
+            self._retry_at = now + RECONNECT_RETRY_SECONDS
+            self._last_try = exc.problem
+            if self._told_at is None or now - self._told_at >= OUTAGE_LOG_SECONDS:
+                self._told_at = now
+                log.warning(
+                    "%s; no write is possible (the intake answers 503) until a host accepts "
+                    "writes (down %.1f s)",
+                    exc,
+                    now - self._down_since,
+                )
+            raise
+        log.warning(
+            "reconnected to %s (%s), %.1f s after the connection was lost",
+            shown_url(self._url),
+            host,
+            loop.time() - self._down_since,
+        )
+        self._down_since = None
+        self._retry_at = 0.0
+        return conn
 
     async def _migrate(self) -> None:
         available = pg_migrations()
@@ -317,9 +405,18 @@ class PgDatabase:
         the next transaction connects again instead of reusing a half-dead session."""
         sqlstate = getattr(exc, "sqlstate", None) or ""
         statement_error = isinstance(exc, asyncpg.PostgresError) and not (
-            # 08: connection exception; 57: operator intervention (shutdown, terminated)
-            isinstance(exc, asyncpg.PostgresConnectionError) or sqlstate[:2] in ("08", "57")
+            # 08: connection exception; 57: operator intervention (shutdown, terminated);
+            # 25006: read-only transaction, the server no longer takes writes (demoted, or
+            # made read-only by an operator): connect again and look for the primary.
+            isinstance(exc, asyncpg.PostgresConnectionError)
+            or sqlstate[:2] in ("08", "57")
+            or sqlstate == READ_ONLY_SQLSTATE
         )
+        if sqlstate == READ_ONLY_SQLSTATE:
+            log.warning(
+                "%s refused a write: it is read-only now; looking for the primary",
+                shown_url(self._url),
+            )
         if not statement_error and not self._conn.is_closed():
             self._conn.terminate()
 
@@ -384,20 +481,46 @@ _ERRORS: Final = (
 async def _connect(
     url: str, lock_timeout_ms: int, settings: dict[str, str] | None = None
 ) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(
-            url,
-            timeout=CONNECT_TIMEOUT_SECONDS,
-            server_settings={
-                # Shown to a second serve refused by the engine lock (claim_engine).
-                "application_name": _who()[:NAMEDATALEN],
-                "lock_timeout": str(int(lock_timeout_ms)),
-                **(settings or {}),
-            },
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        raise DatabaseUnusable(
-            shown_url(url),
-            f"cannot connect ({type(exc).__name__}: {exc})",
-            "check [database] url, that PostgreSQL runs and accepts this user",
-        ) from exc
+    return (await _connect_first(url, lock_timeout_ms, settings))[0]
+
+
+async def _connect_first(
+    url: str, lock_timeout_ms: int, settings: dict[str, str] | None = None
+) -> tuple[asyncpg.Connection, str]:
+    """A connection to the first of the URL's hosts that accepts writes, and that host;
+    else ``DatabaseUnusable`` saying what each host answered. Hosts are tried in order,
+    as libpq does with several hosts and ``target_session_attrs=read-write``."""
+    attrs = target_session_attrs(url)
+    answers: list[str] = []
+    for host, single in host_urls(url):
+        try:
+            conn = await asyncpg.connect(
+                single,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                target_session_attrs=attrs,
+                server_settings={
+                    # Shown to a second serve refused by the engine lock (claim_engine).
+                    "application_name": _who()[:NAMEDATALEN],
+                    "lock_timeout": str(int(lock_timeout_ms)),
+                    **(settings or {}),
+                },
+            )
+        except asyncpg.TargetServerAttributeNotMatched:
+            # asyncpg read the server's in_hot_standby / default_transaction_read_only,
+            # reported at startup (PostgreSQL 14+): a standby, or read-only by setting.
+            answers.append(f"{host} is read-only (a standby, or not {attrs})")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            answers.append(f"{host}: {type(exc).__name__}: {exc}")
+        else:
+            return conn, host
+    if len(answers) == 1:
+        problem = f"cannot connect ({answers[0]})"
+    else:
+        problem = "cannot connect to a host that accepts writes (" + "; ".join(answers) + ")"
+    raise DatabaseUnusable(shown_url(url), problem, _FIX)
+
+
+_FIX: Final = (
+    "check [database] url, that PostgreSQL runs, accepts this user, and that one host is the "
+    "primary"
+)
