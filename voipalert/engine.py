@@ -31,7 +31,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from voipalert.clock import LOOP_SLICE_SECONDS, Clock, LoopSlices
@@ -72,6 +72,10 @@ log = logging.getLogger("voipalert.engine")
 MIN_WAIT_SECONDS: Final = 0.001
 ERROR_BACKOFF_SECONDS: Final = 1.0
 SHUTDOWN_GRACE_SECONDS: Final = 20.0  # under the unit's TimeoutStopSec
+# A pass over the held alerts stops after this long and the next one starts at once, with
+# a fresh snapshot (new leases taken, acks seen): docs/multi-node.md, "A pass under load".
+PASS_BUDGET_SECONDS: Final = 2.0
+_NEVER_PLANNED: Final = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,30 @@ class EngineConfig:
     ack_menu: AckMenu = field(default_factory=AckMenu)
     loop_slice_seconds: float = LOOP_SLICE_SECONDS
     """Longest stretch of a tick's planning between two yields to the event loop."""
+    pass_budget_seconds: float = PASS_BUDGET_SECONDS
+    """A pass stops reconciling after this long; the rest goes on in the next pass."""
+
+
+@dataclass(slots=True)
+class TickStats:
+    """Where the last pass's time went (the slow-pass log line, tests, profiling): the
+    snapshot (a write transaction on a node of several), the planning (CPU on the loop),
+    and the rest of the reconciling, which is the store's writes and their waits."""
+
+    alerts: int = 0  # in the snapshot
+    planned: int = 0  # reconciled this pass
+    writes: int = 0  # actions that commit a transaction (an intent, a step, a cancel...)
+    snapshot_seconds: float = 0.0
+    plan_seconds: float = 0.0
+    write_seconds: float = 0.0
+    cut: bool = False  # the pass ran out of its budget; the rest comes next pass
+
+    def __str__(self) -> str:
+        return (
+            f"{self.planned}/{self.alerts} alert(s), snapshot {self.snapshot_seconds:.2f} s, "
+            f"planning {self.plan_seconds:.2f} s, {self.writes} write(s) "
+            f"{self.write_seconds:.2f} s" + (", cut at its budget" if self.cut else "")
+        )
 
 
 @dataclass(slots=True)
@@ -137,6 +165,8 @@ class Engine:
         self._rota: tuple[tuple[int, int], Rota] | None = None
         self.ticks = 0  # completed ticks, for tests and metrics
         self.last_tick_yields = 0  # how often the last tick gave the loop back
+        self.last_tick = TickStats()  # where the last pass's time went
+        self._due: dict[int, datetime] = {}  # per alert: when its last plan said it is due
 
     def wake(self) -> None:
         """Tick again now rather than at the next planned time."""
@@ -145,6 +175,12 @@ class Engine:
     @property
     def calls_in_progress(self) -> int:
         return len(self._calls)
+
+    def free_lines(self) -> int:
+        """Calls this engine could start now (``max_concurrent_calls`` less the calls in
+        progress, those waiting for a line included): a node of several takes no more new
+        alerts than this (store.cluster)."""
+        return max(0, self._config.max_concurrent_calls - len(self._calls))
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Start no more calls; ask every call in progress to say goodbye and hang up, and
@@ -190,7 +226,10 @@ class Engine:
         self.ticks += 1
         elapsed = self._clock.monotonic() - started
         if elapsed > self._config.slow_tick_seconds:
-            log.warning("slow engine tick: %.2f s", elapsed, extra={"tick_seconds": elapsed})
+            log.warning(
+                "slow engine tick: %.2f s (%s)", elapsed, self.last_tick,
+                extra={"tick_seconds": elapsed},
+            )  # fmt: skip
         return due
 
     async def _sleep_until(self, due: datetime | None) -> None:
@@ -213,23 +252,51 @@ class Engine:
         return self._rota[1]
 
     async def tick(self) -> datetime | None:
-        """One reconciliation pass; returns when the next one is due (None: on a wake-up)."""
+        """One reconciliation pass; returns when the next one is due (None: on a wake-up).
+
+        The pass is bounded by ``pass_budget_seconds``: the alerts most in need go first
+        (those this engine has not planned yet, such as the ones a node just took over from
+        a dead one, then by the time their plan said they were due), and once the budget
+        is spent the rest wait for the next pass, which starts at once. Under a burst each
+        write waits for the database's write lock, and a pass over every held alert grew
+        past its 30 s timeout (docs/multi-node.md, "A pass under load")."""
         now = self._clock.now_utc()
+        started = self._clock.monotonic()
+        stats = TickStats()
+        self.last_tick = stats
         rota = await self._current_rota()
         due: datetime | None = None
         snapshot = await self._store.engine_snapshot()
-        self._stop_unheld({alert.id for alert, _ in snapshot})
+        stats.alerts = len(snapshot)
+        stats.snapshot_seconds = self._clock.monotonic() - started
+        held: set[int] = {alert.id for alert, _ in snapshot}
+        self._stop_unheld(held)
+        self._due = {k: v for k, v in self._due.items() if k in held}
+        # Stable: the store lists the alerts it just took first, and an alert never planned
+        # here has no due time yet, so those come before every known one.
+        snapshot.sort(key=lambda item: self._due.get(item[0].id) or _NEVER_PLANNED)
         slices = LoopSlices(self._config.loop_slice_seconds)
+        # The budget is for the reconciling; at least twice the snapshot's time, so that a
+        # large snapshot (thousands of open alerts on one node) is never most of the work.
+        reconciling = max(self._config.pass_budget_seconds, 2 * stats.snapshot_seconds)
+        deadline = started + stats.snapshot_seconds + reconciling
         for alert, attempts in snapshot:
+            if stats.planned and self._clock.monotonic() >= deadline:
+                stats.cut = True
+                due = now  # the rest now, in a new pass (after a new snapshot)
+                self.wake()
+                break
             # Planning is CPU on the loop (about 0.2 ms an alert): an alert storm must not
             # hold every call's audio for the whole pass.
             await slices.pause()
+            stats.planned += 1
             with log_context(alert_id=alert.id):
                 try:
-                    wait = await self._reconcile(alert, attempts, rota, now)
+                    wait = await self._reconcile(alert, attempts, rota, now, stats)
                 except Exception:
                     log.exception("alert %s could not be reconciled; the others go on", alert.id)
                     wait = now + timedelta(seconds=ERROR_BACKOFF_SECONDS)
+            self._due[alert.id] = wait or now
             if wait is not None and (due is None or wait < due):
                 due = wait
         self.last_tick_yields = slices.yields
@@ -246,8 +313,10 @@ class Engine:
                 log.warning("call for alert %s: its lease is lost, asked to stop", running.alert)
 
     async def _reconcile(
-        self, alert: Alert, attempts: Sequence[Attempt], rota: Rota, now: datetime
-    ) -> datetime | None:
+        self, alert: Alert, attempts: Sequence[Attempt], rota: Rota, now: datetime,
+        stats: TickStats,
+    ) -> datetime | None:  # fmt: skip
+        planning = self._clock.monotonic()
         actions = plan(
             alert,
             rota,
@@ -255,6 +324,17 @@ class Engine:
             now,
             mass_ring_timeout_seconds=self._config.mass_ring_timeout_seconds,
         )
+        writing = self._clock.monotonic()
+        stats.plan_seconds += writing - planning
+        stats.writes += sum(not isinstance(a, WaitUntil | AwaitCalls) for a in actions)
+        try:
+            return await self._apply_planned(alert, attempts, actions)
+        finally:
+            stats.write_seconds += self._clock.monotonic() - writing
+
+    async def _apply_planned(
+        self, alert: Alert, attempts: Sequence[Attempt], actions: Sequence[Action]
+    ) -> datetime | None:
         applied = await self._apply(alert, actions)
         for attempt in attempts:
             running = self._calls.get(attempt.id)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from tests.store.conftest import PgServer, new_pg_database
 from tests.test_engine import ROTA, START
+from voipalert.app.housekeeping import Housekeeping
 from voipalert.clock import FakeClock
 from voipalert.domain.alert import AlertStatus, AttemptOutcome, NewAlert
 from voipalert.engine import Engine, EngineConfig
@@ -31,6 +32,7 @@ from voipalert.settings import Settings
 from voipalert.store import Store
 from voipalert.store.cluster import ClusterNode, Lease
 from voipalert.store.errors import StoreError
+from voipalert.store.pg import WRITE_LOCK
 
 NO_ANSWER = NotifyResult(AttemptOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
 CANCELLED = NotifyResult(AttemptOutcome.CANCELLED, 487, "Request Terminated")
@@ -104,13 +106,14 @@ async def nodes(url: str) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
             hold_only: str | None = None,
             take_batch: int = 50,
             engine: bool = True,
+            lines: int = 50,
         ) -> Node:
             store = await Store.open(url, clock)
             stack.push_async_callback(store.close)
             phone = Phone(hold=hold, hold_only=hold_only)
-            config = EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=50)
+            config = EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=lines)
             eng = Engine(store, phone, clock, config)
-            cluster = await store.join_cluster(lease, eng.wake, take_batch)
+            cluster = await store.join_cluster(lease, eng.wake, take_batch, eng.free_lines)
             assert cluster is not None
             node = Node(store, eng, phone, cluster)
             if engine:
@@ -150,6 +153,7 @@ async def test_sqlite_has_no_cluster(tmp_path: object) -> None:
     store = await Store.open(f"{tmp_path}/v.db", FakeClock(START))
     try:
         assert await store.join_cluster(15.0, lambda: None) is None
+        assert await store.prune_nodes(0) == []  # no nodes on SQLite, and no error
     finally:
         await store.close()
 
@@ -339,6 +343,10 @@ def test_lease_seconds_are_bounded() -> None:
     for bad in (0, 0.5, -1, 601, "soon"):
         with pytest.raises(ValidationError, match="lease_seconds"):
             Settings.model_validate({"cluster": {"lease_seconds": bad}})
+    assert Settings().cluster.node_retention_hours == 24
+    for bad in (0, 0.5, -1, 10_000, "a day"):
+        with pytest.raises(ValidationError, match="node_retention_hours"):
+            Settings.model_validate({"cluster": {"node_retention_hours": bad}})
 
 
 async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
@@ -404,3 +412,214 @@ async def test_acks_still_reach_the_node_after_its_connections_were_cut(
 
     await eventually(stopped, "node A stops its call", 10)
     assert a.phone.stops == [(a.phone.keys[0], StopReason.HANDLED)]
+
+
+async def test_leases_outlive_a_busy_store_connection(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """The heartbeat renews the leases on a connection of its own: a node whose store
+    connection is busy for three leases (as a loaded node's is, its writes queued behind
+    each other) keeps its alert, and the other node takes nothing and interrupts nothing.
+    With the renewal on the store's connection, B took A's alert here after one lease."""
+    lease = 1.0
+    a = await nodes(lease, hold=True)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    b = await nodes(lease, hold=True)
+    beats = a.cluster.beats
+    # A's store connection is taken (one long transaction: every other one of A's waits
+    # for it, the heartbeat included if it were on it).
+    async with a.store._db.transaction(write=False) as conn:
+        for _ in range(30):
+            await conn.execute("SELECT pg_sleep(0.1)")
+        # B's engine had its passes meanwhile (woken by its heartbeat).
+        assert b.engine.ticks > 2
+    assert a.cluster.beats >= beats + 6, "A's heartbeat went on while its store was busy"
+    assert b.phone.keys == []
+    assert b.cluster.lease.interrupted_on_takeover == 0
+    held = await rows(url, "SELECT lease_node FROM alerts")
+    assert [r["lease_node"] for r in held] == [a.cluster.id]
+    assert a.phone.stops == []
+
+
+async def test_the_alerts_just_taken_come_first(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """The snapshot lists the alerts it just took before those the node held already, so a
+    pass cut by its budget (engine.PASS_BUDGET_SECONDS) reconciles a take-over first."""
+    a = await nodes(60.0, engine=False)
+    first, _ = await a.store.create_or_join_alert(NewAlert("held already"))
+    assert [alert.id for alert, _ in await a.store.engine_snapshot()] == [first.id]
+    later = [(await a.store.create_or_join_alert(NewAlert(f"new {n}")))[0].id for n in range(2)]
+    snapshot = await a.store.engine_snapshot()
+    assert [alert.id for alert, _ in snapshot] == [*later, first.id]
+    # Once held, the usual order again.
+    snapshot = await a.store.engine_snapshot()
+    assert [alert.id for alert, _ in snapshot] == [first.id, *later]
+
+
+async def test_a_node_takes_no_more_alerts_than_it_can_dial(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Two lines per node, six alerts stored through node A (which wakes only its own
+    engine): A takes the two it can dial, B the next two, two wait unleased for a free
+    line. Node A dies: B's lines are taken, so its alerts wait for the third node, which
+    takes two of them (it has two lines), not all four."""
+    lease = 1.0
+    a = await nodes(lease, hold=True, lines=2)
+    b = await nodes(lease, hold=True, lines=2)
+    for n in range(6):
+        await a.store.create_or_join_alert(NewAlert(f"disk {n}"))
+    a.engine.wake()
+
+    async def dialled(count: int) -> bool:
+        return len(a.phone.keys) + len(b.phone.keys) >= count
+
+    await eventually(lambda: dialled(4), "both nodes ring twice", 20)
+    # A few more passes of both: nobody takes what it cannot dial.
+    ticks = a.engine.ticks, b.engine.ticks
+    await eventually(lambda: _ticked_past(a, b, ticks), "both engines had more passes", 20)
+    assert (len(a.phone.keys), len(b.phone.keys)) == (2, 2)
+    held = Counter(r["lease_node"] for r in await rows(url, "SELECT lease_node FROM alerts"))
+    assert held == {a.cluster.id: 2, b.cluster.id: 2, None: 2}
+    a.kill()
+    c = await nodes(lease, hold=True, lines=2)
+
+    async def c_rings() -> bool:
+        return len(c.phone.keys) >= 2
+
+    await eventually(c_rings, "node C takes A's share", 20)
+    ticks = b.engine.ticks, c.engine.ticks
+    await eventually(lambda: _ticked_past(b, c, ticks), "both engines had more passes", 20)
+    await asyncio.sleep(2 * lease)  # A's leases have expired by now, whoever looks
+    await eventually(lambda: _ticked_past(b, c, ticks), "both engines had more passes", 20)
+    assert len(c.phone.keys) == 2
+    assert len(b.phone.keys) == 2
+    held = Counter(r["lease_node"] for r in await rows(url, "SELECT lease_node FROM alerts"))
+    assert held[b.cluster.id] == 2 and held[c.cluster.id] == 2
+    assert not set(a.phone.keys) & set(b.phone.keys + c.phone.keys)
+
+
+async def _ticked_past(one: Node, two: Node, ticks: tuple[int, int]) -> bool:
+    return one.engine.ticks > ticks[0] + 1 and two.engine.ticks > ticks[1] + 1
+
+
+async def test_metrics_show_jobs_held_and_live_nodes(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """/metrics of a node: which single-writer jobs it runs (1) or not (0), the nodes heard
+    from lately with their heartbeat's age, and how many are live."""
+    a = await nodes(60.0, engine=False)
+    b = await nodes(60.0, engine=False)
+    started = asyncio.Event()
+
+    async def job() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    writers = [node.cluster.single_writer("silencer", job) for node in (a, b)]
+    tasks = [asyncio.create_task(w.run()) for w in writers]
+    try:
+        await asyncio.wait_for(started.wait(), 20)
+        holder, other = (a, b) if writers[0].held.is_set() else (b, a)
+        # A third node, silent for 70 s: past its lease (60 s), still listed a while.
+        await rows(
+            url, "INSERT INTO nodes (id, host, pid, heartbeat_at) "
+            "VALUES ('gone', 'h', 1, now() - interval '70 seconds')",
+        )  # fmt: skip
+        await holder.cluster.heartbeat()
+        await other.cluster.heartbeat()
+        for node, held in ((holder, 1.0), (other, 0.0)):
+            metrics = IngestMetrics(FakeClock(START))
+            metrics.count_cluster(node.cluster.lease, node.cluster)
+            text = metrics.render().decode()
+            assert f'voipalert_cluster_job_held{{job="silencer"}} {held}' in text
+            assert "voipalert_cluster_nodes_live 2.0" in text
+            for peer in (a, b):
+                assert f'node="{peer.cluster.id}"' in text
+            ages = [
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("voipalert_cluster_node_heartbeat_age_seconds{")
+            ]
+            assert len(ages) == 3 and max(ages) >= 70, ages  # the silent one, shown
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_housekeeping_prunes_only_nodes_that_no_longer_matter(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """Rows of nodes silent for longer than the retention go, unless the node still holds
+    a lease, or an attempt pending, in flight, or of an alert the engines still work."""
+    a = await nodes(60.0, hold=True)
+    alert, _ = await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    a.kill()  # its lease and its call in flight stay behind
+    b = await nodes(60.0, engine=False)
+    await rows(
+        url, "INSERT INTO nodes (id, host, pid, heartbeat_at) VALUES "
+        "('old', 'h', 1, now() - interval '25 hours'), "
+        "('recent', 'h', 2, now() - interval '23 hours')",
+    )  # fmt: skip
+    await rows(url, "UPDATE nodes SET heartbeat_at = now() - interval '2 days' WHERE id = $1",
+               a.cluster.id)  # fmt: skip
+    keeper = Housekeeping(b.store, FakeClock(START), 30, node_retention_hours=24)
+
+    async def left() -> set[str]:
+        return {r["id"] for r in await rows(url, "SELECT id FROM nodes")}
+
+    await keeper.once()
+    assert await left() == {a.cluster.id, b.cluster.id, "recent"}  # "old" went
+    # A's lease released (taken over), its attempt ended: the alert is still open.
+    await rows(url, "UPDATE alerts SET lease_node = NULL")
+    await rows(url, "UPDATE attempts SET state = 'done', outcome = 'no_answer', ended_at = '1'")
+    await keeper.once()
+    assert a.cluster.id in await left()
+    # The alert settled: nothing of A matters any more.
+    await rows(url, "UPDATE alerts SET status = 'resolved', engine_active = 0")
+    await keeper.once()
+    assert await left() == {b.cluster.id, "recent"}
+    dialled = await rows(url, "SELECT node FROM attempts WHERE alert_id = $1", alert.id)
+    assert [r["node"] for r in dialled] == [None]
+    # A node whose row went all the same (frozen for longer than the retention) writes it
+    # again at its next heartbeat: its leases need the row.
+    await rows(url, "DELETE FROM nodes WHERE id = $1", b.cluster.id)
+    await b.cluster.heartbeat()
+    assert b.cluster.id in await left()
+
+
+async def test_leases_outlive_a_held_write_lock(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """The heartbeat takes no write lock: while another session holds the database's
+    write lock for three leases (every node's writes wait), node A's heartbeat goes on and
+    its lease with it; once the lock is free, B still finds nothing to take."""
+    lease = 1.0
+    a = await nodes(lease, hold=True)
+    await a.store.create_or_join_alert(NewAlert("disk"))
+    a.engine.wake()
+    await eventually(lambda: _ringing(a.phone), "node A rings", 20)
+    b = await nodes(lease, hold=True)
+    beats = a.cluster.beats
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+            await asyncio.sleep(3 * lease)
+    finally:
+        await conn.close()
+    assert a.cluster.beats >= beats + 6, "A's heartbeat went on under the write lock"
+    ticks = b.engine.ticks
+    await eventually(lambda: _b_ticked(b, ticks + 2), "B had passes after the lock", 20)
+    assert b.phone.keys == []
+    assert b.cluster.lease.interrupted_on_takeover == 0
+    assert a.phone.stops == []
+
+
+async def _b_ticked(node: Node, ticks: int) -> bool:
+    return node.engine.ticks >= ticks

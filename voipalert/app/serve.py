@@ -180,7 +180,9 @@ async def serve(
                     _single(node, "rota-sources",
                             _rota_sources(settings, app, store, clock, stack).run),
                     ("housekeeping", Housekeeping(
-                        store, clock, settings.database.sent_retention_days).run()),
+                        store, clock, settings.database.sent_retention_days,
+                        node_retention_hours=settings.cluster.node_retention_hours
+                        if node is not None else None).run()),
                     # An ack by phone wakes what an ack by the API wakes (docs/call-in.md).
                     ("call-in", run_callin(
                         settings, store, speech, clock, phone,
@@ -231,7 +233,9 @@ async def _join_cluster(settings: Settings, store: Store, engine: Engine) -> Clu
     database's nodes: its engine works the alerts it leases (docs/multi-node.md)."""
     if settings.database.url is None or settings.cluster.single_engine:
         return None
-    return await store.join_cluster(settings.cluster.lease_seconds, engine.wake)
+    return await store.join_cluster(
+        settings.cluster.lease_seconds, engine.wake, lines=engine.free_lines
+    )
 
 
 async def _hand_over(node: ClusterNode | None, engine: Engine, edges: _Edges) -> None:
@@ -273,7 +277,7 @@ def _observe(
     """The side services report into the app's metrics (and the trunks into /readyz)."""
     app[TRUNKS] = trunks
     if node is not None:
-        app[METRICS].count_cluster(node.lease)
+        app[METRICS].count_cluster(node.lease, node)
     silencer.observe = app[METRICS].observe_silence
     sender.observe = app[METRICS].observe_status_webhook
     stalls.metrics = app[METRICS]

@@ -23,7 +23,7 @@ from voipalert.domain.alert import AlertStatus, AttemptOutcome
 from voipalert.ingest.health import PhonePath, SipState, TrunkHealth
 from voipalert.ingest.intake import Outcome
 from voipalert.store.api_reads import ApiReads, Counts
-from voipalert.store.cluster import Lease
+from voipalert.store.cluster import ClusterNode, Lease
 from voipalert.store.feeds import CopyState, SourceCopy
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -48,10 +48,11 @@ class _StoreCollector(Collector):
         self._clock = clock
         self.syntheses: Callable[[], int] | None = None
         self.lease: Lease | None = None
+        self.node: ClusterNode | None = None
 
     def collect(self) -> Iterator[Metric]:
         if self.lease is not None:
-            yield from _cluster(self.lease)
+            yield from _cluster(self.lease, self.node)
         if self.syntheses is not None:
             # A mass alert renders its message once per language, however many it calls
             # (docs/capacity.md): this counter is how an operator (and the benchmark) sees it.
@@ -122,8 +123,10 @@ class _StoreCollector(Collector):
         yield age
 
 
-def _cluster(lease: Lease) -> Iterator[Metric]:
+def _cluster(lease: Lease, node: ClusterNode | None) -> Iterator[Metric]:
     """This node's share of the work on a database of several (docs/multi-node.md)."""
+    if node is not None:
+        yield from _cluster_node(node)
     yield GaugeMetricFamily(
         "voipalert_cluster_leases",
         "Alerts whose escalation this node holds the lease on (at its last engine tick)",
@@ -135,6 +138,35 @@ def _cluster(lease: Lease) -> Iterator[Metric]:
         "voipalert_cluster_takeover_interrupted",
         "Calls of another node found in flight when this node took over their alerts",
         value=lease.interrupted_on_takeover,
+    )
+
+
+def _cluster_node(node: ClusterNode) -> Iterator[Metric]:
+    """Which single-writer jobs run here, and the nodes heard from lately (docs/multi-node.md,
+    "Operations"). The label sets are small: a job per configured feature, a node per
+    running serve (a dead one drops out a few leases after its last heartbeat)."""
+    held = GaugeMetricFamily(
+        "voipalert_cluster_job_held",
+        "1 while this node holds the single-writer job's lock and runs it, else 0",
+        labels=["job"],
+    )
+    for job in node.jobs:
+        held.add_metric([job.name], 1.0 if job.held.is_set() else 0.0)
+    yield held
+    age = GaugeMetricFamily(
+        "voipalert_cluster_node_heartbeat_age_seconds",
+        "Age of each node's last heartbeat (database server's clock), as of this node's "
+        "last heartbeat; a node older than lease_seconds is dead, its leases expired",
+        labels=["node", "host", "pid", "stopping"],
+    )
+    for peer in node.peers:
+        labels = [peer.id, peer.host, str(peer.pid), "1" if peer.stopping else "0"]
+        age.add_metric(labels, peer.heartbeat_age)
+    yield age
+    yield GaugeMetricFamily(
+        "voipalert_cluster_nodes_live",
+        "Nodes whose heartbeat is younger than lease_seconds (this one included)",
+        value=sum(p.heartbeat_age < node.lease.seconds for p in node.peers),
     )
 
 
@@ -290,9 +322,11 @@ class IngestMetrics:
     def observe_committed(self, source: str, outcome: Outcome) -> None:
         self.triggers.labels(source=self.source_label(source), outcome=outcome.value).inc()
 
-    def count_cluster(self, lease: Lease) -> None:
-        """Expose this node's leases and take-overs (``voipalert_cluster_*``)."""
+    def count_cluster(self, lease: Lease, node: ClusterNode | None = None) -> None:
+        """Expose this node's leases and take-overs (``voipalert_cluster_*``), and with
+        ``node`` its single-writer jobs and the nodes it heard from."""
         self._store.lease = lease
+        self._store.node = node
 
     def count_syntheses(self, count: Callable[[], int]) -> None:
         """Expose the speech renderer's synthesis count as ``voipalert_tts_syntheses``."""

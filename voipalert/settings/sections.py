@@ -749,6 +749,13 @@ class ClusterSettings(_Section):
         description="refuse a second serve on the same PostgreSQL database (the advisory "
         "lock of one engine) instead of sharing the work between nodes",
     )
+    node_retention_hours: float = Field(
+        default=24.0,
+        ge=1.0,
+        le=24.0 * 366,
+        description="the row of a node silent for this long is deleted by the hourly "
+        "housekeeping, unless it still holds a lease or an attempt of an open alert",
+    )
 
 
 class EngineSettings(_Section):

@@ -3,8 +3,10 @@
 Work is claimed, never assumed. Each ``serve`` registers a row in ``nodes`` and renews
 its heartbeat every ``lease_seconds / 3``; the engine plans and dials only for the alerts
 whose lease it holds (``alerts.lease_node``/``lease_until``, server time). The leases are
-taken in the engine's snapshot (``leased_snapshot``), renewed with every heartbeat and
-every tick, and released when an alert settles or the node stops cleanly. A node that
+taken in the engine's snapshot (``leased_snapshot``: no more than the node has free call
+lines for, expired ones first), renewed with every heartbeat (on a connection of its own,
+so that a loaded node's queued writes never delay it) and every tick, and released when
+an alert settles or the node stops cleanly. A node that
 dies stops renewing: ``lease_seconds`` later its leases have expired and the next tick of
 another node takes them (woken at least every heartbeat), marks the dead node's calls
 ``interrupted`` and re-plans.
@@ -47,7 +49,7 @@ from voipalert.store.errors import StoreError
 from voipalert.store.sql import Conn, Row
 
 if TYPE_CHECKING:
-    from voipalert.store.pg import PgDatabase, PgJobLock
+    from voipalert.store.pg import PgDatabase, PgJobLock, PgListener
 
 log = logging.getLogger("voipalert.cluster")
 
@@ -55,6 +57,7 @@ CHANNEL: Final = "voipalert_alert"
 DEFAULT_TAKE_BATCH: Final = 50
 LISTEN_RETRY_SECONDS: Final = 1.0
 REGISTER_SECONDS: Final = 60.0
+PEERS_SHOWN_LEASES: Final = 4  # /metrics lists the nodes heard from within this many leases
 
 
 @dataclass(slots=True)
@@ -68,7 +71,21 @@ class Lease:
     # Called when a snapshot took a full batch: more alerts wait, tick again at once.
     more: Callable[[], None] | None = None
     interrupted_on_takeover: int = 0  # the known exception: calls cut by a node's end
+    # The engine's free call lines (max_concurrent_calls minus its calls in progress): a
+    # snapshot takes no more alerts than the node can dial. None: take_batch alone.
+    lines: Callable[[], int] | None = None
     held: int = 0  # alerts leased after the last snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A node of the database as this node's last heartbeat saw it (for /metrics)."""
+
+    id: str
+    host: str
+    pid: int
+    heartbeat_age: float  # seconds, by the database server's clock
+    stopping: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +93,19 @@ class LeasedRows:
     alerts: Sequence[Row]
     attempts: Sequence[Row]
     interrupted: list[int] = field(default_factory=list)
+    taken: list[int] = field(default_factory=list)  # the alerts this snapshot took
+
+
+# Lease times are the *statement's* start, never ``now()``: ``now()`` is the transaction's
+# start, and the engine's snapshot begins its transaction before it waits (up to the lock
+# timeout) for the write lock. Renewed from ``now()``, a lease that waited 3 s for the lock
+# was set 3 s short, into the past with a 1 s lease, and another node took it from a live
+# node (tests/store/test_cluster.py::test_leases_outlive_a_held_write_lock).
+LEASE_NOW: Final = "statement_timestamp()"
 
 
 def _interval() -> str:
-    return "now() + make_interval(secs => CAST(? AS DOUBLE PRECISION))"
+    return f"{LEASE_NOW} + make_interval(secs => CAST(? AS DOUBLE PRECISION))"
 
 
 async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows:
@@ -97,16 +123,19 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         (me,),
     )
     taken: list[int] = []
-    if not lease.stopping:
+    limit = 0 if lease.stopping else await _take_limit(conn, lease)
+    if limit > 0:
         # SKIP LOCKED: rows another transaction is changing are left to the next tick
         # instead of waiting for them (the write lock orders the nodes' snapshots anyway;
         # this keeps a take from queueing behind an unrelated long update of one alert).
         rows = await conn.execute_fetchall(
             f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
             "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
-            "AND (lease_node IS NULL OR lease_until < now()) "
-            "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
-            (me, lease.seconds, lease.take_batch),
+            f"AND (lease_node IS NULL OR lease_until < {LEASE_NOW}) "
+            # Expired leases (a dead node's escalations, under way) before alerts nobody
+            # has taken yet: a take-over is not left behind a burst of new alerts.
+            "ORDER BY lease_node IS NULL, id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
+            (me, lease.seconds, limit),
         )
         taken = [int(r["id"]) for r in rows]
     interrupted: list[int] = []
@@ -140,7 +169,46 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         (me,),
     )
     lease.held = len(alerts)
-    return LeasedRows(alerts, attempts, interrupted)
+    return LeasedRows(alerts, attempts, interrupted, taken)
+
+
+async def _take_limit(conn: Conn, lease: Lease) -> int:
+    """How many alerts this snapshot may take: ``take_batch``, and no more than the node
+    can dial. Its free lines, less the alerts it holds already without a call (they will
+    want a line at their next step): a node whose lines are taken leaves a dead node's
+    alerts to the other live nodes instead of queueing them behind its own calls
+    (docs/multi-node.md, "How work is claimed")."""
+    if lease.lines is None:
+        return lease.take_batch
+    free = lease.lines()
+    if free <= 0:
+        return 0
+    rows = await conn.execute_fetchall(
+        "SELECT count(*) AS n FROM alerts WHERE lease_node = ? AND engine_active = 1 "
+        "AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.alert_id = alerts.id "
+        "AND attempts.state IN ('pending', 'in_flight'))",
+        (lease.node,),
+    )
+    return max(0, min(lease.take_batch, free - int(rows[0]["n"])))
+
+
+async def prune_nodes(conn: Conn, silent_seconds: float) -> list[str]:
+    """Delete the rows of nodes silent for ``silent_seconds`` (each start is a new node:
+    the table would grow with every restart). Never a node that still matters: one whose
+    name is on a lease (its alerts not yet taken over), or on an attempt still pending or
+    in flight, or on any attempt of an alert the engines still work (the take-over reads
+    ``attempts.node``). The attempts of settled alerts lose their ``node`` (the schema's
+    ``ON DELETE SET NULL``); the audit trail keeps the node ids it named."""
+    rows = await conn.execute_fetchall(
+        "DELETE FROM nodes WHERE heartbeat_at < now() - make_interval(secs => "
+        "CAST(? AS DOUBLE PRECISION)) "
+        "AND NOT EXISTS (SELECT 1 FROM alerts WHERE alerts.lease_node = nodes.id) "
+        "AND NOT EXISTS (SELECT 1 FROM attempts t WHERE t.node = nodes.id "
+        "AND (t.state IN ('pending', 'in_flight') "
+        "OR t.alert_id IN (SELECT id FROM alerts WHERE engine_active = 1))) RETURNING id",
+        (silent_seconds,),
+    )
+    return [str(r["id"]) for r in rows]
 
 
 class ClusterNode:
@@ -156,6 +224,9 @@ class ClusterNode:
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.listens = 0  # LISTEN connections made: 1, and one more per reconnection
         self.jobs: list[SingleWriter] = []
+        self.beats = 0  # heartbeats recorded, for tests
+        self.peers: list[Peer] = []  # the nodes alive lately, as of the last heartbeat
+        self._session: PgListener | None = None  # the heartbeat's own connection
 
     @property
     def id(self) -> str:
@@ -181,7 +252,7 @@ class ClusterNode:
                 async with self._db.transaction(write=True, what="register this node") as conn:
                     await conn.execute(
                         "INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?)",
-                        (self.id, socket.gethostname()[:255], os.getpid()),
+                        (self.id, _host(), os.getpid()),
                     )
                 break
             except StoreError as exc:
@@ -192,21 +263,63 @@ class ClusterNode:
         log.info("node %s registered (lease %.1f s)", self.id, self.lease.seconds)
 
     async def heartbeat(self) -> int:
-        """Say this node is alive and renew its leases; returns how many it holds."""
-        async with self._db.transaction(write=True, what="node heartbeat") as conn:
-            await conn.execute("UPDATE nodes SET heartbeat_at = now() WHERE id = ?", (self.id,))
-            rows = await conn.execute_fetchall(
+        """Say this node is alive and renew its leases; returns how many it holds.
+
+        On a connection of its own, and without the store's write lock: on the store's
+        connection the heartbeat queued behind every write of a loaded node (its intake,
+        its calls' outcomes, the engine's pass), and under a 300-alert burst live nodes
+        lost leases they were still working (docs/multi-node.md, "Leases renewed on their
+        own rhythm"). The write lock is not needed: the statement only touches rows this
+        node leases, and PostgreSQL's row locks order it against a taker's
+        ``FOR UPDATE SKIP LOCKED`` (whichever commits first wins; the loser re-checks
+        ``lease_node`` and renews nothing, or skips the row)."""
+        if self._session is None:
+            self._session = await self._db.session("the heartbeat connection")
+        try:
+            rows = await self._session.fetch(
+                # One statement, so one implicit transaction: the node's row and its leases
+                # are renewed together or not at all.
+                # The row is written again if it went: pruned while this node was frozen
+                # for longer than the retention (Store.prune_nodes), its leases need it.
+                "WITH beat AS (INSERT INTO nodes (id, host, pid) VALUES (?, ?, ?) "
+                f"ON CONFLICT (id) DO UPDATE SET heartbeat_at = {LEASE_NOW} RETURNING id) "
                 f"UPDATE alerts SET lease_until = {_interval()} "
                 "WHERE lease_node = ? AND engine_active = 1 RETURNING id",
-                (self.lease.seconds, self.id),
+                (self.id, _host(), os.getpid(), self.lease.seconds, self.id),
+                self.heartbeat_seconds,
             )
+            # The nodes seen alive lately, for /metrics: a dead node stays listed until its
+            # heartbeat is PEERS_SHOWN_LEASES leases old, then drops out (it is pruned
+            # from the table only a day later, store.Store.prune_nodes).
+            peers = await self._session.fetch(
+                "SELECT id, host, pid, stopping, "
+                "EXTRACT(EPOCH FROM now() - heartbeat_at)::float8 AS age FROM nodes "
+                f"WHERE heartbeat_at > now() - make_interval(secs => {PEERS_SHOWN_LEASES} * "
+                "CAST(? AS DOUBLE PRECISION)) ORDER BY started_at, id",
+                (self.lease.seconds,),
+                self.heartbeat_seconds,
+            )
+        except StoreError:
+            self._session.close()
+            self._session = None
+            raise
+        self.peers = [
+            Peer(r["id"], r["host"], int(r["pid"]), max(0.0, float(r["age"])), r["stopping"])
+            for r in peers
+        ]
+        self.beats += 1
         return len(rows)
 
     async def run(self) -> None:
         """The heartbeat and the listener, until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._beat(), name="node heartbeat")
-            group.create_task(self._listen(), name="node listen")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._beat(), name="node heartbeat")
+                group.create_task(self._listen(), name="node listen")
+        finally:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
 
     async def _beat(self) -> None:
         while True:
@@ -280,6 +393,10 @@ class ClusterNode:
             )
             await conn.execute("SELECT pg_notify(?, '')", (CHANNEL,))
         log.info("node %s left: its leases are released", self.id)
+
+
+def _host() -> str:
+    return socket.gethostname()[:255]
 
 
 def job_key(name: str) -> int:

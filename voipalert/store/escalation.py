@@ -63,7 +63,11 @@ class EscalationStore:
             got = await leased_snapshot(conn, lease, now)
         for attempt_id in got.interrupted:
             log.warning("attempt %s was in flight on a node that died: interrupted", attempt_id)
-        return await _snapshot_objects(got.alerts, got.attempts)
+        snapshot = await _snapshot_objects(got.alerts, got.attempts)
+        # The alerts just taken first: the engine reconciles in this order (before the ones
+        # it has plans for), so a take-over is dialled before the rest is re-planned.
+        taken = set(got.taken)
+        return sorted(snapshot, key=lambda item: item[0].id not in taken)
 
     async def record_intent(self, call: PlaceCall) -> Attempt | None:
         """Commit the intent to make ``call`` (state pending). None when that key exists

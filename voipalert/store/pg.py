@@ -348,6 +348,14 @@ class PgDatabase:
             raise StoreError(f"LISTEN {channel}: {exc}") from exc
         return PgListener(conn)
 
+    async def session(self, what: str) -> PgListener:
+        """A connection of its own for short statements that must not wait for the store's
+        connection (``PgListener.fetch``): the cluster's heartbeat and lease renewal."""
+        conn = await _connect(self._url, self._lock_timeout_ms)
+        session = PgListener(conn)
+        session.what = what
+        return session
+
     async def try_job_lock(self, key: int, idle_seconds: float) -> PgJobLock | None:
         """A connection of its own holding the session advisory lock ``key``, or None
         when another session holds it. The holder must make a round trip (``probe``) more
@@ -429,6 +437,17 @@ class PgListener:
                 await self._conn.execute("SELECT 1")
         except _ERRORS as exc:
             raise StoreError(f"{self.what} is lost ({exc!r})") from exc
+
+    async def fetch(self, sql: str, parameters: Sequence[object], within: float) -> list[Row]:
+        """One statement on this connection, in a transaction of its own (autocommit), given
+        ``within`` seconds; ``StoreError`` otherwise. Outside the store's connection and its
+        write lock: for the cluster's heartbeat, which must not queue behind the node's
+        writes (docs/multi-node.md, "Leases renewed on their own rhythm")."""
+        try:
+            async with asyncio.timeout(within):
+                return cast(list[Row], await self._conn.fetch(numbered(sql), *parameters))
+        except _ERRORS as exc:
+            raise StoreError(f"{self.what}: {exc!r}") from exc
 
     def close(self) -> None:
         self._conn.terminate()

@@ -31,7 +31,7 @@ from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.callin import CallinStore
-from voipalert.store.cluster import DEFAULT_TAKE_BATCH, ClusterNode, Lease
+from voipalert.store.cluster import DEFAULT_TAKE_BATCH, ClusterNode, Lease, prune_nodes
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
@@ -117,18 +117,31 @@ class Store(
         await self._db.claim_engine()
 
     async def join_cluster(
-        self, lease_seconds: float, wake: Callable[[], None], take_batch: int = DEFAULT_TAKE_BATCH
+        self,
+        lease_seconds: float,
+        wake: Callable[[], None],
+        take_batch: int = DEFAULT_TAKE_BATCH,
+        lines: Callable[[], int] | None = None,
     ) -> ClusterNode | None:
         """On PostgreSQL, register this process as one of the database's nodes: from now
         on the engine works only the alerts it leases (store.cluster). None on SQLite,
-        where one engine per file holds (store.engine_lock)."""
+        where one engine per file holds (store.engine_lock). ``lines``: the engine's free
+        call lines, which bound the alerts a snapshot takes."""
         if not isinstance(self._db, PgDatabase):
             return None
-        lease = Lease(ClusterNode.new_id(), lease_seconds, take_batch, more=wake)
+        lease = Lease(ClusterNode.new_id(), lease_seconds, take_batch, more=wake, lines=lines)
         node = ClusterNode(self._db, lease, wake)
         await node.register()
         self._lease = lease
         return node
+
+    async def prune_nodes(self, silent_seconds: float) -> list[str]:
+        """The ids of the nodes' rows deleted (``store.cluster.prune_nodes``); none on
+        SQLite, which has no nodes."""
+        if not isinstance(self._db, PgDatabase):
+            return []
+        async with self._db.transaction(write=True, what="prune nodes") as conn:
+            return await prune_nodes(conn, silent_seconds)
 
     async def __aenter__(self) -> Store:
         return self
