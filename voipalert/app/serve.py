@@ -46,7 +46,7 @@ from voipalert.app.config import (
     sip_tls_server,
     ua_config,
 )
-from voipalert.app.heap import settle_heap
+from voipalert.app.heap import QuietCollector, settle_heap
 from voipalert.app.housekeeping import Housekeeping
 from voipalert.app.loop_watch import LoopWatch, Stall, log_stall
 from voipalert.app.selftest import (
@@ -189,6 +189,9 @@ async def serve(
                         _all(engine.wake, silencer.wake, sender.wake), languages,
                         app[METRICS].observe_callin)),
                     *([("node", node.run())] if node is not None else []),
+                    # Full garbage collections when no call would hear the stall.
+                    ("gc", QuietCollector(
+                        lambda: any(t.phone.active_calls for t in trunks.trunks)).run()),
                 ]  # fmt: skip
                 side_tasks = [group.create_task(job, name=name) for name, job in jobs]
                 await stop.wait()
