@@ -65,6 +65,7 @@ from voipalert.notify import (
     StopReason,
     StopRequest,
 )
+from voipalert.store.errors import DatabaseUnusable
 from voipalert.store.ports import EngineStore
 
 log = logging.getLogger("voipalert.engine")
@@ -164,6 +165,7 @@ class Engine:
         self._group: asyncio.TaskGroup | None = None
         self._rota: tuple[tuple[int, int], Rota] | None = None
         self.ticks = 0  # completed ticks, for tests and metrics
+        self._database_down = False  # the last tick found no usable database
         self.last_tick_yields = 0  # how often the last tick gave the loop back
         self.last_tick = TickStats()  # where the last pass's time went
         self._due: dict[int, datetime] = {}  # per alert: when its last plan said it is due
@@ -220,9 +222,20 @@ class Engine:
         except TimeoutError:
             log.error("engine tick exceeded %.1f s: abandoned", self._config.tick_timeout_seconds)
             due = self._clock.now_utc() + timedelta(seconds=ERROR_BACKOFF_SECONDS)
+        except DatabaseUnusable as exc:
+            # A database outage (a PostgreSQL failover, docs/database-failover.md): the store
+            # logs it once and every 30 s; a traceback per tick would bury that line.
+            if not self._database_down:
+                log.warning("engine waits for the database: %s", exc.problem)
+            self._database_down = True
+            due = self._clock.now_utc() + timedelta(seconds=ERROR_BACKOFF_SECONDS)
         except Exception:
             log.exception("engine tick failed")
             due = self._clock.now_utc() + timedelta(seconds=ERROR_BACKOFF_SECONDS)
+        else:
+            if self._database_down:
+                log.warning("engine: the database is back")
+                self._database_down = False
         self.ticks += 1
         elapsed = self._clock.monotonic() - started
         if elapsed > self._config.slow_tick_seconds:
