@@ -306,6 +306,8 @@ class Engine:
             with log_context(alert_id=alert.id):
                 try:
                     wait = await self._reconcile(alert, attempts, rota, now, stats)
+                except DatabaseUnusable:
+                    raise  # no database: no use trying the other alerts (one line, above)
                 except Exception:
                     log.exception("alert %s could not be reconciled; the others go on", alert.id)
                     wait = now + timedelta(seconds=ERROR_BACKOFF_SECONDS)

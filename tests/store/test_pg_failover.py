@@ -263,9 +263,11 @@ async def test_a_primary_failover(
     )
     assert any("reconnected to" in r.getMessage() for r in caplog.records)
     # The engine kept ticking through the outage: one line when it began to wait and one
-    # when the database came back, not a traceback per tick.
+    # when the database came back, not a traceback per tick or per alert. What was under
+    # way when the connection broke (a call's outcome being written, the alert the pass was
+    # at) may each log one; the outage's length and the number of alerts add none.
     engine = [r for r in caplog.records if r.name == "voipalert.engine"]
-    assert sum(r.exc_info is not None for r in engine) <= 1, [r.getMessage() for r in engine]
+    assert sum(r.exc_info is not None for r in engine) <= 2, [r.getMessage() for r in engine]
     waits = [r.getMessage() for r in engine if "waits for the database" in r.getMessage()]
     assert len(waits) <= 1, waits
 
