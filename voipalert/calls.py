@@ -33,7 +33,7 @@ import secrets
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
 import numpy as np
@@ -176,6 +176,10 @@ class CallReport:
     quality: CallQuality | None = None
     """Both directions' loss and jitter, the round trip and an estimated MOS (RTCP), for
     an answered call."""
+    dial_delay_seconds: float = 0.0
+    """From the call being asked for to its INVITE (waiting for a turn under ``[sip]
+    max_calls_per_second``, binding the ports; with trunk failover, the trunks tried
+    before): the durations above count from the INVITE, the caller's clock from the ask."""
     trunk: str | None = None
     """The trunk that carried the call (``voipalert.trunks``); None: a single phone, or
     every trunk failed."""
@@ -373,9 +377,10 @@ class Phone:
     ) -> CallReport:
         stop = stop or StopRequest()
         progress = progress or (lambda _: None)
+        asked = asyncio.get_running_loop().time()
         # The turn is taken first, so calls start in the order they were asked for; the
         # ports are bound meanwhile, so nothing but the SIP work is left at the turn.
-        turn = self.call_rate.reserve(asyncio.get_running_loop().time())
+        turn = self.call_rate.reserve(asked)
         ports = await self._allocate_ports()
         try:
             dial = await self._wait_for_turn(turn, stop, progress)
@@ -384,11 +389,12 @@ class Phone:
             raise
         if not dial:
             self.release_ports(ports)
-            return _not_dialled(stop)
+            return _not_dialled(stop, asyncio.get_running_loop().time() - asked)
         call = _Call(
             self, _CallMedia(self, ports), prompts, progress, script or self.script, stop
         )  # fmt: skip
-        return await call.run(target, ring_timeout)
+        report = await call.run(target, ring_timeout)
+        return replace(report, dial_delay_seconds=call.time.started - asked)
 
     async def _wait_for_turn(self, turn: float, stop: StopRequest, progress: ProgressHook) -> bool:
         """Wait until ``turn`` (``call_rate``); False when the call was asked to stop before
@@ -412,11 +418,11 @@ class Phone:
         return stop.reason is None
 
 
-def _not_dialled(stop: StopRequest) -> CallReport:
+def _not_dialled(stop: StopRequest, waited: float) -> CallReport:
     """The report of a call stopped while it waited for its turn to dial."""
     return CallReport(
         AttemptOutcome.CANCELLED, None, "stopped before dialling", ring_seconds=0.0,
-        stopped=stop.reason, classified_by="local",
+        stopped=stop.reason, classified_by="local", dial_delay_seconds=waited,
     )  # fmt: skip
 
 

@@ -495,11 +495,14 @@ class Engine:
 
     def _result(self, result: NotifyResult, started: datetime) -> AttemptResult:
         answered = None
+        # The call's durations count from its dial, which a turn under the call rate (or a
+        # failed trunk) may have put after the attempt's start.
+        dialled = started + timedelta(seconds=result.dial_delay_seconds)
         if result.ring_seconds is not None and result.talk_seconds is not None:
-            answered = started + timedelta(seconds=result.ring_seconds)
+            answered = dialled + timedelta(seconds=result.ring_seconds)
         ended = self._clock.now_utc()
         if result.duration_seconds is not None:
-            ended = started + timedelta(seconds=result.duration_seconds)
+            ended = dialled + timedelta(seconds=result.duration_seconds)
         return AttemptResult(
             outcome=result.outcome,
             ended_at=ended,

@@ -119,14 +119,17 @@ class Trunks:
         order = sorted(self.board.order(loop.time()), key=self._registration_failing)
         failed: list[str] = []
         report: CallReport | None = None
+        asked = loop.time()
         for index, name in enumerate(order):
             trunk = self._by_name[name]
             if len(self.trunks) > 1:
                 say(f"via trunk {name}")
+            tried = loop.time()  # the trunks before this one count as a delay of its dial
             report = await trunk.phone.call(
                 readdress(target, self.first, trunk), prompts, ring_timeout=ring_timeout,
                 script=script, progress=progress, stop=stop,
             )  # fmt: skip
+            report = replace(report, dial_delay_seconds=tried - asked + report.dial_delay_seconds)
             if not self._trunk_failed(report):
                 if report.stopped is None:
                     self.board.call_carried(name)

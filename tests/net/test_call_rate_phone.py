@@ -96,6 +96,11 @@ async def test_calls_asked_for_at_once_start_one_turn_apart() -> None:
         for k, arrival in enumerate(arrivals):
             assert arrival >= k / RATE - 0.002, (k, arrivals)
         assert phone.rtp_ports_in_use == 0
+        # Each report says how long its call waited before dialling, so the caller can
+        # place the call's durations (which count from the INVITE) on its own clock. (Its
+        # wait counts from its own ask, a few ms after the first call's.)
+        for k, report in enumerate(reports):
+            assert report.dial_delay_seconds >= k / RATE - 0.03, (k, report)
 
 
 async def test_a_call_stopped_while_waiting_for_its_turn_sends_nothing() -> None:

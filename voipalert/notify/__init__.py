@@ -75,6 +75,9 @@ class NotifyResult:
     detail: str | None = None
     duration_seconds: float | None = None  # dial to the end (None: unknown, use the clock)
     quality: CallQuality | None = None  # an answered call's audio quality (RTCP, MOS)
+    # From the notification's start to the dial (a turn under the call rate, failed
+    # trunks): the durations above count from the dial.
+    dial_delay_seconds: float = 0.0
 
 
 class Notifier(Protocol):

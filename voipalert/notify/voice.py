@@ -217,4 +217,5 @@ def notify_result(report: CallReport) -> NotifyResult:
         detail=detail,
         duration_seconds=report.duration_seconds,
         quality=report.quality,
+        dial_delay_seconds=report.dial_delay_seconds,
     )
