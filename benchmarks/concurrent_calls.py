@@ -42,6 +42,7 @@ import numpy as np
 import soundfile
 from numpy.typing import NDArray
 
+from benchmarks.loop_profile import LoopProfile
 from benchmarks.sipp_far_end import phones
 from tests.rtp_capture import RtpCaptureProcess
 from tests.slot_audit import audit_heard, audit_stream
@@ -66,6 +67,8 @@ FIRST_PLAY = "greeting, message and menu"
 _SCRIPT = ScriptConfig(repetitions=1, pause_seconds=1.0, leave_voicemail=False)
 # New calls a second, as serve's [sip] max_calls_per_second (default 20); --rate sets it.
 CALL_RATE = [20.0]
+# --profile: time every loop iteration and callback (benchmarks/loop_profile.py).
+PROFILE = [False]
 
 
 def _cpu() -> float:
@@ -99,6 +102,7 @@ class Run:
     skipped: int = 0
     cpu: float = 0.0
     workers_cpu: float = 0.0
+    profile: list[str] = field(default_factory=list)
 
     @property
     def longest(self) -> Stall | None:
@@ -143,10 +147,18 @@ async def run_sipp(
                 await spoken.close()
             return report.outcome.value
 
+        profile = LoopProfile() if PROFILE[0] else None
         with RtpCaptureProcess(range(rtp, rtp_max + 1)) as capture:
             watch.start()
+            if profile is not None:
+                profile.install(asyncio.get_running_loop())
             cpu, workers, wall = _cpu(), _workers_cpu(pool), time.perf_counter()
-            outcomes = await asyncio.gather(*(one(i) for i in range(n)))
+            try:
+                outcomes = await asyncio.gather(*(one(i) for i in range(n)))
+            finally:
+                if profile is not None:
+                    profile.close()
+                    result.profile = profile.lines()
             elapsed = time.perf_counter() - wall
             result.cpu = (_cpu() - cpu) / elapsed
             result.workers_cpu = (_workers_cpu(pool) - workers) / elapsed
@@ -297,6 +309,8 @@ async def main_async(sizes: list[int], runs: int, sipp: bool, workers: int) -> N
                         print(_row(r), f"(load {os.getloadavg()[0]:.1f})", flush=True)
                         for stall in [s for s in r.stalls if s.kind is not StallKind.PREEMPTED][:3]:
                             print("        ours:", stall.describe())
+                        for line in r.profile:
+                            print("        " + line)
             finally:
                 if pool is not None:
                     await pool.close()
@@ -341,8 +355,13 @@ def main() -> None:
         help="analyse the received audio in this many worker processes, as [media] "
         "analysis_workers (default 1; 0: on the loop)",
     )  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="time every loop iteration and callback, print the slow iterations (SIPp only)",
+    )  # fmt: skip
     args = parser.parse_args()
     CALL_RATE[0] = args.rate
+    PROFILE[0] = args.profile
     if max(args.sizes) > 48 and not args.sipp:
         raise SystemExit("at most 48 (the load accounts in sip-testbed/users.txt)")
     asyncio.run(main_async(args.sizes, args.runs, args.sipp, args.analysis_workers))
