@@ -60,7 +60,9 @@ def _workers_cpu(pool: AnalysisPool | None) -> float:
 async def one(calls: int, seconds: float, workers: int) -> str:
     rng = np.random.default_rng(5)
     ours = g711.encode(Codec.PCMU, through_g711(speechlike(rng, seconds, -14.0), Codec.PCMU))
-    theirs = through_g711(speechlike(rng, seconds, -20.0, f0_hz=200.0), Codec.PCMU)
+    theirs = g711.encode(
+        Codec.PCMU, through_g711(speechlike(rng, seconds, -20.0, f0_hz=200.0), Codec.PCMU)
+    )
     spec = AnalysisSpec(Codec.PCMU)
     pool = AnalysisPool(workers) if workers else None
     if pool is not None:

@@ -191,13 +191,13 @@ async def test_a_worker_that_stops_reading_costs_dropped_frames_not_memory(
     (pid,) = pool.pids
     os.kill(pid, signal.SIGSTOP)
     try:
-        pcm = np.zeros(SLOT, np.int16)
+        payload = bytes(SLOT)
         now = asyncio.get_running_loop().time()
         for step in range(300):  # six seconds of audio for 200 calls, as fast as it goes
             now += 0.02
             for handle in handles:
                 handle.sent(step, now, bytes(SLOT))
-                handle.received(pcm, 1, step * SLOT, now)
+                handle.received(payload, 1, step * SLOT, now)
             pool._flush()
             assert pool.pending_bytes <= MAX_PENDING_BYTES + MAX_MESSAGE
         assert pool.stats.queue_dropped > 0
@@ -217,7 +217,7 @@ async def test_close_leaves_no_process_nor_descriptor() -> None:
     pids = pool.pids
     assert len(pids) == 2 and all(_alive(pid) for pid in pids)
     handle = pool.attach(AnalysisSpec(Codec.PCMU), lambda _: None)
-    handle.received(np.zeros(SLOT, np.int16), 1, 0, 0.0)
+    handle.received(bytes(SLOT), 1, 0, 0.0)
     await pool.close()
     assert not any(_alive(pid) for pid in pids)
     assert set(os.listdir("/proc/self/fd")) <= fds_before

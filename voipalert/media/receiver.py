@@ -84,13 +84,21 @@ class DropReason(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class AudioFrame:
-    """Decoded audio of one packet that advanced the sequence."""
+    """The audio of one packet that advanced the sequence, still G.711: whoever looks at
+    the samples decodes them (``pcm``). With the analysis in a worker process the loop
+    never does: the worker decodes (docs/rx-workers.md §2)."""
 
-    pcm: NDArray[np.int16]
+    payload: bytes
+    codec: Codec
     ssrc: int
     sequence_number: int
     timestamp: int
     lost_before: int  # packets missing between the previous audio frame and this one
+
+    @property
+    def pcm(self) -> NDArray[np.int16]:
+        """The frame's 16-bit linear samples (decoded at each read)."""
+        return g711.decode(self.codec, self.payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +281,10 @@ class RtpReceiver:
         self._jitter(packet, now)
         if not advanced:
             return self._drop(DropReason.LATE)
-        pcm = g711.decode(self.config.codec, packet.payload)
-        return AudioFrame(pcm, packet.ssrc, packet.sequence_number, packet.timestamp, lost)
+        return AudioFrame(
+            packet.payload, self.config.codec, packet.ssrc, packet.sequence_number,
+            packet.timestamp, lost,
+        )  # fmt: skip
 
     def _admit(
         self, packet: RtpPacket, src: Address, is_audio: bool, now: float

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from voipalert.codec import Codec
+from voipalert.media import g711
 from voipalert.media.beep import BeepDetector
 from voipalert.media.echo_line import EchoLine, EchoState
 from voipalert.media.goertzel import DetectorConfig, DtmfDetector, ToneStarted
@@ -101,6 +102,11 @@ class CallAnalysis:
         """Slot ``slot`` left at ``left_at`` with ``payload`` (G.711) or no audio (None)."""
         if self.echo is not None:
             self.echo.sent(slot, left_at, payload)
+
+    def heard(self, payload: bytes, ssrc: int, timestamp: int, now: float) -> list[AnalysisEvent]:
+        """One frame of the far end's audio as it came (G.711 in the call's codec): decoded
+        here, so that with the analysis in a worker the loop never decodes."""
+        return self.received(g711.decode(self.spec.codec, payload), ssrc, timestamp, now)
 
     def received(
         self, pcm: NDArray[np.int16], ssrc: int, timestamp: int, now: float

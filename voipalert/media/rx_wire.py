@@ -7,7 +7,9 @@ Loop to worker: one message holds records of many calls, each a fixed header the
 * ``CLOSE``: the call ended, its state goes;
 * ``BEEPS``: the beep detector on (1) or off (0);
 * ``SENT``: a slot we sent (slot number, when it left, the G.711 payload or none);
-* ``HEARD``: a decoded frame (SSRC, RTP timestamp, when it arrived, int16 samples).
+* ``HEARD``: a received frame (SSRC, RTP timestamp, when it arrived, its G.711 bytes as
+  they came: the worker decodes them, in the call's codec from ``OPEN``; half the bytes of
+  the samples, and no decoding on the loop).
 
 Worker to loop: events, 22 bytes each (kind, call, a code, an integer and a number). The loop checks
 what it reads all the same (a bug in the worker must not take the loop down).
@@ -21,9 +23,6 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
-
-import numpy as np
-from numpy.typing import NDArray
 
 from voipalert.media.rx_analysis import (
     AnalysisEvent,
@@ -44,7 +43,7 @@ class Kind(enum.IntEnum):
 
 _HEAD: Final = struct.Struct("<BIH")  # kind, call, body length
 _SENT: Final = struct.Struct("<qd")  # slot, left_at (payload follows)
-_HEARD: Final = struct.Struct("<IId")  # ssrc, timestamp, arrived (samples follow)
+_HEARD: Final = struct.Struct("<IId")  # ssrc, timestamp, arrived (G.711 bytes follow)
 _EVENT: Final = struct.Struct("<BIBqd")  # kind, call, code, integer, number
 EVENT_SIZE: Final = _EVENT.size
 MAX_BODY: Final = 0xFFFF
@@ -81,7 +80,7 @@ class Heard:
     ssrc: int
     timestamp: int
     arrived: float
-    pcm: NDArray[np.int16]
+    payload: bytes
 
 
 Record = Opened | Closed | BeepsSwitched | Sent | Heard
@@ -109,10 +108,8 @@ def sent_record(call: int, slot: int, left_at: float, payload: bytes | None) -> 
     return _record(Kind.SENT, call, _SENT.pack(slot, left_at) + (payload or b""))
 
 
-def heard_record(
-    call: int, ssrc: int, timestamp: int, arrived: float, pcm: NDArray[np.int16]
-) -> bytes:
-    return _record(Kind.HEARD, call, _HEARD.pack(ssrc, timestamp, arrived) + pcm.tobytes())
+def heard_record(call: int, ssrc: int, timestamp: int, arrived: float, payload: bytes) -> bytes:
+    return _record(Kind.HEARD, call, _HEARD.pack(ssrc, timestamp, arrived) + payload)
 
 
 def decode_records(data: bytes) -> Iterator[Record]:
@@ -136,10 +133,9 @@ def _decode(kind: int, call: int, body: memoryview) -> Record:
         slot, left_at = _SENT.unpack_from(body)
         payload = bytes(body[_SENT.size :])
         return Sent(call, slot, left_at, payload or None)
-    if kind == Kind.HEARD and len(body) >= _HEARD.size and (len(body) - _HEARD.size) % 2 == 0:
+    if kind == Kind.HEARD and len(body) > _HEARD.size:
         ssrc, timestamp, arrived = _HEARD.unpack_from(body)
-        pcm = np.frombuffer(body, dtype="<i2", offset=_HEARD.size).astype(np.int16)
-        return Heard(call, ssrc, timestamp, arrived, pcm)
+        return Heard(call, ssrc, timestamp, arrived, bytes(body[_HEARD.size :]))
     if kind == Kind.OPEN:
         spec = pickle.loads(body)
         if not isinstance(spec, AnalysisSpec):

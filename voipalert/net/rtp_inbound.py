@@ -117,7 +117,7 @@ class InboundMedia:
         if self._on_audio is not None:
             self._on_audio(frame)
         if self.analysis is not None:
-            self.analysis.received(frame.pcm, frame.ssrc, frame.timestamp, now)
+            self.analysis.received(frame.payload, frame.ssrc, frame.timestamp, now)
 
     def listen_for_beeps(self, enabled: bool) -> None:
         """Run the mailbox-beep detector only while a beep would change what the call

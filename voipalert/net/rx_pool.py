@@ -45,9 +45,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
-
 from voipalert.media.rx_analysis import (
     AnalysisEvent,
     AnalysisSpec,
@@ -85,7 +82,8 @@ class Analysis(Protocol):
 
     def sent(self, slot: int, left_at: float, payload: bytes | None) -> None: ...
 
-    def received(self, pcm: NDArray[np.int16], ssrc: int, timestamp: int, now: float) -> None: ...
+    def received(self, payload: bytes, ssrc: int, timestamp: int, now: float) -> None:
+        """One frame as it came (G.711 in the call's codec), arrived at ``now``."""
 
     def listen_for_beeps(self, enabled: bool) -> None: ...
 
@@ -109,8 +107,8 @@ class LocalAnalysis:
     def sent(self, slot: int, left_at: float, payload: bytes | None) -> None:
         self.analysis.sent(slot, left_at, payload)
 
-    def received(self, pcm: NDArray[np.int16], ssrc: int, timestamp: int, now: float) -> None:
-        for event in self.analysis.received(pcm, ssrc, timestamp, now):
+    def received(self, payload: bytes, ssrc: int, timestamp: int, now: float) -> None:
+        for event in self.analysis.heard(payload, ssrc, timestamp, now):
             self._on_event(event)
 
     def listen_for_beeps(self, enabled: bool) -> None:
@@ -167,7 +165,7 @@ class AnalysisHandle:
     def sent(self, slot: int, left_at: float, payload: bytes | None) -> None:
         self._pool._put(self, sent_record(self.call, slot, left_at, payload), data=True)
 
-    def received(self, pcm: NDArray[np.int16], ssrc: int, timestamp: int, now: float) -> None:
+    def received(self, payload: bytes, ssrc: int, timestamp: int, now: float) -> None:
         if not self.spec.inband and not self.beeps:
             return  # nothing in the worker would look at it
         # A token bucket: one stream's frames and a burst pass; a flood does not reach the
@@ -179,7 +177,7 @@ class AnalysisHandle:
             self.stats.flood_dropped += 1
             return
         self._tokens -= 1.0
-        if self._pool._put(self, heard_record(self.call, ssrc, timestamp, now, pcm), data=True):
+        if self._pool._put(self, heard_record(self.call, ssrc, timestamp, now, payload), data=True):
             self.stats.frames += 1
 
     def listen_for_beeps(self, enabled: bool) -> None:

@@ -74,7 +74,7 @@ def _handle(calls: dict[int, CallAnalysis], record: Record) -> bytes:
     if analysis is None:
         return b""  # opened before this worker started, or closed: nothing to do
     if isinstance(record, Heard):
-        events = analysis.received(record.pcm, record.ssrc, record.timestamp, record.arrived)
+        events = analysis.heard(record.payload, record.ssrc, record.timestamp, record.arrived)
         return b"".join(encode_event(record.call, event) for event in events)
     if isinstance(record, Sent):
         analysis.sent(record.slot, record.left_at, record.payload)
