@@ -53,7 +53,7 @@ from voipalert.rotafile.parse import parse_rota
 from voipalert.store import Scope, Store, StoreConfig
 from voipalert.store.cluster import ClusterNode
 from voipalert.store.errors import DatabaseUnusable, StoreError
-from voipalert.store.pg import host_urls, shown_url, target_session_attrs
+from voipalert.store.pg_url import host_urls, shown_url, target_session_attrs
 
 DATABASE = "voipalert"
 BEFORE = 20  # alerts accepted before the failover

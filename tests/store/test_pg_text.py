@@ -10,7 +10,8 @@ import pytest
 
 from voipalert.errors import ConfigError
 from voipalert.settings import load_settings, masked_dump
-from voipalert.store.pg import is_postgresql_url, numbered, shown_url
+from voipalert.store.pg import is_postgresql_url, numbered
+from voipalert.store.pg_url import shown_url
 
 
 def test_placeholders_are_numbered_outside_string_literals() -> None:

@@ -30,7 +30,7 @@ from voipalert.settings import load_settings
 from voipalert.store import StoreConfig
 from voipalert.store.feeds import SourceCopy
 from voipalert.store.overrides import OverridesOrphaned
-from voipalert.store.pg import shown_url
+from voipalert.store.pg_url import shown_url
 from voipalert.store.ports import CliStore
 
 if TYPE_CHECKING:

@@ -23,6 +23,8 @@ from voipalert.domain.alert import Severity
 from voipalert.ingest.config import LOOPBACK
 from voipalert.ingest.mapping import DEFAULT_RESOLVED_VALUES
 from voipalert.sip.locate import parse_name_server
+from voipalert.store.errors import DatabaseUnusable
+from voipalert.store.pg_url import check_url
 from voipalert.tts.config import RenderConfig, TtsConfig
 from voipalert.tts.pronounce import supported_languages
 
@@ -725,6 +727,11 @@ class DatabaseSettings(_Section):
             ("postgresql://", "postgres://")
         ):
             raise ValueError("must be a postgresql:// URL (leave it out to use the SQLite path)")
+        if value is not None:
+            try:
+                check_url(value.get_secret_value())  # target_session_attrs, connect_timeout
+            except DatabaseUnusable as exc:
+                raise ValueError(exc.problem) from None
         return value
 
     @property

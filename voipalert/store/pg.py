@@ -34,12 +34,17 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Final, cast
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
 from voipalert.store.engine_lock import EngineLockHeld
 from voipalert.store.errors import DatabaseUnusable, StoreError
+from voipalert.store.pg_url import (
+    connect_timeout,
+    host_urls,
+    shown_url,
+    target_session_attrs,
+)
 from voipalert.store.secret import load_server_key
 from voipalert.store.sql import POSTGRESQL, Conn, Row
 
@@ -51,13 +56,15 @@ log = logging.getLogger("voipalert.store")
 WRITE_LOCK: Final = 0x766F6970616C7274
 MIGRATION_LOCK: Final = 0x766F6970616D6967
 ENGINE_LOCK: Final = 0x766F697061656E67
-CONNECT_TIMEOUT_SECONDS: Final = 10.0  # per host, as libpq's connect_timeout
+# A host that has neither answered nor failed within this long no longer holds back the
+# next one: both attempts go on, the first writable answer wins (RFC 8305's "connection
+# attempt delay", for database hosts). A primary that is down but not refusing (a dead
+# machine, a dropped route) costs this, not the whole connect_timeout, at each reconnect.
+HOST_STAGGER_SECONDS: Final = 0.5
 # After a failed reconnection the store's transactions fail at once for this long (the
 # intake answers 503 without waiting) instead of each trying every host again.
 RECONNECT_RETRY_SECONDS: Final = 0.5
 OUTAGE_LOG_SECONDS: Final = 30.0  # while no primary answers, say so again this often
-# voipalert writes: only these target_session_attrs find a server that accepts writes.
-WRITABLE_ATTRS: Final = ("read-write", "primary")
 _MIGRATION_NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _PLACEHOLDER_OR_LITERAL: Final = re.compile(r"'(?:[^']|'')*'|\?")
 
@@ -72,46 +79,6 @@ def _who() -> str:
 
 def is_postgresql_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    user, colon, _password = userinfo.partition(":")
-    if not colon:
-        return url
-    return urlunsplit(parts._replace(netloc=f"{user}:***{at}{hosts}"))
-
-
-def host_urls(url: str) -> list[tuple[str, str]]:
-    """``(host, URL of that host alone)`` for each host the URL names, in its order.
-
-    libpq's multi-host form (``postgresql://u@h1:p1,h2:p2/db``) is split here rather than
-    left to asyncpg so that a failed connection can say what each host answered (asyncpg
-    reports only the last host's error: a refused primary hides a read-only standby)."""
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    if "," not in hosts:
-        return [(hosts or "the default host", url)]
-    return [
-        (host, urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host}")))
-        for host in hosts.split(",")
-    ]
-
-
-def target_session_attrs(url: str) -> str:
-    """The URL's ``target_session_attrs``, ``read-write`` by default (libpq's default is
-    ``any``, which would keep a connection to a read-only standby)."""
-    given = parse_qs(urlsplit(url).query).get("target_session_attrs", ["read-write"])[-1]
-    if given not in WRITABLE_ATTRS:
-        raise DatabaseUnusable(
-            shown_url(url),
-            f"target_session_attrs={given} may choose a read-only server, and voipalert writes",
-            "use target_session_attrs=read-write (the default) or primary",
-            configuration=True,
-        )
-    return given
 
 
 @functools.lru_cache(maxsize=1024)  # the store's statements are a fixed, small set
@@ -487,37 +454,96 @@ async def _connect(
 async def _connect_first(
     url: str, lock_timeout_ms: int, settings: dict[str, str] | None = None
 ) -> tuple[asyncpg.Connection, str]:
-    """A connection to the first of the URL's hosts that accepts writes, and that host;
-    else ``DatabaseUnusable`` saying what each host answered. Hosts are tried in order,
-    as libpq does with several hosts and ``target_session_attrs=read-write``."""
+    """A connection to a host of the URL that accepts writes, and that host; else
+    ``DatabaseUnusable`` saying what each host answered.
+
+    Hosts are tried in the URL's order, as libpq does with several hosts, but staggered
+    rather than one after the other: the next host is tried as soon as the one before it
+    failed, or after ``HOST_STAGGER_SECONDS`` without an answer, and the earlier attempts go
+    on meanwhile. So a host that answers nothing at all (a dead machine does not refuse)
+    delays a reconnection by half a second, not by its ``connect_timeout``. The first
+    writable answer wins; a writable server found later is closed at once (with a
+    synchronous standby there is one primary: the order matters only for who is asked
+    first)."""
     attrs = target_session_attrs(url)
-    answers: list[str] = []
-    for host, single in host_urls(url):
-        try:
-            conn = await asyncpg.connect(
-                single,
-                timeout=CONNECT_TIMEOUT_SECONDS,
-                target_session_attrs=attrs,
-                server_settings={
-                    # Shown to a second serve refused by the engine lock (claim_engine).
-                    "application_name": _who()[:NAMEDATALEN],
-                    "lock_timeout": str(int(lock_timeout_ms)),
-                    **(settings or {}),
-                },
-            )
-        except asyncpg.TargetServerAttributeNotMatched:
-            # asyncpg read the server's in_hot_standby / default_transaction_read_only,
-            # reported at startup (PostgreSQL 14+): a standby, or read-only by setting.
-            answers.append(f"{host} is read-only (a standby, or not {attrs})")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            answers.append(f"{host}: {type(exc).__name__}: {exc}")
-        else:
-            return conn, host
-    if len(answers) == 1:
-        problem = f"cannot connect ({answers[0]})"
+    seconds = connect_timeout(url)
+    hosts = host_urls(url)
+    answers: dict[int, str] = {}
+    trying: dict[asyncio.Task[asyncpg.Connection], int] = {}
+    found: tuple[asyncpg.Connection, str] | None = None
+
+    def ask_next() -> None:
+        index = len(answers) + len(trying)
+        connecting = _connect_one(hosts[index][1], attrs, seconds, lock_timeout_ms, settings)
+        trying[asyncio.create_task(connecting)] = index
+
+    ask_next()
+    try:
+        while found is None and trying:
+            more = len(answers) + len(trying) < len(hosts)
+            done, _ = await asyncio.wait(
+                trying, timeout=HOST_STAGGER_SECONDS if more else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+            failed = False
+            for task in done:
+                index = trying.pop(task)
+                error = task.exception()
+                if error is not None:
+                    answers[index] = _answer(hosts[index][0], attrs, error)
+                    failed = True
+                elif found is None:
+                    found = (task.result(), hosts[index][0])
+                else:
+                    await task.result().close()
+            # The next host, when one before it failed or none has answered in time.
+            if found is None and more and (failed or not done):
+                ask_next()
+    finally:
+        await _abandon(trying)
+    if found is not None:
+        return found
+    said = [answers[i] for i in sorted(answers)]
+    if len(said) == 1:
+        problem = f"cannot connect ({said[0]})"
     else:
-        problem = "cannot connect to a host that accepts writes (" + "; ".join(answers) + ")"
+        problem = "cannot connect to a host that accepts writes (" + "; ".join(said) + ")"
     raise DatabaseUnusable(shown_url(url), problem, _FIX)
+
+
+async def _connect_one(
+    url: str, attrs: str, seconds: float, lock_timeout_ms: int, settings: dict[str, str] | None
+) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        url,
+        timeout=seconds,
+        target_session_attrs=attrs,
+        server_settings={
+            # Shown to a second serve refused by the engine lock (claim_engine).
+            "application_name": _who()[:NAMEDATALEN],
+            "lock_timeout": str(int(lock_timeout_ms)),
+            **(settings or {}),
+        },
+    )
+
+
+def _answer(host: str, attrs: str, error: BaseException) -> str:
+    if isinstance(error, asyncpg.TargetServerAttributeNotMatched):
+        # asyncpg read the server's in_hot_standby / default_transaction_read_only,
+        # reported at startup (PostgreSQL 14+): a standby, or read-only by setting.
+        return f"{host} is read-only (a standby, or not {attrs})"
+    if isinstance(error, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)):
+        return f"{host}: {type(error).__name__}: {error}"
+    raise error  # a bug of ours, not an answer of the host's
+
+
+async def _abandon(trying: dict[asyncio.Task[asyncpg.Connection], int]) -> None:
+    """Stop the attempts still under way; close what any of them connected meanwhile."""
+    for task in trying:
+        task.cancel()
+    for result in await asyncio.gather(*trying, return_exceptions=True):
+        if isinstance(result, asyncpg.Connection):
+            await result.close()
 
 
 _FIX: Final = (
