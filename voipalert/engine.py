@@ -27,9 +27,11 @@ SIGTERM still acknowledges.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -115,6 +117,57 @@ class TickStats:
         )
 
 
+class CallLines:
+    """The engine's call lines (PBX channels): a counting semaphore whose waiters are
+    served by priority, then in the order they came. ``asyncio.Semaphore`` serves its
+    waiters first come, first served: an escalation adopted from a dead node, planned
+    after this node's own calls queued for a line, would wait behind all of them, though
+    it was under way first (docs/multi-node.md, "How work is claimed")."""
+
+    ADOPTED: Final = 0  # a call of an escalation just adopted from an expired lease
+    NORMAL: Final = 1
+
+    def __init__(self, lines: int) -> None:
+        self._free = lines
+        self._order = itertools.count()
+        # (priority, arrival, waiter); a waiter cancelled while queued stays until popped.
+        # Invariant: no live waiter while a line is free (a release hands it on at once).
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+
+    @property
+    def waiting(self) -> int:
+        return sum(not w.done() for _, _, w in self._waiters)
+
+    async def acquire(self, priority: int = NORMAL) -> None:
+        if self._free > 0:
+            self._free -= 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a line, then cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        self._free += 1
+        while self._waiters and self._free > 0:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                self._free -= 1
+                waiter.set_result(None)
+
+    @asynccontextmanager
+    async def line(self, priority: int = NORMAL) -> AsyncIterator[None]:
+        await self.acquire(priority)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 @dataclass(slots=True)
 class _Applied:
     position: Position
@@ -159,7 +212,10 @@ class Engine:
         self._clock = clock
         self._config = config or EngineConfig()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(self._config.max_concurrent_calls)
+        self._slots = CallLines(self._config.max_concurrent_calls)
+        # Alerts adopted from an expired lease and not reconciled here yet: their calls
+        # go first in the line queue (CallLines).
+        self._adopted: set[int] = set()
         self._calls: dict[AttemptId, _Running] = {}
         self._stopping = False
         self._group: asyncio.TaskGroup | None = None
@@ -283,6 +339,7 @@ class Engine:
         stats.alerts = len(snapshot)
         stats.snapshot_seconds = self._clock.monotonic() - started
         held: set[int] = {alert.id for alert, _ in snapshot}
+        self._adopted = (self._adopted | self._store.adopted_alerts()) & held
         self._stop_unheld(held)
         self._due = {k: v for k, v in self._due.items() if k in held}
         # Stable: the store lists the alerts it just took first, and an alert never planned
@@ -312,6 +369,7 @@ class Engine:
                     log.exception("alert %s could not be reconciled; the others go on", alert.id)
                     wait = now + timedelta(seconds=ERROR_BACKOFF_SECONDS)
             self._due[alert.id] = wait or now
+            self._adopted.discard(alert.id)  # its first plan here is made: calls now wait in turn
             if wait is not None and (due is None or wait < due):
                 due = wait
         self.last_tick_yields = slices.yields
@@ -437,18 +495,23 @@ class Engine:
             method=attempt.method,
         )
         stop = StopRequest()
+        priority = CallLines.ADOPTED if alert.id in self._adopted else CallLines.NORMAL
         task = self._group.create_task(
-            self._call(attempt, notification, stop), name=f"call {attempt.key}"
+            self._call(attempt, notification, stop, priority), name=f"call {attempt.key}"
         )
         self._calls[attempt.id] = _Running(task, stop, alert.id)
 
-    async def _call(self, attempt: Attempt, notification: Notification, stop: StopRequest) -> None:
+    async def _call(
+        self, attempt: Attempt, notification: Notification, stop: StopRequest, priority: int
+    ) -> None:
         try:
             with log_context(
                 alert_id=attempt.key.alert, call_id=str(attempt.key), person=attempt.key.person
             ):
                 # A slot is a PBX channel: texts and e-mails use none and never wait for one.
-                slot = self._slots if attempt.method is NotifyMethod.CALL else nullcontext()
+                slot: AbstractAsyncContextManager[None] = nullcontext()
+                if attempt.method is NotifyMethod.CALL:
+                    slot = self._slots.line(priority)
                 async with slot:
                     if stop.reason is not None or not await self._store.start_attempt(attempt.id):
                         return

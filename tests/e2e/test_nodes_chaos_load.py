@@ -9,9 +9,10 @@ are restarted. Invariants:
 - every alert ends acknowledged, by a bot's key press;
 - no attempt key is dialled twice (one ``attempt.dialling`` audit entry per attempt, one
   attempt row per key);
-- each escalation the killed nodes held is resumed (a new attempt started, or the alert
-  acknowledged) within the documented bound, ``4/3 * lease_seconds`` + one engine pass
-  (+ slack for a loaded 2-core machine);
+- each escalation the killed nodes held is adopted by a live node (or acknowledged) within
+  the documented bound, ``4/3 * lease_seconds`` + one engine pass (+ slack for a loaded
+  2-core machine), though every line of the survivors may be busy; the first call after
+  adoption waits for a line and is printed, not asserted;
 - the API (``/healthz``) of every live node answers throughout.
 
 Opt-in (``pytest -m soak``): with 300 alerts it takes minutes on a 2-core machine.
@@ -172,9 +173,10 @@ async def _kill(run: Run, victim: Server) -> tuple[float, str, list[int]]:
 
 
 async def _resumed(run: Run, node_id: str, alerts: list[int], killed: float) -> float:
-    """Seconds until every alert ``node_id`` held was resumed: its lease taken by another
+    """Seconds until every alert ``node_id`` held was adopted: its lease taken by another
     node (which, in the same transaction, interrupted the dead node's calls and then
-    re-plans: the next call is due when the policy says), or the alert acknowledged."""
+    re-plans: the next call is due when the policy says), or the alert acknowledged.
+    Adoption does not wait for a free line (docs/multi-node.md, "How work is claimed")."""
 
     async def done() -> bool:
         if not alerts:
@@ -185,7 +187,26 @@ async def _resumed(run: Run, node_id: str, alerts: list[int], killed: float) -> 
         )  # fmt: skip
         return len(rows) == len(alerts)
 
-    await _until(done, f"the alerts of node {node_id} resumed", BOUND + SLACK_SECONDS + 30)
+    await _until(done, f"the alerts of node {node_id} adopted", BOUND + SLACK_SECONDS + 30)
+    return time.monotonic() - killed
+
+
+async def _called(run: Run, node_id: str, alerts: list[int], killed: float) -> float:
+    """Seconds until every alert ``node_id`` held had a call started by another node since
+    its death (or was acknowledged). The adopted call goes first in its node's line queue
+    but still waits for a line: with every line busy, for a call to end."""
+
+    async def done() -> bool:
+        if not alerts:
+            return True
+        rows = await _rows(
+            run.url, "SELECT id FROM alerts a WHERE id = ANY($1) AND (status <> 'triggered' "
+            "OR EXISTS (SELECT 1 FROM attempts t WHERE t.alert_id = a.id "
+            "AND t.started_at IS NOT NULL AND t.node IS DISTINCT FROM $2))", alerts, node_id,
+        )  # fmt: skip
+        return len(rows) == len(alerts)
+
+    await _until(done, f"the alerts of node {node_id} called again", 600)
     return time.monotonic() - killed
 
 
@@ -246,6 +267,9 @@ async def _chaos(run: Run, started: float) -> None:
     holders = await _in_flight_by_node(run.url)
     mid_call = next(n for n in run.nodes if n.process and n.process.pid == holders[0]["pid"])
     kill_a = await _kill(run, mid_call)
+    # Watched from the kill on. Polled only after the second kill (as before), the
+    # mid-call figure could not be less than the time to post half the burst.
+    watch_a = _watch_kill(run, kill_a)
     print(f"SIGKILL mid-call: {holders[0]['calls']} call(s) in flight, {len(kill_a[2])} alerts")
 
     # The burst: the rest of the alerts, and the second kill in its middle.
@@ -253,20 +277,20 @@ async def _chaos(run: Run, started: float) -> None:
     await _until(_count(run, third + (ALERTS - third) // 2), "half of the burst posted", 120)
     burst_victim = run.live()[0]
     kill_b = await _kill(run, burst_victim)
+    watch_b = _watch_kill(run, kill_b)
     print(f"SIGKILL mid-burst: {len(kill_b[2])} alerts held")
-    took_a, took_b = await asyncio.gather(
-        _resumed(run, kill_a[1], kill_a[2], kill_a[0]),
-        _resumed(run, kill_b[1], kill_b[2], kill_b[0]),
+    took_a, called_a, took_b, called_b = await asyncio.gather(*watch_a, *watch_b)
+    print(f"escalations adopted: {took_a:.1f} s (mid-call), {took_b:.1f} s (mid-burst)")
+    print(
+        f"first call after adoption: {called_a:.1f} s after the kill, "
+        f"{max(0.0, called_a - took_a):.1f} s after adoption (mid-call); "
+        f"{called_b:.1f} s, {max(0.0, called_b - took_b):.1f} s (mid-burst)"
     )
-    print(f"escalations resumed: {took_a:.1f} s (mid-call), {took_b:.1f} s (mid-burst)")
-    # Under the burst every line of the one node left is busy: it takes the dead nodes'
-    # alerts as its lines free (docs/multi-node.md, "The take respects free lines"), so the
-    # figure is the wait for a line more than the bound. Measured with 300 alerts on 2 busy
-    # cores: 9-36 s (docs/multi-node.md, "The chaos test"); the slack grows with the alerts
-    # so that the test says when that gets worse, not that the bound holds under any load.
-    slack = SLACK_SECONDS + 0.1 * ALERTS
-    assert took_a < BOUND + slack, (took_a, BOUND, slack)
-    assert took_b < BOUND + slack, (took_b, BOUND, slack)
+    # Adoption no longer waits for a free line (before, with every line of the one node
+    # left busy, it took 18-36 s at 300 alerts): the bound holds, with the slack of the
+    # other chaos test for a loaded machine. The first call is line-bound: printed only.
+    assert took_a < BOUND + SLACK_SECONDS, (took_a, BOUND, SLACK_SECONDS)
+    assert took_b < BOUND + SLACK_SECONDS, (took_b, BOUND, SLACK_SECONDS)
     await burst
     posted = time.monotonic() - started
     # Both restarted (new node ids), while the escalations go on.
@@ -287,6 +311,15 @@ async def _chaos(run: Run, started: float) -> None:
         f"{run.health_checks} health checks"
     )
     await _check_invariants(run)
+
+
+def _watch_kill(run: Run, kill: tuple[float, str, list[int]]) -> list[asyncio.Task[float]]:
+    """The two figures of a kill, watched from now: adopted, first called again."""
+    killed, node_id, alerts = kill
+    return [
+        asyncio.create_task(_resumed(run, node_id, alerts, killed)),
+        asyncio.create_task(_called(run, node_id, alerts, killed)),
+    ]
 
 
 def _count(run: Run, n: int) -> Callable[[], Awaitable[bool]]:

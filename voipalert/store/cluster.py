@@ -3,8 +3,9 @@
 Work is claimed, never assumed. Each ``serve`` registers a row in ``nodes`` and renews
 its heartbeat every ``lease_seconds / 3``; the engine plans and dials only for the alerts
 whose lease it holds (``alerts.lease_node``/``lease_until``, server time). The leases are
-taken in the engine's snapshot (``leased_snapshot``: no more than the node has free call
-lines for, expired ones first), renewed with every heartbeat (on a connection of its own,
+taken in the engine's snapshot (``leased_snapshot``: a dead node's expired leases at once,
+shared over the live nodes; new alerts no more than the node has free call lines for),
+renewed with every heartbeat (on a connection of its own,
 so that a loaded node's queued writes never delay it) and every tick, and released when
 an alert settles or the node stops cleanly. A node that
 dies stops renewing: ``lease_seconds`` later its leases have expired and the next tick of
@@ -33,6 +34,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import uuid
@@ -72,7 +74,8 @@ class Lease:
     more: Callable[[], None] | None = None
     interrupted_on_takeover: int = 0  # the known exception: calls cut by a node's end
     # The engine's free call lines (max_concurrent_calls minus its calls in progress): a
-    # snapshot takes no more alerts than the node can dial. None: take_batch alone.
+    # snapshot takes no more new alerts than the node can dial (a dead node's expired
+    # leases are adopted whatever the lines). None: take_batch alone.
     lines: Callable[[], int] | None = None
     held: int = 0  # alerts leased after the last snapshot
 
@@ -94,6 +97,7 @@ class LeasedRows:
     attempts: Sequence[Row]
     interrupted: list[int] = field(default_factory=list)
     taken: list[int] = field(default_factory=list)  # the alerts this snapshot took
+    adopted: list[int] = field(default_factory=list)  # of those, the ones of expired leases
 
 
 # Lease times are the *statement's* start, never ``now()``: ``now()`` is the transaction's
@@ -110,8 +114,9 @@ def _interval() -> str:
 
 async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows:
     """Inside one write transaction: renew this node's leases, release those of settled
-    alerts, take up to ``take_batch`` free or expired ones, interrupt the in-flight calls
-    other nodes left on the taken alerts, and read the alerts held."""
+    alerts, adopt its share of the expired leases (whatever its free lines), take free
+    ones up to its free lines, interrupt the in-flight calls other nodes left on the
+    alerts taken, and read the alerts held (docs/multi-node.md, "How work is claimed")."""
     me = lease.node
     await conn.execute(
         f"UPDATE alerts SET lease_until = {_interval()} WHERE lease_node = ? AND engine_active = 1",
@@ -122,44 +127,33 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         "WHERE lease_node = ? AND engine_active = 0",
         (me,),
     )
-    taken: list[int] = []
-    limit = 0 if lease.stopping else await _take_limit(conn, lease)
-    if limit > 0:
-        # SKIP LOCKED: rows another transaction is changing are left to the next tick
-        # instead of waiting for them (the write lock orders the nodes' snapshots anyway;
-        # this keeps a take from queueing behind an unrelated long update of one alert).
-        rows = await conn.execute_fetchall(
-            f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
-            "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
-            f"AND (lease_node IS NULL OR lease_until < {LEASE_NOW}) "
-            # Expired leases (a dead node's escalations, under way) before alerts nobody
-            # has taken yet: a take-over is not left behind a burst of new alerts.
-            "ORDER BY lease_node IS NULL, id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
-            (me, lease.seconds, limit),
-        )
-        taken = [int(r["id"]) for r in rows]
+    adopted: list[int] = []
     interrupted: list[int] = []
-    if taken:
-        # Calls in flight under another node on an alert whose lease expired: that node is
-        # dead (or cut off from the database and no longer renewing). The call may have
-        # rung; it is never dialled again under its key (docs/multi-node.md).
-        rows = await conn.execute_fetchall(
-            "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
-            "detail = 'the node dialling it stopped renewing its lease: taken over by ' || ? "
-            f"WHERE alert_id IN {conn.dialect.json_ints} AND state = 'in_flight' "
-            "AND node IS DISTINCT FROM ? RETURNING id, alert_id, node",
-            (to_db(now), me, json.dumps(taken), me),
-        )
-        for row in rows:
-            interrupted.append(int(row["id"]))
-            await alert_sql.audit(
-                conn, now, "engine", "attempt.interrupted",
-                alert_id=row["alert_id"], attempt_id=row["id"],
-                node=row["node"], taken_over_by=me,
-            )  # fmt: skip
-        lease.interrupted_on_takeover += len(interrupted)
-        if len(taken) >= lease.take_batch and lease.more is not None:
-            lease.more()
+    taken: list[int] = []
+    if not lease.stopping:
+        # (a) Expired leases first, whatever the free lines: adopting is not dialling.
+        adopted = await _adopt_expired(conn, lease)
+        interrupted += await _interrupt_others(conn, lease, adopted, now)
+        # (b) Alerts nobody has taken yet: no more than the node can dial. Counted after
+        # the adoption, so an adopted escalation that wants a line is one line less here.
+        limit = await _take_limit(conn, lease)
+        if limit > 0:
+            # SKIP LOCKED: rows another transaction is changing are left to the next tick
+            # instead of waiting for them (the write lock orders the nodes' snapshots
+            # anyway; this keeps a take from queueing behind an unrelated long update).
+            rows = await conn.execute_fetchall(
+                f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
+                "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
+                "AND lease_node IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
+                (me, lease.seconds, limit),
+            )
+            taken = sorted(int(r["id"]) for r in rows)
+            # A lease released by a node that stopped may leave a call of its own behind
+            # (cut after the shutdown's grace): the same rule as for a take-over.
+            interrupted += await _interrupt_others(conn, lease, taken, now)
+            if len(taken) >= lease.take_batch and lease.more is not None:
+                lease.more()
+    lease.interrupted_on_takeover += len(interrupted)
     alerts = await conn.execute_fetchall(
         f"{ALERT_SELECT} WHERE a.engine_active = 1 AND a.lease_node = ? ORDER BY a.id", (me,)
     )
@@ -169,15 +163,84 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
         (me,),
     )
     lease.held = len(alerts)
-    return LeasedRows(alerts, attempts, interrupted, taken)
+    return LeasedRows(alerts, attempts, interrupted, adopted + taken, adopted)
+
+
+async def _adopt_expired(conn: Conn, lease: Lease) -> list[int]:
+    """Take this node's share of the expired leases (a dead or cut-off node's escalations,
+    under way): ``ceil(expired / live nodes)``, ``take_batch`` at most, by id, whatever
+    the node's free lines. An escalation waiting minutes for its next step, or whose next
+    step is a text, needs no line now, and one that needs a call is first in the line
+    queue (engine.py): held by a busy node it resumes at the first free line, left
+    unleased it would wait for any node's line to free before anyone even looked at it
+    (docs/multi-node.md, "How work is claimed"). Shared over the live nodes so that the
+    first to look does not take all; while some remain after its share, the other nodes
+    are woken (NOTIFY) to take the next shares at once rather than at their heartbeat."""
+    counts = await conn.execute_fetchall(
+        # Live: a heartbeat younger than a lease by the server's clock, not stopping (a
+        # stopping node adopts nothing); this node counts whatever its row says.
+        "SELECT (SELECT 1 + count(*) FROM nodes WHERE id <> ? AND NOT stopping "
+        f"AND heartbeat_at > {LEASE_NOW} - make_interval(secs => CAST(? AS DOUBLE PRECISION))"
+        ") AS live, (SELECT count(*) FROM alerts WHERE engine_active = 1 "
+        f"AND lease_node IS NOT NULL AND lease_until < {LEASE_NOW}) AS expired",
+        (lease.node, lease.seconds),
+    )
+    live, expired = max(1, int(counts[0]["live"])), int(counts[0]["expired"])
+    if expired == 0:
+        return []
+    share = min(lease.take_batch, math.ceil(expired / live))
+    rows = await conn.execute_fetchall(
+        f"UPDATE alerts SET lease_node = ?, lease_until = {_interval()} "
+        "WHERE id IN (SELECT id FROM alerts WHERE engine_active = 1 "
+        f"AND lease_node IS NOT NULL AND lease_until < {LEASE_NOW} "
+        "ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING id",
+        (lease.node, lease.seconds, share),
+    )
+    adopted = sorted(int(r["id"]) for r in rows)
+    if adopted and len(adopted) < expired:
+        # Delivered at commit to every node listening; the payload names this node, whose
+        # listener ignores it (ClusterNode._notified): woken by its own call, this node
+        # would take the next share too before the others had looked.
+        await conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, lease.node))
+        if len(adopted) >= lease.take_batch and lease.more is not None:
+            lease.more()  # its share was cut by the batch: more is its own to take
+    if adopted:
+        log.info("adopted %d expired lease(s) of %d (%d live node(s))", len(adopted), expired, live)
+    return adopted
+
+
+async def _interrupt_others(conn: Conn, lease: Lease, taken: list[int], now: datetime) -> list[int]:
+    """Calls in flight under another node on alerts just taken: that node is dead (or cut
+    off from the database and no longer renewing). The call may have rung; it is never
+    dialled again under its key (docs/multi-node.md, "The known exception")."""
+    if not taken:
+        return []
+    me = lease.node
+    rows = await conn.execute_fetchall(
+        "UPDATE attempts SET state = 'interrupted', ended_at = ?, "
+        "detail = 'the node dialling it stopped renewing its lease: taken over by ' || ? "
+        f"WHERE alert_id IN {conn.dialect.json_ints} AND state = 'in_flight' "
+        "AND node IS DISTINCT FROM ? RETURNING id, alert_id, node",
+        (to_db(now), me, json.dumps(taken), me),
+    )
+    interrupted: list[int] = []
+    for row in rows:
+        interrupted.append(int(row["id"]))
+        await alert_sql.audit(
+            conn, now, "engine", "attempt.interrupted",
+            alert_id=row["alert_id"], attempt_id=row["id"],
+            node=row["node"], taken_over_by=me,
+        )  # fmt: skip
+    return interrupted
 
 
 async def _take_limit(conn: Conn, lease: Lease) -> int:
-    """How many alerts this snapshot may take: ``take_batch``, and no more than the node
-    can dial. Its free lines, less the alerts it holds already without a call (they will
-    want a line at their next step): a node whose lines are taken leaves a dead node's
-    alerts to the other live nodes instead of queueing them behind its own calls
-    (docs/multi-node.md, "How work is claimed")."""
+    """How many alerts nobody has taken yet this snapshot may take: ``take_batch``, and
+    no more than the node can dial. Its free lines, less the alerts it holds already
+    without a call (they will want a line at their next step; the ones just adopted
+    included): a burst of new alerts spreads over the nodes with free lines instead of
+    queueing behind the calls of the first one to tick (docs/multi-node.md, "The take
+    respects free lines")."""
     if lease.lines is None:
         return lease.take_batch
     free = lease.lines()
@@ -364,7 +427,10 @@ class ClusterNode:
 
     def _notified(self, payload: str) -> None:
         self.notifications += 1
-        self._wake()
+        # Never parsed (anyone with the database's credentials may NOTIFY): compared only,
+        # to skip this node's own "expired leases remain" (store.cluster._adopt_expired).
+        if payload != self.id:
+            self._wake()
 
     async def begin_stopping(self) -> None:
         """At SIGTERM: take no new alerts, and hand over at once those without a call of

@@ -39,6 +39,13 @@ class EscalationStore:
         # Set when this process is one of several nodes on a PostgreSQL database: the
         # engine then works only the alerts it holds a lease on (store.cluster).
         self._lease: Lease | None = None
+        self._adopted: frozenset[int] = frozenset()
+
+    def adopted_alerts(self) -> frozenset[int]:
+        """The alerts the last snapshot adopted from expired leases (another node's
+        escalations, under way): their calls go first in the engine's line queue. Always
+        empty on one engine."""
+        return self._adopted
 
     async def engine_snapshot(self) -> list[tuple[Alert, list[Attempt]]]:
         """Every alert the engine still has work for, with all its attempts (one read).
@@ -61,6 +68,7 @@ class EscalationStore:
         # reads after it see one state, as the read transaction above does.
         async with self._db.transaction(write=True, what="engine snapshot") as conn:
             got = await leased_snapshot(conn, lease, now)
+        self._adopted = frozenset(got.adopted)
         for attempt_id in got.interrupted:
             log.warning("attempt %s was in flight on a node that died: interrupted", attempt_id)
         snapshot = await _snapshot_objects(got.alerts, got.attempts)
