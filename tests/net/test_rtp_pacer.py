@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import time
 from collections.abc import Callable
 from typing import cast
 
@@ -261,3 +262,90 @@ def test_a_stream_removed_by_its_own_slot_gets_no_more_of_the_burst() -> None:
     loop.stall(0.045)
     assert calls == [0, 1, 2, 3, 4]
     assert len(pacer) == 0
+
+
+def _spin(seconds: float) -> None:
+    """Hold the loop for ``seconds`` of wall time, as a busy receive callback does."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def _turn_of_busy_callbacks(pacer: RtpPacer, *, poll: bool) -> Recorder:
+    """Ten callbacks of 6 ms ready in one turn of the loop (as hundreds of calls' receive
+    callbacks are), a stream's slot due 5 ms into the turn: when is it sent?"""
+    loop = pacer.loop
+    stream = Recorder(loop)
+    pacer.add(stream, ptime=0.02, start=loop.time() + 0.005)
+
+    def busy() -> None:
+        _spin(0.006)
+        if poll:
+            pacer.poll()
+
+    for _ in range(10):
+        loop.call_soon(busy)
+    await asyncio.sleep(0.03)
+    pacer.remove(stream)
+    return stream
+
+
+async def test_poll_sends_a_slot_due_inside_a_long_turn_of_the_loop() -> None:
+    """Without polling the slot waits for the whole 60 ms turn; polled after each callback
+    it waits for one callback (6 ms) at most. Two runs side by side, so the machine's load
+    weighs on both alike."""
+    loop = asyncio.get_running_loop()
+    plain = await _turn_of_busy_callbacks(RtpPacer(loop), poll=False)
+    polled_pacer = RtpPacer(loop)
+    polled = await _turn_of_busy_callbacks(polled_pacer, poll=True)
+    late_plain = plain.slots[0][3] - plain.slots[0][2]
+    late_polled = polled.slots[0][3] - polled.slots[0][2]
+    assert polled.slots[0][0] == 0 and polled.slots[0][1] == 0
+    assert late_plain > 0.04, "the control: unpolled, the slot waits for the turn"
+    assert late_polled < late_plain / 2, (late_polled, late_plain)
+    assert polled_pacer.polled_ticks >= 1
+
+
+async def test_a_polled_tick_leaves_one_timer_and_the_schedule_intact() -> None:
+    """Polling cancels the timer it ran ahead of: the stream keeps one packet per slot,
+    none twice, none skipped, whether a slot went by poll or by timer."""
+    loop = asyncio.get_running_loop()
+    pacer = RtpPacer(loop)
+    stream = Recorder(loop)
+    pacer.add(stream, ptime=0.02, start=loop.time() + 0.01)
+    end = loop.time() + 0.3
+
+    def busy_then_poll() -> None:
+        _spin(0.004)  # time passes inside the turn: a slot may fall due before its timer
+        pacer.poll()  # often early (nothing due), sometimes ahead of the timer
+
+    while loop.time() < end:
+        loop.call_soon(busy_then_poll)
+        await asyncio.sleep(0.002)
+        # One live timer for the next slot, waiting or already due (a poll cancels the
+        # timer it ran ahead of, wherever that is).
+        queued = [*loop._scheduled, *loop._ready]  # type: ignore[attr-defined]
+        armed = [h for h in queued if not h.cancelled()]
+        ours = [h for h in armed if getattr(h, "_callback", None) == pacer._tick]
+        assert len(ours) == 1, ours
+    pacer.remove(stream)
+    slots = [slot for slot, _, _, _ in stream.slots]
+    assert slots == list(range(len(slots))) and len(slots) >= 12
+    assert all(skipped == 0 for _, skipped, _, _ in stream.slots)
+    assert pacer.polled_ticks >= 1
+
+
+async def test_poll_inside_the_pacers_own_tick_does_nothing() -> None:
+    loop = asyncio.get_running_loop()
+    pacer = RtpPacer(loop)
+    sent: list[int] = []
+
+    class Reentrant:
+        def on_slot(self, slot: int, skipped: int, deadline: float) -> None:
+            sent.append(slot)
+            pacer.poll()  # e.g. a send that ends in a receive: no tick inside a tick
+
+    pacer.add(Reentrant(), ptime=0.02, start=loop.time() + 0.005)
+    await asyncio.sleep(0.1)
+    assert sent == list(range(len(sent))) and len(sent) >= 3
+    assert pacer.polled_ticks == 0

@@ -12,6 +12,13 @@ the ptime cycle (its first packet waits at most one ptime). Otherwise calls answ
 same millisecond would share every deadline, and with hundreds of calls each tick would send
 hundreds of packets in a row, the last ones milliseconds late.
 
+The timer is not the only way in: ``poll`` sends what is due from inside another callback.
+One turn of the event loop runs every callback that became ready before it looks at its
+timers again, and at hundreds of calls a turn runs hundreds of receive callbacks (15-20 ms
+measured at 200 calls: ``python -m benchmarks.concurrent_calls --profile``); a slot due
+early in that turn waited for all of them. The RTP sessions poll after each datagram they
+handle, so a slot waits for one callback at most, not for the turn (docs/realtime.md §5).
+
 After a stall (the loop was blocked) the slots still within ``catch_up`` of now are sent at
 once, in order, each with its own timestamp: the callee's jitter buffer (40-60 ms in the
 usual phones and PBXs) still plays a packet that late, so a stall shorter than that costs
@@ -88,7 +95,9 @@ class RtpPacer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._on_lateness = on_lateness
+        self._ticking = False
         self.skipped_slots = 0
+        self.polled_ticks = 0  # ticks run by ``poll`` ahead of the timer
 
     def __len__(self) -> int:
         return len(self._where)
@@ -174,8 +183,26 @@ class RtpPacer:
             self._timer = self._loop.call_at(when, self._tick)
             self._timer_at = when
 
+    def poll(self) -> None:
+        """Send what is due now, from inside another callback (the module's docstring says
+        why). Costs one clock read when nothing is due."""
+        if self._timer_at > self._loop.time() or self._ticking:
+            return
+        if self._timer is not None:
+            self._timer.cancel()  # it would find nothing due; _tick arms the next
+        self.polled_ticks += 1
+        self._tick()
+
     def _tick(self) -> None:
         self._timer, self._timer_at = None, math.inf
+        self._ticking = True
+        try:
+            self._send_due()
+        finally:
+            self._ticking = False
+            self._arm()  # whatever happened, the next deadline keeps its timer
+
+    def _send_due(self) -> None:
         # Handle everything due by now (timers fire late, and sometimes a little early:
         # docs/architecture.md §6), then re-arm for the earliest deadline left.
         now = self._loop.time()
@@ -185,7 +212,6 @@ class RtpPacer:
             if group.active:
                 self._run(group, now)
                 heapq.heappush(heap, (group.next_at, order, group))
-        self._arm()
 
     def _run(self, group: _Group, now: float) -> None:
         ptime = group.ptime

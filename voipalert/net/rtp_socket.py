@@ -498,9 +498,11 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         self._session = session
         self._budget = _budget(session._loop)
         self._time = session._loop.time
+        self._pacer = session._pacer
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         self._handle(data, addr)
+        self._pacer.poll()  # a slot due meanwhile is not kept for the end of the loop's turn
         # asyncio reads one datagram per socket per turn of the loop. After a stall, or
         # whenever a turn takes longer than a packet interval (hundreds of calls on a busy
         # machine), the queue on the socket then grows and never shrinks: at 200 calls
@@ -523,6 +525,7 @@ class _RtpProtocol(asyncio.DatagramProtocol):
                 session._error(exc)  # what error_received would have been told
                 continue
             self._handle(data, addr)
+            self._pacer.poll()
             budget.spent += time() - started
 
     def _handle(self, data: bytes, addr: tuple[object, ...]) -> None:
