@@ -1,7 +1,7 @@
 """Store and engine throughput on a real SQLite file.
 
     python -m benchmarks.bench_store [N] [--tick-only] [--postgresql]
-    python -m benchmarks.bench_store [N] --compare
+    python -m benchmarks.bench_store [N] --compare [--posters=K]
 
 ``--compare`` is benchmarks/store_scale.py: SQLite against PostgreSQL, one node against
 three processes on one PostgreSQL, as ratios (N 10,000 by default there).
@@ -162,7 +162,8 @@ if __name__ == "__main__":
     if "--compare" in sys.argv:
         from benchmarks.store_scale import compare
 
-        asyncio.run(compare(int(args[0]) if args else 10_000))
+        posters = next((int(a.split("=", 1)[1]) for a in sys.argv if a.startswith("--posters=")), 1)
+        asyncio.run(compare(int(args[0]) if args else 10_000, posters))
         sys.exit()
     asyncio.run(
         main(

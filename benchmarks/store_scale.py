@@ -1,7 +1,7 @@
 """Intake rate and engine pass time with N open alerts: SQLite against PostgreSQL, one node
 against three (issue 15's benchmark).
 
-    python -m benchmarks.bench_store [N] --compare      (N: 10000 by default here)
+    python -m benchmarks.bench_store [N] --compare [--posters=K]   (N: 10000 by default)
 
 Three set-ups, each on a fresh database, each node its own process (as ``serve`` is):
 
@@ -10,8 +10,10 @@ Three set-ups, each on a fresh database, each node its own process (as ``serve``
   single ``serve`` on PostgreSQL runs);
 - ``postgresql x3``: three nodes on that PostgreSQL sharing the alerts by their leases.
 
-For each: the intake (N alerts through ``create_or_join_alert``, a committed transaction
-each, split between the nodes, all writing at once), then the engines started on those N
+For each: the intake (N alerts through ``create_or_join_alert``, split between the nodes,
+all writing at once; each node from K concurrent posters, ``--posters=K``, 1 by default: one
+alert at a time, each its own transaction; with several, as the HTTP intake's clients,
+alerts that arrive together share a commit: store/batch.py), then the engines started on those N
 alerts (first pass: plan and commit an intent for each), then 5 passes re-planning them all
 mid-escalation (every call rings until stopped) at once on every node. Each node takes at
 most ``ceil(N / nodes)`` alerts per pass (serve's batch is 50) so that the first pass
@@ -28,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,7 +65,9 @@ def _say(**what: Any) -> None:
     print(json.dumps(what), flush=True)
 
 
-async def _node(database: str, secret: Path, first: int, count: int, batch: int) -> None:
+async def _node(
+    database: str, secret: Path, first: int, count: int, batch: int, posters: int
+) -> None:
     """One node, told what to do on stdin, one line per step; answers on stdout."""
     clock = FakeClock(START)
     store = await Store.open(database, clock, StoreConfig(secret_file=secret))
@@ -75,8 +80,13 @@ async def _node(database: str, secret: Path, first: int, count: int, batch: int)
         command = (await asyncio.to_thread(sys.stdin.readline)).strip()
         if command == "insert":
             started = time.perf_counter()
-            for i in range(first, first + count):
-                await store.create_or_join_alert(NewAlert(f"disk {i} full", dedup_key=f"k{i}"))
+            numbers = iter(range(first, first + count))
+
+            async def poster(numbers: Iterator[int] = numbers) -> None:
+                for i in numbers:  # shared: each number is posted once, by one poster
+                    await store.create_or_join_alert(NewAlert(f"disk {i} full", dedup_key=f"k{i}"))
+
+            await asyncio.gather(*(poster() for _ in range(posters)))
             _say(seconds=time.perf_counter() - started)
         elif command == "engine":
             started = time.perf_counter()
@@ -139,7 +149,9 @@ async def _leased(url: str, n: int) -> None:
         await conn.close()
 
 
-async def _setup(name: str, database: str, secret: Path, n: int, count: int) -> dict[str, float]:
+async def _setup(
+    name: str, database: str, secret: Path, n: int, count: int, posters: int
+) -> dict[str, float]:
     store = await Store.open(database, FakeClock(START), StoreConfig(secret_file=secret))
     await store.replace_rota(parse_rota(ROTA.read_text()))
     await store.close()
@@ -148,7 +160,7 @@ async def _setup(name: str, database: str, secret: Path, n: int, count: int) -> 
     for k in range(count):
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "benchmarks.store_scale", "--node", database, str(secret),
-            str(k * share), str(min(share, n - k * share)), str(share),
+            str(k * share), str(min(share, n - k * share)), str(share), str(posters),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
         )  # fmt: skip
         nodes.append(Node(process))
@@ -182,12 +194,16 @@ async def _setup(name: str, database: str, secret: Path, n: int, count: int) -> 
             await node.process.wait()
 
 
-async def compare(n: int) -> None:
-    print(f"cpu_count={os.cpu_count()} python={sys.version.split()[0]} {_load()}", flush=True)
+async def compare(n: int, posters: int = 1) -> None:
+    print(
+        f"cpu_count={os.cpu_count()} python={sys.version.split()[0]} posters per node "
+        f"{posters} {_load()}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         top = Path(tmp)
         secret = top / "server.secret"
-        results = {"sqlite x1": await _setup("sqlite x1", str(top / "v.db"), secret, n, 1)}
+        results = {"sqlite x1": await _setup("sqlite x1", str(top / "v.db"), secret, n, 1, posters)}
         base, data = start_postgres(top)
         try:
             for name, count in (("postgresql x1", 1), ("postgresql x3", 3)):
@@ -196,7 +212,7 @@ async def compare(n: int) -> None:
                 await admin.execute(f'CREATE DATABASE "{database}"')
                 await admin.close()
                 url = base.rsplit("/", 1)[0] + f"/{database}"
-                results[name] = await _setup(name, url, secret, n, count)
+                results[name] = await _setup(name, url, secret, n, count, posters)
         finally:
             stop_postgres(data)
     _ratios(results)
@@ -215,7 +231,7 @@ def _ratios(results: dict[str, dict[str, float]]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--node"]:
-        database, secret, first, count, batch = sys.argv[2:7]
-        asyncio.run(_node(database, Path(secret), int(first), int(count), int(batch)))
+        database, secret, first, count, batch, posters = sys.argv[2:8]
+        asyncio.run(_node(database, Path(secret), int(first), int(count), int(batch), int(posters)))
     else:
         asyncio.run(compare(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000))

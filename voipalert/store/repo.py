@@ -30,6 +30,7 @@ from voipalert.store import alert_sql, rota_sql
 from voipalert.store.ack_links import AckLinkStore
 from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
+from voipalert.store.batch import WriteBatcher
 from voipalert.store.callin import CallinStore
 from voipalert.store.cluster import DEFAULT_TAKE_BATCH, ClusterNode, Lease, prune_nodes
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
@@ -97,6 +98,7 @@ class Store(
     def __init__(self, db: Database, clock: Clock) -> None:
         EscalationStore.__init__(self, db, clock)
         self._routes: tuple[int, tuple[Route, ...]] | None = None
+        self._alert_writes = WriteBatcher(db, "store the alert")
 
     @classmethod
     async def open(cls, path: Path | str, clock: Clock, config: StoreConfig | None = None) -> Store:
@@ -109,6 +111,7 @@ class Store(
         return cls(await SqliteDatabase.open(path, config), clock)
 
     async def close(self) -> None:
+        await self._alert_writes.close()
         await self._db.close()
 
     async def claim_engine(self) -> None:
@@ -263,52 +266,59 @@ class Store(
         if new.kind is AlertKind.MASS and new.team is None:
             raise UnknownReference("a mass alert needs a team")
         now = self._clock.now_utc()
-        async with self._db.transaction(write=True) as conn:
-            if new.dedup_key is not None:
-                joined = await self._join(conn, new, now)
-                if joined is not None:
-                    if link is not None:
-                        await save_link(conn, joined, link)
-                    alert = await alert_sql.fetch_alert(conn, joined)
-                    assert alert is not None
-                    return alert, False
-            policy, team, how = await self._resolve_targets(conn, new)
-            inserted = await conn.execute_fetchall(
-                "INSERT INTO alerts (kind, status, severity, summary, source, dedup_key, fields, "
-                "labels, policy_id, team_id, created_at, last_seen_at, esc_since) VALUES "
-                "(?, 'triggered', ?, ?, ?, ?, ?, ?, (SELECT id FROM policies WHERE name = ?), "
-                "(SELECT id FROM teams WHERE name = ?), ?, ?, ?) RETURNING id",
-                (
-                    new.kind.value,
-                    new.severity.value,
-                    new.summary,
-                    new.source,
-                    new.dedup_key,
-                    json.dumps(dict(new.fields), default=str),
-                    json.dumps(dict(new.labels)),
-                    policy,
-                    team,
-                    to_db(now),
-                    to_db(now),
-                    to_db(now),
-                ),
-            )
-            alert_id = int(inserted[0]["id"])
-            await alert_sql.audit(
-                conn,
-                now,
+        # Alerts arriving together share one transaction and one commit (store.batch): a
+        # burst no longer pays a commit and a write lock per alert. Each is in its own
+        # savepoint, so one alert's error is its own; each caller returns after the commit.
+        return await self._alert_writes.run(lambda conn: self._create_or_join(conn, new, link, now))
+
+    async def _create_or_join(
+        self, conn: Conn, new: NewAlert, link: AmLink | None, now: datetime
+    ) -> tuple[Alert, bool]:
+        if new.dedup_key is not None:
+            joined = await self._join(conn, new, now)
+            if joined is not None:
+                if link is not None:
+                    await save_link(conn, joined, link)
+                alert = await alert_sql.fetch_alert(conn, joined)
+                assert alert is not None
+                return alert, False
+        policy, team, how = await self._resolve_targets(conn, new)
+        inserted = await conn.execute_fetchall(
+            "INSERT INTO alerts (kind, status, severity, summary, source, dedup_key, fields, "
+            "labels, policy_id, team_id, created_at, last_seen_at, esc_since) VALUES "
+            "(?, 'triggered', ?, ?, ?, ?, ?, ?, (SELECT id FROM policies WHERE name = ?), "
+            "(SELECT id FROM teams WHERE name = ?), ?, ?, ?) RETURNING id",
+            (
+                new.kind.value,
+                new.severity.value,
+                new.summary,
                 new.source,
-                "alert.created",
-                alert_id=alert_id,
-                route=how,
-                policy=policy,
-                team=team,
-            )
-            if link is not None:
-                await save_link(conn, alert_id, link)
-            alert = await alert_sql.fetch_alert(conn, alert_id)
-            assert alert is not None
-            return alert, True
+                new.dedup_key,
+                json.dumps(dict(new.fields), default=str),
+                json.dumps(dict(new.labels)),
+                policy,
+                team,
+                to_db(now),
+                to_db(now),
+                to_db(now),
+            ),
+        )
+        alert_id = int(inserted[0]["id"])
+        await alert_sql.audit(
+            conn,
+            now,
+            new.source,
+            "alert.created",
+            alert_id=alert_id,
+            route=how,
+            policy=policy,
+            team=team,
+        )
+        if link is not None:
+            await save_link(conn, alert_id, link)
+        alert = await alert_sql.fetch_alert(conn, alert_id)
+        assert alert is not None
+        return alert, True
 
     async def ack_alert(
         self,
