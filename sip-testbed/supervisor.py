@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -255,6 +256,7 @@ class Supervisor:
         self.specs = list(specs)
         self.requested_port = port
         self.children: list[subprocess.Popen[bytes]] = []
+        self.kamailio: subprocess.Popen[bytes] | None = None
         self.bots: dict[str, _Bot] = {}
         self.users = read_users()
         self.port = 0
@@ -310,6 +312,7 @@ class Supervisor:
              "-l", f"udp:{listen}", "-l", f"tcp:{listen}", *extra],
             kdir, log,
         )  # fmt: skip
+        self.kamailio = child
         await self._wait(
             "kamailio", lambda: self._kamcmd("core.uptime").returncode == 0, child, log
         )
@@ -439,19 +442,37 @@ class Supervisor:
             self.terminate()
 
     def terminate(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.terminate()
-        for child in self.children:
-            try:
-                child.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        """The bots first, while Kamailio still answers them, then Kamailio.
+
+        On TERM baresip un-REGISTERs and waits for the answer before it exits. With Kamailio
+        signalled at the same moment (the whole group at once) that answer never came, and
+        each bot lingered 5-20 s (docs/testbed.md §1.9); in this order they exit in
+        milliseconds. When Kamailio is already gone (``crash_kamailio``) there is nobody to
+        answer: the bots get a short grace and are then killed."""
+        kamailio = self.kamailio
+        bots = [child for child in self.children if child is not kamailio]
+        answered = kamailio is not None and kamailio.poll() is None
+        _terminate_all(bots, grace=5.0 if answered else 1.0)
+        if kamailio is not None:
+            _terminate_all([kamailio], grace=5.0)
 
 
 class _Shutdown(Exception):
     pass
+
+
+def _terminate_all(children: Sequence[subprocess.Popen[bytes]], grace: float) -> None:
+    """TERM every child, then KILL whichever is still running ``grace`` seconds later."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _alive(pid: int) -> bool:

@@ -356,8 +356,14 @@ class Testbed:
 
 
 def _kill_group(pgid: int, timeout: float) -> None:
+    """TERM to the supervisor (the group's leader) alone, which stops its daemons in order
+    (bots, then Kamailio: supervisor.py ``terminate``); the whole group gets TERM only when
+    the leader is gone. KILL to the group whatever is left after ``timeout``."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
+        if pgid in group_members(pgid):
+            os.kill(pgid, signal.SIGTERM)
+        else:
+            os.killpg(pgid, signal.SIGTERM)
     if not _wait_gone(pgid, timeout):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)

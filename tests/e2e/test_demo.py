@@ -30,12 +30,12 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def test_demo_prints_the_escalation_timeline(
-    testbed_factory: TestbedFactory, tmp_path: Path
-) -> None:
+def test_demo_prints_the_escalation_timeline(testbed_factory: TestbedFactory, cache: Path) -> None:
     # testbed_factory is not called: it only makes the test fail in CI (skip elsewhere)
-    # when Kamailio or baresip is missing. The demo starts its own testbed.
-    env = clean_env() | {"VOIPALERT_TTS__CACHE_DIR": str(tmp_path / "cache")}
+    # when Kamailio or baresip is missing. The demo starts its own testbed. Its speech comes
+    # from the session's shared cache (tests/conftest.py): entries are keyed by text and
+    # voice, so the timeline is the same, without ~15 s of Piper before each demo's serve.
+    env = clean_env() | {"VOIPALERT_TTS__CACHE_DIR": str(cache)}
     result = demo(env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -70,11 +70,11 @@ CONSOLE_LINE = re.compile(
 
 
 def test_demo_prints_a_console_login_that_shows_the_timeline(
-    testbed_factory: TestbedFactory, tmp_path: Path
+    testbed_factory: TestbedFactory, cache: Path
 ) -> None:
     """``demo --stay``: the printed address and one-time password open the console, whose
     alert page shows the whole story; Ctrl-C (SIGINT) then ends the demo cleanly."""
-    env = clean_env() | {"VOIPALERT_TTS__CACHE_DIR": str(tmp_path / "cache")}
+    env = clean_env() | {"VOIPALERT_TTS__CACHE_DIR": str(cache)}
     with subprocess.Popen(
         [sys.executable, "-m", "voipalert", "demo", "--stay"], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
