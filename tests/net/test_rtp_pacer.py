@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import time
 from collections.abc import Callable
 from typing import cast
@@ -349,3 +350,29 @@ async def test_poll_inside_the_pacers_own_tick_does_nothing() -> None:
     await asyncio.sleep(0.1)
     assert sent == list(range(len(sent))) and len(sent) >= 3
     assert pacer.polled_ticks == 0
+
+
+async def test_a_stream_joining_a_drifted_group_keeps_its_first_slot() -> None:
+    """loop.time() counts seconds since boot, and a group's next deadline, advanced by ptime
+    at every tick, drifts off the grid a new stream's start is computed on (2e-7 s here; a
+    float's last bit is 2 ns after a hundred days of uptime). A stream that joins a hair
+    after that deadline is the group's at its next tick, slot 0 first, nothing skipped."""
+    loop = asyncio.get_running_loop()
+    pacer = RtpPacer(loop)
+    first = Recorder(loop)
+    # A phase of 10.5 ms: its nanosecond key is the same for every start on this grid.
+    start = pacer._epoch + math.ceil((loop.time() + 0.01 - pacer._epoch) / 0.02) * 0.02 + 0.0105
+    pacer.add(first, ptime=0.02, start=start)
+    await asyncio.sleep(0.07)
+    _, group = pacer._where[id(first)]
+    group.next_at -= 2e-7  # the drift
+    k = round((group.next_at - start) / 0.02)
+    joining = Recorder(loop)
+    pacer.add(joining, ptime=0.02, start=start + k * 0.02)
+    assert pacer._where[id(joining)][1] is group, "it joined the group, not a new one"
+    await asyncio.sleep(0.1)
+    pacer.remove(first)
+    pacer.remove(joining)
+    assert [slot for slot, _, _, _ in joining.slots[:3]] == [0, 1, 2]
+    assert all(skipped == 0 for _, skipped, _, _ in joining.slots)
+    assert pacer.skipped_slots == 0
