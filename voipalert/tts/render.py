@@ -106,7 +106,10 @@ class Renderer:
         # forkserver: serve has threads by now (the loop watch, the log writer, the
         # database), and forking a threaded process can copy a lock held by another thread.
         context = multiprocessing.get_context("forkserver")
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context)
+        return ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=context,
+            initializer=synth_worker.behind_the_calls,
+        )  # fmt: skip
 
     def _job(self, voice: Voice, text: str = synth_worker.WARM_UP_TEXT) -> synth_worker.Job:
         return synth_worker.Job(

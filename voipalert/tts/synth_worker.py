@@ -14,6 +14,7 @@ data.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +26,16 @@ from voipalert.tts.errors import RenderError
 from voipalert.tts.voices import VoiceId
 
 WARM_UP_TEXT: Final = "Ready."
+# Synthesis is batch work beside calls whose audio leaves every 20 ms: its processes run
+# this much nicer than serve, so that on a busy machine the event loop gets a core first
+# (docs/realtime.md §2). Raising one's own nice value needs no privilege.
+BEHIND_THE_CALLS: Final = 10
+
+
+def behind_the_calls() -> None:
+    """The worker process's initializer: lower its scheduling priority."""
+    os.nice(BEHIND_THE_CALLS)
+
 
 _VOICES: dict[VoiceId, PiperVoice] = {}
 
