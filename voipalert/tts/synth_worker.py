@@ -33,8 +33,13 @@ BEHIND_THE_CALLS: Final = 10
 
 
 def behind_the_calls() -> None:
-    """The worker process's initializer: lower its scheduling priority."""
-    os.nice(BEHIND_THE_CALLS)
+    """The worker process's initializer: lower its scheduling priority. Where a sandbox
+    refuses it with an error (a seccomp filter returning EPERM), the worker runs at serve's
+    priority rather than not at all; deploy/voipalert.service allows it."""
+    try:
+        os.nice(BEHIND_THE_CALLS)
+    except OSError:
+        pass
 
 
 _VOICES: dict[VoiceId, PiperVoice] = {}
