@@ -168,7 +168,7 @@ class PgDatabase:
         try:
             await db._migrate()
         except BaseException:
-            await conn.close()
+            conn.terminate()  # synchronous: a cancelled open cannot leave it half-closed
             raise
         return db
 
@@ -313,6 +313,9 @@ class PgDatabase:
         except _ERRORS as exc:
             conn.terminate()
             raise StoreError(f"LISTEN {channel}: {exc}") from exc
+        except BaseException:  # cancelled: see try_job_lock
+            conn.terminate()
+            raise
         return PgListener(conn)
 
     async def session(self, what: str) -> PgListener:
@@ -339,8 +342,13 @@ class PgDatabase:
         except _ERRORS as exc:
             conn.terminate()
             raise StoreError(f"take the job lock {key:#x}: {exc}") from exc
+        except BaseException:
+            # Cancelled (the node stops while its writer tries the lock every few tenths
+            # of a second): the connection is ours alone, and nobody else will close it.
+            conn.terminate()
+            raise
         if not got:
-            await conn.close()
+            conn.terminate()  # nothing to say to the server, and no await to be cut short
             return None
         return PgJobLock(conn)
 
@@ -495,12 +503,12 @@ async def _connect_first(
                 elif found is None:
                     found = (task.result(), hosts[index][0])
                 else:
-                    await task.result().close()
+                    task.result().terminate()
             # The next host, when one before it failed or none has answered in time.
             if found is None and more and (failed or not done):
                 ask_next()
     finally:
-        await _abandon(trying)
+        await _abandon(trying, found[0] if found is not None else None)
     if found is not None:
         return found
     said = [answers[i] for i in sorted(answers)]
@@ -537,13 +545,29 @@ def _answer(host: str, attrs: str, error: BaseException) -> str:
     raise error  # a bug of ours, not an answer of the host's
 
 
-async def _abandon(trying: dict[asyncio.Task[asyncpg.Connection], int]) -> None:
-    """Stop the attempts still under way; close what any of them connected meanwhile."""
+async def _abandon(
+    trying: dict[asyncio.Task[asyncpg.Connection], int], found: asyncpg.Connection | None
+) -> None:
+    """Stop the attempts still under way; close what any of them connected meanwhile.
+    The closing is a done callback, not code after the wait: when the caller itself is
+    cancelled during the wait, an attempt that connected just before its cancel arrived
+    is still closed when it ends; and the connection ``found`` is then nobody's, so it
+    is closed too."""
     for task in trying:
+        task.add_done_callback(_terminate_if_connected)
         task.cancel()
-    for result in await asyncio.gather(*trying, return_exceptions=True):
-        if isinstance(result, asyncpg.Connection):
-            await result.close()
+    try:
+        if trying:
+            await asyncio.wait(trying)
+    except BaseException:
+        if found is not None:
+            found.terminate()
+        raise
+
+
+def _terminate_if_connected(task: asyncio.Task[asyncpg.Connection]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        task.result().terminate()
 
 
 _FIX: Final = (
