@@ -67,6 +67,7 @@ from voipalert.notify import (
     StopReason,
     StopRequest,
 )
+from voipalert.store.cluster import LineBudget
 from voipalert.store.errors import DatabaseUnusable
 from voipalert.store.ports import EngineStore
 
@@ -79,6 +80,12 @@ SHUTDOWN_GRACE_SECONDS: Final = 20.0  # under the unit's TimeoutStopSec
 # a fresh snapshot (new leases taken, acks seen): docs/multi-node.md, "A pass under load".
 PASS_BUDGET_SECONDS: Final = 2.0
 _NEVER_PLANNED: Final = datetime.min.replace(tzinfo=UTC)
+# An escalation whose next step is due later than this (a usual ring timeout) is not
+# counted against the new alerts a snapshot may take (LineBudget, docs/multi-node.md):
+# a new alert's call started now delays that step by its length less the wait at worst,
+# where leaving the new alert untaken delays it until some line frees, the line the
+# waiting step will take included.
+LINE_WANTED_WITHIN_SECONDS: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +246,16 @@ class Engine:
         progress, those waiting for a line included): a node of several takes no more new
         alerts than this (store.cluster)."""
         return max(0, self._config.max_concurrent_calls - len(self._calls))
+
+    def line_budget(self) -> LineBudget:
+        """The free lines, and the held alerts planned for later than
+        ``LINE_WANTED_WITHIN_SECONDS`` from now: a snapshot's take counts the others
+        without a call as wanting a line (store.cluster._take_limit). Without it a node
+        whose lines were all "wanted" by escalations waiting minutes for their repeat took
+        no new alert at all, however idle its lines."""
+        soon = self._clock.now_utc() + timedelta(seconds=LINE_WANTED_WITHIN_SECONDS)
+        later = frozenset(alert for alert, due in self._due.items() if due > soon)
+        return LineBudget(self.free_lines(), later)
 
     async def shutdown(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Start no more calls; ask every call in progress to say goodbye and hang up, and

@@ -114,7 +114,7 @@ async def nodes(url: str) -> AsyncIterator[Callable[..., Awaitable[Node]]]:
             phone = Phone(hold=hold, hold_only=hold_only)
             config = EngineConfig(idle_poll_seconds=3600, max_concurrent_calls=lines)
             eng = Engine(store, phone, clock, config)
-            cluster = await store.join_cluster(lease, eng.wake, take_batch, eng.free_lines)
+            cluster = await store.join_cluster(lease, eng.wake, take_batch, eng.line_budget)
             assert cluster is not None
             node = Node(store, eng, phone, cluster)
             if engine:
@@ -484,6 +484,41 @@ async def test_a_node_takes_no_more_alerts_than_it_can_dial(
     assert (len(a.phone.keys), len(b.phone.keys)) == (2, 2)
     held = Counter(r["lease_node"] for r in await rows(url, "SELECT lease_node FROM alerts"))
     assert held == {a.cluster.id: 2, b.cluster.id: 2, None: 2}
+
+
+async def test_an_escalation_waiting_for_its_repeat_leaves_its_line_to_a_new_alert(
+    nodes: Callable[..., Awaitable[Node]], url: str
+) -> None:
+    """One node, one line. Its first alert rang alice, then bob, unanswered, and waits 60 s
+    for its repeat: the line is idle, and a new alert is taken and rung at once. Before,
+    the waiting escalation counted as wanting the line and the new alert stayed untaken
+    until the first one ended, however long its repeats took. Once the repeat is due
+    within a ring timeout (engine.LINE_WANTED_WITHIN_SECONDS) it counts again: a third
+    alert then waits."""
+    a = await nodes(1.0, lines=1)
+    await a.store.create_or_join_alert(NewAlert("first"))
+    a.engine.wake()
+
+    async def waits(count: int) -> bool:  # unanswered calls recorded, no call left
+        done = await rows(url, "SELECT count(*) FROM attempts WHERE state = 'done'")
+        return len(a.phone.keys) == count and int(done[0][0]) == count
+
+    await eventually(partial(waits, 2), "alice and bob rang for the first alert", 20)
+    second, _ = await a.store.create_or_join_alert(NewAlert("second"))
+    a.engine.wake()
+    await eventually(partial(waits, 4), "the second alert rang at once", 20)
+    assert {int(key.split("/")[0]) for key in a.phone.keys[2:]} == {second.id}
+    assert await _lessees(url, [second.id]) == {second.id: a.cluster.id}
+
+    clock = a.store._clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(45)  # the first alert's repeat is now 15 s away, the second's 60 s
+    third, _ = await a.store.create_or_join_alert(NewAlert("third"))
+    ticks = a.engine.ticks
+    a.engine.wake()
+    await eventually(lambda: _ticked_past(a, a, (ticks, ticks)), "more passes", 20)
+    assert await _lessees(url, [third.id]) == {third.id: None}
+    assert len(a.phone.keys) == 4
 
 
 # The take-over bound of docs/multi-node.md ("Bounds"): the dead node's leases expire at

@@ -237,7 +237,7 @@ async def _join_cluster(settings: Settings, store: Store, engine: Engine) -> Clu
     if settings.database.url is None or settings.cluster.single_engine:
         return None
     return await store.join_cluster(
-        settings.cluster.lease_seconds, engine.wake, lines=engine.free_lines
+        settings.cluster.lease_seconds, engine.wake, lines=engine.line_budget
     )
 
 

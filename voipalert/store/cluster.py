@@ -73,11 +73,22 @@ class Lease:
     # Called when a snapshot took a full batch: more alerts wait, tick again at once.
     more: Callable[[], None] | None = None
     interrupted_on_takeover: int = 0  # the known exception: calls cut by a node's end
-    # The engine's free call lines (max_concurrent_calls minus its calls in progress): a
+    # The engine's free call lines and its escalations not due soon (LineBudget): a
     # snapshot takes no more new alerts than the node can dial (a dead node's expired
     # leases are adopted whatever the lines). None: take_batch alone.
-    lines: Callable[[], int] | None = None
+    lines: Callable[[], LineBudget] | None = None
     held: int = 0  # alerts leased after the last snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class LineBudget:
+    """What the engine can dial, as a snapshot's take sees it (``_take_limit``)."""
+
+    free: int  # max_concurrent_calls less the calls in progress (waiting for a line too)
+    # Held alerts whose next step the engine planned for later than a ring timeout from
+    # now (engine.LINE_WANTED_WITHIN_SECONDS: a repeat minutes away): not counted as
+    # wanting a line.
+    not_due_soon: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,22 +248,24 @@ async def _interrupt_others(conn: Conn, lease: Lease, taken: list[int], now: dat
 async def _take_limit(conn: Conn, lease: Lease) -> int:
     """How many alerts nobody has taken yet this snapshot may take: ``take_batch``, and
     no more than the node can dial. Its free lines, less the alerts it holds already
-    without a call (they will want a line at their next step; the ones just adopted
-    included): a burst of new alerts spreads over the nodes with free lines instead of
-    queueing behind the calls of the first one to tick (docs/multi-node.md, "The take
-    respects free lines")."""
+    without a call that may want a line soon: the ones just adopted or taken and not yet
+    planned, and the ones whose next step is due within a ring timeout. A burst of new
+    alerts spreads over the nodes with free lines instead of queueing behind the calls
+    of the first one to tick; an escalation waiting minutes for its repeat does not keep
+    a line from a new alert (docs/multi-node.md, "The take respects free lines")."""
     if lease.lines is None:
         return lease.take_batch
-    free = lease.lines()
-    if free <= 0:
+    budget = lease.lines()
+    if budget.free <= 0:
         return 0
     rows = await conn.execute_fetchall(
         "SELECT count(*) AS n FROM alerts WHERE lease_node = ? AND engine_active = 1 "
         "AND NOT EXISTS (SELECT 1 FROM attempts WHERE attempts.alert_id = alerts.id "
-        "AND attempts.state IN ('pending', 'in_flight'))",
-        (lease.node,),
+        "AND attempts.state IN ('pending', 'in_flight')) "
+        f"AND id NOT IN {conn.dialect.json_ints}",
+        (lease.node, json.dumps(sorted(budget.not_due_soon))),
     )
-    return max(0, min(lease.take_batch, free - int(rows[0]["n"])))
+    return max(0, min(lease.take_batch, budget.free - int(rows[0]["n"])))
 
 
 async def prune_nodes(conn: Conn, silent_seconds: float) -> list[str]:

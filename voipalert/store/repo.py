@@ -32,7 +32,13 @@ from voipalert.store.alert_sql import ALERT_SELECT, AuditEntry
 from voipalert.store.am_outbox import AmLink, OutboxStore, save_link
 from voipalert.store.batch import WriteBatcher
 from voipalert.store.callin import CallinStore
-from voipalert.store.cluster import DEFAULT_TAKE_BATCH, ClusterNode, Lease, prune_nodes
+from voipalert.store.cluster import (
+    DEFAULT_TAKE_BATCH,
+    ClusterNode,
+    Lease,
+    LineBudget,
+    prune_nodes,
+)
 from voipalert.store.db import SqliteDatabase, StoreConfig, to_db
 from voipalert.store.errors import AlertNotFound, UnknownReference
 from voipalert.store.escalation import EscalationStore
@@ -124,12 +130,13 @@ class Store(
         lease_seconds: float,
         wake: Callable[[], None],
         take_batch: int = DEFAULT_TAKE_BATCH,
-        lines: Callable[[], int] | None = None,
+        lines: Callable[[], LineBudget] | None = None,
     ) -> ClusterNode | None:
         """On PostgreSQL, register this process as one of the database's nodes: from now
         on the engine works only the alerts it leases (store.cluster). None on SQLite,
         where one engine per file holds (store.engine_lock). ``lines``: the engine's free
-        call lines, which bound the alerts a snapshot takes."""
+        call lines and its escalations not due soon, which bound the alerts a snapshot
+        takes."""
         if not isinstance(self._db, PgDatabase):
             return None
         lease = Lease(ClusterNode.new_id(), lease_seconds, take_batch, more=wake, lines=lines)
