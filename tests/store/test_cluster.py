@@ -352,11 +352,12 @@ def test_lease_seconds_are_bounded() -> None:
 
 async def test_metrics_show_leases_and_takeovers(tmp_path: object) -> None:
     metrics = IngestMetrics(FakeClock(START))
-    lease = Lease("n1", 15.0, held=3, interrupted_on_takeover=2)
+    lease = Lease("n1", 15.0, held=3, interrupted_on_takeover=2, adopted=5)
     metrics.count_cluster(lease)
     text = metrics.render().decode()
     assert "voipalert_cluster_leases 3.0" in text
     assert "voipalert_cluster_takeover_interrupted_total 2.0" in text
+    assert "voipalert_cluster_adopted_total 5.0" in text
 
 
 async def test_a_node_that_lost_a_lease_stops_its_call(
@@ -594,6 +595,7 @@ async def test_a_dead_nodes_escalations_are_adopted_with_every_line_busy(
     assert await _lessees(url, new) == {n: None for n in new}
     assert (len(b.phone.keys), len(c.phone.keys)) == (2, 2)
     assert b.cluster.lease.interrupted_on_takeover + c.cluster.lease.interrupted_on_takeover == 2
+    assert b.cluster.lease.adopted + c.cluster.lease.adopted == 3  # voipalert_cluster_adopted
 
     # The lines free: on each node the call of the ringing escalation it adopted (if it
     # adopted one) starts first.

@@ -139,6 +139,14 @@ def _cluster(lease: Lease, node: ClusterNode | None) -> Iterator[Metric]:
         "Calls of another node found in flight when this node took over their alerts",
         value=lease.interrupted_on_takeover,
     )
+    # Each is an escalation another node stopped renewing: summed over the nodes, the
+    # escalations that changed hands; a rise without a node's restart is a node frozen or
+    # cut off from the database for longer than a lease.
+    yield CounterMetricFamily(
+        "voipalert_cluster_adopted",
+        "Escalations whose lease had expired (their node dead or cut off) adopted by this node",
+        value=lease.adopted,
+    )
 
 
 def _cluster_node(node: ClusterNode) -> Iterator[Metric]:

@@ -73,6 +73,7 @@ class Lease:
     # Called when a snapshot took a full batch: more alerts wait, tick again at once.
     more: Callable[[], None] | None = None
     interrupted_on_takeover: int = 0  # the known exception: calls cut by a node's end
+    adopted: int = 0  # expired leases (a dead or cut-off node's escalations) adopted here
     # The engine's free call lines and its escalations not due soon (LineBudget): a
     # snapshot takes no more new alerts than the node can dial (a dead node's expired
     # leases are adopted whatever the lines). None: take_batch alone.
@@ -165,6 +166,7 @@ async def leased_snapshot(conn: Conn, lease: Lease, now: datetime) -> LeasedRows
             if len(taken) >= lease.take_batch and lease.more is not None:
                 lease.more()
     lease.interrupted_on_takeover += len(interrupted)
+    lease.adopted += len(adopted)
     alerts = await conn.execute_fetchall(
         f"{ALERT_SELECT} WHERE a.engine_active = 1 AND a.lease_node = ? ORDER BY a.id", (me,)
     )
