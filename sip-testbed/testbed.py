@@ -261,6 +261,22 @@ class Testbed:
     def registrar(self) -> str:
         return f"sip:{self.host}:{self.port}"
 
+    def _kamcmd(self, *args: str) -> subprocess.CompletedProcess[str]:
+        ctl = f"unix:{self.run_dir / 'kamailio' / 'kamailio_ctl'}"
+        return subprocess.run(
+            ["kamcmd", "-s", ctl, *args], capture_output=True, text=True, timeout=5, check=False
+        )
+
+    def contacts(self, user: str) -> list[str]:
+        """The contact addresses Kamailio holds for ``user`` (its location table)."""
+        listed = self._kamcmd("ul.lookup", "location", user).stdout
+        return [line.split(":", 1)[1].strip() for line in listed.splitlines()
+                if line.strip().startswith("Address:")]  # fmt: skip
+
+    def forget(self, user: str) -> None:
+        """Remove every binding of ``user`` from Kamailio's location table."""
+        self._kamcmd("ul.rm", "location", user)
+
     def command(self, bot: str, command: str, params: str = "") -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)

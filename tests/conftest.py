@@ -48,14 +48,31 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def testbed() -> Iterator[Testbed]:
-    """The default testbed: Kamailio plus one bot per mode (see sip-testbed/README.md)."""
+def _session_testbed() -> Iterator[Testbed]:
     _require_programs()
     tb = start(bots=DEFAULT_BOTS, watch_pid=os.getpid())
     try:
         yield tb
     finally:
         tb.stop()
+
+
+# The user our service registers as on the testbed (sip-testbed/users.txt).
+SERVICE_USER = "voipalert"
+
+
+@pytest.fixture
+def testbed(_session_testbed: Testbed) -> Iterator[Testbed]:
+    """The default testbed: Kamailio plus one bot per mode (see sip-testbed/README.md),
+    shared by the session's tests. A test must leave no registration of ours behind (every
+    serve and CLI un-REGISTERs as it stops): Kamailio holds two bindings per user, and a
+    leftover one made a later, unrelated test fail with 503. So a test that leaves one
+    fails itself, here, naming it, and the binding is removed for the tests after it."""
+    yield _session_testbed
+    left = _session_testbed.contacts(SERVICE_USER)
+    if left:
+        _session_testbed.forget(SERVICE_USER)
+        pytest.fail(f"the test left {SERVICE_USER}'s registration(s) on the testbed: {left}")
 
 
 @pytest.fixture

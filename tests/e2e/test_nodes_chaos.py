@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from testbed import BotSpec, Testbed
 
 from tests.conftest import TestbedFactory
@@ -34,6 +35,9 @@ from tests.store.conftest import PgServer, new_pg_database
 from tests.store.conftest import pg_server as pg_server  # the session's PostgreSQL
 
 BOTS = [f"load{n:02d}" for n in range(1, 7)]
+# Three serves, PostgreSQL and the testbed, with take-over bounds: alone on the machine.
+pytestmark = pytest.mark.alone
+
 # Each node registers with an account of its own (deploy/ha.md; the testbed's Kamailio
 # keeps at most two contacts per account).
 ACCOUNTS = ("voipalert", "voipalert2", "alice")

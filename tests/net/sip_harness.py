@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,7 @@ from voipalert.net.sip_transport import SipEndpoint
 from voipalert.sip.agent import UserAgent
 from voipalert.sip.config import Transport, UAConfig
 from voipalert.sip.dialog import Address
-from voipalert.sip.events import CallEnded, CallId, SipEvent
+from voipalert.sip.events import CallEnded, CallId, RegistrationState, SipEvent
 from voipalert.sip.sdp import new_local_media
 from voipalert.sip.uri import SipUri
 
@@ -134,6 +135,29 @@ async def user_agent(
     try:
         yield harness
     finally:
+        await _unregister(harness)
         await endpoint.close()
         for rtp in harness._rtp_transports:
             rtp.close()
+
+
+# The states in which the registrar may hold a binding of ours.
+_BOUND = (RegistrationState.REGISTERED, RegistrationState.REGISTERING)
+
+
+async def _unregister(harness: Harness) -> None:
+    """Un-REGISTER as a stopping serve does, and wait (5 s at most) for the answer: the
+    testbed is shared, and a binding left behind is a test's failure (tests/conftest.py,
+    ``testbed``)."""
+    status = harness.agent.registration
+    if status is None or status.state not in _BOUND:
+        return
+    harness.endpoint.act(harness.agent.unregister)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while (now := harness.agent.registration) is not None and now.state not in (
+                RegistrationState.UNREGISTERED,
+                RegistrationState.FAILING,
+            ):
+                harness.changed.clear()
+                await harness.changed.wait()

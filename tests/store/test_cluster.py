@@ -35,6 +35,9 @@ from voipalert.store.cluster import ClusterNode, Lease
 from voipalert.store.errors import StoreError
 from voipalert.store.pg import WRITE_LOCK
 
+# Take-over bounds (lease fractions) that a concurrent test's load would stretch.
+pytestmark = pytest.mark.alone
+
 NO_ANSWER = NotifyResult(AttemptOutcome.NO_ANSWER, 487, "Request Terminated", None, 30.0)
 CANCELLED = NotifyResult(AttemptOutcome.CANCELLED, 487, "Request Terminated")
 
