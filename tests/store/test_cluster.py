@@ -551,7 +551,10 @@ async def test_a_dead_nodes_escalations_are_adopted_with_every_line_busy(
     first to start; no key is dialled twice. Before (the take bounded by free lines), A's
     alerts stayed unleased until a line freed somewhere."""
     lease = 1.0
-    a = await nodes(lease, hold=True, hold_only="ring", lines=3)
+    # Two lines: both ring, and the quiet escalation, waiting longer than a ring timeout,
+    # wants none (engine.LINE_WANTED_WITHIN_SECONDS); with a third line free, A would take
+    # one of B's busy alerts below.
+    a = await nodes(lease, hold=True, hold_only="ring", lines=2)
     quiet, _ = await a.store.create_or_join_alert(NewAlert("quiet"))
     a.engine.wake()
 
